@@ -1,0 +1,449 @@
+// Package discovery holds Horizon's middle model: an immutable snapshot of a
+// ClusterSet (clusters, their networks, gateways, services and endpoints) and the
+// vocabulary (host names, SNI, Envoy cluster names, SPIFFE IDs) every other part
+// of Horizon derives its output from. Sources (the local file, Kubernetes) build
+// ClusterSets; translators read them. This package imports none of the others.
+package discovery
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ServiceType is the MCS type of a service: ClusterSetIP (one virtual IP) or Headless.
+type ServiceType string
+
+// Service types, as MCS names them.
+const (
+	ClusterSetIP ServiceType = "ClusterSetIP"
+	Headless     ServiceType = "Headless"
+)
+
+// Locality is where an endpoint or proxy runs.
+type Locality struct {
+	Region  string
+	Zone    string
+	SubZone string
+}
+
+// String renders the locality as region/zone/subzone.
+func (l Locality) String() string { return l.Region + "/" + l.Zone + "/" + l.SubZone }
+
+func compareLocality(a, b Locality) int {
+	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
+}
+
+// Gateway is one address of a network's east-west gateway, as seen by the other networks.
+type Gateway struct {
+	Address string // IP address or DNS name
+	Port    uint32
+}
+
+// String renders the gateway as host:port.
+func (g Gateway) String() string { return netJoin(g.Address, g.Port) }
+
+// Cluster is one member cluster of the ClusterSet and the services it holds.
+type Cluster struct {
+	Name     string
+	Network  string
+	Locality Locality
+	Gateways []Gateway // sorted by (Address, Port)
+	Services []Service // sorted by (Namespace, Name)
+	// Stale is set by a source that lost contact with the cluster and serves
+	// its last known state.
+	Stale bool
+}
+
+// ServiceKey names a service across the ClusterSet ("namespace sameness").
+type ServiceKey struct {
+	Namespace string
+	Name      string
+}
+
+// String renders the key as namespace/name.
+func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
+
+// Compare orders keys by namespace, then name.
+func (k ServiceKey) Compare(o ServiceKey) int {
+	return cmp.Or(cmp.Compare(k.Namespace, o.Namespace), cmp.Compare(k.Name, o.Name))
+}
+
+// Port is a service port.
+type Port struct {
+	Name        string
+	Port        uint32
+	TargetPort  uint32 // default target port of endpoints that do not name one
+	Protocol    string // TCP, UDP or SCTP
+	AppProtocol string // e.g. http, http2, grpc
+}
+
+// IsHTTP reports whether traffic on the port is HTTP (by appProtocol, or by the
+// Istio-style port-name prefix when appProtocol is empty).
+func (p Port) IsHTTP() bool {
+	if p.Protocol != "" && p.Protocol != "TCP" {
+		return false
+	}
+	switch strings.ToLower(p.AppProtocol) {
+	case "http", "http2", "grpc", "h2c", "kubernetes.io/h2c", "grpc-web":
+		return true
+	case "":
+	default:
+		return false
+	}
+	name := strings.ToLower(p.Name)
+	for _, prefix := range []string{"http", "grpc", "h2c"} {
+		if name == prefix || strings.HasPrefix(name, prefix+"-") || strings.HasPrefix(name, prefix+"2") {
+			return true
+		}
+	}
+	return false
+}
+
+// IsHTTP2 reports whether the port carries HTTP/2 (gRPC, h2c).
+func (p Port) IsHTTP2() bool {
+	switch strings.ToLower(p.AppProtocol) {
+	case "http2", "grpc", "h2c", "kubernetes.io/h2c":
+		return true
+	case "":
+		n := strings.ToLower(p.Name)
+		return strings.HasPrefix(n, "grpc") || strings.HasPrefix(n, "http2") || strings.HasPrefix(n, "h2c")
+	}
+	return false
+}
+
+// Service is one cluster's definition of a service and its endpoints.
+type Service struct {
+	Namespace string
+	Name      string
+	Type      ServiceType
+	ClusterIP string // optional virtual IP inside its cluster
+	Exported  bool
+	// ExportedAt orders conflicting exports: the oldest export wins (MCS).
+	ExportedAt time.Time
+	Ports      []Port     // sorted by Port
+	Endpoints  []Endpoint // sorted by (Address)
+}
+
+// Key returns the service's ClusterSet-wide key.
+func (s *Service) Key() ServiceKey { return ServiceKey{Namespace: s.Namespace, Name: s.Name} }
+
+// Port returns the service port with the given number.
+func (s *Service) Port(number uint32) (Port, bool) {
+	i, ok := slices.BinarySearchFunc(s.Ports, number, func(p Port, n uint32) int { return cmp.Compare(p.Port, n) })
+	if !ok {
+		return Port{}, false
+	}
+	return s.Ports[i], true
+}
+
+// Endpoint is one backend of a service in one cluster (a pod).
+type Endpoint struct {
+	Address string // IP address
+	// Ports maps service port names to the endpoint's target port, as an
+	// EndpointSlice does; a port not named here uses the service port's TargetPort.
+	Ports          map[string]uint32
+	Locality       Locality
+	Ready          bool
+	Serving        bool
+	Terminating    bool
+	ServiceAccount string
+	// MTLS is whether the endpoint's sidecar accepts mutual TLS. Endpoints that
+	// do not are never reachable from another network.
+	MTLS   bool
+	Labels map[string]string
+}
+
+// TargetPort returns the endpoint's port for the given service port.
+func (e *Endpoint) TargetPort(p Port) uint32 {
+	if n, ok := e.Ports[p.Name]; ok && p.Name != "" {
+		return n
+	}
+	if p.TargetPort != 0 {
+		return p.TargetPort
+	}
+	return p.Port
+}
+
+// Usable reports whether the endpoint should receive traffic at all: ready, or
+// still serving while terminating (then it drains).
+func (e *Endpoint) Usable() bool { return e.Ready || (e.Serving && e.Terminating) }
+
+// Draining reports whether the endpoint is serving but terminating.
+func (e *Endpoint) Draining() bool { return !e.Ready && e.Serving && e.Terminating }
+
+// ExportedService is the ClusterSet-wide view of a service exported by one or
+// more clusters: its merged definition and who exports it.
+type ExportedService struct {
+	Key  ServiceKey
+	Type ServiceType
+	// Ports is the union of the exporting clusters' ports; when two exports
+	// disagree on a port, the oldest export's definition wins.
+	Ports []Port
+	// Clusters are the exporting clusters, sorted by name.
+	Clusters []string
+	// Conflicts describes disagreements between exports, for status and debug.
+	Conflicts []string
+}
+
+// ClusterSet is an immutable, sorted snapshot of every member cluster. Build
+// one with New; never modify it afterwards: translators share it.
+type ClusterSet struct {
+	Clusters []Cluster          // sorted by name
+	Exports  []ExportedService  // sorted by key
+	byName   map[string]int     // cluster name -> index
+	byExport map[ServiceKey]int // key -> index in Exports
+	version  string
+}
+
+// New validates clusters, sorts everything, merges exports and fingerprints
+// the result. The clusters are taken over: the caller must not modify them.
+func New(clusters []Cluster) (*ClusterSet, error) {
+	cs := &ClusterSet{Clusters: clusters, byName: make(map[string]int, len(clusters))}
+	var errs []error
+	slices.SortFunc(cs.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
+	for i := range cs.Clusters {
+		c := &cs.Clusters[i]
+		if c.Name == "" {
+			errs = append(errs, errors.New("cluster with empty name"))
+			continue
+		}
+		if _, dup := cs.byName[c.Name]; dup {
+			errs = append(errs, fmt.Errorf("cluster %q: defined twice", c.Name))
+			continue
+		}
+		cs.byName[c.Name] = i
+		if c.Network == "" {
+			errs = append(errs, fmt.Errorf("cluster %q: empty network", c.Name))
+		}
+		if err := normalizeCluster(c); err != nil {
+			errs = append(errs, fmt.Errorf("cluster %q: %w", c.Name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	cs.mergeExports()
+	cs.version = fingerprint(cs)
+	return cs, nil
+}
+
+func normalizeCluster(c *Cluster) error {
+	var errs []error
+	slices.SortFunc(c.Gateways, func(a, b Gateway) int {
+		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
+	})
+	c.Gateways = slices.Compact(c.Gateways)
+	for _, g := range c.Gateways {
+		if g.Address == "" || g.Port == 0 || g.Port > 65535 {
+			errs = append(errs, fmt.Errorf("gateway %s: needs an address and a port in 1-65535", g))
+		}
+	}
+	slices.SortFunc(c.Services, func(a, b Service) int { return a.Key().Compare(b.Key()) })
+	for i := range c.Services {
+		s := &c.Services[i]
+		if i > 0 && c.Services[i-1].Key() == s.Key() {
+			errs = append(errs, fmt.Errorf("service %s: defined twice", s.Key()))
+			continue
+		}
+		if err := normalizeService(s); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", s.Key(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func normalizeService(s *Service) error {
+	var errs []error
+	if s.Namespace == "" || s.Name == "" {
+		errs = append(errs, errors.New("needs a namespace and a name"))
+	}
+	if s.Type == "" {
+		s.Type = ClusterSetIP
+	}
+	if s.Type != ClusterSetIP && s.Type != Headless {
+		errs = append(errs, fmt.Errorf("unknown type %q", s.Type))
+	}
+	slices.SortFunc(s.Ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
+	for i, p := range s.Ports {
+		if p.Port == 0 || p.Port > 65535 || p.TargetPort > 65535 {
+			errs = append(errs, fmt.Errorf("port %d: out of range 1-65535", p.Port))
+		}
+		if i > 0 && s.Ports[i-1].Port == p.Port {
+			errs = append(errs, fmt.Errorf("port %d: defined twice", p.Port))
+		}
+	}
+	slices.SortFunc(s.Endpoints, func(a, b Endpoint) int { return cmp.Compare(a.Address, b.Address) })
+	for i, e := range s.Endpoints {
+		if _, err := netip.ParseAddr(e.Address); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %q: not an IP address", e.Address))
+		}
+		if i > 0 && s.Endpoints[i-1].Address == e.Address {
+			errs = append(errs, fmt.Errorf("endpoint %s: listed twice", e.Address))
+		}
+		for name, n := range e.Ports {
+			if n == 0 || n > 65535 {
+				errs = append(errs, fmt.Errorf("endpoint %s: port %q=%d out of range 1-65535", e.Address, name, n))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mergeExports builds the ClusterSet-wide view of every exported service. The
+// oldest export (then the lowest cluster name) defines the type and wins every
+// port it declares; younger exports add ports the older ones lack.
+func (cs *ClusterSet) mergeExports() {
+	type export struct {
+		cluster string
+		svc     *Service
+	}
+	byKey := map[ServiceKey][]export{}
+	for i := range cs.Clusters {
+		c := &cs.Clusters[i]
+		for j := range c.Services {
+			s := &c.Services[j]
+			if s.Exported {
+				byKey[s.Key()] = append(byKey[s.Key()], export{c.Name, s})
+			}
+		}
+	}
+	keys := make([]ServiceKey, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, ServiceKey.Compare)
+	cs.Exports = make([]ExportedService, 0, len(keys))
+	cs.byExport = make(map[ServiceKey]int, len(keys))
+	for _, k := range keys {
+		exports := byKey[k]
+		slices.SortStableFunc(exports, func(a, b export) int {
+			return cmp.Or(a.svc.ExportedAt.Compare(b.svc.ExportedAt), cmp.Compare(a.cluster, b.cluster))
+		})
+		winner := exports[0]
+		es := ExportedService{Key: k, Type: winner.svc.Type}
+		ports := map[uint32]Port{}
+		for _, ex := range exports {
+			es.Clusters = append(es.Clusters, ex.cluster)
+			if ex.svc.Type != es.Type {
+				es.Conflicts = append(es.Conflicts, fmt.Sprintf("cluster %s exports type %s, %s wins with %s", ex.cluster, ex.svc.Type, winner.cluster, es.Type))
+			}
+			for _, p := range ex.svc.Ports {
+				old, seen := ports[p.Port]
+				switch {
+				case !seen:
+					ports[p.Port] = p
+				case old.Name != p.Name || old.Protocol != p.Protocol || old.AppProtocol != p.AppProtocol:
+					es.Conflicts = append(es.Conflicts, fmt.Sprintf("cluster %s port %d (%s/%s) conflicts with an older export's (%s/%s)", ex.cluster, p.Port, p.Name, p.Protocol, old.Name, old.Protocol))
+				}
+			}
+		}
+		slices.Sort(es.Clusters)
+		for _, p := range ports {
+			es.Ports = append(es.Ports, p)
+		}
+		slices.SortFunc(es.Ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
+		cs.byExport[k] = len(cs.Exports)
+		cs.Exports = append(cs.Exports, es)
+	}
+}
+
+// Version is a content hash of the whole ClusterSet: equal ClusterSets have
+// equal versions, across processes and restarts.
+func (cs *ClusterSet) Version() string { return cs.version }
+
+// Cluster returns the named cluster.
+func (cs *ClusterSet) Cluster(name string) (*Cluster, bool) {
+	i, ok := cs.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return &cs.Clusters[i], true
+}
+
+// Export returns the ClusterSet-wide view of an exported service.
+func (cs *ClusterSet) Export(k ServiceKey) (*ExportedService, bool) {
+	i, ok := cs.byExport[k]
+	if !ok {
+		return nil, false
+	}
+	return &cs.Exports[i], true
+}
+
+// Service returns a cluster's own definition of a service.
+func (c *Cluster) Service(k ServiceKey) (*Service, bool) {
+	i, ok := slices.BinarySearchFunc(c.Services, k, func(s Service, k ServiceKey) int { return s.Key().Compare(k) })
+	if !ok {
+		return nil, false
+	}
+	return &c.Services[i], true
+}
+
+// Networks returns the sorted names of every network in the ClusterSet.
+func (cs *ClusterSet) Networks() []string {
+	var out []string
+	for _, c := range cs.Clusters {
+		out = append(out, c.Network)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// fingerprint hashes a canonical rendering of the ClusterSet. Everything it
+// walks is already sorted; maps are rendered in key order.
+func fingerprint(cs *ClusterSet) string {
+	h := sha256.New()
+	w := func(parts ...string) {
+		for _, p := range parts {
+			h.Write([]byte(strconv.Quote(p)))
+		}
+		h.Write([]byte{'\n'})
+	}
+	loc := func(l Locality) string { return l.String() }
+	for _, c := range cs.Clusters {
+		w("cluster", c.Name, c.Network, loc(c.Locality), strconv.FormatBool(c.Stale))
+		for _, g := range c.Gateways {
+			w("gw", g.String())
+		}
+		for _, s := range c.Services {
+			w("svc", s.Namespace, s.Name, string(s.Type), s.ClusterIP, strconv.FormatBool(s.Exported), s.ExportedAt.UTC().Format(time.RFC3339Nano))
+			for _, p := range s.Ports {
+				w("port", p.Name, strconv.Itoa(int(p.Port)), strconv.Itoa(int(p.TargetPort)), p.Protocol, p.AppProtocol)
+			}
+			for _, e := range s.Endpoints {
+				w("ep", e.Address, loc(e.Locality), strconv.FormatBool(e.Ready), strconv.FormatBool(e.Serving),
+					strconv.FormatBool(e.Terminating), e.ServiceAccount, strconv.FormatBool(e.MTLS))
+				for _, k := range sortedKeys(e.Ports) {
+					w("epport", k, strconv.Itoa(int(e.Ports[k])))
+				}
+				for _, k := range sortedKeys(e.Labels) {
+					w("label", k, e.Labels[k])
+				}
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func netJoin(host string, port uint32) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + strconv.Itoa(int(port))
+	}
+	return host + ":" + strconv.Itoa(int(port))
+}
