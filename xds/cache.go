@@ -1,0 +1,512 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Cache is the go-control-plane cache behind Horizon's ADS server. Unlike
+// go-control-plane's snapshot cache it keeps one set of resources per view
+// (Group), shared by every proxy of that view and marshalled once; it answers
+// per resource name (a grpc-go client subscribes to only the listeners it
+// dials); and its versions are content hashes, so
+//
+//   - a client that reconnects holding the current state gets no push;
+//   - a NACKed version is not sent again until its content changes;
+//   - equal input gives equal versions across restarts and replicas.
+type Cache struct {
+	log     *slog.Logger
+	metrics *Metrics
+	build   func(*discovery.ClusterSet, Group) (*Resources, error)
+
+	mu     sync.Mutex
+	cs     *discovery.ClusterSet
+	views  map[Group]*view
+	nextID uint64
+}
+
+var _ cachev3.Cache = (*Cache)(nil)
+
+// view is the published state of one Group and the watches waiting on it.
+type view struct {
+	group     Group
+	res       *Resources
+	types     map[string]*typeState
+	csVersion string
+	sotw      map[uint64]*sotwWatch
+	delta     map[uint64]*deltaWatch
+	lastUsed  time.Time
+}
+
+type sotwWatch struct {
+	req   *cachev3.Request
+	sub   cachev3.Subscription
+	known map[string]string
+	ch    chan cachev3.Response
+}
+
+type deltaWatch struct {
+	req *cachev3.DeltaRequest
+	sub cachev3.Subscription
+	ch  chan cachev3.DeltaResponse
+}
+
+// NewCache returns a cache that renders views with build, typically
+// Translate followed by Check.
+func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group) (*Resources, error)) *Cache {
+	return &Cache{log: log, metrics: m, build: build, views: map[Group]*view{}}
+}
+
+// errNotReady refuses streams until the first ClusterSet arrives: a proxy
+// must never receive a view built from nothing.
+var errNotReady = status.Error(codes.Unavailable, "horizon has no ClusterSet yet")
+
+// groupOf resolves a request's node into its view.
+func (c *Cache) groupOfLocked(node *core.Node) (Group, error) {
+	if c.cs == nil {
+		return Group{}, errNotReady
+	}
+	p, err := ParseNode(node)
+	if err != nil {
+		return Group{}, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := p.Resolve(c.cs); err != nil {
+		return Group{}, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return p.Group(), nil
+}
+
+// viewLocked returns the view of a group, rendering it on first use.
+func (c *Cache) viewLocked(g Group) (*view, error) {
+	if v, ok := c.views[g]; ok {
+		v.lastUsed = time.Now()
+		return v, nil
+	}
+	res, err := c.build(c.cs, g)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "render view %s: %v", g, err)
+	}
+	v := &view{group: g, sotw: map[uint64]*sotwWatch{}, delta: map[uint64]*deltaWatch{}, lastUsed: time.Now()}
+	if err := v.publish(res, c.cs.Version()); err != nil {
+		return nil, status.Errorf(codes.Internal, "publish view %s: %v", g, err)
+	}
+	c.views[g] = v
+	c.metrics.setViews(len(c.views))
+	return v, nil
+}
+
+// publish replaces the view's resources, marshalling each once.
+func (v *view) publish(res *Resources, csVersion string) error {
+	types := make(map[string]*typeState, len(TypeURLs))
+	for _, typeURL := range TypeURLs {
+		ts, err := newTypeState(typeURL, res.ByType(typeURL))
+		if err != nil {
+			return err
+		}
+		types[typeURL] = ts
+	}
+	v.res, v.types, v.csVersion = res, types, csVersion
+	return nil
+}
+
+// CreateWatch implements cachev3.ConfigWatcher for state-of-the-world streams.
+func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOfLocked(req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.viewLocked(g)
+	if err != nil {
+		return nil, err
+	}
+	ts, ok := v.types[req.GetTypeUrl()]
+	if !ok {
+		// A type Horizon does not serve: never answer, never fail the stream.
+		return func() {}, nil
+	}
+	known := sub.ReturnedResources()
+	first := req.GetResponseNonce() == ""
+	if first && len(known) == 0 && req.GetVersionInfo() != "" {
+		// A new stream from a client that already holds a state: if it is the
+		// current one, there is nothing to send.
+		if current := currentVersions(ts, sub); stateVersion(current) == req.GetVersionInfo() {
+			known, first = current, false
+		}
+	}
+	if resp := sotwResponse(ts, req, sub, known, first); resp != nil {
+		c.send(ch, resp)
+		return func() {}, nil
+	}
+	c.nextID++
+	id := c.nextID
+	v.sotw[id] = &sotwWatch{req: req, sub: sub, known: known, ch: ch}
+	return func() {
+		c.mu.Lock()
+		delete(v.sotw, id)
+		c.mu.Unlock()
+	}, nil
+}
+
+// CreateDeltaWatch implements cachev3.ConfigWatcher for incremental streams.
+func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, err := c.groupOfLocked(req.GetNode())
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.viewLocked(g)
+	if err != nil {
+		return nil, err
+	}
+	ts, ok := v.types[req.GetTypeUrl()]
+	if !ok {
+		return func() {}, nil
+	}
+	// Envoy waits for the first answer to a wildcard subscription, even an
+	// empty one, before it finishes initialising.
+	force := sub.IsWildcard() && req.GetResponseNonce() == ""
+	if resp := deltaResponse(ts, req, sub, force); resp != nil {
+		c.sendDelta(ch, resp)
+		return func() {}, nil
+	}
+	c.nextID++
+	id := c.nextID
+	v.delta[id] = &deltaWatch{req: req, sub: sub, ch: ch}
+	return func() {
+		c.mu.Lock()
+		delete(v.delta, id)
+		c.mu.Unlock()
+	}, nil
+}
+
+// Fetch implements cachev3.ConfigFetcher; Horizon serves streams only.
+func (c *Cache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
+	return nil, errors.New("horizon serves xDS over streams only")
+}
+
+// The server gives each stream one watch per type and drains the channel
+// before it opens the next, so a send never finds the buffer full; if one
+// ever did, dropping is safe (the client asks again) and is counted.
+func (c *Cache) send(ch chan cachev3.Response, r cachev3.Response) {
+	select {
+	case ch <- r:
+	default:
+		c.metrics.droppedResponse()
+	}
+}
+
+func (c *Cache) sendDelta(ch chan cachev3.DeltaResponse, r cachev3.DeltaResponse) {
+	select {
+	case ch <- r:
+	default:
+		c.metrics.droppedResponse()
+	}
+}
+
+// subscribedNames lists the names a subscription covers that the type holds.
+func subscribedNames(ts *typeState, sub cachev3.Subscription) []string {
+	if sub.IsWildcard() {
+		return ts.names
+	}
+	var names []string
+	for name := range sub.SubscribedResources() {
+		if _, ok := ts.entries[name]; ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func currentVersions(ts *typeState, sub cachev3.Subscription) map[string]string {
+	names := subscribedNames(ts, sub)
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		out[n] = ts.entries[n].version
+	}
+	return out
+}
+
+// sotwResponse computes what a state-of-the-world client holding known must
+// receive, or nil. Listeners and clusters are sent in full whenever anything
+// changed; other types carry only what changed. force answers a client's
+// first request even when there is nothing (it waits for an answer).
+func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription, known map[string]string, force bool) cachev3.Response {
+	names := subscribedNames(ts, sub)
+	current := make(map[string]string, len(names))
+	var changed []string
+	for _, n := range names {
+		e := ts.entries[n]
+		current[n] = e.version
+		if known[n] != e.version {
+			changed = append(changed, n)
+		}
+	}
+	removed := false
+	for n := range known {
+		if _, ok := current[n]; !ok {
+			removed = true
+			break
+		}
+	}
+	full := cachev3.ResourceRequiresFullStateInSotw(ts.typeURL)
+	switch {
+	case force:
+		changed = names
+	case len(changed) == 0 && !(full && removed):
+		return nil
+	}
+	send := changed
+	if full {
+		send = names
+	}
+	resources := make([]*anypb.Any, 0, len(send))
+	for _, n := range send {
+		resources = append(resources, ts.entries[n].any)
+	}
+	return &sotwResp{req: req, version: stateVersion(current), resources: resources, returned: current}
+}
+
+func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, force bool) cachev3.DeltaResponse {
+	known := sub.ReturnedResources()
+	var changed, removed []string
+	if sub.IsWildcard() {
+		for _, n := range ts.names {
+			if known[n] != ts.entries[n].version {
+				changed = append(changed, n)
+			}
+		}
+		for n := range known {
+			if _, ok := ts.entries[n]; !ok {
+				removed = append(removed, n)
+			}
+		}
+	} else {
+		subscribed := sub.SubscribedResources()
+		for n := range subscribed {
+			if e, ok := ts.entries[n]; ok && known[n] != e.version {
+				changed = append(changed, n)
+			}
+		}
+		for n := range known {
+			_, exists := ts.entries[n]
+			_, wanted := subscribed[n]
+			if !exists || !wanted {
+				removed = append(removed, n)
+			}
+		}
+	}
+	if len(changed) == 0 && len(removed) == 0 && !force {
+		return nil
+	}
+	slices.Sort(changed)
+	slices.Sort(removed)
+	returned := maps.Clone(known)
+	if returned == nil {
+		returned = map[string]string{}
+	}
+	resources := make([]*discoverypb.Resource, 0, len(changed))
+	for _, n := range changed {
+		e := ts.entries[n]
+		resources = append(resources, e.delta)
+		returned[n] = e.version
+	}
+	for _, n := range removed {
+		delete(returned, n)
+	}
+	return &deltaResp{req: req, version: ts.version, resources: resources, removed: removed, returned: returned}
+}
+
+// Update renders every view from a new ClusterSet and answers the watches
+// whose state changed, type by type in push order (CDS, EDS, LDS, RDS). A view
+// that fails to render or check keeps its last good resources. Rendering runs
+// outside the lock; views first used meanwhile are rendered from cs already.
+func (c *Cache) Update(cs *discovery.ClusterSet) error {
+	c.mu.Lock()
+	c.cs = cs
+	groups := make([]Group, 0, len(c.views))
+	for g, v := range c.views {
+		if v.csVersion != cs.Version() {
+			groups = append(groups, g)
+		}
+	}
+	c.mu.Unlock()
+
+	type rendered struct {
+		group Group
+		res   *Resources
+	}
+	var out []rendered
+	var errs []error
+	for _, g := range groups {
+		res, err := c.build(cs, g)
+		if err != nil {
+			c.metrics.buildError()
+			errs = append(errs, fmt.Errorf("view %s: %w", g, err))
+			continue
+		}
+		out = append(out, rendered{g, res})
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cs != cs {
+		return errors.Join(errs...) // a newer ClusterSet is being applied
+	}
+	for _, r := range out {
+		v, ok := c.views[r.group]
+		if !ok {
+			continue
+		}
+		if err := v.publish(r.res, cs.Version()); err != nil {
+			c.metrics.buildError()
+			errs = append(errs, fmt.Errorf("view %s: %w", r.group, err))
+			continue
+		}
+		c.notifyLocked(v)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cache) notifyLocked(v *view) {
+	for _, typeURL := range TypeURLs {
+		ts := v.types[typeURL]
+		for id, w := range v.sotw {
+			if w.req.GetTypeUrl() != typeURL {
+				continue
+			}
+			if resp := sotwResponse(ts, w.req, w.sub, w.known, false); resp != nil {
+				c.send(w.ch, resp)
+				delete(v.sotw, id)
+			}
+		}
+		for id, w := range v.delta {
+			if w.req.GetTypeUrl() != typeURL {
+				continue
+			}
+			if resp := deltaResponse(ts, w.req, w.sub, false); resp != nil {
+				c.sendDelta(w.ch, resp)
+				delete(v.delta, id)
+			}
+		}
+	}
+}
+
+// Evict drops views nobody has asked for since before, and that no watch
+// waits on. Their next proxy renders them again.
+func (c *Cache) Evict(before time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for g, v := range c.views {
+		if v.lastUsed.Before(before) && len(v.sotw) == 0 && len(v.delta) == 0 {
+			delete(c.views, g)
+		}
+	}
+	c.metrics.setViews(len(c.views))
+}
+
+// ViewInfo describes a published view for debug pages.
+type ViewInfo struct {
+	Group     Group
+	Versions  map[string]string // type URL -> system version
+	Resources *Resources
+	Watches   int
+}
+
+// View returns the published state of a group, if it has one.
+func (c *Cache) View(g Group) (ViewInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.views[g]
+	if !ok {
+		return ViewInfo{}, false
+	}
+	return v.info(), true
+}
+
+// Views returns every published view, sorted by group.
+func (c *Cache) Views() []ViewInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]ViewInfo, 0, len(c.views))
+	for _, v := range c.views {
+		out = append(out, v.info())
+	}
+	slices.SortFunc(out, func(a, b ViewInfo) int { return compareStrings(a.Group.String(), b.Group.String()) })
+	return out
+}
+
+func (v *view) info() ViewInfo {
+	versions := make(map[string]string, len(v.types))
+	for t, ts := range v.types {
+		versions[t] = ts.version
+	}
+	return ViewInfo{Group: v.group, Versions: versions, Resources: v.res, Watches: len(v.sotw) + len(v.delta)}
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// sotwResp is a state-of-the-world response whose resources are the view's
+// shared, already-marshalled copies.
+type sotwResp struct {
+	req       *cachev3.Request
+	version   string
+	resources []*anypb.Any
+	returned  map[string]string
+}
+
+func (r *sotwResp) GetDiscoveryResponse() (*discoverypb.DiscoveryResponse, error) {
+	// A new envelope each time: the server writes the nonce into it.
+	return &discoverypb.DiscoveryResponse{VersionInfo: r.version, Resources: r.resources, TypeUrl: r.req.GetTypeUrl()}, nil
+}
+func (r *sotwResp) GetRequest() *discoverypb.DiscoveryRequest { return r.req }
+func (r *sotwResp) GetVersion() (string, error)               { return r.version, nil }
+func (r *sotwResp) GetResponseVersion() string                { return r.version }
+func (r *sotwResp) GetReturnedResources() map[string]string   { return r.returned }
+func (r *sotwResp) GetContext() context.Context               { return context.Background() }
+
+type deltaResp struct {
+	req       *cachev3.DeltaRequest
+	version   string
+	resources []*discoverypb.Resource
+	removed   []string
+	returned  map[string]string
+}
+
+func (r *deltaResp) GetDeltaDiscoveryResponse() (*discoverypb.DeltaDiscoveryResponse, error) {
+	return &discoverypb.DeltaDiscoveryResponse{
+		SystemVersionInfo: r.version, Resources: r.resources, RemovedResources: r.removed, TypeUrl: r.req.GetTypeUrl(),
+	}, nil
+}
+func (r *deltaResp) GetDeltaRequest() *discoverypb.DeltaDiscoveryRequest { return r.req }
+func (r *deltaResp) GetSystemVersion() (string, error)                   { return r.version, nil }
+func (r *deltaResp) GetResponseVersion() string                          { return r.version }
+func (r *deltaResp) GetNextVersionMap() map[string]string                { return r.returned }
+func (r *deltaResp) GetReturnedResources() map[string]string             { return r.returned }
+func (r *deltaResp) GetContext() context.Context                         { return context.Background() }

@@ -1,0 +1,190 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+type validator interface{ ValidateAll() error }
+
+// Check is the gate every view passes before it is published: each resource
+// passes its proto validation, names are unique, every reference resolves
+// (listener → route → cluster → assignment), and every assignment keeps the
+// split-horizon invariants for the view's network.
+func Check(r *Resources, cs *discovery.ClusterSet, g Group) error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	for _, typeURL := range TypeURLs {
+		seen := map[string]bool{}
+		for _, res := range r.ByType(typeURL) {
+			name := resourceName(res)
+			if seen[name] {
+				fail("%s %q: defined twice", shortType(typeURL), name)
+			}
+			seen[name] = true
+			if v, ok := res.(validator); ok {
+				if err := v.ValidateAll(); err != nil {
+					fail("%s %q: %w", shortType(typeURL), name, err)
+				}
+			}
+		}
+	}
+
+	clusters := map[string]*cluster.Cluster{}
+	for _, c := range r.Clusters {
+		clusters[c.GetName()] = c
+	}
+	assignments := map[string]*endpoint.ClusterLoadAssignment{}
+	for _, cla := range r.Endpoints {
+		assignments[cla.GetClusterName()] = cla
+	}
+	routes := map[string]bool{}
+	for _, rc := range r.Routes {
+		routes[rc.GetName()] = true
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, rt := range vh.GetRoutes() {
+				if c := rt.GetRoute().GetCluster(); c != "" && clusters[c] == nil {
+					fail("route %q: virtual host %q: unknown cluster %q", rc.GetName(), vh.GetName(), c)
+				}
+			}
+		}
+	}
+	for _, c := range r.Clusters {
+		if c.GetType() == cluster.Cluster_EDS {
+			name := c.GetEdsClusterConfig().GetServiceName()
+			if name == "" {
+				name = c.GetName()
+			}
+			if assignments[name] == nil {
+				fail("cluster %q: no ClusterLoadAssignment %q", c.GetName(), name)
+			}
+		}
+	}
+	for _, l := range r.Listeners {
+		checkListener(l, routes, clusters, fail)
+	}
+
+	gateways, pods := addressBook(cs, g)
+	for _, cla := range r.Endpoints {
+		if clusters[cla.GetClusterName()] == nil {
+			fail("assignment %q: no cluster uses it", cla.GetClusterName())
+		}
+		errs = append(errs, checkAssignment(cla, gateways, pods)...)
+	}
+	return errors.Join(errs...)
+}
+
+func checkListener(l *listener.Listener, routes map[string]bool, clusters map[string]*cluster.Cluster, fail func(string, ...any)) {
+	check := func(where string, m interface{ GetTypeUrl() string }, value []byte) {
+		switch m.GetTypeUrl() {
+		case "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager":
+			var h hcm.HttpConnectionManager
+			if err := unmarshal(value, &h); err != nil {
+				fail("listener %q: %s: %w", l.GetName(), where, err)
+				return
+			}
+			if rds := h.GetRds(); rds != nil && !routes[rds.GetRouteConfigName()] {
+				fail("listener %q: %s: unknown route configuration %q", l.GetName(), where, rds.GetRouteConfigName())
+			}
+		case "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":
+			var tp tcpproxy.TcpProxy
+			if err := unmarshal(value, &tp); err != nil {
+				fail("listener %q: %s: %w", l.GetName(), where, err)
+				return
+			}
+			if c := tp.GetCluster(); c != "" && clusters[c] == nil {
+				fail("listener %q: %s: unknown cluster %q", l.GetName(), where, c)
+			}
+		}
+	}
+	if a := l.GetApiListener().GetApiListener(); a != nil {
+		check("api_listener", a, a.GetValue())
+	}
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			if tc := f.GetTypedConfig(); tc != nil {
+				check("filter "+f.GetName(), tc, tc.GetValue())
+			}
+		}
+	}
+}
+
+// addressBook lists, for a view's network, the gateway addresses of every
+// other network and the pod addresses of its own.
+func addressBook(cs *discovery.ClusterSet, g Group) (gateways, pods map[string]bool) {
+	gateways, pods = map[string]bool{}, map[string]bool{}
+	for i := range cs.Clusters {
+		c := &cs.Clusters[i]
+		if c.Network != g.Network {
+			for _, gw := range c.Gateways {
+				gateways[gw.String()] = true
+			}
+			continue
+		}
+		for _, s := range c.Services {
+			for _, e := range s.Endpoints {
+				pods[e.Address] = true
+			}
+		}
+	}
+	return gateways, pods
+}
+
+func checkAssignment(cla *endpoint.ClusterLoadAssignment, gateways, pods map[string]bool) []error {
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("assignment %q: "+format, append([]any{cla.GetClusterName()}, args...)...))
+	}
+	seen := map[string]bool{}
+	priorities := map[uint32]bool{}
+	maxPriority := uint32(0)
+	for _, lle := range cla.GetEndpoints() {
+		priorities[lle.GetPriority()] = true
+		maxPriority = max(maxPriority, lle.GetPriority())
+		if lle.GetLoadBalancingWeight().GetValue() == 0 {
+			fail("locality %v has no weight", lle.GetLocality())
+		}
+		sum := uint32(0)
+		for _, lb := range lle.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			addr := sa.GetAddress()
+			hostPort := addr + ":" + strconv.Itoa(int(sa.GetPortValue()))
+			if discoveryIsV6(addr) {
+				hostPort = "[" + addr + "]:" + strconv.Itoa(int(sa.GetPortValue()))
+			}
+			if seen[hostPort] {
+				fail("address %s appears twice", hostPort)
+			}
+			seen[hostPort] = true
+			w := lb.GetLoadBalancingWeight().GetValue()
+			if w == 0 {
+				fail("endpoint %s has no weight", hostPort)
+			}
+			sum += w
+			if !pods[addr] && !gateways[hostPort] {
+				fail("endpoint %s is neither a pod on the view's network nor a known gateway of another network", hostPort)
+			}
+		}
+		if sum != lle.GetLoadBalancingWeight().GetValue() {
+			fail("locality %v weight %d, but its endpoints weigh %d", lle.GetLocality(), lle.GetLoadBalancingWeight().GetValue(), sum)
+		}
+	}
+	if len(cla.GetEndpoints()) > 0 {
+		for p := uint32(0); p <= maxPriority; p++ {
+			if !priorities[p] {
+				fail("priorities are not contiguous: %d is missing", p)
+			}
+		}
+	}
+	return errs
+}

@@ -1,0 +1,151 @@
+package xds
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/file"
+)
+
+func loadClusterSet(t *testing.T, path string) *discovery.ClusterSet {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := file.Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// assignmentTable flattens a ClusterLoadAssignment into address -> "weight@priority".
+func assignmentTable(t *testing.T, res *Resources, name string) map[string]string {
+	t.Helper()
+	for _, cla := range res.Endpoints {
+		if cla.GetClusterName() != name {
+			continue
+		}
+		out := map[string]string{}
+		for _, lle := range cla.GetEndpoints() {
+			for _, lb := range lle.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				key := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
+				out[key] = fmt.Sprintf("%d@%d", lb.GetLoadBalancingWeight().GetValue(), lle.GetPriority())
+			}
+		}
+		return out
+	}
+	t.Fatalf("no assignment %q", name)
+	return nil
+}
+
+// TestSplitHorizonWeights is the rule table of split-horizon EDS: for a proxy
+// on each network, which addresses it gets for echo, with weight@priority.
+func TestSplitHorizonWeights(t *testing.T) {
+	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	set := discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide)
+	local := discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterLocal)
+	tests := []struct {
+		name    string
+		cluster string
+		host    string
+		want    map[string]string
+	}{{
+		// Own network direct (pods at their target port, the endpoint without
+		// mutual TLS included); west over its two gateways, 5 ready endpoints
+		// spread 2+3 whatever their zones (the remainder goes to a gateway picked
+		// by a hash of the cluster name); north over its one gateway; south
+		// has no gateway and contributes nothing.
+		name: "east proxy sees own pods, gateways of west and north", cluster: "east-a", host: set,
+		want: map[string]string{
+			"10.0.1.1:9080": "1@0", "10.0.1.2:9080": "1@0", "10.0.1.3:9080": "1@0",
+			"10.0.2.1:9080":    "1@1",
+			"10.1.0.100:15443": "2@2", "10.1.0.101:15443": "3@2",
+			"10.3.0.100:15443": "1@2",
+		},
+	}, {
+		// Two clusters sharing east's network and gateway address: the
+		// address appears once, weighted by both clusters' mutual-TLS ready
+		// endpoints (2 + 1; the one without mutual TLS never crosses).
+		name: "west proxy sees one shared east gateway", cluster: "west", host: set,
+		want: map[string]string{
+			"10.1.1.1:9080": "1@0", "10.1.1.2:9080": "1@0", "10.1.1.3:9080": "1@0",
+			"10.1.1.4:9080": "1@1", "10.1.1.5:9080": "1@1",
+			"10.0.0.100:15443": "3@2",
+			"10.3.0.100:15443": "1@2",
+		},
+	}, {
+		name: "south proxy reaches everyone through gateways", cluster: "south", host: set,
+		want: map[string]string{
+			"10.2.1.1:9080":    "1@0",
+			"10.0.0.100:15443": "3@1",
+			"10.1.0.100:15443": "2@1", "10.1.0.101:15443": "3@1",
+			"10.3.0.100:15443": "1@1",
+		},
+	}, {
+		name: "cluster.local stays in the caller's cluster", cluster: "east-b", host: local,
+		want: map[string]string{"10.0.2.1:9080": "1@0"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Proxy{ID: "p", Role: Sidecar, Cluster: tt.cluster}
+			if err := p.Resolve(cs); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Translate(cs, p.Group(), Policy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Check(res, cs, p.Group()); err != nil {
+				t.Fatal(err)
+			}
+			got := assignmentTable(t, res, discovery.ClusterName(tt.host, 8080))
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("got  %s\nwant %s", render(got), render(tt.want))
+			}
+		})
+	}
+
+	// South has no gateway: the views that lose it say so.
+	p := &Proxy{ID: "p", Role: Sidecar, Cluster: "east-a"}
+	_ = p.Resolve(cs)
+	res, _ := Translate(cs, p.Group(), Policy{})
+	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "network south has no usable gateway") }) {
+		t.Errorf("notes do not explain south's absence: %q", res.Notes)
+	}
+}
+
+func render(m map[string]string) string {
+	keys := slices.Sorted(maps.Keys(m))
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%s ", k, m[k])
+	}
+	return b.String()
+}
+
+func TestSpread(t *testing.T) {
+	tests := []struct {
+		n    uint32
+		k    int
+		want uint32 // sum
+	}{{5, 2, 5}, {1, 3, 1}, {0, 2, 0}, {7, 7, 7}, {100, 3, 100}}
+	for _, tt := range tests {
+		w := spread(tt.n, tt.k, "x")
+		sum, lo, hi := uint32(0), w[0], w[0]
+		for _, v := range w {
+			sum += v
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		if sum != tt.want || hi-lo > 1 {
+			t.Errorf("spread(%d, %d) = %v: want sum %d, evenly", tt.n, tt.k, w, tt.want)
+		}
+	}
+}

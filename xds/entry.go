@@ -1,0 +1,108 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// entry is one resource of one view, marshalled once and shared, read-only,
+// by every stream that receives it. Its version is a hash of its bytes, so it
+// is the same in every process that renders the same resource.
+type entry struct {
+	name    string
+	version string
+	msg     types.Resource
+	any     *anypb.Any
+	delta   *discoverypb.Resource
+}
+
+func newEntry(typeURL string, res types.Resource) (*entry, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s %q: %w", shortType(typeURL), resourceName(res), err)
+	}
+	sum := sha256.Sum256(b)
+	e := &entry{
+		name:    resourceName(res),
+		version: hex.EncodeToString(sum[:12]),
+		msg:     res,
+		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
+	}
+	e.delta = &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}
+	return e, nil
+}
+
+// typeState is one resource type of one view.
+type typeState struct {
+	typeURL string
+	entries map[string]*entry
+	names   []string // sorted
+	version string   // hash of every (name, version): the type's system version
+}
+
+func newTypeState(typeURL string, resources []types.Resource) (*typeState, error) {
+	ts := &typeState{typeURL: typeURL, entries: make(map[string]*entry, len(resources))}
+	for _, r := range resources {
+		e, err := newEntry(typeURL, r)
+		if err != nil {
+			return nil, err
+		}
+		ts.entries[e.name] = e
+		ts.names = append(ts.names, e.name)
+	}
+	slices.Sort(ts.names)
+	versions := make(map[string]string, len(ts.entries))
+	for name, e := range ts.entries {
+		versions[name] = e.version
+	}
+	ts.version = stateVersion(versions)
+	return ts, nil
+}
+
+// stateVersion hashes a client's state (resource name -> version) into the
+// version_info of a state-of-the-world response. A client that reconnects
+// with it can be recognised as holding exactly that state.
+func stateVersion(versions map[string]string) string {
+	names := make([]string, 0, len(versions))
+	for n := range versions {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	for _, n := range names {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(versions[n]))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func resourceName(r types.Resource) string { return cachev3.GetResourceName(r) }
+
+func shortType(typeURL string) string {
+	switch typeURL {
+	case TypeURLs[0]:
+		return "cluster"
+	case TypeURLs[1]:
+		return "assignment"
+	case TypeURLs[2]:
+		return "listener"
+	case TypeURLs[3]:
+		return "route"
+	}
+	return typeURL[strings.LastIndexByte(typeURL, '.')+1:]
+}
+
+func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
+
+func discoveryIsV6(addr string) bool { return strings.Contains(addr, ":") }

@@ -1,0 +1,162 @@
+package xds
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"gopkg.in/yaml.v3"
+
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/file"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// goldenCase is a testdata/golden/*.in.yaml: a proxy and the ClusterSet it
+// sees, in the local ClusterSet file format.
+type goldenCase struct {
+	Proxy struct {
+		Role    Role   `yaml:"role"`
+		Cluster string `yaml:"cluster"`
+		Region  string `yaml:"region"`
+		Zone    string `yaml:"zone"`
+		SubZone string `yaml:"subZone"`
+		Network string `yaml:"network"`
+		NodeID  string `yaml:"id"`
+	} `yaml:"proxy"`
+}
+
+// loadCase splits an .in.yaml into its proxy and its ClusterSet.
+func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var tc goldenCase
+	if err := yaml.Unmarshal(data, &tc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	// Drop the proxy: the rest is a ClusterSet file.
+	root := doc.Content[0]
+	for i := 0; i < len(root.Content); i += 2 {
+		if root.Content[i].Value == "proxy" {
+			root.Content = append(root.Content[:i], root.Content[i+2:]...)
+			break
+		}
+	}
+	rest, err := yaml.Marshal(&doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := file.Parse(path, rest)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	p := &Proxy{ID: "test", Role: tc.Proxy.Role, Cluster: tc.Proxy.Cluster, Network: tc.Proxy.Network,
+		Locality: discovery.Locality{Region: tc.Proxy.Region, Zone: tc.Proxy.Zone, SubZone: tc.Proxy.SubZone}}
+	if err := p.Resolve(cs); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return cs, p.Group()
+}
+
+// renderYAML turns a view into stable, reviewable YAML.
+func renderYAML(t *testing.T, r *Resources) []byte {
+	t.Helper()
+	out := map[string]any{}
+	for _, typeURL := range TypeURLs {
+		var list []any
+		for _, res := range r.ByType(typeURL) {
+			b, err := protojson.Marshal(res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				t.Fatal(err)
+			}
+			list = append(list, v)
+		}
+		out[shortType(typeURL)+"s"] = list
+	}
+	out["notes"] = r.Notes
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(out); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/golden/*.in.yaml")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
+		t.Run(name, func(t *testing.T) {
+			cs, g := loadCase(t, in)
+			res, err := Translate(cs, g, Policy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Invariants hold on every case: proto validation, references,
+			// no duplicate address, only known gateways cross networks,
+			// weights > 0, contiguous priorities.
+			if err := Check(res, cs, g); err != nil {
+				t.Fatalf("invariants: %v", err)
+			}
+			// Pure and deterministic: a second rendering is byte-equal.
+			again, _ := Translate(cs, g, Policy{})
+			got := renderYAML(t, res)
+			if !bytes.Equal(got, renderYAML(t, again)) {
+				t.Fatal("two renderings of the same input differ")
+			}
+			golden := strings.TrimSuffix(in, ".in.yaml") + ".out.yaml"
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./xds -run TestGolden -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the rendering; diff with -update and review:\n%s", golden, firstDiff(want, got))
+			}
+		})
+	}
+}
+
+func firstDiff(want, got []byte) string {
+	w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			return "line " + strconv.Itoa(i+1) + ":\n- " + a + "\n+ " + b
+		}
+	}
+	return ""
+}

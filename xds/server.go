@@ -1,0 +1,384 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Options configure a Server.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *Metrics
+	Policy  Policy
+	// Debounce is how long a ClusterSet change waits for others to join it
+	// before views are rendered. 0 means DefaultDebounce.
+	Debounce time.Duration
+}
+
+// DefaultDebounce coalesces bursts of changes without adding noticeable delay.
+const DefaultDebounce = 20 * time.Millisecond
+
+// Server renders views from the latest ClusterSet and serves them over ADS
+// (state of the world and delta) through go-control-plane's server.
+type Server struct {
+	log      *slog.Logger
+	metrics  *Metrics
+	policy   Policy
+	debounce time.Duration
+	cache    *Cache
+	xds      serverv3.Server
+
+	mu      sync.Mutex
+	pending *discovery.ClusterSet
+	current *discovery.ClusterSet
+	kick    chan struct{}
+	streams map[streamKey]*stream
+}
+
+// NewServer returns a server with no ClusterSet: it refuses streams until the
+// first Update has been rendered.
+func NewServer(ctx context.Context, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	s := &Server{
+		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce,
+		kick: make(chan struct{}, 1), streams: map[streamKey]*stream{},
+	}
+	s.cache = NewCache(o.Logger, o.Metrics, s.render)
+	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	return s
+}
+
+// render is Translate followed by Check: what a view must pass to be published.
+func (s *Server) render(cs *discovery.ClusterSet, g Group) (*Resources, error) {
+	start := time.Now()
+	res, err := Translate(cs, g, s.policy)
+	if err == nil {
+		err = Check(res, cs, g)
+	}
+	s.metrics.translated(time.Since(start).Seconds())
+	if err != nil {
+		s.log.Error("view rejected; the last good one keeps serving", "view", g.String(), "clusterset", cs.Version(), "error", err)
+		return nil, err
+	}
+	return res, nil
+}
+
+// Register adds the aggregated discovery service (both protocols) to g.
+func (s *Server) Register(g *grpc.Server) {
+	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+}
+
+// Update hands the server a new ClusterSet. It never blocks; changes that
+// arrive within the debounce window are rendered once, from the latest.
+func (s *Server) Update(cs *discovery.ClusterSet) {
+	s.mu.Lock()
+	s.pending = cs
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Apply renders cs into every view at once, without debounce. Run uses it;
+// tests and the first load call it directly.
+func (s *Server) Apply(cs *discovery.ClusterSet) error {
+	start := time.Now()
+	err := s.cache.Update(cs)
+	s.mu.Lock()
+	s.current = cs
+	s.mu.Unlock()
+	s.metrics.pushDone(time.Since(start).Seconds(), cs.Version())
+	s.log.Info("clusterset applied", "version", cs.Version(), "clusters", len(cs.Clusters), "exports", len(cs.Exports), "duration", time.Since(start))
+	return err
+}
+
+// Run applies updates until ctx is done. A change waits at most one debounce
+// interval, however many follow it.
+func (s *Server) Run(ctx context.Context) error {
+	evict := time.NewTicker(time.Minute)
+	defer evict.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-evict.C:
+			s.cache.Evict(time.Now().Add(-5 * time.Minute))
+		case <-s.kick:
+			timer := time.NewTimer(s.debounce)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case <-timer.C:
+			}
+			s.mu.Lock()
+			cs := s.pending
+			s.pending = nil
+			s.mu.Unlock()
+			if cs != nil && (s.Current() == nil || cs.Version() != s.Current().Version()) {
+				if err := s.Apply(cs); err != nil {
+					s.log.Error("some views kept their last good state", "error", err)
+				}
+			}
+		}
+	}
+}
+
+// Current returns the ClusterSet being served, or nil before the first.
+func (s *Server) Current() *discovery.ClusterSet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current
+}
+
+// Ready reports whether the server serves a ClusterSet.
+func (s *Server) Ready() bool { return s.Current() != nil }
+
+// Cache exposes the view cache for debug pages.
+func (s *Server) Cache() *Cache { return s.cache }
+
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// stream is what Horizon tracks of one open xDS stream.
+type stream struct {
+	key       streamKey
+	proxy     *Proxy
+	opened    time.Time
+	acked     map[string]string // type URL -> last ACKed version
+	sent      map[string]sent   // type URL -> last response
+	lastNACK  map[string]NACK   // type URL -> last rejection
+	nackCount int
+}
+
+type sent struct{ nonce, version string }
+
+// NACK is a proxy's last rejection of a resource type.
+type NACK struct {
+	Version string    `json:"version"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	open := func(delta bool) func(context.Context, int64, string) error {
+		return func(_ context.Context, id int64, _ string) error {
+			k := streamKey{delta, id}
+			s.mu.Lock()
+			s.streams[k] = &stream{key: k, opened: time.Now(), acked: map[string]string{}, sent: map[string]sent{}, lastNACK: map[string]NACK{}}
+			s.mu.Unlock()
+			return nil
+		}
+	}
+	closed := func(delta bool) func(int64, *core.Node) {
+		return func(id int64, _ *core.Node) {
+			s.mu.Lock()
+			st := s.streams[streamKey{delta, id}]
+			delete(s.streams, streamKey{delta, id})
+			s.mu.Unlock()
+			if st != nil && st.proxy != nil {
+				s.metrics.streamOpened(st.proxy.Role, protocolName(delta), -1)
+			}
+		}
+	}
+	return serverv3.CallbackFuncs{
+		StreamOpenFunc:        open(false),
+		DeltaStreamOpenFunc:   open(true),
+		StreamClosedFunc:      closed(false),
+		DeltaStreamClosedFunc: closed(true),
+		StreamRequestFunc: func(id int64, req *discoverypb.DiscoveryRequest) error {
+			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+		},
+		StreamDeltaRequestFunc: func(id int64, req *discoverypb.DeltaDiscoveryRequest) error {
+			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverypb.DiscoveryRequest, resp *discoverypb.DiscoveryResponse) {
+			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), resourceBytes(resp.GetResources()))
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoverypb.DeltaDiscoveryRequest, resp *discoverypb.DeltaDiscoveryResponse) {
+			n := 0
+			for _, r := range resp.GetResources() {
+				n += len(r.GetResource().GetValue())
+			}
+			s.onResponse(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), n)
+		},
+	}
+}
+
+func protocolName(delta bool) string {
+	if delta {
+		return "delta"
+	}
+	return "sotw"
+}
+
+// onRequest checks a request's node before the cache sees it: the first
+// request must carry valid metadata for a member cluster, and the node id may
+// never change on a stream (go-control-plane would silently accept it). It
+// also records ACKs and NACKs; a NACK is data, logged and counted.
+func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version string, nack *rpcstatus.Status) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[k]
+	if st == nil {
+		return status.Error(codes.Internal, "unknown stream")
+	}
+	if st.proxy == nil {
+		if s.current == nil {
+			s.metrics.rejectedStream("not_ready")
+			return errNotReady
+		}
+		p, err := ParseNode(node)
+		if err == nil {
+			err = p.Resolve(s.current)
+		}
+		if err != nil {
+			s.metrics.rejectedStream("bad_node")
+			s.log.Warn("stream refused", "reason", "bad node metadata", "node", node.GetId(), "error", err)
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		st.proxy = p
+		s.metrics.streamOpened(p.Role, protocolName(k.delta), 1)
+	} else if node != nil && node.GetId() != st.proxy.ID {
+		s.metrics.rejectedStream("node_changed")
+		s.log.Warn("stream closed", "reason", "node id changed", "node", st.proxy.ID, "new_node", node.GetId())
+		return status.Errorf(codes.InvalidArgument, "node id changed on an open stream from %q to %q; open a new stream", st.proxy.ID, node.GetId())
+	}
+	if nonce == "" {
+		return nil
+	}
+	if nack != nil {
+		rejected := st.sent[typeURL]
+		if rejected.nonce != nonce {
+			rejected.version = "" // the NACK names an older response
+		}
+		st.lastNACK[typeURL] = NACK{Version: rejected.version, Message: nack.GetMessage(), At: time.Now()}
+		st.nackCount++
+		s.metrics.nacked(typeURL)
+		s.log.Warn("proxy rejected config", "node", st.proxy.ID, "type", shortType(typeURL), "version", rejected.version, "error", nack.GetMessage())
+		return nil
+	}
+	if k.delta {
+		version = st.sent[typeURL].version
+		if st.sent[typeURL].nonce != nonce {
+			return nil
+		}
+	}
+	st.acked[typeURL] = version
+	return nil
+}
+
+func (s *Server) onResponse(k streamKey, typeURL, nonce, version string, bytes int) {
+	s.metrics.pushed(typeURL, bytes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.streams[k]; st != nil {
+		st.sent[typeURL] = sent{nonce: nonce, version: version}
+	}
+}
+
+func resourceBytes[T interface{ GetValue() []byte }](rs []T) int {
+	n := 0
+	for _, r := range rs {
+		n += len(r.GetValue())
+	}
+	return n
+}
+
+// ProxyStatus is one stream's state, for /debug/syncz.
+type ProxyStatus struct {
+	ID        string            `json:"id"`
+	Role      Role              `json:"role"`
+	Cluster   string            `json:"cluster"`
+	Network   string            `json:"network"`
+	Locality  string            `json:"locality"`
+	View      string            `json:"view"`
+	Protocol  string            `json:"protocol"`
+	Connected time.Time         `json:"connected"`
+	Sent      map[string]string `json:"sent"`
+	Acked     map[string]string `json:"acked"`
+	NACKs     int               `json:"nacks"`
+	LastNACK  map[string]NACK   `json:"last_nack,omitempty"`
+}
+
+// Syncz lists every identified stream, sorted by proxy id.
+func (s *Server) Syncz() []ProxyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ProxyStatus
+	for _, st := range s.streams {
+		if st.proxy == nil {
+			continue
+		}
+		ps := ProxyStatus{
+			ID: st.proxy.ID, Role: st.proxy.Role, Cluster: st.proxy.Cluster, Network: st.proxy.Network,
+			Locality: st.proxy.Locality.String(), View: st.proxy.Group().String(), Protocol: protocolName(st.key.delta),
+			Connected: st.opened, Sent: map[string]string{}, Acked: map[string]string{}, NACKs: st.nackCount,
+		}
+		for t, v := range st.sent {
+			ps.Sent[shortType(t)] = v.version
+		}
+		for t, v := range st.acked {
+			ps.Acked[shortType(t)] = v
+		}
+		if len(st.lastNACK) > 0 {
+			ps.LastNACK = map[string]NACK{}
+			for t, n := range st.lastNACK {
+				ps.LastNACK[shortType(t)] = n
+			}
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b ProxyStatus) int {
+		return compareStrings(a.ID+"\x00"+a.Protocol, b.ID+"\x00"+b.Protocol)
+	})
+	return out
+}
+
+// ErrUnknownProxy is returned for a proxy id with no open stream.
+var ErrUnknownProxy = errors.New("no connected proxy with that id")
+
+// ProxyView returns the view a connected proxy is served.
+func (s *Server) ProxyView(id string) (ViewInfo, error) {
+	s.mu.Lock()
+	var g *Group
+	for _, st := range s.streams {
+		if st.proxy != nil && st.proxy.ID == id {
+			grp := st.proxy.Group()
+			g = &grp
+			break
+		}
+	}
+	s.mu.Unlock()
+	if g == nil {
+		return ViewInfo{}, fmt.Errorf("%w: %q", ErrUnknownProxy, id)
+	}
+	v, ok := s.cache.View(*g)
+	if !ok {
+		return ViewInfo{}, fmt.Errorf("proxy %q: view %s is not rendered", id, g)
+	}
+	return v, nil
+}

@@ -1,0 +1,396 @@
+package xds
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/file"
+)
+
+// quiet is how long a test waits to be sure a response does not come. It
+// bounds an absence, not a speed.
+const quiet = 300 * time.Millisecond
+
+type harness struct {
+	t       *testing.T
+	srv     *Server
+	metrics *Metrics
+	conn    *grpc.ClientConn
+	fixture []byte
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	fixture, err := os.ReadFile("testdata/protocol.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := NewMetrics(prometheus.NewRegistry())
+	srv := NewServer(ctx, Options{Metrics: m, Debounce: 200 * time.Millisecond})
+	h := &harness{t: t, srv: srv, metrics: m, fixture: fixture}
+	if err := srv.Apply(h.clusterSet(nil)); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	go g.Serve(lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.conn = conn
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		g.Stop()
+	})
+	return h
+}
+
+// clusterSet parses the fixture after applying textual edits (old, new pairs).
+func (h *harness) clusterSet(edits []string) *discovery.ClusterSet {
+	h.t.Helper()
+	text := string(h.fixture)
+	for i := 0; i+1 < len(edits); i += 2 {
+		if !strings.Contains(text, edits[i]) {
+			h.t.Fatalf("fixture has no %q", edits[i])
+		}
+		text = strings.Replace(text, edits[i], edits[i+1], 1)
+	}
+	cs, err := file.Parse("testdata/protocol.yaml", []byte(text))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return cs
+}
+
+func node(id, cluster string, extra ...string) *core.Node {
+	md := map[string]any{MetaClusterID: cluster, MetaRole: "sidecar"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		md[extra[i]] = extra[i+1]
+	}
+	s, _ := structpb.NewStruct(md)
+	return &core.Node{Id: id, Metadata: s}
+}
+
+type sotwClient struct {
+	t      *testing.T
+	stream discoverypb.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	resps  chan *discoverypb.DiscoveryResponse
+	errs   chan error
+	cancel context.CancelFunc
+}
+
+func (h *harness) sotw() *sotwClient { return h.sotwFor(h.t) }
+
+func (h *harness) sotwFor(t *testing.T) *sotwClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &sotwClient{t: t, stream: stream, resps: make(chan *discoverypb.DiscoveryResponse, 16), errs: make(chan error, 1), cancel: cancel}
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				c.errs <- err
+				return
+			}
+			c.resps <- r
+		}
+	}()
+	t.Cleanup(cancel)
+	return c
+}
+
+func (c *sotwClient) send(req *discoverypb.DiscoveryRequest) {
+	c.t.Helper()
+	if err := c.stream.Send(req); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *sotwClient) expect() *discoverypb.DiscoveryResponse {
+	c.t.Helper()
+	select {
+	case r := <-c.resps:
+		return r
+	case err := <-c.errs:
+		c.t.Fatalf("stream ended: %v", err)
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("no response")
+	}
+	return nil
+}
+
+func (c *sotwClient) expectNone() {
+	c.t.Helper()
+	select {
+	case r := <-c.resps:
+		c.t.Fatalf("unexpected response: type %s version %s with %d resources", r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()))
+	case err := <-c.errs:
+		c.t.Fatalf("stream ended: %v", err)
+	case <-time.After(quiet):
+	}
+}
+
+func (c *sotwClient) expectError(code codes.Code, contains string) {
+	c.t.Helper()
+	select {
+	case r := <-c.resps:
+		c.t.Fatalf("got a response (type %s), want the stream refused", r.GetTypeUrl())
+	case err := <-c.errs:
+		if status.Code(err) != code || !strings.Contains(err.Error(), contains) {
+			c.t.Fatalf("stream error %v, want %s containing %q", err, code, contains)
+		}
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("stream not closed")
+	}
+}
+
+func ack(typeURL string, n *core.Node, r *discoverypb.DiscoveryResponse, names ...string) *discoverypb.DiscoveryRequest {
+	return &discoverypb.DiscoveryRequest{Node: n, TypeUrl: typeURL, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce(), ResourceNames: names}
+}
+
+const (
+	echoSet  = "outbound_.7070_._.echo.demo.svc.clusterset.local"
+	emptySet = "outbound_.7070_._.empty.demo.svc.clusterset.local"
+)
+
+func TestACKIsNotAnswered(t *testing.T) {
+	h := newHarness(t)
+	c := h.sotw()
+	n := node("a", "east-1")
+	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	r := c.expect()
+	if len(r.GetResources()) == 0 || r.GetVersionInfo() == "" {
+		t.Fatalf("empty CDS response: %v", r)
+	}
+	c.send(ack(resourcev3.ClusterType, nil, r))
+	c.expectNone()
+	if got := h.srv.Syncz(); len(got) != 1 || got[0].Acked["cluster"] != r.GetVersionInfo() {
+		t.Fatalf("syncz = %+v, want cluster acked at %s", got, r.GetVersionInfo())
+	}
+}
+
+func TestNACKedVersionIsNotResent(t *testing.T) {
+	h := newHarness(t)
+	c := h.sotw()
+	n := node("a", "east-1")
+	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	r := c.expect()
+	// Envoy rejects the first response: it keeps no version and says why.
+	c.send(&discoverypb.DiscoveryRequest{
+		TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce(),
+		ErrorDetail: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "bad cluster"},
+	})
+	c.expectNone()
+	if got := testutil.ToFloat64(h.metrics.nacks.WithLabelValues("cluster")); got != 1 {
+		t.Errorf("nacks_total{type=cluster} = %v, want 1", got)
+	}
+	sz := h.srv.Syncz()
+	if len(sz) != 1 || sz[0].LastNACK["cluster"].Message != "bad cluster" || sz[0].LastNACK["cluster"].Version != r.GetVersionInfo() {
+		t.Fatalf("syncz = %+v, want the last NACK of %s kept", sz, r.GetVersionInfo())
+	}
+	// New content is sent.
+	if err := h.srv.Apply(h.clusterSet([]string{"name: empty", "name: empty2"})); err != nil {
+		t.Fatal(err)
+	}
+	r2 := c.expect()
+	if r2.GetVersionInfo() == r.GetVersionInfo() {
+		t.Fatal("content changed but the version did not")
+	}
+}
+
+func TestReconnectWithCurrentVersionGetsNoPush(t *testing.T) {
+	h := newHarness(t)
+	n := node("a", "east-1")
+	c := h.sotw()
+	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	cds := c.expect()
+	c.send(ack(resourcev3.ClusterType, nil, cds))
+	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
+	eds := c.expect()
+	c.cancel()
+
+	// A new stream, as after a control-plane restart, presenting the versions
+	// it holds: nothing to send.
+	c2 := h.sotw()
+	c2.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType, VersionInfo: cds.GetVersionInfo()})
+	c2.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: eds.GetVersionInfo(), ResourceNames: []string{echoSet}})
+	c2.expectNone()
+
+	// Asking for one more name with the same version is a different state.
+	c2.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: eds.GetVersionInfo(), ResourceNames: []string{echoSet, emptySet}})
+	if r := c2.expect(); r.GetTypeUrl() != resourcev3.EndpointType || len(r.GetResources()) == 0 {
+		t.Fatalf("want EDS for the new name, got %v", r)
+	}
+
+	// A stale version gets the current state.
+	c3 := h.sotw()
+	c3.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType, VersionInfo: "stale"})
+	if r := c3.expect(); r.GetVersionInfo() != cds.GetVersionInfo() {
+		t.Fatalf("version %s, want %s", r.GetVersionInfo(), cds.GetVersionInfo())
+	}
+}
+
+func TestNodeIDChangeClosesStream(t *testing.T) {
+	h := newHarness(t)
+	c := h.sotw()
+	c.send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.ClusterType})
+	c.expect()
+	c.send(&discoverypb.DiscoveryRequest{Node: node("b", "east-1"), TypeUrl: resourcev3.ListenerType})
+	c.expectError(codes.InvalidArgument, "node id changed")
+	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("node_changed")); got != 1 {
+		t.Errorf("rejected_streams_total{reason=node_changed} = %v, want 1", got)
+	}
+}
+
+func TestBadNodeIsRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		node *core.Node
+		want string
+	}{
+		{"no node", nil, "empty node id"},
+		{"no cluster", &core.Node{Id: "x"}, "CLUSTER_ID is required"},
+		{"unknown cluster", node("x", "mars-1"), `CLUSTER_ID "mars-1" is not a member`},
+		{"bad role", node("x", "east-1", MetaRole, "router"), `ROLE="router"`},
+		{"wrong network", node("x", "east-1", MetaNetwork, "west"), `cluster "east-1" is on network "east"`},
+		{"not a string", &core.Node{Id: "x", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{MetaClusterID: structpb.NewNumberValue(3)}}}, "must be a string"},
+	}
+	h := newHarness(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := h.sotwFor(t)
+			c.send(&discoverypb.DiscoveryRequest{Node: tt.node, TypeUrl: resourcev3.ClusterType})
+			c.expectError(codes.InvalidArgument, tt.want)
+		})
+	}
+	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("bad_node")); got != float64(len(tests)) {
+		t.Errorf("rejected_streams_total{reason=bad_node} = %v, want %d", got, len(tests))
+	}
+	// The server is unharmed.
+	c := h.sotw()
+	c.send(&discoverypb.DiscoveryRequest{Node: node("ok", "east-1"), TypeUrl: resourcev3.ClusterType})
+	c.expect()
+}
+
+func TestEDSForClusterWithoutEndpoints(t *testing.T) {
+	h := newHarness(t)
+	c := h.sotw()
+	c.send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: []string{emptySet}})
+	r := c.expect()
+	if len(r.GetResources()) != 1 {
+		t.Fatalf("%d resources, want an empty assignment", len(r.GetResources()))
+	}
+	var cla endpoint.ClusterLoadAssignment
+	if err := r.GetResources()[0].UnmarshalTo(&cla); err != nil {
+		t.Fatal(err)
+	}
+	if cla.GetClusterName() != emptySet || len(cla.GetEndpoints()) != 0 {
+		t.Fatalf("assignment %v, want %s with no endpoints", &cla, emptySet)
+	}
+}
+
+// TestPushOrder checks that one change reaches a proxy as CDS, EDS, LDS, RDS.
+func TestPushOrder(t *testing.T) {
+	h := newHarness(t)
+	c := h.sotw()
+	n := node("a", "east-1")
+	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	cds := c.expect()
+	c.send(ack(resourcev3.ClusterType, nil, cds))
+	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
+	eds := c.expect()
+	c.send(ack(resourcev3.EndpointType, nil, eds, echoSet))
+	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.ListenerType})
+	lds := c.expect()
+	c.send(ack(resourcev3.ListenerType, nil, lds))
+	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNames: []string{"7070"}})
+	rds := c.expect()
+	c.send(ack(resourcev3.RouteType, nil, rds, "7070"))
+	c.expectNone()
+
+	// Echo's port changes: its cluster, assignment, listener and route all do.
+	// (Ports are edited in both clusters that export echo.)
+	edits := []string{}
+	for range 2 {
+		edits = append(edits, "ports: [{name: grpc, port: 7070, appProtocol: grpc}]\n        endpoints:\n          - {address: 10.", "ports: [{name: grpc, port: 7070, appProtocol: grpc}, {name: grpc-alt, port: 7071, appProtocol: grpc}]\n        endpoints:\n          - {address: 10.")
+	}
+	if err := h.srv.Apply(h.clusterSet(edits)); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, want := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+		r := c.expect()
+		order = append(order, shortType(r.GetTypeUrl()))
+		if r.GetTypeUrl() != want {
+			t.Fatalf("push order %v, want cluster before listener", order)
+		}
+	}
+}
+
+func TestUpdatesAreDebounced(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	var last *discovery.ClusterSet
+	for i := range 5 {
+		last = h.clusterSet([]string{"{address: 10.0.1.2}", "{address: 10.0.1." + string(rune('3'+i)) + "}"})
+		h.srv.Update(last)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.srv.Current().Version() != last.Version() {
+		if time.Now().After(deadline) {
+			t.Fatal("the last update was never applied")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(quiet)
+	if got := histogramCount(t, h.metrics.push); got != 2 { // the initial Apply, then one for the burst
+		t.Fatalf("%d renders, want the burst of 5 updates coalesced into 1", got-1)
+	}
+}
+
+func histogramCount(t *testing.T, c prometheus.Collector) uint64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 1)
+	c.Collect(ch)
+	var pb dto.Metric
+	if err := (<-ch).Write(&pb); err != nil {
+		t.Fatal(err)
+	}
+	return pb.GetHistogram().GetSampleCount()
+}

@@ -1,0 +1,186 @@
+// Package xds turns ClusterSet snapshots into the xDS resources each proxy
+// view needs (Translate, a pure function) and serves them over ADS through
+// go-control-plane's server, with a cache that shares one marshalled copy of
+// every resource between all proxies of a view.
+package xds
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Resources is one view's xDS configuration, each list sorted by name.
+type Resources struct {
+	Clusters  []*cluster.Cluster
+	Endpoints []*endpoint.ClusterLoadAssignment
+	Listeners []*listener.Listener
+	Routes    []*route.RouteConfiguration
+	// Notes explain what the view leaves out and why (a network without a
+	// gateway, an endpoint that cannot cross networks), for debug pages.
+	Notes []string
+}
+
+// TypeURLs lists the resource types Horizon serves, in push order.
+var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+
+// ByType returns the resources of one type URL.
+func (r *Resources) ByType(typeURL string) []types.Resource {
+	var out []types.Resource
+	switch typeURL {
+	case resourcev3.ClusterType:
+		for _, x := range r.Clusters {
+			out = append(out, x)
+		}
+	case resourcev3.EndpointType:
+		for _, x := range r.Endpoints {
+			out = append(out, x)
+		}
+	case resourcev3.ListenerType:
+		for _, x := range r.Listeners {
+			out = append(out, x)
+		}
+	case resourcev3.RouteType:
+		for _, x := range r.Routes {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Translate renders the resources of one view. It is pure: the same
+// ClusterSet, group and policy always give byte-equal resources.
+func Translate(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) {
+	if _, ok := cs.Cluster(g.Cluster); !ok {
+		return nil, fmt.Errorf("view %s: cluster %q is not in the ClusterSet", g, g.Cluster)
+	}
+	t := &translator{cs: cs, group: g, policy: p, out: &Resources{}}
+	switch g.Role {
+	case Sidecar:
+		t.sidecar()
+	case Proxyless:
+		t.proxyless()
+	case Gateway:
+		// The east-west gateway's listeners and clusters are rendered by the
+		// gateway package (the gateway issue); until then a gateway view is
+		// empty, and says so.
+		t.notef("gateway views carry no resources yet")
+	default:
+		return nil, fmt.Errorf("view %s: unknown role %q", g, g.Role)
+	}
+	t.sort()
+	return t.out, nil
+}
+
+type translator struct {
+	cs     *discovery.ClusterSet
+	group  Group
+	policy Policy
+	out    *Resources
+	noted  map[string]bool
+}
+
+func (t *translator) notef(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if t.noted == nil {
+		t.noted = map[string]bool{}
+	}
+	if !t.noted[msg] {
+		t.noted[msg] = true
+		t.out.Notes = append(t.out.Notes, msg)
+	}
+}
+
+// hostPort is one (host, port) a view routes to, with what backs it.
+type hostPort struct {
+	host      string
+	key       discovery.ServiceKey
+	scope     discovery.Scope
+	port      discovery.Port
+	clusterIP string
+	backends  []backend
+}
+
+// name is the Envoy cluster name (and SNI) of the host and port.
+func (h *hostPort) name() string { return discovery.ClusterName(h.host, h.port.Port) }
+
+// services lists every (host, port) the view can reach: the view cluster's own
+// services under cluster.local, and every exported service under
+// clusterset.local, backed by every exporting cluster. Sorted by name.
+func (t *translator) services() []hostPort {
+	var out []hostPort
+	own, _ := t.cs.Cluster(t.group.Cluster)
+	for i := range own.Services {
+		s := &own.Services[i]
+		for _, p := range s.Ports {
+			out = append(out, hostPort{
+				host: discovery.Host(s.Key(), discovery.ClusterLocal), key: s.Key(), scope: discovery.ClusterLocal,
+				port: p, clusterIP: s.ClusterIP, backends: []backend{{cluster: own, svc: s}},
+			})
+		}
+	}
+	for i := range t.cs.Exports {
+		ex := &t.cs.Exports[i]
+		var backends []backend
+		for _, name := range ex.Clusters {
+			c, _ := t.cs.Cluster(name)
+			s, _ := c.Service(ex.Key)
+			backends = append(backends, backend{cluster: c, svc: s})
+		}
+		for _, p := range ex.Ports {
+			out = append(out, hostPort{
+				host: discovery.Host(ex.Key, discovery.ClusterSetWide), key: ex.Key, scope: discovery.ClusterSetWide,
+				port: p, backends: backends,
+			})
+		}
+		for _, c := range ex.Conflicts {
+			t.notef("export %s: %s", ex.Key, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b hostPort) int { return cmp.Compare(a.name(), b.name()) })
+	return out
+}
+
+func (t *translator) sort() {
+	slices.SortFunc(t.out.Clusters, func(a, b *cluster.Cluster) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(t.out.Endpoints, func(a, b *endpoint.ClusterLoadAssignment) int {
+		return cmp.Compare(a.GetClusterName(), b.GetClusterName())
+	})
+	slices.SortFunc(t.out.Listeners, func(a, b *listener.Listener) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(t.out.Routes, func(a, b *route.RouteConfiguration) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.Sort(t.out.Notes)
+}
+
+// spiffeIDs returns the sorted SPIFFE IDs of the service accounts that back a
+// host and port: what a client checks the server's certificate against.
+func (t *translator) spiffeIDs(h *hostPort) []string {
+	var ids []string
+	for _, b := range h.backends {
+		for i := range b.svc.Endpoints {
+			if !b.svc.Endpoints[i].MTLS {
+				continue // presents no certificate
+			}
+			sa := b.svc.Endpoints[i].ServiceAccount
+			if sa == "" {
+				sa = "default"
+			}
+			id, err := discovery.WorkloadID(t.policy.trustDomain(), b.svc.Namespace, sa)
+			if err != nil {
+				t.notef("%s: service account %q of %s is not a valid SPIFFE path segment", h.name(), sa, b.svc.Key())
+				continue
+			}
+			ids = append(ids, id.String())
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
