@@ -1,0 +1,90 @@
+package discovery
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func svc(name string, exported bool, at time.Time, ports ...Port) Service {
+	return Service{Namespace: "demo", Name: name, Exported: exported, ExportedAt: at, Ports: ports}
+}
+
+func TestMergeExports(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	http := Port{Name: "http", Port: 80, Protocol: "TCP"}
+	grpc := Port{Name: "grpc", Port: 7070, Protocol: "TCP"}
+	udp80 := Port{Name: "dns", Port: 80, Protocol: "UDP"}
+	cs, err := New([]Cluster{
+		{Name: "west", Network: "w", Services: []Service{svc("echo", true, t0.Add(time.Hour), udp80, grpc), svc("hidden", false, t0, http)}},
+		{Name: "east", Network: "e", Services: []Service{svc("echo", true, t0, http)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cs.Export(ServiceKey{"demo", "hidden"}); ok {
+		t.Error("an unexported service is in the ClusterSet view")
+	}
+	ex, ok := cs.Export(ServiceKey{"demo", "echo"})
+	if !ok {
+		t.Fatal("echo is not exported")
+	}
+	if !slices.Equal(ex.Clusters, []string{"east", "west"}) {
+		t.Errorf("exporting clusters %v", ex.Clusters)
+	}
+	// The oldest export (east) wins port 80; west adds 7070.
+	if !slices.Equal(ex.Ports, []Port{http, grpc}) {
+		t.Errorf("merged ports %+v, want east's 80/TCP and west's 7070", ex.Ports)
+	}
+	if len(ex.Conflicts) != 1 || !strings.Contains(ex.Conflicts[0], "cluster west port 80") {
+		t.Errorf("conflicts %q, want west's port 80 named", ex.Conflicts)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	ep := func(addr string) Endpoint { return Endpoint{Address: addr, Ready: true} }
+	tests := []struct {
+		name     string
+		clusters []Cluster
+		want     string
+	}{
+		{"duplicate cluster", []Cluster{{Name: "a", Network: "n"}, {Name: "a", Network: "n"}}, `cluster "a": defined twice`},
+		{"no network", []Cluster{{Name: "a"}}, "empty network"},
+		{"bad address", []Cluster{{Name: "a", Network: "n", Services: []Service{{Namespace: "d", Name: "s", Endpoints: []Endpoint{ep("300.1.1.1")}}}}}, "not an IP address"},
+		{"duplicate endpoint", []Cluster{{Name: "a", Network: "n", Services: []Service{{Namespace: "d", Name: "s", Endpoints: []Endpoint{ep("10.0.0.1"), ep("10.0.0.1")}}}}}, "listed twice"},
+		{"port 0", []Cluster{{Name: "a", Network: "n", Services: []Service{{Namespace: "d", Name: "s", Ports: []Port{{Port: 0}}}}}}, "out of range"},
+		{"bad gateway", []Cluster{{Name: "a", Network: "n", Gateways: []Gateway{{Address: "10.0.0.1"}}}}, "gateway"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.clusters)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestVersionIsContent(t *testing.T) {
+	mk := func(ready bool) *ClusterSet {
+		cs, err := New([]Cluster{
+			{Name: "b", Network: "n"},
+			{Name: "a", Network: "n", Services: []Service{{Namespace: "d", Name: "s", Endpoints: []Endpoint{{Address: "10.0.0.2", Ready: ready}, {Address: "10.0.0.1", Ready: true}}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	a, b, c := mk(true), mk(true), mk(false)
+	if a.Version() != b.Version() {
+		t.Error("equal ClusterSets have different versions")
+	}
+	if a.Version() == c.Version() {
+		t.Error("a readiness change did not change the version")
+	}
+	if a.Clusters[0].Name != "a" || a.Clusters[0].Services[0].Endpoints[0].Address != "10.0.0.1" {
+		t.Error("clusters and endpoints are not sorted")
+	}
+}
