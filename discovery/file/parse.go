@@ -1,0 +1,478 @@
+// Package file is Horizon's local ClusterSet source. It parses the ClusterSet
+// YAML file (examples/local/clusterset.yaml documents the format field by
+// field) into a discovery.ClusterSet, and a Watcher reloads the file when it
+// changes, keeping the last good ClusterSet when an edit is invalid.
+package file
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Error is one problem found in a ClusterSet file. Parse returns every Error it
+// finds, joined with errors.Join; errors.As finds the first one.
+type Error struct {
+	File string
+	Line int
+	Msg  string // names the object and the field, e.g. `cluster "east-1": network: ...`
+}
+
+func (e *Error) Error() string { return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg }
+
+// Parse parses a ClusterSet file. name is the file name that error messages
+// start with ("name:line: message"). It reports every problem it finds, one
+// line each, sorted by line; the ClusterSet is built only from a file without
+// any.
+func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
+	p := &parser{file: name}
+	clusters := p.document(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	cs, err := discovery.New(clusters)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return cs, nil
+}
+
+// Field names of each object of the format.
+var (
+	topFields      = []string{"clusters", "networks"}
+	clusterFields  = []string{"name", "network", "locality", "gateways", "services"}
+	localityFields = []string{"region", "zone", "subZone"}
+	gatewayFields  = []string{"address", "port"}
+	serviceFields  = []string{"name", "namespace", "type", "clusterIP", "exported", "exportedAt", "ports", "endpoints"}
+	portFields     = []string{"name", "port", "targetPort", "protocol", "appProtocol"}
+	endpointFields = []string{"address", "network", "region", "zone", "subZone", "ready", "serving", "terminating",
+		"serviceAccount", "mtls", "ports", "labels"}
+)
+
+// document parses the whole file: its one document, its networks and clusters.
+func (p *parser) document(data []byte) []discovery.Cluster {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errs = append(p.errs, &Error{File: p.file, Line: 1, Msg: "empty file: want a top-level clusters: list"})
+		} else {
+			p.yamlError(data, err)
+		}
+		return nil
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.yamlError(data, err)
+		return nil
+	case len(next.Content) == 1 && next.Content[0].ShortTag() == "!!null" && next.Content[0].Value == "":
+		// An empty document after a trailing "---".
+	default:
+		p.errorf(&next, "", "a second YAML document: the file holds one ClusterSet")
+	}
+	p.budget = 10*countNodes(&doc) + 10_000
+	root := p.resolve(doc.Content[0])
+	if root.ShortTag() == "!!null" {
+		p.errorf(root, "", "empty document: want a top-level clusters: list")
+		return nil
+	}
+	top := p.object(root, "", topFields...)
+	if top == nil {
+		return nil
+	}
+	networks := p.networks(top)
+	n := top.get("clusters")
+	switch {
+	case n == nil:
+		p.errorf(root, "", "missing clusters: (write clusters: [] for a ClusterSet without clusters)")
+		return nil
+	case n.ShortTag() == "!!null":
+		p.errorf(n, "", "clusters: is empty (write clusters: [] for a ClusterSet without clusters)")
+		return nil
+	}
+	var clusters []discovery.Cluster
+	lines := map[string]int{}
+	for i, item := range top.list("clusters") {
+		c, ok := p.cluster(item, i, networks)
+		if !ok {
+			continue
+		}
+		if first := lines[c.Name]; first != 0 {
+			p.errorf(item, fmt.Sprintf("cluster %q", c.Name), "defined twice (first at line %d)", first)
+			continue
+		}
+		lines[c.Name] = item.Line
+		clusters = append(clusters, c)
+	}
+	return clusters
+}
+
+func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (discovery.Cluster, bool) {
+	where := fmt.Sprintf("cluster #%d", index+1)
+	if name := peek(n, "name"); name != "" {
+		where = fmt.Sprintf("cluster %q", name)
+	}
+	o := p.object(n, where, clusterFields...)
+	if o == nil {
+		return discovery.Cluster{}, false
+	}
+	c := discovery.Cluster{
+		Name:    o.string("name", true),
+		Network: o.string("network", true),
+	}
+	if c.Name != "" && !isDNSLabel(c.Name) {
+		o.errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", c.Name)
+	}
+	if c.Network != "" && networks != nil && !networks[c.Network] {
+		o.errorf("network", "%q is not declared in networks:", c.Network)
+	}
+	if l, ok := o.set("locality"); ok {
+		if lo := p.object(l, where+" locality", localityFields...); lo != nil {
+			c.Locality = discovery.Locality{Region: lo.string("region", false), Zone: lo.string("zone", false), SubZone: lo.string("subZone", false)}
+			if err := checkLocality(c.Locality); err != "" {
+				p.errorf(l, where+" locality", "%s", err)
+			}
+		}
+	}
+	seen := map[discovery.Gateway]int{}
+	for i, item := range o.list("gateways") {
+		g, ok := p.gateway(item, i, where)
+		if !ok {
+			continue
+		}
+		if first := seen[g]; first != 0 {
+			p.errorf(item, where, "gateway %s listed twice (first at line %d)", g, first)
+			continue
+		}
+		seen[g] = item.Line
+		c.Gateways = append(c.Gateways, g)
+	}
+	lines := map[discovery.ServiceKey]int{}
+	for i, item := range o.list("services") {
+		s, ok := p.service(item, i, where, &c)
+		if !ok {
+			continue
+		}
+		if first := lines[s.Key()]; first != 0 {
+			p.errorf(item, where, "service %s defined twice (first at line %d)", s.Key(), first)
+			continue
+		}
+		lines[s.Key()] = item.Line
+		c.Services = append(c.Services, s)
+	}
+	return c, c.Name != ""
+}
+
+// networks returns the declared networks, nil if any network goes.
+func (p *parser) networks(top *object) map[string]bool {
+	n, ok := top.set("networks")
+	if !ok {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		top.errorf("networks", "want a list, got %s", describe(n))
+		return nil
+	}
+	networks := map[string]bool{}
+	lines := map[string]int{}
+	for _, item := range top.list("networks") {
+		name, ok := p.scalarString(item, "networks", "")
+		switch {
+		case !ok:
+		case name == "":
+			p.errorf(item, "networks", "empty network name")
+		case lines[name] != 0:
+			p.errorf(item, "networks", "network %q listed twice (first at line %d)", name, lines[name])
+		default:
+			lines[name] = item.Line
+			networks[name] = true
+		}
+	}
+	return networks
+}
+
+// checkLocality returns what is wrong with a locality, or "".
+func checkLocality(l discovery.Locality) string {
+	switch {
+	case l.Zone != "" && l.Region == "":
+		return fmt.Sprintf("zone %q without a region", l.Zone)
+	case l.SubZone != "" && l.Zone == "":
+		return fmt.Sprintf("subZone %q without a zone", l.SubZone)
+	}
+	return ""
+}
+
+func (p *parser) gateway(n *yaml.Node, index int, cluster string) (discovery.Gateway, bool) {
+	where := fmt.Sprintf("%s gateway #%d", cluster, index+1)
+	if addr := peek(n, "address"); addr != "" {
+		where = cluster + " gateway " + addr
+		if port := peek(n, "port"); port != "" {
+			where = cluster + " gateway " + net.JoinHostPort(addr, port)
+		}
+	}
+	o := p.object(n, where, gatewayFields...)
+	if o == nil {
+		return discovery.Gateway{}, false
+	}
+	addr := o.string("address", true)
+	port := o.port("port", true)
+	if addr == "" || port == 0 {
+		return discovery.Gateway{}, false
+	}
+	if ip, err := netip.ParseAddr(addr); err == nil && ip.Zone() == "" {
+		addr = ip.String()
+	} else if isDNSName(addr) {
+		addr = strings.ToLower(addr)
+	} else {
+		o.errorf("address", "%q is not an IP address or DNS name", addr)
+		return discovery.Gateway{}, false
+	}
+	return discovery.Gateway{Address: addr, Port: port}, true
+}
+
+func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.Cluster) (discovery.Service, bool) {
+	where := fmt.Sprintf("%s service #%d", cluster, index+1)
+	if ns, name := peek(n, "namespace"), peek(n, "name"); ns != "" && name != "" {
+		where = cluster + " service " + ns + "/" + name
+	}
+	o := p.object(n, where, serviceFields...)
+	if o == nil {
+		return discovery.Service{}, false
+	}
+	s := discovery.Service{
+		Name:       o.string("name", true),
+		Namespace:  o.string("namespace", true),
+		Type:       discovery.ClusterSetIP,
+		Exported:   o.bool("exported", false),
+		ExportedAt: o.time("exportedAt"),
+	}
+	if s.Name != "" && !isDNSLabel(s.Name) {
+		o.errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Name)
+	}
+	if s.Namespace != "" && !isDNSLabel(s.Namespace) {
+		o.errorf("namespace", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Namespace)
+	}
+	switch t := o.string("type", false); t {
+	case "", string(discovery.ClusterSetIP):
+	case string(discovery.Headless):
+		s.Type = discovery.Headless
+	default:
+		o.errorf("type", "%q is not ClusterSetIP or Headless", t)
+	}
+	if ip := o.string("clusterIP", false); ip != "" {
+		addr, err := netip.ParseAddr(ip)
+		switch {
+		case err != nil || addr.Zone() != "":
+			o.errorf("clusterIP", "%q is not an IP address", ip)
+		case s.Type == discovery.Headless:
+			o.errorf("clusterIP", "a Headless service has no clusterIP")
+		default:
+			s.ClusterIP = addr.String()
+		}
+	}
+	s.Ports = p.ports(o.list("ports"), where)
+	if ports, ok := o.set("ports"); s.Type == discovery.ClusterSetIP &&
+		(!ok || ports.Kind == yaml.SequenceNode && len(ports.Content) == 0) {
+		o.errorf("ports", "a ClusterSetIP service needs at least one port")
+	}
+	names := map[string]bool{}
+	for _, port := range s.Ports {
+		if port.Name != "" {
+			names[port.Name] = true
+		}
+	}
+	lines := map[string]int{}
+	for i, item := range o.list("endpoints") {
+		e, ok := p.endpoint(item, i, where, c, names)
+		if !ok {
+			continue
+		}
+		if first := lines[e.Address]; first != 0 {
+			p.errorf(item, where, "endpoint %s listed twice (first at line %d)", e.Address, first)
+			continue
+		}
+		lines[e.Address] = item.Line
+		s.Endpoints = append(s.Endpoints, e)
+	}
+	return s, s.Name != "" && s.Namespace != ""
+}
+
+func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
+	var ports []discovery.Port
+	numbers, names := map[uint32]int{}, map[string]int{}
+	for i, n := range items {
+		where := fmt.Sprintf("%s port #%d", service, i+1)
+		if name := peek(n, "name"); name != "" {
+			where = service + " port " + name
+		} else if port := peek(n, "port"); port != "" {
+			where = service + " port " + port
+		}
+		o := p.object(n, where, portFields...)
+		if o == nil {
+			continue
+		}
+		port := discovery.Port{
+			Name:        o.string("name", false),
+			Port:        o.port("port", true),
+			TargetPort:  o.port("targetPort", false),
+			Protocol:    o.string("protocol", false),
+			AppProtocol: o.string("appProtocol", false),
+		}
+		if port.TargetPort == 0 {
+			port.TargetPort = port.Port
+		}
+		switch port.Protocol {
+		case "":
+			port.Protocol = "TCP"
+		case "TCP", "UDP", "SCTP":
+		default:
+			o.errorf("protocol", "%q is not TCP, UDP or SCTP", port.Protocol)
+		}
+		if port.Name == "" && len(items) > 1 {
+			p.errorf(n, where, "missing field \"name\", required when a service has more than one port")
+		}
+		if first := names[port.Name]; first != 0 && port.Name != "" {
+			o.errorf("name", "%q used twice (first at line %d)", port.Name, first)
+			continue
+		}
+		if first := numbers[port.Port]; first != 0 {
+			o.errorf("port", "%d used twice (first at line %d)", port.Port, first)
+			continue
+		}
+		if port.Port == 0 {
+			continue
+		}
+		if port.Name != "" {
+			names[port.Name] = n.Line
+		}
+		numbers[port.Port] = n.Line
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.Cluster, portNames map[string]bool) (discovery.Endpoint, bool) {
+	where := fmt.Sprintf("%s endpoint #%d", service, index+1)
+	if addr := peek(n, "address"); addr != "" {
+		where = service + " endpoint " + addr
+	}
+	o := p.object(n, where, endpointFields...)
+	if o == nil {
+		return discovery.Endpoint{}, false
+	}
+	e := discovery.Endpoint{
+		Ready:          o.bool("ready", true),
+		Terminating:    o.bool("terminating", false),
+		ServiceAccount: o.string("serviceAccount", false),
+		MTLS:           o.bool("mtls", true),
+	}
+	e.Serving = o.bool("serving", e.Ready)
+	if e.ServiceAccount == "" {
+		e.ServiceAccount = "default"
+	} else if !isDNSSubdomain(e.ServiceAccount) {
+		o.errorf("serviceAccount", "%q is not a lower-case DNS name", e.ServiceAccount)
+	}
+	if network := o.string("network", false); network != "" && c.Network != "" && network != c.Network {
+		o.errorf("network", "%q is not its cluster's network %q", network, c.Network)
+	}
+	// The locality is the cluster's, with the fields given here overriding it.
+	// Overriding a level drops the cluster's levels below it: an endpoint moved
+	// to another zone does not keep the cluster's sub-zone.
+	e.Locality = c.Locality
+	if r := o.string("region", false); r != "" {
+		e.Locality = discovery.Locality{Region: r}
+	}
+	if z := o.string("zone", false); z != "" {
+		e.Locality.Zone, e.Locality.SubZone = z, ""
+	}
+	if sz := o.string("subZone", false); sz != "" {
+		e.Locality.SubZone = sz
+	}
+	if err := checkLocality(e.Locality); err != "" {
+		p.errorf(n, where, "%s", err)
+	}
+	o.entries("ports", func(name string, v *yaml.Node) {
+		if !portNames[name] {
+			p.errorf(v, where, "ports: %q is not a port name of the service", name)
+			return
+		}
+		if port, ok := p.portNumber(v, "ports: "+name, where); ok {
+			if e.Ports == nil {
+				e.Ports = map[string]uint32{}
+			}
+			e.Ports[name] = port
+		}
+	})
+	o.entries("labels", func(k string, v *yaml.Node) {
+		if k == "" {
+			p.errorf(v, where, "labels: empty label name")
+			return
+		}
+		if value, ok := p.scalarString(v, "labels: "+k, where); ok {
+			if e.Labels == nil {
+				e.Labels = map[string]string{}
+			}
+			e.Labels[k] = value
+		}
+	})
+	addr := o.string("address", true)
+	if addr == "" {
+		return discovery.Endpoint{}, false
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Zone() != "" {
+		o.errorf("address", "%q is not an IP address", addr)
+		return discovery.Endpoint{}, false
+	}
+	e.Address = ip.String()
+	return e, true
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label as Kubernetes names are:
+// lower-case letters, digits and '-', starting and ending with a letter or
+// digit, at most 63 bytes.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isDNSSubdomain reports whether s is dot-separated DNS labels, at most 253
+// bytes, as Kubernetes names of service accounts are.
+func isDNSSubdomain(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if !isDNSLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// isDNSName reports whether s is a host name, in any case, whose last label is
+// not all digits (so that a mistyped IPv4 address like 300.1.1.1 is not taken
+// for a name).
+func isDNSName(s string) bool {
+	s = strings.ToLower(s)
+	last := s[strings.LastIndexByte(s, '.')+1:]
+	return isDNSSubdomain(s) && strings.Trim(last, "0123456789") != ""
+}

@@ -1,0 +1,218 @@
+package file
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+const (
+	// debounceDelay gathers the events of one save (truncate, write, chmod;
+	// write a temporary file, rename it) into one reload.
+	debounceDelay       = 100 * time.Millisecond
+	defaultPollInterval = 2 * time.Second
+)
+
+// Watcher serves the ClusterSet of a local file and reloads it when the file
+// changes. An edit that does not parse is logged and counted, and the last good
+// ClusterSet keeps serving.
+type Watcher struct {
+	Path   string
+	Logger *slog.Logger // nil logs nothing
+	// OnUpdate is called from Run's goroutine with each new valid ClusterSet:
+	// the initial one, then one per change of its version (an edit that only
+	// touches comments calls nothing). It must not block for long.
+	OnUpdate func(*discovery.ClusterSet)
+	Metrics  *Metrics // nil records nothing
+	// PollInterval is how often Run also looks at the file's size, time and
+	// identity, for changes that file system events miss (network file
+	// systems, a watch limit reached). Zero means 2s.
+	PollInterval time.Duration
+
+	pollOnly bool // tests: watch without fsnotify
+
+	mu      sync.Mutex
+	lastErr error
+}
+
+// Load reads and parses the file once. It does not touch the Watcher's state.
+func (w *Watcher) Load() (*discovery.ClusterSet, error) {
+	data, err := os.ReadFile(w.Path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(w.Path, data)
+}
+
+// LastError returns why the last load of the file failed, nil if it succeeded.
+func (w *Watcher) LastError() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastErr
+}
+
+func (w *Watcher) setLastError(err error) {
+	w.mu.Lock()
+	w.lastErr = err
+	w.mu.Unlock()
+}
+
+// Run loads the file, calls OnUpdate with its ClusterSet, then watches the
+// file until ctx is done, calling OnUpdate after every change that yields a
+// new valid ClusterSet. It returns the initial load's error if that fails,
+// and nil when ctx is done. Run must not be called twice at once.
+//
+// It watches the file's directory rather than the file, so that a file
+// replaced by a rename (editors, atomic writes) or a Kubernetes ConfigMap's
+// symlink swap is seen, and polls as a fallback.
+func (w *Watcher) Run(ctx context.Context) error {
+	s := &watch{w: w, log: w.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("path", w.Path)
+
+	// Watch before the first load, so that no change slips in between.
+	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
+	if !w.pollOnly {
+		fw, err := fsnotify.NewWatcher()
+		if err == nil {
+			if err = fw.Add(filepath.Dir(w.Path)); err != nil {
+				fw.Close()
+			}
+		}
+		if err != nil {
+			s.log.Warn("cannot watch the ClusterSet file's directory; polling it only", "error", err)
+		} else {
+			defer fw.Close()
+			events, watchErrs = fw.Events, fw.Errors
+		}
+	}
+
+	if err := s.check(); err != nil {
+		return err
+	}
+
+	interval := w.PollInterval
+	if interval <= 0 {
+		interval = defaultPollInterval
+	}
+	poll := time.NewTicker(interval)
+	defer poll.Stop()
+	debounce := time.NewTimer(debounceDelay)
+	debounce.Stop()
+	defer debounce.Stop()
+	pending := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			// Any event in the directory may be the file's (a rename over
+			// it, a symlink swap of the directory holding it); check compares
+			// the content, so an unrelated event costs one read. The first
+			// event of a burst starts the timer, so a busy directory cannot
+			// postpone the reload forever.
+			if !pending {
+				pending = true
+				debounce.Reset(debounceDelay)
+			}
+		case err, ok := <-watchErrs:
+			if !ok {
+				watchErrs = nil
+				continue
+			}
+			s.log.Warn("watching the ClusterSet file's directory", "error", err)
+		case <-debounce.C:
+			pending = false
+			s.check()
+		case <-poll.C:
+			if s.statChanged() {
+				s.check()
+			}
+		}
+	}
+}
+
+// watch is the state of one Run, owned by its goroutine.
+type watch struct {
+	w       *Watcher
+	log     *slog.Logger
+	version string      // of the last good ClusterSet, "" before the first
+	seen    string      // what the last look found: a content hash or a read error
+	stat    os.FileInfo // the file at the last look, nil if missing
+}
+
+// check reads the file and, if it changed since the last look, parses it:
+// OnUpdate gets a new valid ClusterSet, an invalid or missing file is logged
+// and counted. It returns the error that rejected the file, if any.
+func (s *watch) check() error {
+	s.stat, _ = os.Stat(s.w.Path)
+	data, err := os.ReadFile(s.w.Path)
+	seen := "read error: "
+	if err != nil {
+		seen += err.Error()
+	} else {
+		sum := sha256.Sum256(data)
+		seen = string(sum[:])
+	}
+	if seen == s.seen {
+		return s.w.LastError()
+	}
+	s.seen = seen
+	initial := s.version == ""
+
+	var cs *discovery.ClusterSet
+	if err == nil {
+		cs, err = Parse(s.w.Path, data)
+	}
+	if err != nil {
+		s.w.setLastError(err)
+		s.w.Metrics.rejected()
+		if !initial { // the first error goes to Run's caller
+			msg := "ClusterSet file rejected; keeping the last good ClusterSet"
+			if errors.Is(err, os.ErrNotExist) {
+				msg = "ClusterSet file removed; keeping the last good ClusterSet"
+			}
+			s.log.Warn(msg, "version", s.version, "error", err)
+		}
+		return err
+	}
+	s.w.setLastError(nil)
+	s.w.Metrics.ok(time.Now())
+	if cs.Version() == s.version {
+		s.log.Info("ClusterSet file reloaded, no change", "version", s.version)
+		return nil
+	}
+	s.version = cs.Version()
+	s.log.Info("ClusterSet file loaded", "version", s.version, "clusters", len(cs.Clusters))
+	if s.w.OnUpdate != nil {
+		s.w.OnUpdate(cs)
+	}
+	return nil
+}
+
+// statChanged reports whether the file looks different from the last look:
+// another file (replaced, or a symlink now pointing elsewhere), another size
+// or modification time, or appeared or gone.
+func (s *watch) statChanged() bool {
+	fi, err := os.Stat(s.w.Path)
+	if err != nil || s.stat == nil {
+		return (err == nil) != (s.stat != nil)
+	}
+	return !os.SameFile(fi, s.stat) || fi.Size() != s.stat.Size() || !fi.ModTime().Equal(s.stat.ModTime())
+}
