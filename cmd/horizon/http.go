@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/xds"
+)
+
+// newHTTPHandler serves the operational endpoints. /debug/ answers loopback
+// clients only unless remote is set: it shows topology, never secrets (Horizon
+// serves no private keys), but topology is still not for everyone.
+func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, reg *prometheus.Registry, remote bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !srv.Ready() {
+			http.Error(w, "no ClusterSet yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	debug := http.NewServeMux()
+	debug.HandleFunc("GET /debug/syncz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, srv.Syncz()) })
+	debug.HandleFunc("GET /debug/views", func(w http.ResponseWriter, _ *http.Request) {
+		type viewSummary struct {
+			View      string            `json:"view"`
+			Versions  map[string]string `json:"versions"`
+			Clusters  int               `json:"clusters"`
+			Endpoints int               `json:"assignments"`
+			Listeners int               `json:"listeners"`
+			Routes    int               `json:"routes"`
+			Watches   int               `json:"watches"`
+			Notes     []string          `json:"notes"`
+		}
+		var out []viewSummary
+		for _, v := range srv.Cache().Views() {
+			out = append(out, viewSummary{
+				View: v.Group.String(), Versions: v.Versions, Clusters: len(v.Resources.Clusters), Endpoints: len(v.Resources.Endpoints),
+				Listeners: len(v.Resources.Listeners), Routes: len(v.Resources.Routes), Watches: v.Watches, Notes: v.Resources.Notes,
+			})
+		}
+		writeJSON(w, out)
+	})
+	debug.HandleFunc("GET /debug/config_dump", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("proxy")
+		if id == "" {
+			http.Error(w, "want ?proxy=<node id>", http.StatusBadRequest)
+			return
+		}
+		v, err := srv.ProxyView(id)
+		if errors.Is(err, xds.ErrUnknownProxy) {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		} else if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		dump, err := configDump(id, v)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, dump)
+	})
+	debug.HandleFunc("GET /debug/clusterset", func(w http.ResponseWriter, _ *http.Request) {
+		cs := srv.Current()
+		out := map[string]any{}
+		if cs != nil {
+			out["version"] = cs.Version()
+			out["networks"] = cs.Networks()
+			out["clusters"] = cs.Clusters
+			out["exports"] = cs.Exports
+		}
+		if watcher != nil {
+			if err := watcher.LastError(); err != nil {
+				out["last_error"] = err.Error()
+			}
+		}
+		writeJSON(w, out)
+	})
+	mux.Handle("/debug/", loopbackOnly(debug, remote))
+	return mux
+}
+
+func loopbackOnly(h http.Handler, remote bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !remote {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+				http.Error(w, "debug endpoints answer loopback clients only (see --debug-remote)", http.StatusForbidden)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func configDump(id string, v xds.ViewInfo) (map[string]any, error) {
+	out := map[string]any{"proxy": id, "view": v.Group.String(), "versions": v.Versions, "notes": v.Resources.Notes}
+	for _, typeURL := range xds.TypeURLs {
+		var list []json.RawMessage
+		for _, r := range v.Resources.ByType(typeURL) {
+			b, err := protojson.Marshal(r)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, b)
+		}
+		out[typeURL] = list
+	}
+	return out, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}

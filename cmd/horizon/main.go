@@ -1,0 +1,55 @@
+// Command horizon is Horizon's single binary: the xDS control plane (serve)
+// and the tools around it (bootstrap).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `horizon: an xDS control plane for multi-cluster meshes with split-horizon EDS.
+
+Usage:
+  horizon serve [flags]        serve xDS for a ClusterSet (default: the embedded local example)
+  horizon bootstrap [flags]    print a proxy bootstrap (Envoy sidecar/gateway, or grpc-go proxyless)
+  horizon view [flags]         print the endpoints a proxy in a cluster would get, without a server
+
+Run 'horizon <command> -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "horizon:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stdout, stderr)
+	case "bootstrap":
+		return bootstrap(args[1:], stdout, stderr)
+	case "view":
+		return view(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
