@@ -125,7 +125,9 @@ type Service struct {
 	Name      string
 	Type      ServiceType
 	ClusterIP string // optional virtual IP inside its cluster
-	Exported  bool
+	// SessionAffinity is the Service's session affinity (None or ClientIP).
+	SessionAffinity string
+	Exported        bool
 	// ExportedAt orders conflicting exports: the oldest export wins (MCS).
 	ExportedAt time.Time
 	Ports      []Port     // sorted by Port
@@ -189,9 +191,33 @@ type ExportedService struct {
 	Ports []Port
 	// Clusters are the exporting clusters, sorted by name.
 	Clusters []string
-	// Conflicts describes disagreements between exports, for status and debug.
-	Conflicts []string
+	// SessionAffinity is the winning export's.
+	SessionAffinity string
+	// Conflicts lists disagreements between exports. Every export involved,
+	// the winner included, is in conflict (the MCS Conflict condition); the
+	// winner's definition still decides traffic.
+	Conflicts []Conflict
+	// IPs are the ClusterSet IPs allocated to a ClusterSetIP service, one per
+	// IP family, when a source allocates them (Kubernetes does; files may not).
+	IPs []string
 }
+
+// Conflict reasons, as the MCS API names them on the Conflict condition.
+const (
+	PortConflict            = "PortConflict"
+	TypeConflict            = "TypeConflict"
+	SessionAffinityConflict = "SessionAffinityConflict"
+)
+
+// Conflict is one disagreement between a younger export and the winner.
+type Conflict struct {
+	Cluster string // the younger export's cluster
+	Reason  string // PortConflict, TypeConflict, SessionAffinityConflict
+	Message string
+}
+
+// String renders the conflict for logs and debug pages.
+func (c Conflict) String() string { return c.Reason + ": " + c.Message }
 
 // ClusterSet is an immutable, sorted snapshot of every member cluster. Build
 // one with New; never modify it afterwards: translators share it.
@@ -328,20 +354,33 @@ func (cs *ClusterSet) mergeExports() {
 			return cmp.Or(a.svc.ExportedAt.Compare(b.svc.ExportedAt), cmp.Compare(a.cluster, b.cluster))
 		})
 		winner := exports[0]
-		es := ExportedService{Key: k, Type: winner.svc.Type}
+		es := ExportedService{Key: k, Type: winner.svc.Type, SessionAffinity: winner.svc.SessionAffinity}
 		ports := map[uint32]Port{}
+		names := map[string]uint32{}
+		conflict := func(ex export, reason, format string, args ...any) {
+			es.Conflicts = append(es.Conflicts, Conflict{Cluster: ex.cluster, Reason: reason, Message: fmt.Sprintf(format, args...)})
+		}
 		for _, ex := range exports {
 			es.Clusters = append(es.Clusters, ex.cluster)
 			if ex.svc.Type != es.Type {
-				es.Conflicts = append(es.Conflicts, fmt.Sprintf("cluster %s exports type %s, %s wins with %s", ex.cluster, ex.svc.Type, winner.cluster, es.Type))
+				conflict(ex, TypeConflict, "cluster %s exports type %s; the oldest export (cluster %s) has %s", ex.cluster, ex.svc.Type, winner.cluster, es.Type)
+			}
+			if ex.svc.SessionAffinity != es.SessionAffinity {
+				conflict(ex, SessionAffinityConflict, "cluster %s has session affinity %q; the oldest export (cluster %s) has %q", ex.cluster, ex.svc.SessionAffinity, winner.cluster, es.SessionAffinity)
 			}
 			for _, p := range ex.svc.Ports {
 				old, seen := ports[p.Port]
 				switch {
-				case !seen:
+				case seen && (old.Name != p.Name || old.Protocol != p.Protocol || old.AppProtocol != p.AppProtocol):
+					conflict(ex, PortConflict, "cluster %s port %d (%s/%s) conflicts with an older export's (%s/%s)", ex.cluster, p.Port, p.Name, p.Protocol, old.Name, old.Protocol)
+				case seen:
+				case p.Name != "" && names[p.Name] != 0 && names[p.Name] != p.Port:
+					conflict(ex, PortConflict, "cluster %s port name %q is port %d; an older export has it as %d", ex.cluster, p.Name, p.Port, names[p.Name])
+				default:
 					ports[p.Port] = p
-				case old.Name != p.Name || old.Protocol != p.Protocol || old.AppProtocol != p.AppProtocol:
-					es.Conflicts = append(es.Conflicts, fmt.Sprintf("cluster %s port %d (%s/%s) conflicts with an older export's (%s/%s)", ex.cluster, p.Port, p.Name, p.Protocol, old.Name, old.Protocol))
+					if p.Name != "" {
+						names[p.Name] = p.Port
+					}
 				}
 			}
 		}
@@ -413,7 +452,7 @@ func fingerprint(cs *ClusterSet) string {
 			w("gw", g.String())
 		}
 		for _, s := range c.Services {
-			w("svc", s.Namespace, s.Name, string(s.Type), s.ClusterIP, strconv.FormatBool(s.Exported), s.ExportedAt.UTC().Format(time.RFC3339Nano))
+			w("svc", s.Namespace, s.Name, string(s.Type), s.ClusterIP, s.SessionAffinity, strconv.FormatBool(s.Exported), s.ExportedAt.UTC().Format(time.RFC3339Nano))
 			for _, p := range s.Ports {
 				w("port", p.Name, strconv.Itoa(int(p.Port)), strconv.Itoa(int(p.TargetPort)), p.Protocol, p.AppProtocol)
 			}

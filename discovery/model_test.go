@@ -37,8 +37,9 @@ func TestMergeExports(t *testing.T) {
 	if !slices.Equal(ex.Ports, []Port{http, grpc}) {
 		t.Errorf("merged ports %+v, want east's 80/TCP and west's 7070", ex.Ports)
 	}
-	if len(ex.Conflicts) != 1 || !strings.Contains(ex.Conflicts[0], "cluster west port 80") {
-		t.Errorf("conflicts %q, want west's port 80 named", ex.Conflicts)
+	if len(ex.Conflicts) != 1 || ex.Conflicts[0].Cluster != "west" || ex.Conflicts[0].Reason != PortConflict ||
+		!strings.Contains(ex.Conflicts[0].Message, "port 80") {
+		t.Errorf("conflicts %+v, want west's port 80 as a PortConflict", ex.Conflicts)
 	}
 }
 

@@ -181,8 +181,9 @@ func (t *translator) assemble(name string, eps []lbEndpoint) *endpoint.ClusterLo
 				level++
 			}
 			cur = &endpoint.LocalityLbEndpoints{
-				Locality: &core.Locality{Region: e.locality.Region, Zone: e.locality.Zone, SubZone: e.locality.SubZone},
-				Priority: level,
+				Locality:            &core.Locality{Region: e.locality.Region, Zone: e.locality.Zone, SubZone: e.locality.SubZone},
+				Priority:            level,
+				LoadBalancingWeight: wrapperspb.UInt32(0),
 			}
 			cla.Endpoints = append(cla.Endpoints, cur)
 			curPrio, curLoc = e.priority, e.locality
@@ -205,11 +206,7 @@ func (t *translator) assemble(name string, eps []lbEndpoint) *endpoint.ClusterLo
 			lb.Metadata = mtlsMetadata
 		}
 		cur.LbEndpoints = append(cur.LbEndpoints, lb)
-		w := uint32(0)
-		if cur.LoadBalancingWeight != nil {
-			w = cur.LoadBalancingWeight.Value
-		}
-		cur.LoadBalancingWeight = wrapperspb.UInt32(w + e.weight)
+		cur.LoadBalancingWeight.Value += e.weight
 	}
 	return cla
 }

@@ -143,7 +143,7 @@ func (t *translator) services() []hostPort {
 			})
 		}
 		for _, c := range ex.Conflicts {
-			t.notef("export %s: %s", ex.Key, c)
+			t.notef("export %s: %s", ex.Key, c.Message)
 		}
 	}
 	slices.SortFunc(out, func(a, b hostPort) int { return cmp.Compare(a.name(), b.name()) })
@@ -164,6 +164,7 @@ func (t *translator) sort() {
 // host and port: what a client checks the server's certificate against.
 func (t *translator) spiffeIDs(h *hostPort) []string {
 	var ids []string
+	seen := map[string]bool{}
 	for _, b := range h.backends {
 		for i := range b.svc.Endpoints {
 			if !b.svc.Endpoints[i].MTLS {
@@ -173,6 +174,10 @@ func (t *translator) spiffeIDs(h *hostPort) []string {
 			if sa == "" {
 				sa = "default"
 			}
+			if seen[sa] {
+				continue
+			}
+			seen[sa] = true
 			id, err := discovery.WorkloadID(t.policy.trustDomain(), b.svc.Namespace, sa)
 			if err != nil {
 				t.notef("%s: service account %q of %s is not a valid SPIFFE path segment", h.name(), sa, b.svc.Key())
