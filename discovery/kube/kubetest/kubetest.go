@@ -1,0 +1,160 @@
+// Package kubetest starts real member clusters for tests: one kube-apiserver
+// and etcd each, built from their Go modules by `make kube-tools` (the
+// separate module in ./tools) and started through controller-runtime's
+// envtest, with the Multi-Cluster Services CRDs installed.
+package kubetest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	mcscrd "sigs.k8s.io/mcs-api/config/crd"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+	"sigs.k8s.io/yaml"
+)
+
+// Cluster is one running member cluster.
+type Cluster struct {
+	Name   string
+	Config *rest.Config
+	Kube   kubernetes.Interface
+	MCS    mcsclient.Interface
+
+	env *envtest.Environment
+	mu  sync.Mutex
+	up  bool
+}
+
+// Assets returns the folder holding kube-apiserver and etcd: KUBEBUILDER_ASSETS,
+// or bin/k8s at the repository root.
+func Assets() (string, error) {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		_, self, _, _ := runtime.Caller(0)
+		dir = filepath.Join(filepath.Dir(self), "..", "..", "..", "bin", "k8s")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			return "", fmt.Errorf("%s not found in %s: run `make kube-tools` (make test does it)", bin, dir)
+		}
+	}
+	return dir, nil
+}
+
+func mcsCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, raw := range [][]byte{mcscrd.ServiceExportCRD, mcscrd.ServiceImportCRD} {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.Unmarshal(raw, crd); err != nil {
+			return nil, fmt.Errorf("MCS CRD: %w", err)
+		}
+		out = append(out, crd)
+	}
+	return out, nil
+}
+
+// Start starts one member cluster per name, in parallel, and stops them when
+// the test ends.
+func Start(t testing.TB, names ...string) []*Cluster {
+	t.Helper()
+	assets, err := Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds, err := mcsCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusters := make([]*Cluster, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			clusters[i], errs[i] = start(name, assets, crds, t.TempDir())
+		})
+	}
+	wg.Wait()
+	for i, c := range clusters {
+		if c != nil {
+			t.Cleanup(func() {
+				if err := c.stop(); err != nil {
+					t.Logf("stop cluster %s: %v", c.Name, err)
+				}
+			})
+		}
+		if errs[i] != nil {
+			t.Fatalf("start cluster %s: %v", names[i], errs[i])
+		}
+	}
+	return clusters
+}
+
+func start(name, assets string, crds []*apiextensionsv1.CustomResourceDefinition, dir string) (*Cluster, error) {
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:   assets,
+		CRDInstallOptions:       envtest.CRDInstallOptions{CRDs: crds},
+		ControlPlaneStopTimeout: 5 * time.Second,
+	}
+	// A fixed certificate folder keeps the serving certificate across a
+	// restart of the API server (StopAPIServer, StartAPIServer).
+	api := env.ControlPlane.GetAPIServer()
+	api.CertDir = filepath.Join(dir, "apiserver")
+	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
+		return nil, err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Name: name, Config: cfg, env: env, up: true}
+	if c.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return c, err
+	}
+	if c.MCS, err = mcsclient.NewForConfig(cfg); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// StopAPIServer stops the cluster's kube-apiserver, keeping etcd and its data:
+// to clients the cluster becomes unreachable.
+func (c *Cluster) StopAPIServer() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.up {
+		return nil
+	}
+	c.up = false
+	return c.env.ControlPlane.GetAPIServer().Stop()
+}
+
+// StartAPIServer starts the kube-apiserver again on the same address, with
+// the same certificates and data.
+func (c *Cluster) StartAPIServer() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up {
+		return nil
+	}
+	if err := c.env.ControlPlane.GetAPIServer().Start(); err != nil {
+		return err
+	}
+	c.up = true
+	return nil
+}
+
+func (c *Cluster) stop() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.up = false
+	return c.env.Stop()
+}
