@@ -6,7 +6,10 @@ package kubetest
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strings"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -134,7 +137,26 @@ func (c *Cluster) StopAPIServer() error {
 		return nil
 	}
 	c.up = false
-	return c.env.ControlPlane.GetAPIServer().Stop()
+	// A kube-apiserver with open watches may take longer than the stop
+	// timeout to shut down gracefully; envtest then kills it. Either way the
+	// cluster is gone for its clients, as in a crash.
+	if err := c.env.ControlPlane.GetAPIServer().Stop(); err != nil && !strings.Contains(err.Error(), "timeout waiting for process") {
+		return err
+	}
+	u, err := url.Parse(c.Config.Host)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		conn, err := net.DialTimeout("tcp", u.Host, 200*time.Millisecond)
+		if err != nil {
+			return nil
+		}
+		conn.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("cluster %s: API server still listening on %s", c.Name, u.Host)
 }
 
 // StartAPIServer starts the kube-apiserver again on the same address, with

@@ -1,0 +1,311 @@
+// Package kube is Horizon's Kubernetes source: one watcher per member cluster
+// (Services, EndpointSlices, ServiceExports, ServiceImports, Pods, Nodes,
+// Namespaces and gateway Services), and a Source that merges the members'
+// state into ClusterSet snapshots. Informer callbacks never block; events are
+// coalesced.
+package kube
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Labels and annotations Horizon reads (README, "Kubernetes").
+const (
+	// LabelGatewayNetwork marks a Service as the east-west gateway of the
+	// network its value names.
+	LabelGatewayNetwork = "networking.horizon.io/gateway-network"
+	// LabelGatewayPort overrides the port other networks use to reach the
+	// gateway (default: the Service port named "tls", else 15443, else the first).
+	LabelGatewayPort = "networking.horizon.io/gateway-port"
+	// LabelTLSMode on a Pod says its sidecar accepts mutual TLS ("mtls").
+	LabelTLSMode = "security.horizon.io/tlsMode"
+	// TLSModeMTLS is LabelTLSMode's value for a sidecar that accepts mTLS.
+	TLSModeMTLS = "mtls"
+
+	labelServiceName = discoveryv1.LabelServiceName
+	labelRegion      = corev1.LabelTopologyRegion
+	labelZone        = corev1.LabelTopologyZone
+)
+
+// DefaultGatewayPort is the port of an east-west gateway when its Service
+// does not say otherwise.
+const DefaultGatewayPort = 15443
+
+// Problem is an object Horizon skipped, or part of one, and why. Problems are
+// logged with the object's name and counted; they never stop the rest.
+type Problem struct {
+	Kind      string // Service, EndpointSlice, ServiceExport, ...
+	Namespace string
+	Name      string
+	Reason    string // a short, bounded token for metrics
+	Message   string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("%s %s/%s: %s", p.Kind, p.Namespace, p.Name, p.Message)
+}
+
+// PodInfo is the little Horizon keeps of a Pod.
+type PodInfo struct {
+	Namespace, Name string
+	ServiceAccount  string
+	MTLS            bool
+	Labels          map[string]string
+}
+
+// Objects is one member cluster's state, as its informers hold it.
+type Objects struct {
+	Services []*corev1.Service
+	Slices   []*discoveryv1.EndpointSlice
+	Exports  []*mcsv1beta1.ServiceExport
+	Pods     map[string]*PodInfo // namespace/name -> pod
+	Nodes    map[string]*corev1.Node
+	// Resolved maps gateway host names to their current addresses.
+	Resolved map[string][]string
+}
+
+// Build converts one member's objects into its part of the ClusterSet. It is
+// pure: the member's watchers call it with their caches' contents.
+func Build(cfg MemberConfig, o Objects) (discovery.Cluster, []Problem) {
+	var problems []Problem
+	problem := func(kind, ns, name, reason, format string, args ...any) {
+		problems = append(problems, Problem{Kind: kind, Namespace: ns, Name: name, Reason: reason, Message: fmt.Sprintf(format, args...)})
+	}
+	c := discovery.Cluster{Name: cfg.Name, Network: cfg.Network, Locality: cfg.Locality}
+
+	exports := map[discovery.ServiceKey]*mcsv1beta1.ServiceExport{}
+	for _, ex := range o.Exports {
+		exports[discovery.ServiceKey{Namespace: ex.Namespace, Name: ex.Name}] = ex
+	}
+	slicesBySvc := map[discovery.ServiceKey][]*discoveryv1.EndpointSlice{}
+	for _, s := range o.Slices {
+		name := s.Labels[labelServiceName]
+		if name == "" {
+			problem("EndpointSlice", s.Namespace, s.Name, "missing_service_label", "no %s label; skipped", labelServiceName)
+			continue
+		}
+		if s.AddressType == discoveryv1.AddressTypeFQDN {
+			problem("EndpointSlice", s.Namespace, s.Name, "fqdn", "address type FQDN is not supported; skipped")
+			continue
+		}
+		k := discovery.ServiceKey{Namespace: s.Namespace, Name: name}
+		slicesBySvc[k] = append(slicesBySvc[k], s)
+	}
+
+	for _, svc := range o.Services {
+		if svc.Spec.Type == corev1.ServiceTypeExternalName {
+			continue // never routed; an export of it is reported invalid
+		}
+		if network := svc.Labels[LabelGatewayNetwork]; network != "" {
+			c.Gateways = append(c.Gateways, gateways(cfg, svc, network, o, problem)...)
+		}
+		k := discovery.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
+		ds := discovery.Service{
+			Namespace:       svc.Namespace,
+			Name:            svc.Name,
+			Type:            discovery.ClusterSetIP,
+			SessionAffinity: string(svc.Spec.SessionAffinity),
+		}
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			ds.Type = discovery.Headless
+		} else if _, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil {
+			ds.ClusterIP = svc.Spec.ClusterIP
+		}
+		if ex, ok := exports[k]; ok {
+			ds.Exported = true
+			ds.ExportedAt = ex.CreationTimestamp.Time
+		}
+		seenPorts := map[uint32]bool{}
+		for _, p := range svc.Spec.Ports {
+			if p.Port <= 0 || p.Port > 65535 || seenPorts[uint32(p.Port)] {
+				problem("Service", svc.Namespace, svc.Name, "bad_port", "port %d is out of range or repeated; skipped", p.Port)
+				continue
+			}
+			seenPorts[uint32(p.Port)] = true
+			port := discovery.Port{Name: p.Name, Port: uint32(p.Port), Protocol: string(p.Protocol)}
+			if port.Protocol == "" {
+				port.Protocol = "TCP"
+			}
+			if p.AppProtocol != nil {
+				port.AppProtocol = *p.AppProtocol
+			}
+			if p.TargetPort.IntValue() > 0 && p.TargetPort.IntValue() <= 65535 {
+				port.TargetPort = uint32(p.TargetPort.IntValue())
+			}
+			ds.Ports = append(ds.Ports, port)
+		}
+		ds.Endpoints = endpoints(cfg, k, slicesBySvc[k], o, problem)
+		c.Services = append(c.Services, ds)
+	}
+	slices.SortFunc(c.Services, func(a, b discovery.Service) int { return a.Key().Compare(b.Key()) })
+	slices.SortFunc(c.Gateways, func(a, b discovery.Gateway) int {
+		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
+	})
+	c.Gateways = slices.Compact(c.Gateways)
+	return c, problems
+}
+
+type problemFunc func(kind, ns, name, reason, format string, args ...any)
+
+// endpoints merges a service's EndpointSlices into its endpoints. An address
+// listed in two slices (as during a slice migration) is kept once, preferring
+// the ready copy.
+func endpoints(cfg MemberConfig, k discovery.ServiceKey, ss []*discoveryv1.EndpointSlice, o Objects, problem problemFunc) []discovery.Endpoint {
+	slices.SortFunc(ss, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
+	byAddr := map[string]int{}
+	var out []discovery.Endpoint
+	for _, s := range ss {
+		ports := map[string]uint32{}
+		for _, p := range s.Ports {
+			if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
+				problem("EndpointSlice", s.Namespace, s.Name, "bad_port", "port %q is missing or out of range; skipped", ptrString(p.Name))
+				continue
+			}
+			ports[ptrString(p.Name)] = uint32(*p.Port)
+		}
+		for _, e := range s.Endpoints {
+			if len(e.Addresses) == 0 {
+				continue
+			}
+			addr, err := netip.ParseAddr(e.Addresses[0])
+			if err != nil || addr.Zone() != "" {
+				problem("EndpointSlice", s.Namespace, s.Name, "bad_address", "address %q is not an IP address; skipped", e.Addresses[0])
+				continue
+			}
+			if (s.AddressType == discoveryv1.AddressTypeIPv4) != addr.Is4() {
+				problem("EndpointSlice", s.Namespace, s.Name, "family_mismatch", "address %s is not of the slice's type %s; skipped", addr, s.AddressType)
+				continue
+			}
+			ep := discovery.Endpoint{
+				Address:     addr.String(),
+				Ports:       ports,
+				Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
+				Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
+				Locality:    cfg.Locality,
+			}
+			ep.Serving = ep.Ready
+			if e.Conditions.Serving != nil {
+				ep.Serving = *e.Conditions.Serving
+			}
+			if e.NodeName != nil {
+				if n, ok := o.Nodes[*e.NodeName]; ok {
+					if r := n.Labels[labelRegion]; r != "" {
+						ep.Locality = discovery.Locality{Region: r, Zone: n.Labels[labelZone]}
+					}
+				}
+			}
+			if e.Zone != nil && *e.Zone != "" {
+				ep.Locality.Zone = *e.Zone
+			}
+			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
+				if pod, ok := o.Pods[ref.Namespace+"/"+ref.Name]; ok {
+					ep.ServiceAccount, ep.MTLS, ep.Labels = pod.ServiceAccount, pod.MTLS, pod.Labels
+				}
+			}
+			if i, dup := byAddr[ep.Address]; dup {
+				problem("EndpointSlice", s.Namespace, s.Name, "duplicate_endpoint", "address %s is also in another slice of %s; kept once", ep.Address, k)
+				if !out[i].Ready && ep.Ready {
+					out[i] = ep
+				}
+				continue
+			}
+			byAddr[ep.Address] = len(out)
+			out = append(out, ep)
+		}
+	}
+	slices.SortFunc(out, func(a, b discovery.Endpoint) int { return cmp.Compare(a.Address, b.Address) })
+	return out
+}
+
+// gateways returns the addresses other networks reach a gateway Service at:
+// its load balancer's IPs (host names as resolved), or else its node port on
+// every node's external (else internal) address.
+func gateways(cfg MemberConfig, svc *corev1.Service, network string, o Objects, problem problemFunc) []discovery.Gateway {
+	if network != cfg.Network {
+		problem("Service", svc.Namespace, svc.Name, "gateway_network", "gateway for network %q in cluster %s on network %q; ignored", network, cfg.Name, cfg.Network)
+		return nil
+	}
+	var sp *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if sp == nil || p.Name == "tls" || (p.Port == DefaultGatewayPort && sp.Name != "tls") {
+			sp = p
+		}
+	}
+	if sp == nil {
+		problem("Service", svc.Namespace, svc.Name, "gateway_port", "gateway Service has no ports; ignored")
+		return nil
+	}
+	port := uint32(sp.Port)
+	if v := svc.Labels[LabelGatewayPort]; v != "" {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || n == 0 {
+			problem("Service", svc.Namespace, svc.Name, "gateway_port", "label %s=%q is not a port; using %d", LabelGatewayPort, v, port)
+		} else {
+			port = uint32(n)
+		}
+	}
+	var out []discovery.Gateway
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		switch {
+		case ing.IP != "":
+			out = append(out, discovery.Gateway{Address: ing.IP, Port: port})
+		case ing.Hostname != "":
+			addrs, ok := o.Resolved[ing.Hostname]
+			if !ok {
+				problem("Service", svc.Namespace, svc.Name, "gateway_unresolved", "gateway host name %s is not resolved (yet)", ing.Hostname)
+			}
+			for _, a := range addrs {
+				out = append(out, discovery.Gateway{Address: a, Port: port})
+			}
+		}
+	}
+	if len(out) > 0 || sp.NodePort == 0 {
+		if len(out) == 0 {
+			problem("Service", svc.Namespace, svc.Name, "gateway_address", "gateway Service has no load balancer address and no node port")
+		}
+		return out
+	}
+	if v := svc.Labels[LabelGatewayPort]; v == "" {
+		port = uint32(sp.NodePort)
+	}
+	names := make([]string, 0, len(o.Nodes))
+	for n := range o.Nodes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if a := nodeAddress(o.Nodes[n]); a != "" {
+			out = append(out, discovery.Gateway{Address: a, Port: port})
+		}
+	}
+	return out
+}
+
+func nodeAddress(n *corev1.Node) string {
+	for _, want := range []corev1.NodeAddressType{corev1.NodeExternalIP, corev1.NodeInternalIP} {
+		for _, a := range n.Status.Addresses {
+			if a.Type == want {
+				return a.Address
+			}
+		}
+	}
+	return ""
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

@@ -1,0 +1,450 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// MemberConfig says how to reach one member cluster and where it sits.
+type MemberConfig struct {
+	// Name is the cluster's id unless the cluster publishes one in the
+	// ClusterProperty cluster.clusterset.k8s.io.
+	Name    string
+	Network string
+	// Locality is the default locality of the cluster's endpoints; Node
+	// topology labels and EndpointSlice zones refine it.
+	Locality discovery.Locality
+	Rest     *rest.Config
+	// Origin says where the configuration came from (a file, a Secret), for logs.
+	Origin string
+}
+
+// State is a member cluster's connection state.
+type State string
+
+// Member cluster states.
+const (
+	Syncing State = "syncing" // started, initial list not complete
+	Synced  State = "synced"  // caches current, API server reachable
+	Stale   State = "stale"   // API server unreachable; serving its last known state
+	Removed State = "removed" // no longer configured
+)
+
+// ClusterPropertyGVR is the about.k8s.io ClusterProperty resource, read with the
+// dynamic client.
+var ClusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
+
+// ClusterIDProperty names the ClusterProperty that holds a cluster's id.
+const ClusterIDProperty = "cluster.clusterset.k8s.io"
+
+// Member watches one member cluster. Informer callbacks only record that
+// something changed and nudge the Source; the Source reads the caches.
+type Member struct {
+	cfg    MemberConfig
+	log    *slog.Logger
+	notify func()
+	probe  time.Duration
+
+	kube kubernetes.Interface
+	mcs  mcsclient.Interface
+	dyn  dynamic.Interface
+	http *http.Client
+
+	factory    informers.SharedInformerFactory
+	mcsFactory mcsinformers.SharedInformerFactory
+	services   cache.SharedIndexInformer
+	slices     cache.SharedIndexInformer
+	exports    cache.SharedIndexInformer
+	imports    cache.SharedIndexInformer
+	pods       cache.SharedIndexInformer
+	nodes      cache.SharedIndexInformer
+	namespaces cache.SharedIndexInformer
+
+	mu         sync.Mutex
+	id         string
+	state      State
+	synced     bool // initial sync done, ever
+	staleSince time.Time
+	lastEvent  time.Time
+	resolved   map[string][]string
+	failures   int
+}
+
+// NewMember prepares a watcher; Run starts it. notify is called, without
+// blocking, whenever the member's state or objects change.
+func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, error) {
+	if cfg.Name == "" || cfg.Network == "" || cfg.Rest == nil {
+		return nil, fmt.Errorf("member %q: needs a name, a network and a connection", cfg.Name)
+	}
+	rc := rest.CopyConfig(cfg.Rest)
+	rc.Timeout = 0 // watches are long; requests are bounded by contexts
+	// A dialer of its own keeps the member's connections out of client-go's
+	// shared transport cache, so that stopping the member closes them.
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	rc.Dial = dialer.DialContext
+	httpClient, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("member %s: %w", cfg.Name, err)
+	}
+	kube, err := kubernetes.NewForConfigAndClient(rc, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("member %s: %w", cfg.Name, err)
+	}
+	mcs, err := mcsclient.NewForConfigAndClient(rc, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("member %s: %w", cfg.Name, err)
+	}
+	dyn, err := dynamic.NewForConfigAndClient(rc, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("member %s: %w", cfg.Name, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Member{
+		cfg: cfg, log: log.With("cluster", cfg.Name), notify: notify, probe: 2 * time.Second,
+		kube: kube, mcs: mcs, dyn: dyn, http: httpClient, id: cfg.Name, state: Syncing,
+	}
+	m.factory = informers.NewSharedInformerFactory(kube, 0)
+	m.mcsFactory = mcsinformers.NewSharedInformerFactory(mcs, 0)
+	m.services = m.factory.Core().V1().Services().Informer()
+	m.slices = m.factory.Discovery().V1().EndpointSlices().Informer()
+	m.nodes = m.factory.Core().V1().Nodes().Informer()
+	m.namespaces = m.factory.Core().V1().Namespaces().Informer()
+	m.pods = m.factory.Core().V1().Pods().Informer()
+	// Keep only what Horizon reads of a Pod: its identity and whether its
+	// sidecar accepts mutual TLS.
+	if err := m.pods.SetTransform(trimPod); err != nil {
+		return nil, err
+	}
+	m.exports = m.mcsFactory.Multicluster().V1beta1().ServiceExports().Informer()
+	m.imports = m.mcsFactory.Multicluster().V1beta1().ServiceImports().Informer()
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { m.touch() },
+		UpdateFunc: func(any, any) { m.touch() },
+		DeleteFunc: func(any) { m.touch() },
+	}
+	for _, inf := range m.informers() {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Member) informers() []cache.SharedIndexInformer {
+	return []cache.SharedIndexInformer{m.services, m.slices, m.nodes, m.namespaces, m.pods, m.exports, m.imports}
+}
+
+// trimPod replaces a Pod with the fields Horizon uses.
+func trimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, Labels: pod.Labels, ResourceVersion: pod.ResourceVersion, UID: pod.UID},
+		Spec:       corev1.PodSpec{ServiceAccountName: pod.Spec.ServiceAccountName},
+	}, nil
+}
+
+func (m *Member) touch() {
+	m.mu.Lock()
+	m.lastEvent = time.Now()
+	m.mu.Unlock()
+	m.notify()
+}
+
+// Run watches the cluster until ctx is done, then stops every informer and
+// returns when their goroutines have ended.
+func (m *Member) Run(ctx context.Context) error {
+	m.readClusterID(ctx)
+	m.factory.Start(ctx.Done())
+	m.mcsFactory.Start(ctx.Done())
+	defer utilnet.CloseIdleConnectionsFor(m.http.Transport) // after the informers have stopped
+	defer m.mcsFactory.Shutdown()
+	defer m.factory.Shutdown()
+
+	syncs := make([]cache.InformerSynced, 0, 7)
+	for _, inf := range m.informers() {
+		syncs = append(syncs, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+		return nil // stopped before the first sync
+	}
+	m.setState(Synced)
+	m.log.Info("member cluster synced", "id", m.ID(), "origin", m.cfg.Origin)
+
+	probe := time.NewTicker(m.probe)
+	defer probe.Stop()
+	resolve := time.NewTicker(30 * time.Second)
+	defer resolve.Stop()
+	m.resolveGateways(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-probe.C:
+			m.checkHealth(ctx)
+		case <-resolve.C:
+			m.resolveGateways(ctx)
+		}
+	}
+}
+
+// readClusterID adopts the id the cluster publishes about itself, if any.
+func (m *Member) readClusterID(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	obj, err := m.dyn.Resource(ClusterPropertyGVR).Get(ctx, ClusterIDProperty, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		if v, _, _ := unstructuredString(obj.Object, "spec", "value"); v != "" && v != m.cfg.Name {
+			m.log.Info("cluster publishes its id; using it", "configured", m.cfg.Name, "id", v)
+			m.mu.Lock()
+			m.id = v
+			m.mu.Unlock()
+		}
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+	default:
+		m.log.Warn("cannot read ClusterProperty; using the configured name", "error", err)
+	}
+}
+
+func unstructuredString(obj map[string]any, path ...string) (string, bool, error) {
+	var cur any = obj
+	for _, p := range path {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return "", false, nil
+		}
+		cur = mm[p]
+	}
+	s, ok := cur.(string)
+	return s, ok, nil
+}
+
+// checkHealth asks the API server whether it is ready. Two failures in a row
+// make the member stale; its caches keep the last known state meanwhile.
+func (m *Member) checkHealth(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, m.probe)
+	defer cancel()
+	err := m.kube.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return
+	}
+	m.mu.Lock()
+	if err != nil {
+		m.failures++
+	} else {
+		m.failures = 0
+	}
+	failures := m.failures
+	m.mu.Unlock()
+	switch {
+	case err != nil && failures == 2:
+		m.log.Warn("member cluster unreachable; serving its last known state", "error", err)
+		m.setState(Stale)
+	case err == nil && m.State() == Stale:
+		m.log.Info("member cluster reachable again")
+		m.setState(Synced)
+	}
+}
+
+func (m *Member) setState(s State) {
+	m.mu.Lock()
+	changed := m.state != s
+	m.state = s
+	switch s {
+	case Synced:
+		m.synced = true
+		m.staleSince = time.Time{}
+	case Stale:
+		if m.staleSince.IsZero() {
+			m.staleSince = time.Now()
+		}
+	}
+	m.mu.Unlock()
+	if changed {
+		m.notify()
+	}
+}
+
+// resolveGateways looks up the host names of load-balanced gateways, so that
+// proxies get addresses (EDS cannot carry names).
+func (m *Member) resolveGateways(ctx context.Context) {
+	var hosts []string
+	for _, obj := range m.services.GetStore().List() {
+		svc := obj.(*corev1.Service)
+		if svc.Labels[LabelGatewayNetwork] == "" {
+			continue
+		}
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.Hostname != "" {
+				hosts = append(hosts, ing.Hostname)
+			}
+		}
+	}
+	resolved := map[string][]string{}
+	for _, h := range hosts {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		addrs, err := net.DefaultResolver.LookupHost(lctx, h)
+		cancel()
+		if err != nil {
+			m.log.Warn("cannot resolve gateway host name", "host", h, "error", err)
+			continue
+		}
+		slices.Sort(addrs)
+		resolved[h] = addrs
+	}
+	m.mu.Lock()
+	changed := !maps.EqualFunc(m.resolved, resolved, slices.Equal)
+	m.resolved = resolved
+	m.mu.Unlock()
+	if changed {
+		m.notify()
+	}
+}
+
+// ID is the cluster's id: its ClusterProperty, or the configured name.
+func (m *Member) ID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.id
+}
+
+// Config returns the member's configuration.
+func (m *Member) Config() MemberConfig { return m.cfg }
+
+// State returns the member's connection state.
+func (m *Member) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state
+}
+
+// HasSynced reports whether the member ever completed its initial sync.
+func (m *Member) HasSynced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.synced
+}
+
+// StaleSince is when the member became stale (zero when it is not).
+func (m *Member) StaleSince() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.staleSince
+}
+
+// LastEvent is when an informer last reported a change.
+func (m *Member) LastEvent() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastEvent
+}
+
+// Snapshot converts the member's caches into its part of the ClusterSet.
+func (m *Member) Snapshot() (discovery.Cluster, []Problem) {
+	cfg := m.cfg
+	cfg.Name = m.ID()
+	m.mu.Lock()
+	resolved := m.resolved
+	m.mu.Unlock()
+	o := Objects{Pods: map[string]*PodInfo{}, Nodes: map[string]*corev1.Node{}, Resolved: resolved}
+	for _, obj := range m.services.GetStore().List() {
+		o.Services = append(o.Services, obj.(*corev1.Service))
+	}
+	for _, obj := range m.slices.GetStore().List() {
+		o.Slices = append(o.Slices, obj.(*discoveryv1.EndpointSlice))
+	}
+	for _, obj := range m.exports.GetStore().List() {
+		o.Exports = append(o.Exports, obj.(*mcsv1beta1.ServiceExport))
+	}
+	for _, obj := range m.nodes.GetStore().List() {
+		n := obj.(*corev1.Node)
+		o.Nodes[n.Name] = n
+	}
+	for _, obj := range m.pods.GetStore().List() {
+		p := obj.(*corev1.Pod)
+		o.Pods[p.Namespace+"/"+p.Name] = &PodInfo{
+			Namespace: p.Namespace, Name: p.Name, ServiceAccount: p.Spec.ServiceAccountName,
+			MTLS: p.Labels[LabelTLSMode] == TLSModeMTLS, Labels: p.Labels,
+		}
+	}
+	return Build(cfg, o)
+}
+
+// Clients for the MCS controller.
+
+// Kube is the member's Kubernetes client.
+func (m *Member) Kube() kubernetes.Interface { return m.kube }
+
+// MCS is the member's Multi-Cluster Services client.
+func (m *Member) MCS() mcsclient.Interface { return m.mcs }
+
+// ServiceExports lists the member's ServiceExports from its cache.
+func (m *Member) ServiceExports() []*mcsv1beta1.ServiceExport {
+	var out []*mcsv1beta1.ServiceExport
+	for _, obj := range m.exports.GetStore().List() {
+		out = append(out, obj.(*mcsv1beta1.ServiceExport))
+	}
+	return out
+}
+
+// ServiceImports lists the member's ServiceImports from its cache.
+func (m *Member) ServiceImports() []*mcsv1beta1.ServiceImport {
+	var out []*mcsv1beta1.ServiceImport
+	for _, obj := range m.imports.GetStore().List() {
+		out = append(out, obj.(*mcsv1beta1.ServiceImport))
+	}
+	return out
+}
+
+// Service returns a Service from the member's cache.
+func (m *Member) Service(namespace, name string) (*corev1.Service, bool) {
+	obj, ok, _ := m.services.GetStore().GetByKey(namespace + "/" + name)
+	if !ok {
+		return nil, false
+	}
+	return obj.(*corev1.Service), true
+}
+
+// Namespaces lists the names of the member's namespaces (not terminating).
+func (m *Member) Namespaces() []string {
+	var out []string
+	for _, obj := range m.namespaces.GetStore().List() {
+		ns := obj.(*corev1.Namespace)
+		if ns.Status.Phase != corev1.NamespaceTerminating {
+			out = append(out, ns.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,102 @@
+package kube
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the Kubernetes source's metrics, labelled by member cluster (a
+// small, configured set). A nil *Metrics records nothing.
+type Metrics struct {
+	state     *prometheus.GaugeVec
+	lastEvent *prometheus.GaugeVec
+	endpoints *prometheus.GaugeVec
+	stale     *prometheus.GaugeVec
+	expiredC  *prometheus.CounterVec
+	invalid   *prometheus.GaugeVec
+}
+
+// NewMetrics registers the source's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_kube_cluster_state", Help: "1 for a member cluster's current state (syncing, synced, stale).",
+		}, []string{"cluster", "state"}),
+		lastEvent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_kube_last_event_timestamp_seconds", Help: "When a member cluster's informers last reported a change.",
+		}, []string{"cluster"}),
+		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_kube_endpoints", Help: "Endpoints known in a member cluster.",
+		}, []string{"cluster"}),
+		stale: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_kube_stale_seconds", Help: "How long a member cluster has been unreachable (0 when reachable); alert on it before --stale-ttl expires its endpoints.",
+		}, []string{"cluster"}),
+		expiredC: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_kube_stale_expired_total", Help: "Snapshots in which a member's endpoints were dropped because it was stale past the TTL.",
+		}, []string{"cluster"}),
+		invalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_kube_invalid_objects", Help: "Objects (or parts of them) skipped, by member cluster, kind and reason.",
+		}, []string{"cluster", "kind", "reason"}),
+	}
+	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid)
+	return m
+}
+
+var states = []State{Syncing, Synced, Stale}
+
+func (m *Metrics) setState(cluster string, s State, lastEvent time.Time, staleFor time.Duration) {
+	if m == nil {
+		return
+	}
+	for _, st := range states {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		m.state.WithLabelValues(cluster, string(st)).Set(v)
+	}
+	if !lastEvent.IsZero() {
+		m.lastEvent.WithLabelValues(cluster).Set(float64(lastEvent.UnixNano()) / 1e9)
+	}
+	m.stale.WithLabelValues(cluster).Set(staleFor.Seconds())
+}
+
+func (m *Metrics) endpointsSet(cluster string, n int) {
+	if m != nil {
+		m.endpoints.WithLabelValues(cluster).Set(float64(n))
+	}
+}
+
+func (m *Metrics) expired(cluster string) {
+	if m != nil {
+		m.expiredC.WithLabelValues(cluster).Inc()
+	}
+}
+
+func (m *Metrics) invalidObject(cluster, kind, reason string) {
+	if m != nil {
+		m.invalid.WithLabelValues(cluster, kind, reason).Inc()
+	}
+}
+
+func (m *Metrics) problems(cluster string, counts map[[2]string]int) {
+	if m == nil {
+		return
+	}
+	m.invalid.DeletePartialMatch(prometheus.Labels{"cluster": cluster})
+	for k, n := range counts {
+		m.invalid.WithLabelValues(cluster, k[0], k[1]).Set(float64(n))
+	}
+}
+
+// removed forgets a member that is no longer configured.
+func (m *Metrics) removed(cluster string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"cluster": cluster}
+	for _, v := range []*prometheus.GaugeVec{m.state, m.lastEvent, m.endpoints, m.stale, m.invalid} {
+		v.DeletePartialMatch(l)
+	}
+}

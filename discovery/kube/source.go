@@ -1,0 +1,336 @@
+package kube
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Source merges every member cluster into ClusterSet snapshots. Members are
+// added, replaced and removed at run time (Set, Remove). It publishes nothing
+// until every member configured at start has synced, so a fresh replica never
+// serves a ClusterSet that lacks one of them; members added later join once
+// they have synced. A stale member keeps its last known state.
+type Source struct {
+	Logger   *slog.Logger
+	Metrics  *Metrics
+	OnUpdate func(*discovery.ClusterSet)
+	// StaleTTL, when set, drops the endpoints of a member that has been stale
+	// that long; 0 keeps them forever.
+	StaleTTL time.Duration
+
+	mu        sync.Mutex
+	ctx       context.Context
+	wg        sync.WaitGroup
+	slots     map[string]*slot
+	kick      chan struct{}
+	published *discovery.ClusterSet
+	problems  map[string]map[string]bool // cluster -> problem text -> seen
+}
+
+// slot is one configured member: the member serving it, and during a
+// rotation the member that will replace it once synced.
+type slot struct {
+	cur, next *running
+	initial   bool // configured before the first publish
+}
+
+type running struct {
+	m      *Member
+	cancel context.CancelFunc
+}
+
+// MemberStatus is one member's state for debug pages and metrics.
+type MemberStatus struct {
+	Name       string    `json:"name"`
+	ID         string    `json:"id"`
+	Network    string    `json:"network"`
+	Origin     string    `json:"origin"`
+	State      State     `json:"state"`
+	LastEvent  time.Time `json:"last_event"`
+	StaleSince time.Time `json:"stale_since,omitzero"`
+	Endpoints  int       `json:"endpoints"`
+	Rotating   bool      `json:"rotating,omitempty"`
+}
+
+func (s *Source) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func (s *Source) init() {
+	if s.slots == nil {
+		s.slots = map[string]*slot{}
+		s.kick = make(chan struct{}, 1)
+		s.problems = map[string]map[string]bool{}
+	}
+}
+
+func (s *Source) nudge() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Set adds a member, or replaces the configuration of one with the same name
+// (a rotated credential): the new connection is made, synced, and only then
+// does it replace the old one, so no endpoint disappears in between.
+func (s *Source) Set(cfg MemberConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	m, err := NewMember(cfg, s.log(), s.nudge)
+	if err != nil {
+		return err
+	}
+	sl, ok := s.slots[cfg.Name]
+	if !ok {
+		sl = &slot{initial: s.published == nil}
+		s.slots[cfg.Name] = sl
+	}
+	r := &running{m: m}
+	if sl.cur == nil {
+		sl.cur = r
+	} else {
+		if sl.next != nil {
+			s.stopLocked(sl.next)
+		}
+		sl.next = r
+		s.log().Info("member cluster rotating", "cluster", cfg.Name, "origin", cfg.Origin)
+	}
+	if s.ctx != nil {
+		s.startLocked(r)
+	}
+	s.nudge()
+	return nil
+}
+
+// Remove stops watching a member and drops it from the ClusterSet.
+func (s *Source) Remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	sl, ok := s.slots[name]
+	if !ok {
+		return
+	}
+	for _, r := range []*running{sl.cur, sl.next} {
+		if r != nil {
+			s.stopLocked(r)
+		}
+	}
+	delete(s.slots, name)
+	s.Metrics.removed(name)
+	s.log().Info("member cluster removed", "cluster", name)
+	s.nudge()
+}
+
+func (s *Source) startLocked(r *running) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	r.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := r.m.Run(ctx); err != nil {
+			s.log().Error("member cluster watcher ended", "cluster", r.m.cfg.Name, "error", err)
+		}
+	}()
+}
+
+// stopLocked cancels a member; its goroutines end on their own.
+func (s *Source) stopLocked(r *running) {
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+// Run starts the members and publishes ClusterSets until ctx is done; then it
+// stops every member and waits for their watchers to end.
+func (s *Source) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.init()
+	s.ctx = ctx
+	for _, sl := range s.slots {
+		for _, r := range []*running{sl.cur, sl.next} {
+			if r != nil && r.cancel == nil {
+				s.startLocked(r)
+			}
+		}
+	}
+	s.mu.Unlock()
+	defer s.wg.Wait()
+
+	ttl := time.NewTicker(time.Second)
+	defer ttl.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+			s.publish()
+		case <-ttl.C:
+			s.publish() // staleness gauges, TTL expiry
+		}
+	}
+}
+
+// publish builds a ClusterSet from every member and hands it on if it changed.
+func (s *Source) publish() {
+	s.mu.Lock()
+	// Finish rotations whose new member has synced.
+	for name, sl := range s.slots {
+		if sl.next != nil && sl.next.m.HasSynced() {
+			s.stopLocked(sl.cur)
+			sl.cur, sl.next = sl.next, nil
+			s.log().Info("member cluster rotated", "cluster", name)
+		}
+	}
+	var clusters []discovery.Cluster
+	waiting := []string{}
+	for name, sl := range s.slots {
+		m := sl.cur.m
+		st := m.State()
+		var staleFor time.Duration
+		if st == Stale {
+			staleFor = time.Since(m.StaleSince())
+		}
+		s.Metrics.setState(name, st, m.LastEvent(), staleFor)
+		if !m.HasSynced() {
+			if sl.initial {
+				waiting = append(waiting, name)
+			}
+			continue
+		}
+		c, problems := m.Snapshot()
+		s.reportProblems(name, problems)
+		if s.StaleTTL > 0 && staleFor > s.StaleTTL {
+			// Expired: the cluster stays a member, without endpoints.
+			for i := range c.Services {
+				c.Services[i].Endpoints = nil
+			}
+			s.Metrics.expired(name)
+		}
+		c.Stale = st == Stale
+		n := 0
+		for _, svc := range c.Services {
+			n += len(svc.Endpoints)
+		}
+		s.Metrics.endpointsSet(name, n)
+		clusters = append(clusters, c)
+	}
+	if len(waiting) > 0 && s.published == nil {
+		slices.Sort(waiting)
+		s.mu.Unlock()
+		s.log().Debug("waiting for the initial sync", "clusters", waiting)
+		return
+	}
+	cs, err := discovery.New(clusters)
+	if err != nil {
+		s.mu.Unlock()
+		s.log().Error("member clusters do not form a ClusterSet; the last one keeps serving", "error", err)
+		s.Metrics.invalidObject("", "ClusterSet", "merge")
+		return
+	}
+	if s.published != nil && s.published.Version() == cs.Version() {
+		s.mu.Unlock()
+		return
+	}
+	s.published = cs
+	s.mu.Unlock()
+	if s.OnUpdate != nil {
+		s.OnUpdate(cs)
+	}
+}
+
+// reportProblems logs problems the first time they are seen and keeps the
+// per-kind counts current.
+func (s *Source) reportProblems(cluster string, problems []Problem) {
+	seen := map[string]bool{}
+	counts := map[[2]string]int{}
+	for _, p := range problems {
+		text := p.String()
+		seen[text] = true
+		counts[[2]string{p.Kind, p.Reason}]++
+		if !s.problems[cluster][text] {
+			s.log().Warn("object skipped", "cluster", cluster, "kind", p.Kind, "namespace", p.Namespace, "name", p.Name, "reason", p.Reason, "detail", p.Message)
+		}
+	}
+	if !reflect.DeepEqual(seen, s.problems[cluster]) {
+		s.problems[cluster] = seen
+		s.Metrics.problems(cluster, counts)
+	}
+}
+
+// Ready reports whether a ClusterSet with every initially configured member
+// has been published.
+func (s *Source) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published != nil
+}
+
+// Members lists every configured member, sorted by name.
+func (s *Source) Members() []MemberStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []MemberStatus
+	for name, sl := range s.slots {
+		m := sl.cur.m
+		st := MemberStatus{
+			Name: name, ID: m.ID(), Network: m.cfg.Network, Origin: m.cfg.Origin, State: m.State(),
+			LastEvent: m.LastEvent(), StaleSince: m.StaleSince(), Rotating: sl.next != nil,
+		}
+		if !m.HasSynced() {
+			st.State = Syncing
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b MemberStatus) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Member returns the member currently serving a name, for the MCS controller.
+func (s *Source) Member(name string) (*Member, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl, ok := s.slots[name]
+	if !ok || !sl.cur.m.HasSynced() {
+		return nil, false
+	}
+	return sl.cur.m, true
+}
+
+// SyncedMembers returns every member that has synced, sorted by name.
+func (s *Source) SyncedMembers() []*Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Member
+	for _, sl := range s.slots {
+		if sl.cur.m.HasSynced() {
+			out = append(out, sl.cur.m)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Member) int {
+		if a.cfg.Name < b.cfg.Name {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
