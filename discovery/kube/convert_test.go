@@ -36,7 +36,8 @@ func loadObjects(t *testing.T, path string) Objects {
 		t.Fatal(err)
 	}
 	decode := serializer.NewCodecFactory(scheme).UniversalDeserializer().Decode
-	o := Objects{Pods: map[string]*PodInfo{}, Nodes: map[string]*corev1.Node{}}
+	o := Objects{Pods: map[string]*PodInfo{}, Nodes: map[string]*corev1.Node{},
+		Resolved: map[string][]string{"gw.example.net": {"203.0.113.50", "203.0.113.51"}}}
 	for i, doc := range strings.Split(string(data), "\n---\n") {
 		obj, _, err := decode([]byte(doc), nil, nil)
 		if err != nil {

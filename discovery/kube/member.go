@@ -92,6 +92,7 @@ type Member struct {
 	synced     bool // initial sync done, ever
 	staleSince time.Time
 	lastEvent  time.Time
+	pending    time.Time // first event not yet taken into a snapshot
 	resolved   map[string][]string
 	failures   int
 }
@@ -177,6 +178,9 @@ func trimPod(obj any) (any, error) {
 func (m *Member) touch() {
 	m.mu.Lock()
 	m.lastEvent = time.Now()
+	if m.pending.IsZero() {
+		m.pending = m.lastEvent
+	}
 	m.mu.Unlock()
 	m.notify()
 }
@@ -370,12 +374,17 @@ func (m *Member) LastEvent() time.Time {
 	return m.lastEvent
 }
 
-// Snapshot converts the member's caches into its part of the ClusterSet.
-func (m *Member) Snapshot() (discovery.Cluster, []Problem) {
+// Snapshot converts the member's caches into its part of the ClusterSet. lag
+// is how long the oldest change it includes waited for it (0 if none).
+func (m *Member) Snapshot() (c discovery.Cluster, problems []Problem, lag time.Duration) {
 	cfg := m.cfg
 	cfg.Name = m.ID()
 	m.mu.Lock()
 	resolved := m.resolved
+	if !m.pending.IsZero() {
+		lag = time.Since(m.pending)
+		m.pending = time.Time{}
+	}
 	m.mu.Unlock()
 	o := Objects{Pods: map[string]*PodInfo{}, Nodes: map[string]*corev1.Node{}, Resolved: resolved}
 	for _, obj := range m.services.GetStore().List() {
@@ -398,7 +407,8 @@ func (m *Member) Snapshot() (discovery.Cluster, []Problem) {
 			MTLS: p.Labels[LabelTLSMode] == TLSModeMTLS, Labels: p.Labels,
 		}
 	}
-	return Build(cfg, o)
+	c, problems = Build(cfg, o)
+	return c, problems, lag
 }
 
 // Clients for the MCS controller.

@@ -15,6 +15,7 @@ type Metrics struct {
 	stale     *prometheus.GaugeVec
 	expiredC  *prometheus.CounterVec
 	invalid   *prometheus.GaugeVec
+	lagGauge  *prometheus.GaugeVec
 }
 
 // NewMetrics registers the source's metrics with reg.
@@ -38,8 +39,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		invalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "horizon_kube_invalid_objects", Help: "Objects (or parts of them) skipped, by member cluster, kind and reason.",
 		}, []string{"cluster", "kind", "reason"}),
+		lagGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_kube_informer_lag_seconds", Help: "For the last change of a member cluster: from the informer's event to the ClusterSet that includes it.",
+		}, []string{"cluster"}),
 	}
-	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid)
+	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge)
 	return m
 }
 
@@ -90,13 +94,19 @@ func (m *Metrics) problems(cluster string, counts map[[2]string]int) {
 	}
 }
 
+func (m *Metrics) lag(cluster string, d time.Duration) {
+	if m != nil {
+		m.lagGauge.WithLabelValues(cluster).Set(d.Seconds())
+	}
+}
+
 // removed forgets a member that is no longer configured.
 func (m *Metrics) removed(cluster string) {
 	if m == nil {
 		return
 	}
 	l := prometheus.Labels{"cluster": cluster}
-	for _, v := range []*prometheus.GaugeVec{m.state, m.lastEvent, m.endpoints, m.stale, m.invalid} {
+	for _, v := range []*prometheus.GaugeVec{m.state, m.lastEvent, m.endpoints, m.stale, m.invalid, m.lagGauge} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -209,8 +209,11 @@ func (s *Source) publish() {
 			}
 			continue
 		}
-		c, problems := m.Snapshot()
+		c, problems, lag := m.Snapshot()
 		s.reportProblems(name, problems)
+		if lag > 0 {
+			s.Metrics.lag(name, lag)
+		}
 		if s.StaleTTL > 0 && staleFor > s.StaleTTL {
 			// Expired: the cluster stays a member, without endpoints.
 			for i := range c.Services {

@@ -14,7 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -318,6 +322,91 @@ func TestSourceOnRealClusters(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, "the replica publishes with west", func() bool { return endpointsOf(rec2.latest(), "west", echo) == 1 })
+	})
+}
+
+// runSource runs a Source until the test ends.
+func runSource(t *testing.T, src *Source) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- src.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestClusterIDAndStaleTTL: a member that publishes its id in the
+// ClusterProperty cluster.clusterset.k8s.io is known by it; and with a TTL,
+// a member unreachable for longer loses its endpoints (and gets them back).
+func TestClusterIDAndStaleTTL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	c := kubetest.Start(t, "west")[0]
+	seed(t, c, "demo", "echo", true, "10.1.1.1")
+	installClusterProperty(t, c, "west-published-id")
+
+	rec := &recorder{}
+	m := NewMetrics(prometheus.NewRegistry())
+	src := &Source{OnUpdate: rec.update, Metrics: m, StaleTTL: time.Second}
+	if err := src.Set(memberConfig(c, "net-west")); err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, src)
+	echo := discovery.ServiceKey{Namespace: "demo", Name: "echo"}
+	eventually(t, "the cluster known by its published id", func() bool {
+		return endpointsOf(rec.latest(), "west-published-id", echo) == 1
+	})
+	if err := c.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "endpoints expired after the TTL", func() bool {
+		return endpointsOf(rec.latest(), "west-published-id", echo) == 0
+	})
+	if testutil.ToFloat64(m.expiredC.WithLabelValues("west")) == 0 {
+		t.Error("stale_expired_total not counted")
+	}
+	if err := c.StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "endpoints back", func() bool {
+		return endpointsOf(rec.latest(), "west-published-id", echo) == 1
+	})
+}
+
+// installClusterProperty installs a minimal about.k8s.io ClusterProperty CRD
+// (the about-api module is not available here) and the id property.
+func installClusterProperty(t *testing.T, c *kubetest.Cluster, id string) {
+	t.Helper()
+	ctx := t.Context()
+	ext, err := apiextclient.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preserve := true
+	crd := &apiextv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "clusterproperties.about.k8s.io", Annotations: map[string]string{
+			"api-approved.kubernetes.io": "https://github.com/kubernetes/enhancements/pull/3084"}},
+		Spec: apiextv1.CustomResourceDefinitionSpec{
+			Group: "about.k8s.io", Scope: apiextv1.ClusterScoped,
+			Names: apiextv1.CustomResourceDefinitionNames{Plural: "clusterproperties", Singular: "clusterproperty", Kind: "ClusterProperty", ListKind: "ClusterPropertyList"},
+			Versions: []apiextv1.CustomResourceDefinitionVersion{{Name: "v1alpha1", Served: true, Storage: true,
+				Schema: &apiextv1.CustomResourceValidation{OpenAPIV3Schema: &apiextv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: &preserve}}}},
+		},
+	}
+	if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
+		"metadata": map[string]any{"name": ClusterIDProperty}, "spec": map[string]any{"value": id},
+	}}
+	eventually(t, "ClusterProperty created", func() bool {
+		_, err := dyn.Resource(ClusterPropertyGVR).Create(ctx, obj, metav1.CreateOptions{})
+		return err == nil
 	})
 }
 
