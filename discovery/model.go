@@ -60,6 +60,9 @@ type Cluster struct {
 	// Stale is set by a source that lost contact with the cluster and serves
 	// its last known state.
 	Stale bool
+	// ImportIPs are the ClusterSet IPs this cluster's ServiceImports carry,
+	// by service (written by an MCS controller; empty for files).
+	ImportIPs map[ServiceKey][]string
 }
 
 // ServiceKey names a service across the ClusterSet ("namespace sameness").
@@ -385,6 +388,13 @@ func (cs *ClusterSet) mergeExports() {
 			}
 		}
 		slices.Sort(es.Clusters)
+		// Every member holds the same import; take the first one that has IPs.
+		for i := range cs.Clusters {
+			if ips := cs.Clusters[i].ImportIPs[k]; len(ips) > 0 && es.Type == ClusterSetIP {
+				es.IPs = slices.Clone(ips)
+				break
+			}
+		}
 		for _, p := range ports {
 			es.Ports = append(es.Ports, p)
 		}
@@ -450,6 +460,14 @@ func fingerprint(cs *ClusterSet) string {
 		w("cluster", c.Name, c.Network, loc(c.Locality), strconv.FormatBool(c.Stale))
 		for _, g := range c.Gateways {
 			w("gw", g.String())
+		}
+		keys := make([]ServiceKey, 0, len(c.ImportIPs))
+		for k := range c.ImportIPs {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, ServiceKey.Compare)
+		for _, k := range keys {
+			w(append([]string{"import", k.String()}, c.ImportIPs[k]...)...)
 		}
 		for _, s := range c.Services {
 			w("svc", s.Namespace, s.Name, string(s.Type), s.ClusterIP, s.SessionAffinity, strconv.FormatBool(s.Exported), s.ExportedAt.UTC().Format(time.RFC3339Nano))

@@ -230,13 +230,13 @@ func (t *translator) routeConfig(name string, port uint32, hosts []*hostPort) *r
 		if h.scope == discovery.ClusterLocal {
 			short := h.key.Name + "." + h.key.Namespace
 			domains = append(domains, short, short+":"+p, short+".svc", short+".svc:"+p)
-			if h.clusterIP != "" {
-				ip := h.clusterIP
-				if addr, err := netip.ParseAddr(ip); err == nil && addr.Is6() {
-					ip = "[" + ip + "]"
-				}
-				domains = append(domains, ip, ip+":"+p)
+		}
+		if h.clusterIP != "" {
+			ip := h.clusterIP
+			if addr, err := netip.ParseAddr(ip); err == nil && addr.Is6() {
+				ip = "[" + ip + "]"
 			}
+			domains = append(domains, ip, ip+":"+p)
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{
 			Name:    h.host + ":" + p,

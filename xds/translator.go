@@ -136,10 +136,14 @@ func (t *translator) services() []hostPort {
 			s, _ := c.Service(ex.Key)
 			backends = append(backends, backend{cluster: c, svc: s})
 		}
+		vip := ""
+		if len(ex.IPs) > 0 {
+			vip = ex.IPs[0] // the ClusterSet IP clients resolve the name to
+		}
 		for _, p := range ex.Ports {
 			out = append(out, hostPort{
 				host: discovery.Host(ex.Key, discovery.ClusterSetWide), key: ex.Key, scope: discovery.ClusterSetWide,
-				port: p, backends: backends,
+				port: p, clusterIP: vip, backends: backends,
 			})
 		}
 		for _, c := range ex.Conflicts {

@@ -32,6 +32,11 @@ const (
 	// TLSModeMTLS is LabelTLSMode's value for a sidecar that accepts mTLS.
 	TLSModeMTLS = "mtls"
 
+	// LabelManagedBy marks the ServiceImports Horizon's MCS controller writes.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByHorizon is LabelManagedBy's value on them.
+	ManagedByHorizon = "horizon"
+
 	labelServiceName = discoveryv1.LabelServiceName
 	labelRegion      = corev1.LabelTopologyRegion
 	labelZone        = corev1.LabelTopologyZone
@@ -68,6 +73,7 @@ type Objects struct {
 	Services []*corev1.Service
 	Slices   []*discoveryv1.EndpointSlice
 	Exports  []*mcsv1beta1.ServiceExport
+	Imports  []*mcsv1beta1.ServiceImport
 	Pods     map[string]*PodInfo // namespace/name -> pod
 	Nodes    map[string]*corev1.Node
 	// Resolved maps gateway host names to their current addresses.
@@ -83,6 +89,17 @@ func Build(cfg MemberConfig, o Objects) (discovery.Cluster, []Problem) {
 	}
 	c := discovery.Cluster{Name: cfg.Name, Network: cfg.Network, Locality: cfg.Locality}
 
+	for _, im := range o.Imports {
+		if im.Labels[LabelManagedBy] != ManagedByHorizon || len(im.Spec.IPs) == 0 {
+			continue
+		}
+		if c.ImportIPs == nil {
+			c.ImportIPs = map[discovery.ServiceKey][]string{}
+		}
+		ips := slices.Clone(im.Spec.IPs)
+		slices.Sort(ips)
+		c.ImportIPs[discovery.ServiceKey{Namespace: im.Namespace, Name: im.Name}] = ips
+	}
 	exports := map[discovery.ServiceKey]*mcsv1beta1.ServiceExport{}
 	for _, ex := range o.Exports {
 		exports[discovery.ServiceKey{Namespace: ex.Namespace, Name: ex.Name}] = ex

@@ -50,6 +50,8 @@ func loadObjects(t *testing.T, path string) Objects {
 			o.Slices = append(o.Slices, x)
 		case *mcsv1beta1.ServiceExport:
 			o.Exports = append(o.Exports, x)
+		case *mcsv1beta1.ServiceImport:
+			o.Imports = append(o.Imports, x)
 		case *corev1.Node:
 			o.Nodes[x.Name] = x
 		case *corev1.Pod:

@@ -396,6 +396,7 @@ func (m *Member) Snapshot() (c discovery.Cluster, problems []Problem, lag time.D
 	for _, obj := range m.exports.GetStore().List() {
 		o.Exports = append(o.Exports, obj.(*mcsv1beta1.ServiceExport))
 	}
+	o.Imports = m.ServiceImports()
 	for _, obj := range m.nodes.GetStore().List() {
 		n := obj.(*corev1.Node)
 		o.Nodes[n.Name] = n

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"reflect"
@@ -20,6 +21,10 @@ type Source struct {
 	Logger   *slog.Logger
 	Metrics  *Metrics
 	OnUpdate func(*discovery.ClusterSet)
+	// OnChange, when set, is called (and must not block) after every
+	// change a member reports, even one that leaves the ClusterSet as it is
+	// (a new namespace, an edited import): the MCS controller listens to it.
+	OnChange func()
 	// StaleTTL, when set, drops the endpoints of a member that has been stale
 	// that long; 0 keeps them forever.
 	StaleTTL time.Duration
@@ -244,12 +249,18 @@ func (s *Source) publish() {
 	}
 	if s.published != nil && s.published.Version() == cs.Version() {
 		s.mu.Unlock()
+		if s.OnChange != nil {
+			s.OnChange()
+		}
 		return
 	}
 	s.published = cs
 	s.mu.Unlock()
 	if s.OnUpdate != nil {
 		s.OnUpdate(cs)
+	}
+	if s.OnChange != nil {
+		s.OnChange()
 	}
 }
 
@@ -296,15 +307,7 @@ func (s *Source) Members() []MemberStatus {
 		}
 		out = append(out, st)
 	}
-	slices.SortFunc(out, func(a, b MemberStatus) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b MemberStatus) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -329,11 +332,6 @@ func (s *Source) SyncedMembers() []*Member {
 			out = append(out, sl.cur.m)
 		}
 	}
-	slices.SortFunc(out, func(a, b *Member) int {
-		if a.cfg.Name < b.cfg.Name {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(out, func(a, b *Member) int { return cmp.Compare(a.cfg.Name, b.cfg.Name) })
 	return out
 }
