@@ -1,0 +1,68 @@
+// Package mcs is Horizon's Multi-Cluster Services controller (KEP-1645,
+// sigs.k8s.io/mcs-api v1beta1). It reads the ClusterSet the Kubernetes source
+// publishes and the member clusters' caches, computes what every member
+// should hold (Desired, a pure function), and writes the difference: the
+// status of every ServiceExport and the ServiceImports. It never decides
+// traffic: the discovery model already merged the exports, and a conflict
+// never changes the winning definition.
+//
+// # ServiceExport conditions
+//
+// Written on every ServiceExport of every member cluster, through the status
+// subresource; lastTransitionTime only moves when a status changes.
+//
+//   - Valid=True/Valid: the export names a Service Horizon can export.
+//     Valid=False/NoService: no Service of that name exists in the cluster.
+//     Valid=False/InvalidServiceType: the Service is an ExternalName Service.
+//   - Ready=True/Exported: the export is part of the ClusterSet Horizon serves
+//     (Horizon pushes it to its data plane; the KEP's "Exported").
+//     Ready=False/Pending: the export is valid but not merged into the
+//     ClusterSet yet (the source has not published it).
+//     Ready=False/Failed: the export is invalid (see Valid).
+//   - Conflict=True when the exports of a service disagree, on every export of
+//     that service, the oldest (winning) one included, as the KEP recommends.
+//     Reasons: PortConflict, TypeConflict, SessionAffinityConflict,
+//     SessionAffinityConfigConflict, comma-joined when there are several. The
+//     message names the winning cluster and the conflicting ones.
+//     Conflict=False/NoConflicts otherwise. While an export is Pending its
+//     Conflict condition is left as it is.
+//
+// Conflict resolution: the oldest export (creationTimestamp, then the lowest
+// cluster id) defines the type, the session affinity and every port it
+// declares; younger exports add the ports older ones lack (discovery.New).
+//
+// # ServiceImports
+//
+// One ServiceImport per exported service in every member cluster where the
+// namespace exists, the exporting clusters included: spec.type (ClusterSetIP
+// or Headless), spec.ports (the merged ports), spec.sessionAffinity and
+// sessionAffinityConfig (the winner's), spec.ips and spec.ipFamilies (one
+// ClusterSet IP per configured IP family for ClusterSetIP, none for
+// Headless), and status.clusters (every exporting cluster). Horizon labels the
+// imports it writes with app.kubernetes.io/managed-by=horizon and only ever
+// updates or deletes those; an import of the same name that someone else
+// manages is left alone and reported. An import is deleted on the first round
+// after the last export of its service leaves the ClusterSet.
+//
+// # ClusterSet IPs
+//
+// Allocated from configurable CIDRs, at most one per IP family (default IPv4
+// 240.240.0.0/16, the range Istio auto-allocates from). An IP already on a
+// managed ServiceImport of the service, in any member, is kept; a new one
+// starts at a hash of namespace/name and probes for a free address, so every
+// replica picks the same. Every member gets the same IPs for a service.
+//
+// # Writers
+//
+// Every replica may run a Controller; only the holder of a client-go
+// leader-election Lease (horizon-mcs-controller) writes. Writes compare with
+// the member's cache (and with what this controller wrote moments ago, while
+// the cache catches up) and are skipped when nothing changed. A failed write is
+// logged with cluster/namespace/name, counted in horizon_mcs_writes_total and
+// retried on a later round; it never stops the others.
+//
+// Not implemented: exportedLabels/exportedAnnotations (LabelsConflict,
+// AnnotationsConflict), internalTrafficPolicy, trafficDistribution,
+// IPFamilyConflict, ServiceImport conditions, and EndpointSlices in importing
+// clusters (Horizon serves endpoints over xDS).
+package mcs
