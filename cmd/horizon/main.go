@@ -19,6 +19,7 @@ Usage:
   horizon serve [flags]        serve xDS for a ClusterSet (default: the embedded local example)
   horizon bootstrap [flags]    print a proxy bootstrap (Envoy sidecar/gateway, or grpc-go proxyless)
   horizon view [flags]         print the endpoints a proxy in a cluster would get, without a server
+  horizon cluster add-secret   give Horizon least-privilege access to a member cluster; print its Secret
 
 Run 'horizon <command> -h' for a command's flags.
 `
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return bootstrap(args[1:], stdout, stderr)
 	case "view":
 		return view(args[1:], stdout, stderr)
+	case "cluster":
+		return cluster(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,204 @@
+// Package kubernetes_test keeps the Kubernetes deployment example valid: every
+// document decodes strictly into its API type, and the contract values
+// (labels, ports, flags) are the ones the code uses.
+package kubernetes_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	mcscrd "sigs.k8s.io/mcs-api/config/crd"
+	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/horizonmesh/horizon/discovery/kube"
+)
+
+// decodeAll decodes every YAML document of every file matching the patterns,
+// strictly (unknown or duplicate fields are errors).
+func decodeAll(t *testing.T, patterns ...string) map[string][]runtime.Object {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, mcsv1alpha1.AddToScheme, mcsv1beta1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+	out := map[string][]runtime.Object{}
+	for _, pattern := range patterns {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+			for i := 0; ; i++ {
+				doc, err := r.Read()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("%s: document %d: %v", file, i, err)
+				}
+				if isBlank(doc) {
+					continue
+				}
+				obj, gvk, err := decoder.Decode(doc, nil, nil)
+				if err != nil {
+					t.Errorf("%s: document %d: %v", file, i, err)
+					continue
+				}
+				if m, err := meta.Accessor(obj); err != nil || m.GetName() == "" {
+					t.Errorf("%s: %v without a name", file, gvk)
+				}
+				out[file] = append(out[file], obj)
+			}
+			if len(out[file]) == 0 {
+				t.Errorf("%s: no Kubernetes object", file)
+			}
+		}
+	}
+	return out
+}
+
+// isBlank: only comments and white space.
+func isBlank(doc []byte) bool {
+	for line := range strings.Lines(string(doc)) {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+func TestExamplesDecode(t *testing.T) {
+	objs := decodeAll(t, "*.yaml", filepath.Join("crds", "*.yaml"))
+	if len(objs) < 8 {
+		t.Fatalf("decoded %d files, want every example", len(objs))
+	}
+	for file, list := range objs {
+		for _, obj := range list {
+			m, _ := meta.Accessor(obj)
+			switch obj.(type) {
+			case *corev1.Namespace, *apiextensionsv1.CustomResourceDefinition:
+			default:
+				if ns := m.GetNamespace(); ns != "horizon-system" && !clusterScoped(obj) {
+					t.Errorf("%s: %T %s in namespace %q, want horizon-system", file, obj, m.GetName(), ns)
+				}
+			}
+		}
+	}
+}
+
+func clusterScoped(obj runtime.Object) bool {
+	switch obj.GetObjectKind().GroupVersionKind().Kind {
+	case "ClusterRole", "ClusterRoleBinding":
+		return true
+	}
+	return false
+}
+
+func one[T runtime.Object](t *testing.T, file string) T {
+	t.Helper()
+	for _, obj := range decodeAll(t, file)[file] {
+		if v, ok := obj.(T); ok {
+			return v
+		}
+	}
+	var zero T
+	t.Fatalf("%s: no %T", file, zero)
+	return zero
+}
+
+// TestCRDsVerbatim: the CRDs are the MCS module's, byte for byte after the
+// header comment.
+func TestCRDsVerbatim(t *testing.T) {
+	for file, want := range map[string][]byte{
+		"multicluster.x-k8s.io_serviceexports.yaml": mcscrd.ServiceExportCRD,
+		"multicluster.x-k8s.io_serviceimports.yaml": mcscrd.ServiceImportCRD,
+	} {
+		got, err := os.ReadFile(filepath.Join("crds", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasSuffix(got, want) || !isBlank(got[:len(got)-len(want)]) {
+			t.Errorf("crds/%s is not a verbatim copy of sigs.k8s.io/mcs-api's config/crd/%s (with a comment above it)", file, file)
+		}
+	}
+}
+
+func TestDeploymentContract(t *testing.T) {
+	d := one[*appsv1.Deployment](t, "deployment.yaml")
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2", d.Spec.Replicas)
+	}
+	pod := d.Spec.Template.Spec
+	if pod.ServiceAccountName != "horizon" || pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+		t.Errorf("pod runs as %q, security context %+v", pod.ServiceAccountName, pod.SecurityContext)
+	}
+	if len(pod.TopologySpreadConstraints) == 0 {
+		t.Error("no topology spread")
+	}
+	c := pod.Containers[0]
+	if c.Args[0] != "serve" || !slices.Contains(c.Args, "--member-secrets-namespace=horizon-system") {
+		t.Errorf("args %q", c.Args)
+	}
+	var ports []int32
+	for _, p := range c.Ports {
+		ports = append(ports, p.ContainerPort)
+	}
+	if !slices.Equal(ports, []int32{15010, 15012, 15014}) {
+		t.Errorf("container ports %v", ports)
+	}
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Error("probes are not /readyz and /healthz")
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v", c.Resources)
+	}
+}
+
+func TestMemberSecretExample(t *testing.T) {
+	s := one[*corev1.Secret](t, "member-secret.example.yaml")
+	if s.Labels[kube.LabelMemberSecret] != "true" {
+		t.Errorf("labels %v", s.Labels)
+	}
+	for _, a := range []string{kube.AnnotationClusterName, kube.AnnotationNetwork, kube.AnnotationRegion, kube.AnnotationZone} {
+		if s.Annotations[a] == "" {
+			t.Errorf("no annotation %s", a)
+		}
+	}
+	if !strings.Contains(s.StringData[kube.SecretKubeconfigKey], "token:") {
+		t.Errorf("no %s with a token", kube.SecretKubeconfigKey)
+	}
+}
+
+func TestGatewayServiceExample(t *testing.T) {
+	s := one[*corev1.Service](t, "gateway-service.yaml")
+	if s.Labels[kube.LabelGatewayNetwork] == "" || s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		t.Errorf("labels %v, type %s", s.Labels, s.Spec.Type)
+	}
+	if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].Name != "tls" || s.Spec.Ports[0].Port != kube.DefaultGatewayPort {
+		t.Errorf("ports %+v", s.Spec.Ports)
+	}
+}
