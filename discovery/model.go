@@ -74,6 +74,10 @@ type ServiceKey struct {
 // String renders the key as namespace/name.
 func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
 
+// MarshalText renders the key as namespace/name, so that maps keyed by it
+// encode as JSON objects.
+func (k ServiceKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
 // Compare orders keys by namespace, then name.
 func (k ServiceKey) Compare(o ServiceKey) int {
 	return cmp.Or(cmp.Compare(k.Namespace, o.Namespace), cmp.Compare(k.Name, o.Name))

@@ -82,7 +82,7 @@ func TestE2EProxylessFailover(t *testing.T) {
 	cs := e2eClusterSet{East1Port: east1.port, East2Port: east2.port, West1Port: west1.port, East1Ready: true}
 	writeE2EClusterSet(t, tmpl, file, cs)
 
-	h := startHorizon(t, bin, file)
+	h := startHorizon(t, bin, "--clusterset", file)
 
 	out, err := exec.Command(bin, "bootstrap", "--role", "proxyless", "--cluster", "east-1",
 		"--region", "r1", "--zone", "z1", "--xds-address", h.xdsAddr).Output()
@@ -217,12 +217,14 @@ type horizonProcess struct {
 // startHorizon runs `horizon serve` on file with free loopback ports and
 // waits until it is ready. The process is stopped (SIGTERM) when the test
 // ends; its output goes to the test log if the test failed.
-func startHorizon(t *testing.T, bin, file string) *horizonProcess {
+// startHorizon runs `horizon serve` with the given flags (plus free
+// loopback addresses) and waits until it is ready.
+func startHorizon(t *testing.T, bin string, flags ...string) *horizonProcess {
 	t.Helper()
 	// A port picked free may be taken by someone else before horizon binds
 	// it; that is retried.
 	for attempt := 1; ; attempt++ {
-		h, err := tryStartHorizon(t, bin, file)
+		h, err := tryStartHorizon(t, bin, flags)
 		if err == nil {
 			return h
 		}
@@ -233,14 +235,14 @@ func startHorizon(t *testing.T, bin, file string) *horizonProcess {
 	}
 }
 
-func tryStartHorizon(t *testing.T, bin, file string) (*horizonProcess, error) {
+func tryStartHorizon(t *testing.T, bin string, flags []string) (*horizonProcess, error) {
 	tr := &http.Transport{DisableKeepAlives: true}
 	h := &horizonProcess{
 		xdsAddr: freeLoopbackAddr(t), httpAddr: freeLoopbackAddr(t),
 		http: &http.Client{Transport: tr, Timeout: 5 * time.Second},
 		out:  &e2eLog{}, done: make(chan struct{}),
 	}
-	cmd := exec.Command(bin, "serve", "--clusterset", file, "--xds-address", h.xdsAddr, "--http-address", h.httpAddr)
+	cmd := exec.Command(bin, append([]string{"serve", "--xds-address", h.xdsAddr, "--http-address", h.httpAddr}, flags...)...)
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	if err := cmd.Start(); err != nil {
 		return h, err

@@ -11,13 +11,14 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/xds"
 )
 
 // newHTTPHandler serves the operational endpoints. /debug/ answers loopback
 // clients only unless remote is set: it shows topology, never secrets (Horizon
 // serves no private keys), but topology is still not for everyone.
-func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, reg *prometheus.Registry, remote bool) http.Handler {
+func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source, reg *prometheus.Registry, remote bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -86,6 +87,13 @@ func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, reg *prometheus.Regi
 			}
 		}
 		writeJSON(w, out)
+	})
+	debug.HandleFunc("GET /debug/members", func(w http.ResponseWriter, _ *http.Request) {
+		if source == nil {
+			writeJSON(w, []kube.MemberStatus{})
+			return
+		}
+		writeJSON(w, source.Members())
 	})
 	mux.Handle("/debug/", loopbackOnly(debug, remote))
 	return mux

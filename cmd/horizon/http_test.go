@@ -20,7 +20,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	defer cancel()
 	reg := prometheus.NewRegistry()
 	srv := xds.NewServer(ctx, xds.Options{Metrics: xds.NewMetrics(reg)})
-	h := newHTTPHandler(srv, nil, reg, false)
+	h := newHTTPHandler(srv, nil, nil, reg, false)
 
 	get := func(path, remote string) (int, string) {
 		req := httptest.NewRequest("GET", path, nil)

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +20,12 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/discovery/kube"
+	"github.com/horizonmesh/horizon/discovery/kube/mcs"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
 )
@@ -34,6 +39,7 @@ type serveConfig struct {
 	logLevel    string
 	logFormat   string
 	debugRemote bool
+	kube        kubeConfig
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,6 +54,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&cfg.debugRemote, "debug-remote", false, "serve /debug/ to non-loopback clients too")
+	fs.Var(&cfg.kube.members, "member", "a Kubernetes member cluster: name=N,network=NET,kubeconfig=FILE[,context=C][,region=R][,zone=Z] (repeatable)")
+	fs.StringVar(&cfg.kube.secretsNamespace, "member-secrets-namespace", "", "watch member-cluster Secrets in this namespace of the control plane's cluster")
+	fs.StringVar(&cfg.kube.kubeconfig, "kubeconfig", "", "kubeconfig of the control plane's own cluster (default: in-cluster)")
+	fs.BoolVar(&cfg.kube.allowPlugins, "allow-kubeconfig-plugins", false, "accept kubeconfigs whose users run exec or auth-provider plugins")
+	fs.DurationVar(&cfg.kube.staleTTL, "stale-ttl", 0, "drop the endpoints of a member cluster unreachable this long (0: keep them)")
+	fs.BoolVar(&cfg.kube.mcs, "mcs-controller", true, "write ServiceExport conditions and ServiceImports in the member clusters (one leader at a time)")
+	fs.StringVar(&cfg.kube.clusterSetCIDRs, "clusterset-cidrs", mcs.DefaultCIDR, "ranges ClusterSet IPs are allocated from (at most one IPv4 and one IPv6, comma-separated)")
+	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", "horizon-system", "namespace of the MCS controller's Lease in the control plane's cluster")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,20 +85,81 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: xds.Policy{TrustDomain: td}, Debounce: cfg.debounce})
 
 	var watcher *file.Watcher
-	var cs *discovery.ClusterSet
-	source := cfg.clusterSet
-	if cfg.clusterSet == "" {
-		source = local.Name + " (embedded)"
-		cs, err = file.Parse(local.Name, local.ClusterSet)
-	} else {
-		watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: srv.Update, Metrics: fm}
-		cs, err = watcher.Load()
-	}
-	if err != nil {
-		return err
-	}
-	if err := srv.Apply(cs); err != nil {
-		return fmt.Errorf("initial ClusterSet: %w", err)
+	var source *kube.Source
+	var secrets *kube.SecretWatcher
+	var controller *mcs.Controller
+	var summary func(w io.Writer)
+	switch {
+	case cfg.kube.enabled() && cfg.clusterSet != "":
+		return errors.New("serve: --clusterset and Kubernetes members exclude each other")
+	case cfg.kube.enabled():
+		var latest atomic.Pointer[discovery.ClusterSet]
+		source = &kube.Source{Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: cfg.kube.staleTTL}
+		members, err := cfg.kube.memberConfigs()
+		if err != nil {
+			return err
+		}
+		reserved := map[string]bool{}
+		for _, m := range members {
+			reserved[m.Name] = true
+			if err := source.Set(m); err != nil {
+				return err
+			}
+		}
+		var cp kubernetes.Interface
+		if cfg.kube.secretsNamespace != "" || cfg.kube.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+			if cp, err = cfg.kube.controlPlane(); err != nil {
+				return err
+			}
+		}
+		if cfg.kube.secretsNamespace != "" {
+			secrets = &kube.SecretWatcher{
+				Kube: cp, Namespace: cfg.kube.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
+				AllowPlugins: cfg.kube.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
+			}
+		}
+		if cfg.kube.mcs {
+			alloc, err := mcs.NewAllocator(strings.Split(cfg.kube.clusterSetCIDRs, ",")...)
+			if err != nil {
+				return fmt.Errorf("--clusterset-cidrs: %w", err)
+			}
+			election := mcs.Election{Namespace: cfg.kube.leaseNamespace}
+			if cp != nil {
+				election.Client = cp.CoordinationV1()
+			} else {
+				log.Warn("no control plane cluster: the MCS controller writes without leader election; run a single replica")
+			}
+			controller, err = mcs.New(mcs.Config{
+				Members: mcsMembers(source), ClusterSet: latest.Load, Allocator: alloc,
+				Election: election, Logger: log, Metrics: mcs.NewMetrics(reg),
+			})
+			if err != nil {
+				return err
+			}
+			source.OnChange = controller.Notify
+		}
+		source.OnUpdate = func(cs *discovery.ClusterSet) {
+			latest.Store(cs)
+			srv.Update(cs)
+		}
+		summary = func(w io.Writer) { printKubeSummary(w, cfg.kube) }
+	default:
+		var cs *discovery.ClusterSet
+		source := cfg.clusterSet
+		if cfg.clusterSet == "" {
+			source = local.Name + " (embedded)"
+			cs, err = file.Parse(local.Name, local.ClusterSet)
+		} else {
+			watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: srv.Update, Metrics: fm}
+			cs, err = watcher.Load()
+		}
+		if err != nil {
+			return err
+		}
+		if err := srv.Apply(cs); err != nil {
+			return fmt.Errorf("initial ClusterSet: %w", err)
+		}
+		summary = func(w io.Writer) { printClusterSet(w, cs, source) }
 	}
 
 	xdsLis, err := net.Listen("tcp", cfg.xdsAddress)
@@ -104,16 +179,40 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	)
 	srv.Register(grpcServer)
 	httpServer := &http.Server{
-		Handler:           newHTTPHandler(srv, watcher, reg, cfg.debugRemote),
+		Handler:           newHTTPHandler(srv, watcher, source, reg, cfg.debugRemote),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
-	printSummary(stdout, cs, source, xdsLis.Addr().String(), httpLis.Addr().String())
+	fmt.Fprintf(stdout, "Horizon is serving\n  xDS (ADS, plaintext, dev only)  %s\n  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/syncz  /debug/views\n\n",
+		xdsLis.Addr().String(), httpLis.Addr().String())
+	summary(stdout)
+	fmt.Fprintf(stdout, "\nA proxyless gRPC client:\n  horizon bootstrap --role proxyless --cluster <cluster> --xds-address %s > bootstrap.json\n", dialable(xdsLis.Addr().String()))
+	fmt.Fprintf(stdout, "  GRPC_XDS_BOOTSTRAP=bootstrap.json your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	if watcher != nil {
 		g.Go(func() error { return watcher.Run(gctx) })
+	}
+	if secrets != nil {
+		g.Go(func() error { return secrets.Run(gctx) })
+	}
+	if source != nil {
+		g.Go(func() error {
+			// Members configured by Secrets count as configured at start: the
+			// first ClusterSet waits for them too.
+			if secrets != nil {
+				select {
+				case <-secrets.Synced():
+				case <-gctx.Done():
+					return nil
+				}
+			}
+			return source.Run(gctx)
+		})
+	}
+	if controller != nil {
+		g.Go(func() error { return controller.Run(gctx) })
 	}
 	g.Go(func() error {
 		if err := grpcServer.Serve(xdsLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -159,12 +258,10 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-// printSummary tells a new user, on one screen, what is being served.
-func printSummary(w io.Writer, cs *discovery.ClusterSet, source, xdsAddr, httpAddr string) {
+// printClusterSet tells a new user, on one screen, what is being served.
+func printClusterSet(w io.Writer, cs *discovery.ClusterSet, source string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Horizon is serving %s (version %s)\n", source, cs.Version())
-	fmt.Fprintf(&b, "  xDS (ADS, plaintext, dev only)  %s\n", xdsAddr)
-	fmt.Fprintf(&b, "  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/syncz  /debug/views\n\n", httpAddr)
+	fmt.Fprintf(&b, "ClusterSet %s (version %s)\n", source, cs.Version())
 	for _, network := range cs.Networks() {
 		fmt.Fprintf(&b, "network %s\n", network)
 		for _, c := range cs.Clusters {
@@ -179,7 +276,11 @@ func printSummary(w io.Writer, cs *discovery.ClusterSet, source, xdsAddr, httpAd
 			if gw == "" {
 				gw = "none (unreachable from other networks)"
 			}
-			fmt.Fprintf(&b, "  cluster %-12s %-28s gateway %s\n", c.Name, c.Locality.Region+"/"+c.Locality.Zone, gw)
+			loc := c.Locality.Region
+			if c.Locality.Zone != "" {
+				loc += "/" + c.Locality.Zone
+			}
+			fmt.Fprintf(&b, "  cluster %-12s %-28s gateway %s\n", c.Name, loc, gw)
 			for _, s := range c.Services {
 				ready := 0
 				for _, e := range s.Endpoints {
@@ -195,17 +296,17 @@ func printSummary(w io.Writer, cs *discovery.ClusterSet, source, xdsAddr, httpAd
 			}
 		}
 	}
-	fmt.Fprintf(&b, "\nA proxyless gRPC client in cluster %s:\n", firstCluster(cs))
-	fmt.Fprintf(&b, "  horizon bootstrap --role proxyless --cluster %s --xds-address %s > bootstrap.json\n", firstCluster(cs), dialable(xdsAddr))
-	fmt.Fprintf(&b, "  GRPC_XDS_BOOTSTRAP=bootstrap.json your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
 	fmt.Fprint(w, b.String())
 }
 
-func firstCluster(cs *discovery.ClusterSet) string {
-	if len(cs.Clusters) == 0 {
-		return "<cluster>"
+func printKubeSummary(w io.Writer, k kubeConfig) {
+	fmt.Fprintln(w, "Kubernetes member clusters (xDS is served once every one has synced; see /debug/members)")
+	for _, m := range k.members {
+		fmt.Fprintf(w, "  %-12s network %-12s kubeconfig %s\n", m.name, m.network, m.kubeconfig)
 	}
-	return cs.Clusters[0].Name
+	if k.secretsNamespace != "" {
+		fmt.Fprintf(w, "  and every member-cluster Secret in namespace %s\n", k.secretsNamespace)
+	}
 }
 
 // dialable turns a listen address into one a local client can dial.

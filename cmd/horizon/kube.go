@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/kube"
+	"github.com/horizonmesh/horizon/discovery/kube/mcs"
+)
+
+// memberFlags collects repeated --member flags:
+//
+//	--member name=east,network=net-east,kubeconfig=/etc/horizon/east.yaml[,context=c][,region=r][,zone=z]
+type memberFlags []memberFlag
+
+type memberFlag struct {
+	name, network, kubeconfig, context string
+	locality                           discovery.Locality
+}
+
+func (m *memberFlags) String() string {
+	var out []string
+	for _, f := range *m {
+		out = append(out, f.name)
+	}
+	return strings.Join(out, ",")
+}
+
+func (m *memberFlags) Set(v string) error {
+	var f memberFlag
+	for _, kv := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || val == "" {
+			return fmt.Errorf("%q: want key=value pairs", kv)
+		}
+		switch k {
+		case "name":
+			f.name = val
+		case "network":
+			f.network = val
+		case "kubeconfig":
+			f.kubeconfig = val
+		case "context":
+			f.context = val
+		case "region":
+			f.locality.Region = val
+		case "zone":
+			f.locality.Zone = val
+		default:
+			return fmt.Errorf("unknown key %q (want name, network, kubeconfig, context, region, zone)", k)
+		}
+	}
+	if f.name == "" || f.network == "" || f.kubeconfig == "" {
+		return errors.New("name, network and kubeconfig are required")
+	}
+	for _, o := range *m {
+		if o.name == f.name {
+			return fmt.Errorf("member %q given twice", f.name)
+		}
+	}
+	*m = append(*m, f)
+	return nil
+}
+
+// kubeConfig is serve's Kubernetes part.
+type kubeConfig struct {
+	members          memberFlags
+	secretsNamespace string
+	kubeconfig       string // the control plane's own cluster
+	allowPlugins     bool
+	staleTTL         time.Duration
+	mcs              bool
+	clusterSetCIDRs  string
+	leaseNamespace   string
+}
+
+func (k *kubeConfig) enabled() bool { return len(k.members) > 0 || k.secretsNamespace != "" }
+
+// memberConfigs loads every --member's kubeconfig.
+func (k *kubeConfig) memberConfigs() ([]kube.MemberConfig, error) {
+	var out []kube.MemberConfig
+	for _, f := range k.members {
+		rc, err := kube.LoadKubeconfigFile(f.kubeconfig, f.context, k.allowPlugins)
+		if err != nil {
+			return nil, fmt.Errorf("--member %s: %w", f.name, err)
+		}
+		out = append(out, kube.MemberConfig{
+			Name: f.name, Network: f.network, Locality: f.locality, Rest: rc, Origin: "file " + f.kubeconfig,
+		})
+	}
+	return out, nil
+}
+
+// controlPlane returns a client for the cluster Horizon runs in: --kubeconfig,
+// or the in-cluster service account.
+func (k *kubeConfig) controlPlane() (kubernetes.Interface, error) {
+	var rc *rest.Config
+	var err error
+	if k.kubeconfig != "" {
+		rc, err = kube.LoadKubeconfigFile(k.kubeconfig, "", k.allowPlugins)
+	} else if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		rc, err = rest.InClusterConfig()
+	} else {
+		return nil, errors.New("--member-secrets-namespace needs the control plane's cluster: run in a pod or give --kubeconfig")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("control plane cluster: %w", err)
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// flagMembers stops member Secrets from taking over a cluster configured by
+// --member: such a Secret is refused (and counted) instead of rotating it.
+type flagMembers struct {
+	kube.Members
+	reserved map[string]bool
+}
+
+func (f flagMembers) Set(cfg kube.MemberConfig) error {
+	if f.reserved[cfg.Name] {
+		return fmt.Errorf("cluster %q is configured by --member; a Secret cannot replace it", cfg.Name)
+	}
+	return f.Members.Set(cfg)
+}
+
+func (f flagMembers) Remove(name string) {
+	if !f.reserved[name] {
+		f.Members.Remove(name)
+	}
+}
+
+// mcsMembers adapts the Source's members to the MCS controller's interface.
+func mcsMembers(src *kube.Source) func() []mcs.Member {
+	return func() []mcs.Member {
+		ms := src.SyncedMembers()
+		out := make([]mcs.Member, len(ms))
+		for i, m := range ms {
+			out[i] = m
+		}
+		return out
+	}
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/horizonmesh/horizon/discovery/kube"
+	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+)
+
+// writeKubeconfig writes a kubeconfig for a test cluster's admin credentials.
+func writeKubeconfig(t *testing.T, rc *rest.Config, path string) {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: rc.CertData, ClientKeyData: rc.KeyData}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kubeSeed creates a namespace, a Service with ready endpoints backed by
+// mutual-TLS pods, and optionally its ServiceExport.
+func kubeSeed(t *testing.T, c *kubetest.Cluster, name string, export bool, addrs ...string) {
+	t.Helper()
+	ctx := t.Context()
+	_, _ = c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}, metav1.CreateOptions{})
+	if _, err := c.Kube.CoreV1().Services("demo").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 7070, AppProtocol: ptr.To("grpc")}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-x", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("grpc"), Port: ptr.To[int32](7070)}},
+	}
+	for i, a := range addrs {
+		pod := fmt.Sprintf("%s-%d", name, i)
+		if _, err := c.Kube.CoreV1().Pods("demo").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: pod, Labels: map[string]string{kube.LabelTLSMode: kube.TLSModeMTLS}},
+			Spec:       corev1.PodSpec{ServiceAccountName: name, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{a}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "demo", Name: pod},
+		})
+	}
+	if _, err := c.Kube.DiscoveryV1().EndpointSlices("demo").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if export {
+		if _, err := c.MCS.MulticlusterV1beta1().ServiceExports("demo").Create(ctx, &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// kubeGateway creates the network's east-west gateway Service with a load
+// balancer address.
+func kubeGateway(t *testing.T, c *kubetest.Cluster, network, ip string) {
+	t.Helper()
+	ctx := t.Context()
+	_, _ = c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "horizon-system"}}, metav1.CreateOptions{})
+	svc, err := c.Kube.CoreV1().Services("horizon-system").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "eastwest", Labels: map[string]string{kube.LabelGatewayNetwork: network}},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
+			Ports: []corev1.ServicePort{{Name: "tls", Port: 15443}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	if _, err := c.Kube.CoreV1().Services("horizon-system").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// edsView asks Horizon, as a sidecar of the given cluster, for one
+// assignment and returns address -> weight@priority.
+func edsView(t *testing.T, addr, cluster, name string) (map[string]string, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": cluster, "ROLE": "sidecar"})
+	if err := stream.Send(&discoverypb.DiscoveryRequest{
+		Node: &core.Node{Id: "probe-" + cluster, Metadata: md}, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name},
+	}); err != nil {
+		return nil, err
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetResources()) == 0 {
+		return nil, nil // not (yet) a known cluster
+	}
+	var cla endpoint.ClusterLoadAssignment
+	if err := resp.GetResources()[0].UnmarshalTo(&cla); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, l := range cla.GetEndpoints() {
+		for _, e := range l.GetLbEndpoints() {
+			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
+			out[fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())] = fmt.Sprintf("%d@%d", e.GetLoadBalancingWeight().GetValue(), l.GetPriority())
+		}
+	}
+	return out, nil
+}
+
+// TestE2EKubernetesMembers runs `horizon serve` against three real member
+// clusters and reads the result as proxies of each network would.
+func TestE2EKubernetesMembers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three kube-apiservers")
+	}
+	cl := kubetest.Start(t, "east", "west", "central")
+	east, west, central := cl[0], cl[1], cl[2]
+	kubeSeed(t, east, "echo", true, "10.0.1.1", "10.0.1.2")
+	kubeSeed(t, west, "echo", true, "10.1.1.1")
+	kubeSeed(t, central, "local-only", false, "10.2.1.1")
+	kubeGateway(t, east, "net-east", "198.51.100.1")
+	kubeGateway(t, west, "net-west", "198.51.100.2")
+
+	dir := t.TempDir()
+	var args []string
+	for _, c := range cl {
+		path := filepath.Join(dir, c.Name+".kubeconfig")
+		writeKubeconfig(t, c.Config, path)
+		args = append(args, "--member", fmt.Sprintf("name=%s,network=net-%s,kubeconfig=%s", c.Name, c.Name, path))
+	}
+	bin := buildHorizon(t)
+	h := startHorizon(t, bin, args...)
+
+	echoSet := "outbound_.7070_._.echo.demo.svc.clusterset.local"
+	localSet := "outbound_.7070_._.local-only.demo.svc.clusterset.local"
+	waitView := func(cluster, name string, want map[string]string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		var got map[string]string
+		var err error
+		for time.Now().Before(deadline) {
+			if got, err = edsView(t, h.xdsAddr, cluster, name); err == nil && maps.Equal(got, want) {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("view of %s from %s: got %v (err %v), want %v\nhorizon log:\n%s", name, cluster, got, err, want, h.out.String())
+	}
+	// Each network sees its own pods and the other's gateway, weighted by
+	// the ready endpoints behind it.
+	waitView("east", echoSet, map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0", "198.51.100.2:15443": "1@0"})
+	waitView("west", echoSet, map[string]string{"10.1.1.1:7070": "1@0", "198.51.100.1:15443": "2@0"})
+	waitView("central", echoSet, map[string]string{"198.51.100.1:15443": "2@0", "198.51.100.2:15443": "1@0"})
+	// An unexported service never leaves its cluster.
+	for _, c := range []string{"east", "west", "central"} {
+		if got, err := edsView(t, h.xdsAddr, c, localSet); err != nil || got != nil {
+			t.Fatalf("%s sees central's unexported service: %v %v", c, got, err)
+		}
+	}
+	// Unexporting removes a cluster from everyone's view.
+	if err := west.MCS.MulticlusterV1beta1().ServiceExports("demo").Delete(t.Context(), "echo", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitView("east", echoSet, map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0"})
+	resp, err := h.http.Get("http://" + h.httpAddr + "/debug/members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var members []kube.MemberStatus
+	if err := json.NewDecoder(resp.Body).Decode(&members); err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 3 || slices.ContainsFunc(members, func(m kube.MemberStatus) bool { return m.State != kube.Synced }) {
+		t.Fatalf("/debug/members: %+v", members)
+	}
+}
