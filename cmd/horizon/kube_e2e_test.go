@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
@@ -210,5 +213,127 @@ func TestE2EKubernetesMembers(t *testing.T) {
 	}
 	if len(members) != 3 || slices.ContainsFunc(members, func(m kube.MemberStatus) bool { return m.State != kube.Synced }) {
 		t.Fatalf("/debug/members: %+v", members)
+	}
+}
+
+// addSecret runs `horizon cluster add-secret` for a member, as an operator
+// would, and applies the Secret it prints in the control plane's cluster.
+func addSecret(t *testing.T, bin, kubeconfig, name string, cp *kubetest.Cluster) {
+	t.Helper()
+	cmd := exec.Command(bin, "cluster", "add-secret", "--kubeconfig", kubeconfig, "--name", name, "--network", "net-"+name)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("add-secret %s: %v\n%s", name, err, stderr.String())
+	}
+	var sec corev1.Secret
+	if err := yaml.UnmarshalStrict(out, &sec); err != nil {
+		t.Fatalf("add-secret %s printed no Secret: %v\n%s", name, err, out)
+	}
+	secrets := cp.Kube.CoreV1().Secrets(sec.Namespace)
+	old, err := secrets.Get(t.Context(), sec.Name, metav1.GetOptions{})
+	if err == nil {
+		sec.ResourceVersion = old.ResourceVersion
+		_, err = secrets.Update(t.Context(), &sec, metav1.UpdateOptions{})
+	} else {
+		_, err = secrets.Create(t.Context(), &sec, metav1.CreateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestE2EKubernetesMemberSecrets: the whole operator flow. Members come from
+// the Secrets `horizon cluster add-secret` prints (least-privilege tokens),
+// held in the control plane's cluster; rotating one leaves no gap in any
+// view, deleting one removes the cluster.
+func TestE2EKubernetesMemberSecrets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three kube-apiservers")
+	}
+	cl := kubetest.Start(t, "east", "west", "central")
+	east, west, central := cl[0], cl[1], cl[2]
+	kubeSeed(t, east, "echo", true, "10.0.1.1", "10.0.1.2")
+	kubeSeed(t, west, "echo", true, "10.1.1.1")
+	kubeGateway(t, east, "net-east", "198.51.100.1")
+	kubeGateway(t, west, "net-west", "198.51.100.2")
+	_, _ = central.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "horizon-system"}}, metav1.CreateOptions{})
+
+	bin := buildHorizon(t)
+	dir := t.TempDir()
+	paths := map[string]string{}
+	for _, c := range cl {
+		paths[c.Name] = filepath.Join(dir, c.Name+".kubeconfig")
+		writeKubeconfig(t, c.Config, paths[c.Name])
+		addSecret(t, bin, paths[c.Name], c.Name, central)
+	}
+	h := startHorizon(t, bin, "--member-secrets-namespace", "horizon-system", "--kubeconfig", paths["central"],
+		"--leader-election-namespace", "horizon-system")
+
+	echoSet := "outbound_.7070_._.echo.demo.svc.clusterset.local"
+	withWest := map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0", "198.51.100.2:15443": "1@0"}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := edsView(t, h.xdsAddr, "east", echoSet)
+		if err == nil && maps.Equal(got, withWest) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("east's view %v (err %v), want %v\n%s", got, err, withWest, h.out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Rotate west's credentials: east's view never loses west meanwhile.
+	addSecret(t, bin, paths["west"], "west", central)
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		got, err := edsView(t, h.xdsAddr, "east", echoSet)
+		if err != nil || !maps.Equal(got, withWest) {
+			t.Fatalf("during west's rotation east's view is %v (err %v): a gap", got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The MCS controller (leader on central's Lease) imports echo wherever
+	// its namespace exists: east and west, not central, until central
+	// gets the namespace.
+	waitImport := func(c *kubetest.Cluster) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			im, err := c.MCS.MulticlusterV1beta1().ServiceImports("demo").Get(t.Context(), "echo", metav1.GetOptions{})
+			if err == nil && len(im.Spec.IPs) == 1 && len(im.Status.Clusters) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no ServiceImport demo/echo in %s: %v %+v", c.Name, err, im)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitImport(east)
+	waitImport(west)
+	if _, err := central.MCS.MulticlusterV1beta1().ServiceImports("demo").Get(t.Context(), "echo", metav1.GetOptions{}); err == nil {
+		t.Fatal("an import in central, which has no namespace demo")
+	}
+	if _, err := central.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitImport(central)
+
+	// Deleting west's Secret removes west.
+	if err := central.Kube.CoreV1().Secrets("horizon-system").Delete(t.Context(), "member-west", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		got, err := edsView(t, h.xdsAddr, "east", echoSet)
+		if err == nil && maps.Equal(got, map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("west still in east's view after its Secret was deleted: %v %v", got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
