@@ -144,13 +144,25 @@ type Service struct {
 // Key returns the service's ClusterSet-wide key.
 func (s *Service) Key() ServiceKey { return ServiceKey{Namespace: s.Namespace, Name: s.Name} }
 
-// Port returns the service port with the given number.
+// Port returns the service's TCP port with the given number (the ports
+// proxies carry traffic for).
 func (s *Service) Port(number uint32) (Port, bool) {
-	i, ok := slices.BinarySearchFunc(s.Ports, number, func(p Port, n uint32) int { return cmp.Compare(p.Port, n) })
+	return s.PortFor(number, "TCP")
+}
+
+// PortFor returns the service port with the given number and protocol.
+func (s *Service) PortFor(number uint32, protocol string) (Port, bool) {
+	i, ok := slices.BinarySearchFunc(s.Ports, Port{Port: number, Protocol: protocol}, comparePorts)
 	if !ok {
 		return Port{}, false
 	}
 	return s.Ports[i], true
+}
+
+// comparePorts orders ports by number, then protocol: a service may use one
+// number for TCP and UDP (DNS does).
+func comparePorts(a, b Port) int {
+	return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Protocol, b.Protocol))
 }
 
 // Endpoint is one backend of a service in one cluster (a pod).
@@ -304,13 +316,18 @@ func normalizeService(s *Service) error {
 	if s.Type != ClusterSetIP && s.Type != Headless {
 		errs = append(errs, fmt.Errorf("unknown type %q", s.Type))
 	}
-	slices.SortFunc(s.Ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
+	for i := range s.Ports {
+		if s.Ports[i].Protocol == "" {
+			s.Ports[i].Protocol = "TCP"
+		}
+	}
+	slices.SortFunc(s.Ports, comparePorts)
 	for i, p := range s.Ports {
 		if p.Port == 0 || p.Port > 65535 || p.TargetPort > 65535 {
 			errs = append(errs, fmt.Errorf("port %d: out of range 1-65535", p.Port))
 		}
-		if i > 0 && s.Ports[i-1].Port == p.Port {
-			errs = append(errs, fmt.Errorf("port %d: defined twice", p.Port))
+		if i > 0 && comparePorts(s.Ports[i-1], p) == 0 {
+			errs = append(errs, fmt.Errorf("port %d/%s: defined twice", p.Port, p.Protocol))
 		}
 	}
 	slices.SortFunc(s.Endpoints, func(a, b Endpoint) int { return cmp.Compare(a.Address, b.Address) })
@@ -362,8 +379,12 @@ func (cs *ClusterSet) mergeExports() {
 		})
 		winner := exports[0]
 		es := ExportedService{Key: k, Type: winner.svc.Type, SessionAffinity: winner.svc.SessionAffinity}
-		ports := map[uint32]Port{}
-		names := map[string]uint32{}
+		type portKey struct {
+			number   uint32
+			protocol string
+		}
+		ports := map[portKey]Port{}
+		names := map[string]portKey{}
 		conflict := func(ex export, reason, format string, args ...any) {
 			es.Conflicts = append(es.Conflicts, Conflict{Cluster: ex.cluster, Reason: reason, Message: fmt.Sprintf(format, args...)})
 		}
@@ -376,17 +397,19 @@ func (cs *ClusterSet) mergeExports() {
 				conflict(ex, SessionAffinityConflict, "cluster %s has session affinity %q; the oldest export (cluster %s) has %q", ex.cluster, ex.svc.SessionAffinity, winner.cluster, es.SessionAffinity)
 			}
 			for _, p := range ex.svc.Ports {
-				old, seen := ports[p.Port]
+				k := portKey{p.Port, p.Protocol}
+				old, seen := ports[k]
+				named, nameTaken := names[p.Name]
 				switch {
-				case seen && (old.Name != p.Name || old.Protocol != p.Protocol || old.AppProtocol != p.AppProtocol):
-					conflict(ex, PortConflict, "cluster %s port %d (%s/%s) conflicts with an older export's (%s/%s)", ex.cluster, p.Port, p.Name, p.Protocol, old.Name, old.Protocol)
+				case seen && (old.Name != p.Name || old.AppProtocol != p.AppProtocol):
+					conflict(ex, PortConflict, "cluster %s port %d/%s (%q, appProtocol %q) conflicts with an older export's (%q, %q)", ex.cluster, p.Port, p.Protocol, p.Name, p.AppProtocol, old.Name, old.AppProtocol)
 				case seen:
-				case p.Name != "" && names[p.Name] != 0 && names[p.Name] != p.Port:
-					conflict(ex, PortConflict, "cluster %s port name %q is port %d; an older export has it as %d", ex.cluster, p.Name, p.Port, names[p.Name])
+				case p.Name != "" && nameTaken && named != k:
+					conflict(ex, PortConflict, "cluster %s port name %q is %d/%s; an older export has it as %d/%s", ex.cluster, p.Name, p.Port, p.Protocol, named.number, named.protocol)
 				default:
-					ports[p.Port] = p
+					ports[k] = p
 					if p.Name != "" {
-						names[p.Name] = p.Port
+						names[p.Name] = k
 					}
 				}
 			}
@@ -402,7 +425,7 @@ func (cs *ClusterSet) mergeExports() {
 		for _, p := range ports {
 			es.Ports = append(es.Ports, p)
 		}
-		slices.SortFunc(es.Ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
+		slices.SortFunc(es.Ports, comparePorts)
 		cs.byExport[k] = len(cs.Exports)
 		cs.Exports = append(cs.Exports, es)
 	}

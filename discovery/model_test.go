@@ -14,11 +14,13 @@ func svc(name string, exported bool, at time.Time, ports ...Port) Service {
 func TestMergeExports(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	http := Port{Name: "http", Port: 80, Protocol: "TCP"}
+	web := Port{Name: "web", Port: 80, Protocol: "TCP"} // same port, another name: a conflict
 	grpc := Port{Name: "grpc", Port: 7070, Protocol: "TCP"}
-	udp80 := Port{Name: "dns", Port: 80, Protocol: "UDP"}
+	dnsTCP := Port{Name: "dns-tcp", Port: 53, Protocol: "TCP"}
+	dnsUDP := Port{Name: "dns", Port: 53, Protocol: "UDP"} // one number, two protocols: no conflict
 	cs, err := New([]Cluster{
-		{Name: "west", Network: "w", Services: []Service{svc("echo", true, t0.Add(time.Hour), udp80, grpc), svc("hidden", false, t0, http)}},
-		{Name: "east", Network: "e", Services: []Service{svc("echo", true, t0, http)}},
+		{Name: "west", Network: "w", Services: []Service{svc("echo", true, t0.Add(time.Hour), web, grpc, dnsUDP), svc("hidden", false, t0, http)}},
+		{Name: "east", Network: "e", Services: []Service{svc("echo", true, t0, http, dnsTCP)}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -33,13 +35,21 @@ func TestMergeExports(t *testing.T) {
 	if !slices.Equal(ex.Clusters, []string{"east", "west"}) {
 		t.Errorf("exporting clusters %v", ex.Clusters)
 	}
-	// The oldest export (east) wins port 80; west adds 7070.
-	if !slices.Equal(ex.Ports, []Port{http, grpc}) {
-		t.Errorf("merged ports %+v, want east's 80/TCP and west's 7070", ex.Ports)
+	// The oldest export (east) wins port 80; west adds 7070 and 53/UDP.
+	if want := []Port{dnsTCP, dnsUDP, http, grpc}; !slices.Equal(ex.Ports, want) {
+		t.Errorf("merged ports %+v, want %+v", ex.Ports, want)
 	}
 	if len(ex.Conflicts) != 1 || ex.Conflicts[0].Cluster != "west" || ex.Conflicts[0].Reason != PortConflict ||
-		!strings.Contains(ex.Conflicts[0].Message, "port 80") {
+		!strings.Contains(ex.Conflicts[0].Message, "port 80/TCP") {
 		t.Errorf("conflicts %+v, want west's port 80 as a PortConflict", ex.Conflicts)
+	}
+	c, _ := cs.Cluster("west")
+	s, _ := c.Service(ServiceKey{"demo", "echo"})
+	if p, ok := s.Port(53); ok {
+		t.Errorf("Port(53) found %+v: it is UDP only in west", p)
+	}
+	if p, ok := s.PortFor(53, "UDP"); !ok || p != dnsUDP {
+		t.Errorf("PortFor(53, UDP) = %+v, %v", p, ok)
 	}
 }
 

@@ -57,8 +57,6 @@ func (t *translator) sidecar() {
 		t.out.Clusters = append(t.out.Clusters, t.sidecarCluster(h))
 		t.out.Endpoints = append(t.out.Endpoints, t.loadAssignment(h.name(), h.port.Port, h.backends))
 		switch {
-		case h.port.Protocol != "" && h.port.Protocol != "TCP":
-			t.notef("%s: protocol %s is not proxied", h.name(), h.port.Protocol)
 		case h.port.IsHTTP():
 			httpPorts[h.port.Port] = append(httpPorts[h.port.Port], h)
 		case h.clusterIP != "":

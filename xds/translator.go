@@ -122,6 +122,9 @@ func (t *translator) services() []hostPort {
 	for i := range own.Services {
 		s := &own.Services[i]
 		for _, p := range s.Ports {
+			if !t.proxied(s.Key(), p) {
+				continue
+			}
 			out = append(out, hostPort{
 				host: discovery.Host(s.Key(), discovery.ClusterLocal), key: s.Key(), scope: discovery.ClusterLocal,
 				port: p, clusterIP: s.ClusterIP, backends: []backend{{cluster: own, svc: s}},
@@ -141,6 +144,9 @@ func (t *translator) services() []hostPort {
 			vip = ex.IPs[0] // the ClusterSet IP clients resolve the name to
 		}
 		for _, p := range ex.Ports {
+			if !t.proxied(ex.Key, p) {
+				continue
+			}
 			out = append(out, hostPort{
 				host: discovery.Host(ex.Key, discovery.ClusterSetWide), key: ex.Key, scope: discovery.ClusterSetWide,
 				port: p, clusterIP: vip, backends: backends,
@@ -152,6 +158,16 @@ func (t *translator) services() []hostPort {
 	}
 	slices.SortFunc(out, func(a, b hostPort) int { return cmp.Compare(a.name(), b.name()) })
 	return out
+}
+
+// proxied reports whether proxies carry a port's traffic: TCP only (Envoy
+// sidecars and gRPC do not proxy UDP or SCTP).
+func (t *translator) proxied(k discovery.ServiceKey, p discovery.Port) bool {
+	if p.Protocol == "" || p.Protocol == "TCP" {
+		return true
+	}
+	t.notef("%s port %d/%s: not proxied", k, p.Port, p.Protocol)
+	return false
 }
 
 func (t *translator) sort() {

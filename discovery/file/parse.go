@@ -310,7 +310,7 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 
 func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 	var ports []discovery.Port
-	numbers, names := map[uint32]int{}, map[string]int{}
+	numbers, names := map[string]int{}, map[string]int{} // "port/protocol" and name -> line
 	for i, n := range items {
 		where := fmt.Sprintf("%s port #%d", service, i+1)
 		if name := peek(n, "name"); name != "" {
@@ -346,8 +346,8 @@ func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 			o.errorf("name", "%q used twice (first at line %d)", port.Name, first)
 			continue
 		}
-		if first := numbers[port.Port]; first != 0 {
-			o.errorf("port", "%d used twice (first at line %d)", port.Port, first)
+		if first := numbers[strconv.Itoa(int(port.Port))+"/"+port.Protocol]; first != 0 {
+			o.errorf("port", "%d/%s used twice (first at line %d)", port.Port, port.Protocol, first)
 			continue
 		}
 		if port.Port == 0 {
@@ -356,7 +356,7 @@ func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 		if port.Name != "" {
 			names[port.Name] = n.Line
 		}
-		numbers[port.Port] = n.Line
+		numbers[strconv.Itoa(int(port.Port))+"/"+port.Protocol] = n.Line
 		ports = append(ports, port)
 	}
 	return ports

@@ -142,17 +142,18 @@ func Build(cfg MemberConfig, o Objects) (discovery.Cluster, []Problem) {
 			ds.Exported = true
 			ds.ExportedAt = ex.CreationTimestamp.Time
 		}
-		seenPorts := map[uint32]bool{}
+		seenPorts := map[string]bool{}
 		for _, p := range svc.Spec.Ports {
-			if p.Port <= 0 || p.Port > 65535 || seenPorts[uint32(p.Port)] {
-				problem("Service", svc.Namespace, svc.Name, "bad_port", "port %d is out of range or repeated; skipped", p.Port)
-				continue
-			}
-			seenPorts[uint32(p.Port)] = true
 			port := discovery.Port{Name: p.Name, Port: uint32(p.Port), Protocol: string(p.Protocol)}
 			if port.Protocol == "" {
 				port.Protocol = "TCP"
 			}
+			key := strconv.Itoa(int(p.Port)) + "/" + port.Protocol
+			if p.Port <= 0 || p.Port > 65535 || seenPorts[key] {
+				problem("Service", svc.Namespace, svc.Name, "bad_port", "port %d/%s is out of range or repeated; skipped", p.Port, port.Protocol)
+				continue
+			}
+			seenPorts[key] = true
 			if p.AppProtocol != nil {
 				port.AppProtocol = *p.AppProtocol
 			}
