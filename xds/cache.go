@@ -124,22 +124,28 @@ func (v *view) publish(res *Resources, csVersion string) error {
 	return nil
 }
 
+// watchedLocked finds the view of a request's node and the state of the
+// requested type. A type Horizon does not serve gives a nil state: such a
+// watch is never answered, and never fails the stream.
+func (c *Cache) watchedLocked(node *core.Node, typeURL string) (*view, *typeState, error) {
+	g, err := c.groupOfLocked(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := c.viewLocked(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, v.types[typeURL], nil
+}
+
 // CreateWatch implements cachev3.ConfigWatcher for state-of-the-world streams.
 func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g, err := c.groupOfLocked(req.GetNode())
-	if err != nil {
-		return nil, err
-	}
-	v, err := c.viewLocked(g)
-	if err != nil {
-		return nil, err
-	}
-	ts, ok := v.types[req.GetTypeUrl()]
-	if !ok {
-		// A type Horizon does not serve: never answer, never fail the stream.
-		return func() {}, nil
+	v, ts, err := c.watchedLocked(req.GetNode(), req.GetTypeUrl())
+	if err != nil || ts == nil {
+		return func() {}, err
 	}
 	known := sub.ReturnedResources()
 	first := req.GetResponseNonce() == ""
@@ -168,17 +174,9 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g, err := c.groupOfLocked(req.GetNode())
-	if err != nil {
-		return nil, err
-	}
-	v, err := c.viewLocked(g)
-	if err != nil {
-		return nil, err
-	}
-	ts, ok := v.types[req.GetTypeUrl()]
-	if !ok {
-		return func() {}, nil
+	v, ts, err := c.watchedLocked(req.GetNode(), req.GetTypeUrl())
+	if err != nil || ts == nil {
+		return func() {}, err
 	}
 	// Envoy waits for the first answer to a wildcard subscription, even an
 	// empty one, before it finishes initialising.

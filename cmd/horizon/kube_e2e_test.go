@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,9 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	"sigs.k8s.io/yaml"
@@ -32,19 +28,6 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 )
-
-// writeKubeconfig writes a kubeconfig for a test cluster's admin credentials.
-func writeKubeconfig(t *testing.T, rc *rest.Config, path string) {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: rc.CertData, ClientKeyData: rc.KeyData}
-	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "c"
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // kubeSeed creates a namespace, a Service with ready endpoints backed by
 // mutual-TLS pods, and optionally its ServiceExport.
@@ -147,6 +130,23 @@ func edsView(t *testing.T, addr, cluster, name string) (map[string]string, error
 	return out, nil
 }
 
+// waitEDS waits until a sidecar of the cluster is given exactly want for the
+// assignment (address -> weight@priority).
+func waitEDS(t *testing.T, h *horizonProcess, cluster, name string, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := edsView(t, h.xdsAddr, cluster, name)
+		if err == nil && maps.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("view of %s from %s: got %v (err %v), want %v\nhorizon log:\n%s", name, cluster, got, err, want, h.out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestE2EKubernetesMembers runs `horizon serve` against three real member
 // clusters and reads the result as proxies of each network would.
 func TestE2EKubernetesMembers(t *testing.T) {
@@ -161,31 +161,16 @@ func TestE2EKubernetesMembers(t *testing.T) {
 	kubeGateway(t, east, "net-east", "198.51.100.1")
 	kubeGateway(t, west, "net-west", "198.51.100.2")
 
-	dir := t.TempDir()
 	var args []string
 	for _, c := range cl {
-		path := filepath.Join(dir, c.Name+".kubeconfig")
-		writeKubeconfig(t, c.Config, path)
-		args = append(args, "--member", fmt.Sprintf("name=%s,network=net-%s,kubeconfig=%s", c.Name, c.Name, path))
+		args = append(args, "--member", fmt.Sprintf("name=%s,network=net-%s,kubeconfig=%s", c.Name, c.Name, adminKubeconfigFile(t, c.Config)))
 	}
 	bin := buildHorizon(t)
 	h := startHorizon(t, bin, args...)
 
 	echoSet := "outbound_.7070_._.echo.demo.svc.clusterset.local"
 	localSet := "outbound_.7070_._.local-only.demo.svc.clusterset.local"
-	waitView := func(cluster, name string, want map[string]string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		var got map[string]string
-		var err error
-		for time.Now().Before(deadline) {
-			if got, err = edsView(t, h.xdsAddr, cluster, name); err == nil && maps.Equal(got, want) {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("view of %s from %s: got %v (err %v), want %v\nhorizon log:\n%s", name, cluster, got, err, want, h.out.String())
-	}
+	waitView := func(cluster, name string, want map[string]string) { waitEDS(t, h, cluster, name, want) }
 	// Each network sees its own pods and the other's gateway, weighted by
 	// the ready endpoints behind it.
 	waitView("east", echoSet, map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0", "198.51.100.2:15443": "1@0"})
@@ -261,11 +246,9 @@ func TestE2EKubernetesMemberSecrets(t *testing.T) {
 	_, _ = central.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "horizon-system"}}, metav1.CreateOptions{})
 
 	bin := buildHorizon(t)
-	dir := t.TempDir()
 	paths := map[string]string{}
 	for _, c := range cl {
-		paths[c.Name] = filepath.Join(dir, c.Name+".kubeconfig")
-		writeKubeconfig(t, c.Config, paths[c.Name])
+		paths[c.Name] = adminKubeconfigFile(t, c.Config)
 		addSecret(t, bin, paths[c.Name], c.Name, central)
 	}
 	h := startHorizon(t, bin, "--member-secrets-namespace", "horizon-system", "--kubeconfig", paths["central"],
@@ -273,17 +256,7 @@ func TestE2EKubernetesMemberSecrets(t *testing.T) {
 
 	echoSet := "outbound_.7070_._.echo.demo.svc.clusterset.local"
 	withWest := map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0", "198.51.100.2:15443": "1@0"}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got, err := edsView(t, h.xdsAddr, "east", echoSet)
-		if err == nil && maps.Equal(got, withWest) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("east's view %v (err %v), want %v\n%s", got, err, withWest, h.out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitEDS(t, h, "east", echoSet, withWest)
 
 	// Rotate west's credentials: east's view never loses west meanwhile.
 	addSecret(t, bin, paths["west"], "west", central)
@@ -325,15 +298,5 @@ func TestE2EKubernetesMemberSecrets(t *testing.T) {
 	if err := central.Kube.CoreV1().Secrets("horizon-system").Delete(t.Context(), "member-west", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		got, err := edsView(t, h.xdsAddr, "east", echoSet)
-		if err == nil && maps.Equal(got, map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0"}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("west still in east's view after its Secret was deleted: %v %v", got, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitEDS(t, h, "east", echoSet, map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.2:7070": "1@0"})
 }
