@@ -35,6 +35,7 @@ type serveConfig struct {
 	xdsAddress  string
 	httpAddress string
 	debounce    time.Duration
+	sendTimeout time.Duration
 	trustDomain string
 	logLevel    string
 	logFormat   string
@@ -50,6 +51,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.xdsAddress, "xds-address", ":15010", "plaintext xDS gRPC address (local development only)")
 	fs.StringVar(&cfg.httpAddress, "http-address", ":15014", "HTTP address for /metrics, /healthz, /readyz and /debug/")
 	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "how long a change waits for others before views are rendered")
+	fs.DurationVar(&cfg.sendTimeout, "send-timeout", xds.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
@@ -174,6 +176,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Warn("xDS is served in plaintext: for local development only; proxies' identities are not verified", "address", xdsLis.Addr().String())
 
 	grpcServer := grpc.NewServer(
+		grpc.StreamInterceptor(xds.SendTimeout(cfg.sendTimeout, xm)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)

@@ -1,0 +1,49 @@
+package xds
+
+import (
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultSendTimeout bounds how long one response may wait for a proxy to
+// read it. go-control-plane has no such bound: a proxy that stops reading
+// would hold its stream, and the memory of what is queued for it, forever.
+const DefaultSendTimeout = 30 * time.Second
+
+// SendTimeout returns a stream interceptor that ends a stream whose proxy
+// does not take a response within d. The proxy reconnects and is served
+// afresh; nothing else waits for it meanwhile.
+func SendTimeout(d time.Duration, m *Metrics) grpc.StreamServerInterceptor {
+	if d <= 0 {
+		d = DefaultSendTimeout
+	}
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &timedStream{ServerStream: ss, timeout: d, metrics: m})
+	}
+}
+
+type timedStream struct {
+	grpc.ServerStream
+	timeout time.Duration
+	metrics *Metrics
+}
+
+// SendMsg sends in a goroutine of its own and gives up after the timeout:
+// the handler then returns, gRPC closes the stream, and the stuck send
+// fails and ends with it.
+func (s *timedStream) SendMsg(m any) error {
+	done := make(chan error, 1)
+	go func() { done <- s.ServerStream.SendMsg(m) }()
+	timer := time.NewTimer(s.timeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		s.metrics.rejectedStream("send_timeout")
+		return status.Errorf(codes.DeadlineExceeded, "proxy did not read a response within %v", s.timeout)
+	}
+}
