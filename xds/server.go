@@ -166,6 +166,7 @@ type streamKey struct {
 // stream is what Horizon tracks of one open xDS stream.
 type stream struct {
 	key       streamKey
+	identity  *Identity // from the TLS client certificate; nil on plaintext
 	proxy     *Proxy
 	opened    time.Time
 	acked     map[string]string // type URL -> last ACKed version
@@ -185,10 +186,16 @@ type NACK struct {
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	open := func(delta bool) func(context.Context, int64, string) error {
-		return func(_ context.Context, id int64, _ string) error {
+		return func(ctx context.Context, id int64, _ string) error {
+			ident, err := streamIdentity(ctx, s.policy.trustDomain())
+			if err != nil {
+				s.metrics.rejectedStream("identity")
+				s.log.Warn("stream refused", "reason", "unusable client certificate", "error", err)
+				return status.Error(codes.Unauthenticated, err.Error())
+			}
 			k := streamKey{delta, id}
 			s.mu.Lock()
-			s.streams[k] = &stream{key: k, opened: time.Now(), acked: map[string]string{}, sent: map[string]sent{}, lastNACK: map[string]NACK{}}
+			s.streams[k] = &stream{key: k, identity: ident, opened: time.Now(), acked: map[string]string{}, sent: map[string]sent{}, lastNACK: map[string]NACK{}}
 			s.mu.Unlock()
 			return nil
 		}
@@ -259,6 +266,11 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 			s.metrics.rejectedStream("bad_node")
 			s.log.Warn("stream refused", "reason", "bad node metadata", "node", node.GetId(), "error", err)
 			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if err := checkClaims(p, st.identity); err != nil {
+			s.metrics.rejectedStream("identity")
+			s.log.Warn("stream refused", "reason", "node metadata disagrees with its certificate", "node", node.GetId(), "error", err)
+			return status.Error(codes.PermissionDenied, err.Error())
 		}
 		st.proxy = p
 		s.metrics.streamOpened(p.Role, protocolName(k.delta), 1)
