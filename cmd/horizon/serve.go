@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
 
@@ -41,6 +42,10 @@ type serveConfig struct {
 	logFormat   string
 	debugRemote bool
 	kube        kubeConfig
+	mtlsAddress string
+	tlsCert     string
+	tlsKey      string
+	tlsClientCA string
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +55,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file to serve and watch (default: the embedded "+local.Name+")")
 	fs.StringVar(&cfg.xdsAddress, "xds-address", ":15010", "plaintext xDS gRPC address (local development only)")
 	fs.StringVar(&cfg.httpAddress, "http-address", ":15014", "HTTP address for /metrics, /healthz, /readyz and /debug/")
+	fs.StringVar(&cfg.mtlsAddress, "mtls-address", ":15012", "mutual-TLS xDS gRPC address (with --tls-cert): a proxy's identity comes from its certificate")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (chain) of Horizon's own SVID for the mTLS port; reloaded on change")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM trust bundle proxies' certificates must chain to")
 	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "how long a change waits for others before views are rendered")
 	fs.DurationVar(&cfg.sendTimeout, "send-timeout", xds.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
@@ -174,20 +183,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("http listener: %w", err)
 	}
 	log.Warn("xDS is served in plaintext: for local development only; proxies' identities are not verified", "address", xdsLis.Addr().String())
+	var mtlsLis net.Listener
+	var creds *fileCreds
+	if cfg.tlsCert != "" || cfg.tlsKey != "" || cfg.tlsClientCA != "" {
+		if creds, err = newFileCreds(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA); err != nil {
+			xdsLis.Close()
+			httpLis.Close()
+			return err
+		}
+		if mtlsLis, err = net.Listen("tcp", cfg.mtlsAddress); err != nil {
+			xdsLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("mtls listener: %w", err)
+		}
+	}
 
-	grpcServer := grpc.NewServer(
+	grpcOpts := []grpc.ServerOption{
 		grpc.StreamInterceptor(xds.SendTimeout(cfg.sendTimeout, xm)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	}
+	grpcServer := grpc.NewServer(grpcOpts...)
 	srv.Register(grpcServer)
+	var mtlsServer *grpc.Server
+	if mtlsLis != nil {
+		mtlsServer = grpc.NewServer(append(grpcOpts, grpc.Creds(credentials.NewTLS(creds.serverConfig())))...)
+		srv.Register(mtlsServer)
+	}
 	httpServer := &http.Server{
 		Handler:           newHTTPHandler(srv, watcher, source, reg, cfg.debugRemote),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
-	fmt.Fprintf(stdout, "Horizon is serving\n  xDS (ADS, plaintext, dev only)  %s\n  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/syncz  /debug/views\n\n",
-		xdsLis.Addr().String(), httpLis.Addr().String())
+	fmt.Fprintf(stdout, "Horizon is serving\n  xDS (ADS, plaintext, dev only)  %s\n", xdsLis.Addr().String())
+	if mtlsLis != nil {
+		fmt.Fprintf(stdout, "  xDS (ADS, mutual TLS)           %s\n", mtlsLis.Addr().String())
+	}
+	fmt.Fprintf(stdout, "  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/syncz  /debug/views\n\n", httpLis.Addr().String())
 	summary(stdout)
 	fmt.Fprintf(stdout, "\nA proxyless gRPC client:\n  horizon bootstrap --role proxyless --cluster <cluster> --xds-address %s > bootstrap.json\n", dialable(xdsLis.Addr().String()))
 	fmt.Fprintf(stdout, "  GRPC_XDS_BOOTSTRAP=bootstrap.json your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
@@ -223,6 +255,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	if mtlsServer != nil {
+		g.Go(func() error {
+			if err := mtlsServer.Serve(mtlsLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("mtls xds server: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := httpServer.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
@@ -232,12 +272,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down")
-		stopped := make(chan struct{})
-		go func() { grpcServer.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(5 * time.Second):
-			grpcServer.Stop()
+		for _, gs := range []*grpc.Server{grpcServer, mtlsServer} {
+			if gs == nil {
+				continue
+			}
+			stopped := make(chan struct{})
+			go func() { gs.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(5 * time.Second):
+				gs.Stop()
+			}
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
