@@ -20,6 +20,7 @@ Usage:
   horizon bootstrap [flags]    print a proxy bootstrap (Envoy sidecar/gateway, or grpc-go proxyless)
   horizon view [flags]         print the endpoints a proxy in a cluster would get, without a server
   horizon cluster add-secret   give Horizon least-privilege access to a member cluster; print its Secret
+  horizon ca <command>         the SPIFFE trust root: init, intermediate (per member cluster), issue (test SVIDs)
 
 Run 'horizon <command> -h' for a command's flags.
 `
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return view(args[1:], stdout, stderr)
 	case "cluster":
 		return cluster(ctx, args[1:], stdout, stderr)
+	case "ca":
+		return caCommand(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
