@@ -2,14 +2,7 @@ package xds
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -18,59 +11,52 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/discovery/file"
 )
 
-// testCA issues certificates for the authenticated-stream tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T) *testCA {
+// svidFor issues an X509-SVID for id from ca, with its key.
+func svidFor(t *testing.T, ca *certs.CA, id string) *x509svid.SVID {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	key, err := certs.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key}
-}
-
-// leaf issues a certificate whose only URI SAN is id.
-func (ca *testCA) leaf(t *testing.T, id string) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(id)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs: []*url.URL{u}, DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	s, err := ca.Issue(key.Public(), spiffeid.RequireFromString(id), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	out, err := s.WithKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestAuthenticatedStreams: on a TLS stream the proxy's identity comes from
 // its verified certificate; node metadata that disagrees is refused before
 // anything is sent, and counted.
 func TestAuthenticatedStreams(t *testing.T) {
-	ca := newTestCA(t)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	// The mesh's root, and a foreign one the server's TLS also accepts, so
+	// that Horizon's own identity check is what refuses its certificates.
+	root, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("cluster.local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("evil.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundles := x509bundle.NewSet(root.Bundle(), evil.Bundle())
 	data, err := os.ReadFile("testdata/protocol.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -86,10 +72,8 @@ func TestAuthenticatedStreams(t *testing.T) {
 	if err := srv.Apply(cs); err != nil {
 		t.Fatal(err)
 	}
-	serverCert := ca.leaf(t, "spiffe://cluster.local/ns/horizon-system/sa/horizon")
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13,
-	})))
+	serverSVID := svidFor(t, root, "spiffe://cluster.local/ns/horizon-system/sa/horizon")
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsconfig.MTLSServerConfig(serverSVID, bundles, tlsconfig.AuthorizeAny()))))
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,24 +84,24 @@ func TestAuthenticatedStreams(t *testing.T) {
 
 	tests := []struct {
 		name     string
+		ca       *certs.CA
 		id       string
 		meta     []string // NAMESPACE, SERVICE_ACCOUNT
 		wantCode codes.Code
 	}{
-		{"claims match the certificate", "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaNamespace, "demo", MetaServiceAccount, "echo"}, codes.OK},
-		{"claims left out are taken from the certificate", "spiffe://cluster.local/ns/demo/sa/echo", nil, codes.OK},
-		{"forged namespace", "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaNamespace, "payments", MetaServiceAccount, "echo"}, codes.PermissionDenied},
-		{"forged service account", "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaServiceAccount, "admin"}, codes.PermissionDenied},
-		{"not a workload identity", "spiffe://cluster.local/gateway", nil, codes.Unauthenticated},
-		{"another trust domain", "spiffe://evil.example/ns/demo/sa/echo", nil, codes.Unauthenticated},
+		{"claims match the certificate", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaNamespace, "demo", MetaServiceAccount, "echo"}, codes.OK},
+		{"claims left out are taken from the certificate", root, "spiffe://cluster.local/ns/demo/sa/echo", nil, codes.OK},
+		{"forged namespace", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaNamespace, "payments", MetaServiceAccount, "echo"}, codes.PermissionDenied},
+		{"forged service account", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaServiceAccount, "admin"}, codes.PermissionDenied},
+		{"not a workload identity", root, "spiffe://cluster.local/gateway", nil, codes.Unauthenticated},
+		{"another trust domain", evil, "spiffe://evil.example/ns/demo/sa/echo", nil, codes.Unauthenticated},
 	}
 	refused := 0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client := ca.leaf(t, tt.id)
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-				Certificates: []tls.Certificate{client}, RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13,
-			})))
+			client := svidFor(t, tt.ca, tt.id)
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(
+				tlsconfig.MTLSClientConfig(client, bundles, tlsconfig.AuthorizeID(serverSVID.ID)))))
 			if err != nil {
 				t.Fatal(err)
 			}

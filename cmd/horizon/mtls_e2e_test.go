@@ -2,16 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,70 +11,42 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/horizonmesh/horizon/certs"
 )
 
-type e2eCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newE2ECA(t *testing.T) *e2eCA {
+// issueFiles issues an X509-SVID from ca and writes svid.crt, svid.key and
+// bundle.crt into dir (replacing them), returning the SVID.
+func issueFiles(t *testing.T, ca *certs.CA, id, dir string) *x509svid.SVID {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse("spiffe://cluster.local")
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, URIs: []*url.URL{u}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	key, err := certs.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
-	return &e2eCA{cert: c, key: key}
-}
-
-// svid issues a workload certificate; write puts it (and the bundle) in dir.
-func (ca *e2eCA) svid(t *testing.T, id string) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(id)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs: []*url.URL{u}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	s, err := ca.Issue(key.Public(), spiffeid.RequireFromString(id), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
-
-func writePEM(t *testing.T, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func writeSVID(t *testing.T, dir string, c tls.Certificate) {
-	t.Helper()
-	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	files, err := certs.SVIDFiles(s, key, ca.Bundle())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Write the key first and the certificate last: the server reloads when
-	// the files change, and a pair must match.
-	writePEM(t, filepath.Join(dir, "tls.key.tmp"), "PRIVATE KEY", keyDER)
-	writePEM(t, filepath.Join(dir, "tls.crt.tmp"), "CERTIFICATE", c.Certificate[0])
-	for _, f := range []string{"tls.key", "tls.crt"} {
-		if err := os.Rename(filepath.Join(dir, f+".tmp"), filepath.Join(dir, f)); err != nil {
-			t.Fatal(err)
-		}
+	if err := certs.WriteFiles(dir, files, true); err != nil {
+		t.Fatal(err)
 	}
+	out, err := s.WithKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestE2EMutualTLSPort: horizon serve with --tls-* serves xDS on its mTLS
@@ -90,25 +54,30 @@ func writeSVID(t *testing.T, dir string, c tls.Certificate) {
 // identity from it, refuses forged metadata, and picks up a new server
 // certificate written to disk without a restart.
 func TestE2EMutualTLSPort(t *testing.T) {
-	ca := newE2ECA(t)
+	root, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("cluster.local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	east, err := root.NewIntermediate("east")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	writePEM(t, filepath.Join(dir, "ca.crt"), "CERTIFICATE", ca.cert.Raw)
-	first := ca.svid(t, "spiffe://cluster.local/ns/horizon-system/sa/horizon")
-	writeSVID(t, dir, first)
+	horizonID := "spiffe://cluster.local/ns/horizon-system/sa/horizon"
+	first := issueFiles(t, east, horizonID, dir)
 	mtls := freeLoopbackAddr(t)
 	bin := buildHorizon(t)
-	h := startHorizon(t, bin, "--mtls-address", mtls, "--tls-cert", filepath.Join(dir, "tls.crt"),
-		"--tls-key", filepath.Join(dir, "tls.key"), "--tls-client-ca", filepath.Join(dir, "ca.crt"))
+	h := startHorizon(t, bin, "--mtls-address", mtls, "--tls-cert", filepath.Join(dir, "svid.crt"),
+		"--tls-key", filepath.Join(dir, "svid.key"), "--tls-client-ca", filepath.Join(dir, "bundle.crt"))
 
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	request := func(client *tls.Certificate, namespace string) (*discoverypb.DiscoveryResponse, *x509.Certificate, error) {
+	bundle := root.Bundle()
+	request := func(client *x509svid.SVID, namespace string) (*discoverypb.DiscoveryResponse, *x509.Certificate, error) {
 		var serverCert *x509.Certificate
-		cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12,
-			VerifyConnection: func(cs tls.ConnectionState) error { serverCert = cs.PeerCertificates[0]; return nil }}
+		cfg := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(first.ID))
 		if client != nil {
-			cfg.Certificates = []tls.Certificate{*client}
+			cfg = tlsconfig.MTLSClientConfig(client, bundle, tlsconfig.AuthorizeID(first.ID))
 		}
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error { serverCert = cs.PeerCertificates[0]; return nil }
 		conn, err := grpc.NewClient(mtls, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
 			return nil, nil, err
@@ -127,28 +96,32 @@ func TestE2EMutualTLSPort(t *testing.T) {
 		resp, err := stream.Recv()
 		return resp, serverCert, err
 	}
-	echo := ca.svid(t, "spiffe://cluster.local/ns/demo/sa/echo")
-	resp, served, err := request(&echo, "demo")
+	// A workload of another cluster, signed by its own intermediate.
+	west, err := root.NewIntermediate("west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := issueFiles(t, west, "spiffe://cluster.local/ns/demo/sa/echo", t.TempDir())
+	resp, served, err := request(echo, "demo")
 	if err != nil || len(resp.GetResources()) == 0 {
 		t.Fatalf("a proxy with its own identity: %v %v\n%s", resp, err, h.out.String())
 	}
-	if !served.Equal(first.Leaf) {
+	if !served.Equal(first.Certificates[0]) {
 		t.Fatal("the server did not present its SVID")
 	}
-	if _, _, err := request(&echo, "payments"); status.Code(err) != codes.PermissionDenied {
+	if _, _, err := request(echo, "payments"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("forged NAMESPACE: %v, want PermissionDenied", err)
 	}
 	if _, _, err := request(nil, "demo"); err == nil {
 		t.Fatal("a proxy without a certificate was served")
 	}
 	// Rotate the server's SVID on disk: new handshakes present the new one.
-	second := ca.svid(t, "spiffe://cluster.local/ns/horizon-system/sa/horizon")
 	time.Sleep(10 * time.Millisecond) // a distinct modification time
-	writeSVID(t, dir, second)
+	second := issueFiles(t, east, horizonID, dir)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, served, err := request(&echo, "demo")
-		if err == nil && served.Equal(second.Leaf) {
+		_, served, err := request(echo, "demo")
+		if err == nil && served.Equal(second.Certificates[0]) {
 			break
 		}
 		if time.Now().After(deadline) {
