@@ -19,71 +19,11 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/certs/agent/agenttest"
 	"github.com/horizonmesh/horizon/certs/certsvc"
 )
 
 var td = spiffeid.RequireTrustDomainFromString("cluster.local")
-
-// fakeClock is a settable clock whose timers fire when Advance passes them.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []fakeTimer
-	added  chan struct{} // a timer was added
-}
-
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock(now time.Time) *fakeClock {
-	return &fakeClock{now: now, added: make(chan struct{}, 100)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.timers = append(c.timers, fakeTimer{c.now.Add(d), ch})
-	c.added <- struct{}{}
-	return ch
-}
-
-// Advance moves the clock to t and fires the timers due by then.
-func (c *fakeClock) Advance(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	kept := c.timers[:0]
-	for _, tm := range c.timers {
-		if !tm.at.After(t) {
-			tm.ch <- t
-		} else {
-			kept = append(kept, tm)
-		}
-	}
-	c.timers = kept
-}
-
-// nextTimer waits for the agent to set a timer and returns when it fires.
-func (c *fakeClock) nextTimer(t *testing.T) time.Time {
-	t.Helper()
-	select {
-	case <-c.added:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the agent set no timer")
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.timers[len(c.timers)-1].at
-}
 
 // testServer is Horizon's certificate API on a loopback TLS port, signing
 // with an intermediate for cluster west, its own certificate an SVID.
@@ -294,7 +234,7 @@ func TestRefusals(t *testing.T) {
 // The agent renews before expiry, at about half the lifetime, by its clock.
 func TestRunRenewsBeforeExpiry(t *testing.T) {
 	start := time.Now()
-	clock := newFakeClock(start)
+	clock := agenttest.NewClock(start)
 	srv := startServer(t, clock.Now)
 	cfg := srv.config(t, clock)
 	a, err := New(cfg)
@@ -318,7 +258,7 @@ func TestRunRenewsBeforeExpiry(t *testing.T) {
 	for round := range 3 {
 		svid, _ := a.GetX509SVID()
 		leaf := svid.Certificates[0]
-		due := clock.nextTimer(t)
+		due := clock.NextTimer(t)
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		lo := leaf.NotBefore.Add(life * 4 / 10)
 		hi := leaf.NotBefore.Add(life * 6 / 10)

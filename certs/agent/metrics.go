@@ -50,3 +50,6 @@ func (m *Metrics) observe(svid *x509svid.SVID) {
 		m.expiry.Set(float64(svid.Certificates[0].NotAfter.UnixNano()) / 1e9)
 	}
 }
+
+// Failures is the counter of failed requests.
+func (m *Metrics) Failures() prometheus.Counter { return m.attempts.WithLabelValues("error") }
