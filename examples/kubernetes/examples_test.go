@@ -102,6 +102,9 @@ func TestExamplesDecode(t *testing.T) {
 			switch obj.(type) {
 			case *corev1.Namespace, *apiextensionsv1.CustomResourceDefinition:
 			default:
+				if file == "workload-agent.yaml" {
+					continue // a workload, in its own namespace
+				}
 				if ns := m.GetNamespace(); ns != "horizon-system" && !clusterScoped(obj) {
 					t.Errorf("%s: %T %s in namespace %q, want horizon-system", file, obj, m.GetName(), ns)
 				}
@@ -160,7 +163,7 @@ func TestDeploymentContract(t *testing.T) {
 		t.Error("no topology spread")
 	}
 	c := pod.Containers[0]
-	if c.Args[0] != "serve" || !slices.Contains(c.Args, "--member-secrets-namespace=horizon-system") {
+	if c.Args[0] != "serve" || !slices.Contains(c.Args, "--member-secrets-namespace=horizon-system") || !slices.Contains(c.Args, "--ca-dir=/etc/horizon/ca") {
 		t.Errorf("args %q", c.Args)
 	}
 	var ports []int32
@@ -172,6 +175,9 @@ func TestDeploymentContract(t *testing.T) {
 	}
 	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Error("probes are not /readyz and /healthz")
+	}
+	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/horizon/ca" || len(pod.Volumes) != 1 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "horizon-ca" {
+		t.Errorf("the CA Secret is not mounted at --ca-dir: %+v %+v", c.VolumeMounts, pod.Volumes)
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v", c.Resources)
