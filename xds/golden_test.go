@@ -19,9 +19,13 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// goldenCase is a testdata/golden/*.in.yaml: a proxy and the ClusterSet it
-// sees, in the local ClusterSet file format.
+// goldenCase is a testdata/golden/*.in.yaml: a proxy, optionally the policy
+// its view is rendered with, and the ClusterSet it sees, in the local
+// ClusterSet file format.
 type goldenCase struct {
+	Policy struct {
+		SVIDProvider SVIDProvider `yaml:"svidProvider"`
+	} `yaml:"policy"`
 	Proxy struct {
 		Role    Role   `yaml:"role"`
 		Cluster string `yaml:"cluster"`
@@ -33,8 +37,8 @@ type goldenCase struct {
 	} `yaml:"proxy"`
 }
 
-// loadCase splits an .in.yaml into its proxy and its ClusterSet.
-func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group) {
+// loadCase splits an .in.yaml into its proxy, policy and ClusterSet.
+func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group, Policy) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -48,13 +52,14 @@ func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group) {
 	if err := yaml.Unmarshal(data, &tc); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	// Drop the proxy: the rest is a ClusterSet file.
+	// Drop the proxy and the policy: the rest is a ClusterSet file.
 	root := doc.Content[0]
-	for i := 0; i < len(root.Content); i += 2 {
-		if root.Content[i].Value == "proxy" {
+	for i := 0; i < len(root.Content); {
+		if k := root.Content[i].Value; k == "proxy" || k == "policy" {
 			root.Content = append(root.Content[:i], root.Content[i+2:]...)
-			break
+			continue
 		}
+		i += 2
 	}
 	rest, err := yaml.Marshal(&doc)
 	if err != nil {
@@ -69,7 +74,7 @@ func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group) {
 	if err := p.Resolve(cs); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return cs, p.Group()
+	return cs, p.Group(), Policy{SVIDProvider: tc.Policy.SVIDProvider}
 }
 
 // renderYAML turns a view into stable, reviewable YAML.
@@ -109,8 +114,8 @@ func TestGolden(t *testing.T) {
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
-			cs, g := loadCase(t, in)
-			res, err := Translate(cs, g, Policy{})
+			cs, g, policy := loadCase(t, in)
+			res, err := Translate(cs, g, policy)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +126,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("invariants: %v", err)
 			}
 			// Pure and deterministic: a second rendering is byte-equal.
-			again, _ := Translate(cs, g, Policy{})
+			again, _ := Translate(cs, g, policy)
 			got := renderYAML(t, res)
 			if !bytes.Equal(got, renderYAML(t, again)) {
 				t.Fatal("two renderings of the same input differ")

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -15,6 +16,43 @@ type Policy struct {
 	TrustDomain spiffeid.TrustDomain
 	// ConnectTimeout of upstream connections; 0 means 10s.
 	ConnectTimeout time.Duration
+	// SVIDProvider is where an Envoy sidecar gets its SVID and trust bundle
+	// (the secrets named SecretDefault and SecretRootCA); "" means
+	// SVIDFromAgent. Proxyless gRPC always reads them from files through its
+	// certificate provider instance CertProviderInstance.
+	SVIDProvider SVIDProvider
+}
+
+// SVIDProvider names the source of a sidecar's SVID and trust bundle.
+type SVIDProvider string
+
+// SVID providers.
+const (
+	// SVIDFromAgent: `horizon agent` writes svid.crt, svid.key and bundle.crt
+	// into a directory, and the Envoy bootstrap declares them as static
+	// secrets; Horizon's resources name the secrets without an sds_config.
+	SVIDFromAgent SVIDProvider = "agent"
+	// SVIDFromSPIRE: a SPIRE agent serves the secrets over SDS on a Unix
+	// socket, reached through the bootstrap cluster SDSCluster.
+	SVIDFromSPIRE SVIDProvider = "spire"
+)
+
+// ParseSVIDProvider reads a provider name as a flag gives it.
+func ParseSVIDProvider(s string) (SVIDProvider, error) {
+	switch p := SVIDProvider(s); p {
+	case SVIDFromAgent, SVIDFromSPIRE:
+		return p, nil
+	case "":
+		return SVIDFromAgent, nil
+	}
+	return "", fmt.Errorf("SVID provider %q: want %s or %s", s, SVIDFromAgent, SVIDFromSPIRE)
+}
+
+func (p Policy) svidProvider() SVIDProvider {
+	if p.SVIDProvider == "" {
+		return SVIDFromAgent
+	}
+	return p.SVIDProvider
 }
 
 // DefaultTrustDomain is used when a Policy names none.

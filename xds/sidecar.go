@@ -30,7 +30,8 @@ const (
 	SecretDefault = "default"
 	// SecretRootCA is the SDS name of the trust bundle.
 	SecretRootCA = "ROOTCA"
-	// SDSCluster is the bootstrap cluster that serves SDS (the local agent).
+	// SDSCluster is the bootstrap cluster that serves SDS (a SPIRE agent's
+	// socket) under SVIDFromSPIRE.
 	SDSCluster = "sds-grpc"
 
 	PassthroughCluster        = "PassthroughCluster"
@@ -90,13 +91,28 @@ var sdsSource = &core.ConfigSource{
 	}},
 }
 
+// SecretRef references one of an Envoy proxy's secrets (SecretDefault,
+// SecretRootCA): by name alone under SVIDFromAgent (Envoy then takes it from
+// the bootstrap's static_resources.secrets), through SDS from SDSCluster
+// under SVIDFromSPIRE. The bootstrap's own xDS cluster uses it too.
+func SecretRef(provider SVIDProvider, name string) *tlsv3.SdsSecretConfig {
+	if provider == SVIDFromSPIRE {
+		return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: sdsSource}
+	}
+	return &tlsv3.SdsSecretConfig{Name: name}
+}
+
+func (t *translator) secret(name string) *tlsv3.SdsSecretConfig {
+	return SecretRef(t.policy.svidProvider(), name)
+}
+
 func (t *translator) commonTLS(sans []*tlsv3.SubjectAltNameMatcher, alpn []string) *tlsv3.CommonTlsContext {
 	return &tlsv3.CommonTlsContext{
-		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: SecretDefault, SdsConfig: sdsSource}},
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{t.secret(SecretDefault)},
 		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
 			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 				DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sans},
-				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SecretRootCA, SdsConfig: sdsSource},
+				ValidationContextSdsSecretConfig: t.secret(SecretRootCA),
 			},
 		},
 		AlpnProtocols: alpn,

@@ -63,6 +63,9 @@ func Translate(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) 
 	if _, ok := cs.Cluster(g.Cluster); !ok {
 		return nil, fmt.Errorf("view %s: cluster %q is not in the ClusterSet", g, g.Cluster)
 	}
+	if _, err := ParseSVIDProvider(string(p.SVIDProvider)); err != nil {
+		return nil, fmt.Errorf("view %s: policy: %w", g, err)
+	}
 	t := &translator{cs: cs, group: g, policy: p, out: &Resources{}}
 	switch g.Role {
 	case Sidecar:
