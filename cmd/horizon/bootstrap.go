@@ -7,18 +7,24 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpopts "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/xds"
 )
 
@@ -39,9 +45,39 @@ func (p proxyIdentity) metadata() map[string]string {
 	return m
 }
 
+// Defaults of `horizon bootstrap`.
+const (
+	// defaultCertDir is where `horizon agent` writes a workload's SVID files.
+	defaultCertDir = "/etc/horizon/certs"
+	// defaultSDSSocket is the SPIRE agent's socket in SPIRE's Kubernetes
+	// examples; its SDS server serves the SVID as "default" and the bundle
+	// as "ROOTCA" (default_svid_name, default_bundle_name).
+	defaultSDSSocket = "/run/spire/sockets/agent.sock"
+	// certRefresh is how often grpc-go's file_watcher provider rereads the
+	// certificate files.
+	certRefresh = "60s"
+)
+
+// svidSource is where a proxy finds its SVID and trust bundle.
+type svidSource struct {
+	provider  xds.SVIDProvider
+	certDir   string // SVIDFromAgent, and always for proxyless
+	sdsSocket string // SVIDFromSPIRE
+}
+
+// xdsServer is the Horizon endpoint a bootstrap points at: the plaintext
+// port, or the mutual-TLS port checked against Horizon's SPIFFE ID.
+type xdsServer struct {
+	host string
+	port uint32
+	mtls bool
+	id   spiffeid.ID // with mtls
+}
+
 func bootstrap(args []string, stdout, stderr io.Writer) error {
 	var p proxyIdentity
-	var xdsAddress, sdsSocket string
+	var xdsAddress, mtlsAddress, provider, trustDomain, serverID string
+	var svids svidSource
 	var adminPort int
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -54,8 +90,13 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&p.region, "region", "", "locality region (default: its cluster's)")
 	fs.StringVar(&p.zone, "zone", "", "locality zone")
 	fs.StringVar(&p.subZone, "subzone", "", "locality sub-zone")
-	fs.StringVar(&xdsAddress, "xds-address", "127.0.0.1:15010", "host:port of Horizon's xDS server")
-	fs.StringVar(&sdsSocket, "sds-socket", "/var/run/horizon/sds.sock", "Unix socket of the local SDS server (Envoy only)")
+	fs.StringVar(&xdsAddress, "xds-address", "127.0.0.1:15010", "host:port of Horizon's plaintext xDS server (local development)")
+	fs.StringVar(&mtlsAddress, "mtls-address", "", "host:port of Horizon's mutual-TLS xDS server (its port 15012); when set, Envoy connects there with its SVID instead of to --xds-address, and checks Horizon's SPIFFE ID (--xds-server-id). Envoy only")
+	fs.StringVar(&trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
+	fs.StringVar(&serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry on --mtls-address (default spiffe://<trust-domain>/ns/horizon-system/sa/horizon)")
+	fs.StringVar(&provider, "svid-provider", string(xds.SVIDFromAgent), "where Envoy gets its SVID and trust bundle: agent (files that `horizon agent` writes into --cert-dir, as static secrets) or spire (a SPIRE agent's SDS server on --sds-socket). Must match `horizon serve`'s setting. Proxyless gRPC always reads --cert-dir")
+	fs.StringVar(&svids.certDir, "cert-dir", defaultCertDir, "directory holding "+certs.SVIDFile+", "+certs.SVIDKeyFile+" and "+certs.BundleFile+" (--svid-provider agent, and proxyless gRPC); watched for atomic replacement")
+	fs.StringVar(&svids.sdsSocket, "sds-socket", defaultSDSSocket, "Unix socket of the SPIRE agent's SDS server (--svid-provider spire; Envoy only)")
 	fs.IntVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -63,13 +104,16 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	if p.cluster == "" {
 		return fmt.Errorf("bootstrap: --cluster is required")
 	}
-	host, portStr, err := net.SplitHostPort(xdsAddress)
-	if err != nil {
-		return fmt.Errorf("bootstrap: --xds-address: %w", err)
+	var err error
+	if svids.provider, err = xds.ParseSVIDProvider(provider); err != nil {
+		return fmt.Errorf("bootstrap: --svid-provider: %w", err)
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || port == 0 {
-		return fmt.Errorf("bootstrap: --xds-address: bad port %q", portStr)
+	if !filepath.IsAbs(svids.certDir) {
+		return fmt.Errorf("bootstrap: --cert-dir %q: want an absolute path", svids.certDir)
+	}
+	server, err := parseXDSServer(xdsAddress, mtlsAddress, trustDomain, serverID)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
 	}
 	if p.id == "" {
 		hn, _ := os.Hostname()
@@ -77,14 +121,19 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	}
 	switch xds.Role(p.role) {
 	case xds.Proxyless:
-		out, err := grpcBootstrap(p, xdsAddress)
+		if server.mtls {
+			// grpc-go's "tls" channel credentials check the server's DNS
+			// name, which an X509-SVID does not carry.
+			return fmt.Errorf("bootstrap: --mtls-address: proxyless gRPC connects to --xds-address only")
+		}
+		out, err := grpcBootstrap(p, xdsAddress, svids.certDir)
 		if err != nil {
 			return err
 		}
 		_, err = stdout.Write(out)
 		return err
 	case xds.Sidecar, xds.Gateway:
-		b, err := envoyBootstrap(p, host, uint32(port), sdsSocket, uint32(adminPort))
+		b, err := envoyBootstrap(p, server, svids, uint32(adminPort))
 		if err != nil {
 			return err
 		}
@@ -98,6 +147,39 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.role)
 }
 
+// parseXDSServer picks the Horizon endpoint: the mTLS one when given.
+func parseXDSServer(xdsAddress, mtlsAddress, trustDomain, serverID string) (xdsServer, error) {
+	flagName, addr := "--xds-address", xdsAddress
+	if mtlsAddress != "" {
+		flagName, addr = "--mtls-address", mtlsAddress
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return xdsServer{}, fmt.Errorf("%s: %w", flagName, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 || host == "" {
+		return xdsServer{}, fmt.Errorf("%s: bad address %q", flagName, addr)
+	}
+	s := xdsServer{host: host, port: uint32(port), mtls: mtlsAddress != ""}
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
+	if err != nil {
+		return xdsServer{}, fmt.Errorf("--trust-domain: %w", err)
+	}
+	if serverID == "" {
+		s.id, err = spiffeid.FromSegments(td, "ns", "horizon-system", "sa", "horizon")
+	} else {
+		s.id, err = spiffeid.FromString(serverID)
+	}
+	if err != nil {
+		return xdsServer{}, fmt.Errorf("--xds-server-id: %w", err)
+	}
+	if !s.id.MemberOf(td) {
+		return xdsServer{}, fmt.Errorf("--xds-server-id %s is not in trust domain %s", s.id, td)
+	}
+	return s, nil
+}
+
 func (p proxyIdentity) locality() *core.Locality {
 	if p.region == "" && p.zone == "" && p.subZone == "" {
 		return nil
@@ -105,8 +187,11 @@ func (p proxyIdentity) locality() *core.Locality {
 	return &core.Locality{Region: p.region, Zone: p.zone, SubZone: p.subZone}
 }
 
-// grpcBootstrap renders grpc-go's xDS bootstrap (GRPC_XDS_BOOTSTRAP).
-func grpcBootstrap(p proxyIdentity, xdsAddress string) ([]byte, error) {
+// grpcBootstrap renders grpc-go's xDS bootstrap (GRPC_XDS_BOOTSTRAP): the
+// node, Horizon's address, the certificate provider instance that Horizon's
+// TLS configuration names (grpc-go's file_watcher over the SVID files in
+// certDir), and the name template of an xDS-enabled server's listener.
+func grpcBootstrap(p proxyIdentity, xdsAddress, certDir string) ([]byte, error) {
 	node := map[string]any{"id": p.id, "cluster": p.cluster, "metadata": p.metadata()}
 	if l := p.locality(); l != nil {
 		node["locality"] = map[string]string{"region": l.Region, "zone": l.Zone, "sub_zone": l.SubZone}
@@ -118,6 +203,18 @@ func grpcBootstrap(p proxyIdentity, xdsAddress string) ([]byte, error) {
 			"server_features": []string{"xds_v3"},
 		}},
 		"node": node,
+		"certificate_providers": map[string]any{
+			xds.CertProviderInstance: map[string]any{
+				"plugin_name": "file_watcher",
+				"config": map[string]string{
+					"certificate_file":    filepath.Join(certDir, certs.SVIDFile),
+					"private_key_file":    filepath.Join(certDir, certs.SVIDKeyFile),
+					"ca_certificate_file": filepath.Join(certDir, certs.BundleFile),
+					"refresh_interval":    certRefresh,
+				},
+			},
+		},
+		"server_listener_resource_name_template": xds.ServerListenerPrefix + "%s",
 	}
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -131,8 +228,11 @@ const (
 )
 
 // envoyBootstrap renders an Envoy bootstrap: ADS to Horizon for clusters and
-// listeners, and the local SDS server for the proxy's own certificate.
-func envoyBootstrap(p proxyIdentity, xdsHost string, xdsPort uint32, sdsSocket string, adminPort uint32) (*bootstrapv3.Bootstrap, error) {
+// listeners, and the proxy's SVID and trust bundle as the secrets
+// xds.SecretDefault and xds.SecretRootCA, either static secrets read from the
+// agent's files (watched for the agent's atomic directory swap) or SDS from a
+// SPIRE agent. On Horizon's mTLS port the xDS connection itself uses them.
+func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPort uint32) (*bootstrapv3.Bootstrap, error) {
 	md := map[string]any{}
 	for k, v := range p.metadata() {
 		md[k] = v
@@ -161,8 +261,51 @@ func envoyBootstrap(p proxyIdentity, xdsHost string, xdsPort uint32, sdsSocket s
 		}
 	}
 	xdsType := clusterv3.Cluster_STATIC
-	if net.ParseIP(xdsHost) == nil {
+	if net.ParseIP(server.host) == nil {
 		xdsType = clusterv3.Cluster_STRICT_DNS
+	}
+	xdsGRPC := grpcCluster(xdsCluster, xdsType, &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+		Address: server.host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: server.port},
+	}}})
+	if server.mtls {
+		tlsContext, err := anypb.New(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{xds.SecretRef(svids.provider, xds.SecretDefault)},
+			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
+				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+					DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+						SanType: tlsv3.SubjectAltNameMatcher_URI,
+						Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: server.id.String()}},
+					}}},
+					ValidationContextSdsSecretConfig: xds.SecretRef(svids.provider, xds.SecretRootCA),
+				},
+			},
+			AlpnProtocols: []string{"h2"},
+		}})
+		if err != nil {
+			return nil, err
+		}
+		xdsGRPC.TransportSocket = &core.TransportSocket{Name: wellknown.TransportSocketTLS, ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: tlsContext}}
+	}
+	static := &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{xdsGRPC}}
+	switch svids.provider {
+	case xds.SVIDFromSPIRE:
+		static.Clusters = append(static.Clusters,
+			grpcCluster(xds.SDSCluster, clusterv3.Cluster_STATIC, &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: svids.sdsSocket}}}))
+	default:
+		file := func(name string) *core.DataSource {
+			return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: filepath.Join(svids.certDir, name)}}
+		}
+		// The agent replaces the files by swapping a ..data symlink in the
+		// directory; Envoy rereads them when something moves into it.
+		watched := &core.WatchedDirectory{Path: svids.certDir}
+		static.Secrets = []*tlsv3.Secret{
+			{Name: xds.SecretDefault, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+				CertificateChain: file(certs.SVIDFile), PrivateKey: file(certs.SVIDKeyFile), WatchedDirectory: watched,
+			}}},
+			{Name: xds.SecretRootCA, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: file(certs.BundleFile), WatchedDirectory: watched,
+			}}},
+		}
 	}
 	ads := &core.ConfigSource{ResourceApiVersion: core.ApiVersion_V3, ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}}}
 	b := &bootstrapv3.Bootstrap{
@@ -179,12 +322,7 @@ func envoyBootstrap(p proxyIdentity, xdsHost string, xdsPort uint32, sdsSocket s
 			CdsConfig: ads,
 			LdsConfig: ads,
 		},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{
-			grpcCluster(xdsCluster, xdsType, &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
-				Address: xdsHost, PortSpecifier: &core.SocketAddress_PortValue{PortValue: xdsPort},
-			}}}),
-			grpcCluster(xds.SDSCluster, clusterv3.Cluster_STATIC, &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: sdsSocket}}}),
-		}},
+		StaticResources: static,
 		Admin: &bootstrapv3.Admin{Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 			Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: adminPort},
 		}}}},
