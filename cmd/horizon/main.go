@@ -21,6 +21,7 @@ Usage:
   horizon view [flags]         print the endpoints a proxy in a cluster would get, without a server
   horizon cluster add-secret   give Horizon least-privilege access to a member cluster; print its Secret
   horizon ca <command>         the SPIFFE trust root: init, intermediate (per member cluster), issue (test SVIDs)
+  horizon agent [flags]        keep a workload's SVID current in files Envoy and grpc-go read
 
 Run 'horizon <command> -h' for a command's flags.
 `
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cluster(ctx, args[1:], stdout, stderr)
 	case "ca":
 		return caCommand(args[1:], stdout, stderr)
+	case "agent":
+		return agentCommand(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

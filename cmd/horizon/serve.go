@@ -46,6 +46,9 @@ type serveConfig struct {
 	tlsCert     string
 	tlsKey      string
 	tlsClientCA string
+	identity    identityConfig
+	spireSocket string
+	svidSource  string
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +62,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (chain) of Horizon's own SVID for the mTLS port; reloaded on change")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM trust bundle proxies' certificates must chain to")
+	fs.StringVar(&cfg.identity.caDir, "ca-dir", "", "Horizon is the CA: a root or intermediate from `horizon ca` (or your own: ca.crt, ca.key, root.crt), optionally with a subdirectory per member cluster holding its intermediate; reloaded on change. Serves the certificate API on the mTLS port")
+	fs.StringVar(&cfg.identity.identity, "identity", "", "Horizon's own SPIFFE ID with --ca-dir (default spiffe://<trust domain>/ns/<POD_NAMESPACE or horizon-system>/sa/horizon)")
+	fs.StringVar(&cfg.identity.tokenAudience, "token-audience", DefaultTokenAudience, "audience a workload's ServiceAccount token must carry to obtain an SVID")
+	fs.DurationVar(&cfg.identity.svidTTL, "svid-ttl", 24*time.Hour, "lifetime of the SVIDs the certificate API issues (the most a workload may ask for)")
+	fs.StringVar(&cfg.spireSocket, "spire-socket", "", "SPIRE is the CA: take Horizon's SVID and the trust bundle from this SPIRE agent Workload API socket; proxies get their SVIDs from SPIRE's SDS")
+	fs.StringVar(&cfg.svidSource, "svid-provider", "", "where sidecars' SDS secrets default and ROOTCA come from: agent (files from `horizon agent`, static secrets in the bootstrap) or spire (a SPIRE agent's SDS socket); default spire with --spire-socket, else agent. Must match `horizon bootstrap --svid-provider`")
 	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "how long a change waits for others before views are rendered")
 	fs.DurationVar(&cfg.sendTimeout, "send-timeout", xds.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
@@ -93,7 +102,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	xm := xds.NewMetrics(reg)
 	fm := file.NewMetrics(reg)
 
-	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: xds.Policy{TrustDomain: td}, Debounce: cfg.debounce})
+	if cfg.svidSource == "" && cfg.spireSocket != "" {
+		cfg.svidSource = string(xds.SVIDFromSPIRE)
+	}
+	provider, err := xds.ParseSVIDProvider(cfg.svidSource)
+	if err != nil {
+		return fmt.Errorf("--svid-provider: %w", err)
+	}
+	policy := xds.Policy{TrustDomain: td, SVIDProvider: provider}
+	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce})
 
 	var watcher *file.Watcher
 	var source *kube.Source
@@ -183,14 +200,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("http listener: %w", err)
 	}
 	log.Warn("xDS is served in plaintext: for local development only; proxies' identities are not verified", "address", xdsLis.Addr().String())
+	mtlsConf, registerCerts, closeIdentity, err := mtlsSetup(ctx, cfg, td, source, reg, log)
+	if err != nil {
+		xdsLis.Close()
+		httpLis.Close()
+		return err
+	}
+	defer closeIdentity()
 	var mtlsLis net.Listener
-	var creds *fileCreds
-	if cfg.tlsCert != "" || cfg.tlsKey != "" || cfg.tlsClientCA != "" {
-		if creds, err = newFileCreds(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA); err != nil {
-			xdsLis.Close()
-			httpLis.Close()
-			return err
-		}
+	if mtlsConf != nil {
 		if mtlsLis, err = net.Listen("tcp", cfg.mtlsAddress); err != nil {
 			xdsLis.Close()
 			httpLis.Close()
@@ -207,8 +225,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv.Register(grpcServer)
 	var mtlsServer *grpc.Server
 	if mtlsLis != nil {
-		mtlsServer = grpc.NewServer(append(grpcOpts, grpc.Creds(credentials.NewTLS(creds.serverConfig())))...)
+		mtlsServer = grpc.NewServer(append(grpcOpts, grpc.Creds(credentials.NewTLS(mtlsConf)))...)
 		srv.Register(mtlsServer)
+		if registerCerts != nil {
+			registerCerts(mtlsServer)
+		}
 	}
 	httpServer := &http.Server{
 		Handler:           newHTTPHandler(srv, watcher, source, reg, cfg.debugRemote),
@@ -218,6 +239,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Horizon is serving\n  xDS (ADS, plaintext, dev only)  %s\n", xdsLis.Addr().String())
 	if mtlsLis != nil {
 		fmt.Fprintf(stdout, "  xDS (ADS, mutual TLS)           %s\n", mtlsLis.Addr().String())
+		if registerCerts != nil {
+			fmt.Fprintf(stdout, "  certificate API (mutual TLS)    %s\n", mtlsLis.Addr().String())
+		}
 	}
 	fmt.Fprintf(stdout, "  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/syncz  /debug/views\n\n", httpLis.Addr().String())
 	summary(stdout)

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/certs/certpb"
+	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+)
+
+// saToken creates a ServiceAccount in a member cluster and a projected-style
+// token for it with the audience.
+func saToken(t *testing.T, c *kubetest.Cluster, ns, sa, audience string) string {
+	t.Helper()
+	ctx := t.Context()
+	c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	c.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
+	tr, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptr.To[int64](600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+func writeTemp(t *testing.T, name, data string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestE2EKubernetesCertificates: with real API servers, a workload's
+// ServiceAccount token obtains an SVID for that account and no other,
+// signed by its own cluster's intermediate; a token from one member cannot
+// claim another; refusals are counted; and the SVID so obtained is what the
+// mutual-TLS xDS port on the same address asks for.
+func TestE2EKubernetesCertificates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two kube-apiservers")
+	}
+	cl := kubetest.Start(t, "east", "west")
+	east, west := cl[0], cl[1]
+	kubeSeed(t, east, "echo", true, "10.0.1.1")
+	kubeGateway(t, east, "net-east", "198.51.100.1")
+	cartToken := saToken(t, east, "shop", "cart", "horizon")
+	saToken(t, west, "shop", "cart", "horizon") // the same account name exists in west
+	otherAudience := saToken(t, east, "shop", "cart", "kubernetes")
+	saToken(t, east, "kube-system", "admin", "horizon")
+
+	td := spiffeid.RequireTrustDomainFromString("cluster.local")
+	root, err := certs.NewRoot(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eastCA, err := root.NewIntermediate("east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caDir := t.TempDir()
+	for dir, ca := range map[string]*certs.CA{caDir: root, filepath.Join(caDir, "east"): eastCA} {
+		files, err := ca.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := certs.WriteFiles(dir, files, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundleFile := filepath.Join(caDir, certs.RootCertFile)
+
+	args := []string{"--ca-dir", caDir}
+	for _, c := range cl {
+		args = append(args, "--member", fmt.Sprintf("name=%s,network=net-%s,kubeconfig=%s", c.Name, c.Name, adminKubeconfigFile(t, c.Config)))
+	}
+	mtls := freeLoopbackAddr(t)
+	args = append(args, "--mtls-address", mtls)
+	bin := buildHorizon(t)
+	h := startHorizon(t, bin, args...)
+
+	agent := func(out, tokenFile, cluster string) (string, error) {
+		cmd := exec.Command(bin, "agent", "--once", "--address", mtls, "--ca-bundle", bundleFile,
+			"--token-file", tokenFile, "--cluster", cluster, "--out", out)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+
+	// The token obtains its own account's SVID, from east's intermediate.
+	out := filepath.Join(t.TempDir(), "certs")
+	if log, err := agent(out, writeTemp(t, "token", cartToken), "east"); err != nil {
+		t.Fatalf("horizon agent: %v\n%s", err, log)
+	}
+	certPEM, _ := os.ReadFile(filepath.Join(out, certs.SVIDFile))
+	keyPEM, _ := os.ReadFile(filepath.Join(out, certs.SVIDKeyFile))
+	svid, err := x509svid.Parse(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svid.ID.String() != "spiffe://cluster.local/ns/shop/sa/cart" {
+		t.Fatalf("SVID for %s", svid.ID)
+	}
+	if len(svid.Certificates) != 2 || !svid.Certificates[1].Equal(eastCA.Certificate()) {
+		t.Fatal("the SVID is not signed by east's intermediate")
+	}
+
+	// It cannot claim another cluster, another audience, or be forged.
+	for _, tc := range []struct {
+		name, token, cluster string
+	}{
+		{"east's token claiming west", cartToken, "west"},
+		{"token for another audience", otherAudience, "east"},
+		{"forged token", "eyJhbGciOiJub25lIn0.e30.", "east"},
+		{"unknown cluster", cartToken, "north"},
+	} {
+		dir := filepath.Join(t.TempDir(), "certs")
+		if log, err := agent(dir, writeTemp(t, "token", tc.token), tc.cluster); err == nil {
+			t.Errorf("%s: an SVID was issued:\n%s", tc.name, log)
+		}
+		if _, err := os.Stat(filepath.Join(dir, certs.SVIDFile)); err == nil {
+			t.Errorf("%s: files written", tc.name)
+		}
+	}
+
+	// Whatever a CSR asks for, the token decides: cart asking for admin
+	// gets cart.
+	bundle := root.Bundle()
+	server := spiffeid.RequireFromString("spiffe://cluster.local/ns/horizon-system/sa/horizon")
+	conn, err := grpc.NewClient(mtls, grpc.WithTransportCredentials(credentials.NewTLS(tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(server)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	key, _ := certs.GenerateKey()
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		URIs: []*url.URL{spiffeid.RequireFromString("spiffe://cluster.local/ns/kube-system/sa/admin").URL()},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+cartToken)
+	resp, err := certpb.NewCertificatesClient(conn).Sign(ctx, &certpb.SignRequest{Csr: csr, Cluster: "east"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.SpiffeId != "spiffe://cluster.local/ns/shop/sa/cart" {
+		t.Fatalf("a CSR for admin got %s", resp.SpiffeId)
+	}
+
+	// The SVID opens an authenticated xDS stream for its own namespace only;
+	// no certificate, no xDS.
+	ads := func(client *x509svid.SVID, namespace string) error {
+		cfg := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(server))
+		if client != nil {
+			cfg = tlsconfig.MTLSClientConfig(client, bundle, tlsconfig.AuthorizeID(server))
+		}
+		conn, err := grpc.NewClient(mtls, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			return err
+		}
+		md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": "east", "NAMESPACE": namespace, "SERVICE_ACCOUNT": "cart"})
+		if err := stream.Send(&discoverypb.DiscoveryRequest{Node: &core.Node{Id: "cart-1", Metadata: md}, TypeUrl: resourcev3.ClusterType}); err != nil {
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}
+	if err := ads(svid, "shop"); err != nil {
+		t.Fatalf("xDS with the issued SVID: %v", err)
+	}
+	if err := ads(svid, "payments"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("forged NAMESPACE: %v, want PermissionDenied", err)
+	}
+	if err := ads(nil, "shop"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("xDS without a certificate: %v, want Unauthenticated", err)
+	}
+
+	// Every refusal was counted by reason. The API server itself refuses a
+	// token for another audience when it is asked with Horizon's.
+	metrics := scrape(t, h)
+	for _, want := range []string{
+		`horizon_certs_api_refusals_total{reason="token_rejected"} 3`,
+		`horizon_certs_api_refusals_total{reason="unknown_cluster"} 1`,
+		`horizon_certs_api_issued_total{method="token"} 2`,
+		`horizon_certs_expiry_timestamp_seconds{cluster="east",kind="intermediate"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func scrape(t *testing.T, h *horizonProcess) string {
+	t.Helper()
+	resp, err := h.http.Get("http://" + h.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
