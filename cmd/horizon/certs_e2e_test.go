@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,13 +18,16 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	authnv1 "k8s.io/api/authentication/v1"
@@ -75,7 +79,7 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	kubeSeed(t, east, "echo", true, "10.0.1.1")
 	kubeGateway(t, east, "net-east", "198.51.100.1")
 	cartToken := saToken(t, east, "shop", "cart", "horizon")
-	saToken(t, west, "shop", "cart", "horizon") // the same account name exists in west
+	frontToken := saToken(t, west, "shop", "front", "horizon")
 	otherAudience := saToken(t, east, "shop", "cart", "kubernetes")
 	saToken(t, east, "kube-system", "admin", "horizon")
 
@@ -88,8 +92,12 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	westCA, err := root.NewIntermediate("west")
+	if err != nil {
+		t.Fatal(err)
+	}
 	caDir := t.TempDir()
-	for dir, ca := range map[string]*certs.CA{caDir: root, filepath.Join(caDir, "east"): eastCA} {
+	for dir, ca := range map[string]*certs.CA{caDir: root, filepath.Join(caDir, "east"): eastCA, filepath.Join(caDir, "west"): westCA} {
 		files, err := ca.Files()
 		if err != nil {
 			t.Fatal(err)
@@ -121,17 +129,39 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	if log, err := agent(out, writeTemp(t, "token", cartToken), "east"); err != nil {
 		t.Fatalf("horizon agent: %v\n%s", err, log)
 	}
-	certPEM, _ := os.ReadFile(filepath.Join(out, certs.SVIDFile))
-	keyPEM, _ := os.ReadFile(filepath.Join(out, certs.SVIDKeyFile))
-	svid, err := x509svid.Parse(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svid := readSVID(t, out)
 	if svid.ID.String() != "spiffe://cluster.local/ns/shop/sa/cart" {
 		t.Fatalf("SVID for %s", svid.ID)
 	}
 	if len(svid.Certificates) != 2 || !svid.Certificates[1].Equal(eastCA.Certificate()) {
 		t.Fatal("the SVID is not signed by east's intermediate")
+	}
+
+	// A workload of west gets its SVID from west's intermediate, and the two
+	// agents' certificates carry gRPC mutual TLS across the intermediates.
+	westOut := filepath.Join(t.TempDir(), "certs")
+	if log, err := agent(westOut, writeTemp(t, "token", frontToken), "west"); err != nil {
+		t.Fatalf("horizon agent in west: %v\n%s", err, log)
+	}
+	front := readSVID(t, westOut)
+	if front.ID.String() != "spiffe://cluster.local/ns/shop/sa/front" || !front.Certificates[1].Equal(westCA.Certificate()) {
+		t.Fatalf("west's SVID: %s", front.ID)
+	}
+	seen := grpcMTLS(t, svid, front, root.Bundle())
+	if seen != front.ID.String() {
+		t.Fatalf("the server saw %q, want the client's SPIFFE ID %s", seen, front.ID)
+	}
+	// A certificate from a foreign root, same trust domain, same names:
+	// the handshake fails.
+	foreignRoot, _ := certs.NewRoot(td)
+	foreignKey, _ := certs.GenerateKey()
+	forged, _ := foreignRoot.Issue(foreignKey.Public(), front.ID, time.Hour)
+	forgedSVID, err := forged.WithKey(foreignKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen := grpcMTLS(t, svid, forgedSVID, root.Bundle()); seen != "" {
+		t.Fatalf("a client from a foreign root was served as %s", seen)
 	}
 
 	// It cannot claim another cluster, another audience, or be forged.
@@ -218,7 +248,7 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	for _, want := range []string{
 		`horizon_certs_api_refusals_total{reason="token_rejected"} 3`,
 		`horizon_certs_api_refusals_total{reason="unknown_cluster"} 1`,
-		`horizon_certs_api_issued_total{method="token"} 2`,
+		`horizon_certs_api_issued_total{method="token"} 3`,
 		`horizon_certs_expiry_timestamp_seconds{cluster="east",kind="intermediate"}`,
 	} {
 		if !strings.Contains(metrics, want) {
@@ -239,4 +269,74 @@ func scrape(t *testing.T, h *horizonProcess) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func readSVID(t *testing.T, dir string) *x509svid.SVID {
+	t.Helper()
+	certPEM, _ := os.ReadFile(filepath.Join(dir, certs.SVIDFile))
+	keyPEM, _ := os.ReadFile(filepath.Join(dir, certs.SVIDKeyFile))
+	svid, err := x509svid.Parse(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svid
+}
+
+// grpcMTLS serves gRPC health with server's SVID, calls it with client's,
+// both trusting bundle, and returns the SPIFFE ID the server saw ("" if
+// the call failed).
+func grpcMTLS(t *testing.T, server, client *x509svid.SVID, bundle *x509bundle.Bundle) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 1)
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsconfig.MTLSServerConfig(server, bundle, tlsconfig.AuthorizeMemberOf(bundle.TrustDomain())))))
+	healthpb.RegisterHealthServer(g, &peerIDHealth{seen: seen})
+	go g.Serve(lis)
+	defer g.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(
+		tlsconfig.MTLSClientConfig(client, bundle, tlsconfig.AuthorizeID(server.ID)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		return ""
+	}
+	return <-seen
+}
+
+// peerIDHealth answers health checks and reports the caller's SPIFFE ID.
+type peerIDHealth struct {
+	healthpb.UnimplementedHealthServer
+	seen chan string
+}
+
+func (h *peerIDHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	id, err := tlsPeerID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.seen <- id
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+func tlsPeerID(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return "", status.Error(codes.Unauthenticated, "no client certificate")
+	}
+	id, err := x509svid.IDFromCert(info.State.PeerCertificates[0])
+	if err != nil {
+		return "", status.Error(codes.Unauthenticated, err.Error())
+	}
+	return id.String(), nil
 }
