@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/xds"
+)
+
+// TestE2ESpireServe: `horizon serve --spire-socket` takes its SVID and the
+// bundle from the Workload API, serves authenticated xDS to a proxy whose
+// SVID comes from the same trust root, refuses one from a foreign root, and
+// sends sidecars resources that fetch their secrets from SPIRE's SDS (the
+// sds-grpc cluster).
+func TestE2ESpireServe(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("cluster.local")
+	root, err := certs.NewRoot(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake, socket := startFakeWorkloadAPI(t)
+	horizonID := "spiffe://cluster.local/ns/horizon-system/sa/horizon"
+	fake.set(spireResponse(t, spireIssue(t, root, horizonID), root.Certificate()))
+
+	mtls := freeLoopbackAddr(t)
+	h := startHorizon(t, buildHorizon(t), "--spire-socket", socket, "--mtls-address", mtls)
+
+	request := func(client *x509svid.SVID) (*discoverypb.DiscoveryResponse, error) {
+		conn, err := grpc.NewClient(mtls, grpc.WithTransportCredentials(credentials.NewTLS(
+			tlsconfig.MTLSClientConfig(client, root.Bundle(), tlsconfig.AuthorizeID(spiffeid.RequireFromString(horizonID))))))
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			return nil, err
+		}
+		md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": "east-1", "NAMESPACE": "demo", "SERVICE_ACCOUNT": "echo"})
+		if err := stream.Send(&discoverypb.DiscoveryRequest{Node: &core.Node{Id: "echo-1", Metadata: md}, TypeUrl: resourcev3.ClusterType}); err != nil {
+			return nil, err
+		}
+		return stream.Recv()
+	}
+
+	resp, err := request(spireIssue(t, root, "spiffe://cluster.local/ns/demo/sa/echo"))
+	if err != nil {
+		t.Fatalf("a proxy with an SVID from SPIRE's root: %v", err)
+	}
+	// Sidecar clusters name their secrets through SPIRE's SDS.
+	viaSDS := 0
+	for _, a := range resp.GetResources() {
+		var c clusterv3.Cluster
+		if err := a.UnmarshalTo(&c); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range c.GetTransportSocketMatches() {
+			var up tlsv3.UpstreamTlsContext
+			if m.GetTransportSocket().GetTypedConfig().UnmarshalTo(&up) != nil {
+				continue
+			}
+			for _, s := range up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+				if s.GetName() != xds.SecretDefault || s.GetSdsConfig().GetApiConfigSource().GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != xds.SDSCluster {
+					t.Fatalf("cluster %s: secret %v does not come from SPIRE's SDS", c.GetName(), s)
+				}
+				viaSDS++
+			}
+		}
+	}
+	if viaSDS == 0 {
+		t.Fatal("no cluster uses mutual TLS")
+	}
+
+	foreign, _ := certs.NewRoot(td)
+	if _, err := request(spireIssue(t, foreign, "spiffe://cluster.local/ns/demo/sa/echo")); err == nil {
+		t.Fatal("a proxy with an SVID from a foreign root was served")
+	}
+	if m := scrape(t, h); !strings.Contains(m, "horizon_spire_svid_expiry_timestamp_seconds") || !strings.Contains(m, "horizon_spire_bundle_expiry_timestamp_seconds") {
+		t.Error("/metrics lacks the SPIRE expiry gauges")
+	}
+}
