@@ -7,7 +7,6 @@ import (
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacconfig "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -79,7 +78,7 @@ func (t *translator) proxyless() {
 		}
 		if meshBacked(&h) {
 			c.TransportSocket = typedSocket(wellknown.TransportSocketTLS, t.proxylessUpstreamTLS(&h))
-			if n := plaintextEndpoints(cla); n > 0 {
+			if n := t.plaintextEndpoints(&h); n > 0 {
 				t.notef("%s: %d endpoints without mutual TLS share a cluster with mesh workloads; a proxyless client's TLS handshake with them fails", h.name(), n)
 			}
 		}
@@ -100,14 +99,17 @@ func meshBacked(h *hostPort) bool {
 	return false
 }
 
-// plaintextEndpoints counts the endpoints of an assignment without
-// tlsMode=mtls in their metadata.
-func plaintextEndpoints(cla *endpoint.ClusterLoadAssignment) int {
+// plaintextEndpoints counts the usable endpoints behind a host and port on
+// the view's own network without tlsMode=mtls. Those of other networks are
+// reached through their gateway, and only mesh workloads cross networks.
+func (t *translator) plaintextEndpoints(h *hostPort) int {
 	n := 0
-	for _, lle := range cla.GetEndpoints() {
-		for _, lb := range lle.GetLbEndpoints() {
-			md := lb.GetMetadata().GetFilterMetadata()[transportSocketMatchKey]
-			if md.GetFields()[tlsModeKey].GetStringValue() != tlsModeMTLS {
+	for _, b := range h.backends {
+		if b.cluster.Network != t.group.Network {
+			continue
+		}
+		for i := range b.svc.Endpoints {
+			if e := &b.svc.Endpoints[i]; e.Usable() && !e.MTLS {
 				n++
 			}
 		}
