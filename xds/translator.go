@@ -17,6 +17,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/gateway"
 )
 
 // Resources is one view's xDS configuration, each list sorted by name.
@@ -73,15 +74,34 @@ func Translate(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) 
 	case Proxyless:
 		t.proxyless()
 	case Gateway:
-		// The east-west gateway's listeners and clusters are rendered by the
-		// gateway package (the gateway issue); until then a gateway view is
-		// empty, and says so.
-		t.notef("gateway views carry no resources yet")
+		if err := t.gateway(); err != nil {
+			return nil, fmt.Errorf("view %s: %w", g, err)
+		}
 	default:
 		return nil, fmt.Errorf("view %s: unknown role %q", g, g.Role)
 	}
 	t.sort()
 	return t.out, nil
+}
+
+// gateway renders an east-west gateway's view: the gateway package's
+// configuration for the view's network (a gateway in any of the network's
+// clusters routes to the endpoints of all of them). A gateway subscribes to
+// every listener and cluster and then to the assignment of each cluster by
+// name; the view holds exactly one assignment per EDS cluster, so every
+// request is answered.
+func (t *translator) gateway() error {
+	r, err := gateway.Translate(t.cs, t.group.Network, gateway.Options{ConnectTimeout: t.policy.connectTimeout()})
+	if err != nil {
+		return err
+	}
+	t.out.Listeners = append(t.out.Listeners, r.Listeners...)
+	t.out.Clusters = append(t.out.Clusters, r.Clusters...)
+	t.out.Endpoints = append(t.out.Endpoints, r.Endpoints...)
+	for _, n := range r.Notes {
+		t.notef("%s", n)
+	}
+	return nil
 }
 
 type translator struct {
