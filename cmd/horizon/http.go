@@ -12,13 +12,14 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/discovery/kube"
+	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/xds"
 )
 
 // newHTTPHandler serves the operational endpoints. /debug/ answers loopback
 // clients only unless remote is set: it shows topology, never secrets (Horizon
 // serves no private keys), but topology is still not for everyone.
-func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source, reg *prometheus.Registry, remote bool) http.Handler {
+func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source, prober *health.Prober, reg *prometheus.Registry, remote bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -94,6 +95,13 @@ func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source,
 			return
 		}
 		writeJSON(w, source.Members())
+	})
+	debug.HandleFunc("GET /debug/gateways", func(w http.ResponseWriter, _ *http.Request) {
+		if prober == nil {
+			writeJSON(w, health.Status{})
+			return
+		}
+		writeJSON(w, prober.Status())
 	})
 	mux.Handle("/debug/", loopbackOnly(debug, remote))
 	return mux

@@ -20,7 +20,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	defer cancel()
 	reg := prometheus.NewRegistry()
 	srv := xds.NewServer(ctx, xds.Options{Metrics: xds.NewMetrics(reg)})
-	h := newHTTPHandler(srv, nil, nil, reg, false)
+	h := newHTTPHandler(srv, nil, nil, nil, reg, false)
 
 	get := func(path, remote string) (int, string) {
 		req := httptest.NewRequest("GET", path, nil)
@@ -54,6 +54,8 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"/debug/syncz", "[::1]:4", 200, "null"},
 		{"/debug/config_dump", "127.0.0.1:4", 400, "proxy="},
 		{"/debug/config_dump?proxy=nobody", "127.0.0.1:4", 404, "no connected proxy"},
+		{"/debug/gateways", "10.1.2.3:4", 403, "loopback"},
+		{"/debug/gateways", "127.0.0.1:4", 200, `"Gateways"`},
 	} {
 		code, body := get(tt.path, tt.remote)
 		if code != tt.code || !strings.Contains(body, tt.contains) {

@@ -28,27 +28,29 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
 	"github.com/horizonmesh/horizon/examples/local"
+	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/xds"
 )
 
 type serveConfig struct {
-	clusterSet  string
-	xdsAddress  string
-	httpAddress string
-	debounce    time.Duration
-	sendTimeout time.Duration
-	trustDomain string
-	logLevel    string
-	logFormat   string
-	debugRemote bool
-	kube        kubeConfig
-	mtlsAddress string
-	tlsCert     string
-	tlsKey      string
-	tlsClientCA string
-	identity    identityConfig
-	spireSocket string
-	svidSource  string
+	clusterSet           string
+	xdsAddress           string
+	httpAddress          string
+	debounce             time.Duration
+	sendTimeout          time.Duration
+	trustDomain          string
+	logLevel             string
+	logFormat            string
+	debugRemote          bool
+	kube                 kubeConfig
+	mtlsAddress          string
+	tlsCert              string
+	tlsKey               string
+	tlsClientCA          string
+	identity             identityConfig
+	spireSocket          string
+	svidSource           string
+	gatewayProbeInterval time.Duration
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,6 +84,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.kube.mcs, "mcs-controller", true, "write ServiceExport conditions and ServiceImports in the member clusters (one leader at a time)")
 	fs.StringVar(&cfg.kube.clusterSetCIDRs, "clusterset-cidrs", mcs.DefaultCIDR, "ranges ClusterSet IPs are allocated from (at most one IPv4 and one IPv6, comma-separated)")
 	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", "horizon-system", "namespace of the MCS controller's Lease in the control plane's cluster")
+	fs.DurationVar(&cfg.gatewayProbeInterval, "gateway-probe-interval", health.DefaultInterval, "how often every east-west gateway address is probed with a TCP connect; one that fails twice in a row is withdrawn from other networks' views until it answers twice (0: no probing)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,6 +114,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	policy := xds.Policy{TrustDomain: td, SVIDProvider: provider}
 	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce})
+
+	// Sources feed the gateway prober, which feeds srv the ClusterSet minus
+	// the gateways that are down. Without probing, sources feed srv directly.
+	update := srv.Update
+	var prober *health.Prober
+	if cfg.gatewayProbeInterval > 0 {
+		prober = health.New(health.Options{
+			Out: srv.Update, Interval: cfg.gatewayProbeInterval,
+			Logger: log.With("component", "gateway-health"), Metrics: health.NewMetrics(reg),
+		})
+		update = prober.In
+	}
 
 	var watcher *file.Watcher
 	var source *kube.Source
@@ -167,8 +182,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			source.OnChange = controller.Notify
 		}
 		source.OnUpdate = func(cs *discovery.ClusterSet) {
-			latest.Store(cs)
-			srv.Update(cs)
+			latest.Store(cs) // the MCS controller sees every gateway
+			update(cs)
 		}
 		summary = func(w io.Writer) { printKubeSummary(w, cfg.kube) }
 	default:
@@ -178,7 +193,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			source = local.Name + " (embedded)"
 			cs, err = file.Parse(local.Name, local.ClusterSet)
 		} else {
-			watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: srv.Update, Metrics: fm}
+			watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: update, Metrics: fm}
 			cs, err = watcher.Load()
 		}
 		if err != nil {
@@ -186,6 +201,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if err := srv.Apply(cs); err != nil {
 			return fmt.Errorf("initial ClusterSet: %w", err)
+		}
+		if prober != nil {
+			prober.In(cs) // probing starts; nothing is withdrawn before a probe fails
 		}
 		summary = func(w io.Writer) { printClusterSet(w, cs, source) }
 	}
@@ -232,7 +250,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	httpServer := &http.Server{
-		Handler:           newHTTPHandler(srv, watcher, source, reg, cfg.debugRemote),
+		Handler:           newHTTPHandler(srv, watcher, source, prober, reg, cfg.debugRemote),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -250,6 +268,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
+	if prober != nil {
+		g.Go(func() error { return prober.Run(gctx) })
+	}
 	if watcher != nil {
 		g.Go(func() error { return watcher.Run(gctx) })
 	}
