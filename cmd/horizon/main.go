@@ -22,6 +22,7 @@ Usage:
   horizon cluster add-secret   give Horizon least-privilege access to a member cluster; print its Secret
   horizon ca <command>         the SPIFFE trust root: init, intermediate (per member cluster), issue (test SVIDs)
   horizon agent [flags]        keep a workload's SVID current in files Envoy and grpc-go read
+  horizon gateway [flags]      an east-west gateway: SNI passthrough to its network's pods, configured over xDS
 
 Run 'horizon <command> -h' for a command's flags.
 `
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return caCommand(args[1:], stdout, stderr)
 	case "agent":
 		return agentCommand(ctx, args[1:], stdout, stderr)
+	case "gateway":
+		return gatewayCommand(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
