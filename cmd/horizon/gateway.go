@@ -39,6 +39,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
@@ -61,6 +62,9 @@ type gatewayConfig struct {
 	maxConns       int
 	logLevel       string
 	logFormat      string
+	certDir        string
+	trustDomain    string
+	serverID       string
 }
 
 // gatewayCommand runs `horizon gateway`.
@@ -68,7 +72,10 @@ func gatewayCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	var cfg gatewayConfig
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:15010", "Horizon's xDS address (host:port; plaintext)")
+	fs.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:15010", "Horizon's xDS address (host:port): its plaintext port, or with --cert-dir its mutual-TLS port")
+	fs.StringVar(&cfg.certDir, "cert-dir", "", "directory with the gateway's svid.crt, svid.key and bundle.crt (kept current by `horizon agent`): connect to --xds-address with mutual TLS; re-read at each connection")
+	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh (with --cert-dir)")
+	fs.StringVar(&cfg.serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry (with --cert-dir; default spiffe://<trust domain>/ns/horizon-system/sa/horizon)")
 	fs.StringVar(&cfg.cluster, "cluster", "", "member cluster this gateway belongs to (node metadata CLUSTER_ID; required)")
 	fs.StringVar(&cfg.network, "network", "", "network of the cluster (node metadata NETWORK; default: the cluster's, as Horizon knows it)")
 	fs.StringVar(&cfg.id, "id", "", "node id (default gateway~<cluster>~<hostname>)")
@@ -105,8 +112,18 @@ func gatewayCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		HelloTimeout: cfg.helloTimeout, ConnectTimeout: cfg.connectTimeout,
 		MaxConns: cfg.maxConns, DrainTimeout: cfg.drainTimeout,
 	})
+	creds := insecure.NewCredentials()
+	if cfg.certDir != "" {
+		tlsConf, err := svidDirClientTLS(cfg.certDir, cfg.trustDomain, cfg.serverID)
+		if err != nil {
+			return err
+		}
+		creds = credentials.NewTLS(tlsConf)
+	} else {
+		log.Warn("xDS from Horizon in plaintext: for local development only", "address", cfg.xdsAddress)
+	}
 	conn, err := grpc.NewClient(cfg.xdsAddress,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	if err != nil {

@@ -6,8 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/horizonmesh/horizon/certs"
 )
 
 // fileCreds serves TLS from PEM files that may change on disk (rotation):
@@ -91,4 +97,62 @@ func (f *fileCreds) keepLocked(err error) (*tls.Config, error) {
 		return f.config, nil // keep serving with the last good files
 	}
 	return nil, err
+}
+
+// svidDirClientTLS is a client's mutual TLS to Horizon from an SVID
+// directory that `horizon agent` keeps current (svid.crt, svid.key,
+// bundle.crt): the files are read at each handshake, Horizon's certificate
+// must be an X509-SVID under the bundle, with serverID (default
+// spiffe://<td>/ns/horizon-system/sa/horizon).
+func svidDirClientTLS(dir, trustDomain, serverID string) (*tls.Config, error) {
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("--trust-domain: %w", err)
+	}
+	want, err := spiffeid.FromSegments(td, "ns", "horizon-system", "sa", "horizon")
+	if serverID != "" {
+		want, err = spiffeid.FromString(serverID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--xds-server-id: %w", err)
+	}
+	path := func(name string) string { return filepath.Join(dir, name) }
+	if _, err := os.Stat(path(certs.SVIDFile)); err != nil {
+		return nil, fmt.Errorf("--cert-dir: %w", err)
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// VerifyPeerCertificate checks Horizon by its SPIFFE ID.
+		InsecureSkipVerify: true,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(path(certs.SVIDFile), path(certs.SVIDKeyFile))
+			return &c, err
+		},
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			pem, err := os.ReadFile(path(certs.BundleFile))
+			if err != nil {
+				return err
+			}
+			roots, err := certs.ParseCertificates(pem)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path(certs.BundleFile), err)
+			}
+			chain := make([]*x509.Certificate, 0, len(raw))
+			for _, der := range raw {
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					return err
+				}
+				chain = append(chain, c)
+			}
+			id, err := certs.Verify(chain, x509bundle.FromX509Authorities(td, roots), time.Now())
+			if err != nil {
+				return fmt.Errorf("Horizon's certificate: %w", err)
+			}
+			if id != want {
+				return fmt.Errorf("Horizon's certificate is %s, want %s", id, want)
+			}
+			return nil
+		},
+	}, nil
 }

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/horizonmesh/horizon/certs"
+)
+
+// TestE2EGatewayOverMTLS: `horizon gateway --cert-dir` takes its
+// configuration from Horizon's mutual-TLS port with its own SVID, and passes
+// TLS through by SNI to its network's endpoint; an SNI Horizon did not route
+// gets nothing; a gateway whose bundle does not hold Horizon's root never
+// gets configured.
+func TestE2EGatewayOverMTLS(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("cluster.local")
+	root, err := certs.NewRoot(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caDir := t.TempDir()
+	writeCADir(t, caDir, root)
+
+	// West's pod: a TLS server (the gateway never terminates TLS: the client
+	// below sees this server's own certificate).
+	backendSVID := spireIssue(t, root, "spiffe://cluster.local/ns/demo/sa/echo")
+	backendCert := tls.Certificate{PrivateKey: backendSVID.PrivateKey, Leaf: backendSVID.Certificates[0]}
+	for _, c := range backendSVID.Certificates {
+		backendCert.Certificate = append(backendCert.Certificate, c.Raw)
+	}
+	backend, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{backendCert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.WriteString(c, "west\n") }()
+		}
+	}()
+	backendPort := backend.Addr().(*net.TCPAddr).Port
+
+	gwAddr := freeLoopbackAddr(t)
+	gwHost, gwPort, _ := net.SplitHostPort(gwAddr)
+	file := filepath.Join(t.TempDir(), "clusterset.yaml")
+	cs := fmt.Sprintf(`networks: [east, west]
+clusters:
+  - name: east-1
+    network: east
+    services:
+      - {name: echo, namespace: demo, exported: true, ports: [{name: tls, port: 7070}], endpoints: []}
+  - name: west-1
+    network: west
+    gateways: [{address: %s, port: %s}]
+    services:
+      - name: echo
+        namespace: demo
+        exported: true
+        ports: [{name: tls, port: 7070}]
+        endpoints: [{address: 127.0.0.1, serviceAccount: echo, ports: {tls: %d}}]
+`, gwHost, gwPort, backendPort)
+	if err := os.WriteFile(file, []byte(cs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mtls := freeLoopbackAddr(t)
+	bin := buildHorizon(t)
+	startHorizon(t, bin, "--clusterset", file, "--ca-dir", caDir, "--mtls-address", mtls, "--gateway-probe-interval", "0")
+
+	startGateway := func(certDir string) (string, func()) {
+		httpAddr := freeLoopbackAddr(t)
+		cmd := exec.Command(bin, "gateway", "--xds-address", mtls, "--cert-dir", certDir, "--cluster", "west-1",
+			"--listen", gwAddr, "--http-address", httpAddr)
+		log := &e2eLog{}
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stop := func() { cmd.Process.Kill(); cmd.Wait() }
+		t.Cleanup(func() {
+			stop()
+			if t.Failed() {
+				t.Logf("horizon gateway:\n%s", log)
+			}
+		})
+		return httpAddr, stop
+	}
+	ready := func(httpAddr string, within time.Duration) bool {
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			if resp, err := http.Get("http://" + httpAddr + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return true
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	}
+
+	// A gateway whose bundle is another root cannot verify Horizon.
+	foreign, _ := certs.NewRoot(td)
+	strangerDir := t.TempDir()
+	issueFiles(t, foreign, "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway", strangerDir)
+	httpAddr, stop := startGateway(strangerDir)
+	if ready(httpAddr, 3*time.Second) {
+		t.Fatal("a gateway with a foreign bundle was configured")
+	}
+	stop()
+
+	gwDir := t.TempDir()
+	issueFiles(t, root, "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway", gwDir)
+	httpAddr, _ = startGateway(gwDir)
+	if !ready(httpAddr, e2eWait) {
+		t.Fatal("the gateway never became ready")
+	}
+	dial := func(sni string) (string, error) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", gwAddr, &tls.Config{
+			ServerName: sni, InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if !cs.PeerCertificates[0].Equal(backendSVID.Certificates[0]) {
+					return fmt.Errorf("TLS was terminated by someone else")
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	if got, err := dial("outbound_.7070_._.echo.demo.svc.clusterset.local"); err != nil || got != "west\n" {
+		t.Fatalf("through the gateway: %q, %v", got, err)
+	}
+	if _, err := dial("outbound_.7070_._.made-up.demo.svc.clusterset.local"); err == nil {
+		t.Fatal("a made-up SNI was passed through")
+	}
+}
