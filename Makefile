@@ -64,3 +64,8 @@ fmt:
 
 clean:
 	rm -rf bin
+
+## demo: two networks on loopback ranges, a horizon gateway each, a proxyless client that fails over through west's gateway and back
+.PHONY: demo
+demo:
+	./examples/demo/demo.sh
