@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -27,23 +29,23 @@ import (
 // bundle.crt into dir (replacing them), returning the SVID.
 func issueFiles(t *testing.T, ca *certs.CA, id, dir string) *x509svid.SVID {
 	t.Helper()
-	key, err := certs.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
+	return issueFilesTrusting(t, ca, ca.Bundle(), id, dir)
+}
+
+// issueFilesTrusting is issueFiles with bundle as bundle.crt, e.g. the
+// mesh's for an SVID from a foreign root.
+func issueFilesTrusting(t *testing.T, ca *certs.CA, bundle *x509bundle.Bundle, id, dir string) *x509svid.SVID {
+	t.Helper()
+	out := spireIssue(t, ca, id)
+	key, ok := out.PrivateKey.(crypto.Signer)
+	if !ok {
+		t.Fatalf("key %T", out.PrivateKey)
 	}
-	s, err := ca.Issue(key.Public(), spiffeid.RequireFromString(id), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := certs.SVIDFiles(s, key, ca.Bundle())
+	files, err := certs.SVIDFiles(&certs.SVID{ID: out.ID, Certificates: out.Certificates}, key, bundle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := certs.WriteFiles(dir, files, true); err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.WithKey(key)
-	if err != nil {
 		t.Fatal(err)
 	}
 	return out

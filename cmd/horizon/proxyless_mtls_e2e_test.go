@@ -79,7 +79,7 @@ func TestE2EProxylessMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issueForeign(t, foreign, root, strangerID, foreignDir)
+	issueFilesTrusting(t, foreign, root.Bundle(), strangerID, foreignDir)
 
 	// The server is east-2's endpoint of echo; east-1's is not ready, so a
 	// client in east-1 is sent to east-2, across intermediates.
@@ -179,26 +179,6 @@ func proxylessBootstrap(t *testing.T, bin string, h *horizonProcess, cluster, zo
 		t.Fatalf("horizon bootstrap: %v\n%s", err, stderrOf(err))
 	}
 	return out
-}
-
-// issueForeign writes an SVID of id signed by ca with the bundle of trusted.
-func issueForeign(t *testing.T, ca, trusted *certs.CA, id, dir string) {
-	t.Helper()
-	key, err := certs.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ca.Issue(key.Public(), spiffeid.RequireFromString(id), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := certs.SVIDFiles(s, key, trusted.Bundle())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := certs.WriteFiles(dir, files, true); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // mtlsBackend answers health checks naming east-2 as its cluster and the
