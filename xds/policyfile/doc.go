@@ -1,0 +1,67 @@
+// Package policyfile reads Horizon's failover policy: one YAML file of
+// mesh-wide defaults and per-service rules for locality failover, locality
+// and cluster weights, the failover threshold, outlier detection, connect
+// timeout and retries. examples/policy/policy.yaml documents every field;
+// distribute.yaml and failover.yaml show the locality features.
+//
+// # Format
+//
+//	defaults:                      # optional; built-in defaults below
+//	  connectTimeout: 5s           # Go duration, > 0, ≤ 24h (built-in 10s)
+//	  overprovisioningFactor: 140  # failover threshold, percent, 100-1000 (140)
+//	  locality:                    # Istio's localityLbSetting
+//	    enabled: true
+//	    failoverPriority: [region, zone]   # (built-in [region, zone])
+//	    failover: [{from: us-east, to: [us-west]}]
+//	    distribute: [{from: "us-east/*", to: {"us-east/us-east-1a": 80, "us-west/*": 20}}]
+//	  outlierDetection: {consecutive5xxErrors: 5, consecutiveGatewayErrors: 0,
+//	                     interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 10}
+//	  retries: {attempts: 2, perTryTimeout: 1s, retryOn: [connect-failure]}
+//	  clusters: {weights: {east-1: 3, west-1: 1}, pin: [east-1]}
+//	services:
+//	  - match: {service: demo/echo}          # or {host: echo.demo.svc.clusterset.local}
+//	    <any field of defaults>
+//
+// # Merging
+//
+// A service's effective settings are the built-in defaults, then defaults:,
+// then the rule matching its service, then the rule matching the host it is
+// reached by (Policy.Lookup). Each field a layer gives replaces the inherited
+// one whole; locality, outlierDetection, retries and clusters are single
+// fields, so a rule's locality block never mixes with the defaults'.
+//
+// # Checks
+//
+// Parse rejects, with file:line:col and the path of the value: malformed
+// YAML, unknown fields, wrong types, keys given twice, null settings, a
+// second rule for one service or host; durations that are not positive Go
+// durations; an overprovisioningFactor outside 100-1000; unknown clusters,
+// regions, zones and sub-zones (against the Topology); a failoverPriority
+// key that is neither a topology key nor a label name, listed twice, zone
+// without region before it or subZone without zone; failover from a region
+// twice, to itself, to a region twice or to nothing; failover together with
+// a failoverPriority that does not start with region (failover ranks the
+// regions after the proxy's own, so region must be the first key);
+// distribute from a pattern twice, to overlapping patterns, weights outside
+// 1-100 or not adding up to 100 per from; a distribute from that a failover
+// from also covers (a proxy locality follows one or the other); enabled:
+// false next to fields it disables (locality, outlierDetection), attempts: 0
+// next to other retry fields, outlier detection that ejects nothing; cluster
+// weights outside 0-1000, every cluster at weight 0, a pinned cluster at
+// weight 0, a weight for an unpinned cluster, a cluster pinned twice, an
+// empty pin; and a locality block that sends traffic (failover to,
+// distribute to) where the clusters block lets no cluster take it. When only
+// a rule's clusters block makes an inherited locality target unreachable,
+// that is a warning: the inherited target is moot for that service. Other
+// warnings: a rule for a service no cluster holds, a weighted or pinned
+// cluster that lacks the service. Every error is collected; they are joined,
+// sorted by position.
+//
+// # Reloading
+//
+// A Watcher reloads the file on change (fsnotify on its directory and a
+// poll), and checks it again when SetTopology brings a different topology.
+// A rejected edit keeps the last good policy serving; a serving policy that
+// no longer passes against a new topology keeps serving too, flagged by
+// Status().TopologyMismatch and horizon_policy_topology_mismatch.
+package policyfile

@@ -1,0 +1,799 @@
+package policyfile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Field names of each object of the format.
+var (
+	topFields        = []string{"defaults", "services"}
+	settingsFields   = []string{"connectTimeout", "overprovisioningFactor", "locality", "outlierDetection", "retries", "clusters"}
+	ruleFields       = append([]string{"match"}, settingsFields...)
+	matchFields      = []string{"service", "host"}
+	localityFields   = []string{"enabled", "failoverPriority", "failover", "distribute"}
+	failoverFields   = []string{"from", "to"}
+	distributeFields = []string{"from", "to"}
+	outlierFields    = []string{"enabled", "consecutive5xxErrors", "consecutiveGatewayErrors", "interval", "baseEjectionTime", "maxEjectionPercent"}
+	retriesFields    = []string{"attempts", "perTryTimeout", "retryOn"}
+	clustersFields   = []string{"weights", "pin"}
+)
+
+// Istio's well-known label names for the topology keys.
+var keyAliases = map[string]Key{
+	"topology.kubernetes.io/region": KeyRegion,
+	"topology.kubernetes.io/zone":   KeyZone,
+	"topology.istio.io/subzone":     KeySubZone,
+	"topology.istio.io/cluster":     KeyCluster,
+	"topology.istio.io/network":     KeyNetwork,
+}
+
+// Parse parses and checks a policy file against the topology it will be used
+// with. name is the file name that messages start with
+// ("name:line:col: path: message"). It reports every problem it finds, sorted
+// by position; the Policy is built only from a file without any.
+func Parse(name string, data []byte, known Topology) (*Policy, error) {
+	p := &parser{file: name}
+	c := &checker{p: p, topo: known.normalized()}
+	pol := c.document(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	pol.Name = name
+	pol.Warnings = sortErrors(p.warnings)
+	pol.Version = fingerprint(pol)
+	return pol, nil
+}
+
+// Source ranks of the layers of a service's settings.
+const (
+	fromDefaults = iota
+	fromService
+	fromHost
+)
+
+// layer is what one block of the file (defaults: or one rule) sets, with
+// where, for the checks that span layers.
+type layer struct {
+	rank  int
+	path  string
+	given map[string]*yaml.Node // settings fields given and valid -> key node
+	s     Settings              // their values
+	// targets are the localities the locality block sends traffic to.
+	targets []target
+}
+
+// target is a failover region or a distribute pattern, where it is written.
+type target struct {
+	pattern Pattern
+	node    *yaml.Node
+	path    string
+}
+
+// merge applies a layer over settings: every field the layer gives replaces
+// the inherited one whole. origins records which layer gave each field.
+func merge(base Settings, origins map[string]*layer, l *layer) (Settings, map[string]*layer) {
+	out := base
+	o := make(map[string]*layer, len(origins)+len(l.given))
+	for k, v := range origins {
+		o[k] = v
+	}
+	for k := range l.given {
+		o[k] = l
+		switch k {
+		case "connectTimeout":
+			out.ConnectTimeout = l.s.ConnectTimeout
+		case "overprovisioningFactor":
+			out.OverprovisioningFactor = l.s.OverprovisioningFactor
+		case "locality":
+			out.Locality = l.s.Locality
+		case "outlierDetection":
+			out.OutlierDetection = l.s.OutlierDetection
+		case "retries":
+			out.Retries = l.s.Retries
+		case "clusters":
+			out.Clusters = l.s.Clusters
+		}
+	}
+	return out, o
+}
+
+// checker walks a file and checks it against a topology.
+type checker struct {
+	p    *parser
+	topo Topology
+}
+
+func (c *checker) document(data []byte) *Policy {
+	p := c.p
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errs = append(p.errs, &Error{File: p.file, Line: 1, Col: 1, Msg: "empty file: want defaults: and services: (write services: [] for the built-in defaults)"})
+		} else {
+			p.yamlError(data, err)
+		}
+		return nil
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.yamlError(data, err)
+		return nil
+	case len(next.Content) == 1 && isNull(next.Content[0]) && next.Content[0].Value == "":
+		// An empty document after a trailing "---".
+	default:
+		p.errorf(&next, "", "a second YAML document: the file holds one policy")
+	}
+	p.budget = 10*countNodes(&doc) + 10_000
+	root := p.resolve(doc.Content[0])
+	if isNull(root) {
+		p.errorf(root, "", "empty document: want defaults: and services: (write services: [] for the built-in defaults)")
+		return nil
+	}
+	top := p.object(root, "", topFields...)
+	if top == nil {
+		return nil
+	}
+
+	pol := &Policy{byService: map[discovery.ServiceKey]Settings{}, byHost: map[string]Settings{}}
+	defaults := &layer{rank: fromDefaults, path: "defaults", given: map[string]*yaml.Node{}}
+	if n := top.fields["defaults"]; n != nil && isNull(n) {
+		top.errorf("defaults", "null: leave it out for the built-in defaults")
+	}
+	if n, ok := top.set("defaults"); ok {
+		if o := p.object(n, "defaults", settingsFields...); o != nil {
+			c.settings(o, defaults)
+		}
+	}
+	var origins map[string]*layer
+	pol.Defaults, origins = merge(builtin(), nil, defaults)
+	c.contradictions(pol.Defaults, origins, nil)
+
+	type parsed struct {
+		match Match
+		node  *yaml.Node
+		l     *layer
+	}
+	var rules []parsed
+	serviceLines, hostLines := map[discovery.ServiceKey]int{}, map[string]int{}
+	if n := top.fields["services"]; n != nil && n.Kind != yaml.SequenceNode && !isNull(n) {
+		top.errorf("services", "want a list of rules, got %s", describe(n))
+	}
+	for i, item := range top.list("services") {
+		path := index("services", i)
+		if m := child(item, "match"); m != nil {
+			if name := cmpOr(peek(m, "service"), peek(m, "host")); name != "" {
+				path = index("services", name)
+			}
+		}
+		o := p.object(item, path, ruleFields...)
+		if o == nil {
+			continue
+		}
+		m, ok := c.match(o)
+		if !ok {
+			continue
+		}
+		if m.Host == "" {
+			if first := serviceLines[m.Service]; first != 0 {
+				p.errorf(o.at("match"), join(path, "match"), "service %s has a rule already (at line %d)", m.Service, first)
+				continue
+			}
+			serviceLines[m.Service] = item.Line
+		} else {
+			if first := hostLines[m.Host]; first != 0 {
+				p.errorf(o.at("match"), join(path, "match"), "host %s has a rule already (at line %d)", m.Host, first)
+				continue
+			}
+			hostLines[m.Host] = item.Line
+		}
+		l := &layer{rank: fromService, path: path, given: map[string]*yaml.Node{}}
+		if m.Host != "" {
+			l.rank = fromHost
+		}
+		c.settings(o, l)
+		if !c.topo.hasService(m.Service) {
+			p.warnf(o.at("match"), join(path, "match"), "no cluster has a service %s (yet)", m.Service)
+		}
+		rules = append(rules, parsed{m, item, l})
+	}
+
+	// Effective settings: defaults, then the service's rule, then the host's.
+	serviceLayer := map[discovery.ServiceKey]*layer{}
+	for _, r := range rules {
+		if r.match.Host == "" {
+			serviceLayer[r.match.Service] = r.l
+		}
+	}
+	for _, r := range rules {
+		s, o := pol.Defaults, origins
+		if sl := serviceLayer[r.match.Service]; sl != nil && r.match.Host != "" {
+			s, o = merge(s, o, sl)
+		}
+		s, o = merge(s, o, r.l)
+		c.contradictions(s, o, &r.match.Service)
+		pol.Rules = append(pol.Rules, Rule{Match: r.match, Line: r.node.Line, Settings: s})
+		if r.match.Host == "" {
+			pol.byService[r.match.Service] = s
+		} else {
+			pol.byHost[r.match.Host] = s
+		}
+	}
+	return pol
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// match reads a rule's match: exactly one of service (ns/name) and host.
+func (c *checker) match(rule *object) (Match, bool) {
+	n, ok := rule.set("match")
+	if !ok {
+		c.p.errorf(rule.node, rule.path, "missing required field \"match\"")
+		return Match{}, false
+	}
+	path := join(rule.path, "match")
+	o := c.p.object(n, path, matchFields...)
+	if o == nil {
+		return Match{}, false
+	}
+	svc, host := o.str("service"), o.str("host")
+	switch {
+	case svc == "" && host == "":
+		c.p.errorf(n, path, "want service: <namespace>/<name> or host: <name>.<namespace>.svc.<domain>")
+	case svc != "" && host != "":
+		c.p.errorf(n, path, "service and host both given: a rule matches one or the other")
+	case svc != "":
+		ns, name, ok := strings.Cut(svc, "/")
+		if !ok || !isDNSLabel(ns) || !isDNSLabel(name) {
+			o.errorf("service", "%q is not <namespace>/<name> (each a DNS label)", svc)
+			return Match{}, false
+		}
+		return Match{Service: discovery.ServiceKey{Namespace: ns, Name: name}}, true
+	default:
+		k, _, err := discovery.ParseHost(host)
+		if err != nil || !isDNSLabel(k.Namespace) || !isDNSLabel(k.Name) {
+			o.errorf("host", "%q is not a service host <name>.<namespace>.svc.cluster.local or .svc.clusterset.local", host)
+			return Match{}, false
+		}
+		return Match{Service: k, Host: host}, true
+	}
+	return Match{}, false
+}
+
+// settings reads the settings fields of o (defaults: or a rule) into l.
+func (c *checker) settings(o *object, l *layer) {
+	p := c.p
+	if d, ok := o.duration("connectTimeout"); ok {
+		l.s.ConnectTimeout, l.given["connectTimeout"] = d, o.keys["connectTimeout"]
+	}
+	if n, ok := o.set("overprovisioningFactor"); ok {
+		if f, ok := p.integer(n, join(o.path, "overprovisioningFactor"), minOverprovisioningFactor, maxOverprovisioningFactor); ok {
+			l.s.OverprovisioningFactor, l.given["overprovisioningFactor"] = uint32(f), o.keys["overprovisioningFactor"]
+		}
+	}
+	if n, ok := o.set("locality"); ok {
+		if lo := p.object(n, join(o.path, "locality"), localityFields...); lo != nil {
+			if lb, ok := c.locality(lo, l); ok {
+				l.s.Locality, l.given["locality"] = lb, o.keys["locality"]
+			}
+		}
+	}
+	if n, ok := o.set("outlierDetection"); ok {
+		if od := p.object(n, join(o.path, "outlierDetection"), outlierFields...); od != nil {
+			if v, ok := c.outlier(od); ok {
+				l.s.OutlierDetection, l.given["outlierDetection"] = v, o.keys["outlierDetection"]
+			}
+		}
+	}
+	if n, ok := o.set("retries"); ok {
+		if ro := p.object(n, join(o.path, "retries"), retriesFields...); ro != nil {
+			if v, ok := c.retries(ro); ok {
+				l.s.Retries, l.given["retries"] = v, o.keys["retries"]
+			}
+		}
+	}
+	if n, ok := o.set("clusters"); ok {
+		if co := p.object(n, join(o.path, "clusters"), clustersFields...); co != nil {
+			if v, ok := c.clusters(co); ok {
+				l.s.Clusters, l.given["clusters"] = v, o.keys["clusters"]
+			}
+		}
+	}
+	for _, k := range settingsFields {
+		if n := o.fields[k]; n != nil && isNull(n) {
+			o.errorf(k, "null: leave the field out to inherit it")
+		}
+	}
+}
+
+// locality reads a locality block. Its checks are local: the block replaces
+// the inherited one whole.
+func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
+	p := c.p
+	nerrs := len(p.errs)
+	lb := LocalityLB{Enabled: o.boolean("enabled", true), FailoverPriority: builtin().Locality.FailoverPriority}
+	if !lb.Enabled {
+		for _, k := range localityFields[1:] {
+			if _, ok := o.set(k); ok {
+				o.errorf(k, "has no effect with enabled: false (every endpoint is in one priority); remove one of them")
+			}
+		}
+		return LocalityLB{}, len(p.errs) == nerrs
+	}
+
+	// failoverPriority
+	var prioNodes []*yaml.Node
+	if _, ok := o.set("failoverPriority"); ok {
+		lb.FailoverPriority = nil
+		items := o.list("failoverPriority")
+		if n := o.fields["failoverPriority"]; n.Kind == yaml.SequenceNode && len(items) == 0 {
+			o.errorf("failoverPriority", "empty; write enabled: false to put every endpoint in one priority")
+		}
+		seen := map[Key]int{}
+		for i, item := range items {
+			path := index(join(o.path, "failoverPriority"), i)
+			s, ok := p.scalarString(item, path)
+			if !ok {
+				continue
+			}
+			k := Key(s)
+			if alias, ok := keyAliases[s]; ok {
+				k = alias
+			} else if k.IsLabel() && !isLabelKey(s) {
+				p.errorf(item, path, "%q is neither region, zone, subZone, cluster, network nor a label name", s)
+				continue
+			}
+			if first := seen[k]; first != 0 {
+				p.errorf(item, path, "%s listed twice (first at line %d)", k, first)
+				continue
+			}
+			switch {
+			case k == KeyZone && seen[KeyRegion] == 0:
+				p.errorf(item, path, "zone without region before it: zone names are only unique within a region")
+			case k == KeySubZone && seen[KeyZone] == 0:
+				p.errorf(item, path, "subZone without zone before it: sub-zone names are only unique within a zone")
+			}
+			seen[k] = item.Line
+			lb.FailoverPriority = append(lb.FailoverPriority, k)
+			prioNodes = append(prioNodes, item)
+		}
+	}
+
+	// failover
+	fromLines := map[string]*yaml.Node{}
+	for i, item := range o.list("failover") {
+		path := index(join(o.path, "failover"), i)
+		if from := peek(item, "from"); from != "" {
+			path = index(join(o.path, "failover"), from)
+		}
+		fo := p.object(item, path, failoverFields...)
+		if fo == nil {
+			continue
+		}
+		f := Failover{From: fo.str("from")}
+		_, hasFrom := fo.set("from")
+		switch {
+		case !hasFrom:
+			p.errorf(item, path, "missing required field \"from\"")
+		case f.From == "":
+		case fromLines[f.From] != nil:
+			fo.errorf("from", "region %s has a failover entry already (at line %d)", f.From, fromLines[f.From].Line)
+			f.From = ""
+		case !c.topo.hasRegion(f.From):
+			fo.errorf("from", "unknown region %q (known: %s)", f.From, strings.Join(c.topo.regions(), ", "))
+		}
+		if f.From != "" {
+			fromLines[f.From] = fo.at("from")
+		}
+		to := fo.list("to")
+		if n, ok := fo.set("to"); !ok || n.Kind == yaml.SequenceNode && len(to) == 0 {
+			fo.errorf("to", "want at least one region to fail over to")
+		}
+		seen := map[string]int{}
+		for j, t := range to {
+			tpath := index(join(path, "to"), j)
+			r, ok := p.scalarString(t, tpath)
+			switch {
+			case !ok:
+			case r == f.From:
+				p.errorf(t, tpath, "%s fails over to itself: a region's own endpoints always come first", r)
+			case seen[r] != 0:
+				p.errorf(t, tpath, "%s listed twice (first at line %d)", r, seen[r])
+			case !c.topo.hasRegion(r):
+				p.errorf(t, tpath, "unknown region %q (known: %s)", r, strings.Join(c.topo.regions(), ", "))
+			default:
+				seen[r] = t.Line
+				f.To = append(f.To, r)
+				l.targets = append(l.targets, target{Pattern{Region: r}, t, tpath})
+			}
+		}
+		if f.From != "" {
+			lb.Failover = append(lb.Failover, f)
+		}
+	}
+	slices.SortFunc(lb.Failover, func(a, b Failover) int { return strings.Compare(a.From, b.From) })
+	if len(lb.Failover) > 0 && len(prioNodes) > 0 && lb.FailoverPriority[0] != KeyRegion {
+		p.errorf(prioNodes[0], index(join(o.path, "failoverPriority"), 0),
+			"must be region when failover is set: failover ranks the regions after the proxy's own")
+	}
+
+	// distribute
+	var froms []target
+	for i, item := range o.list("distribute") {
+		path := index(join(o.path, "distribute"), i)
+		if from := peek(item, "from"); from != "" {
+			path = index(join(o.path, "distribute"), from)
+		}
+		do := p.object(item, path, distributeFields...)
+		if do == nil {
+			continue
+		}
+		var d Distribute
+		fromOK := false
+		if n, ok := do.set("from"); ok {
+			d.From, fromOK = c.pattern(n, join(path, "from"))
+		} else {
+			p.errorf(item, path, "missing required field \"from\"")
+		}
+		if fromOK {
+			for _, f := range froms {
+				if f.pattern == d.From {
+					p.errorf(do.at("from"), join(path, "from"), "%s has a distribute entry already (at line %d)", d.From, f.node.Line)
+					fromOK = false
+				}
+			}
+			for _, f := range lb.Failover {
+				if d.From.overlaps(Pattern{Region: f.From}) {
+					p.errorf(do.at("from"), join(path, "from"),
+						"proxies in %s would follow both this distribute and the failover from %s (line %d); a locality takes one or the other",
+						d.From, f.From, fromLines[f.From].Line)
+					fromOK = false
+				}
+			}
+		}
+		if fromOK {
+			froms = append(froms, target{d.From, do.at("from"), join(path, "from")})
+		}
+		if n, ok := do.set("to"); !ok || n.Kind == yaml.MappingNode && len(n.Content) == 0 {
+			do.errorf("to", "want localities and their weights, adding up to %d", distributeTotal)
+		}
+		total := 0
+		var shares []target
+		do.entries("to", func(k *yaml.Node, name string, v *yaml.Node) {
+			tpath := index(join(path, "to"), name)
+			pat, ok := c.pattern(k, tpath)
+			w, wok := p.integer(v, tpath, 1, distributeTotal)
+			total += int(w)
+			if !ok || !wok {
+				total = -1 << 20 // a bad weight: the sum says nothing more
+				return
+			}
+			for _, s := range shares {
+				if s.pattern.overlaps(pat) {
+					p.errorf(k, tpath, "overlaps %s (line %d): a locality gets one weight", s.pattern, s.node.Line)
+					return
+				}
+			}
+			shares = append(shares, target{pat, k, tpath})
+			d.To = append(d.To, Share{To: pat, Weight: uint32(w)})
+			l.targets = append(l.targets, target{pat, k, tpath})
+		})
+		if n, ok := do.set("to"); ok && total >= 0 && len(d.To) > 0 && total != distributeTotal {
+			p.errorf(n, join(path, "to"), "weights add up to %d, want %d", total, distributeTotal)
+		}
+		slices.SortFunc(d.To, func(a, b Share) int { return comparePatterns(a.To, b.To) })
+		if fromOK {
+			lb.Distribute = append(lb.Distribute, d)
+		}
+	}
+	return lb, len(p.errs) == nerrs
+}
+
+// pattern reads a locality pattern and checks it against the topology.
+func (c *checker) pattern(n *yaml.Node, path string) (Pattern, bool) {
+	s, ok := c.p.scalarString(n, path)
+	if !ok {
+		return Pattern{}, false
+	}
+	parts := strings.Split(s, "/")
+	bad := len(parts) > 3
+	for i, part := range parts {
+		if part == "" || part == "*" && i != len(parts)-1 || strings.Contains(part, "*") && part != "*" {
+			bad = true
+		}
+	}
+	if bad {
+		c.p.errorf(n, path, "%q is not a locality pattern: region[/zone[/subZone]], each level a name, the last may be *", s)
+		return Pattern{}, false
+	}
+	if parts[len(parts)-1] == "*" {
+		parts = parts[:len(parts)-1]
+	}
+	parts = append(parts, "", "", "")
+	pat := Pattern{Region: parts[0], Zone: parts[1], SubZone: parts[2]}
+	switch {
+	case pat.Depth() == 0 || c.topo.matches(pat, nil):
+		return pat, true
+	case !c.topo.hasRegion(pat.Region):
+		c.p.errorf(n, path, "unknown region %q (known: %s)", pat.Region, strings.Join(c.topo.regions(), ", "))
+	case pat.SubZone == "" || !c.topo.matches(Pattern{Region: pat.Region, Zone: pat.Zone}, nil):
+		c.p.errorf(n, path, "unknown zone %q in region %s", pat.Zone, pat.Region)
+	default:
+		c.p.errorf(n, path, "unknown sub-zone %q in zone %s/%s", pat.SubZone, pat.Region, pat.Zone)
+	}
+	return Pattern{}, false
+}
+
+func (c *checker) outlier(o *object) (*OutlierDetection, bool) {
+	nerrs := len(c.p.errs)
+	if !o.boolean("enabled", true) {
+		for _, k := range outlierFields[1:] {
+			if _, ok := o.set(k); ok {
+				o.errorf(k, "has no effect with enabled: false; remove one of them")
+			}
+		}
+		return nil, len(c.p.errs) == nerrs
+	}
+	od := &OutlierDetection{
+		Consecutive5xxErrors: defaultConsecutive5xx,
+		Interval:             defaultOutlierInterval,
+		BaseEjectionTime:     defaultBaseEjectionTime,
+		MaxEjectionPercent:   defaultMaxEjectionPercent,
+	}
+	if v, ok := o.uint("consecutive5xxErrors", 0, 1000); ok {
+		od.Consecutive5xxErrors = v
+	}
+	if v, ok := o.uint("consecutiveGatewayErrors", 0, 1000); ok {
+		od.ConsecutiveGatewayErrors = v
+	}
+	if d, ok := o.duration("interval"); ok {
+		od.Interval = d
+	}
+	if d, ok := o.duration("baseEjectionTime"); ok {
+		od.BaseEjectionTime = d
+	}
+	if v, ok := o.uint("maxEjectionPercent", 1, 100); ok {
+		od.MaxEjectionPercent = v
+	}
+	if len(c.p.errs) == nerrs && od.Consecutive5xxErrors == 0 && od.ConsecutiveGatewayErrors == 0 {
+		c.p.errorf(o.node, o.path, "consecutive5xxErrors and consecutiveGatewayErrors are both 0: nothing is ever ejected (write enabled: false)")
+	}
+	return od, len(c.p.errs) == nerrs
+}
+
+func (c *checker) retries(o *object) (*Retries, bool) {
+	nerrs := len(c.p.errs)
+	attempts, ok := o.uint("attempts", 0, maxRetryAttempts)
+	if _, given := o.set("attempts"); !given {
+		c.p.errorf(o.node, o.path, "missing required field \"attempts\" (0 to not retry)")
+		return nil, false
+	}
+	if !ok {
+		return nil, false
+	}
+	if attempts == 0 {
+		for _, k := range retriesFields[1:] {
+			if _, ok := o.set(k); ok {
+				o.errorf(k, "has no effect with attempts: 0; remove one of them")
+			}
+		}
+		return nil, len(c.p.errs) == nerrs
+	}
+	r := &Retries{Attempts: attempts}
+	if d, ok := o.duration("perTryTimeout"); ok {
+		r.PerTryTimeout = d
+	}
+	items := o.list("retryOn")
+	if n, ok := o.set("retryOn"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
+		o.errorf("retryOn", "empty: leave it out for %s", strings.Join(defaultRetryOn, ", "))
+	}
+	seen := map[string]int{}
+	for i, item := range items {
+		path := index(join(o.path, "retryOn"), i)
+		s, ok := c.p.scalarString(item, path)
+		switch {
+		case !ok:
+		case !slices.Contains(retryConditions, s):
+			c.p.errorf(item, path, "unknown retry condition %q (known: %s)", s, strings.Join(retryConditions, ", "))
+		case seen[s] != 0:
+			c.p.errorf(item, path, "%s listed twice (first at line %d)", s, seen[s])
+		default:
+			seen[s] = item.Line
+			r.RetryOn = append(r.RetryOn, s)
+		}
+	}
+	if len(r.RetryOn) == 0 {
+		r.RetryOn = slices.Clone(defaultRetryOn)
+	}
+	slices.Sort(r.RetryOn)
+	return r, len(c.p.errs) == nerrs
+}
+
+func (c *checker) clusters(o *object) (ClusterTraffic, bool) {
+	p := c.p
+	nerrs := len(p.errs)
+	var ct ClusterTraffic
+	known := strings.Join(c.topo.clusterNames(), ", ")
+	weightKeys := map[string]*yaml.Node{}
+	o.entries("weights", func(k *yaml.Node, name string, v *yaml.Node) {
+		path := index(join(o.path, "weights"), name)
+		if _, ok := c.topo.cluster(name); !ok {
+			p.errorf(k, path, "unknown cluster %q (known: %s)", name, known)
+			return
+		}
+		w, ok := p.integer(v, path, 0, maxClusterWeight)
+		if !ok {
+			return
+		}
+		if ct.Weights == nil {
+			ct.Weights = map[string]uint32{}
+		}
+		ct.Weights[name], weightKeys[name] = uint32(w), k
+	})
+	pins := map[string]int{}
+	items := o.list("pin")
+	if n, ok := o.set("pin"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
+		o.errorf("pin", "empty: leave it out to use every cluster")
+	}
+	for i, item := range items {
+		path := index(join(o.path, "pin"), i)
+		name, ok := p.scalarString(item, path)
+		switch {
+		case !ok:
+		case pins[name] != 0:
+			p.errorf(item, path, "%s listed twice (first at line %d)", name, pins[name])
+		case !func() bool { _, ok := c.topo.cluster(name); return ok }():
+			p.errorf(item, path, "unknown cluster %q (known: %s)", name, known)
+		default:
+			pins[name] = item.Line
+			ct.Pin = append(ct.Pin, name)
+			if w, ok := ct.Weights[name]; ok && w == 0 {
+				p.errorf(item, path, "%s is pinned but has weight 0 (line %d): it would get no traffic", name, weightKeys[name].Line)
+			}
+		}
+	}
+	slices.Sort(ct.Pin)
+	if len(ct.Pin) > 0 {
+		for name, k := range weightKeys {
+			if pins[name] == 0 {
+				p.errorf(k, index(join(o.path, "weights"), name), "%s is not pinned: its weight has no effect", name)
+			}
+		}
+	}
+	if len(p.errs) == nerrs && len(ct.Pin) == 0 && len(c.topo.Clusters) > 0 && !slices.ContainsFunc(c.topo.Clusters, func(tc TopologyCluster) bool {
+		return ct.Weight(tc.Name) > 0
+	}) {
+		p.errorf(o.at("weights"), join(o.path, "weights"), "every cluster has weight 0: no cluster would get traffic")
+	}
+	return ct, len(p.errs) == nerrs
+}
+
+// contradictions checks what can only be checked on a service's effective
+// settings, where defaults and rules meet: every locality the locality block
+// sends traffic to must hold a cluster that the clusters block lets traffic
+// reach. svc is nil for the defaults.
+func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *discovery.ServiceKey) {
+	loc, cl := origins["locality"], origins["clusters"]
+	if cl != nil && svc != nil {
+		for _, name := range append(slices.Clone(s.Clusters.Pin), sortedKeys(s.Clusters.Weights)...) {
+			if tc, ok := c.topo.cluster(name); ok && s.Clusters.Weight(name) > 0 && c.topo.hasService(*svc) {
+				if _, has := slices.BinarySearchFunc(tc.Services, *svc, discovery.ServiceKey.Compare); !has {
+					c.p.warnf(cl.given["clusters"], join(cl.path, "clusters"), "cluster %s has no service %s (yet)", name, *svc)
+				}
+			}
+		}
+	}
+	if loc == nil || cl == nil {
+		return
+	}
+	reach := func(name string) bool { return s.Clusters.Weight(name) > 0 }
+	for _, t := range loc.targets {
+		if c.topo.matches(t.pattern, reach) {
+			continue
+		}
+		if cl.rank > loc.rank {
+			// The rule narrowed the clusters under an inherited locality
+			// block: the inherited target is moot for this service, not wrong.
+			k := cl.given["clusters"]
+			c.p.warnf(k, join(cl.path, "clusters"), "no cluster it lets traffic reach is in %s: the inherited %s (line %d) has no effect here", t.pattern, t.path, t.node.Line)
+		} else {
+			c.p.errorf(t.node, t.path, "no cluster that %s (line %d) lets traffic reach is in %s", join(cl.path, "clusters"), cl.given["clusters"].Line, t.pattern)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// fingerprint hashes the effective settings, not the file's text: equal
+// policies have equal versions whatever their comments and layout.
+func fingerprint(p *Policy) string {
+	type rule struct {
+		Match    string
+		Settings Settings
+	}
+	v := struct {
+		Defaults Settings
+		Rules    []rule
+	}{Defaults: p.Defaults}
+	for _, r := range p.Rules {
+		v.Rules = append(v.Rules, rule{r.Match.String(), r.Settings})
+	}
+	slices.SortFunc(v.Rules, func(a, b rule) int { return strings.Compare(a.Match, b.Match) })
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("policyfile: hashing a policy: %v", err)) // only plain values: cannot fail
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label as Kubernetes names are.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isLabelKey reports whether s is a Kubernetes label key: an optional DNS
+// subdomain prefix and "/", then a name of at most 63 letters, digits, '-',
+// '_' and '.', starting and ending with a letter or digit.
+func isLabelKey(s string) bool {
+	prefix, name, ok := strings.Cut(s, "/")
+	if !ok {
+		prefix, name = "", s
+	} else {
+		if len(prefix) > 253 {
+			return false
+		}
+		for l := range strings.SplitSeq(prefix, ".") {
+			if !isDNSLabel(l) {
+				return false
+			}
+		}
+	}
+	if len(name) == 0 || len(name) > 63 {
+		return false
+	}
+	alnum := func(b byte) bool { return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' }
+	if !alnum(name[0]) || !alnum(name[len(name)-1]) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if b := name[i]; !alnum(b) && b != '-' && b != '_' && b != '.' {
+			return false
+		}
+	}
+	return true
+}
