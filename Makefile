@@ -14,7 +14,7 @@ export KUBEBUILDER_ASSETS := $(KUBE_ASSETS)
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build run test bench lint fmt clean kube-tools spire-tools test-spire
+.PHONY: all build run test bench bench-load lint fmt clean kube-tools spire-tools test-spire
 
 all: build
 
@@ -33,6 +33,11 @@ test: kube-tools
 ## bench: Go benchmarks under bench/ (see bench/README.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./bench/...
+
+## bench-load: the ADS load harness (server and a fleet of simulated proxies in two processes; see bench/README.md)
+bench-load:
+	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
+	bin/horizon-load run -scenario hot-service,churn -mode sotw,delta -proxies 100,1000 -endpoints 10,100 -changes 20 $(LOADFLAGS)
 
 ## lint: formatting and vet
 lint:

@@ -1,0 +1,241 @@
+// Command horizon-load measures Horizon under a fleet of simulated Envoy
+// sidecars (see bench/load and bench/README.md).
+//
+//	horizon-load run [flags]    serve scenarios from an in-process Horizon and
+//	                            drive a fleet in a child process (this binary,
+//	                            re-executed as "fleet"); print a table
+//	horizon-load fleet [flags]  run a fleet: driven over stdin/stdout by "run",
+//	                            or, with -standalone, against any Horizon
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/horizonmesh/horizon/bench/load"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "horizon-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: horizon-load run|fleet [flags] (-h for flags)")
+	}
+	switch args[0] {
+	case "run":
+		return runScenarios(ctx, args[1:], stdout, stderr)
+	case "fleet":
+		return runFleet(ctx, args[1:], stdin, stdout, stderr)
+	}
+	return fmt.Errorf("unknown command %q: want run or fleet", args[0])
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scenarios := fs.String("scenario", load.HotService, "scenarios, comma-separated: "+load.HotService+", "+load.Churn)
+	proxies := fs.String("proxies", "100", "fleet sizes P, comma-separated")
+	endpoints := fs.String("endpoints", "10", "endpoints per service E, comma-separated")
+	modes := fs.String("mode", "sotw", "protocols, comma-separated: sotw, delta")
+	services := fs.Int("services", 0, "services (0: 1 for hot-service, 10 for churn)")
+	changes := fs.Int("changes", 20, "changes per scenario")
+	rate := fs.Float64("rate", 10, "churn: changes per second")
+	conns := fs.Int("conns", 0, "gRPC connections the fleet shares (0: one per 50 proxies)")
+	debounce := fs.Duration("debounce", 0, "server debounce (0: xds.DefaultDebounce)")
+	storm := fs.Bool("storm", true, "end each scenario with a reconnect storm")
+	timeout := fs.Duration("timeout", 2*time.Minute, "longest wait for a sync or a change")
+	verbose := fs.Bool("v", false, "log progress to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ps, err := ints(*proxies)
+	if err != nil {
+		return fmt.Errorf("-proxies: %w", err)
+	}
+	es, err := ints(*endpoints)
+	if err != nil {
+		return fmt.Errorf("-endpoints: %w", err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	machine := load.Machine()
+	var results []*load.Result
+	var errs []error
+	for _, name := range strings.Split(*scenarios, ",") {
+		for _, mode := range strings.Split(*modes, ",") {
+			for _, p := range ps {
+				for _, e := range es {
+					sc := load.Scenario{
+						Name: name, Proxies: p, Endpoints: e, Services: *services, Changes: *changes, Rate: *rate,
+						Delta: mode == "delta", Conns: *conns, Debounce: *debounce, Storm: *storm, Timeout: *timeout,
+					}
+					log.Info("scenario", "name", name, "mode", mode, "proxies", p, "endpoints", e)
+					r, err := load.Run(ctx, sc, childFleet(stderr), log)
+					if err != nil {
+						errs = append(errs, fmt.Errorf("%s %s P=%d E=%d: %w", name, mode, p, e, err))
+					}
+					if r != nil {
+						results = append(results, r)
+					}
+					if ctx.Err() != nil {
+						return errors.Join(append(errs, ctx.Err())...)
+					}
+				}
+			}
+		}
+	}
+	if err := load.WriteTable(stdout, machine, results); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// childFleet runs the fleet in a child process: this binary, "fleet".
+func childFleet(stderr io.Writer) load.StartFleet {
+	return func(ctx context.Context, cfg load.FleetConfig) (*load.FleetClient, error) {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(self, "fleet", "-config", string(b))
+		cmd.Stderr = stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start fleet: %w", err)
+		}
+		return load.NewFleetClient(in, out, func() error {
+			in.Close()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				return errors.Join(errors.New("fleet did not quit; killed"), <-done)
+			}
+		}), nil
+	}
+}
+
+func runFleet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "fleet configuration as JSON (set by run)")
+	var cfg load.FleetConfig
+	fs.StringVar(&cfg.Address, "xds", "127.0.0.1:15010", "Horizon's plaintext xDS address")
+	fs.IntVar(&cfg.Proxies, "proxies", 100, "proxies")
+	fs.IntVar(&cfg.Conns, "conns", 0, "gRPC connections shared by the proxies (0: one per 50)")
+	fs.BoolVar(&cfg.Delta, "delta", false, "delta xDS instead of state of the world")
+	fs.IntVar(&cfg.Networks, "networks", 4, "bench/gen topology: networks")
+	fs.IntVar(&cfg.ClustersPerNetwork, "clusters-per-network", 1, "bench/gen topology: clusters per network")
+	clusters := fs.String("clusters", "", "spread proxies over these clusters instead: name/network/region/zone[/zone...],...")
+	standalone := fs.Bool("standalone", false, "connect, wait for the sync, print what each type cost, and exit")
+	hold := fs.Duration("hold", 0, "with -standalone: stay connected this long after the sync")
+	timeout := fs.Duration("timeout", 2*time.Minute, "with -standalone: longest wait for the sync")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *config != "" {
+		cfg = load.FleetConfig{}
+		if err := json.Unmarshal([]byte(*config), &cfg); err != nil {
+			return fmt.Errorf("-config: %w", err)
+		}
+	}
+	if *clusters != "" {
+		for _, c := range strings.Split(*clusters, ",") {
+			f := strings.Split(c, "/")
+			if len(f) < 3 {
+				return fmt.Errorf("-clusters: %q: want name/network/region[/zone...]", c)
+			}
+			ref := load.ClusterRef{Name: f[0], Network: f[1]}
+			for _, z := range f[3:] {
+				ref.Localities = append(ref.Localities, load.Locality(f[2], z))
+			}
+			if len(f) == 3 {
+				ref.Localities = append(ref.Localities, load.Locality(f[2], ""))
+			}
+			cfg.Clusters = append(cfg.Clusters, ref)
+		}
+	}
+	if !*standalone {
+		return load.ServeFleet(ctx, cfg, stdin, stdout)
+	}
+	f, err := load.NewFleet(cfg)
+	if err != nil {
+		return err
+	}
+	defer f.Stop()
+	start := time.Now()
+	if err := f.Start(ctx); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	last, err := f.WaitSynced(wctx, 1)
+	cancel()
+	if err != nil {
+		return err
+	}
+	var bytes, resps [4]int64
+	for _, p := range f.Stats() {
+		for t := range bytes {
+			bytes[t] += p.Bytes[t]
+			resps[t] += p.Responses[t]
+		}
+	}
+	fmt.Fprintf(stdout, "# machine: %s\n%d proxies synced in %.1f ms\n", load.Machine(), cfg.Proxies, float64(last-start.UnixNano())/1e6)
+	for t, name := range load.TypeNames {
+		fmt.Fprintf(stdout, "%s: %d responses, %d bytes (%.0f per proxy)\n", name, resps[t], bytes[t], float64(bytes[t])/float64(cfg.Proxies))
+	}
+	if *hold > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(*hold):
+		}
+	}
+	return nil
+}

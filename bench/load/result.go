@@ -1,0 +1,257 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is what one scenario measured.
+type Result struct {
+	Scenario Scenario
+	Changes  []Change
+	Applied  []int64 // when each change was handed to xds.Server.Update (Unix ns)
+
+	// Convergence of each change: from Update to the ACK of the last
+	// affected proxy. Unconverged changes are counted, not included.
+	Latencies   []time.Duration
+	P50, P99    time.Duration
+	Max         time.Duration
+	Unconverged int     // changes some affected proxy never ACKed
+	Affected    float64 // proxies affected per change, on average
+
+	SyncTime time.Duration // initial sync of the whole fleet
+	SyncCPU  float64       // server CPU seconds during it
+
+	ChangeCPU  float64 // server CPU seconds over all changes
+	ChangeWall time.Duration
+	// Bytes are proto sizes of the responses the proxies received.
+	Bytes, EDSBytes    int64 // over all changes, all proxies
+	BytesByType        [numTypes]int64
+	UnaffectedProxies  int
+	UnaffectedBytes    int64 // to proxies on networks no change touched
+	UnaffectedEDSBytes int64
+	NACKs, Reconnects  int
+	Idle0, Idle1       Mem    // server before the fleet connected, and synced and idle
+	FleetHeap          uint64 // fleet process heap in use, for the record
+	StormTime          time.Duration
+	StormCPU           float64
+	StormPeak          Mem
+	Errors             []error
+}
+
+// Mem is a process's memory.
+type Mem struct {
+	RSS  uint64 // resident set; peak (VmHWM) for a storm
+	Heap uint64 // live Go heap after GC; for a storm, the sampled peak of heap objects (garbage included)
+}
+
+// MemPerProxy is the server's growth from no proxy to the synced fleet,
+// divided by the proxies: streams, watches, buffers and the views they
+// made the server render.
+func (r *Result) MemPerProxy() (rss, heap float64) {
+	p := float64(r.Scenario.Proxies)
+	return (float64(r.Idle1.RSS) - float64(r.Idle0.RSS)) / p, (float64(r.Idle1.Heap) - float64(r.Idle0.Heap)) / p
+}
+
+func (r *Result) compute(before, after []ProxyStats) {
+	networks := map[string]bool{}
+	for _, c := range r.Changes {
+		networks[c.Network] = true
+	}
+	byNetwork := map[string][]int{}
+	for i, p := range after {
+		byNetwork[p.Network] = append(byNetwork[p.Network], i)
+		for t := range numTypes {
+			b := p.Bytes[t] - before[i].Bytes[t]
+			r.Bytes += b
+			r.BytesByType[t] += b
+			if t == EDS {
+				r.EDSBytes += b
+			}
+			if !networks[p.Network] {
+				r.UnaffectedBytes += b
+				if t == EDS {
+					r.UnaffectedEDSBytes += b
+				}
+			}
+		}
+		if !networks[p.Network] {
+			r.UnaffectedProxies++
+		}
+		r.NACKs += p.NACKs - before[i].NACKs
+		r.Reconnects += p.Streams - before[i].Streams
+	}
+	affected := 0
+	for _, c := range r.Changes {
+		var last int64
+		ok := true
+		for _, i := range byNetwork[c.Network] {
+			at, seen := after[i].Markers[c.Index]
+			if !seen {
+				ok = false
+				break
+			}
+			last = max(last, at)
+		}
+		affected += len(byNetwork[c.Network])
+		if !ok {
+			r.Unconverged++
+			continue
+		}
+		r.Latencies = append(r.Latencies, time.Duration(last-r.Applied[c.Index]))
+	}
+	if len(r.Changes) > 0 {
+		r.Affected = float64(affected) / float64(len(r.Changes))
+	}
+	if n := len(r.Latencies); n > 0 {
+		s := slices.Clone(r.Latencies)
+		slices.Sort(s)
+		r.P50, r.P99, r.Max = quantile(s, 0.50), quantile(s, 0.99), s[n-1]
+	}
+}
+
+// quantile is the nearest-rank quantile of sorted s.
+func quantile(s []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// Machine describes where the figures come from.
+func Machine() string {
+	model := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	load := "?"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return fmt.Sprintf("nproc=%d GOMAXPROCS=%d model=%q %s %s/%s loadavg=%s",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
+}
+
+// WriteTable prints one row per result, preceded by the machine.
+func WriteTable(w io.Writer, machine string, results []*Result) error {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# machine: %s\n", machine)
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tstorm peak heap\t")
+	for _, r := range results {
+		sc := r.Scenario
+		mode := "sotw"
+		if sc.Delta {
+			mode = "delta"
+		}
+		n := float64(max(1, len(r.Changes)))
+		cpu := r.ChangeCPU / n
+		perProxy := "–"
+		if r.Affected > 0 {
+			perProxy = fmt.Sprintf("%.0f", cpu/r.Affected*1e6)
+		}
+		rss, heap := r.MemPerProxy()
+		storm, peakRSS, peakHeap := "–", "–", "–"
+		if sc.Storm {
+			storm, peakRSS, peakHeap = ms(r.StormTime), mib(r.StormPeak.RSS), mib(r.StormPeak.Heap)
+		}
+		unaff := fmt.Sprintf("%d (%d proxies)", r.UnaffectedBytes, r.UnaffectedProxies)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			sc.Name, mode, sc.Proxies, sc.Endpoints, sc.Services, len(r.Changes),
+			len(r.Latencies), len(r.Changes), ms(r.P50), ms(r.P99), ms(r.Max),
+			cpu, perProxy, float64(r.Bytes)/n, unaff, r.UnaffectedEDSBytes,
+			kib(heap), kib(rss), ms(r.SyncTime), storm, peakRSS, peakHeap)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(d.Seconds()*1000, 'f', 1, 64) + "ms" }
+func kib(b float64) string      { return strconv.FormatFloat(b/1024, 'f', 1, 64) + "KiB" }
+func mib(b uint64) string       { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + "MiB" }
+
+// cpuSeconds is this process's user + system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// readMem collects garbage twice first (a sync.Pool, such as gRPC's buffer
+// pools, survives one collection), so that Heap is live objects.
+func readMem() Mem {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return Mem{RSS: procStatus("VmRSS"), Heap: ms.HeapAlloc}
+}
+
+// procStatus reads a kB field of /proc/self/status, in bytes.
+func procStatus(field string) uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == field {
+			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+// startPeakWatch resets the kernel's peak RSS (clear_refs 5; where that is
+// refused the peak is sampled) and samples the Go heap every 10 ms until
+// the returned func is called, which reports both peaks.
+func startPeakWatch() func() Mem {
+	reset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	stop := make(chan struct{})
+	out := make(chan Mem)
+	go func() {
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var peak Mem
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(sample)
+			peak.Heap = max(peak.Heap, sample[0].Value.Uint64())
+			if !reset {
+				peak.RSS = max(peak.RSS, procStatus("VmRSS"))
+			}
+			select {
+			case <-stop:
+				if reset {
+					peak.RSS = procStatus("VmHWM")
+				}
+				out <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() Mem { close(stop); return <-out }
+}

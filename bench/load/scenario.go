@@ -1,0 +1,304 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/horizonmesh/horizon/bench/gen"
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/xds"
+)
+
+// Scenario names.
+const (
+	// HotService changes one endpoint of one service in one cluster (n0-c0)
+	// at a time, and waits for every proxy on that cluster's network to ACK
+	// it before the next: a clean latency per change. Proxies on the other
+	// networks see only the gateway, whose weight does not change, so they
+	// must receive nothing.
+	HotService = "hot-service"
+	// Churn changes endpoints at a steady rate, round-robin over the
+	// services and over the clusters of every network but the last, without
+	// waiting: the last network's proxies are the control group that must
+	// receive nothing.
+	Churn = "churn"
+)
+
+// Scenario is one run of the harness.
+type Scenario struct {
+	Name      string
+	Proxies   int
+	Endpoints int // per service, over the whole ClusterSet
+	Services  int // 0: 1 for hot-service, 10 for churn
+	// Topology; 0 means 4 networks of one cluster each (as bench/).
+	Networks           int
+	ClustersPerNetwork int
+	Changes            int
+	Rate               float64 // churn: changes per second; 0 means 10
+	Delta              bool
+	Conns              int           // gRPC connections the fleet shares; 0: one per 50 proxies
+	Debounce           time.Duration // 0: xds.DefaultDebounce
+	Storm              bool          // end with a reconnect storm
+	Timeout            time.Duration // per wait; 0: 60 s
+}
+
+func (sc Scenario) withDefaults() Scenario {
+	if sc.Services == 0 {
+		sc.Services = 1
+		if sc.Name == Churn {
+			sc.Services = 10
+		}
+	}
+	if sc.Networks == 0 {
+		sc.Networks = 4
+	}
+	if sc.ClustersPerNetwork == 0 {
+		sc.ClustersPerNetwork = 1
+	}
+	if sc.Rate == 0 {
+		sc.Rate = 10
+	}
+	if sc.Debounce == 0 {
+		sc.Debounce = xds.DefaultDebounce
+	}
+	if sc.Timeout == 0 {
+		sc.Timeout = time.Minute
+	}
+	return sc
+}
+
+// Spec is the ClusterSet the scenario starts from.
+func (sc Scenario) Spec() gen.Spec {
+	sc = sc.withDefaults()
+	return gen.Spec{
+		Networks: sc.Networks, ClustersPerNetwork: sc.ClustersPerNetwork, GatewaysPerCluster: 2,
+		Services: sc.Services, EndpointsPerService: sc.Endpoints,
+	}
+}
+
+// Change is one step of a scenario: the ClusterSet after it, and where it
+// happened.
+type Change struct {
+	Index   int
+	Cluster string
+	Network string
+	Service string
+	Removed string // the endpoint address replaced by MarkerAddress(Index)
+	Set     *discovery.ClusterSet
+}
+
+// Build builds the base ClusterSet and every change of the scenario. Each
+// change replaces one endpoint's address by the change's marker address:
+// the endpoint count, and so every other network's gateway weight, stays
+// the same. All of them are built before any is served (discovery.New
+// normalises in place what consecutive sets share).
+func (sc Scenario) Build() (*discovery.ClusterSet, []Change, error) {
+	sc = sc.withDefaults()
+	if sc.Changes >= maxMarkers {
+		return nil, nil, fmt.Errorf("at most %d changes", maxMarkers-1)
+	}
+	base, err := gen.Generate(sc.Spec())
+	if err != nil {
+		return nil, nil, err
+	}
+	var changed []int // indices into Clusters
+	for i, c := range base.Clusters {
+		switch sc.Name {
+		case HotService:
+			if c.Name == gen.ClusterName(0, 0) {
+				changed = append(changed, i)
+			}
+		case Churn:
+			if c.Network != gen.NetworkName(sc.Networks-1) || sc.Networks == 1 {
+				changed = append(changed, i)
+			}
+		default:
+			return nil, nil, fmt.Errorf("unknown scenario %q (want %s or %s)", sc.Name, HotService, Churn)
+		}
+	}
+	services := 1
+	if sc.Name == Churn {
+		services = sc.Services
+	}
+	type key struct{ cluster, service int }
+	slots := map[key][]string{}
+	turns := map[key]int{}
+	cur := base.Clusters
+	changes := make([]Change, 0, sc.Changes)
+	for i := range sc.Changes {
+		ci := changed[i%len(changed)]
+		si := (i / len(changed)) % services
+		k := key{ci, si}
+		if _, ok := slots[k]; !ok {
+			for _, e := range cur[ci].Services[si].Endpoints {
+				slots[k] = append(slots[k], e.Address)
+			}
+		}
+		if len(slots[k]) == 0 {
+			return nil, nil, fmt.Errorf("cluster %s has no endpoint of service %s to change: use at least one endpoint per cluster", cur[ci].Name, cur[ci].Services[si].Name)
+		}
+		slot := turns[k] % len(slots[k])
+		turns[k]++
+		old := slots[k][slot]
+		slots[k][slot] = MarkerAddress(i)
+
+		next := slices.Clone(cur)
+		next[ci].Services = slices.Clone(cur[ci].Services)
+		svc := &next[ci].Services[si]
+		svc.Endpoints = slices.Clone(svc.Endpoints)
+		j := slices.IndexFunc(svc.Endpoints, func(e discovery.Endpoint) bool { return e.Address == old })
+		if j < 0 {
+			return nil, nil, fmt.Errorf("change %d: endpoint %s vanished", i, old)
+		}
+		svc.Endpoints[j].Address = MarkerAddress(i)
+		cs, err := discovery.New(next)
+		if err != nil {
+			return nil, nil, fmt.Errorf("change %d: %w", i, err)
+		}
+		changes = append(changes, Change{Index: i, Cluster: next[ci].Name, Network: next[ci].Network, Service: svc.Key().String(), Removed: old, Set: cs})
+		cur = cs.Clusters
+	}
+	return base, changes, nil
+}
+
+// StartFleet starts the proxies of cfg somewhere (another process, or this
+// one in tests) and returns a client to drive them.
+type StartFleet func(ctx context.Context, cfg FleetConfig) (*FleetClient, error)
+
+// Run serves the scenario's ClusterSets from an in-process Horizon, drives
+// a fleet against it, and measures. The server side is this process: its
+// CPU and memory are what is reported, so the fleet belongs elsewhere.
+func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logger) (*Result, error) {
+	sc = sc.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := &Result{Scenario: sc}
+	base, changes, err := sc.Build()
+	if err != nil {
+		return nil, err
+	}
+	res.Changes = changes
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := xds.NewServer(ctx, xds.Options{Debounce: sc.Debounce})
+	// As cmd/horizon serve configures it.
+	gs := grpc.NewServer(
+		grpc.StreamInterceptor(xds.SendTimeout(xds.DefaultSendTimeout, nil)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	srv.Register(gs)
+	if err := srv.Apply(base); err != nil {
+		return nil, fmt.Errorf("apply base: %w", err)
+	}
+	done := make(chan struct{}, 2)
+	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
+	go func() { _ = gs.Serve(lis); done <- struct{}{} }()
+	defer func() {
+		gs.Stop()
+		cancel()
+		<-done
+		<-done
+	}()
+
+	res.Idle0 = readMem()
+	fleet, err := startFleet(ctx, FleetConfig{
+		Address: lis.Addr().String(), Proxies: sc.Proxies, Conns: sc.Conns, Delta: sc.Delta,
+		Networks: sc.Networks, ClustersPerNetwork: sc.ClustersPerNetwork,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.Close()
+
+	// Initial sync: every proxy connects at once.
+	cpu := cpuSeconds()
+	start := time.Now()
+	if err := fleet.Start(); err != nil {
+		return nil, err
+	}
+	last, err := fleet.Sync(1, sc.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	res.SyncTime = time.Duration(last - start.UnixNano())
+	res.SyncCPU = cpuSeconds() - cpu
+	log.Info("fleet synced", "proxies", sc.Proxies, "duration", res.SyncTime)
+
+	time.Sleep(time.Second) // let the streams settle before measuring
+	res.Idle1 = readMem()
+	before, _, err := fleet.Report()
+	if err != nil {
+		return nil, err
+	}
+
+	// Changes.
+	res.Applied = make([]int64, len(changes))
+	cpu = cpuSeconds()
+	t0 := time.Now()
+	var errs []error
+	for i, ch := range changes {
+		if sc.Name == Churn {
+			if d := time.Until(t0.Add(time.Duration(float64(i) / sc.Rate * float64(time.Second)))); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		res.Applied[i] = time.Now().UnixNano()
+		srv.Update(ch.Set)
+		if sc.Name == HotService {
+			if _, err := fleet.Await(i, []string{ch.Network}, sc.Timeout); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if sc.Name == Churn {
+		for _, ch := range changes {
+			if _, err := fleet.Await(ch.Index, []string{ch.Network}, sc.Timeout); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	res.ChangeCPU = cpuSeconds() - cpu
+	res.ChangeWall = time.Since(t0)
+	time.Sleep(200 * time.Millisecond) // anything late to unaffected proxies still counts
+	after, fleetHeap, err := fleet.Report()
+	if err != nil {
+		return nil, err
+	}
+	res.FleetHeap = fleetHeap
+	res.compute(before, after)
+	log.Info("changes done", "changes", len(changes), "p50", res.P50, "max", res.Max)
+
+	if sc.Storm {
+		peak := startPeakWatch()
+		cpu := cpuSeconds()
+		at, err := fleet.Storm()
+		if err != nil {
+			return nil, err
+		}
+		last, err := fleet.Sync(1, sc.Timeout)
+		res.StormCPU = cpuSeconds() - cpu
+		res.StormTime = time.Duration(last - at)
+		res.StormPeak = peak()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("storm: %w", err))
+		}
+		log.Info("storm done", "duration", res.StormTime)
+	}
+	res.Errors = errs
+	return res, errors.Join(errs...)
+}
