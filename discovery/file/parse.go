@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/yamlnode"
 )
 
 // Error is one problem found in a ClusterSet file. Parse returns every Error it
@@ -34,7 +35,7 @@ func (e *Error) Error() string { return e.File + ":" + strconv.Itoa(e.Line) + ":
 // line each, sorted by line; the ClusterSet is built only from a file without
 // any.
 func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
-	p := &parser{file: name}
+	p := newParser(name)
 	clusters := p.document(data)
 	if err := p.err(); err != nil {
 		return nil, err
@@ -79,37 +80,36 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 	case len(next.Content) == 1 && next.Content[0].ShortTag() == "!!null" && next.Content[0].Value == "":
 		// An empty document after a trailing "---".
 	default:
-		p.errorf(&next, "", "a second YAML document: the file holds one ClusterSet")
+		p.Errorf(&next, "", "a second YAML document: the file holds one ClusterSet")
 	}
-	p.budget = 10*countNodes(&doc) + 10_000
-	root := p.resolve(doc.Content[0])
+	root := p.Root(&doc)
 	if root.ShortTag() == "!!null" {
-		p.errorf(root, "", "empty document: want a top-level clusters: list")
+		p.Errorf(root, "", "empty document: want a top-level clusters: list")
 		return nil
 	}
-	top := p.object(root, "", topFields...)
+	top := p.Object(root, "", topFields...)
 	if top == nil {
 		return nil
 	}
 	networks := p.networks(top)
-	n := top.get("clusters")
+	n := top.Get("clusters")
 	switch {
 	case n == nil:
-		p.errorf(root, "", "missing clusters: (write clusters: [] for a ClusterSet without clusters)")
+		p.Errorf(root, "", "missing clusters: (write clusters: [] for a ClusterSet without clusters)")
 		return nil
 	case n.ShortTag() == "!!null":
-		p.errorf(n, "", "clusters: is empty (write clusters: [] for a ClusterSet without clusters)")
+		p.Errorf(n, "", "clusters: is empty (write clusters: [] for a ClusterSet without clusters)")
 		return nil
 	}
 	var clusters []discovery.Cluster
 	lines := map[string]int{}
-	for i, item := range top.list("clusters") {
+	for i, item := range top.List("clusters") {
 		c, ok := p.cluster(item, i, networks)
 		if !ok {
 			continue
 		}
 		if first := lines[c.Name]; first != 0 {
-			p.errorf(item, fmt.Sprintf("cluster %q", c.Name), "defined twice (first at line %d)", first)
+			p.Errorf(item, fmt.Sprintf("cluster %q", c.Name), "defined twice (first at line %d)", first)
 			continue
 		}
 		lines[c.Name] = item.Line
@@ -120,52 +120,52 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 
 func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (discovery.Cluster, bool) {
 	where := fmt.Sprintf("cluster #%d", index+1)
-	if name := peek(n, "name"); name != "" {
+	if name := yamlnode.Peek(n, "name"); name != "" {
 		where = fmt.Sprintf("cluster %q", name)
 	}
-	o := p.object(n, where, clusterFields...)
+	o := p.Object(n, where, clusterFields...)
 	if o == nil {
 		return discovery.Cluster{}, false
 	}
 	c := discovery.Cluster{
-		Name:    o.string("name", true),
-		Network: o.string("network", true),
+		Name:    o.Str("name", true),
+		Network: o.Str("network", true),
 	}
 	if c.Name != "" && !isDNSLabel(c.Name) {
-		o.errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", c.Name)
+		o.Errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", c.Name)
 	}
 	if c.Network != "" && networks != nil && !networks[c.Network] {
-		o.errorf("network", "%q is not declared in networks:", c.Network)
+		o.Errorf("network", "%q is not declared in networks:", c.Network)
 	}
-	if l, ok := o.set("locality"); ok {
-		if lo := p.object(l, where+" locality", localityFields...); lo != nil {
-			c.Locality = discovery.Locality{Region: lo.string("region", false), Zone: lo.string("zone", false), SubZone: lo.string("subZone", false)}
+	if l, ok := o.Set("locality"); ok {
+		if lo := p.Object(l, where+" locality", localityFields...); lo != nil {
+			c.Locality = discovery.Locality{Region: lo.Str("region", false), Zone: lo.Str("zone", false), SubZone: lo.Str("subZone", false)}
 			if err := checkLocality(c.Locality); err != "" {
-				p.errorf(l, where+" locality", "%s", err)
+				p.Errorf(l, where+" locality", "%s", err)
 			}
 		}
 	}
 	seen := map[discovery.Gateway]int{}
-	for i, item := range o.list("gateways") {
+	for i, item := range o.List("gateways") {
 		g, ok := p.gateway(item, i, where)
 		if !ok {
 			continue
 		}
 		if first := seen[g]; first != 0 {
-			p.errorf(item, where, "gateway %s listed twice (first at line %d)", g, first)
+			p.Errorf(item, where, "gateway %s listed twice (first at line %d)", g, first)
 			continue
 		}
 		seen[g] = item.Line
 		c.Gateways = append(c.Gateways, g)
 	}
 	lines := map[discovery.ServiceKey]int{}
-	for i, item := range o.list("services") {
+	for i, item := range o.List("services") {
 		s, ok := p.service(item, i, where, &c)
 		if !ok {
 			continue
 		}
 		if first := lines[s.Key()]; first != 0 {
-			p.errorf(item, where, "service %s defined twice (first at line %d)", s.Key(), first)
+			p.Errorf(item, where, "service %s defined twice (first at line %d)", s.Key(), first)
 			continue
 		}
 		lines[s.Key()] = item.Line
@@ -175,25 +175,25 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 }
 
 // networks returns the declared networks, nil if any network goes.
-func (p *parser) networks(top *object) map[string]bool {
-	n, ok := top.set("networks")
+func (p *parser) networks(top *yamlnode.Object) map[string]bool {
+	n, ok := top.Set("networks")
 	if !ok {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		top.errorf("networks", "want a list, got %s", describe(n))
+		top.Errorf("networks", "want a list, got %s", yamlnode.Describe(n))
 		return nil
 	}
 	networks := map[string]bool{}
 	lines := map[string]int{}
-	for _, item := range top.list("networks") {
-		name, ok := p.scalarString(item, "networks", "")
+	for _, item := range top.List("networks") {
+		name, ok := p.ScalarString(item, "", "networks")
 		switch {
 		case !ok:
 		case name == "":
-			p.errorf(item, "networks", "empty network name")
+			p.Errorf(item, "networks", "empty network name")
 		case lines[name] != 0:
-			p.errorf(item, "networks", "network %q listed twice (first at line %d)", name, lines[name])
+			p.Errorf(item, "networks", "network %q listed twice (first at line %d)", name, lines[name])
 		default:
 			lines[name] = item.Line
 			networks[name] = true
@@ -215,18 +215,18 @@ func checkLocality(l discovery.Locality) string {
 
 func (p *parser) gateway(n *yaml.Node, index int, cluster string) (discovery.Gateway, bool) {
 	where := fmt.Sprintf("%s gateway #%d", cluster, index+1)
-	if addr := peek(n, "address"); addr != "" {
+	if addr := yamlnode.Peek(n, "address"); addr != "" {
 		where = cluster + " gateway " + addr
-		if port := peek(n, "port"); port != "" {
+		if port := yamlnode.Peek(n, "port"); port != "" {
 			where = cluster + " gateway " + net.JoinHostPort(addr, port)
 		}
 	}
-	o := p.object(n, where, gatewayFields...)
+	o := p.Object(n, where, gatewayFields...)
 	if o == nil {
 		return discovery.Gateway{}, false
 	}
-	addr := o.string("address", true)
-	port := o.port("port", true)
+	addr := o.Str("address", true)
+	port := p.port(o, "port", true)
 	if addr == "" || port == 0 {
 		return discovery.Gateway{}, false
 	}
@@ -235,7 +235,7 @@ func (p *parser) gateway(n *yaml.Node, index int, cluster string) (discovery.Gat
 	} else if isDNSName(addr) {
 		addr = strings.ToLower(addr)
 	} else {
-		o.errorf("address", "%q is not an IP address or DNS name", addr)
+		o.Errorf("address", "%q is not an IP address or DNS name", addr)
 		return discovery.Gateway{}, false
 	}
 	return discovery.Gateway{Address: addr, Port: port}, true
@@ -243,48 +243,48 @@ func (p *parser) gateway(n *yaml.Node, index int, cluster string) (discovery.Gat
 
 func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.Cluster) (discovery.Service, bool) {
 	where := fmt.Sprintf("%s service #%d", cluster, index+1)
-	if ns, name := peek(n, "namespace"), peek(n, "name"); ns != "" && name != "" {
+	if ns, name := yamlnode.Peek(n, "namespace"), yamlnode.Peek(n, "name"); ns != "" && name != "" {
 		where = cluster + " service " + ns + "/" + name
 	}
-	o := p.object(n, where, serviceFields...)
+	o := p.Object(n, where, serviceFields...)
 	if o == nil {
 		return discovery.Service{}, false
 	}
 	s := discovery.Service{
-		Name:       o.string("name", true),
-		Namespace:  o.string("namespace", true),
+		Name:       o.Str("name", true),
+		Namespace:  o.Str("namespace", true),
 		Type:       discovery.ClusterSetIP,
-		Exported:   o.bool("exported", false),
-		ExportedAt: o.time("exportedAt"),
+		Exported:   o.Bool("exported", false),
+		ExportedAt: timestamp(o, "exportedAt"),
 	}
 	if s.Name != "" && !isDNSLabel(s.Name) {
-		o.errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Name)
+		o.Errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Name)
 	}
 	if s.Namespace != "" && !isDNSLabel(s.Namespace) {
-		o.errorf("namespace", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Namespace)
+		o.Errorf("namespace", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Namespace)
 	}
-	switch t := o.string("type", false); t {
+	switch t := o.Str("type", false); t {
 	case "", string(discovery.ClusterSetIP):
 	case string(discovery.Headless):
 		s.Type = discovery.Headless
 	default:
-		o.errorf("type", "%q is not ClusterSetIP or Headless", t)
+		o.Errorf("type", "%q is not ClusterSetIP or Headless", t)
 	}
-	if ip := o.string("clusterIP", false); ip != "" {
+	if ip := o.Str("clusterIP", false); ip != "" {
 		addr, err := netip.ParseAddr(ip)
 		switch {
 		case err != nil || addr.Zone() != "":
-			o.errorf("clusterIP", "%q is not an IP address", ip)
+			o.Errorf("clusterIP", "%q is not an IP address", ip)
 		case s.Type == discovery.Headless:
-			o.errorf("clusterIP", "a Headless service has no clusterIP")
+			o.Errorf("clusterIP", "a Headless service has no clusterIP")
 		default:
 			s.ClusterIP = addr.String()
 		}
 	}
-	s.Ports = p.ports(o.list("ports"), where)
-	if ports, ok := o.set("ports"); s.Type == discovery.ClusterSetIP &&
+	s.Ports = p.ports(o.List("ports"), where)
+	if ports, ok := o.Set("ports"); s.Type == discovery.ClusterSetIP &&
 		(!ok || ports.Kind == yaml.SequenceNode && len(ports.Content) == 0) {
-		o.errorf("ports", "a ClusterSetIP service needs at least one port")
+		o.Errorf("ports", "a ClusterSetIP service needs at least one port")
 	}
 	names := map[string]bool{}
 	for _, port := range s.Ports {
@@ -293,13 +293,13 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 		}
 	}
 	lines := map[string]int{}
-	for i, item := range o.list("endpoints") {
+	for i, item := range o.List("endpoints") {
 		e, ok := p.endpoint(item, i, where, c, names)
 		if !ok {
 			continue
 		}
 		if first := lines[e.Address]; first != 0 {
-			p.errorf(item, where, "endpoint %s listed twice (first at line %d)", e.Address, first)
+			p.Errorf(item, where, "endpoint %s listed twice (first at line %d)", e.Address, first)
 			continue
 		}
 		lines[e.Address] = item.Line
@@ -313,21 +313,21 @@ func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 	numbers, names := map[string]int{}, map[string]int{} // "port/protocol" and name -> line
 	for i, n := range items {
 		where := fmt.Sprintf("%s port #%d", service, i+1)
-		if name := peek(n, "name"); name != "" {
+		if name := yamlnode.Peek(n, "name"); name != "" {
 			where = service + " port " + name
-		} else if port := peek(n, "port"); port != "" {
+		} else if port := yamlnode.Peek(n, "port"); port != "" {
 			where = service + " port " + port
 		}
-		o := p.object(n, where, portFields...)
+		o := p.Object(n, where, portFields...)
 		if o == nil {
 			continue
 		}
 		port := discovery.Port{
-			Name:        o.string("name", false),
-			Port:        o.port("port", true),
-			TargetPort:  o.port("targetPort", false),
-			Protocol:    o.string("protocol", false),
-			AppProtocol: o.string("appProtocol", false),
+			Name:        o.Str("name", false),
+			Port:        p.port(o, "port", true),
+			TargetPort:  p.port(o, "targetPort", false),
+			Protocol:    o.Str("protocol", false),
+			AppProtocol: o.Str("appProtocol", false),
 		}
 		if port.TargetPort == 0 {
 			port.TargetPort = port.Port
@@ -337,17 +337,17 @@ func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 			port.Protocol = "TCP"
 		case "TCP", "UDP", "SCTP":
 		default:
-			o.errorf("protocol", "%q is not TCP, UDP or SCTP", port.Protocol)
+			o.Errorf("protocol", "%q is not TCP, UDP or SCTP", port.Protocol)
 		}
 		if port.Name == "" && len(items) > 1 {
-			p.errorf(n, where, "missing field \"name\", required when a service has more than one port")
+			p.Errorf(n, where, "missing field \"name\", required when a service has more than one port")
 		}
 		if first := names[port.Name]; first != 0 && port.Name != "" {
-			o.errorf("name", "%q used twice (first at line %d)", port.Name, first)
+			o.Errorf("name", "%q used twice (first at line %d)", port.Name, first)
 			continue
 		}
 		if first := numbers[strconv.Itoa(int(port.Port))+"/"+port.Protocol]; first != 0 {
-			o.errorf("port", "%d/%s used twice (first at line %d)", port.Port, port.Protocol, first)
+			o.Errorf("port", "%d/%s used twice (first at line %d)", port.Port, port.Protocol, first)
 			continue
 		}
 		if port.Port == 0 {
@@ -364,75 +364,75 @@ func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 
 func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.Cluster, portNames map[string]bool) (discovery.Endpoint, bool) {
 	where := fmt.Sprintf("%s endpoint #%d", service, index+1)
-	if addr := peek(n, "address"); addr != "" {
+	if addr := yamlnode.Peek(n, "address"); addr != "" {
 		where = service + " endpoint " + addr
 	}
-	o := p.object(n, where, endpointFields...)
+	o := p.Object(n, where, endpointFields...)
 	if o == nil {
 		return discovery.Endpoint{}, false
 	}
 	e := discovery.Endpoint{
-		Ready:          o.bool("ready", true),
-		Terminating:    o.bool("terminating", false),
-		ServiceAccount: o.string("serviceAccount", false),
-		MTLS:           o.bool("mtls", true),
+		Ready:          o.Bool("ready", true),
+		Terminating:    o.Bool("terminating", false),
+		ServiceAccount: o.Str("serviceAccount", false),
+		MTLS:           o.Bool("mtls", true),
 	}
-	e.Serving = o.bool("serving", e.Ready)
+	e.Serving = o.Bool("serving", e.Ready)
 	if e.ServiceAccount == "" {
 		e.ServiceAccount = "default"
 	} else if !isDNSSubdomain(e.ServiceAccount) {
-		o.errorf("serviceAccount", "%q is not a lower-case DNS name", e.ServiceAccount)
+		o.Errorf("serviceAccount", "%q is not a lower-case DNS name", e.ServiceAccount)
 	}
-	if network := o.string("network", false); network != "" && c.Network != "" && network != c.Network {
-		o.errorf("network", "%q is not its cluster's network %q", network, c.Network)
+	if network := o.Str("network", false); network != "" && c.Network != "" && network != c.Network {
+		o.Errorf("network", "%q is not its cluster's network %q", network, c.Network)
 	}
 	// The locality is the cluster's, with the fields given here overriding it.
 	// Overriding a level drops the cluster's levels below it: an endpoint moved
 	// to another zone does not keep the cluster's sub-zone.
 	e.Locality = c.Locality
-	if r := o.string("region", false); r != "" {
+	if r := o.Str("region", false); r != "" {
 		e.Locality = discovery.Locality{Region: r}
 	}
-	if z := o.string("zone", false); z != "" {
+	if z := o.Str("zone", false); z != "" {
 		e.Locality.Zone, e.Locality.SubZone = z, ""
 	}
-	if sz := o.string("subZone", false); sz != "" {
+	if sz := o.Str("subZone", false); sz != "" {
 		e.Locality.SubZone = sz
 	}
 	if err := checkLocality(e.Locality); err != "" {
-		p.errorf(n, where, "%s", err)
+		p.Errorf(n, where, "%s", err)
 	}
-	o.entries("ports", func(name string, v *yaml.Node) {
+	o.Entries("ports", func(_ *yaml.Node, name string, v *yaml.Node) {
 		if !portNames[name] {
-			p.errorf(v, where, "ports: %q is not a port name of the service", name)
+			p.Errorf(v, where, "ports: %q is not a port name of the service", name)
 			return
 		}
-		if port, ok := p.portNumber(v, "ports: "+name, where); ok {
+		if port, ok := p.portNumber(v, where, "ports: "+name); ok {
 			if e.Ports == nil {
 				e.Ports = map[string]uint32{}
 			}
 			e.Ports[name] = port
 		}
 	})
-	o.entries("labels", func(k string, v *yaml.Node) {
+	o.Entries("labels", func(_ *yaml.Node, k string, v *yaml.Node) {
 		if k == "" {
-			p.errorf(v, where, "labels: empty label name")
+			p.Errorf(v, where, "labels: empty label name")
 			return
 		}
-		if value, ok := p.scalarString(v, "labels: "+k, where); ok {
+		if value, ok := p.ScalarString(v, where, "labels: "+k); ok {
 			if e.Labels == nil {
 				e.Labels = map[string]string{}
 			}
 			e.Labels[k] = value
 		}
 	})
-	addr := o.string("address", true)
+	addr := o.Str("address", true)
 	if addr == "" {
 		return discovery.Endpoint{}, false
 	}
 	ip, err := netip.ParseAddr(addr)
 	if err != nil || ip.Zone() != "" {
-		o.errorf("address", "%q is not an IP address", addr)
+		o.Errorf("address", "%q is not an IP address", addr)
 		return discovery.Endpoint{}, false
 	}
 	e.Address = ip.String()

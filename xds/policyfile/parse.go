@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/yamlnode"
 )
 
 // Field names of each object of the format.
@@ -44,7 +45,7 @@ var keyAliases = map[string]Key{
 // ("name:line:col: path: message"). It reports every problem it finds, sorted
 // by position; the Policy is built only from a file without any.
 func Parse(name string, data []byte, known Topology) (*Policy, error) {
-	p := &parser{file: name}
+	p := newParser(name)
 	c := &checker{p: p, topo: known.normalized()}
 	pol := c.document(data)
 	if err := p.err(); err != nil {
@@ -133,29 +134,28 @@ func (c *checker) document(data []byte) *Policy {
 	case err != nil:
 		p.yamlError(data, err)
 		return nil
-	case len(next.Content) == 1 && isNull(next.Content[0]) && next.Content[0].Value == "":
+	case len(next.Content) == 1 && yamlnode.IsNull(next.Content[0]) && next.Content[0].Value == "":
 		// An empty document after a trailing "---".
 	default:
-		p.errorf(&next, "", "a second YAML document: the file holds one policy")
+		p.Errorf(&next, "", "a second YAML document: the file holds one policy")
 	}
-	p.budget = 10*countNodes(&doc) + 10_000
-	root := p.resolve(doc.Content[0])
-	if isNull(root) {
-		p.errorf(root, "", "empty document: want defaults: and services: (write services: [] for the built-in defaults)")
+	root := p.Root(&doc)
+	if yamlnode.IsNull(root) {
+		p.Errorf(root, "", "empty document: want defaults: and services: (write services: [] for the built-in defaults)")
 		return nil
 	}
-	top := p.object(root, "", topFields...)
+	top := p.Object(root, "", topFields...)
 	if top == nil {
 		return nil
 	}
 
 	pol := &Policy{byService: map[discovery.ServiceKey]Settings{}, byHost: map[string]Settings{}}
 	defaults := &layer{rank: fromDefaults, path: "defaults", given: map[string]*yaml.Node{}}
-	if n := top.fields["defaults"]; n != nil && isNull(n) {
-		top.errorf("defaults", "null: leave it out for the built-in defaults")
+	if n := top.Get("defaults"); n != nil && yamlnode.IsNull(n) {
+		top.Errorf("defaults", "null: leave it out for the built-in defaults")
 	}
-	if n, ok := top.set("defaults"); ok {
-		if o := p.object(n, "defaults", settingsFields...); o != nil {
+	if n, ok := top.Set("defaults"); ok {
+		if o := p.Object(n, "defaults", settingsFields...); o != nil {
 			c.settings(o, defaults)
 		}
 	}
@@ -170,17 +170,17 @@ func (c *checker) document(data []byte) *Policy {
 	}
 	var rules []parsed
 	serviceLines, hostLines := map[discovery.ServiceKey]int{}, map[string]int{}
-	if n := top.fields["services"]; n != nil && n.Kind != yaml.SequenceNode && !isNull(n) {
-		top.errorf("services", "want a list of rules, got %s", describe(n))
+	if n := top.Get("services"); n != nil && n.Kind != yaml.SequenceNode && !yamlnode.IsNull(n) {
+		top.Errorf("services", "want a list of rules, got %s", yamlnode.Describe(n))
 	}
-	for i, item := range top.list("services") {
+	for i, item := range top.List("services") {
 		path := index("services", i)
-		if m := child(item, "match"); m != nil {
-			if name := cmpOr(peek(m, "service"), peek(m, "host")); name != "" {
+		if m := yamlnode.Child(item, "match"); m != nil {
+			if name := cmpOr(yamlnode.Peek(m, "service"), yamlnode.Peek(m, "host")); name != "" {
 				path = index("services", name)
 			}
 		}
-		o := p.object(item, path, ruleFields...)
+		o := p.Object(item, path, ruleFields...)
 		if o == nil {
 			continue
 		}
@@ -190,13 +190,13 @@ func (c *checker) document(data []byte) *Policy {
 		}
 		if m.Host == "" {
 			if first := serviceLines[m.Service]; first != 0 {
-				p.errorf(o.at("match"), join(path, "match"), "service %s has a rule already (at line %d)", m.Service, first)
+				p.Errorf(o.At("match"), join(path, "match"), "service %s has a rule already (at line %d)", m.Service, first)
 				continue
 			}
 			serviceLines[m.Service] = item.Line
 		} else {
 			if first := hostLines[m.Host]; first != 0 {
-				p.errorf(o.at("match"), join(path, "match"), "host %s has a rule already (at line %d)", m.Host, first)
+				p.Errorf(o.At("match"), join(path, "match"), "host %s has a rule already (at line %d)", m.Host, first)
 				continue
 			}
 			hostLines[m.Host] = item.Line
@@ -207,7 +207,7 @@ func (c *checker) document(data []byte) *Policy {
 		}
 		c.settings(o, l)
 		if !c.topo.hasService(m.Service) {
-			p.warnf(o.at("match"), join(path, "match"), "no cluster has a service %s (yet)", m.Service)
+			p.warnf(o.At("match"), join(path, "match"), "no cluster has a service %s (yet)", m.Service)
 		}
 		rules = append(rules, parsed{m, item, l})
 	}
@@ -244,34 +244,34 @@ func cmpOr(a, b string) string {
 }
 
 // match reads a rule's match: exactly one of service (ns/name) and host.
-func (c *checker) match(rule *object) (Match, bool) {
-	n, ok := rule.set("match")
+func (c *checker) match(rule *yamlnode.Object) (Match, bool) {
+	n, ok := rule.Set("match")
 	if !ok {
-		c.p.errorf(rule.node, rule.path, "missing required field \"match\"")
+		c.p.Errorf(rule.Node(), rule.Where(), "missing required field \"match\"")
 		return Match{}, false
 	}
-	path := join(rule.path, "match")
-	o := c.p.object(n, path, matchFields...)
+	path := join(rule.Where(), "match")
+	o := c.p.Object(n, path, matchFields...)
 	if o == nil {
 		return Match{}, false
 	}
-	svc, host := o.str("service"), o.str("host")
+	svc, host := o.Str("service", false), o.Str("host", false)
 	switch {
 	case svc == "" && host == "":
-		c.p.errorf(n, path, "want service: <namespace>/<name> or host: <name>.<namespace>.svc.<domain>")
+		c.p.Errorf(n, path, "want service: <namespace>/<name> or host: <name>.<namespace>.svc.<domain>")
 	case svc != "" && host != "":
-		c.p.errorf(n, path, "service and host both given: a rule matches one or the other")
+		c.p.Errorf(n, path, "service and host both given: a rule matches one or the other")
 	case svc != "":
 		ns, name, ok := strings.Cut(svc, "/")
 		if !ok || !isDNSLabel(ns) || !isDNSLabel(name) {
-			o.errorf("service", "%q is not <namespace>/<name> (each a DNS label)", svc)
+			o.Errorf("service", "%q is not <namespace>/<name> (each a DNS label)", svc)
 			return Match{}, false
 		}
 		return Match{Service: discovery.ServiceKey{Namespace: ns, Name: name}}, true
 	default:
 		k, _, err := discovery.ParseHost(host)
 		if err != nil || !isDNSLabel(k.Namespace) || !isDNSLabel(k.Name) {
-			o.errorf("host", "%q is not a service host <name>.<namespace>.svc.cluster.local or .svc.clusterset.local", host)
+			o.Errorf("host", "%q is not a service host <name>.<namespace>.svc.cluster.local or .svc.clusterset.local", host)
 			return Match{}, false
 		}
 		return Match{Service: k, Host: host}, true
@@ -280,61 +280,61 @@ func (c *checker) match(rule *object) (Match, bool) {
 }
 
 // settings reads the settings fields of o (defaults: or a rule) into l.
-func (c *checker) settings(o *object, l *layer) {
+func (c *checker) settings(o *yamlnode.Object, l *layer) {
 	p := c.p
-	if d, ok := o.duration("connectTimeout"); ok {
-		l.s.ConnectTimeout, l.given["connectTimeout"] = d, o.keys["connectTimeout"]
+	if d, ok := duration(o, "connectTimeout"); ok {
+		l.s.ConnectTimeout, l.given["connectTimeout"] = d, o.Key("connectTimeout")
 	}
-	if n, ok := o.set("overprovisioningFactor"); ok {
-		if f, ok := p.integer(n, join(o.path, "overprovisioningFactor"), minOverprovisioningFactor, maxOverprovisioningFactor); ok {
-			l.s.OverprovisioningFactor, l.given["overprovisioningFactor"] = uint32(f), o.keys["overprovisioningFactor"]
+	if n, ok := o.Set("overprovisioningFactor"); ok {
+		if f, ok := p.integer(n, join(o.Where(), "overprovisioningFactor"), minOverprovisioningFactor, maxOverprovisioningFactor); ok {
+			l.s.OverprovisioningFactor, l.given["overprovisioningFactor"] = uint32(f), o.Key("overprovisioningFactor")
 		}
 	}
-	if n, ok := o.set("locality"); ok {
-		if lo := p.object(n, join(o.path, "locality"), localityFields...); lo != nil {
+	if n, ok := o.Set("locality"); ok {
+		if lo := p.Object(n, join(o.Where(), "locality"), localityFields...); lo != nil {
 			if lb, ok := c.locality(lo, l); ok {
-				l.s.Locality, l.given["locality"] = lb, o.keys["locality"]
+				l.s.Locality, l.given["locality"] = lb, o.Key("locality")
 			}
 		}
 	}
-	if n, ok := o.set("outlierDetection"); ok {
-		if od := p.object(n, join(o.path, "outlierDetection"), outlierFields...); od != nil {
+	if n, ok := o.Set("outlierDetection"); ok {
+		if od := p.Object(n, join(o.Where(), "outlierDetection"), outlierFields...); od != nil {
 			if v, ok := c.outlier(od); ok {
-				l.s.OutlierDetection, l.given["outlierDetection"] = v, o.keys["outlierDetection"]
+				l.s.OutlierDetection, l.given["outlierDetection"] = v, o.Key("outlierDetection")
 			}
 		}
 	}
-	if n, ok := o.set("retries"); ok {
-		if ro := p.object(n, join(o.path, "retries"), retriesFields...); ro != nil {
+	if n, ok := o.Set("retries"); ok {
+		if ro := p.Object(n, join(o.Where(), "retries"), retriesFields...); ro != nil {
 			if v, ok := c.retries(ro); ok {
-				l.s.Retries, l.given["retries"] = v, o.keys["retries"]
+				l.s.Retries, l.given["retries"] = v, o.Key("retries")
 			}
 		}
 	}
-	if n, ok := o.set("clusters"); ok {
-		if co := p.object(n, join(o.path, "clusters"), clustersFields...); co != nil {
+	if n, ok := o.Set("clusters"); ok {
+		if co := p.Object(n, join(o.Where(), "clusters"), clustersFields...); co != nil {
 			if v, ok := c.clusters(co); ok {
-				l.s.Clusters, l.given["clusters"] = v, o.keys["clusters"]
+				l.s.Clusters, l.given["clusters"] = v, o.Key("clusters")
 			}
 		}
 	}
 	for _, k := range settingsFields {
-		if n := o.fields[k]; n != nil && isNull(n) {
-			o.errorf(k, "null: leave the field out to inherit it")
+		if n := o.Get(k); n != nil && yamlnode.IsNull(n) {
+			o.Errorf(k, "null: leave the field out to inherit it")
 		}
 	}
 }
 
 // locality reads a locality block. Its checks are local: the block replaces
 // the inherited one whole.
-func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
+func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 	p := c.p
 	nerrs := len(p.errs)
-	lb := LocalityLB{Enabled: o.boolean("enabled", true), FailoverPriority: builtin().Locality.FailoverPriority}
+	lb := LocalityLB{Enabled: o.Bool("enabled", true), FailoverPriority: builtin().Locality.FailoverPriority}
 	if !lb.Enabled {
 		for _, k := range localityFields[1:] {
-			if _, ok := o.set(k); ok {
-				o.errorf(k, "has no effect with enabled: false (every endpoint is in one priority); remove one of them")
+			if _, ok := o.Set(k); ok {
+				o.Errorf(k, "has no effect with enabled: false (every endpoint is in one priority); remove one of them")
 			}
 		}
 		return LocalityLB{}, len(p.errs) == nerrs
@@ -342,16 +342,16 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 
 	// failoverPriority
 	var prioNodes []*yaml.Node
-	if _, ok := o.set("failoverPriority"); ok {
+	if _, ok := o.Set("failoverPriority"); ok {
 		lb.FailoverPriority = nil
-		items := o.list("failoverPriority")
-		if n := o.fields["failoverPriority"]; n.Kind == yaml.SequenceNode && len(items) == 0 {
-			o.errorf("failoverPriority", "empty; write enabled: false to put every endpoint in one priority")
+		items := o.List("failoverPriority")
+		if n := o.Get("failoverPriority"); n.Kind == yaml.SequenceNode && len(items) == 0 {
+			o.Errorf("failoverPriority", "empty; write enabled: false to put every endpoint in one priority")
 		}
 		seen := map[Key]int{}
 		for i, item := range items {
-			path := index(join(o.path, "failoverPriority"), i)
-			s, ok := p.scalarString(item, path)
+			path := index(join(o.Where(), "failoverPriority"), i)
+			s, ok := p.ScalarString(item, path, "")
 			if !ok {
 				continue
 			}
@@ -359,18 +359,18 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 			if alias, ok := keyAliases[s]; ok {
 				k = alias
 			} else if k.IsLabel() && !isLabelKey(s) {
-				p.errorf(item, path, "%q is neither region, zone, subZone, cluster, network nor a label name", s)
+				p.Errorf(item, path, "%q is neither region, zone, subZone, cluster, network nor a label name", s)
 				continue
 			}
 			if first := seen[k]; first != 0 {
-				p.errorf(item, path, "%s listed twice (first at line %d)", k, first)
+				p.Errorf(item, path, "%s listed twice (first at line %d)", k, first)
 				continue
 			}
 			switch {
 			case k == KeyZone && seen[KeyRegion] == 0:
-				p.errorf(item, path, "zone without region before it: zone names are only unique within a region")
+				p.Errorf(item, path, "zone without region before it: zone names are only unique within a region")
 			case k == KeySubZone && seen[KeyZone] == 0:
-				p.errorf(item, path, "subZone without zone before it: sub-zone names are only unique within a zone")
+				p.Errorf(item, path, "subZone without zone before it: sub-zone names are only unique within a zone")
 			}
 			seen[k] = item.Line
 			lb.FailoverPriority = append(lb.FailoverPriority, k)
@@ -380,46 +380,46 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 
 	// failover
 	fromLines := map[string]*yaml.Node{}
-	for i, item := range o.list("failover") {
-		path := index(join(o.path, "failover"), i)
-		if from := peek(item, "from"); from != "" {
-			path = index(join(o.path, "failover"), from)
+	for i, item := range o.List("failover") {
+		path := index(join(o.Where(), "failover"), i)
+		if from := yamlnode.Peek(item, "from"); from != "" {
+			path = index(join(o.Where(), "failover"), from)
 		}
-		fo := p.object(item, path, failoverFields...)
+		fo := p.Object(item, path, failoverFields...)
 		if fo == nil {
 			continue
 		}
-		f := Failover{From: fo.str("from")}
-		_, hasFrom := fo.set("from")
+		f := Failover{From: fo.Str("from", false)}
+		_, hasFrom := fo.Set("from")
 		switch {
 		case !hasFrom:
-			p.errorf(item, path, "missing required field \"from\"")
+			p.Errorf(item, path, "missing required field \"from\"")
 		case f.From == "":
 		case fromLines[f.From] != nil:
-			fo.errorf("from", "region %s has a failover entry already (at line %d)", f.From, fromLines[f.From].Line)
+			fo.Errorf("from", "region %s has a failover entry already (at line %d)", f.From, fromLines[f.From].Line)
 			f.From = ""
 		case !c.topo.hasRegion(f.From):
-			fo.errorf("from", "unknown region %q (known: %s)", f.From, strings.Join(c.topo.regions(), ", "))
+			fo.Errorf("from", "unknown region %q (known: %s)", f.From, strings.Join(c.topo.regions(), ", "))
 		}
 		if f.From != "" {
-			fromLines[f.From] = fo.at("from")
+			fromLines[f.From] = fo.At("from")
 		}
-		to := fo.list("to")
-		if n, ok := fo.set("to"); !ok || n.Kind == yaml.SequenceNode && len(to) == 0 {
-			fo.errorf("to", "want at least one region to fail over to")
+		to := fo.List("to")
+		if n, ok := fo.Set("to"); !ok || n.Kind == yaml.SequenceNode && len(to) == 0 {
+			fo.Errorf("to", "want at least one region to fail over to")
 		}
 		seen := map[string]int{}
 		for j, t := range to {
 			tpath := index(join(path, "to"), j)
-			r, ok := p.scalarString(t, tpath)
+			r, ok := p.ScalarString(t, tpath, "")
 			switch {
 			case !ok:
 			case r == f.From:
-				p.errorf(t, tpath, "%s fails over to itself: a region's own endpoints always come first", r)
+				p.Errorf(t, tpath, "%s fails over to itself: a region's own endpoints always come first", r)
 			case seen[r] != 0:
-				p.errorf(t, tpath, "%s listed twice (first at line %d)", r, seen[r])
+				p.Errorf(t, tpath, "%s listed twice (first at line %d)", r, seen[r])
 			case !c.topo.hasRegion(r):
-				p.errorf(t, tpath, "unknown region %q (known: %s)", r, strings.Join(c.topo.regions(), ", "))
+				p.Errorf(t, tpath, "unknown region %q (known: %s)", r, strings.Join(c.topo.regions(), ", "))
 			default:
 				seen[r] = t.Line
 				f.To = append(f.To, r)
@@ -432,38 +432,38 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 	}
 	slices.SortFunc(lb.Failover, func(a, b Failover) int { return strings.Compare(a.From, b.From) })
 	if len(lb.Failover) > 0 && len(prioNodes) > 0 && lb.FailoverPriority[0] != KeyRegion {
-		p.errorf(prioNodes[0], index(join(o.path, "failoverPriority"), 0),
+		p.Errorf(prioNodes[0], index(join(o.Where(), "failoverPriority"), 0),
 			"must be region when failover is set: failover ranks the regions after the proxy's own")
 	}
 
 	// distribute
 	var froms []target
-	for i, item := range o.list("distribute") {
-		path := index(join(o.path, "distribute"), i)
-		if from := peek(item, "from"); from != "" {
-			path = index(join(o.path, "distribute"), from)
+	for i, item := range o.List("distribute") {
+		path := index(join(o.Where(), "distribute"), i)
+		if from := yamlnode.Peek(item, "from"); from != "" {
+			path = index(join(o.Where(), "distribute"), from)
 		}
-		do := p.object(item, path, distributeFields...)
+		do := p.Object(item, path, distributeFields...)
 		if do == nil {
 			continue
 		}
 		var d Distribute
 		fromOK := false
-		if n, ok := do.set("from"); ok {
+		if n, ok := do.Set("from"); ok {
 			d.From, fromOK = c.pattern(n, join(path, "from"))
 		} else {
-			p.errorf(item, path, "missing required field \"from\"")
+			p.Errorf(item, path, "missing required field \"from\"")
 		}
 		if fromOK {
 			for _, f := range froms {
 				if f.pattern == d.From {
-					p.errorf(do.at("from"), join(path, "from"), "%s has a distribute entry already (at line %d)", d.From, f.node.Line)
+					p.Errorf(do.At("from"), join(path, "from"), "%s has a distribute entry already (at line %d)", d.From, f.node.Line)
 					fromOK = false
 				}
 			}
 			for _, f := range lb.Failover {
 				if d.From.overlaps(Pattern{Region: f.From}) {
-					p.errorf(do.at("from"), join(path, "from"),
+					p.Errorf(do.At("from"), join(path, "from"),
 						"proxies in %s would follow both this distribute and the failover from %s (line %d); a locality takes one or the other",
 						d.From, f.From, fromLines[f.From].Line)
 					fromOK = false
@@ -471,14 +471,14 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 			}
 		}
 		if fromOK {
-			froms = append(froms, target{d.From, do.at("from"), join(path, "from")})
+			froms = append(froms, target{d.From, do.At("from"), join(path, "from")})
 		}
-		if n, ok := do.set("to"); !ok || n.Kind == yaml.MappingNode && len(n.Content) == 0 {
-			do.errorf("to", "want localities and their weights, adding up to %d", distributeTotal)
+		if n, ok := do.Set("to"); !ok || n.Kind == yaml.MappingNode && len(n.Content) == 0 {
+			do.Errorf("to", "want localities and their weights, adding up to %d", distributeTotal)
 		}
 		total := 0
 		var shares []target
-		do.entries("to", func(k *yaml.Node, name string, v *yaml.Node) {
+		do.Entries("to", func(k *yaml.Node, name string, v *yaml.Node) {
 			tpath := index(join(path, "to"), name)
 			pat, ok := c.pattern(k, tpath)
 			w, wok := p.integer(v, tpath, 1, distributeTotal)
@@ -489,7 +489,7 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 			}
 			for _, s := range shares {
 				if s.pattern.overlaps(pat) {
-					p.errorf(k, tpath, "overlaps %s (line %d): a locality gets one weight", s.pattern, s.node.Line)
+					p.Errorf(k, tpath, "overlaps %s (line %d): a locality gets one weight", s.pattern, s.node.Line)
 					return
 				}
 			}
@@ -497,8 +497,8 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 			d.To = append(d.To, Share{To: pat, Weight: uint32(w)})
 			l.targets = append(l.targets, target{pat, k, tpath})
 		})
-		if n, ok := do.set("to"); ok && total >= 0 && len(d.To) > 0 && total != distributeTotal {
-			p.errorf(n, join(path, "to"), "weights add up to %d, want %d", total, distributeTotal)
+		if n, ok := do.Set("to"); ok && total >= 0 && len(d.To) > 0 && total != distributeTotal {
+			p.Errorf(n, join(path, "to"), "weights add up to %d, want %d", total, distributeTotal)
 		}
 		slices.SortFunc(d.To, func(a, b Share) int { return comparePatterns(a.To, b.To) })
 		if fromOK {
@@ -510,7 +510,7 @@ func (c *checker) locality(o *object, l *layer) (LocalityLB, bool) {
 
 // pattern reads a locality pattern and checks it against the topology.
 func (c *checker) pattern(n *yaml.Node, path string) (Pattern, bool) {
-	s, ok := c.p.scalarString(n, path)
+	s, ok := c.p.ScalarString(n, path, "")
 	if !ok {
 		return Pattern{}, false
 	}
@@ -522,7 +522,7 @@ func (c *checker) pattern(n *yaml.Node, path string) (Pattern, bool) {
 		}
 	}
 	if bad {
-		c.p.errorf(n, path, "%q is not a locality pattern: region[/zone[/subZone]], each level a name, the last may be *", s)
+		c.p.Errorf(n, path, "%q is not a locality pattern: region[/zone[/subZone]], each level a name, the last may be *", s)
 		return Pattern{}, false
 	}
 	if parts[len(parts)-1] == "*" {
@@ -534,21 +534,21 @@ func (c *checker) pattern(n *yaml.Node, path string) (Pattern, bool) {
 	case pat.Depth() == 0 || c.topo.matches(pat, nil):
 		return pat, true
 	case !c.topo.hasRegion(pat.Region):
-		c.p.errorf(n, path, "unknown region %q (known: %s)", pat.Region, strings.Join(c.topo.regions(), ", "))
+		c.p.Errorf(n, path, "unknown region %q (known: %s)", pat.Region, strings.Join(c.topo.regions(), ", "))
 	case pat.SubZone == "" || !c.topo.matches(Pattern{Region: pat.Region, Zone: pat.Zone}, nil):
-		c.p.errorf(n, path, "unknown zone %q in region %s", pat.Zone, pat.Region)
+		c.p.Errorf(n, path, "unknown zone %q in region %s", pat.Zone, pat.Region)
 	default:
-		c.p.errorf(n, path, "unknown sub-zone %q in zone %s/%s", pat.SubZone, pat.Region, pat.Zone)
+		c.p.Errorf(n, path, "unknown sub-zone %q in zone %s/%s", pat.SubZone, pat.Region, pat.Zone)
 	}
 	return Pattern{}, false
 }
 
-func (c *checker) outlier(o *object) (*OutlierDetection, bool) {
+func (c *checker) outlier(o *yamlnode.Object) (*OutlierDetection, bool) {
 	nerrs := len(c.p.errs)
-	if !o.boolean("enabled", true) {
+	if !o.Bool("enabled", true) {
 		for _, k := range outlierFields[1:] {
-			if _, ok := o.set(k); ok {
-				o.errorf(k, "has no effect with enabled: false; remove one of them")
+			if _, ok := o.Set(k); ok {
+				o.Errorf(k, "has no effect with enabled: false; remove one of them")
 			}
 		}
 		return nil, len(c.p.errs) == nerrs
@@ -559,32 +559,32 @@ func (c *checker) outlier(o *object) (*OutlierDetection, bool) {
 		BaseEjectionTime:     defaultBaseEjectionTime,
 		MaxEjectionPercent:   defaultMaxEjectionPercent,
 	}
-	if v, ok := o.uint("consecutive5xxErrors", 0, 1000); ok {
+	if v, ok := c.p.uint(o, "consecutive5xxErrors", 0, 1000); ok {
 		od.Consecutive5xxErrors = v
 	}
-	if v, ok := o.uint("consecutiveGatewayErrors", 0, 1000); ok {
+	if v, ok := c.p.uint(o, "consecutiveGatewayErrors", 0, 1000); ok {
 		od.ConsecutiveGatewayErrors = v
 	}
-	if d, ok := o.duration("interval"); ok {
+	if d, ok := duration(o, "interval"); ok {
 		od.Interval = d
 	}
-	if d, ok := o.duration("baseEjectionTime"); ok {
+	if d, ok := duration(o, "baseEjectionTime"); ok {
 		od.BaseEjectionTime = d
 	}
-	if v, ok := o.uint("maxEjectionPercent", 1, 100); ok {
+	if v, ok := c.p.uint(o, "maxEjectionPercent", 1, 100); ok {
 		od.MaxEjectionPercent = v
 	}
 	if len(c.p.errs) == nerrs && od.Consecutive5xxErrors == 0 && od.ConsecutiveGatewayErrors == 0 {
-		c.p.errorf(o.node, o.path, "consecutive5xxErrors and consecutiveGatewayErrors are both 0: nothing is ever ejected (write enabled: false)")
+		c.p.Errorf(o.Node(), o.Where(), "consecutive5xxErrors and consecutiveGatewayErrors are both 0: nothing is ever ejected (write enabled: false)")
 	}
 	return od, len(c.p.errs) == nerrs
 }
 
-func (c *checker) retries(o *object) (*Retries, bool) {
+func (c *checker) retries(o *yamlnode.Object) (*Retries, bool) {
 	nerrs := len(c.p.errs)
-	attempts, ok := o.uint("attempts", 0, maxRetryAttempts)
-	if _, given := o.set("attempts"); !given {
-		c.p.errorf(o.node, o.path, "missing required field \"attempts\" (0 to not retry)")
+	attempts, ok := c.p.uint(o, "attempts", 0, maxRetryAttempts)
+	if _, given := o.Set("attempts"); !given {
+		c.p.Errorf(o.Node(), o.Where(), "missing required field \"attempts\" (0 to not retry)")
 		return nil, false
 	}
 	if !ok {
@@ -592,30 +592,30 @@ func (c *checker) retries(o *object) (*Retries, bool) {
 	}
 	if attempts == 0 {
 		for _, k := range retriesFields[1:] {
-			if _, ok := o.set(k); ok {
-				o.errorf(k, "has no effect with attempts: 0; remove one of them")
+			if _, ok := o.Set(k); ok {
+				o.Errorf(k, "has no effect with attempts: 0; remove one of them")
 			}
 		}
 		return nil, len(c.p.errs) == nerrs
 	}
 	r := &Retries{Attempts: attempts}
-	if d, ok := o.duration("perTryTimeout"); ok {
+	if d, ok := duration(o, "perTryTimeout"); ok {
 		r.PerTryTimeout = d
 	}
-	items := o.list("retryOn")
-	if n, ok := o.set("retryOn"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
-		o.errorf("retryOn", "empty: leave it out for %s", strings.Join(defaultRetryOn, ", "))
+	items := o.List("retryOn")
+	if n, ok := o.Set("retryOn"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
+		o.Errorf("retryOn", "empty: leave it out for %s", strings.Join(defaultRetryOn, ", "))
 	}
 	seen := map[string]int{}
 	for i, item := range items {
-		path := index(join(o.path, "retryOn"), i)
-		s, ok := c.p.scalarString(item, path)
+		path := index(join(o.Where(), "retryOn"), i)
+		s, ok := c.p.ScalarString(item, path, "")
 		switch {
 		case !ok:
 		case !slices.Contains(retryConditions, s):
-			c.p.errorf(item, path, "unknown retry condition %q (known: %s)", s, strings.Join(retryConditions, ", "))
+			c.p.Errorf(item, path, "unknown retry condition %q (known: %s)", s, strings.Join(retryConditions, ", "))
 		case seen[s] != 0:
-			c.p.errorf(item, path, "%s listed twice (first at line %d)", s, seen[s])
+			c.p.Errorf(item, path, "%s listed twice (first at line %d)", s, seen[s])
 		default:
 			seen[s] = item.Line
 			r.RetryOn = append(r.RetryOn, s)
@@ -628,16 +628,16 @@ func (c *checker) retries(o *object) (*Retries, bool) {
 	return r, len(c.p.errs) == nerrs
 }
 
-func (c *checker) clusters(o *object) (ClusterTraffic, bool) {
+func (c *checker) clusters(o *yamlnode.Object) (ClusterTraffic, bool) {
 	p := c.p
 	nerrs := len(p.errs)
 	var ct ClusterTraffic
 	known := strings.Join(c.topo.clusterNames(), ", ")
 	weightKeys := map[string]*yaml.Node{}
-	o.entries("weights", func(k *yaml.Node, name string, v *yaml.Node) {
-		path := index(join(o.path, "weights"), name)
+	o.Entries("weights", func(k *yaml.Node, name string, v *yaml.Node) {
+		path := index(join(o.Where(), "weights"), name)
 		if _, ok := c.topo.cluster(name); !ok {
-			p.errorf(k, path, "unknown cluster %q (known: %s)", name, known)
+			p.Errorf(k, path, "unknown cluster %q (known: %s)", name, known)
 			return
 		}
 		w, ok := p.integer(v, path, 0, maxClusterWeight)
@@ -650,24 +650,24 @@ func (c *checker) clusters(o *object) (ClusterTraffic, bool) {
 		ct.Weights[name], weightKeys[name] = uint32(w), k
 	})
 	pins := map[string]int{}
-	items := o.list("pin")
-	if n, ok := o.set("pin"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
-		o.errorf("pin", "empty: leave it out to use every cluster")
+	items := o.List("pin")
+	if n, ok := o.Set("pin"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
+		o.Errorf("pin", "empty: leave it out to use every cluster")
 	}
 	for i, item := range items {
-		path := index(join(o.path, "pin"), i)
-		name, ok := p.scalarString(item, path)
+		path := index(join(o.Where(), "pin"), i)
+		name, ok := p.ScalarString(item, path, "")
 		switch {
 		case !ok:
 		case pins[name] != 0:
-			p.errorf(item, path, "%s listed twice (first at line %d)", name, pins[name])
+			p.Errorf(item, path, "%s listed twice (first at line %d)", name, pins[name])
 		case !func() bool { _, ok := c.topo.cluster(name); return ok }():
-			p.errorf(item, path, "unknown cluster %q (known: %s)", name, known)
+			p.Errorf(item, path, "unknown cluster %q (known: %s)", name, known)
 		default:
 			pins[name] = item.Line
 			ct.Pin = append(ct.Pin, name)
 			if w, ok := ct.Weights[name]; ok && w == 0 {
-				p.errorf(item, path, "%s is pinned but has weight 0 (line %d): it would get no traffic", name, weightKeys[name].Line)
+				p.Errorf(item, path, "%s is pinned but has weight 0 (line %d): it would get no traffic", name, weightKeys[name].Line)
 			}
 		}
 	}
@@ -675,14 +675,14 @@ func (c *checker) clusters(o *object) (ClusterTraffic, bool) {
 	if len(ct.Pin) > 0 {
 		for name, k := range weightKeys {
 			if pins[name] == 0 {
-				p.errorf(k, index(join(o.path, "weights"), name), "%s is not pinned: its weight has no effect", name)
+				p.Errorf(k, index(join(o.Where(), "weights"), name), "%s is not pinned: its weight has no effect", name)
 			}
 		}
 	}
 	if len(p.errs) == nerrs && len(ct.Pin) == 0 && len(c.topo.Clusters) > 0 && !slices.ContainsFunc(c.topo.Clusters, func(tc TopologyCluster) bool {
 		return ct.Weight(tc.Name) > 0
 	}) {
-		p.errorf(o.at("weights"), join(o.path, "weights"), "every cluster has weight 0: no cluster would get traffic")
+		p.Errorf(o.At("weights"), join(o.Where(), "weights"), "every cluster has weight 0: no cluster would get traffic")
 	}
 	return ct, len(p.errs) == nerrs
 }
@@ -716,7 +716,7 @@ func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *dis
 			k := cl.given["clusters"]
 			c.p.warnf(k, join(cl.path, "clusters"), "no cluster it lets traffic reach is in %s: the inherited %s (line %d) has no effect here", t.pattern, t.path, t.node.Line)
 		} else {
-			c.p.errorf(t.node, t.path, "no cluster that %s (line %d) lets traffic reach is in %s", join(cl.path, "clusters"), cl.given["clusters"].Line, t.pattern)
+			c.p.Errorf(t.node, t.path, "no cluster that %s (line %d) lets traffic reach is in %s", join(cl.path, "clusters"), cl.given["clusters"].Line, t.pattern)
 		}
 	}
 }
