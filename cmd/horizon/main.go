@@ -19,6 +19,7 @@ Usage:
   horizon serve [flags]        serve xDS for a ClusterSet (default: the embedded local example)
   horizon bootstrap [flags]    print a proxy bootstrap (Envoy sidecar/gateway, or grpc-go proxyless)
   horizon view [flags]         print the endpoints a proxy in a cluster would get, without a server
+  horizon explain failover     for a source locality, each priority level of a service and why each endpoint is there
   horizon cluster add-secret   give Horizon least-privilege access to a member cluster; print its Secret
   horizon ca <command>         the SPIFFE trust root: init, intermediate (per member cluster), issue (test SVIDs)
   horizon agent [flags]        keep a workload's SVID current in files Envoy and grpc-go read
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return bootstrap(args[1:], stdout, stderr)
 	case "view":
 		return view(args[1:], stdout, stderr)
+	case "explain":
+		return explain(args[1:], stdout, stderr)
 	case "cluster":
 		return cluster(ctx, args[1:], stdout, stderr)
 	case "ca":

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/examples/local"
+	"github.com/horizonmesh/horizon/xds"
+)
+
+// explain runs `horizon explain failover`: for a proxy at a locality, each
+// priority level of a service's endpoints with its localities, endpoints or
+// gateways and weights, and why each endpoint is where it is.
+func explain(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "failover" {
+		fmt.Fprintln(stderr, "usage: horizon explain failover --service HOST[:PORT] --from REGION[/ZONE[/SUBZONE]] [--cluster C] [--clusterset FILE]")
+		return flag.ErrHelp
+	}
+	var path, service, from string
+	p := &xds.Proxy{ID: "explain"}
+	var role string
+	fs := flag.NewFlagSet("explain failover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
+	fs.StringVar(&service, "service", "", "the destination host, optionally with a port (required), e.g. echo.demo.svc.clusterset.local:7070")
+	fs.StringVar(&from, "from", "", "the source locality, REGION[/ZONE[/SUBZONE]] (required)")
+	fs.StringVar(&p.Cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
+	fs.StringVar(&role, "role", "sidecar", "sidecar or proxyless")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if service == "" || from == "" {
+		return errors.New("explain failover: --service and --from are required")
+	}
+	host, port := service, uint32(0)
+	if h, ps, err := net.SplitHostPort(service); err == nil {
+		n, err := strconv.ParseUint(ps, 10, 16)
+		if err != nil {
+			return fmt.Errorf("--service %q: bad port", service)
+		}
+		host, port = h, uint32(n)
+	}
+	parts := strings.Split(from, "/")
+	if len(parts) > 3 || parts[0] == "" {
+		return fmt.Errorf("--from %q: want REGION[/ZONE[/SUBZONE]]", from)
+	}
+	p.Locality.Region = parts[0]
+	if len(parts) > 1 {
+		p.Locality.Zone = parts[1]
+	}
+	if len(parts) > 2 {
+		p.Locality.SubZone = parts[2]
+	}
+	p.Role = xds.Role(role)
+
+	name, data := local.Name, local.ClusterSet
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return err
+		}
+		name = path
+	}
+	cs, err := file.Parse(name, data)
+	if err != nil {
+		return err
+	}
+	if p.Cluster == "" {
+		for _, c := range cs.Clusters {
+			if c.Locality.Region == p.Locality.Region {
+				p.Cluster = c.Name
+				break
+			}
+		}
+		if p.Cluster == "" {
+			return fmt.Errorf("--from %s: no cluster of the ClusterSet is in region %s; name one with --cluster", from, p.Locality.Region)
+		}
+	}
+	if err := p.Resolve(cs); err != nil {
+		return err
+	}
+	res, err := xds.Translate(cs, p.Group(), xds.Policy{})
+	if err != nil {
+		return err
+	}
+	idx := indexEndpoints(cs)
+	src, _ := cs.Cluster(p.Cluster)
+	fmt.Fprintf(stdout, "from %s in cluster %s (network %s), to %s\n", localityString(p.Locality), p.Cluster, src.Network, service)
+	fmt.Fprintln(stdout, "priorities: the proxy's zone first, then its region, then the rest; other networks only through their gateway")
+	found := false
+	for _, cla := range res.Endpoints {
+		h, cport, err := discovery.ParseClusterName(cla.GetClusterName())
+		if err != nil || h != host || (port != 0 && cport != port) {
+			continue
+		}
+		found = true
+		fmt.Fprintf(stdout, "\n%s:%d (%s)\n", h, cport, cla.GetClusterName())
+		explainAssignment(stdout, cla, p, src, idx)
+	}
+	if !found {
+		return fmt.Errorf("%s: no such service in the view of cluster %s", service, p.Cluster)
+	}
+	return nil
+}
+
+// origin is where an address of an assignment comes from.
+type origin struct {
+	cluster  *discovery.Cluster
+	gateway  bool // a gateway of cluster's network
+	locality discovery.Locality
+}
+
+// indexEndpoints maps every endpoint and gateway address (host:port) of a
+// ClusterSet to where it comes from.
+func indexEndpoints(cs *discovery.ClusterSet) map[string][]origin {
+	idx := map[string][]origin{}
+	for i := range cs.Clusters {
+		c := &cs.Clusters[i]
+		for _, g := range c.Gateways {
+			idx[g.String()] = append(idx[g.String()], origin{cluster: c, gateway: true, locality: c.Locality})
+		}
+		for _, s := range c.Services {
+			for _, e := range s.Endpoints {
+				loc := c.Locality
+				if e.Locality != (discovery.Locality{}) {
+					loc = e.Locality
+				}
+				for _, sp := range s.Ports {
+					key := net.JoinHostPort(e.Address, strconv.Itoa(int(e.TargetPort(sp))))
+					if !slices.ContainsFunc(idx[key], func(o origin) bool { return o.cluster == c && !o.gateway }) {
+						idx[key] = append(idx[key], origin{cluster: c, locality: loc})
+					}
+				}
+			}
+		}
+	}
+	return idx
+}
+
+func explainAssignment(w io.Writer, cla *endpoint.ClusterLoadAssignment, p *xds.Proxy, src *discovery.Cluster, idx map[string][]origin) {
+	if len(cla.GetEndpoints()) == 0 {
+		fmt.Fprintln(w, "  no endpoints: nothing ready anywhere this proxy may reach")
+		return
+	}
+	byPriority := map[uint32][]*endpoint.LocalityLbEndpoints{}
+	var prios []uint32
+	for _, lle := range cla.GetEndpoints() {
+		if _, ok := byPriority[lle.GetPriority()]; !ok {
+			prios = append(prios, lle.GetPriority())
+		}
+		byPriority[lle.GetPriority()] = append(byPriority[lle.GetPriority()], lle)
+	}
+	slices.Sort(prios)
+	for _, prio := range prios {
+		fmt.Fprintf(w, "  priority %d%s\n", prio, map[bool]string{true: " (used first)", false: " (used when the levels above cannot take the load)"}[prio == 0])
+		for _, lle := range byPriority[prio] {
+			l := lle.GetLocality()
+			fmt.Fprintf(w, "    locality %s, weight %d\n", localityString(discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}), lle.GetLoadBalancingWeight().GetValue())
+			for _, lb := range lle.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				addr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+				fmt.Fprintf(w, "      %-22s weight %-3d %-9s %s\n", addr, lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus(), why(idx[addr], p, src))
+			}
+		}
+	}
+}
+
+// why says where an address comes from and how its locality compares with
+// the proxy's.
+func why(origins []origin, p *xds.Proxy, src *discovery.Cluster) string {
+	if len(origins) == 0 {
+		return "(not in the ClusterSet)"
+	}
+	o := origins[0]
+	if o.gateway {
+		var clusters []string
+		for _, g := range origins {
+			clusters = append(clusters, g.cluster.Name)
+		}
+		return fmt.Sprintf("gateway of network %s (clusters %s): its pods are not reachable from network %s, and its weight is theirs; %s",
+			o.cluster.Network, strings.Join(clusters, ", "), src.Network, compare(p.Locality, o.locality))
+	}
+	return fmt.Sprintf("pod in cluster %s, same network: %s", o.cluster.Name, compare(p.Locality, o.locality))
+}
+
+func compare(proxy, ep discovery.Locality) string {
+	switch {
+	case proxy.Region != ep.Region:
+		return "other region (" + ep.Region + ")"
+	case proxy.Zone != "" && proxy.Zone == ep.Zone:
+		return "same zone"
+	default:
+		return "same region, other zone"
+	}
+}
+
+func localityString(l discovery.Locality) string {
+	s := l.Region
+	if l.Zone != "" {
+		s += "/" + l.Zone
+	}
+	if l.SubZone != "" {
+		s += "/" + l.SubZone
+	}
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

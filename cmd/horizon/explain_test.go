@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestExplainFailover: on the embedded example, each endpoint of echo sits
+// at the level its locality and network give it, with the reason.
+func TestExplainFailover(t *testing.T) {
+	for _, tc := range []struct {
+		from string
+		want []string // in this order
+	}{
+		{"us-east/us-east-1a", []string{
+			"in cluster east-1 (network east)",
+			"priority 0 (used first)",
+			"127.0.0.2:7070         weight 1   HEALTHY   pod in cluster east-1, same network: same zone",
+			"priority 1",
+			"127.0.0.12:7070        weight 1   HEALTHY   pod in cluster east-2, same network: same region, other zone",
+			"priority 2",
+			"127.0.1.100:15443      weight 2   HEALTHY   gateway of network west (clusters west-1)",
+		}},
+		{"us-west", []string{
+			"in cluster west-1 (network west)",
+			"priority 0 (used first)",
+			"pod in cluster west-1, same network",
+			"priority 1",
+			"gateway of network east (clusters east-1, east-2)",
+		}},
+	} {
+		t.Run(tc.from, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if err := explain([]string{"failover", "--service", "echo.demo.svc.clusterset.local:7070", "--from", tc.from}, &out, &errb); err != nil {
+				t.Fatalf("%v\n%s", err, errb.String())
+			}
+			rest := out.String()
+			for _, w := range tc.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("missing or out of order: %q\n%s", w, out.String())
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+	var out, errb bytes.Buffer
+	for _, args := range [][]string{
+		{"failover", "--service", "echo.demo.svc.clusterset.local:7070", "--from", "mars"},
+		{"failover", "--service", "nope.demo.svc.clusterset.local", "--from", "us-east"},
+		{"failover", "--from", "us-east"},
+		{"route"},
+	} {
+		if err := explain(args, &out, &errb); err == nil {
+			t.Errorf("explain %q: no error", args)
+		}
+	}
+}
