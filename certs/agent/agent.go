@@ -90,10 +90,11 @@ type Config struct {
 type Agent struct {
 	cfg Config
 
-	mu     sync.Mutex
-	svid   *x509svid.SVID
-	bundle *x509bundle.Bundle
-	notify chan struct{} // closed and replaced at each update
+	mu      sync.Mutex
+	svid    *x509svid.SVID
+	renewAt time.Time // when svid is due, drawn once per SVID
+	bundle  *x509bundle.Bundle
+	notify  chan struct{} // closed and replaced at each update
 }
 
 // New checks cfg and makes an Agent. It picks up a still-valid SVID from
@@ -128,6 +129,7 @@ func New(cfg Config) (*Agent, error) {
 	if svid, bundle, err := readDir(cfg.Dir, cfg.TrustDomain); err == nil {
 		if _, err := certs.Verify(svid.Certificates, bundle, cfg.Clock.Now()); err == nil {
 			a.svid, a.bundle = svid, bundle
+			a.renewAt = renewAt(svid.Certificates[0], cfg.Jitter, mrand.Float64())
 			cfg.Metrics.observe(svid)
 			cfg.Log.Info("picked up the SVID in "+cfg.Dir, "id", svid.ID, "expires", svid.Certificates[0].NotAfter)
 		}
@@ -171,7 +173,7 @@ func (a *Agent) RenewAt() time.Time {
 	if a.svid == nil {
 		return time.Time{}
 	}
-	return renewAt(a.svid.Certificates[0], a.cfg.Jitter, mrand.Float64())
+	return a.renewAt
 }
 
 // renewAt is the renewal time of leaf for a uniform random r in [0, 1).
@@ -358,6 +360,7 @@ func (a *Agent) accept(resp *certpb.SignResponse, key crypto.Signer, method stri
 	}
 	a.mu.Lock()
 	a.svid, a.bundle = svid, bundle
+	a.renewAt = renewAt(svid.Certificates[0], a.cfg.Jitter, mrand.Float64())
 	close(a.notify)
 	a.notify = make(chan struct{})
 	a.mu.Unlock()
