@@ -34,8 +34,11 @@ type Cache struct {
 	metrics *Metrics
 	build   func(*discovery.ClusterSet, Group) (*Resources, error)
 
-	mu     sync.Mutex
-	cs     *discovery.ClusterSet
+	mu sync.Mutex
+	cs *discovery.ClusterSet
+	// input names what views are rendered from: the ClusterSet's version and
+	// the other inputs' (the policy file's), see Render.
+	input  string
 	views  map[Group]*view
 	nextID uint64
 }
@@ -44,13 +47,13 @@ var _ cachev3.Cache = (*Cache)(nil)
 
 // view is the published state of one Group and the watches waiting on it.
 type view struct {
-	group     Group
-	res       *Resources
-	types     map[string]*typeState
-	csVersion string
-	sotw      map[uint64]*sotwWatch
-	delta     map[uint64]*deltaWatch
-	lastUsed  time.Time
+	group    Group
+	res      *Resources
+	types    map[string]*typeState
+	input    string // Cache.input when rendered
+	sotw     map[uint64]*sotwWatch
+	delta    map[uint64]*deltaWatch
+	lastUsed time.Time
 }
 
 type sotwWatch struct {
@@ -102,7 +105,7 @@ func (c *Cache) viewLocked(g Group) (*view, error) {
 		return nil, status.Errorf(codes.Internal, "render view %s: %v", g, err)
 	}
 	v := &view{group: g, sotw: map[uint64]*sotwWatch{}, delta: map[uint64]*deltaWatch{}, lastUsed: time.Now()}
-	if err := v.publish(res, c.cs.Version()); err != nil {
+	if err := v.publish(res, c.input); err != nil {
 		return nil, status.Errorf(codes.Internal, "publish view %s: %v", g, err)
 	}
 	c.views[g] = v
@@ -111,7 +114,7 @@ func (c *Cache) viewLocked(g Group) (*view, error) {
 }
 
 // publish replaces the view's resources, marshalling each once.
-func (v *view) publish(res *Resources, csVersion string) error {
+func (v *view) publish(res *Resources, input string) error {
 	types := make(map[string]*typeState, len(TypeURLs))
 	for _, typeURL := range TypeURLs {
 		ts, err := newTypeState(typeURL, res.ByType(typeURL))
@@ -120,7 +123,7 @@ func (v *view) publish(res *Resources, csVersion string) error {
 		}
 		types[typeURL] = ts
 	}
-	v.res, v.types, v.csVersion = res, types, csVersion
+	v.res, v.types, v.input = res, types, input
 	return nil
 }
 
@@ -337,12 +340,20 @@ func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscri
 // whose state changed, type by type in push order (CDS, EDS, LDS, RDS). A view
 // that fails to render or check keeps its last good resources. Rendering runs
 // outside the lock; views first used meanwhile are rendered from cs already.
-func (c *Cache) Update(cs *discovery.ClusterSet) error {
+func (c *Cache) Update(cs *discovery.ClusterSet) error { return c.Render(cs, "") }
+
+// Render is Update for a build function that reads more than the ClusterSet
+// (the server's policy file): version names that other input, and a view is
+// rendered again when the ClusterSet's version or it changed. Its resources'
+// versions are content hashes, so a view whose output is unchanged pushes
+// nothing.
+func (c *Cache) Render(cs *discovery.ClusterSet, version string) error {
+	input := cs.Version() + "\x00" + version
 	c.mu.Lock()
-	c.cs = cs
+	c.cs, c.input = cs, input
 	groups := make([]Group, 0, len(c.views))
 	for g, v := range c.views {
-		if v.csVersion != cs.Version() {
+		if v.input != input {
 			groups = append(groups, g)
 		}
 	}
@@ -366,15 +377,15 @@ func (c *Cache) Update(cs *discovery.ClusterSet) error {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cs != cs {
-		return errors.Join(errs...) // a newer ClusterSet is being applied
+	if c.cs != cs || c.input != input {
+		return errors.Join(errs...) // a newer ClusterSet or policy is being applied
 	}
 	for _, r := range out {
 		v, ok := c.views[r.group]
 		if !ok {
 			continue
 		}
-		if err := v.publish(r.res, cs.Version()); err != nil {
+		if err := v.publish(r.res, input); err != nil {
 			c.metrics.buildError()
 			errs = append(errs, fmt.Errorf("view %s: %w", r.group, err))
 			continue

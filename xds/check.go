@@ -79,7 +79,7 @@ func Check(r *Resources, cs *discovery.ClusterSet, g Group) error {
 		if clusters[cla.GetClusterName()] == nil {
 			fail("assignment %q: no cluster uses it", cla.GetClusterName())
 		}
-		errs = append(errs, checkAssignment(cla, gateways, pods)...)
+		errs = append(errs, checkAssignment(cla, gateways, pods, r.fixedWeights[cla.GetClusterName()])...)
 	}
 	return errors.Join(errs...)
 }
@@ -140,7 +140,9 @@ func addressBook(cs *discovery.ClusterSet, g Group) (gateways, pods map[string]b
 	return gateways, pods
 }
 
-func checkAssignment(cla *endpoint.ClusterLoadAssignment, gateways, pods map[string]bool) []error {
+// checkAssignment checks one assignment; fixed says the policy fixes its
+// locality weights (distribute), which then need not be its endpoints' sums.
+func checkAssignment(cla *endpoint.ClusterLoadAssignment, gateways, pods map[string]bool, fixed bool) []error {
 	var errs []error
 	fail := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("assignment %q: "+format, append([]any{cla.GetClusterName()}, args...)...))
@@ -175,7 +177,7 @@ func checkAssignment(cla *endpoint.ClusterLoadAssignment, gateways, pods map[str
 				fail("endpoint %s is neither a pod on the view's network nor a known gateway of another network", hostPort)
 			}
 		}
-		if sum != lle.GetLoadBalancingWeight().GetValue() {
+		if !fixed && sum != lle.GetLoadBalancingWeight().GetValue() {
 			fail("locality %v weight %d, but its endpoints weigh %d", lle.GetLocality(), lle.GetLoadBalancingWeight().GetValue(), sum)
 		}
 	}

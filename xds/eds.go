@@ -3,6 +3,7 @@ package xds
 import (
 	"cmp"
 	"hash/fnv"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/xds/policyfile"
 )
 
 // backend is one cluster's share of a service: the cluster and its own
@@ -26,11 +28,22 @@ type lbEndpoint struct {
 	address  string
 	port     uint32
 	weight   uint32
-	draining bool
+	health   health
 	mtls     bool
 	locality discovery.Locality
 	priority int // before compaction
 }
+
+// health is an endpoint's state in EDS, best first.
+type health int
+
+const (
+	healthy health = iota
+	draining
+	unhealthy
+)
+
+var healthStatus = [...]core.HealthStatus{healthy: core.HealthStatus_HEALTHY, draining: core.HealthStatus_DRAINING, unhealthy: core.HealthStatus_UNHEALTHY}
 
 // loadAssignment builds the split-horizon ClusterLoadAssignment of one Envoy
 // cluster (a service port in a scope) for a view on network g.Network:
@@ -48,14 +61,44 @@ type lbEndpoint struct {
 //
 // Priorities follow the policy and are made contiguous; every locality is
 // weighted by the sum of its endpoints' weights.
-func (t *translator) loadAssignment(name string, port uint32, backends []backend) *endpoint.ClusterLoadAssignment {
-	var eps []lbEndpoint
-	type gwShare struct {
-		lbEndpoint
-		ready bool
+//
+// With a policy file (Policy.File), the service's settings apply on top:
+//
+//   - each endpoint's priority is Settings.Locality.Priority as seen from the
+//     view (its locality, cluster and network); a gateway entry is ranked with
+//     the attributes of the cluster behind it (its locality, name, network,
+//     and the labels all its endpoints share), so every rule applies to
+//     remote endpoints too. Views carry no proxy labels: a label key in
+//     failoverPriority never agrees, and ranking stops at it (noted);
+//   - a cluster's weight (Settings.Clusters.Weight) multiplies its endpoints'
+//     and gateway shares' weights; weight 0, or not pinned, leaves it out;
+//   - not-ready endpoints stay in, UNHEALTHY (a gateway whose cluster has
+//     only such endpoints too), so that Envoy's failover threshold
+//     (overprovisioning_factor, set when not Envoy's 140) sees how much of a
+//     priority is down: failover needs no outlier detection;
+//   - when the view's locality has a distribute entry, weights replace
+//     priorities (see distribute).
+func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment {
+	name, port := h.name(), h.port.Port
+	set := t.policy.settings(h.key, h.scope)
+	loc := set.Locality
+	withUnhealthy := t.policy.File != nil
+	proxy := policyfile.Attributes{Locality: t.group.Locality, Cluster: t.group.Cluster, Network: t.group.Network}
+	if loc.Enabled {
+		for _, k := range loc.FailoverPriority {
+			if k.IsLabel() {
+				t.notef("%s: failoverPriority key %q is an endpoint label; proxies carry no labels, so ranking stops before it", h.host, k)
+				break
+			}
+		}
 	}
-	gateways := map[string]*gwShare{} // "addr:port" -> aggregated share
-	for _, b := range backends {
+	var eps []lbEndpoint
+	gateways := map[string]*lbEndpoint{} // "addr:port" -> aggregated share
+	for _, b := range h.backends {
+		cw := set.Clusters.Weight(b.cluster.Name)
+		if cw == 0 {
+			continue // the policy sends this service no traffic to the cluster
+		}
 		svcPort, ok := b.svc.Port(port)
 		if !ok {
 			continue // this cluster's definition lacks the port (a younger, conflicting export)
@@ -63,18 +106,25 @@ func (t *translator) loadAssignment(name string, port uint32, backends []backend
 		if b.cluster.Network == t.group.Network {
 			for i := range b.svc.Endpoints {
 				e := &b.svc.Endpoints[i]
-				if !e.Usable() {
+				state := healthy
+				switch {
+				case e.Draining():
+					state = draining
+				case !e.Usable() && withUnhealthy:
+					state = unhealthy
+				case !e.Usable():
 					continue
 				}
+				attrs := policyfile.Attributes{Locality: e.Locality, Cluster: b.cluster.Name, Network: b.cluster.Network, Labels: e.Labels}
 				eps = append(eps, lbEndpoint{
-					address: e.Address, port: e.TargetPort(svcPort), weight: 1,
-					draining: e.Draining(), mtls: e.MTLS, locality: e.Locality,
-					priority: t.policy.priority(t.group.Locality, e.Locality),
+					address: e.Address, port: e.TargetPort(svcPort), weight: cw,
+					health: state, mtls: e.MTLS, locality: e.Locality,
+					priority: loc.Priority(proxy, attrs),
 				})
 			}
 			continue
 		}
-		var ready, draining uint32
+		var ready, drainingN, down uint32
 		for i := range b.svc.Endpoints {
 			e := &b.svc.Endpoints[i]
 			switch {
@@ -83,25 +133,32 @@ func (t *translator) loadAssignment(name string, port uint32, backends []backend
 			case e.Ready:
 				ready++
 			case e.Draining():
-				draining++
+				drainingN++
+			case withUnhealthy:
+				down++
 			}
 		}
-		if ready+draining == 0 {
+		if ready+drainingN+down == 0 {
 			continue
 		}
 		gws := t.usableGateways(b.cluster)
 		if len(gws) == 0 {
-			t.notef("%s: network %s has no usable gateway; %d endpoints in cluster %s are unreachable from network %s", name, b.cluster.Network, ready+draining, b.cluster.Name, t.group.Network)
+			t.notef("%s: network %s has no usable gateway; %d endpoints in cluster %s are unreachable from network %s", name, b.cluster.Network, ready+drainingN+down, b.cluster.Name, t.group.Network)
 			continue
 		}
 		// A gateway is weighted by the ready endpoints behind it; when only
-		// draining ones remain it drains too, weighted by those.
-		behind := ready
+		// draining ones remain it drains too, weighted by those (and with a
+		// policy file, when none is usable it is unhealthy).
+		behind, state := ready, healthy
 		if behind == 0 {
-			behind = draining
+			behind, state = drainingN, draining
+		}
+		if behind == 0 {
+			behind, state = down, unhealthy
 		}
 		weights := spread(behind, len(gws), name)
-		prio := t.policy.priority(t.group.Locality, b.cluster.Locality)
+		attrs := policyfile.Attributes{Locality: b.cluster.Locality, Cluster: b.cluster.Name, Network: b.cluster.Network, Labels: sharedLabels(b.svc)}
+		prio := loc.Priority(proxy, attrs)
 		for i, gw := range gws {
 			if weights[i] == 0 {
 				continue
@@ -109,21 +166,135 @@ func (t *translator) loadAssignment(name string, port uint32, backends []backend
 			key := gw.String()
 			s, ok := gateways[key]
 			if !ok {
-				s = &gwShare{lbEndpoint: lbEndpoint{address: gw.Address, port: gw.Port, mtls: true, locality: b.cluster.Locality, priority: prio}}
+				s = &lbEndpoint{address: gw.Address, port: gw.Port, mtls: true, locality: b.cluster.Locality, priority: prio, health: state}
 				gateways[key] = s
 			}
-			s.weight += weights[i]
-			s.ready = s.ready || ready > 0
+			s.weight += weights[i] * cw
+			s.health = min(s.health, state)
 			if prio < s.priority || (prio == s.priority && compareLocality(b.cluster.Locality, s.locality) < 0) {
 				s.priority, s.locality = prio, b.cluster.Locality
 			}
 		}
 	}
 	for _, s := range gateways {
-		s.draining = !s.ready
-		eps = append(eps, s.lbEndpoint)
+		eps = append(eps, *s)
 	}
-	return t.assemble(name, eps)
+	var fixed map[discovery.Locality]uint32
+	if d, ok := loc.DistributeFor(t.group.Locality); ok && loc.Enabled {
+		eps, fixed = t.distribute(name, d, eps)
+	}
+	cla := t.assemble(name, eps, fixed)
+	if f := set.OverprovisioningFactor; f != 0 && f != envoyOverprovisioning {
+		cla.Policy = &endpoint.ClusterLoadAssignment_Policy{OverprovisioningFactor: wrapperspb.UInt32(f)}
+	}
+	return cla
+}
+
+// sharedLabels returns the labels every endpoint of a service carries with
+// the same value: what a gateway entry standing for them all can claim.
+func sharedLabels(s *discovery.Service) map[string]string {
+	var out map[string]string
+	for i, e := range s.Endpoints {
+		if i == 0 {
+			out = maps.Clone(e.Labels)
+			continue
+		}
+		for k, v := range out {
+			if e.Labels[k] != v {
+				delete(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// distribute applies a proxy locality's distribute entry (Istio's
+// localityLbSetting.distribute): every endpoint goes to priority 0;
+// endpoints in a locality that no share matches are left out (noted); and the
+// localities a share matches split its percent in proportion to the weight
+// of their endpoints (endpoint count, a gateway counting the endpoints
+// behind it, times cluster weights), by largest remainder, so that the
+// locality weights of a share add up to its percent. Should a locality get
+// 0 that way, every share is scaled by 10 (then 100, ...) until none does:
+// the weights are then in tenths (hundredths, ...) of a percent. A share
+// that matches no endpoint is noted; Envoy spreads its traffic over the
+// others in proportion. It returns the kept endpoints and the locality
+// weights, which replace the sums of endpoint weights.
+func (t *translator) distribute(name string, d policyfile.Distribute, eps []lbEndpoint) ([]lbEndpoint, map[discovery.Locality]uint32) {
+	locs := make([][]discovery.Locality, len(d.To)) // per share
+	mass := map[discovery.Locality]uint64{}
+	kept := eps[:0]
+	for _, e := range eps {
+		i := slices.IndexFunc(d.To, func(s policyfile.Share) bool { return s.To.Matches(e.locality) })
+		if i < 0 {
+			t.notef("%s: distribute from %s gives locality %s no share; its endpoints are left out", name, d.From, e.locality)
+			continue
+		}
+		if _, ok := mass[e.locality]; !ok {
+			locs[i] = append(locs[i], e.locality)
+		}
+		mass[e.locality] += uint64(e.weight)
+		e.priority = 0
+		kept = append(kept, e)
+	}
+	for i := range locs {
+		slices.SortFunc(locs[i], compareLocality)
+		if len(locs[i]) == 0 {
+			t.notef("%s: distribute from %s: share %s matches no endpoint; the other shares take its traffic", name, d.From, d.To[i].To)
+		}
+	}
+	const maxScale = 1_000_000
+	for scale := uint64(1); ; scale *= 10 {
+		out := map[discovery.Locality]uint32{}
+		zero := false
+		for i, ls := range locs {
+			if len(ls) == 0 {
+				continue
+			}
+			w := make([]uint64, len(ls))
+			for j, l := range ls {
+				w[j] = mass[l]
+			}
+			for j, part := range apportion(uint64(d.To[i].Weight)*scale, w) {
+				if part == 0 {
+					zero = true
+					part = 1 // only at maxScale: a locality is never left without weight
+				}
+				out[ls[j]] = uint32(part)
+			}
+		}
+		if !zero || scale >= maxScale {
+			return kept, out
+		}
+	}
+}
+
+// apportion splits n in proportion to w by largest remainder (ties to the
+// lower index): the parts add up to n.
+func apportion(n uint64, w []uint64) []uint64 {
+	var total uint64
+	for _, x := range w {
+		total += x
+	}
+	out := make([]uint64, len(w))
+	if total == 0 {
+		return out
+	}
+	rem := make([]uint64, len(w))
+	left := n
+	for i, x := range w {
+		out[i], rem[i] = n*x/total, n*x%total
+		left -= out[i]
+	}
+	order := make([]int, len(w))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(rem[b], rem[a]) })
+	for _, i := range order[:left] {
+		out[i]++
+	}
+	return out
 }
 
 // usableGateways returns the cluster's gateways that a proxy can be sent to:
@@ -164,8 +335,9 @@ var mtlsMetadata = &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
 }}
 
 // assemble groups endpoints by (priority, locality), compacts priorities and
-// sorts everything so that equal input gives byte-equal output.
-func (t *translator) assemble(name string, eps []lbEndpoint) *endpoint.ClusterLoadAssignment {
+// sorts everything so that equal input gives byte-equal output. A locality
+// weighs the sum of its endpoints' weights, or what fixed gives it.
+func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery.Locality]uint32) *endpoint.ClusterLoadAssignment {
 	slices.SortFunc(eps, func(a, b lbEndpoint) int {
 		return cmp.Or(cmp.Compare(a.priority, b.priority), compareLocality(a.locality, b.locality),
 			cmp.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
@@ -191,15 +363,11 @@ func (t *translator) assemble(name string, eps []lbEndpoint) *endpoint.ClusterLo
 		if i > 0 && eps[i-1].address == e.address && eps[i-1].port == e.port && eps[i-1].priority == e.priority && eps[i-1].locality == e.locality {
 			continue // defensive: one address once per assignment
 		}
-		health := core.HealthStatus_HEALTHY
-		if e.draining {
-			health = core.HealthStatus_DRAINING
-		}
 		lb := &endpoint.LbEndpoint{
 			HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
 				Address: socketAddress(e.address, e.port),
 			}},
-			HealthStatus:        health,
+			HealthStatus:        healthStatus[e.health],
 			LoadBalancingWeight: wrapperspb.UInt32(e.weight),
 		}
 		if e.mtls && t.group.Role == Sidecar {
@@ -207,6 +375,16 @@ func (t *translator) assemble(name string, eps []lbEndpoint) *endpoint.ClusterLo
 		}
 		cur.LbEndpoints = append(cur.LbEndpoints, lb)
 		cur.LoadBalancingWeight.Value += e.weight
+	}
+	if fixed != nil {
+		for _, lle := range cla.Endpoints {
+			l := lle.GetLocality()
+			lle.LoadBalancingWeight.Value = fixed[discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}]
+		}
+		if t.out.fixedWeights == nil {
+			t.out.fixedWeights = map[string]bool{}
+		}
+		t.out.fixedWeights[name] = true
 	}
 	return cla
 }

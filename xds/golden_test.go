@@ -15,7 +15,22 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/xds/policyfile"
 )
+
+// loadPolicyFile parses a policy file, checked against the ClusterSet.
+func loadPolicyFile(t *testing.T, path string, cs *discovery.ClusterSet) *policyfile.Policy {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policyfile.Parse(path, data, policyfile.TopologyOf(cs))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return pol
+}
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
@@ -25,6 +40,8 @@ var update = flag.Bool("update", false, "rewrite golden files")
 type goldenCase struct {
 	Policy struct {
 		SVIDProvider SVIDProvider `yaml:"svidProvider"`
+		// File is a policy file, relative to the .in.yaml.
+		File string `yaml:"file"`
 	} `yaml:"policy"`
 	Proxy struct {
 		Role    Role   `yaml:"role"`
@@ -74,7 +91,11 @@ func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group, Policy) 
 	if err := p.Resolve(cs); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return cs, p.Group(), Policy{SVIDProvider: tc.Policy.SVIDProvider}
+	policy := Policy{SVIDProvider: tc.Policy.SVIDProvider}
+	if tc.Policy.File != "" {
+		policy.File = loadPolicyFile(t, filepath.Join(filepath.Dir(path), tc.Policy.File), cs)
+	}
+	return cs, p.Group(), policy
 }
 
 // renderYAML turns a view into stable, reviewable YAML.

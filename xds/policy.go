@@ -7,6 +7,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/xds/policyfile"
 )
 
 // Policy is the mesh-wide traffic policy a view is rendered with. The zero
@@ -21,6 +22,12 @@ type Policy struct {
 	// SVIDFromAgent. Proxyless gRPC always reads them from files through its
 	// certificate provider instance CertProviderInstance.
 	SVIDProvider SVIDProvider
+	// File is the checked policy file (horizon serve --policy): per-service
+	// locality priorities and weights, cluster weights and pins, the
+	// failover threshold, connect timeout, outlier detection and retries.
+	// nil renders the built-in behaviour: priorities by [region, zone],
+	// ConnectTimeout, no outlier detection, no retries.
+	File *policyfile.Policy
 }
 
 // SVIDProvider names the source of a sidecar's SVID and trust bundle.
@@ -72,16 +79,43 @@ func (p Policy) connectTimeout() time.Duration {
 	return p.ConnectTimeout
 }
 
-// priority ranks an endpoint's locality as seen from a proxy's: same zone,
-// then same region, then everything else. Lower is preferred; the translator
-// makes the levels in use contiguous.
-func (p Policy) priority(from, to discovery.Locality) int {
-	switch {
-	case from.Region == "" || from.Region != to.Region:
-		return 2
-	case from.Zone != "" && from.Zone == to.Zone:
-		return 0
-	default:
-		return 1
+// builtinLocality is the locality ranking without a policy file: same zone,
+// then same region, then everything else.
+var builtinLocality = policyfile.LocalityLB{Enabled: true, FailoverPriority: []policyfile.Key{policyfile.KeyRegion, policyfile.KeyZone}}
+
+// envoyOverprovisioning is Envoy's default overprovisioning factor: an
+// assignment that would carry it says nothing, so that its bytes (and
+// version) do not change.
+const envoyOverprovisioning = 140
+
+// settings returns the traffic settings of a service as reached by a host of
+// the given scope: the policy file's when there is one, else the built-in
+// behaviour with ConnectTimeout.
+func (p Policy) settings(k discovery.ServiceKey, scope discovery.Scope) policyfile.Settings {
+	if p.File != nil {
+		return p.File.Lookup(k, scope)
 	}
+	return policyfile.Settings{
+		ConnectTimeout:         p.connectTimeout(),
+		OverprovisioningFactor: envoyOverprovisioning,
+		Locality:               builtinLocality,
+	}
+}
+
+// defaultConnectTimeout is the connect timeout of clusters that belong to no
+// service (passthrough, and the gateway's): the policy file's defaults, else
+// ConnectTimeout.
+func (p Policy) defaultConnectTimeout() time.Duration {
+	if p.File != nil {
+		return p.File.Defaults.ConnectTimeout
+	}
+	return p.connectTimeout()
+}
+
+// version names the policy file the resources were rendered with, "" for none.
+func (p Policy) version() string {
+	if p.File == nil {
+		return ""
+	}
+	return p.File.Version
 }

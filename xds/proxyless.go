@@ -59,22 +59,26 @@ func ServerListenerName(host string, port uint32) string {
 func (t *translator) proxyless() {
 	for _, h := range t.services() {
 		target := h.host + ":" + strconv.Itoa(int(h.port.Port))
+		set := t.policy.settings(h.key, h.scope)
 		t.out.Listeners = append(t.out.Listeners, apiListener(target))
 		t.out.Routes = append(t.out.Routes, &route.RouteConfiguration{
 			Name: target,
 			VirtualHosts: []*route.VirtualHost{{
 				Name:    target,
 				Domains: []string{target, h.host},
-				Routes:  []*route.Route{clusterRoute(h.name())},
+				Routes:  []*route.Route{clusterRoute(h.name(), t.proxylessRetries(&h, set.Retries))},
 			}},
 		})
-		cla := t.loadAssignment(h.name(), h.port.Port, h.backends)
+		cla := t.loadAssignment(&h)
 		c := &cluster.Cluster{
 			Name:                 h.name(),
 			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
 			EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
-			ConnectTimeout:       durationpb.New(t.policy.connectTimeout()),
+			ConnectTimeout:       durationpb.New(set.ConnectTimeout),
 			LbPolicy:             cluster.Cluster_ROUND_ROBIN,
+		}
+		if set.OutlierDetection != nil {
+			t.notef("%s: outlier detection is not sent to proxyless gRPC: grpc-go implements only success-rate and failure-percentage ejection, not consecutive errors", h.host)
 		}
 		if meshBacked(&h) {
 			c.TransportSocket = typedSocket(wellknown.TransportSocketTLS, t.proxylessUpstreamTLS(&h))

@@ -18,13 +18,19 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/xds/policyfile"
 )
 
 // Options configure a Server.
 type Options struct {
 	Logger  *slog.Logger
 	Metrics *Metrics
-	Policy  Policy
+	// Policy is what views are rendered with; SetPolicy replaces its File.
+	Policy Policy
+	// AwaitPolicyFile holds the first ClusterSet back until SetPolicy gives
+	// a policy file, so that no proxy is served views without it (horizon
+	// serve --policy, whose watcher fails the process if the file is bad).
+	AwaitPolicyFile bool
 	// Debounce is how long a ClusterSet change waits for others to join it
 	// before views are rendered. 0 means DefaultDebounce.
 	Debounce time.Duration
@@ -36,18 +42,21 @@ const DefaultDebounce = 20 * time.Millisecond
 // Server renders views from the latest ClusterSet and serves them over ADS
 // (state of the world and delta) through go-control-plane's server.
 type Server struct {
-	log      *slog.Logger
-	metrics  *Metrics
-	policy   Policy
-	debounce time.Duration
-	cache    *Cache
-	xds      serverv3.Server
+	log         *slog.Logger
+	metrics     *Metrics
+	debounce    time.Duration
+	awaitPolicy bool
+	cache       *Cache
+	xds         serverv3.Server
 
-	mu      sync.Mutex
-	pending *discovery.ClusterSet
-	current *discovery.ClusterSet
-	kick    chan struct{}
-	streams map[streamKey]*stream
+	mu sync.Mutex
+	// policy is read by render on any goroutine; Run and Apply replace it.
+	policy        Policy
+	pendingPolicy *policyfile.Policy // from SetPolicy, not yet applied
+	pending       *discovery.ClusterSet
+	current       *discovery.ClusterSet
+	kick          chan struct{}
+	streams       map[streamKey]*stream
 }
 
 // NewServer returns a server with no ClusterSet: it refuses streams until the
@@ -60,7 +69,7 @@ func NewServer(ctx context.Context, o Options) *Server {
 		o.Debounce = DefaultDebounce
 	}
 	s := &Server{
-		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce,
+		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce, awaitPolicy: o.AwaitPolicyFile,
 		kick: make(chan struct{}, 1), streams: map[streamKey]*stream{},
 	}
 	s.cache = NewCache(o.Logger, o.Metrics, s.render)
@@ -71,7 +80,7 @@ func NewServer(ctx context.Context, o Options) *Server {
 // render is Translate followed by Check: what a view must pass to be published.
 func (s *Server) render(cs *discovery.ClusterSet, g Group) (*Resources, error) {
 	start := time.Now()
-	res, err := Translate(cs, g, s.policy)
+	res, err := Translate(cs, g, s.Policy())
 	if err == nil {
 		err = Check(res, cs, g)
 	}
@@ -100,11 +109,42 @@ func (s *Server) Update(cs *discovery.ClusterSet) {
 	}
 }
 
+// SetPolicy hands the server a new policy file (nil is ignored: a file, once
+// served, is replaced only by a newer good one). It never blocks;
+// Run renders every view with it, together with any pending ClusterSet, and
+// only views whose output changes are pushed (versions are content hashes).
+func (s *Server) SetPolicy(p *policyfile.Policy) {
+	s.mu.Lock()
+	s.pendingPolicy = p
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Policy returns the policy views are rendered with.
+func (s *Server) Policy() Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy
+}
+
 // Apply renders cs into every view at once, without debounce. Run uses it;
 // tests and the first load call it directly.
 func (s *Server) Apply(cs *discovery.ClusterSet) error {
 	start := time.Now()
-	err := s.cache.Update(cs)
+	s.mu.Lock()
+	if p := s.pendingPolicy; p != nil {
+		s.pendingPolicy = nil
+		if p.Version != s.policy.version() {
+			s.log.Info("policy applied", "policy", p.Name, "version", p.Version)
+		}
+		s.policy.File = p
+	}
+	version := s.policy.version()
+	s.mu.Unlock()
+	err := s.cache.Render(cs, version)
 	s.mu.Lock()
 	s.current = cs
 	s.mu.Unlock()
@@ -133,10 +173,19 @@ func (s *Server) Run(ctx context.Context) error {
 			case <-timer.C:
 			}
 			s.mu.Lock()
-			cs := s.pending
+			cs, current := s.pending, s.current
+			pol := s.pendingPolicy
+			policyChanged := pol != nil && pol.Version != s.policy.version()
+			if s.awaitPolicy && s.policy.File == nil && pol == nil {
+				s.mu.Unlock()
+				continue // cs stays pending until the policy file comes
+			}
 			s.pending = nil
 			s.mu.Unlock()
-			if cs != nil && (s.Current() == nil || cs.Version() != s.Current().Version()) {
+			if cs == nil && policyChanged {
+				cs = current
+			}
+			if cs != nil && (current == nil || policyChanged || cs.Version() != current.Version()) {
 				if err := s.Apply(cs); err != nil {
 					s.log.Error("some views kept their last good state", "error", err)
 				}
@@ -187,7 +236,7 @@ type NACK struct {
 func (s *Server) callbacks() serverv3.Callbacks {
 	open := func(delta bool) func(context.Context, int64, string) error {
 		return func(ctx context.Context, id int64, _ string) error {
-			ident, err := streamIdentity(ctx, s.policy.trustDomain())
+			ident, err := streamIdentity(ctx, s.Policy().trustDomain())
 			if err != nil {
 				s.metrics.rejectedStream("identity")
 				s.log.Warn("stream refused", "reason", "unusable client certificate", "error", err)

@@ -56,7 +56,7 @@ func (t *translator) sidecar() {
 	for i := range hosts {
 		h := &hosts[i]
 		t.out.Clusters = append(t.out.Clusters, t.sidecarCluster(h))
-		t.out.Endpoints = append(t.out.Endpoints, t.loadAssignment(h.name(), h.port.Port, h.backends))
+		t.out.Endpoints = append(t.out.Endpoints, t.loadAssignment(h))
 		switch {
 		case h.port.IsHTTP():
 			httpPorts[h.port.Port] = append(httpPorts[h.port.Port], h)
@@ -140,6 +140,7 @@ func (t *translator) peerSANs(ids []string) []*tlsv3.SubjectAltNameMatcher {
 
 func (t *translator) sidecarCluster(h *hostPort) *cluster.Cluster {
 	name := h.name()
+	set := t.policy.settings(h.key, h.scope)
 	upstreamTLS := &tlsv3.UpstreamTlsContext{
 		Sni:              name,
 		CommonTlsContext: t.commonTLS(t.peerSANs(t.spiffeIDs(h)), nil),
@@ -149,8 +150,9 @@ func (t *translator) sidecarCluster(h *hostPort) *cluster.Cluster {
 		AltStatName:          name,
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
 		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
-		ConnectTimeout:       durationpb.New(t.policy.connectTimeout()),
+		ConnectTimeout:       durationpb.New(set.ConnectTimeout),
 		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
+		OutlierDetection:     outlierDetection(set.OutlierDetection),
 		// Mesh endpoints (tlsMode=mtls in their EDS metadata) get mutual TLS
 		// with the destination's SPIFFE IDs checked; the rest plain TCP.
 		TransportSocketMatches: []*cluster.Cluster_TransportSocketMatch{
@@ -182,7 +184,7 @@ func (t *translator) passthroughCluster(name, bindAddress string) *cluster.Clust
 	c := &cluster.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_ORIGINAL_DST},
-		ConnectTimeout:       durationpb.New(t.policy.connectTimeout()),
+		ConnectTimeout:       durationpb.New(t.policy.defaultConnectTimeout()),
 		LbPolicy:             cluster.Cluster_CLUSTER_PROVIDED,
 	}
 	if bindAddress != "" {
@@ -255,21 +257,24 @@ func (t *translator) routeConfig(name string, port uint32, hosts []*hostPort) *r
 		rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{
 			Name:    h.host + ":" + p,
 			Domains: domains,
-			Routes:  []*route.Route{clusterRoute(h.name())},
+			Routes:  []*route.Route{clusterRoute(h.name(), sidecarRetries(t.policy.settings(h.key, h.scope).Retries))},
 		})
 	}
 	rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{
-		Name: "allow_any", Domains: []string{"*"}, Routes: []*route.Route{clusterRoute(PassthroughCluster)},
+		Name: "allow_any", Domains: []string{"*"}, Routes: []*route.Route{clusterRoute(PassthroughCluster, nil)},
 	})
 	return rc
 }
 
-func clusterRoute(clusterName string) *route.Route {
+// clusterRoute routes everything to one cluster, retried as retries says
+// (nil: not retried).
+func clusterRoute(clusterName string, retries *route.RetryPolicy) *route.Route {
 	return &route.Route{
 		Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &route.Route_Route{Route: &route.RouteAction{
 			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: clusterName},
 			Timeout:          durationpb.New(0),
+			RetryPolicy:      retries,
 		}},
 	}
 }

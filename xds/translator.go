@@ -29,6 +29,10 @@ type Resources struct {
 	// Notes explain what the view leaves out and why (a network without a
 	// gateway, an endpoint that cannot cross networks), for debug pages.
 	Notes []string
+
+	// fixedWeights names the assignments whose locality weights the policy
+	// fixes (distribute) rather than their endpoints' weights; Check allows them.
+	fixedWeights map[string]bool
 }
 
 // TypeURLs lists the resource types Horizon serves, in push order.
@@ -91,7 +95,7 @@ func Translate(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) 
 // name; the view holds exactly one assignment per EDS cluster, so every
 // request is answered.
 func (t *translator) gateway() error {
-	r, err := gateway.Translate(t.cs, t.group.Network, gateway.Options{ConnectTimeout: t.policy.connectTimeout()})
+	r, err := gateway.Translate(t.cs, t.group.Network, gateway.Options{ConnectTimeout: t.policy.defaultConnectTimeout()})
 	if err != nil {
 		return err
 	}

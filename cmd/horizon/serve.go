@@ -30,6 +30,7 @@ import (
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/policyfile"
 )
 
 type serveConfig struct {
@@ -51,6 +52,7 @@ type serveConfig struct {
 	spireSocket          string
 	svidSource           string
 	gatewayProbeInterval time.Duration
+	policy               string
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,6 +87,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.kube.clusterSetCIDRs, "clusterset-cidrs", mcs.DefaultCIDR, "ranges ClusterSet IPs are allocated from (at most one IPv4 and one IPv6, comma-separated)")
 	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", "horizon-system", "namespace of the MCS controller's Lease in the control plane's cluster")
 	fs.DurationVar(&cfg.gatewayProbeInterval, "gateway-probe-interval", health.DefaultInterval, "how often every east-west gateway address is probed with a TCP connect; one that fails twice in a row is withdrawn from other networks' views until it answers twice (0: no probing)")
+	fs.StringVar(&cfg.policy, "policy", "", "failover and traffic policy YAML file (examples/policy/policy.yaml): locality priorities and weights, cluster weights, outlier detection, timeouts, retries; checked against the ClusterSet, reloaded on change, a bad edit keeps the last good policy. xDS is served once it has loaded")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -113,11 +116,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--svid-provider: %w", err)
 	}
 	policy := xds.Policy{TrustDomain: td, SVIDProvider: provider}
-	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce})
+	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != ""})
 
 	// Sources feed the gateway prober, which feeds srv the ClusterSet minus
 	// the gateways that are down. Without probing, sources feed srv directly.
+	// The policy watcher checks the policy file against each ClusterSet's
+	// topology and hands srv each new good policy.
 	update := srv.Update
+	var policyWatcher *policyfile.Watcher
+	if cfg.policy != "" {
+		policyWatcher = &policyfile.Watcher{
+			Path: cfg.policy, Logger: log.With("component", "policy"),
+			OnUpdate: srv.SetPolicy, Metrics: policyfile.NewMetrics(reg),
+		}
+	}
 	var prober *health.Prober
 	if cfg.gatewayProbeInterval > 0 {
 		prober = health.New(health.Options{
@@ -125,6 +137,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Logger: log.With("component", "gateway-health"), Metrics: health.NewMetrics(reg),
 		})
 		update = prober.In
+	}
+	if policyWatcher != nil {
+		next := update
+		update = func(cs *discovery.ClusterSet) {
+			policyWatcher.SetTopology(policyfile.TopologyOf(cs))
+			next(cs)
+		}
 	}
 
 	var watcher *file.Watcher
@@ -199,6 +218,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if policyWatcher != nil {
+			// The first views carry the policy: check it now, so that a bad
+			// file stops serve before anything listens. The watcher loads
+			// the same version again and hands it over without a change.
+			pol, err := loadPolicy(cfg.policy, cs)
+			if err != nil {
+				return err
+			}
+			srv.SetPolicy(pol) // Apply below renders with it
+			policyWatcher.SetTopology(policyfile.TopologyOf(cs))
+		}
 		if err := srv.Apply(cs); err != nil {
 			return fmt.Errorf("initial ClusterSet: %w", err)
 		}
@@ -249,8 +279,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			registerCerts(mtlsServer)
 		}
 	}
+	handler := newHTTPHandler(srv, watcher, source, prober, reg, cfg.debugRemote)
+	if policyWatcher != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.Handle("GET /debug/policy", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, policyWatcher.Status())
+		}), cfg.debugRemote))
+		handler = mux
+	}
 	httpServer := &http.Server{
-		Handler:           newHTTPHandler(srv, watcher, source, prober, reg, cfg.debugRemote),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -273,6 +312,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if watcher != nil {
 		g.Go(func() error { return watcher.Run(gctx) })
+	}
+	if policyWatcher != nil {
+		g.Go(func() error {
+			if err := policyWatcher.Run(gctx); err != nil {
+				return fmt.Errorf("--policy: %w", err)
+			}
+			return nil
+		})
 	}
 	if secrets != nil {
 		g.Go(func() error { return secrets.Run(gctx) })
@@ -349,6 +396,19 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// loadPolicy reads and checks a policy file against a ClusterSet.
+func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--policy: %w", err)
+	}
+	pol, err := policyfile.Parse(path, data, policyfile.TopologyOf(cs))
+	if err != nil {
+		return nil, fmt.Errorf("--policy: %w", err)
+	}
+	return pol, nil
 }
 
 // printClusterSet tells a new user, on one screen, what is being served.

@@ -1,0 +1,155 @@
+package xds
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/xds/policyfile"
+)
+
+// localityTable flattens an assignment into "region/zone" -> "weight@priority".
+func localityTable(t *testing.T, res *Resources, name string) map[string]string {
+	t.Helper()
+	for _, cla := range res.Endpoints {
+		if cla.GetClusterName() != name {
+			continue
+		}
+		out := map[string]string{}
+		for _, lle := range cla.GetEndpoints() {
+			l := lle.GetLocality()
+			out[l.GetRegion()+"/"+l.GetZone()] = fmt.Sprintf("%d@%d", lle.GetLoadBalancingWeight().GetValue(), lle.GetPriority())
+		}
+		return out
+	}
+	t.Fatalf("no assignment %q", name)
+	return nil
+}
+
+// TestPolicyFileEDS is the rule table of a policy file's EDS: for a proxy in
+// a cluster and a rule set, the addresses (or localities) of echo's
+// clusterset.local assignment with weight@priority.
+func TestPolicyFileEDS(t *testing.T) {
+	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	echo := discovery.ClusterName(discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide), 8080)
+	tests := []struct {
+		name, policy, cluster string
+		endpoints             map[string]string // address -> weight@priority
+		localities            map[string]string // region/zone -> weight@priority
+		note                  string
+	}{{
+		// Own zone, own region, then the failover list (eu-north, reached
+		// through its gateway with its cluster's locality), then the rest.
+		name: "failover orders other regions", policy: "failover.yaml", cluster: "east-a",
+		endpoints: map[string]string{
+			"10.0.1.1:9080": "1@0", "10.0.1.2:9080": "1@0", "10.0.1.3:9080": "1@0",
+			"10.0.2.1:9080":    "1@1",
+			"10.3.0.100:15443": "1@2",
+			"10.1.0.100:15443": "2@3", "10.1.0.101:15443": "3@3",
+		},
+	}, {
+		// [network, cluster]: east-b shares east-a's network but not its
+		// cluster; gateway entries carry their clusters' network.
+		name: "failoverPriority by network and cluster", policy: "network-cluster.yaml", cluster: "east-a",
+		endpoints: map[string]string{
+			"10.0.1.1:9080": "1@0", "10.0.1.2:9080": "1@0", "10.0.1.3:9080": "1@0",
+			"10.0.2.1:9080":    "1@1",
+			"10.1.0.100:15443": "2@2", "10.1.0.101:15443": "3@2",
+			"10.3.0.100:15443": "1@2",
+		},
+	}, {
+		// West's own not-ready endpoint stays in, UNHEALTHY, so that the
+		// failover threshold sees it.
+		name: "own cluster first, unready endpoints stay in", policy: "network-cluster.yaml", cluster: "west",
+		endpoints: map[string]string{
+			"10.1.1.1:9080": "1@0", "10.1.1.2:9080": "1@0", "10.1.1.3:9080": "1@0",
+			"10.1.1.4:9080": "1@0", "10.1.1.5:9080": "1@0", "10.1.1.6:9080": "1@0",
+			"10.0.0.100:15443": "3@1", "10.3.0.100:15443": "1@1",
+		},
+	}, {
+		// Pinned to east-a and west, weighted 3:2: the shared east gateway
+		// carries only east-a's 2 endpoints (x3); south's own pods, north
+		// and east-b get nothing.
+		name: "pin and cluster weights", policy: "pin-weights.yaml", cluster: "south",
+		endpoints: map[string]string{
+			"10.0.0.100:15443": "6@0",
+			"10.1.0.100:15443": "4@0", "10.1.0.101:15443": "6@0",
+		},
+	}, {
+		// Gateways keep their cluster's locality; south's own locality has
+		// no share and is left out.
+		name: "distribute over gateways", policy: "distribute.yaml", cluster: "south",
+		localities: map[string]string{"us-east/us-east-1a": "50@0", "us-west/us-west-2a": "30@0", "eu-north/eu-north-1a": "20@0"},
+		note:       "gives locality eu-south/eu-south-1a",
+	}, {
+		// us-east/* gets 80, split 3:1 by endpoints (east-a has three, east-b one).
+		name: "distribute splits a share by endpoints", policy: "distribute.yaml", cluster: "east-a",
+		localities: map[string]string{"us-east/us-east-1a": "60@0", "us-east/us-east-1b": "20@0", "us-west/us-west-2a": "20@0"},
+		note:       "gives locality eu-north/eu-north-1a",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pol := loadPolicyFile(t, "testdata/policy/"+tt.policy, cs)
+			p := &Proxy{ID: "p", Role: Sidecar, Cluster: tt.cluster}
+			if err := p.Resolve(cs); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Translate(cs, p.Group(), Policy{File: pol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Check(res, cs, p.Group()); err != nil {
+				t.Fatal(err)
+			}
+			if tt.endpoints != nil {
+				if got := assignmentTable(t, res, echo); !maps.Equal(got, tt.endpoints) {
+					t.Errorf("endpoints\ngot  %s\nwant %s", render(got), render(tt.endpoints))
+				}
+			}
+			if tt.localities != nil {
+				got := localityTable(t, res, echo)
+				if !maps.Equal(got, tt.localities) {
+					t.Errorf("localities\ngot  %s\nwant %s", render(got), render(tt.localities))
+				}
+			}
+			if tt.note != "" && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) {
+				t.Errorf("no note %q in %q", tt.note, res.Notes)
+			}
+		})
+	}
+}
+
+func TestApportion(t *testing.T) {
+	tests := []struct {
+		n    uint64
+		w    []uint64
+		want []uint64
+	}{
+		{80, []uint64{3, 1}, []uint64{60, 20}},
+		{100, []uint64{1, 1, 1}, []uint64{34, 33, 33}},
+		{1, []uint64{1, 1}, []uint64{1, 0}},
+		{10, []uint64{0, 0}, []uint64{0, 0}},
+	}
+	for _, tt := range tests {
+		if got := apportion(tt.n, tt.w); !slices.Equal(got, tt.want) {
+			t.Errorf("apportion(%d, %v) = %v, want %v", tt.n, tt.w, got, tt.want)
+		}
+	}
+}
+
+// A share too small for its localities is scaled, never leaving one at 0,
+// and the shares keep their proportions.
+func TestDistributeScales(t *testing.T) {
+	tr := &translator{out: &Resources{}}
+	a, b, n := discovery.Locality{Region: "r", Zone: "a"}, discovery.Locality{Region: "r", Zone: "b"}, discovery.Locality{Region: "n"}
+	eps := []lbEndpoint{{address: "a", weight: 1, locality: a}, {address: "b", weight: 1, locality: b}, {address: "c", weight: 1, locality: n}}
+	d := policyfile.Distribute{To: []policyfile.Share{{To: policyfile.Pattern{Region: "n"}, Weight: 99}, {To: policyfile.Pattern{Region: "r"}, Weight: 1}}}
+	_, w := tr.distribute("x", d, eps)
+	want := map[discovery.Locality]uint32{a: 5, b: 5, n: 990}
+	if !maps.Equal(w, want) {
+		t.Errorf("weights %v, want %v", w, want)
+	}
+}
