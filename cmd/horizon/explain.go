@@ -17,6 +17,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/policyfile"
 )
 
 // explain runs `horizon explain failover`: for a proxy at a locality, each
@@ -27,12 +28,13 @@ func explain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: horizon explain failover --service HOST[:PORT] --from REGION[/ZONE[/SUBZONE]] [--cluster C] [--clusterset FILE]")
 		return flag.ErrHelp
 	}
-	var path, service, from string
+	var path, policyPath, service, from string
 	p := &xds.Proxy{ID: "explain"}
 	var role string
 	fs := flag.NewFlagSet("explain failover", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
+	fs.StringVar(&policyPath, "policy", "", "a traffic policy file, as `horizon serve --policy` reads it")
 	fs.StringVar(&service, "service", "", "the destination host, optionally with a port (required), e.g. echo.demo.svc.clusterset.local:7070")
 	fs.StringVar(&from, "from", "", "the source locality, REGION[/ZONE[/SUBZONE]] (required)")
 	fs.StringVar(&p.Cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
@@ -90,14 +92,40 @@ func explain(args []string, stdout, stderr io.Writer) error {
 	if err := p.Resolve(cs); err != nil {
 		return err
 	}
-	res, err := xds.Translate(cs, p.Group(), xds.Policy{})
+	policy := xds.Policy{}
+	rule := "the proxy's zone first, then its region, then the rest"
+	if policyPath != "" {
+		data, err := os.ReadFile(policyPath)
+		if err != nil {
+			return err
+		}
+		if policy.File, err = policyfile.Parse(policyPath, data, policyfile.TopologyOf(cs)); err != nil {
+			return err
+		}
+		loc := policy.File.LookupHost(host).Locality
+		rule = fmt.Sprintf("by policy %s: failoverPriority %v", policyPath, loc.FailoverPriority)
+		if f, ok := loc.FailoverFor(p.Locality.Region); ok {
+			rule += fmt.Sprintf(", then regions %v", f.To)
+		}
+		if d, ok := loc.DistributeFor(p.Locality); ok {
+			var shares []string
+			for _, sh := range d.To {
+				shares = append(shares, fmt.Sprintf("%s %d%%", sh.To, sh.Weight))
+			}
+			rule = fmt.Sprintf("by policy %s: distribute from %s: %s", policyPath, d.From, strings.Join(shares, ", "))
+		}
+		if !loc.Enabled {
+			rule = fmt.Sprintf("by policy %s: locality load balancing off, one priority", policyPath)
+		}
+	}
+	res, err := xds.Translate(cs, p.Group(), policy)
 	if err != nil {
 		return err
 	}
 	idx := indexEndpoints(cs)
 	src, _ := cs.Cluster(p.Cluster)
 	fmt.Fprintf(stdout, "from %s in cluster %s (network %s), to %s\n", localityString(p.Locality), p.Cluster, src.Network, service)
-	fmt.Fprintln(stdout, "priorities: the proxy's zone first, then its region, then the rest; other networks only through their gateway")
+	fmt.Fprintf(stdout, "priorities: %s; other networks only through their gateway\n", rule)
 	found := false
 	for _, cla := range res.Endpoints {
 		h, cport, err := discovery.ParseClusterName(cla.GetClusterName())

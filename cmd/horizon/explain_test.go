@@ -45,7 +45,17 @@ func TestExplainFailover(t *testing.T) {
 			}
 		})
 	}
+	// With a policy file: distribute's weights on the localities.
 	var out, errb bytes.Buffer
+	if err := explain([]string{"failover", "--service", "echo.demo.svc.clusterset.local:7070", "--from", "us-east/us-east-1a",
+		"--policy", "../../examples/policy/distribute.yaml"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	for _, w := range []string{"distribute from us-east/*", "locality us-east/us-east-1a, weight 60", "locality us-east/us-east-1b, weight 20", "locality us-west/us-west-2a, weight 20"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("missing %q:\n%s", w, out.String())
+		}
+	}
 	for _, args := range [][]string{
 		{"failover", "--service", "echo.demo.svc.clusterset.local:7070", "--from", "mars"},
 		{"failover", "--service", "nope.demo.svc.clusterset.local", "--from", "us-east"},
