@@ -28,22 +28,60 @@ func explain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: horizon explain failover --service HOST[:PORT] --from REGION[/ZONE[/SUBZONE]] [--cluster C] [--clusterset FILE]")
 		return flag.ErrHelp
 	}
-	var path, policyPath, service, from string
-	p := &xds.Proxy{ID: "explain"}
-	var role string
+	var path, policyPath, service, from, cluster, role string
 	fs := flag.NewFlagSet("explain failover", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
 	fs.StringVar(&policyPath, "policy", "", "a traffic policy file, as `horizon serve --policy` reads it")
 	fs.StringVar(&service, "service", "", "the destination host, optionally with a port (required), e.g. echo.demo.svc.clusterset.local:7070")
 	fs.StringVar(&from, "from", "", "the source locality, REGION[/ZONE[/SUBZONE]] (required)")
-	fs.StringVar(&p.Cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
+	fs.StringVar(&cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
 	fs.StringVar(&role, "role", "sidecar", "sidecar or proxyless")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if service == "" || from == "" {
 		return errors.New("explain failover: --service and --from are required")
+	}
+	name, data := local.Name, local.ClusterSet
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return err
+		}
+		name = path
+	}
+	cs, err := file.Parse(name, data)
+	if err != nil {
+		return err
+	}
+	var pol *policyfile.Policy
+	if policyPath != "" {
+		data, err := os.ReadFile(policyPath)
+		if err != nil {
+			return err
+		}
+		if pol, err = policyfile.Parse(policyPath, data, policyfile.TopologyOf(cs)); err != nil {
+			return err
+		}
+	}
+	return explainFailover(stdout, cs, xds.Policy{File: pol}, explainQuery{service: service, from: from, cluster: cluster, role: role})
+}
+
+// explainQuery is what `horizon explain failover` and /debug/explain ask.
+type explainQuery struct{ service, from, cluster, role string }
+
+// explainFailover writes, for a proxy at q.from, each priority level of
+// q.service in the view cs and policy give it, and why each endpoint is
+// there.
+func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Policy, q explainQuery) error {
+	service, from := q.service, q.from
+	if service == "" || from == "" {
+		return errors.New("explain failover: the service and the source locality are required")
+	}
+	p := &xds.Proxy{ID: "explain", Cluster: q.cluster, Role: xds.Role(q.role)}
+	if p.Role == "" {
+		p.Role = xds.Sidecar
 	}
 	host, port := service, uint32(0)
 	if h, ps, err := net.SplitHostPort(service); err == nil {
@@ -64,20 +102,6 @@ func explain(args []string, stdout, stderr io.Writer) error {
 	if len(parts) > 2 {
 		p.Locality.SubZone = parts[2]
 	}
-	p.Role = xds.Role(role)
-
-	name, data := local.Name, local.ClusterSet
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return err
-		}
-		name = path
-	}
-	cs, err := file.Parse(name, data)
-	if err != nil {
-		return err
-	}
 	if p.Cluster == "" {
 		for _, c := range cs.Clusters {
 			if c.Locality.Region == p.Locality.Region {
@@ -92,16 +116,9 @@ func explain(args []string, stdout, stderr io.Writer) error {
 	if err := p.Resolve(cs); err != nil {
 		return err
 	}
-	policy := xds.Policy{}
 	rule := "the proxy's zone first, then its region, then the rest"
-	if policyPath != "" {
-		data, err := os.ReadFile(policyPath)
-		if err != nil {
-			return err
-		}
-		if policy.File, err = policyfile.Parse(policyPath, data, policyfile.TopologyOf(cs)); err != nil {
-			return err
-		}
+	if policy.File != nil {
+		policyPath := policy.File.Name
 		loc := policy.File.LookupHost(host).Locality
 		rule = fmt.Sprintf("by policy %s: failoverPriority %v", policyPath, loc.FailoverPriority)
 		if f, ok := loc.FailoverFor(p.Locality.Region); ok {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net"
@@ -95,6 +96,24 @@ func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source,
 			return
 		}
 		writeJSON(w, source.Members())
+	})
+	debug.HandleFunc("GET /debug/explain", func(w http.ResponseWriter, r *http.Request) {
+		cs := srv.Current()
+		if cs == nil {
+			http.Error(w, "no ClusterSet yet", http.StatusServiceUnavailable)
+			return
+		}
+		q := r.URL.Query()
+		var b bytes.Buffer
+		err := explainFailover(&b, cs, srv.Policy(), explainQuery{
+			service: q.Get("service"), from: q.Get("from"), cluster: q.Get("cluster"), role: q.Get("role"),
+		})
+		if err != nil {
+			http.Error(w, err.Error()+"\n(ask /debug/explain?service=HOST[:PORT]&from=REGION[/ZONE][&cluster=C][&role=proxyless])", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(b.Bytes())
 	})
 	debug.HandleFunc("GET /debug/gateways", func(w http.ResponseWriter, _ *http.Request) {
 		if prober == nil {

@@ -55,6 +55,9 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"/debug/config_dump", "127.0.0.1:4", 400, "proxy="},
 		{"/debug/config_dump?proxy=nobody", "127.0.0.1:4", 404, "no connected proxy"},
 		{"/debug/gateways", "10.1.2.3:4", 403, "loopback"},
+		{"/debug/explain?service=echo.demo.svc.clusterset.local:7070&from=us-east/us-east-1a", "10.1.2.3:4", 403, "loopback"},
+		{"/debug/explain?service=echo.demo.svc.clusterset.local:7070&from=us-east/us-east-1a", "127.0.0.1:4", 200, "pod in cluster east-1, same network: same zone"},
+		{"/debug/explain?service=echo.demo.svc.clusterset.local:7070", "127.0.0.1:4", 400, "source locality"},
 		{"/debug/gateways", "127.0.0.1:4", 200, `"Gateways"`},
 	} {
 		code, body := get(tt.path, tt.remote)
