@@ -142,7 +142,10 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 	idx := indexEndpoints(cs)
 	src, _ := cs.Cluster(p.Cluster)
 	fmt.Fprintf(stdout, "from %s in cluster %s (network %s), to %s\n", localityString(p.Locality), p.Cluster, src.Network, service)
-	fmt.Fprintf(stdout, "priorities: %s; other networks only through their gateway\n", rule)
+	if len(cs.Networks()) > 1 {
+		rule += "; other networks only through their gateway"
+	}
+	fmt.Fprintf(stdout, "priorities: %s\n", rule)
 	found := false
 	for _, cla := range res.Endpoints {
 		h, cport, err := discovery.ParseClusterName(cla.GetClusterName())
