@@ -6,20 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/horizonmesh/horizon/discovery/filewatch"
 
 	"github.com/horizonmesh/horizon/discovery"
-)
-
-const (
-	// debounceDelay gathers the events of one save (truncate, write, chmod;
-	// write a temporary file, rename it) into one reload.
-	debounceDelay       = 100 * time.Millisecond
-	defaultPollInterval = 2 * time.Second
 )
 
 // Watcher serves the ClusterSet of a local file and reloads it when the file
@@ -81,87 +73,24 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	s.log = s.log.With("path", w.Path)
 
-	// Watch before the first load, so that no change slips in between.
-	var events <-chan fsnotify.Event
-	var watchErrs <-chan error
-	if !w.pollOnly {
-		fw, err := fsnotify.NewWatcher()
-		if err == nil {
-			if err = fw.Add(filepath.Dir(w.Path)); err != nil {
-				fw.Close()
-			}
-		}
-		if err != nil {
-			s.log.Warn("cannot watch the ClusterSet file's directory; polling it only", "error", err)
-		} else {
-			defer fw.Close()
-			events, watchErrs = fw.Events, fw.Errors
-		}
-	}
-
-	if err := s.check(); err != nil {
-		return err
-	}
-
-	interval := w.PollInterval
-	if interval <= 0 {
-		interval = defaultPollInterval
-	}
-	poll := time.NewTicker(interval)
-	defer poll.Stop()
-	debounce := time.NewTimer(debounceDelay)
-	debounce.Stop()
-	defer debounce.Stop()
-	pending := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			// Any event in the directory may be the file's (a rename over
-			// it, a symlink swap of the directory holding it); check compares
-			// the content, so an unrelated event costs one read. The first
-			// event of a burst starts the timer, so a busy directory cannot
-			// postpone the reload forever.
-			if !pending {
-				pending = true
-				debounce.Reset(debounceDelay)
-			}
-		case err, ok := <-watchErrs:
-			if !ok {
-				watchErrs = nil
-				continue
-			}
-			s.log.Warn("watching the ClusterSet file's directory", "error", err)
-		case <-debounce.C:
-			pending = false
-			s.check()
-		case <-poll.C:
-			if s.statChanged() {
-				s.check()
-			}
-		}
-	}
+	return filewatch.Run(ctx, w.Path, filewatch.Options{
+		Logger: s.log, What: "the ClusterSet file", PollInterval: w.PollInterval, PollOnly: w.pollOnly,
+		Ready: s.check,
+	}, func() { s.check() })
 }
 
 // watch is the state of one Run, owned by its goroutine.
 type watch struct {
 	w       *Watcher
 	log     *slog.Logger
-	version string      // of the last good ClusterSet, "" before the first
-	seen    string      // what the last look found: a content hash or a read error
-	stat    os.FileInfo // the file at the last look, nil if missing
+	version string // of the last good ClusterSet, "" before the first
+	seen    string // what the last look found: a content hash or a read error
 }
 
 // check reads the file and, if it changed since the last look, parses it:
 // OnUpdate gets a new valid ClusterSet, an invalid or missing file is logged
 // and counted. It returns the error that rejected the file, if any.
 func (s *watch) check() error {
-	s.stat, _ = os.Stat(s.w.Path)
 	data, err := os.ReadFile(s.w.Path)
 	seen := "read error: "
 	if err != nil {
@@ -204,15 +133,4 @@ func (s *watch) check() error {
 		s.w.OnUpdate(cs)
 	}
 	return nil
-}
-
-// statChanged reports whether the file looks different from the last look:
-// another file (replaced, or a symlink now pointing elsewhere), another size
-// or modification time, or appeared or gone.
-func (s *watch) statChanged() bool {
-	fi, err := os.Stat(s.w.Path)
-	if err != nil || s.stat == nil {
-		return (err == nil) != (s.stat != nil)
-	}
-	return !os.SameFile(fi, s.stat) || fi.Size() != s.stat.Size() || !fi.ModTime().Equal(s.stat.ModTime())
 }

@@ -7,17 +7,10 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-)
-
-const (
-	// debounceDelay gathers the events of one save into one reload.
-	debounceDelay       = 100 * time.Millisecond
-	defaultPollInterval = 2 * time.Second
+	"github.com/horizonmesh/horizon/discovery/filewatch"
 )
 
 // Watcher serves the policy of a file and checks it again when the file or
@@ -153,88 +146,32 @@ func (w *Watcher) Run(ctx context.Context) error {
 	topoSeen := w.notifier()
 	w.mu.Unlock()
 
-	var events <-chan fsnotify.Event
-	var watchErrs <-chan error
-	if !w.pollOnly {
-		fw, err := fsnotify.NewWatcher()
-		if err == nil {
-			if err = fw.Add(filepath.Dir(w.Path)); err != nil {
-				fw.Close()
+	return filewatch.Run(ctx, w.Path, filewatch.Options{
+		Logger: s.log, What: "the policy file", PollInterval: w.PollInterval, PollOnly: w.pollOnly,
+		Ready: func() error {
+			select {
+			case <-ctx.Done():
+				return nil // the loop ends at once
+			case <-topoSeen:
 			}
-		}
-		if err != nil {
-			s.log.Warn("cannot watch the policy file's directory; polling it only", "error", err)
-		} else {
-			defer fw.Close()
-			events, watchErrs = fw.Events, fw.Errors
-		}
-	}
-
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-topoSeen:
-	}
-	if err := s.check(false); err != nil {
-		return err
-	}
-
-	interval := w.PollInterval
-	if interval <= 0 {
-		interval = defaultPollInterval
-	}
-	poll := time.NewTicker(interval)
-	defer poll.Stop()
-	debounce := time.NewTimer(debounceDelay)
-	debounce.Stop()
-	defer debounce.Stop()
-	pending := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if !pending {
-				pending = true
-				debounce.Reset(debounceDelay)
-			}
-		case err, ok := <-watchErrs:
-			if !ok {
-				watchErrs = nil
-				continue
-			}
-			s.log.Warn("watching the policy file's directory", "error", err)
-		case <-debounce.C:
-			pending = false
-			s.check(false)
-		case <-poll.C:
-			if s.statChanged() {
-				s.check(false)
-			}
-		case <-topoSeen:
-			s.check(true)
-		}
-	}
+			return s.check(false)
+		},
+		Extra: topoSeen, OnExtra: func() { s.check(true) },
+	}, func() { s.check(false) })
 }
 
 // watch is the state of one Run, owned by its goroutine.
 type watch struct {
 	w       *Watcher
 	log     *slog.Logger
-	seen    string      // what the last look found: a content hash or a read error
-	good    string      // content hash of the serving policy
-	stat    os.FileInfo // the file at the last look, nil if missing
+	seen    string // what the last look found: a content hash or a read error
+	good    string // content hash of the serving policy
 	lastErr error
 }
 
 // check reads the file and, if it changed since the last look or force is
 // set (a new topology), checks it. It returns the error that rejected it.
 func (s *watch) check(force bool) error {
-	s.stat, _ = os.Stat(s.w.Path)
 	data, err := os.ReadFile(s.w.Path)
 	seen := "read error: "
 	var sum [sha256.Size]byte
@@ -303,13 +240,4 @@ func (s *watch) check(force bool) error {
 		s.w.OnUpdate(pol)
 	}
 	return nil
-}
-
-// statChanged reports whether the file looks different from the last look.
-func (s *watch) statChanged() bool {
-	fi, err := os.Stat(s.w.Path)
-	if err != nil || s.stat == nil {
-		return (err == nil) != (s.stat != nil)
-	}
-	return !os.SameFile(fi, s.stat) || fi.Size() != s.stat.Size() || !fi.ModTime().Equal(s.stat.ModTime())
 }
