@@ -84,39 +84,12 @@ func TestE2EProxylessFailover(t *testing.T) {
 
 	h := startHorizon(t, bin, "--clusterset", file)
 
-	out, err := exec.Command(bin, "bootstrap", "--role", "proxyless", "--cluster", "east-1",
-		"--region", "r1", "--zone", "z1", "--xds-address", h.xdsAddr).Output()
-	if err != nil {
-		t.Fatalf("horizon bootstrap: %v\n%s", err, stderrOf(err))
-	}
-	var boot struct {
-		Node struct {
-			ID string `json:"id"`
-		} `json:"node"`
-	}
-	if err := json.Unmarshal(out, &boot); err != nil || boot.Node.ID == "" {
-		t.Fatalf("horizon bootstrap printed no node id (%v):\n%s", err, out)
-	}
-
-	// grpc-go reads GRPC_XDS_BOOTSTRAP_CONFIG once, when its package is
-	// initialised (internal/envconfig), so setting it from a test has no
-	// effect. The bootstrap goes to grpc-go's own bootstrap parser instead,
-	// through the resolver builder grpc-go provides for this.
-	resolver, err := xds.NewXDSResolverWithConfigForTesting(out)
-	if err != nil {
-		t.Fatalf("grpc-go rejects horizon's bootstrap: %v\n%s", err, out)
-	}
-	conn, err := grpc.NewClient(e2eTarget, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
-	if err != nil {
-		t.Fatalf("grpc.NewClient(%s): %v", e2eTarget, err)
-	}
-	defer conn.Close()
-	c := &e2eClient{health: healthpb.NewHealthClient(conn)}
+	c, nodeID := proxylessClient(t, bin, h, "--cluster", "east-1", "--region", "r1", "--zone", "z1")
 
 	// Phase 1: everything goes to the client's own cluster (zone z1).
 	c.waitFor(t, "east-1", "the first RPC through xDS")
 	c.expectAll(t, "phase 1 (all ready)", "east-1", backends)
-	checkSyncz(t, h, boot.Node.ID)
+	checkSyncz(t, h, nodeID)
 
 	// Phase 2: east-1's endpoint is not ready; east-2, on the same network,
 	// takes over. west-1 (another region and network) stays unused.
@@ -467,4 +440,36 @@ func checkSyncz(t *testing.T, h *horizonProcess, nodeID string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// proxylessClient is a grpc-go xDS client of e2eTarget with the bootstrap
+// `horizon bootstrap --role proxyless <flags>` prints for h, and its node id.
+func proxylessClient(t *testing.T, bin string, h *horizonProcess, flags ...string) (*e2eClient, string) {
+	t.Helper()
+	out, err := exec.Command(bin, append([]string{"bootstrap", "--role", "proxyless", "--xds-address", h.xdsAddr}, flags...)...).Output()
+	if err != nil {
+		t.Fatalf("horizon bootstrap: %v\n%s", err, stderrOf(err))
+	}
+	var boot struct {
+		Node struct {
+			ID string `json:"id"`
+		} `json:"node"`
+	}
+	if err := json.Unmarshal(out, &boot); err != nil || boot.Node.ID == "" {
+		t.Fatalf("horizon bootstrap printed no node id (%v):\n%s", err, out)
+	}
+	// grpc-go reads GRPC_XDS_BOOTSTRAP_CONFIG once, when its package is
+	// initialised (internal/envconfig), so setting it from a test has no
+	// effect. The bootstrap goes to grpc-go's own bootstrap parser instead,
+	// through the resolver builder grpc-go provides for this.
+	resolver, err := xds.NewXDSResolverWithConfigForTesting(out)
+	if err != nil {
+		t.Fatalf("grpc-go rejects horizon's bootstrap: %v\n%s", err, out)
+	}
+	conn, err := grpc.NewClient(e2eTarget, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
+	if err != nil {
+		t.Fatalf("grpc.NewClient(%s): %v", e2eTarget, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &e2eClient{health: healthpb.NewHealthClient(conn)}, boot.Node.ID
 }

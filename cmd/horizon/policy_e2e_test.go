@@ -9,11 +9,9 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -21,10 +19,6 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/xds"
 )
 
 const (
@@ -86,31 +80,7 @@ func startPolicyMesh(t *testing.T, policy string) *policyMesh {
 	bin := buildHorizon(t)
 	h := startHorizon(t, bin, "--clusterset", m.file, "--policy", filepath.Join("testdata", "policy", policy))
 
-	out, err := exec.Command(bin, "bootstrap", "--role", "proxyless", "--cluster", "east-a",
-		"--region", "us-east", "--zone", "us-east-1a", "--xds-address", h.xdsAddr).Output()
-	if err != nil {
-		t.Fatalf("horizon bootstrap: %v\n%s", err, stderrOf(err))
-	}
-	var boot struct {
-		Node struct {
-			ID string `json:"id"`
-		} `json:"node"`
-	}
-	if err := json.Unmarshal(out, &boot); err != nil || boot.Node.ID == "" {
-		t.Fatalf("horizon bootstrap printed no node id (%v):\n%s", err, out)
-	}
-	// See TestE2EProxylessFailover: grpc-go reads its bootstrap environment
-	// variable only at init, so the bootstrap goes to its resolver.
-	resolver, err := xds.NewXDSResolverWithConfigForTesting(out)
-	if err != nil {
-		t.Fatalf("grpc-go rejects horizon's bootstrap: %v\n%s", err, out)
-	}
-	conn, err := grpc.NewClient(e2eTarget, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(resolver))
-	if err != nil {
-		t.Fatalf("grpc.NewClient(%s): %v", e2eTarget, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	m.client = &e2eClient{health: healthpb.NewHealthClient(conn)}
+	m.client, _ = proxylessClient(t, bin, h, "--cluster", "east-a", "--region", "us-east", "--zone", "us-east-1a")
 	return m
 }
 
