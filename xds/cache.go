@@ -38,9 +38,12 @@ type Cache struct {
 	cs *discovery.ClusterSet
 	// input names what views are rendered from: the ClusterSet's version and
 	// the other inputs' (the policy file's), see Render.
-	input  string
-	views  map[Group]*view
-	nextID uint64
+	input string
+	// labelKeys are the label keys the policy ranks on (Policy.LabelKeys):
+	// the labels a request's Group carries, see Render.
+	labelKeys []string
+	views     map[Group]*view
+	nextID    uint64
 }
 
 var _ cachev3.Cache = (*Cache)(nil)
@@ -79,7 +82,9 @@ func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Gr
 // must never receive a view built from nothing.
 var errNotReady = status.Error(codes.Unavailable, "horizon has no ClusterSet yet")
 
-// groupOf resolves a request's node into its view.
+// groupOfLocked resolves a request's node into its view, with the label keys
+// of the policy rendered last. It runs on every request, so a stream follows
+// a change of those keys on its next request.
 func (c *Cache) groupOfLocked(node *core.Node) (Group, error) {
 	if c.cs == nil {
 		return Group{}, errNotReady
@@ -91,7 +96,7 @@ func (c *Cache) groupOfLocked(node *core.Node) (Group, error) {
 	if err := p.Resolve(c.cs); err != nil {
 		return Group{}, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return p.Group(), nil
+	return p.GroupFor(c.labelKeys), nil
 }
 
 // viewLocked returns the view of a group, rendering it on first use.
@@ -340,17 +345,25 @@ func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscri
 // whose state changed, type by type in push order (CDS, EDS, LDS, RDS). A view
 // that fails to render or check keeps its last good resources. Rendering runs
 // outside the lock; views first used meanwhile are rendered from cs already.
-func (c *Cache) Update(cs *discovery.ClusterSet) error { return c.Render(cs, "") }
+func (c *Cache) Update(cs *discovery.ClusterSet) error { return c.Render(cs, "", nil) }
 
 // Render is Update for a build function that reads more than the ClusterSet
 // (the server's policy file): version names that other input, and a view is
 // rendered again when the ClusterSet's version or it changed. Its resources'
 // versions are content hashes, so a view whose output is unchanged pushes
 // nothing.
-func (c *Cache) Render(cs *discovery.ClusterSet, version string) error {
+//
+// labelKeys are the label keys that policy ranks on (Policy.LabelKeys): from
+// now on a request's Group carries the proxy's values of those. Views already
+// published keep their Group and are rendered again like every other; a
+// watch waiting on one stays there until it is answered, and the stream's
+// next request (its ACK, or a new subscription) resolves the node into the
+// group of the new keys. Until then a proxy is ranked as if it declared only
+// the labels of the old keys; views nobody asks for any more are evicted.
+func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []string) error {
 	input := cs.Version() + "\x00" + version
 	c.mu.Lock()
-	c.cs, c.input = cs, input
+	c.cs, c.input, c.labelKeys = cs, input, labelKeys
 	groups := make([]Group, 0, len(c.views))
 	for g, v := range c.views {
 		if v.input != input {

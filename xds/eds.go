@@ -68,8 +68,10 @@ var healthStatus = [...]core.HealthStatus{healthy: core.HealthStatus_HEALTHY, dr
 //     view (its locality, cluster and network); a gateway entry is ranked with
 //     the attributes of the cluster behind it (its locality, name, network,
 //     and the labels all its endpoints share), so every rule applies to
-//     remote endpoints too. Views carry no proxy labels: a label key in
-//     failoverPriority never agrees, and ranking stops at it (noted);
+//     remote endpoints too. A label key compares the proxy's value of the
+//     label (node metadata LABELS, carried by the view's Group) with the
+//     endpoint's; when the proxy does not declare it, it never agrees, and
+//     ranking stops at it (noted);
 //   - a cluster's weight (Settings.Clusters.Weight) multiplies its endpoints'
 //     and gateway shares' weights; weight 0, or not pinned, leaves it out;
 //   - not-ready endpoints stay in, UNHEALTHY (a gateway whose cluster has
@@ -83,11 +85,11 @@ func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment
 	set := t.policy.settings(h.key, h.scope)
 	loc := set.Locality
 	withUnhealthy := t.policy.File != nil
-	proxy := policyfile.Attributes{Locality: t.group.Locality, Cluster: t.group.Cluster, Network: t.group.Network}
+	proxy := policyfile.Attributes{Locality: t.group.Locality, Cluster: t.group.Cluster, Network: t.group.Network, Labels: t.group.labels()}
 	if loc.Enabled {
 		for _, k := range loc.FailoverPriority {
-			if k.IsLabel() {
-				t.notef("%s: failoverPriority key %q is an endpoint label; proxies carry no labels, so ranking stops before it", h.host, k)
+			if k.IsLabel() && proxy.Labels[string(k)] == "" {
+				t.notef("%s: failoverPriority key %q is a label the proxy does not declare (node metadata LABELS), so ranking stops before it", h.host, k)
 				break
 			}
 		}

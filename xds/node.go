@@ -3,7 +3,9 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -29,6 +31,9 @@ const (
 	MetaNamespace      = "NAMESPACE"
 	MetaServiceAccount = "SERVICE_ACCOUNT"
 	MetaRole           = "ROLE"
+	// MetaLabels is the workload's labels, a string map (as Istio's Envoy
+	// bootstrap writes them): the proxy side of label keys in failoverPriority.
+	MetaLabels = "LABELS"
 )
 
 // Proxy is what Horizon knows about one connected node, from its metadata.
@@ -40,6 +45,8 @@ type Proxy struct {
 	Namespace      string
 	ServiceAccount string
 	Locality       discovery.Locality
+	// Labels are the workload's labels (LABELS); nil when it declares none.
+	Labels map[string]string
 }
 
 // Group is the view a proxy gets: proxies with equal groups receive the same
@@ -49,22 +56,64 @@ type Group struct {
 	Cluster  string
 	Network  string
 	Locality discovery.Locality
+	// Labels holds the proxy's values of the label keys the policy ranks on
+	// (Policy.LabelKeys), canonically "k1=v1,k2=v2" sorted by key; a key the
+	// proxy does not declare, or declares empty, is left out. "" when the
+	// policy ranks on no label, so that views multiply only by the values
+	// of the labels in use.
+	Labels string
 }
 
 // String renders the group for logs and debug pages.
 func (g Group) String() string {
-	return string(g.Role) + "~" + g.Cluster + "~" + g.Network + "~" + g.Locality.String()
+	s := string(g.Role) + "~" + g.Cluster + "~" + g.Network + "~" + g.Locality.String()
+	if g.Labels != "" {
+		s += "~" + g.Labels
+	}
+	return s
 }
 
-// Group returns the proxy's view.
-func (p *Proxy) Group() Group {
-	return Group{Role: p.Role, Cluster: p.Cluster, Network: p.Network, Locality: p.Locality}
+// labels returns the label values the group carries (nil for none).
+func (g Group) labels() map[string]string {
+	if g.Labels == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for kv := range strings.SplitSeq(g.Labels, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		out[k] = v
+	}
+	return out
+}
+
+// Group returns the proxy's view under a policy that ranks on no label:
+// GroupFor(nil).
+func (p *Proxy) Group() Group { return p.GroupFor(nil) }
+
+// GroupFor returns the proxy's view under a policy that ranks on the given
+// label keys (Policy.LabelKeys, sorted): the group carries the proxy's values
+// of those keys only.
+func (p *Proxy) GroupFor(labelKeys []string) Group {
+	g := Group{Role: p.Role, Cluster: p.Cluster, Network: p.Network, Locality: p.Locality}
+	var kvs []string
+	for _, k := range slices.Sorted(slices.Values(labelKeys)) {
+		if v := p.Labels[k]; v != "" {
+			kvs = append(kvs, k+"="+v)
+		}
+	}
+	g.Labels = strings.Join(kvs, ",")
+	return g
 }
 
 // ErrBadNode marks node metadata that is missing or malformed.
 var ErrBadNode = errors.New("bad node metadata")
 
 var label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// labelValue is a Kubernetes label value: at most 63 letters, digits, '-',
+// '_' and '.', starting and ending with a letter or digit (or empty). It
+// keeps Group.Labels unambiguous (no ',' or '=').
+var labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$`)
 
 // ParseNode reads a node's metadata. It checks form only; whether the node may
 // claim what it claims is decided against the ClusterSet (Resolve) and, on the
@@ -121,6 +170,9 @@ func ParseNode(n *core.Node) (*Proxy, error) {
 	default:
 		errs = append(errs, fmt.Errorf("%w: node %q: metadata ROLE=%q: want sidecar, gateway or proxyless", ErrBadNode, n.GetId(), role))
 	}
+	if v, ok := fields[MetaLabels]; ok {
+		p.Labels, errs = parseLabels(n.GetId(), v, errs)
+	}
 	if l := n.GetLocality(); l != nil {
 		p.Locality = discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}
 		if p.Locality.Region == "" && p.Locality.Zone != "" {
@@ -131,6 +183,34 @@ func ParseNode(n *core.Node) (*Proxy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// parseLabels reads the LABELS metadata: a struct of string values, each a
+// Kubernetes label value, under non-empty keys without ',' or '='.
+func parseLabels(id string, v *structpb.Value, errs []error) (map[string]string, []error) {
+	st, ok := v.GetKind().(*structpb.Value_StructValue)
+	if !ok {
+		return nil, append(errs, fmt.Errorf("%w: node %q: metadata %s must be a map of strings", ErrBadNode, id, MetaLabels))
+	}
+	fields := st.StructValue.GetFields()
+	out := make(map[string]string, len(fields))
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		s, ok := fields[k].GetKind().(*structpb.Value_StringValue)
+		switch {
+		case k == "" || strings.ContainsAny(k, ",="):
+			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s: label name %q is not a label key", ErrBadNode, id, MetaLabels, k))
+		case !ok:
+			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s[%s] must be a string", ErrBadNode, id, MetaLabels, k))
+		case !labelValue.MatchString(s.StringValue):
+			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s[%s]=%q is not a label value", ErrBadNode, id, MetaLabels, k, s.StringValue))
+		default:
+			out[k] = s.StringValue
+		}
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, errs
 }
 
 // Resolve checks the proxy's claims against the ClusterSet and fills in what

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -118,4 +119,31 @@ func (p Policy) version() string {
 		return ""
 	}
 	return p.File.Version
+}
+
+// LabelKeys returns the label keys (not topology keys) that failoverPriority
+// ranks on anywhere in the policy file, sorted and distinct: what a Group
+// carries of a proxy's labels. It is nil without a file, or when no enabled
+// locality setting lists a label.
+func (p Policy) LabelKeys() []string {
+	if p.File == nil {
+		return nil
+	}
+	var keys []string
+	add := func(l policyfile.LocalityLB) {
+		if !l.Enabled {
+			return
+		}
+		for _, k := range l.FailoverPriority {
+			if k.IsLabel() {
+				keys = append(keys, string(k))
+			}
+		}
+	}
+	add(p.File.Defaults.Locality)
+	for _, r := range p.File.Rules {
+		add(r.Settings.Locality)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }

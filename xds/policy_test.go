@@ -37,9 +37,10 @@ func TestPolicyFileEDS(t *testing.T) {
 	echo := discovery.ClusterName(discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide), 8080)
 	tests := []struct {
 		name, policy, cluster string
+		labels                map[string]string // the proxy's LABELS
 		endpoints             map[string]string // address -> weight@priority
 		localities            map[string]string // region/zone -> weight@priority
-		note                  string
+		note, noNote          string
 	}{{
 		// Own zone, own region, then the failover list (eu-north, reached
 		// through its gateway with its cluster's locality), then the rest.
@@ -89,19 +90,52 @@ func TestPolicyFileEDS(t *testing.T) {
 		name: "distribute splits a share by endpoints", policy: "distribute.yaml", cluster: "east-a",
 		localities: map[string]string{"us-east/us-east-1a": "60@0", "us-east/us-east-1b": "20@0", "us-west/us-west-2a": "20@0"},
 		note:       "gives locality eu-north/eu-north-1a",
+	}, {
+		// [tier, region]: the proxy's tier (web) first, in its region, then
+		// web elsewhere (west's gateway entry carries the tier all of west's
+		// endpoints share), then every other tier and endpoints without one.
+		name: "label key compares the proxy's label", policy: "tier.yaml", cluster: "east-a",
+		labels: map[string]string{"tier": "web", "app": "ignored"},
+		endpoints: map[string]string{
+			"10.0.1.1:9080": "1@0", "10.0.2.1:9080": "1@0",
+			"10.1.0.100:15443": "2@1", "10.1.0.101:15443": "3@1",
+			"10.0.1.2:9080": "1@2", "10.0.1.3:9080": "1@2", "10.3.0.100:15443": "1@2",
+		},
+		noNote: "does not declare",
+	}, {
+		// The other tier's proxy prefers api: its own cluster's, then north's.
+		name: "label key, another value", policy: "tier.yaml", cluster: "east-a",
+		labels: map[string]string{"tier": "api"},
+		endpoints: map[string]string{
+			"10.0.1.2:9080":    "1@0",
+			"10.3.0.100:15443": "1@1",
+			"10.0.1.1:9080":    "1@2", "10.0.1.3:9080": "1@2", "10.0.2.1:9080": "1@2",
+			"10.1.0.100:15443": "2@2", "10.1.0.101:15443": "3@2",
+		},
+	}, {
+		// A proxy without the label agrees with no endpoint on the first key:
+		// one priority, and a note.
+		name: "label key the proxy does not declare", policy: "tier.yaml", cluster: "east-a",
+		endpoints: map[string]string{
+			"10.0.1.1:9080": "1@0", "10.0.1.2:9080": "1@0", "10.0.1.3:9080": "1@0", "10.0.2.1:9080": "1@0",
+			"10.1.0.100:15443": "2@0", "10.1.0.101:15443": "3@0", "10.3.0.100:15443": "1@0",
+		},
+		note: `failoverPriority key "tier" is a label the proxy does not declare`,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pol := loadPolicyFile(t, "testdata/policy/"+tt.policy, cs)
-			p := &Proxy{ID: "p", Role: Sidecar, Cluster: tt.cluster}
+			p := &Proxy{ID: "p", Role: Sidecar, Cluster: tt.cluster, Labels: tt.labels}
 			if err := p.Resolve(cs); err != nil {
 				t.Fatal(err)
 			}
-			res, err := Translate(cs, p.Group(), Policy{File: pol})
+			policy := Policy{File: pol}
+			g := p.GroupFor(policy.LabelKeys())
+			res, err := Translate(cs, g, policy)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := Check(res, cs, p.Group()); err != nil {
+			if err := Check(res, cs, g); err != nil {
 				t.Fatal(err)
 			}
 			if tt.endpoints != nil {
@@ -117,6 +151,9 @@ func TestPolicyFileEDS(t *testing.T) {
 			}
 			if tt.note != "" && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) {
 				t.Errorf("no note %q in %q", tt.note, res.Notes)
+			}
+			if tt.noNote != "" && slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, tt.noNote) }) {
+				t.Errorf("note %q in %q", tt.noNote, res.Notes)
 			}
 		})
 	}

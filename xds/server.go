@@ -142,9 +142,9 @@ func (s *Server) Apply(cs *discovery.ClusterSet) error {
 		}
 		s.policy.File = p
 	}
-	version := s.policy.version()
+	version, labelKeys := s.policy.version(), s.policy.LabelKeys()
 	s.mu.Unlock()
-	err := s.cache.Render(cs, version)
+	err := s.cache.Render(cs, version, labelKeys)
 	s.mu.Lock()
 	s.current = cs
 	s.mu.Unlock()
@@ -390,13 +390,14 @@ func (s *Server) Syncz() []ProxyStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []ProxyStatus
+	labelKeys := s.policy.LabelKeys()
 	for _, st := range s.streams {
 		if st.proxy == nil {
 			continue
 		}
 		ps := ProxyStatus{
 			ID: st.proxy.ID, Role: st.proxy.Role, Cluster: st.proxy.Cluster, Network: st.proxy.Network,
-			Locality: st.proxy.Locality.String(), View: st.proxy.Group().String(), Protocol: protocolName(st.key.delta),
+			Locality: st.proxy.Locality.String(), View: st.proxy.GroupFor(labelKeys).String(), Protocol: protocolName(st.key.delta),
 			Connected: st.opened, Sent: map[string]string{}, Acked: map[string]string{}, NACKs: st.nackCount,
 		}
 		for t, v := range st.sent {
@@ -428,7 +429,7 @@ func (s *Server) ProxyView(id string) (ViewInfo, error) {
 	var g *Group
 	for _, st := range s.streams {
 		if st.proxy != nil && st.proxy.ID == id {
-			grp := st.proxy.Group()
+			grp := st.proxy.GroupFor(s.policy.LabelKeys())
 			g = &grp
 			break
 		}
