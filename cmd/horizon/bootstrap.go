@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -32,15 +33,40 @@ import (
 type proxyIdentity struct {
 	id, role, cluster, network, namespace, serviceAccount string
 	region, zone, subZone                                 string
+	labels                                                labelFlags
 }
 
-func (p proxyIdentity) metadata() map[string]string {
-	m := map[string]string{
+// labelFlags is the repeatable --label k=v.
+type labelFlags map[string]string
+
+func (l *labelFlags) String() string { return fmt.Sprint(map[string]string(*l)) }
+
+func (l *labelFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q: want key=value", v)
+	}
+	if *l == nil {
+		*l = labelFlags{}
+	}
+	(*l)[k] = val
+	return nil
+}
+
+func (p proxyIdentity) metadata() map[string]any {
+	m := map[string]any{
 		xds.MetaClusterID: p.cluster, xds.MetaRole: p.role,
 		xds.MetaNamespace: p.namespace, xds.MetaServiceAccount: p.serviceAccount,
 	}
 	if p.network != "" {
 		m[xds.MetaNetwork] = p.network
+	}
+	if len(p.labels) > 0 {
+		labels := map[string]any{}
+		for k, v := range p.labels {
+			labels[k] = v
+		}
+		m[xds.MetaLabels] = labels
 	}
 	return m
 }
@@ -90,6 +116,7 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&p.region, "region", "", "locality region (default: its cluster's)")
 	fs.StringVar(&p.zone, "zone", "", "locality zone")
 	fs.StringVar(&p.subZone, "subzone", "", "locality sub-zone")
+	fs.Var(&p.labels, "label", "a workload label, key=value (repeatable): node metadata LABELS, which a traffic policy's failoverPriority may rank on")
 	fs.StringVar(&xdsAddress, "xds-address", "127.0.0.1:15010", "host:port of Horizon's plaintext xDS server (local development)")
 	fs.StringVar(&mtlsAddress, "mtls-address", "", "host:port of Horizon's mutual-TLS xDS server (its port 15012); when set, Envoy connects there with its SVID instead of to --xds-address, and checks Horizon's SPIFFE ID (--xds-server-id). Envoy only")
 	fs.StringVar(&trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
@@ -233,11 +260,7 @@ const (
 // agent's files (watched for the agent's atomic directory swap) or SDS from a
 // SPIRE agent. On Horizon's mTLS port the xDS connection itself uses them.
 func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPort uint32) (*bootstrapv3.Bootstrap, error) {
-	md := map[string]any{}
-	for k, v := range p.metadata() {
-		md[k] = v
-	}
-	meta, err := structpb.NewStruct(md)
+	meta, err := structpb.NewStruct(p.metadata())
 	if err != nil {
 		return nil, err
 	}

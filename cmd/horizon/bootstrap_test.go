@@ -228,3 +228,21 @@ func TestBootstrapRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestBootstrapLabels: --label becomes node metadata LABELS, which Horizon
+// reads back as the proxy's labels.
+func TestBootstrapLabels(t *testing.T) {
+	b := envoyBootstrapOf(t, "--role", "sidecar", "--namespace", "demo", "--service-account", "echo",
+		"--label", "tier=web", "--label", "track=canary")
+	p, err := xds.ParseNode(b.GetNode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Labels["tier"] != "web" || p.Labels["track"] != "canary" || len(p.Labels) != 2 {
+		t.Fatalf("labels %v", p.Labels)
+	}
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"bootstrap", "--cluster", "east-1", "--label", "novalue"}, &out, &errb); err == nil {
+		t.Error("--label without = accepted")
+	}
+}

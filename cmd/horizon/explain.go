@@ -29,6 +29,7 @@ func explain(args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	var path, policyPath, service, from, cluster, role string
+	var labels labelFlags
 	fs := flag.NewFlagSet("explain failover", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
@@ -37,6 +38,7 @@ func explain(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&from, "from", "", "the source locality, REGION[/ZONE[/SUBZONE]] (required)")
 	fs.StringVar(&cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
 	fs.StringVar(&role, "role", "sidecar", "sidecar or proxyless")
+	fs.Var(&labels, "label", "a label of the source proxy, key=value (repeatable), for label keys of the policy's failoverPriority")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -65,11 +67,14 @@ func explain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	return explainFailover(stdout, cs, xds.Policy{File: pol}, explainQuery{service: service, from: from, cluster: cluster, role: role})
+	return explainFailover(stdout, cs, xds.Policy{File: pol}, explainQuery{service: service, from: from, cluster: cluster, role: role, labels: labels})
 }
 
 // explainQuery is what `horizon explain failover` and /debug/explain ask.
-type explainQuery struct{ service, from, cluster, role string }
+type explainQuery struct {
+	service, from, cluster, role string
+	labels                       map[string]string // the source proxy's, for label keys of failoverPriority
+}
 
 // explainFailover writes, for a proxy at q.from, each priority level of
 // q.service in the view cs and policy give it, and why each endpoint is
@@ -135,7 +140,8 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 			rule = fmt.Sprintf("by policy %s: locality load balancing off, one priority", policyPath)
 		}
 	}
-	res, err := xds.Translate(cs, p.Group(), policy)
+	p.Labels = q.labels
+	res, err := xds.Translate(cs, p.GroupFor(policy.LabelKeys()), policy)
 	if err != nil {
 		return err
 	}

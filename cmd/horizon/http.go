@@ -104,12 +104,19 @@ func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source,
 			return
 		}
 		q := r.URL.Query()
+		var labels labelFlags
+		for _, kv := range q["label"] {
+			if err := labels.Set(kv); err != nil {
+				http.Error(w, "label "+err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
 		var b bytes.Buffer
 		err := explainFailover(&b, cs, srv.Policy(), explainQuery{
-			service: q.Get("service"), from: q.Get("from"), cluster: q.Get("cluster"), role: q.Get("role"),
+			service: q.Get("service"), from: q.Get("from"), cluster: q.Get("cluster"), role: q.Get("role"), labels: labels,
 		})
 		if err != nil {
-			http.Error(w, err.Error()+"\n(ask /debug/explain?service=HOST[:PORT]&from=REGION[/ZONE][&cluster=C][&role=proxyless])", http.StatusBadRequest)
+			http.Error(w, err.Error()+"\n(ask /debug/explain?service=HOST[:PORT]&from=REGION[/ZONE][&cluster=C][&role=proxyless][&label=k=v...])", http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
