@@ -122,9 +122,11 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 		return err
 	}
 	rule := "the proxy's zone first, then its region, then the rest"
+	var ranking *policyfile.LocalityLB
 	if policy.File != nil {
 		policyPath := policy.File.Name
 		loc := policy.File.LookupHost(host).Locality
+		ranking = &loc
 		rule = fmt.Sprintf("by policy %s: failoverPriority %v", policyPath, loc.FailoverPriority)
 		if f, ok := loc.FailoverFor(p.Locality.Region); ok {
 			rule += fmt.Sprintf(", then regions %v", f.To)
@@ -160,7 +162,7 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 		}
 		found = true
 		fmt.Fprintf(stdout, "\n%s:%d (%s)\n", h, cport, cla.GetClusterName())
-		explainAssignment(stdout, cla, p, src, idx)
+		explainAssignment(stdout, cla, p, src, idx, ranking)
 	}
 	if !found {
 		return fmt.Errorf("%s: no such service in the view of cluster %s", service, p.Cluster)
@@ -173,6 +175,7 @@ type origin struct {
 	cluster  *discovery.Cluster
 	gateway  bool // a gateway of cluster's network
 	locality discovery.Locality
+	labels   map[string]string // a pod's
 }
 
 // indexEndpoints maps every endpoint and gateway address (host:port) of a
@@ -193,7 +196,7 @@ func indexEndpoints(cs *discovery.ClusterSet) map[string][]origin {
 				for _, sp := range s.Ports {
 					key := net.JoinHostPort(e.Address, strconv.Itoa(int(e.TargetPort(sp))))
 					if !slices.ContainsFunc(idx[key], func(o origin) bool { return o.cluster == c && !o.gateway }) {
-						idx[key] = append(idx[key], origin{cluster: c, locality: loc})
+						idx[key] = append(idx[key], origin{cluster: c, locality: loc, labels: e.Labels})
 					}
 				}
 			}
@@ -202,7 +205,7 @@ func indexEndpoints(cs *discovery.ClusterSet) map[string][]origin {
 	return idx
 }
 
-func explainAssignment(w io.Writer, cla *endpoint.ClusterLoadAssignment, p *xds.Proxy, src *discovery.Cluster, idx map[string][]origin) {
+func explainAssignment(w io.Writer, cla *endpoint.ClusterLoadAssignment, p *xds.Proxy, src *discovery.Cluster, idx map[string][]origin, loc *policyfile.LocalityLB) {
 	if len(cla.GetEndpoints()) == 0 {
 		fmt.Fprintln(w, "  no endpoints: nothing ready anywhere this proxy may reach")
 		return
@@ -224,28 +227,78 @@ func explainAssignment(w io.Writer, cla *endpoint.ClusterLoadAssignment, p *xds.
 			for _, lb := range lle.GetLbEndpoints() {
 				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 				addr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
-				fmt.Fprintf(w, "      %-22s weight %-3d %-9s %s\n", addr, lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus(), why(idx[addr], p, src))
+				fmt.Fprintf(w, "      %-22s weight %-3d %-9s %s\n", addr, lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus(), why(idx[addr], p, src, loc))
 			}
 		}
 	}
 }
 
-// why says where an address comes from and how its locality compares with
-// the proxy's.
-func why(origins []origin, p *xds.Proxy, src *discovery.Cluster) string {
+// why says where an address comes from and how it compares with the proxy:
+// by the policy's failoverPriority keys when there is a policy (loc), else
+// by region and zone.
+func why(origins []origin, p *xds.Proxy, src *discovery.Cluster, loc *policyfile.LocalityLB) string {
 	if len(origins) == 0 {
 		return "(not in the ClusterSet)"
 	}
 	o := origins[0]
+	rank := compare(p.Locality, o.locality)
+	if loc != nil {
+		rank = rankBy(loc, p, src, o)
+	}
 	if o.gateway {
 		var clusters []string
 		for _, g := range origins {
 			clusters = append(clusters, g.cluster.Name)
 		}
 		return fmt.Sprintf("gateway of network %s (clusters %s): its pods are not reachable from network %s, and its weight is theirs; %s",
-			o.cluster.Network, strings.Join(clusters, ", "), src.Network, compare(p.Locality, o.locality))
+			o.cluster.Network, strings.Join(clusters, ", "), src.Network, rank)
 	}
-	return fmt.Sprintf("pod in cluster %s, same network: %s", o.cluster.Name, compare(p.Locality, o.locality))
+	return fmt.Sprintf("pod in cluster %s, same network: %s", o.cluster.Name, rank)
+}
+
+// rankBy explains a policy's ranking of an endpoint: the failoverPriority
+// keys it shares with the proxy, the first it does not, and its place in the
+// proxy region's failover list.
+func rankBy(loc *policyfile.LocalityLB, p *xds.Proxy, src *discovery.Cluster, o origin) string {
+	if !loc.Enabled {
+		return "locality load balancing off"
+	}
+	proxy := policyfile.Attributes{Locality: p.Locality, Cluster: src.Name, Network: src.Network, Labels: p.Labels}
+	ep := policyfile.Attributes{Locality: o.locality, Cluster: o.cluster.Name, Network: o.cluster.Network, Labels: o.labels}
+	var agree []string
+	out := ""
+	for _, k := range loc.FailoverPriority {
+		pv, ev := proxy.Value(k), ep.Value(k)
+		if pv == "" || pv != ev {
+			if pv == "" {
+				out = fmt.Sprintf("; the proxy has no %s", k)
+			} else {
+				out = fmt.Sprintf("; differs on %s (%s, not %s)", k, orNone(ev), pv)
+			}
+			break
+		}
+		agree = append(agree, string(k))
+	}
+	if len(agree) == 0 {
+		out = "shares no key" + out
+	} else {
+		out = "agrees on " + strings.Join(agree, ", ") + out
+	}
+	if f, ok := loc.FailoverFor(p.Locality.Region); ok && o.locality.Region != p.Locality.Region {
+		if i := slices.Index(f.To, o.locality.Region); i >= 0 {
+			out += fmt.Sprintf("; region %s is #%d in failover from %s", o.locality.Region, i+1, f.From)
+		} else {
+			out += fmt.Sprintf("; region %s is not in failover from %s, so after those listed", o.locality.Region, f.From)
+		}
+	}
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func compare(proxy, ep discovery.Locality) string {

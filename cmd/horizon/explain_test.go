@@ -56,6 +56,19 @@ func TestExplainFailover(t *testing.T) {
 			t.Errorf("missing %q:\n%s", w, out.String())
 		}
 	}
+	// A policy's own keys are the reasons.
+	out.Reset()
+	if err := explain([]string{"failover", "--service", "echo.demo.svc.clusterset.local:7070", "--from", "us-east/us-east-1a",
+		"--policy", "../../examples/policy/failover.yaml"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	for _, w := range []string{"failoverPriority [network cluster version]",
+		"127.0.0.12:7070        weight 1   HEALTHY   pod in cluster east-2, same network: agrees on network; differs on cluster (east-2, not east-1)",
+		"gateway of network west (clusters west-1)", "differs on network (west, not east)"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("missing %q:\n%s", w, out.String())
+		}
+	}
 	for _, args := range [][]string{
 		{"failover", "--service", "echo.demo.svc.clusterset.local:7070", "--from", "mars"},
 		{"failover", "--service", "nope.demo.svc.clusterset.local", "--from", "us-east"},

@@ -331,6 +331,9 @@ type Attributes struct {
 	Labels   map[string]string
 }
 
+// Value is the attribute a key compares (a label's value for a label key).
+func (a Attributes) Value(k Key) string { return a.value(k) }
+
 func (a Attributes) value(k Key) string {
 	switch k {
 	case KeyRegion:
