@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -85,30 +86,73 @@ func TestSmoke(t *testing.T) {
 		{Name: HotService, Proxies: 20, Endpoints: 10, Changes: 5, Storm: true},
 		{Name: HotService, Proxies: 20, Endpoints: 10, Changes: 5, Delta: true, Storm: true},
 		{Name: Churn, Proxies: 20, Endpoints: 10, Services: 3, Changes: 12, Rate: 100, Delta: true},
+		{Name: NewService, Proxies: 20, Endpoints: 10, Changes: 4, Settle: 50 * time.Millisecond},
+		{Name: NewService, Proxies: 20, Endpoints: 10, Changes: 4, Delta: true, Settle: 50 * time.Millisecond},
+		{Name: Gateway, Proxies: 20, Endpoints: 10, Services: 2, Changes: 3},
+		{Name: Gateway, Proxies: 20, Endpoints: 10, Changes: 3, Delta: true},
+		{Name: Idle, Proxies: 20, Endpoints: 10},
 	} {
 		sc.Timeout = 10 * time.Second
 		sc.Conns = 3
+		name := fmt.Sprintf("%s delta=%v", sc.Name, sc.Delta)
 		r, err := Run(context.Background(), sc, inProcess(t), nil)
 		if err != nil {
-			t.Fatalf("%s delta=%v: %v", sc.Name, sc.Delta, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		if r.Unconverged != 0 || len(r.Latencies) != sc.Changes {
-			t.Errorf("%s delta=%v: %d of %d changes converged", sc.Name, sc.Delta, len(r.Latencies), sc.Changes)
-		}
-		if r.UnaffectedProxies == 0 {
-			t.Errorf("%s: no unaffected proxies to check", sc.Name)
-		}
-		if r.UnaffectedBytes != 0 || r.UnaffectedEDSBytes != 0 {
-			t.Errorf("%s delta=%v: unaffected proxies received %d bytes (%d EDS)", sc.Name, sc.Delta, r.UnaffectedBytes, r.UnaffectedEDSBytes)
-		}
-		if r.EDSBytes == 0 {
-			t.Errorf("%s: the changes sent no EDS", sc.Name)
+			t.Errorf("%s: %d of %d changes converged", name, len(r.Latencies), sc.Changes)
 		}
 		if r.NACKs != 0 {
-			t.Errorf("%s: %d NACKs", sc.Name, r.NACKs)
+			t.Errorf("%s: %d NACKs", name, r.NACKs)
 		}
-		if r.Affected != float64(sc.Proxies)/4 {
-			t.Errorf("%s: %v proxies affected per change, want %v (one network of 4)", sc.Name, r.Affected, sc.Proxies/4)
+		p := float64(sc.Proxies)
+		switch sc.Name {
+		case Idle:
+			if r.Bytes != 0 || r.Idle1.Heap == 0 {
+				t.Errorf("%s: %d bytes without changes, idle heap %d", name, r.Bytes, r.Idle1.Heap)
+			}
+			results = append(results, r)
+			continue
+		case NewService:
+			// Half the changes affect everyone, half net-0.
+			if want := (p + p/4) / 2; r.Affected != want {
+				t.Errorf("%s: %v proxies affected per change, want %v", name, r.Affected, want)
+			}
+			svc, ep := r.ByKind[KindService], r.ByKind[KindEndpoint]
+			if svc == nil || ep == nil || svc.Changes != sc.Changes/2 || ep.Changes != sc.Changes/2 {
+				t.Fatalf("%s: by kind %+v", name, r.ByKind)
+			}
+			if svc.BytesByType[CDS] == 0 || svc.BytesByType[EDS] == 0 {
+				t.Errorf("%s: adding a service sent %v bytes by type, want CDS and EDS", name, svc.BytesByType)
+			}
+			if ep.BytesByType[EDS] == 0 {
+				t.Errorf("%s: endpoint changes sent no EDS", name)
+			}
+			if r.CDSOnEndpointChanges != 0 || ep.BytesByType[LDS] != 0 || ep.BytesByType[RDS] != 0 {
+				t.Errorf("%s: endpoint changes sent %v bytes by type: CDS/LDS/RDS must be 0", name, ep.BytesByType)
+			}
+		case Gateway:
+			if want := p * 3 / 4; r.Affected != want {
+				t.Errorf("%s: %v proxies affected per change, want %v (three networks of 4)", name, r.Affected, want)
+			}
+		default:
+			if r.Affected != p/4 {
+				t.Errorf("%s: %v proxies affected per change, want %v (one network of 4)", name, r.Affected, p/4)
+			}
+			if r.CDSOnEndpointChanges != 0 {
+				t.Errorf("%s: endpoint changes sent %d CDS bytes", name, r.CDSOnEndpointChanges)
+			}
+		}
+		if sc.Name != NewService {
+			if r.UnaffectedProxies == 0 {
+				t.Errorf("%s: no unaffected proxies to check", name)
+			}
+			if r.UnaffectedBytes != 0 || r.UnaffectedEDSBytes != 0 {
+				t.Errorf("%s: unaffected proxies received %d bytes (%d EDS)", name, r.UnaffectedBytes, r.UnaffectedEDSBytes)
+			}
+		}
+		if r.EDSBytes == 0 {
+			t.Errorf("%s: the changes sent no EDS", name)
 		}
 		results = append(results, r)
 	}
@@ -123,5 +167,13 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(out, "# machine: nproc=") || strings.Count(out, "\n") != 2+len(results) {
 		t.Errorf("table:\n%s", out)
+	}
+	buf.Reset()
+	if err := WriteKinds(&buf, results); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + buf.String())
+	if got := strings.Count(buf.String(), "\n"); got != 1+4 {
+		t.Errorf("kinds table: %d lines, want 5:\n%s", got, buf.String())
 	}
 }

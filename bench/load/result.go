@@ -44,10 +44,17 @@ type Result struct {
 	NACKs, Reconnects  int
 	Idle0, Idle1       Mem    // server before the fleet connected, and synced and idle
 	FleetHeap          uint64 // fleet process heap in use, for the record
-	StormTime          time.Duration
-	StormCPU           float64
-	StormPeak          Mem
-	Errors             []error
+	// ByKind (new-service only) attributes bytes and convergence to each
+	// kind of change; the fleet reports after every change.
+	ByKind map[string]*KindResult
+	// CDSOnEndpointChanges is the CDS bytes all proxies received for
+	// endpoint-only changes: must be 0. For hot-service and churn (every
+	// change an endpoint change) it is the CDS bytes of the whole run.
+	CDSOnEndpointChanges int64
+	StormTime            time.Duration
+	StormCPU             float64
+	StormPeak            Mem
+	Errors               []error
 }
 
 // Mem is a process's memory.
@@ -64,10 +71,40 @@ func (r *Result) MemPerProxy() (rss, heap float64) {
 	return (float64(r.Idle1.RSS) - float64(r.Idle0.RSS)) / p, (float64(r.Idle1.Heap) - float64(r.Idle0.Heap)) / p
 }
 
+// KindResult is what the changes of one kind cost.
+type KindResult struct {
+	Changes     int
+	BytesByType [numTypes]int64 // all proxies
+	// Responses by type, all proxies.
+	Responses [numTypes]int64
+	P50, Max  time.Duration
+	latencies []time.Duration
+}
+
+func (r *Result) addKind(kind string, before, after []ProxyStats) {
+	if r.ByKind == nil {
+		r.ByKind = map[string]*KindResult{}
+	}
+	k := r.ByKind[kind]
+	if k == nil {
+		k = &KindResult{}
+		r.ByKind[kind] = k
+	}
+	k.Changes++
+	for i, p := range after {
+		for t := range numTypes {
+			k.BytesByType[t] += p.Bytes[t] - before[i].Bytes[t]
+			k.Responses[t] += p.Responses[t] - before[i].Responses[t]
+		}
+	}
+}
+
 func (r *Result) compute(before, after []ProxyStats) {
 	networks := map[string]bool{}
 	for _, c := range r.Changes {
-		networks[c.Network] = true
+		for _, n := range c.Affected {
+			networks[n] = true
+		}
 	}
 	byNetwork := map[string][]int{}
 	for i, p := range after {
@@ -96,20 +133,40 @@ func (r *Result) compute(before, after []ProxyStats) {
 	for _, c := range r.Changes {
 		var last int64
 		ok := true
-		for _, i := range byNetwork[c.Network] {
-			at, seen := after[i].Markers[c.Index]
-			if !seen {
-				ok = false
-				break
+		for _, n := range c.Affected {
+			for _, i := range byNetwork[n] {
+				at, seen := after[i].Markers[c.Index]
+				if !seen {
+					ok = false
+					break
+				}
+				last = max(last, at)
 			}
-			last = max(last, at)
+			affected += len(byNetwork[n])
 		}
-		affected += len(byNetwork[c.Network])
 		if !ok {
 			r.Unconverged++
 			continue
 		}
-		r.Latencies = append(r.Latencies, time.Duration(last-r.Applied[c.Index]))
+		l := time.Duration(last - r.Applied[c.Index])
+		r.Latencies = append(r.Latencies, l)
+		if k := r.ByKind[c.Kind]; k != nil {
+			k.latencies = append(k.latencies, l)
+		}
+	}
+	if r.ByKind != nil {
+		if k := r.ByKind[KindEndpoint]; k != nil {
+			r.CDSOnEndpointChanges = k.BytesByType[CDS]
+		}
+		for _, k := range r.ByKind {
+			if n := len(k.latencies); n > 0 {
+				s := slices.Clone(k.latencies)
+				slices.Sort(s)
+				k.P50, k.Max = quantile(s, 0.50), s[n-1]
+			}
+		}
+	} else if r.Scenario.Name == HotService || r.Scenario.Name == Churn {
+		r.CDSOnEndpointChanges = r.BytesByType[CDS]
 	}
 	if len(r.Changes) > 0 {
 		r.Affected = float64(affected) / float64(len(r.Changes))
@@ -151,7 +208,7 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# machine: %s\n", machine)
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tstorm peak heap\t")
+	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tstorm peak heap\tB/change cds/eds/lds/rds\tCDS B on ep. changes\t")
 	for _, r := range results {
 		sc := r.Scenario
 		mode := "sotw"
@@ -170,11 +227,61 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 			storm, peakRSS, peakHeap = ms(r.StormTime), mib(r.StormPeak.RSS), mib(r.StormPeak.Heap)
 		}
 		unaff := fmt.Sprintf("%d (%d proxies)", r.UnaffectedBytes, r.UnaffectedProxies)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		cdsOnEp := "–"
+		if r.ByKind[KindEndpoint] != nil || sc.Name == HotService || sc.Name == Churn {
+			cdsOnEp = strconv.FormatInt(r.CDSOnEndpointChanges, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			sc.Name, mode, sc.Proxies, sc.Endpoints, sc.Services, len(r.Changes),
 			len(r.Latencies), len(r.Changes), ms(r.P50), ms(r.P99), ms(r.Max),
 			cpu, perProxy, float64(r.Bytes)/n, unaff, r.UnaffectedEDSBytes,
-			kib(heap), kib(rss), ms(r.SyncTime), storm, peakRSS, peakHeap)
+			kib(heap), kib(rss), ms(r.SyncTime), storm, peakRSS, peakHeap, byType(r.BytesByType, n), cdsOnEp)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// byType renders bytes by type, per change.
+func byType(b [numTypes]int64, n float64) string {
+	f := make([]string, numTypes)
+	for t := range f {
+		f[t] = strconv.FormatFloat(float64(b[t])/n, 'f', 0, 64)
+	}
+	return strings.Join(f, "/")
+}
+
+// WriteKinds prints, for the results that attribute bytes to each kind of
+// change (new-service), one row per kind: convergence and bytes by type
+// per change, all proxies.
+func WriteKinds(w io.Writer, results []*Result) error {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
+	rows := 0
+	for _, r := range results {
+		for _, kind := range []string{KindService, KindEndpoint, KindGateway} {
+			k := r.ByKind[kind]
+			if k == nil {
+				continue
+			}
+			if rows == 0 {
+				fmt.Fprintln(tw, "scenario\tmode\tP\tE\tkind\tchanges\tp50\tmax\tB/change cds/eds/lds/rds\tresponses/change cds/eds/lds/rds\t")
+			}
+			rows++
+			mode := "sotw"
+			if r.Scenario.Delta {
+				mode = "delta"
+			}
+			n := float64(k.Changes)
+			resp := make([]string, numTypes)
+			for t := range resp {
+				resp[t] = strconv.FormatFloat(float64(k.Responses[t])/n, 'f', 0, 64)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.Scenario.Name, mode, r.Scenario.Proxies, r.Scenario.Endpoints,
+				kind, k.Changes, ms(k.P50), ms(k.Max), byType(k.BytesByType, n), strings.Join(resp, "/"))
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

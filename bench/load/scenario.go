@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -30,7 +31,34 @@ const (
 	// waiting: the last network's proxies are the control group that must
 	// receive nothing.
 	Churn = "churn"
+	// NewService alternates two kinds of change, each waited for like
+	// hot-service: even changes add a service (defined and exported by
+	// every cluster, one endpoint each, all at the change's marker address),
+	// which every proxy must receive as CDS + EDS (and LDS/RDS if its view
+	// changes); odd changes replace one endpoint of svc-0 in n0-c0, which
+	// must reach net-0's proxies as EDS alone, never CDS. Bytes are
+	// attributed to each change (the fleet reports after every change).
+	NewService = "new-service"
+	// Gateway replaces one gateway address of n0-c0 (rotating over its
+	// gateways) with the change's marker address: every proxy on another
+	// network sees it as an endpoint of every service and is affected;
+	// net-0's proxies (which reach n0-c0's endpoints directly) must receive
+	// nothing.
+	Gateway = "gateway"
+	// Idle connects the fleet, waits for the sync and makes no change: the
+	// server's memory per connected proxy.
+	Idle = "idle"
 )
+
+// Kinds of change.
+const (
+	KindEndpoint = "endpoint" // an endpoint's address replaced (EDS only)
+	KindService  = "service"  // a service added (CDS + EDS ...)
+	KindGateway  = "gateway"  // a gateway address replaced
+)
+
+// Scenarios lists every scenario name.
+var Scenarios = []string{HotService, Churn, NewService, Gateway, Idle}
 
 // Scenario is one run of the harness.
 type Scenario struct {
@@ -48,6 +76,9 @@ type Scenario struct {
 	Debounce           time.Duration // 0: xds.DefaultDebounce
 	Storm              bool          // end with a reconnect storm
 	Timeout            time.Duration // per wait; 0: 60 s
+	// Settle is how long new-service waits after each change converged
+	// before it asks the fleet what it received; 0: 200 ms.
+	Settle time.Duration
 }
 
 func (sc Scenario) withDefaults() Scenario {
@@ -69,6 +100,9 @@ func (sc Scenario) withDefaults() Scenario {
 	if sc.Debounce == 0 {
 		sc.Debounce = xds.DefaultDebounce
 	}
+	if sc.Settle == 0 {
+		sc.Settle = 200 * time.Millisecond
+	}
 	if sc.Timeout == 0 {
 		sc.Timeout = time.Minute
 	}
@@ -88,31 +122,42 @@ func (sc Scenario) Spec() gen.Spec {
 // happened.
 type Change struct {
 	Index   int
+	Kind    string // KindEndpoint, KindService or KindGateway
 	Cluster string
 	Network string
 	Service string
-	Removed string // the endpoint address replaced by MarkerAddress(Index)
-	Set     *discovery.ClusterSet
+	Removed string // the endpoint (or gateway) address replaced by MarkerAddress(Index)
+	// Affected are the networks whose proxies must ACK the change's marker.
+	Affected []string
+	Set      *discovery.ClusterSet
 }
 
-// Build builds the base ClusterSet and every change of the scenario. Each
-// change replaces one endpoint's address by the change's marker address:
-// the endpoint count, and so every other network's gateway weight, stays
-// the same. All of them are built before any is served (discovery.New
+// Build builds the base ClusterSet and every change of the scenario. An
+// endpoint change replaces one endpoint's address by the change's marker
+// address: the endpoint count, and so every other network's gateway
+// weight, stays the same. A gateway change replaces a gateway address the
+// same way; a service change adds a service whose endpoints hold the
+// marker. All of them are built before any is served (discovery.New
 // normalises in place what consecutive sets share).
 func (sc Scenario) Build() (*discovery.ClusterSet, []Change, error) {
 	sc = sc.withDefaults()
+	if sc.Name == Idle {
+		sc.Changes = 0
+	}
 	if sc.Changes >= maxMarkers {
 		return nil, nil, fmt.Errorf("at most %d changes", maxMarkers-1)
+	}
+	if !slices.Contains(Scenarios, sc.Name) {
+		return nil, nil, fmt.Errorf("unknown scenario %q (want one of %v)", sc.Name, Scenarios)
 	}
 	base, err := gen.Generate(sc.Spec())
 	if err != nil {
 		return nil, nil, err
 	}
-	var changed []int // indices into Clusters
+	var changed []int // indices into Clusters where endpoints change
 	for i, c := range base.Clusters {
 		switch sc.Name {
-		case HotService:
+		case HotService, NewService, Gateway:
 			if c.Name == gen.ClusterName(0, 0) {
 				changed = append(changed, i)
 			}
@@ -120,9 +165,11 @@ func (sc Scenario) Build() (*discovery.ClusterSet, []Change, error) {
 			if c.Network != gen.NetworkName(sc.Networks-1) || sc.Networks == 1 {
 				changed = append(changed, i)
 			}
-		default:
-			return nil, nil, fmt.Errorf("unknown scenario %q (want %s or %s)", sc.Name, HotService, Churn)
 		}
+	}
+	var allNetworks []string
+	for n := range sc.Networks {
+		allNetworks = append(allNetworks, gen.NetworkName(n))
 	}
 	services := 1
 	if sc.Name == Churn {
@@ -131,39 +178,96 @@ func (sc Scenario) Build() (*discovery.ClusterSet, []Change, error) {
 	type key struct{ cluster, service int }
 	slots := map[key][]string{}
 	turns := map[key]int{}
+	var gwSlots []string // n0-c0's gateway addresses, by slot
+	endpointChanges := 0
 	cur := base.Clusters
 	changes := make([]Change, 0, sc.Changes)
 	for i := range sc.Changes {
-		ci := changed[i%len(changed)]
-		si := (i / len(changed)) % services
-		k := key{ci, si}
-		if _, ok := slots[k]; !ok {
-			for _, e := range cur[ci].Services[si].Endpoints {
-				slots[k] = append(slots[k], e.Address)
-			}
-		}
-		if len(slots[k]) == 0 {
-			return nil, nil, fmt.Errorf("cluster %s has no endpoint of service %s to change: use at least one endpoint per cluster", cur[ci].Name, cur[ci].Services[si].Name)
-		}
-		slot := turns[k] % len(slots[k])
-		turns[k]++
-		old := slots[k][slot]
-		slots[k][slot] = MarkerAddress(i)
-
 		next := slices.Clone(cur)
-		next[ci].Services = slices.Clone(cur[ci].Services)
-		svc := &next[ci].Services[si]
-		svc.Endpoints = slices.Clone(svc.Endpoints)
-		j := slices.IndexFunc(svc.Endpoints, func(e discovery.Endpoint) bool { return e.Address == old })
-		if j < 0 {
-			return nil, nil, fmt.Errorf("change %d: endpoint %s vanished", i, old)
+		var ch Change
+		switch {
+		case sc.Name == Gateway:
+			ci := changed[0]
+			gws := slices.Clone(cur[ci].Gateways)
+			if len(gws) == 0 {
+				return nil, nil, fmt.Errorf("cluster %s has no gateway", cur[ci].Name)
+			}
+			if gwSlots == nil {
+				for _, g := range gws {
+					gwSlots = append(gwSlots, g.Address)
+				}
+			}
+			old := gwSlots[i%len(gwSlots)]
+			gwSlots[i%len(gwSlots)] = MarkerAddress(i)
+			j := slices.IndexFunc(gws, func(g discovery.Gateway) bool { return g.Address == old })
+			if j < 0 {
+				return nil, nil, fmt.Errorf("change %d: gateway %s vanished", i, old)
+			}
+			gws[j].Address = MarkerAddress(i)
+			next[ci].Gateways = gws
+			var others []string
+			for _, n := range allNetworks {
+				if n != cur[ci].Network {
+					others = append(others, n)
+				}
+			}
+			ch = Change{Kind: KindGateway, Cluster: cur[ci].Name, Network: cur[ci].Network, Removed: old, Affected: others}
+		case sc.Name == NewService && i%2 == 0:
+			// A new service in every cluster, one endpoint each at the
+			// marker (the networks are distinct address spaces).
+			name, ns := fmt.Sprintf("new-%d", i), gen.NamespaceName(0)
+			vip := netip.AddrFrom4([4]byte{10, 200 + byte(i>>16), byte(i >> 8), byte(i)}).String()
+			for ci := range next {
+				next[ci].Services = append(slices.Clone(cur[ci].Services), discovery.Service{
+					Namespace: ns, Name: name, Type: discovery.ClusterSetIP, ClusterIP: vip,
+					Exported: true, ExportedAt: gen.Epoch.Add(time.Duration(ci) * time.Second),
+					Ports: []discovery.Port{{Name: "http", Port: 80, TargetPort: 8080, Protocol: "TCP", AppProtocol: "http"}},
+					Endpoints: []discovery.Endpoint{{
+						Address: MarkerAddress(i), Locality: cur[ci].Locality, Ready: true,
+						ServiceAccount: name, MTLS: true, Labels: map[string]string{"app": name},
+					}},
+				})
+			}
+			ch = Change{Kind: KindService, Cluster: "*", Network: "*", Service: ns + "/" + name, Affected: allNetworks}
+		default:
+			k := endpointChanges
+			endpointChanges++
+			ci := changed[k%len(changed)]
+			si := (k / len(changed)) % services
+			kk := key{ci, si}
+			if _, ok := slots[kk]; !ok {
+				// First change of this service here: its endpoints are the base's.
+				for _, e := range base.Clusters[ci].Services[si].Endpoints {
+					slots[kk] = append(slots[kk], e.Address)
+				}
+			}
+			if len(slots[kk]) == 0 {
+				return nil, nil, fmt.Errorf("cluster %s has no endpoint of service %s to change: use at least one endpoint per cluster", cur[ci].Name, base.Clusters[ci].Services[si].Name)
+			}
+			slot := turns[kk] % len(slots[kk])
+			turns[kk]++
+			old := slots[kk][slot]
+			slots[kk][slot] = MarkerAddress(i)
+			next[ci].Services = slices.Clone(cur[ci].Services)
+			// Services are sorted and new-service adds some: find the
+			// base's service si by key.
+			want := base.Clusters[ci].Services[si].Key()
+			sj := slices.IndexFunc(next[ci].Services, func(s discovery.Service) bool { return s.Key() == want })
+			svc := &next[ci].Services[sj]
+			svc.Endpoints = slices.Clone(svc.Endpoints)
+			j := slices.IndexFunc(svc.Endpoints, func(e discovery.Endpoint) bool { return e.Address == old })
+			if j < 0 {
+				return nil, nil, fmt.Errorf("change %d: endpoint %s vanished", i, old)
+			}
+			svc.Endpoints[j].Address = MarkerAddress(i)
+			ch = Change{Kind: KindEndpoint, Cluster: next[ci].Name, Network: next[ci].Network, Service: svc.Key().String(), Removed: old, Affected: []string{next[ci].Network}}
 		}
-		svc.Endpoints[j].Address = MarkerAddress(i)
 		cs, err := discovery.New(next)
 		if err != nil {
 			return nil, nil, fmt.Errorf("change %d: %w", i, err)
 		}
-		changes = append(changes, Change{Index: i, Cluster: next[ci].Name, Network: next[ci].Network, Service: svc.Key().String(), Removed: old, Set: cs})
+		ch.Index, ch.Set = i, cs
+		changes = append(changes, ch)
 		cur = cs.Clusters
 	}
 	return base, changes, nil
@@ -251,6 +355,7 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 	cpu = cpuSeconds()
 	t0 := time.Now()
 	var errs []error
+	prev := before
 	for i, ch := range changes {
 		if sc.Name == Churn {
 			if d := time.Until(t0.Add(time.Duration(float64(i) / sc.Rate * float64(time.Second)))); d > 0 {
@@ -259,15 +364,27 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 		}
 		res.Applied[i] = time.Now().UnixNano()
 		srv.Update(ch.Set)
-		if sc.Name == HotService {
-			if _, err := fleet.Await(i, []string{ch.Network}, sc.Timeout); err != nil {
-				errs = append(errs, err)
+		if sc.Name == Churn {
+			continue
+		}
+		if _, err := fleet.Await(i, ch.Affected, sc.Timeout); err != nil {
+			errs = append(errs, err)
+		}
+		if sc.Name == NewService {
+			// Attribute bytes to this change: let what trails the marker
+			// (LDS/RDS after EDS, other proxies' copies) land, then ask.
+			time.Sleep(sc.Settle)
+			cur, _, err := fleet.Report()
+			if err != nil {
+				return nil, err
 			}
+			res.addKind(ch.Kind, prev, cur)
+			prev = cur
 		}
 	}
 	if sc.Name == Churn {
 		for _, ch := range changes {
-			if _, err := fleet.Await(ch.Index, []string{ch.Network}, sc.Timeout); err != nil {
+			if _, err := fleet.Await(ch.Index, ch.Affected, sc.Timeout); err != nil {
 				errs = append(errs, err)
 			}
 		}

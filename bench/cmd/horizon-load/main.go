@@ -64,7 +64,7 @@ func ints(s string) ([]int, error) {
 func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenarios := fs.String("scenario", load.HotService, "scenarios, comma-separated: "+load.HotService+", "+load.Churn)
+	scenarios := fs.String("scenario", load.HotService, "scenarios, comma-separated: "+strings.Join(load.Scenarios, ", "))
 	proxies := fs.String("proxies", "100", "fleet sizes P, comma-separated")
 	endpoints := fs.String("endpoints", "10", "endpoints per service E, comma-separated")
 	modes := fs.String("mode", "sotw", "protocols, comma-separated: sotw, delta")
@@ -118,6 +118,9 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	if err := load.WriteTable(stdout, machine, results); err != nil {
+		return err
+	}
+	if err := load.WriteKinds(stdout, results); err != nil {
 		return err
 	}
 	return errors.Join(errs...)
