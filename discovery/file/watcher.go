@@ -111,7 +111,7 @@ func (s *watch) check() error {
 	}
 	if err != nil {
 		s.w.setLastError(err)
-		s.w.Metrics.rejected()
+		s.w.Metrics.reloads().Rejected()
 		if !initial { // the first error goes to Run's caller
 			msg := "ClusterSet file rejected; keeping the last good ClusterSet"
 			if errors.Is(err, os.ErrNotExist) {
@@ -122,7 +122,7 @@ func (s *watch) check() error {
 		return err
 	}
 	s.w.setLastError(nil)
-	s.w.Metrics.ok(time.Now())
+	s.w.Metrics.reloads().OK(time.Now())
 	if cs.Version() == s.version {
 		s.log.Info("ClusterSet file reloaded, no change", "version", s.version)
 		return nil

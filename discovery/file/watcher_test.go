@@ -144,7 +144,7 @@ func (h *harness) stop(t *testing.T) {
 }
 
 func (h *harness) reloads(result string) float64 {
-	return testutil.ToFloat64(h.metrics.reloads.WithLabelValues(result))
+	return testutil.ToFloat64(h.metrics.Count(result))
 }
 
 func TestWatcher(t *testing.T) {
@@ -158,7 +158,7 @@ func TestWatcher(t *testing.T) {
 	if err := h.w.LastError(); err != nil {
 		t.Errorf("LastError after the first load = %v", err)
 	}
-	if got := testutil.ToFloat64(h.metrics.lastSuccess); got <= 0 {
+	if got := testutil.ToFloat64(h.metrics.LastSuccess()); got <= 0 {
 		t.Errorf("last success timestamp = %v, want > 0", got)
 	}
 
@@ -298,7 +298,7 @@ func TestWatcherInitialError(t *testing.T) {
 		if w.LastError() == nil {
 			t.Errorf("%s: LastError = nil", tc.path)
 		}
-		if got := testutil.ToFloat64(m.reloads.WithLabelValues("rejected")); got != 1 {
+		if got := testutil.ToFloat64(m.Count("rejected")); got != 1 {
 			t.Errorf("%s: rejected reloads = %v, want 1", tc.path, got)
 		}
 		if _, err := w.Load(); err == nil {
@@ -324,22 +324,22 @@ func TestWatcherLoad(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	m := NewMetrics(reg)
-	m.ok(time.Unix(1700000000, 0))
-	m.rejected()
-	m.rejected()
+	m.OK(time.Unix(1700000000, 0))
+	m.Rejected()
+	m.Rejected()
 	if n, err := testutil.GatherAndCount(reg, "horizon_file_reloads_total", "horizon_file_last_reload_success_timestamp_seconds"); err != nil || n != 3 {
 		t.Errorf("GatherAndCount = %d, %v; want 3 series", n, err)
 	}
 	for result, want := range map[string]float64{"ok": 1, "rejected": 2} {
-		if got := testutil.ToFloat64(m.reloads.WithLabelValues(result)); got != want {
+		if got := testutil.ToFloat64(m.Count(result)); got != want {
 			t.Errorf("reloads{result=%q} = %v, want %v", result, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(m.lastSuccess); got != 1700000000 {
+	if got := testutil.ToFloat64(m.LastSuccess()); got != 1700000000 {
 		t.Errorf("last success = %v", got)
 	}
 
 	var none *Metrics // nil records nothing, without panicking
-	none.ok(time.Now())
-	none.rejected()
+	none.reloads().OK(time.Now())
+	none.reloads().Rejected()
 }

@@ -1,16 +1,15 @@
 package policyfile
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/horizonmesh/horizon/discovery/filewatch"
 )
 
 // Metrics counts a Watcher's reloads. A nil *Metrics records nothing.
 type Metrics struct {
-	reloads     *prometheus.CounterVec
-	lastSuccess prometheus.Gauge
-	mismatches  prometheus.Gauge
+	*filewatch.Reloads
+	mismatches prometheus.Gauge
 }
 
 // NewMetrics creates the policy metrics and registers them with reg (unless
@@ -24,40 +23,23 @@ type Metrics struct {
 //     names went away), else 0
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_policy_reloads_total",
-			Help: "Checks of the failover policy file, by result: ok, or rejected (unreadable or invalid; the last good policy stays).",
-		}, []string{"result"}),
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "horizon_policy_last_reload_success_timestamp_seconds",
-			Help: "Unix time of the last check of the failover policy file that succeeded.",
-		}),
+		Reloads: filewatch.NewReloads(reg, "horizon_policy", "the failover policy file"),
 		mismatches: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "horizon_policy_topology_mismatch",
 			Help: "1 while the serving failover policy names clusters or localities the current ClusterSet lacks.",
 		}),
 	}
-	m.reloads.WithLabelValues("ok")
-	m.reloads.WithLabelValues("rejected")
 	if reg != nil {
-		reg.MustRegister(m.reloads, m.lastSuccess, m.mismatches)
+		reg.MustRegister(m.mismatches)
 	}
 	return m
 }
 
-func (m *Metrics) ok(now time.Time) {
+func (m *Metrics) reloads() *filewatch.Reloads {
 	if m == nil {
-		return
+		return nil
 	}
-	m.reloads.WithLabelValues("ok").Inc()
-	m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
-}
-
-func (m *Metrics) rejected() {
-	if m == nil {
-		return
-	}
-	m.reloads.WithLabelValues("rejected").Inc()
+	return m.Reloads
 }
 
 func (m *Metrics) mismatch(on bool) {

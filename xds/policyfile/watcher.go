@@ -192,7 +192,7 @@ func (s *watch) check(force bool) error {
 	now := time.Now()
 	s.lastErr = err
 	if err != nil {
-		s.w.Metrics.rejected()
+		s.w.Metrics.reloads().Rejected()
 		mismatch := seen == s.good // the serving file, failing a new topology
 		s.w.Metrics.mismatch(mismatch)
 		s.w.mu.Lock()
@@ -212,7 +212,7 @@ func (s *watch) check(force bool) error {
 		return err
 	}
 	s.good = seen
-	s.w.Metrics.ok(now)
+	s.w.Metrics.reloads().OK(now)
 	s.w.Metrics.mismatch(false)
 	var warnings []string
 	for _, e := range pol.Warnings {

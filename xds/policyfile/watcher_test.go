@@ -61,7 +61,7 @@ func TestWatcher(t *testing.T) {
 		Metrics:      metrics,
 		PollInterval: 50 * time.Millisecond,
 	}
-	reloads := func(result string) float64 { return testutil.ToFloat64(metrics.reloads.WithLabelValues(result)) }
+	reloads := func(result string) float64 { return testutil.ToFloat64(metrics.Count(result)) }
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -78,8 +78,8 @@ func TestWatcher(t *testing.T) {
 	if got := p.LookupHost("echo.demo.svc.clusterset.local").ConnectTimeout; got != time.Second {
 		t.Fatalf("v1 connectTimeout = %v", got)
 	}
-	if testutil.ToFloat64(metrics.lastSuccess) <= 0 || reloads("ok") != 1 {
-		t.Errorf("after the first load: ok=%v lastSuccess=%v", reloads("ok"), testutil.ToFloat64(metrics.lastSuccess))
+	if testutil.ToFloat64(metrics.LastSuccess()) <= 0 || reloads("ok") != 1 {
+		t.Errorf("after the first load: ok=%v lastSuccess=%v", reloads("ok"), testutil.ToFloat64(metrics.LastSuccess()))
 	}
 
 	t.Log("a bad edit: rejected, the last good policy stays")
