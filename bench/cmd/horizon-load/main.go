@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,6 +70,8 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	endpoints := fs.String("endpoints", "10", "endpoints per service E, comma-separated")
 	modes := fs.String("mode", "sotw", "protocols, comma-separated: sotw, delta")
 	services := fs.Int("services", 0, "services (0: 1 for hot-service, 10 for churn)")
+	networks := fs.Int("networks", 0, "networks, one gateway'd network per cluster group (0: 4)")
+	clustersPerNetwork := fs.Int("clusters-per-network", 0, "clusters per network (0: 1)")
 	changes := fs.Int("changes", 20, "changes per scenario")
 	rate := fs.Float64("rate", 10, "churn: changes per second")
 	conns := fs.Int("conns", 0, "gRPC connections the fleet shares (0: one per 50 proxies)")
@@ -76,8 +79,20 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	storm := fs.Bool("storm", true, "end each scenario with a reconnect storm")
 	timeout := fs.Duration("timeout", 2*time.Minute, "longest wait for a sync or a change")
 	verbose := fs.Bool("v", false, "log progress to stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write the server's CPU profile (every scenario) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ps, err := ints(*proxies)
 	if err != nil {
@@ -100,6 +115,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				for _, e := range es {
 					sc := load.Scenario{
 						Name: name, Proxies: p, Endpoints: e, Services: *services, Changes: *changes, Rate: *rate,
+						Networks: *networks, ClustersPerNetwork: *clustersPerNetwork,
 						Delta: mode == "delta", Conns: *conns, Debounce: *debounce, Storm: *storm, Timeout: *timeout,
 					}
 					log.Info("scenario", "name", name, "mode", mode, "proxies", p, "endpoints", e)
