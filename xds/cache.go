@@ -398,19 +398,27 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 		if !ok {
 			continue
 		}
+		prev := v.types
 		if err := v.publish(r.res, input); err != nil {
 			c.metrics.buildError()
 			errs = append(errs, fmt.Errorf("view %s: %w", r.group, err))
 			continue
 		}
-		c.notifyLocked(v)
+		c.notifyLocked(v, prev)
 	}
 	return errors.Join(errs...)
 }
 
-func (c *Cache) notifyLocked(v *view) {
+// notifyLocked answers the watches of a view just published over prev. A
+// watch waits only while the published state holds nothing new for it, so
+// a type whose version (a hash of every resource's content) is unchanged
+// has nothing for any of its watches, and is skipped.
+func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
 	for _, typeURL := range TypeURLs {
 		ts := v.types[typeURL]
+		if old := prev[typeURL]; old != nil && old.version == ts.version {
+			continue
+		}
 		for id, w := range v.sotw {
 			if w.req.GetTypeUrl() != typeURL {
 				continue
