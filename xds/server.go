@@ -31,12 +31,13 @@ type Options struct {
 	// a policy file, so that no proxy is served views without it (horizon
 	// serve --policy, whose watcher fails the process if the file is bad).
 	AwaitPolicyFile bool
-	// Debounce is how long a ClusterSet change waits for others to join it
-	// before views are rendered. 0 means DefaultDebounce.
+	// Debounce is the shortest interval between two renders of the views:
+	// changes within it are coalesced (see Run). 0 means DefaultDebounce.
 	Debounce time.Duration
 }
 
-// DefaultDebounce coalesces bursts of changes without adding noticeable delay.
+// DefaultDebounce bounds how often views are rendered during a burst of
+// changes; an isolated change is not delayed by it (see Run).
 const DefaultDebounce = 20 * time.Millisecond
 
 // Server renders views from the latest ClusterSet and serves them over ADS
@@ -55,6 +56,7 @@ type Server struct {
 	pendingPolicy *policyfile.Policy // from SetPolicy, not yet applied
 	pending       *discovery.ClusterSet
 	current       *discovery.ClusterSet
+	applied       time.Time // when Apply last finished
 	kick          chan struct{}
 	streams       map[streamKey]*stream
 }
@@ -146,15 +148,18 @@ func (s *Server) Apply(cs *discovery.ClusterSet) error {
 	s.mu.Unlock()
 	err := s.cache.Render(cs, version, labelKeys)
 	s.mu.Lock()
-	s.current = cs
+	s.current, s.applied = cs, time.Now()
 	s.mu.Unlock()
 	s.metrics.pushDone(time.Since(start).Seconds(), cs.Version())
 	s.log.Info("clusterset applied", "version", cs.Version(), "clusters", len(cs.Clusters), "exports", len(cs.Exports), "duration", time.Since(start))
 	return err
 }
 
-// Run applies updates until ctx is done. A change waits at most one debounce
-// interval, however many follow it.
+// Run applies updates until ctx is done. Views are rendered at most once per
+// debounce interval: a change that comes after a quiet interval is applied
+// at once, and changes that come sooner wait for the interval to end and are
+// applied together, from the latest. So a change waits at most one debounce
+// interval, however many follow it, and an isolated one does not wait.
 func (s *Server) Run(ctx context.Context) error {
 	evict := time.NewTicker(time.Minute)
 	defer evict.Stop()
@@ -165,12 +170,17 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-evict.C:
 			s.cache.Evict(time.Now().Add(-5 * time.Minute))
 		case <-s.kick:
-			timer := time.NewTimer(s.debounce)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return nil
-			case <-timer.C:
+			s.mu.Lock()
+			wait := s.debounce - time.Since(s.applied)
+			s.mu.Unlock()
+			if wait > 0 {
+				timer := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return nil
+				case <-timer.C:
+				}
 			}
 			s.mu.Lock()
 			cs, current := s.pending, s.current

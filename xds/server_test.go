@@ -384,6 +384,38 @@ func TestUpdatesAreDebounced(t *testing.T) {
 	}
 }
 
+// TestIsolatedUpdateIsNotDelayed: the debounce bounds how often views are
+// rendered, not how long an isolated change waits. With an interval of an
+// hour, the first change after a quiet interval is still applied, and the
+// one right after it waits.
+func TestIsolatedUpdateIsNotDelayed(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := NewServer(ctx, Options{Debounce: time.Hour})
+	done := make(chan error)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	first := h.clusterSet([]string{"{address: 10.0.1.2}"})
+	srv.Update(first)
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Current() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("an isolated update waited for the debounce interval (an hour)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := srv.Current().Version(); got != first.Version() {
+		t.Fatalf("serving %s, want %s", got, first.Version())
+	}
+	second := h.clusterSet([]string{"{address: 10.0.1.3}"})
+	srv.Update(second)
+	time.Sleep(quiet)
+	if got := srv.Current().Version(); got != first.Version() {
+		t.Fatalf("an update within the debounce interval was applied at once (serving %s)", got)
+	}
+}
+
 func histogramCount(t *testing.T, c prometheus.Collector) uint64 {
 	t.Helper()
 	ch := make(chan prometheus.Metric, 1)
