@@ -7,8 +7,6 @@ package discovery
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -246,6 +244,9 @@ type ClusterSet struct {
 	byName   map[string]int     // cluster name -> index
 	byExport map[ServiceKey]int // key -> index in Exports
 	version  string
+	// digests hold each cluster's share of each service's content hash,
+	// by cluster name, then service (see ServiceDigest).
+	digests map[string]map[ServiceKey]Digest
 }
 
 // New validates clusters, sorts everything, merges exports and fingerprints
@@ -470,50 +471,6 @@ func (cs *ClusterSet) Networks() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// fingerprint hashes a canonical rendering of the ClusterSet. Everything it
-// walks is already sorted; maps are rendered in key order.
-func fingerprint(cs *ClusterSet) string {
-	h := sha256.New()
-	w := func(parts ...string) {
-		for _, p := range parts {
-			h.Write([]byte(strconv.Quote(p)))
-		}
-		h.Write([]byte{'\n'})
-	}
-	loc := func(l Locality) string { return l.String() }
-	for _, c := range cs.Clusters {
-		w("cluster", c.Name, c.Network, loc(c.Locality), strconv.FormatBool(c.Stale))
-		for _, g := range c.Gateways {
-			w("gw", g.String())
-		}
-		keys := make([]ServiceKey, 0, len(c.ImportIPs))
-		for k := range c.ImportIPs {
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, ServiceKey.Compare)
-		for _, k := range keys {
-			w(append([]string{"import", k.String()}, c.ImportIPs[k]...)...)
-		}
-		for _, s := range c.Services {
-			w("svc", s.Namespace, s.Name, string(s.Type), s.ClusterIP, s.SessionAffinity, strconv.FormatBool(s.Exported), s.ExportedAt.UTC().Format(time.RFC3339Nano))
-			for _, p := range s.Ports {
-				w("port", p.Name, strconv.Itoa(int(p.Port)), strconv.Itoa(int(p.TargetPort)), p.Protocol, p.AppProtocol)
-			}
-			for _, e := range s.Endpoints {
-				w("ep", e.Address, loc(e.Locality), strconv.FormatBool(e.Ready), strconv.FormatBool(e.Serving),
-					strconv.FormatBool(e.Terminating), e.ServiceAccount, strconv.FormatBool(e.MTLS))
-				for _, k := range sortedKeys(e.Ports) {
-					w("epport", k, strconv.Itoa(int(e.Ports[k])))
-				}
-				for _, k := range sortedKeys(e.Labels) {
-					w("label", k, e.Labels[k])
-				}
-			}
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func sortedKeys[V any](m map[string]V) []string {
