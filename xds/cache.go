@@ -32,7 +32,9 @@ import (
 type Cache struct {
 	log     *slog.Logger
 	metrics *Metrics
-	build   func(*discovery.ClusterSet, Group) (*Resources, error)
+	// build renders a view; prev is the view's last published render, nil
+	// for a new view (see translate).
+	build func(cs *discovery.ClusterSet, g Group, prev *Resources) (*Resources, error)
 
 	mu sync.Mutex
 	cs *discovery.ClusterSet
@@ -75,6 +77,12 @@ type deltaWatch struct {
 // NewCache returns a cache that renders views with build, typically
 // Translate followed by Check.
 func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group) (*Resources, error)) *Cache {
+	return newCache(log, m, func(cs *discovery.ClusterSet, g Group, _ *Resources) (*Resources, error) { return build(cs, g) })
+}
+
+// newCache is NewCache for a build function that reuses the view's previous
+// render (the server's).
+func newCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group, *Resources) (*Resources, error)) *Cache {
 	return &Cache{log: log, metrics: m, build: build, views: map[Group]*view{}}
 }
 
@@ -105,7 +113,7 @@ func (c *Cache) viewLocked(g Group) (*view, error) {
 		v.lastUsed = time.Now()
 		return v, nil
 	}
-	res, err := c.build(c.cs, g)
+	res, err := c.build(c.cs, g, nil)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "render view %s: %v", g, err)
 	}
@@ -118,11 +126,13 @@ func (c *Cache) viewLocked(g Group) (*view, error) {
 	return v, nil
 }
 
-// publish replaces the view's resources, marshalling each once.
+// publish replaces the view's resources, marshalling each once: a resource
+// the render took over from the previous one (the same message) keeps its
+// entry.
 func (v *view) publish(res *Resources, input string) error {
 	types := make(map[string]*typeState, len(TypeURLs))
 	for _, typeURL := range TypeURLs {
-		ts, err := newTypeState(typeURL, res.ByType(typeURL))
+		ts, err := newTypeState(typeURL, res.ByType(typeURL), v.types[typeURL])
 		if err != nil {
 			return err
 		}
@@ -364,28 +374,28 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 	input := cs.Version() + "\x00" + version
 	c.mu.Lock()
 	c.cs, c.input, c.labelKeys = cs, input, labelKeys
-	groups := make([]Group, 0, len(c.views))
-	for g, v := range c.views {
-		if v.input != input {
-			groups = append(groups, g)
-		}
-	}
-	c.mu.Unlock()
-
 	type rendered struct {
 		group Group
 		res   *Resources
 	}
+	stale := make([]rendered, 0, len(c.views)) // each view with its last render
+	for g, v := range c.views {
+		if v.input != input {
+			stale = append(stale, rendered{g, v.res})
+		}
+	}
+	c.mu.Unlock()
+
 	var out []rendered
 	var errs []error
-	for _, g := range groups {
-		res, err := c.build(cs, g)
+	for _, r := range stale {
+		res, err := c.build(cs, r.group, r.res)
 		if err != nil {
 			c.metrics.buildError()
-			errs = append(errs, fmt.Errorf("view %s: %w", g, err))
+			errs = append(errs, fmt.Errorf("view %s: %w", r.group, err))
 			continue
 		}
-		out = append(out, rendered{g, res})
+		out = append(out, rendered{r.group, res})
 	}
 
 	c.mu.Lock()

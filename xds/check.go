@@ -32,6 +32,9 @@ func Check(r *Resources, cs *discovery.ClusterSet, g Group) error {
 				fail("%s %q: defined twice", shortType(typeURL), name)
 			}
 			seen[name] = true
+			if r.reused[res] {
+				continue // validated when it was first rendered (memo.go)
+			}
 			if v, ok := res.(validator); ok {
 				if err := v.ValidateAll(); err != nil {
 					fail("%s %q: %w", shortType(typeURL), name, err)

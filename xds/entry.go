@@ -49,9 +49,19 @@ type typeState struct {
 	version string   // hash of every (name, version): the type's system version
 }
 
-func newTypeState(typeURL string, resources []types.Resource) (*typeState, error) {
+// newTypeState marshals a view's resources of one type. A resource that is
+// the very message prev holds under its name (the render reused it) keeps
+// prev's entry: published messages are never modified.
+func newTypeState(typeURL string, resources []types.Resource, prev *typeState) (*typeState, error) {
 	ts := &typeState{typeURL: typeURL, entries: make(map[string]*entry, len(resources))}
 	for _, r := range resources {
+		if prev != nil {
+			if e := prev.entries[resourceName(r)]; e != nil && e.msg == r {
+				ts.entries[e.name] = e
+				ts.names = append(ts.names, e.name)
+				continue
+			}
+		}
 		e, err := newEntry(typeURL, r)
 		if err != nil {
 			return nil, err

@@ -58,38 +58,47 @@ func ServerListenerName(host string, port uint32) string {
 // uses.
 func (t *translator) proxyless() {
 	for _, h := range t.services() {
-		target := h.host + ":" + strconv.Itoa(int(h.port.Port))
-		set := t.policy.settings(h.key, h.scope)
-		t.out.Listeners = append(t.out.Listeners, apiListener(target))
-		t.out.Routes = append(t.out.Routes, &route.RouteConfiguration{
-			Name: target,
-			VirtualHosts: []*route.VirtualHost{{
-				Name:    target,
-				Domains: []string{target, h.host},
-				Routes:  []*route.Route{clusterRoute(h.name(), t.proxylessRetries(&h, set.Retries))},
-			}},
-		})
-		cla := t.loadAssignment(&h)
-		c := &cluster.Cluster{
-			Name:                 h.name(),
-			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
-			EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
-			ConnectTimeout:       durationpb.New(set.ConnectTimeout),
-			LbPolicy:             cluster.Cluster_ROUND_ROBIN,
-		}
-		if set.OutlierDetection != nil {
-			t.notef("%s: outlier detection is not sent to proxyless gRPC: grpc-go implements only success-rate and failure-percentage ejection, not consecutive errors", h.host)
-		}
-		if meshBacked(&h) {
-			c.TransportSocket = typedSocket(wellknown.TransportSocketTLS, t.proxylessUpstreamTLS(&h))
-			if n := t.plaintextEndpoints(&h); n > 0 {
-				t.notef("%s: %d endpoints without mutual TLS share a cluster with mesh workloads; a proxyless client's TLS handshake with them fails", h.name(), n)
-			}
-		}
-		t.out.Clusters = append(t.out.Clusters, c)
-		t.out.Endpoints = append(t.out.Endpoints, cla)
+		r := t.host(&h, func(r *hostResult) { t.proxylessHost(&h, r) })
+		t.out.Listeners = append(t.out.Listeners, r.listener)
+		t.out.Routes = append(t.out.Routes, r.route)
+		t.out.Clusters = append(t.out.Clusters, r.cluster)
+		t.out.Endpoints = append(t.out.Endpoints, r.cla)
 	}
 	t.out.Listeners = append(t.out.Listeners, t.serverListeners()...)
+}
+
+// proxylessHost renders a proxyless client's listener, route, cluster and
+// assignment for one host and port.
+func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
+	target := h.host + ":" + strconv.Itoa(int(h.port.Port))
+	set := t.policy.settings(h.key, h.scope)
+	r.listener = apiListener(target)
+	r.route = &route.RouteConfiguration{
+		Name: target,
+		VirtualHosts: []*route.VirtualHost{{
+			Name:    target,
+			Domains: []string{target, h.host},
+			Routes:  []*route.Route{clusterRoute(h.name(), t.proxylessRetries(h, set.Retries))},
+		}},
+	}
+	r.cla = t.loadAssignment(h)
+	c := &cluster.Cluster{
+		Name:                 h.name(),
+		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
+		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
+		ConnectTimeout:       durationpb.New(set.ConnectTimeout),
+		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
+	}
+	if set.OutlierDetection != nil {
+		t.notef("%s: outlier detection is not sent to proxyless gRPC: grpc-go implements only success-rate and failure-percentage ejection, not consecutive errors", h.host)
+	}
+	if meshBacked(h) {
+		c.TransportSocket = typedSocket(wellknown.TransportSocketTLS, t.proxylessUpstreamTLS(h))
+		if n := t.plaintextEndpoints(h); n > 0 {
+			t.notef("%s: %d endpoints without mutual TLS share a cluster with mesh workloads; a proxyless client's TLS handshake with them fails", h.name(), n)
+		}
+	}
+	r.cluster = c
 }
 
 // meshBacked reports whether any endpoint behind a host and port is a mesh

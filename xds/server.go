@@ -74,15 +74,17 @@ func NewServer(ctx context.Context, o Options) *Server {
 		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce, awaitPolicy: o.AwaitPolicyFile,
 		kick: make(chan struct{}, 1), streams: map[streamKey]*stream{},
 	}
-	s.cache = NewCache(o.Logger, o.Metrics, s.render)
+	s.cache = newCache(o.Logger, o.Metrics, s.render)
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
 }
 
-// render is Translate followed by Check: what a view must pass to be published.
-func (s *Server) render(cs *discovery.ClusterSet, g Group) (*Resources, error) {
+// render is Translate followed by Check: what a view must pass to be
+// published. prev, the view's last published render, lets it reuse what is
+// unchanged (see memo.go).
+func (s *Server) render(cs *discovery.ClusterSet, g Group, prev *Resources) (*Resources, error) {
 	start := time.Now()
-	res, err := Translate(cs, g, s.Policy())
+	res, err := translate(cs, g, s.Policy(), prev)
 	if err == nil {
 		err = Check(res, cs, g)
 	}

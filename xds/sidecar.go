@@ -55,13 +55,20 @@ func (t *translator) sidecar() {
 	httpPorts := map[uint32][]*hostPort{}
 	for i := range hosts {
 		h := &hosts[i]
-		t.out.Clusters = append(t.out.Clusters, t.sidecarCluster(h))
-		t.out.Endpoints = append(t.out.Endpoints, t.loadAssignment(h))
+		r := t.host(h, func(r *hostResult) {
+			r.cluster = t.sidecarCluster(h)
+			r.cla = t.loadAssignment(h)
+			if !h.port.IsHTTP() && h.clusterIP != "" {
+				r.listener = t.tcpListener(h)
+			}
+		})
+		t.out.Clusters = append(t.out.Clusters, r.cluster)
+		t.out.Endpoints = append(t.out.Endpoints, r.cla)
 		switch {
 		case h.port.IsHTTP():
 			httpPorts[h.port.Port] = append(httpPorts[h.port.Port], h)
 		case h.clusterIP != "":
-			t.out.Listeners = append(t.out.Listeners, t.tcpListener(h))
+			t.out.Listeners = append(t.out.Listeners, r.listener)
 		default:
 			t.notef("%s: TCP port without a virtual IP; reachable only through a headless address", h.name())
 		}

@@ -33,6 +33,11 @@ type Resources struct {
 	// fixedWeights names the assignments whose locality weights the policy
 	// fixes (distribute) rather than their endpoints' weights; Check allows them.
 	fixedWeights map[string]bool
+	// memo is what this render made of each host and port, for the next
+	// render of the view (see memo.go); reused holds the messages taken
+	// from the previous render, which Check validated then.
+	memo   *hostMemo
+	reused map[types.Resource]bool
 }
 
 // TypeURLs lists the resource types Horizon serves, in push order.
@@ -65,13 +70,25 @@ func (r *Resources) ByType(typeURL string) []types.Resource {
 // Translate renders the resources of one view. It is pure: the same
 // ClusterSet, group and policy always give byte-equal resources.
 func Translate(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) {
+	return translate(cs, g, p, nil)
+}
+
+// translate is Translate reusing what prev, the view's last published
+// render, made of every host and port whose inputs are unchanged (memo.go).
+// The result is byte-equal to Translate's.
+func translate(cs *discovery.ClusterSet, g Group, p Policy, prev *Resources) (*Resources, error) {
 	if _, ok := cs.Cluster(g.Cluster); !ok {
 		return nil, fmt.Errorf("view %s: cluster %q is not in the ClusterSet", g, g.Cluster)
 	}
 	if _, err := ParseSVIDProvider(string(p.SVIDProvider)); err != nil {
 		return nil, fmt.Errorf("view %s: policy: %w", g, err)
 	}
-	t := &translator{cs: cs, group: g, policy: p, out: &Resources{}}
+	t := &translator{cs: cs, group: g, policy: p, out: &Resources{reused: map[types.Resource]bool{}}}
+	t.memo = &hostMemo{policy: p, group: g, hosts: map[string]*hostResult{}}
+	t.out.memo = t.memo
+	if m := prev.memoFor(g, p); m != nil {
+		t.prev = m
+	}
 	switch g.Role {
 	case Sidecar:
 		t.sidecar()
@@ -114,10 +131,26 @@ type translator struct {
 	policy Policy
 	out    *Resources
 	noted  map[string]bool
+	// prev is the previous render's memo, when it is of the same group and
+	// policy; memo is this render's. capture collects the notes made while
+	// a host is rendered, for the memo.
+	prev, memo *hostMemo
+	capture    *[]string
+}
+
+// memoFor returns r's memo if r was rendered for group g under policy p.
+func (r *Resources) memoFor(g Group, p Policy) *hostMemo {
+	if r == nil || r.memo == nil || r.memo.group != g || r.memo.policy != p {
+		return nil
+	}
+	return r.memo
 }
 
 func (t *translator) notef(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	if t.capture != nil {
+		*t.capture = append(*t.capture, msg)
+	}
 	if t.noted == nil {
 		t.noted = map[string]bool{}
 	}

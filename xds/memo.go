@@ -1,0 +1,114 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/horizonmesh/horizon/discovery"
+)
+
+// Incremental rendering. A change usually touches one service, yet every
+// view is rendered again. What a view renders for one host and port (its
+// cluster, assignment, and listener or route) depends only on the view's
+// group and policy and on that host and port's own inputs: its name, port,
+// virtual IP, and each backing cluster's share of the service, whose
+// content hash discovery records (ClusterSet.ServiceDigest). So a render
+// remembers, per host and port, the digest of those inputs and what it
+// made of them; the next render of the same view, under the same policy,
+// takes the same messages back for every host whose digest is unchanged.
+// Those messages are immutable once published, so the cache reuses their
+// marshalled entries too (newTypeState) and Check does not validate them
+// again. Everything else (routes per port, listeners per port, the fixed
+// clusters and listeners) is small and rendered every time.
+
+// hostMemo is what one render made of each host and port.
+type hostMemo struct {
+	policy Policy
+	group  Group
+	hosts  map[string]*hostResult // by Envoy cluster name
+}
+
+// hostResult is what a view renders for one host and port.
+type hostResult struct {
+	digest   discovery.Digest
+	cluster  *cluster.Cluster
+	cla      *endpoint.ClusterLoadAssignment
+	listener *listener.Listener        // a sidecar's TCP listener, a proxyless API listener
+	route    *route.RouteConfiguration // proxyless
+	notes    []string                  // what rendering it noted
+	fixed    bool                      // the assignment's weights are the policy's (Resources.fixedWeights)
+}
+
+// hostDigest hashes the inputs of a host and port; ok is false when a
+// backend has no recorded digest (then nothing is reused or remembered).
+func (t *translator) hostDigest(h *hostPort) (d discovery.Digest, ok bool) {
+	b := make([]byte, 0, 128+len(h.backends)*48)
+	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
+	num := func(n uint64) { b = binary.AppendUvarint(b, n) }
+	str(h.host)
+	str(h.key.Namespace)
+	str(h.key.Name)
+	num(uint64(h.scope))
+	str(h.port.Name)
+	num(uint64(h.port.Port))
+	num(uint64(h.port.TargetPort))
+	str(h.port.Protocol)
+	str(h.port.AppProtocol)
+	str(h.clusterIP)
+	num(uint64(len(h.backends)))
+	for _, be := range h.backends {
+		sd, ok := t.cs.ServiceDigest(be.cluster.Name, h.key)
+		if !ok {
+			return d, false
+		}
+		str(be.cluster.Name)
+		b = append(b, sd[:]...)
+	}
+	sum := sha256.Sum256(b)
+	return discovery.Digest(sum[:16]), true
+}
+
+// host returns what the view renders for h: the previous render's result
+// when its inputs are unchanged, or what build makes now (remembered for
+// the next render).
+func (t *translator) host(h *hostPort, build func(*hostResult)) *hostResult {
+	name := h.name()
+	d, ok := t.hostDigest(h)
+	if ok && t.prev != nil {
+		if r := t.prev.hosts[name]; r != nil && r.digest == d {
+			for _, n := range r.notes {
+				t.notef("%s", n)
+			}
+			t.memo.hosts[name] = r
+			if r.fixed {
+				if t.out.fixedWeights == nil {
+					t.out.fixedWeights = map[string]bool{}
+				}
+				t.out.fixedWeights[name] = true
+			}
+			t.out.reused[r.cluster] = true
+			t.out.reused[r.cla] = true
+			if r.listener != nil {
+				t.out.reused[r.listener] = true
+			}
+			if r.route != nil {
+				t.out.reused[r.route] = true
+			}
+			return r
+		}
+	}
+	r := &hostResult{digest: d}
+	t.capture = &r.notes
+	build(r)
+	t.capture = nil
+	r.fixed = t.out.fixedWeights[name]
+	if ok {
+		t.memo.hosts[name] = r
+	}
+	return r
+}
