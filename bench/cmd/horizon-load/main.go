@@ -4,6 +4,8 @@
 //	horizon-load run [flags]    serve scenarios from an in-process Horizon and
 //	                            drive a fleet in a child process (this binary,
 //	                            re-executed as "fleet"); print a table
+//	horizon-load kube [flags]   the same changes through real kube-apiservers
+//	                            (bench/kube; needs make kube-tools)
 //	horizon-load fleet [flags]  run a fleet: driven over stdin/stdout by "run",
 //	                            or, with -standalone, against any Horizon
 package main
@@ -39,15 +41,17 @@ func main() {
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: horizon-load run|fleet [flags] (-h for flags)")
+		return errors.New("usage: horizon-load run|fleet|kube [flags] (-h for flags)")
 	}
 	switch args[0] {
 	case "run":
 		return runScenarios(ctx, args[1:], stdout, stderr)
 	case "fleet":
 		return runFleet(ctx, args[1:], stdin, stdout, stderr)
+	case "kube":
+		return runKube(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q: want run or fleet", args[0])
+	return fmt.Errorf("unknown command %q: want run, fleet or kube", args[0])
 }
 
 func ints(s string) ([]int, error) {
