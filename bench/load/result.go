@@ -208,7 +208,7 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# machine: %s\n", machine)
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tstorm peak heap\tB/change cds/eds/lds/rds\tCDS B on ep. changes\t")
+	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tpeak/steady RSS\tstorm peak heap\tB/change cds/eds/lds/rds\tCDS B on ep. changes\t")
 	for _, r := range results {
 		sc := r.Scenario
 		mode := "sotw"
@@ -222,20 +222,24 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 			perProxy = fmt.Sprintf("%.0f", cpu/r.Affected*1e6)
 		}
 		rss, heap := r.MemPerProxy()
-		storm, peakRSS, peakHeap := "–", "–", "–"
+		storm, peakRSS, ratio, peakHeap := "–", "–", "–", "–"
 		if sc.Storm {
 			storm, peakRSS, peakHeap = ms(r.StormTime), mib(r.StormPeak.RSS), mib(r.StormPeak.Heap)
+			if r.Idle1.RSS > 0 {
+				// Steady state: the server's RSS with the fleet connected and idle.
+				ratio = fmt.Sprintf("%.2f", float64(r.StormPeak.RSS)/float64(r.Idle1.RSS))
+			}
 		}
 		unaff := fmt.Sprintf("%d (%d proxies)", r.UnaffectedBytes, r.UnaffectedProxies)
 		cdsOnEp := "–"
 		if r.ByKind[KindEndpoint] != nil || sc.Name == HotService || sc.Name == Churn {
 			cdsOnEp = strconv.FormatInt(r.CDSOnEndpointChanges, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			sc.Name, mode, sc.Proxies, sc.Endpoints, sc.Services, len(r.Changes),
 			len(r.Latencies), len(r.Changes), ms(r.P50), ms(r.P99), ms(r.Max),
 			cpu, perProxy, float64(r.Bytes)/n, unaff, r.UnaffectedEDSBytes,
-			kib(heap), kib(rss), ms(r.SyncTime), storm, peakRSS, peakHeap, byType(r.BytesByType, n), cdsOnEp)
+			kib(heap), kib(rss), ms(r.SyncTime), storm, peakRSS, ratio, peakHeap, byType(r.BytesByType, n), cdsOnEp)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
