@@ -265,6 +265,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	grpcOpts := []grpc.ServerOption{
+		// Responses share the views' marshalled resources instead of copying them.
+		grpc.ForceServerCodecV2(xds.Codec()),
 		grpc.StreamInterceptor(xds.SendTimeout(cfg.sendTimeout, xm)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),

@@ -1,0 +1,207 @@
+package xds
+
+import (
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Codec returns the gRPC codec Horizon's xDS servers use (grpc.ForceServerCodecV2).
+// It is the proto codec, except that a discovery response is written
+// without copying its resources: every proxy of a view receives the same
+// resources, marshalled once into their Any (newEntry), and the standard
+// codec would copy those bytes into a new buffer for every response. This
+// codec writes the envelope and each resource's few header bytes, and hands
+// gRPC the shared bytes themselves (gRPC copies them once, into its frames).
+// Anything it does not recognise is encoded by the proto codec. The bytes
+// differ from proto.Marshal's only in field order, which protobuf allows
+// (resources are written after the envelope's other fields).
+func Codec() encoding.CodecV2 {
+	return codec{base: encoding.GetCodecV2(grpcproto.Name)}
+}
+
+type codec struct{ base encoding.CodecV2 }
+
+func (c codec) Name() string { return grpcproto.Name }
+
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	switch m := v.(type) {
+	case *discoverypb.DiscoveryResponse:
+		if out, ok := encodeSotw(m); ok {
+			return out, nil
+		}
+	case *discoverypb.DeltaDiscoveryResponse:
+		if out, ok := encodeDelta(m); ok {
+			return out, nil
+		}
+	}
+	return c.base.Marshal(v)
+}
+
+// Field numbers of the messages the codec writes by hand.
+const (
+	fieldSotwResources   = 2 // DiscoveryResponse.resources
+	fieldDeltaResources  = 2 // DeltaDiscoveryResponse.resources
+	fieldResourceVersion = 1 // Resource.version
+	fieldResourceAny     = 2 // Resource.resource
+	fieldResourceName    = 3 // Resource.name
+	fieldAnyTypeURL      = 1 // Any.type_url
+	fieldAnyValue        = 2 // Any.value
+)
+
+// envelope marshals m without one repeated field: the fields it has besides
+// the resources, whatever they are.
+func envelope(m proto.Message, without protowire.Number) ([]byte, error) {
+	src := m.ProtoReflect()
+	dst := src.New()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Number() != without {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	return proto.MarshalOptions{Deterministic: true}.Marshal(dst.Interface())
+}
+
+// plainAny reports whether a holds only a type URL and a value (as every
+// Any Horizon makes): then its encoding is those two fields.
+func plainAny(a *anypb.Any) bool {
+	return a != nil && len(a.ProtoReflect().GetUnknown()) == 0
+}
+
+// anyHeader appends the encoding of a, up to (not including) its value's
+// bytes, as field num of the enclosing message.
+func anyHeader(b []byte, num protowire.Number, a *anypb.Any) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(anySize(a)))
+	return anyFields(b, a)
+}
+
+func anyFields(b []byte, a *anypb.Any) []byte {
+	if a.TypeUrl != "" {
+		b = protowire.AppendTag(b, fieldAnyTypeURL, protowire.BytesType)
+		b = protowire.AppendString(b, a.TypeUrl)
+	}
+	if len(a.Value) > 0 {
+		b = protowire.AppendTag(b, fieldAnyValue, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(len(a.Value)))
+	}
+	return b
+}
+
+func anySize(a *anypb.Any) int {
+	n := 0
+	if a.TypeUrl != "" {
+		n += 1 + protowire.SizeBytes(len(a.TypeUrl))
+	}
+	if len(a.Value) > 0 {
+		n += 1 + protowire.SizeBytes(len(a.Value))
+	}
+	return n
+}
+
+func encodeSotw(m *discoverypb.DiscoveryResponse) (mem.BufferSlice, bool) {
+	if len(m.Resources) == 0 {
+		return nil, false
+	}
+	for _, a := range m.Resources {
+		if !plainAny(a) {
+			return nil, false
+		}
+	}
+	head, err := envelope(m, fieldSotwResources)
+	if err != nil {
+		return nil, false
+	}
+	// The headers of all resources share one buffer, sized first so that
+	// the slices handed out never move.
+	size := 0
+	for _, a := range m.Resources {
+		size += 1 + protowire.SizeVarint(uint64(anySize(a))) + anySize(a) - len(a.Value)
+	}
+	hdr := make([]byte, 0, size)
+	out := make(mem.BufferSlice, 0, 1+2*len(m.Resources))
+	out = append(out, mem.SliceBuffer(head))
+	for _, a := range m.Resources {
+		start := len(hdr)
+		hdr = anyHeader(hdr, fieldSotwResources, a)
+		out = append(out, mem.SliceBuffer(hdr[start:len(hdr):len(hdr)]))
+		if len(a.Value) > 0 {
+			out = append(out, mem.SliceBuffer(a.Value))
+		}
+	}
+	return out, true
+}
+
+// plainResource reports whether r holds only a name, a version and a plain
+// Any (as every Resource Horizon makes).
+func plainResource(r *discoverypb.Resource) bool {
+	return r != nil && r.ResourceName == nil && len(r.Aliases) == 0 && r.Ttl == nil && r.CacheControl == nil &&
+		r.Metadata == nil && len(r.ProtoReflect().GetUnknown()) == 0 && plainAny(r.Resource)
+}
+
+// resourceHeaderSize returns how many bytes of a Resource's encoding, as
+// an element of DeltaDiscoveryResponse.resources, come before its Any's
+// value (the header the codec writes), and the size of the whole Resource.
+func resourceHeaderSize(r *discoverypb.Resource) (header, total int) {
+	n := 0
+	if r.Version != "" {
+		n += 1 + protowire.SizeBytes(len(r.Version))
+	}
+	if r.Name != "" {
+		n += 1 + protowire.SizeBytes(len(r.Name))
+	}
+	as := anySize(r.Resource)
+	n += 1 + protowire.SizeBytes(as)
+	total = n
+	header = n - len(r.Resource.Value)
+	return header + 1 + protowire.SizeVarint(uint64(total)), total
+}
+
+func encodeDelta(m *discoverypb.DeltaDiscoveryResponse) (mem.BufferSlice, bool) {
+	if len(m.Resources) == 0 {
+		return nil, false
+	}
+	size := 0
+	for _, r := range m.Resources {
+		if !plainResource(r) {
+			return nil, false
+		}
+		h, _ := resourceHeaderSize(r)
+		size += h
+	}
+	head, err := envelope(m, fieldDeltaResources)
+	if err != nil {
+		return nil, false
+	}
+	hdr := make([]byte, 0, size)
+	out := make(mem.BufferSlice, 0, 1+2*len(m.Resources))
+	out = append(out, mem.SliceBuffer(head))
+	for _, r := range m.Resources {
+		start := len(hdr)
+		_, total := resourceHeaderSize(r)
+		hdr = protowire.AppendTag(hdr, fieldDeltaResources, protowire.BytesType)
+		hdr = protowire.AppendVarint(hdr, uint64(total))
+		if r.Version != "" {
+			hdr = protowire.AppendTag(hdr, fieldResourceVersion, protowire.BytesType)
+			hdr = protowire.AppendString(hdr, r.Version)
+		}
+		if r.Name != "" {
+			hdr = protowire.AppendTag(hdr, fieldResourceName, protowire.BytesType)
+			hdr = protowire.AppendString(hdr, r.Name)
+		}
+		hdr = anyHeader(hdr, fieldResourceAny, r.Resource)
+		out = append(out, mem.SliceBuffer(hdr[start:len(hdr):len(hdr)]))
+		if v := r.Resource.Value; len(v) > 0 {
+			out = append(out, mem.SliceBuffer(v))
+		}
+	}
+	return out, true
+}
