@@ -266,6 +266,9 @@ func currentVersions(ts *typeState, sub cachev3.Subscription) map[string]string 
 // changed; other types carry only what changed. force answers a client's
 // first request even when there is nothing (it waits for an answer).
 func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription, known map[string]string, force bool) cachev3.Response {
+	if !force && holdsCurrent(ts, sub, known) {
+		return nil // the common case, every ACK: nothing to compute or allocate
+	}
 	names := subscribedNames(ts, sub)
 	current := make(map[string]string, len(names))
 	var changed []string
@@ -301,8 +304,40 @@ func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription,
 	return &sotwResp{req: req, version: stateVersion(current), resources: resources, returned: current}
 }
 
+// holdsCurrent reports whether a client holding known holds exactly the
+// current version of every resource its subscription covers, and nothing
+// else: then it is owed nothing. It allocates nothing.
+func holdsCurrent(ts *typeState, sub cachev3.Subscription, known map[string]string) bool {
+	covered := 0
+	if sub.IsWildcard() {
+		for _, n := range ts.names {
+			if known[n] != ts.entries[n].version {
+				return false
+			}
+		}
+		covered = len(ts.names)
+	} else {
+		for n := range sub.SubscribedResources() {
+			e, ok := ts.entries[n]
+			if !ok {
+				continue
+			}
+			if known[n] != e.version {
+				return false
+			}
+			covered++
+		}
+	}
+	// Every covered name is known at its version; as many names are known
+	// as are covered, so no other name is.
+	return covered == len(known)
+}
+
 func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, force bool) cachev3.DeltaResponse {
 	known := sub.ReturnedResources()
+	if !force && holdsCurrent(ts, sub, known) {
+		return nil
+	}
 	var changed, removed []string
 	if sub.IsWildcard() {
 		for _, n := range ts.names {
