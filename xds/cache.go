@@ -457,15 +457,20 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 // notifyLocked answers the watches of a view just published over prev. A
 // watch waits only while the published state holds nothing new for it, so
 // a type whose version (a hash of every resource's content) is unchanged
-// has nothing for any of its watches, and is skipped.
+// has nothing for any of its watches, and is skipped. Otherwise only the
+// names whose entries changed can be owed (see changedNames).
 func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
 	for _, typeURL := range TypeURLs {
-		ts := v.types[typeURL]
-		if old := prev[typeURL]; old != nil && old.version == ts.version {
+		ts, old := v.types[typeURL], prev[typeURL]
+		if old != nil && old.version == ts.version {
 			continue
 		}
+		var diff []string
+		if old != nil {
+			diff = changedNames(old, ts)
+		}
 		for id, w := range v.sotw {
-			if w.req.GetTypeUrl() != typeURL {
+			if w.req.GetTypeUrl() != typeURL || (old != nil && !coversAny(w.sub, diff)) {
 				continue
 			}
 			if resp := sotwResponse(ts, w.req, w.sub, w.known, false); resp != nil {
@@ -477,12 +482,92 @@ func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
 			if w.req.GetTypeUrl() != typeURL {
 				continue
 			}
-			if resp := deltaResponse(ts, w.req, w.sub, false); resp != nil {
+			var resp cachev3.DeltaResponse
+			if old != nil {
+				resp = deltaResponseAfter(diff, ts, w.req, w.sub)
+			} else {
+				resp = deltaResponse(ts, w.req, w.sub, false)
+			}
+			if resp != nil {
 				c.sendDelta(w.ch, resp)
 				delete(v.delta, id)
 			}
 		}
 	}
+}
+
+// changedNames lists, sorted, the names whose entry differs between two
+// states of a type: added, changed or removed.
+func changedNames(prev, ts *typeState) []string {
+	var out []string
+	for _, n := range ts.names {
+		if e := prev.entries[n]; e == nil || e.version != ts.entries[n].version {
+			out = append(out, n)
+		}
+	}
+	for _, n := range prev.names {
+		if _, ok := ts.entries[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// coversAny reports whether a subscription covers any of names.
+func coversAny(sub cachev3.Subscription, names []string) bool {
+	if len(names) == 0 {
+		return false
+	}
+	if sub.IsWildcard() {
+		return true
+	}
+	subscribed := sub.SubscribedResources()
+	for _, n := range names {
+		if _, ok := subscribed[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// deltaResponseAfter is deltaResponse for a watch that was waiting when ts
+// replaced the state diff was taken against: such a client holds exactly
+// what its subscription covered of the old state (a watch waits only then,
+// see holdsCurrent), so only the changed names can be owed, and the work
+// is proportional to them instead of to the subscription.
+func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription) cachev3.DeltaResponse {
+	known := sub.ReturnedResources()
+	subscribed, wildcard := sub.SubscribedResources(), sub.IsWildcard()
+	var changed, removed []string
+	for _, n := range diff {
+		e, exists := ts.entries[n]
+		_, wanted := subscribed[n]
+		v, knows := known[n]
+		switch {
+		case exists && (wildcard || wanted) && v != e.version:
+			changed = append(changed, n)
+		case !exists && knows:
+			removed = append(removed, n)
+		}
+	}
+	if len(changed) == 0 && len(removed) == 0 {
+		return nil
+	}
+	returned := maps.Clone(known)
+	if returned == nil {
+		returned = map[string]string{}
+	}
+	resources := make([]*discoverypb.Resource, 0, len(changed))
+	for _, n := range changed {
+		e := ts.entries[n]
+		resources = append(resources, e.delta)
+		returned[n] = e.version
+	}
+	for _, n := range removed {
+		delete(returned, n)
+	}
+	return &deltaResp{req: req, version: ts.version, resources: resources, removed: removed, returned: returned}
 }
 
 // Evict drops views nobody has asked for since before, and that no watch

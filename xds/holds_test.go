@@ -2,9 +2,12 @@ package xds
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 )
@@ -107,4 +110,65 @@ func slowSotwNothing(ts *typeState, sub cachev3.Subscription, known map[string]s
 		}
 	}
 	return true
+}
+
+// TestResponseAfterDiffIsExact: for a watch that was waiting (its client
+// holds what its subscription covered of the old state), the response
+// computed from the changed names alone equals the full computation, and
+// a state-of-the-world watch that covers none of them is owed nothing.
+func TestResponseAfterDiffIsExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	names := []string{"a", "b", "c", "d", "e", "f"}
+	state := func() *typeState {
+		ts := &typeState{typeURL: TypeURLs[1], entries: map[string]*entry{}, version: fmt.Sprint(rng.Int())}
+		for _, n := range names {
+			if rng.IntN(3) > 0 {
+				e := &entry{name: n, version: fmt.Sprint("v", rng.IntN(2))}
+				e.delta = &discoverypb.Resource{Name: n, Version: e.version}
+				ts.entries[n], ts.names = e, append(ts.names, n)
+			}
+		}
+		return ts
+	}
+	for i := range 20000 {
+		old, cur := state(), state()
+		var subscribed []string
+		for _, n := range names {
+			if rng.IntN(2) > 0 {
+				subscribed = append(subscribed, n)
+			}
+		}
+		if rng.IntN(3) == 0 {
+			subscribed = nil // wildcard
+		}
+		sub := streamv3.NewDeltaSubscription(subscribed, nil, nil, true)
+		known := currentVersions(old, &sub) // what the waiting client holds
+		sub.SetReturnedResources(known)
+		req := &cachev3.DeltaRequest{TypeUrl: TypeURLs[1]}
+		diff := changedNames(old, cur)
+		full := deltaResponse(cur, req, &sub, false)
+		fast := deltaResponseAfter(diff, cur, req, &sub)
+		if (full == nil) != (fast == nil) {
+			t.Fatalf("case %d: full %v, from the diff %v (subscribed %v, known %v, diff %v)", i, full, fast, subscribed, known, diff)
+		}
+		if full != nil {
+			a, b := full.(*deltaResp), fast.(*deltaResp)
+			var an, bn []string
+			for _, r := range a.resources {
+				an = append(an, r.GetName())
+			}
+			for _, r := range b.resources {
+				bn = append(bn, r.GetName())
+			}
+			if !slices.Equal(an, bn) || !slices.Equal(a.removed, b.removed) || !maps.Equal(a.returned, b.returned) {
+				t.Fatalf("case %d: full %v/%v/%v, from the diff %v/%v/%v", i, an, a.removed, a.returned, bn, b.removed, b.returned)
+			}
+		}
+		ssub := streamv3.NewSotwSubscription(subscribed, true)
+		sknown := currentVersions(old, &ssub)
+		ssub.SetReturnedResources(sknown)
+		if !coversAny(&ssub, diff) && sotwResponse(cur, &cachev3.Request{TypeUrl: TypeURLs[1]}, &ssub, sknown, false) != nil {
+			t.Fatalf("case %d: a state-of-the-world watch covering none of %v is owed a response", i, diff)
+		}
+	}
 }
