@@ -31,6 +31,16 @@ type hostMemo struct {
 	policy Policy
 	group  Group
 	hosts  map[string]*hostResult // by Envoy cluster name
+	ports  map[uint32]*portResult // a sidecar's HTTP ports
+}
+
+// portResult is what a sidecar view renders for one HTTP port: its
+// listener and its route configuration, which depend on the names, scopes
+// and virtual IPs of the hosts on the port, not on their endpoints.
+type portResult struct {
+	digest   discovery.Digest
+	listener *listener.Listener
+	route    *route.RouteConfiguration
 }
 
 // hostResult is what a view renders for one host and port.
@@ -110,5 +120,34 @@ func (t *translator) host(h *hostPort, build func(*hostResult)) *hostResult {
 	if ok {
 		t.memo.hosts[name] = r
 	}
+	return r
+}
+
+// port returns a sidecar view's listener and route configuration for an
+// HTTP port: the previous render's when the hosts on it are the same.
+func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult)) *portResult {
+	b := binary.AppendUvarint(nil, uint64(port))
+	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
+	for _, h := range hosts {
+		str(h.host)
+		str(h.key.Namespace)
+		str(h.key.Name)
+		b = binary.AppendUvarint(b, uint64(h.scope))
+		str(h.clusterIP)
+		str(h.name())
+	}
+	sum := sha256.Sum256(b)
+	d := discovery.Digest(sum[:16])
+	if t.prev != nil {
+		if r := t.prev.ports[port]; r != nil && r.digest == d {
+			t.memo.ports[port] = r
+			t.out.reused[r.listener] = true
+			t.out.reused[r.route] = true
+			return r
+		}
+	}
+	r := &portResult{digest: d}
+	build(r)
+	t.memo.ports[port] = r
 	return r
 }

@@ -70,6 +70,32 @@ func TestIncrementalRenderIsExact(t *testing.T) {
 			cs[len(cs)-1].Locality.Zone += "-moved"
 			return true
 		}},
+		{"virtual IPs", func(cs []discovery.Cluster) bool {
+			changed := false
+			for i := range cs {
+				cs[i].Services = slices.Clone(cs[i].Services)
+				for j := range cs[i].Services {
+					if s := &cs[i].Services[j]; s.ClusterIP != "" {
+						s.ClusterIP = fmt.Sprintf("10.250.%d.%d", i, j)
+						changed = true
+					}
+				}
+			}
+			return changed
+		}},
+		{"service dropped everywhere", func(cs []discovery.Cluster) bool {
+			var drop string
+			for i := range cs {
+				if len(cs[i].Services) > 0 {
+					drop = cs[i].Services[len(cs[i].Services)-1].Name
+					break
+				}
+			}
+			for i := range cs {
+				cs[i].Services = slices.DeleteFunc(slices.Clone(cs[i].Services), func(s discovery.Service) bool { return s.Name == drop })
+			}
+			return drop != ""
+		}},
 		{"nothing", func([]discovery.Cluster) bool { return true }},
 	}
 	reused := 0

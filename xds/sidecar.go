@@ -75,8 +75,12 @@ func (t *translator) sidecar() {
 	}
 	for port, hs := range httpPorts {
 		name := strconv.Itoa(int(port))
-		t.out.Listeners = append(t.out.Listeners, t.httpListener(port, name))
-		t.out.Routes = append(t.out.Routes, t.routeConfig(name, port, hs))
+		r := t.port(port, hs, func(r *portResult) {
+			r.listener = t.httpListener(port, name)
+			r.route = t.routeConfig(name, port, hs)
+		})
+		t.out.Listeners = append(t.out.Listeners, r.listener)
+		t.out.Routes = append(t.out.Routes, r.route)
 	}
 	t.out.Clusters = append(t.out.Clusters, t.passthroughCluster(PassthroughCluster, ""), t.passthroughCluster(InboundPassthroughCluster, "127.0.0.6"))
 	t.out.Listeners = append(t.out.Listeners, t.outboundListener(), t.inboundListener())

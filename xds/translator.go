@@ -84,7 +84,7 @@ func translate(cs *discovery.ClusterSet, g Group, p Policy, prev *Resources) (*R
 		return nil, fmt.Errorf("view %s: policy: %w", g, err)
 	}
 	t := &translator{cs: cs, group: g, policy: p, out: &Resources{reused: map[types.Resource]bool{}}}
-	t.memo = &hostMemo{policy: p, group: g, hosts: map[string]*hostResult{}}
+	t.memo = &hostMemo{policy: p, group: g, hosts: map[string]*hostResult{}, ports: map[uint32]*portResult{}}
 	t.out.memo = t.memo
 	if m := prev.memoFor(g, p); m != nil {
 		t.prev = m
