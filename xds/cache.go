@@ -269,7 +269,18 @@ func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription,
 	if !force && holdsCurrent(ts, sub, known) {
 		return nil // the common case, every ACK: nothing to compute or allocate
 	}
-	names := subscribedNames(ts, sub)
+	// The covered names: a wildcard's are ts.names, sorted; a subscription's
+	// are collected unsorted, and only what is sent is sorted.
+	wildcard := sub.IsWildcard()
+	names := ts.names
+	if !wildcard {
+		names = nil
+		for n := range sub.SubscribedResources() {
+			if _, ok := ts.entries[n]; ok {
+				names = append(names, n)
+			}
+		}
+	}
 	current := make(map[string]string, len(names))
 	var changed []string
 	for _, n := range names {
@@ -297,11 +308,20 @@ func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription,
 	if full {
 		send = names
 	}
+	if !wildcard {
+		slices.Sort(send)
+	}
 	resources := make([]*anypb.Any, 0, len(send))
 	for _, n := range send {
 		resources = append(resources, ts.entries[n].any)
 	}
-	return &sotwResp{req: req, version: stateVersion(current), resources: resources, returned: current}
+	// A client that holds every resource holds the state ts.version names
+	// (newTypeState hashes the same way): no need to hash it again.
+	version := ts.version
+	if len(current) != len(ts.entries) {
+		version = stateVersion(current)
+	}
+	return &sotwResp{req: req, version: version, resources: resources, returned: current}
 }
 
 // holdsCurrent reports whether a client holding known holds exactly the
@@ -370,6 +390,12 @@ func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscri
 	}
 	slices.Sort(changed)
 	slices.Sort(removed)
+	return newDeltaResp(ts, req, known, changed, removed)
+}
+
+// newDeltaResp answers a client holding known with the changed resources
+// and the removed names (both sorted), and the state it holds after it.
+func newDeltaResp(ts *typeState, req *cachev3.DeltaRequest, known map[string]string, changed, removed []string) *deltaResp {
 	returned := maps.Clone(known)
 	if returned == nil {
 		returned = map[string]string{}
@@ -554,20 +580,7 @@ func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest,
 	if len(changed) == 0 && len(removed) == 0 {
 		return nil
 	}
-	returned := maps.Clone(known)
-	if returned == nil {
-		returned = map[string]string{}
-	}
-	resources := make([]*discoverypb.Resource, 0, len(changed))
-	for _, n := range changed {
-		e := ts.entries[n]
-		resources = append(resources, e.delta)
-		returned[n] = e.version
-	}
-	for _, n := range removed {
-		delete(returned, n)
-	}
-	return &deltaResp{req: req, version: ts.version, resources: resources, removed: removed, returned: returned}
+	return newDeltaResp(ts, req, known, changed, removed)
 }
 
 // Evict drops views nobody has asked for since before, and that no watch

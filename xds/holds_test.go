@@ -10,6 +10,7 @@ import (
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // TestHoldsCurrentIsExact: the shortcut holdsCurrent says "nothing to send"
@@ -171,4 +172,90 @@ func TestResponseAfterDiffIsExact(t *testing.T) {
 			t.Fatalf("case %d: a state-of-the-world watch covering none of %v is owed a response", i, diff)
 		}
 	}
+}
+
+// TestSotwResponseMatchesReference: the state-of-the-world response equals
+// the straightforward computation (every covered name sorted, the state
+// hashed) over random states, subscriptions, knowledge, types and forcing.
+func TestSotwResponseMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	names := []string{"a", "b", "c", "d", "e", "f"}
+	for i := range 20000 {
+		ts := &typeState{typeURL: TypeURLs[rng.IntN(len(TypeURLs))], entries: map[string]*entry{}}
+		versions := map[string]string{}
+		for _, n := range names {
+			if rng.IntN(3) > 0 {
+				e := &entry{name: n, version: fmt.Sprint("v", rng.IntN(2))}
+				e.any = &anypb.Any{TypeUrl: ts.typeURL, Value: []byte(n + e.version)}
+				ts.entries[n], ts.names = e, append(ts.names, n)
+				versions[n] = e.version
+			}
+		}
+		ts.version = stateVersion(versions)
+		var subscribed []string
+		for _, n := range names {
+			if rng.IntN(2) > 0 {
+				subscribed = append(subscribed, n)
+			}
+		}
+		if rng.IntN(3) == 0 {
+			subscribed = nil
+		}
+		known := map[string]string{}
+		for _, n := range names {
+			if rng.IntN(2) > 0 {
+				known[n] = fmt.Sprint("v", rng.IntN(2))
+			}
+		}
+		sub := streamv3.NewSotwSubscription(subscribed, true)
+		sub.SetReturnedResources(known)
+		req := &cachev3.Request{TypeUrl: ts.typeURL}
+		force := rng.IntN(4) == 0
+		got, want := sotwResponse(ts, req, &sub, known, force), sotwReference(ts, req, &sub, known, force)
+		if (got == nil) != (want == nil) {
+			t.Fatalf("case %d: got %v, want %v", i, got, want)
+		}
+		if got == nil {
+			continue
+		}
+		g, w := got.(*sotwResp), want.(*sotwResp)
+		if g.version != w.version || !maps.Equal(g.returned, w.returned) || !slices.EqualFunc(g.resources, w.resources, func(a, b *anypb.Any) bool { return a == b }) {
+			t.Fatalf("case %d (subscribed %v, known %v, force %v, %s): got %s %v, want %s %v", i, subscribed, known, force, ts.typeURL, g.version, g.returned, w.version, w.returned)
+		}
+	}
+}
+
+// sotwReference is the state-of-the-world response computed plainly.
+func sotwReference(ts *typeState, req *cachev3.Request, sub cachev3.Subscription, known map[string]string, force bool) cachev3.Response {
+	names := subscribedNames(ts, sub)
+	current := map[string]string{}
+	var changed []string
+	for _, n := range names {
+		current[n] = ts.entries[n].version
+		if known[n] != current[n] {
+			changed = append(changed, n)
+		}
+	}
+	removed := false
+	for n := range known {
+		if _, ok := current[n]; !ok {
+			removed = true
+		}
+	}
+	full := cachev3.ResourceRequiresFullStateInSotw(ts.typeURL)
+	switch {
+	case force:
+		changed = names
+	case len(changed) == 0 && !(full && removed):
+		return nil
+	}
+	send := changed
+	if full {
+		send = names
+	}
+	var resources []*anypb.Any
+	for _, n := range send {
+		resources = append(resources, ts.entries[n].any)
+	}
+	return &sotwResp{req: req, version: stateVersion(current), resources: resources, returned: current}
 }

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -45,5 +46,18 @@ func (s *timedStream) SendMsg(m any) error {
 	case <-timer.C:
 		s.metrics.rejectedStream("send_timeout")
 		return status.Errorf(codes.DeadlineExceeded, "proxy did not read a response within %v", s.timeout)
+	}
+}
+
+// ServerOptions are the gRPC server options of Horizon's xDS servers (horizon
+// serve, and the load harnesses, which must measure the same server): the
+// zero-copy codec, the send timeout, and keepalives that drop dead peers
+// without letting clients ping too often.
+func ServerOptions(sendTimeout time.Duration, m *Metrics) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(Codec()),
+		grpc.StreamInterceptor(SendTimeout(sendTimeout, m)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 }

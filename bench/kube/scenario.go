@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -150,12 +149,7 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 	}
 	srv := xds.NewServer(ctx, xds.Options{Debounce: sc.Debounce})
 	// As cmd/horizon serve configures it.
-	gs := grpc.NewServer(
-		grpc.ForceServerCodecV2(xds.Codec()),
-		grpc.StreamInterceptor(xds.SendTimeout(xds.DefaultSendTimeout, nil)),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	gs := grpc.NewServer(xds.ServerOptions(xds.DefaultSendTimeout, nil)...)
 	srv.Register(gs)
 	tr := &tracker{}
 	src := &kubesrc.Source{Logger: log.With("component", "kube")}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/horizonmesh/horizon/bench/gen"
 	"github.com/horizonmesh/horizon/discovery"
@@ -300,12 +299,7 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 	}
 	srv := xds.NewServer(ctx, xds.Options{Debounce: sc.Debounce})
 	// As cmd/horizon serve configures it.
-	gs := grpc.NewServer(
-		grpc.ForceServerCodecV2(xds.Codec()),
-		grpc.StreamInterceptor(xds.SendTimeout(xds.DefaultSendTimeout, nil)),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	gs := grpc.NewServer(xds.ServerOptions(xds.DefaultSendTimeout, nil)...)
 	srv.Register(gs)
 	if err := srv.Apply(base); err != nil {
 		return nil, fmt.Errorf("apply base: %w", err)

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/horizonmesh/horizon/discovery"
@@ -72,7 +71,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.identity.svidTTL, "svid-ttl", 24*time.Hour, "lifetime of the SVIDs the certificate API issues (the most a workload may ask for)")
 	fs.StringVar(&cfg.spireSocket, "spire-socket", "", "SPIRE is the CA: take Horizon's SVID and the trust bundle from this SPIRE agent Workload API socket; proxies get their SVIDs from SPIRE's SDS")
 	fs.StringVar(&cfg.svidSource, "svid-provider", "", "where sidecars' SDS secrets default and ROOTCA come from: agent (files from `horizon agent`, static secrets in the bootstrap) or spire (a SPIRE agent's SDS socket); default spire with --spire-socket, else agent. Must match `horizon bootstrap --svid-provider`")
-	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "how long a change waits for others before views are rendered")
+	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "shortest interval between two renders of the views: a change after a quiet interval is rendered at once, later ones within it are coalesced")
 	fs.DurationVar(&cfg.sendTimeout, "send-timeout", xds.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -264,13 +263,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	grpcOpts := []grpc.ServerOption{
-		// Responses share the views' marshalled resources instead of copying them.
-		grpc.ForceServerCodecV2(xds.Codec()),
-		grpc.StreamInterceptor(xds.SendTimeout(cfg.sendTimeout, xm)),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}
+	grpcOpts := xds.ServerOptions(cfg.sendTimeout, xm)
 	grpcServer := grpc.NewServer(grpcOpts...)
 	srv.Register(grpcServer)
 	var mtlsServer *grpc.Server
