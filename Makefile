@@ -14,7 +14,7 @@ export KUBEBUILDER_ASSETS := $(KUBE_ASSETS)
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build run test bench bench-load lint fmt clean kube-tools spire-tools test-spire
+.PHONY: all build run test bench bench-load bench-scenarios lint fmt clean kube-tools spire-tools test-spire
 
 all: build
 
@@ -30,14 +30,21 @@ test: kube-tools
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## bench: Go benchmarks under bench/ (see bench/README.md)
+## bench: the Go benchmarks under bench/, then the load harness's table for one hot service (bench/README.md; ~4 min)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./bench/...
+	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
+	bin/horizon-load run -scenario hot-service -networks 3 -mode sotw,delta -proxies 100,1000 -endpoints 10,100 -changes 50 -storm=false $(LOADFLAGS)
 
 ## bench-load: the ADS load harness (server and a fleet of simulated proxies in two processes; see bench/README.md)
 bench-load:
 	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
 	bin/horizon-load run -scenario hot-service,churn -mode sotw,delta -proxies 100,1000 -endpoints 10,100 -changes 20 $(LOADFLAGS)
+
+## bench-scenarios: every load scenario of the benchmarks issue at its size, and through real kube-apiservers (~40 min; bench/RESULTS.md)
+bench-scenarios: kube-tools
+	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
+	bench/scenarios.sh bin/horizon-load
 
 ## lint: formatting and vet
 lint:
