@@ -30,7 +30,7 @@ test: kube-tools
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## bench: the Go benchmarks under bench/, then the load harness's table for one hot service (bench/README.md; ~4 min)
+## bench: the Go benchmarks under bench/, then the load harness's table for one hot service (bench/README.md; 1–2 min)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./bench/...
 	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
@@ -41,7 +41,7 @@ bench-load:
 	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
 	bin/horizon-load run -scenario hot-service,churn -mode sotw,delta -proxies 100,1000 -endpoints 10,100 -changes 20 $(LOADFLAGS)
 
-## bench-scenarios: every load scenario of the benchmarks issue at its size, and through real kube-apiservers (~40 min; bench/RESULTS.md)
+## bench-scenarios: every load scenario of the benchmarks issue at its size, and through real kube-apiservers (about 10 min; bench/RESULTS.md)
 bench-scenarios: kube-tools
 	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
 	bench/scenarios.sh bin/horizon-load

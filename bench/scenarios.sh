@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks issue's load scenarios at their sizes, one table each
-# (make bench-scenarios; bench/RESULTS.md keeps the latest). Long: about
-# 30-40 minutes on two cores. Usage: bench/scenarios.sh [bin/horizon-load]
+# (make bench-scenarios; bench/RESULTS.md keeps the latest). About ten
+# minutes on two cores. Usage: bench/scenarios.sh [bin/horizon-load]
 set -euo pipefail
 load=${1:-bin/horizon-load}
 run() {
