@@ -42,9 +42,9 @@ bench-load:
 	bin/horizon-load run -scenario hot-service,churn -mode sotw,delta -proxies 100,1000 -endpoints 10,100 -changes 20 $(LOADFLAGS)
 
 ## bench-scenarios: every load scenario of the benchmarks issue at its size, and through real kube-apiservers (about 10 min; bench/RESULTS.md)
-bench-scenarios: kube-tools
+bench-scenarios: kube-tools build
 	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
-	bench/scenarios.sh bin/horizon-load
+	bench/scenarios.sh bin/horizon-load $(BIN)
 
 ## lint: formatting and vet
 lint:

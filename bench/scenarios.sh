@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The benchmarks issue's load scenarios at their sizes, one table each
 # (make bench-scenarios; bench/RESULTS.md keeps the latest). About ten
-# minutes on two cores. Usage: bench/scenarios.sh [bin/horizon-load]
+# minutes on two cores. Usage: bench/scenarios.sh [bin/horizon-load [bin/horizon]]
 set -euo pipefail
 load=${1:-bin/horizon-load}
+horizon=${2:-bin/horizon}
 run() {
 	echo
 	echo "## $1"
@@ -26,5 +27,7 @@ run "(g) idle memory per connected proxy" \
 	run -scenario idle -endpoints 100 -proxies 1000,5000,10000 -mode sotw,delta -storm=false
 run "(h) a new service (CDS) versus an endpoint change (EDS only)" \
 	run -scenario new-service -endpoints 100 -proxies 1000,5000 -changes 20 -mode sotw,delta -storm=false
+run "(b) through the horizon serve binary, changing its ClusterSet file" \
+	run -horizon "$horizon" -scenario hot-service -networks 3 -mode sotw,delta -proxies 1000 -endpoints 100 -changes 50 -storm=false
 run "through real kube-apiservers (needs make kube-tools)" \
 	kube -clusters 3 -services 10 -endpoints 30 -proxies 200 -changes 20 -mode sotw,delta

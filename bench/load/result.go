@@ -222,6 +222,10 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 			perProxy = fmt.Sprintf("%.0f", cpu/r.Affected*1e6)
 		}
 		rss, heap := r.MemPerProxy()
+		heapCol := kib(heap)
+		if r.Idle1.Heap == 0 {
+			heapCol = "–" // another process's (RunFile): its heap is not visible
+		}
 		storm, peakRSS, ratio, peakHeap := "–", "–", "–", "–"
 		if sc.Storm {
 			storm, peakRSS, peakHeap = ms(r.StormTime), mib(r.StormPeak.RSS), mib(r.StormPeak.Heap)
@@ -239,7 +243,7 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 			sc.Name, mode, sc.Proxies, sc.Endpoints, sc.Services, len(r.Changes),
 			len(r.Latencies), len(r.Changes), ms(r.P50), ms(r.P99), ms(r.Max),
 			cpu, perProxy, float64(r.Bytes)/n, unaff, r.UnaffectedEDSBytes,
-			kib(heap), kib(rss), ms(r.SyncTime), storm, peakRSS, ratio, peakHeap, byType(r.BytesByType, n), cdsOnEp)
+			heapCol, kib(rss), ms(r.SyncTime), storm, peakRSS, ratio, peakHeap, byType(r.BytesByType, n), cdsOnEp)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

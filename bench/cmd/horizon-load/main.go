@@ -1,9 +1,11 @@
 // Command horizon-load measures Horizon under a fleet of simulated Envoy
 // sidecars (see bench/load and bench/README.md).
 //
-//	horizon-load run [flags]    serve scenarios from an in-process Horizon and
-//	                            drive a fleet in a child process (this binary,
-//	                            re-executed as "fleet"); print a table
+//	horizon-load run [flags]    serve scenarios from an in-process Horizon (or,
+//	                            with -horizon, a horizon serve process whose
+//	                            ClusterSet file it rewrites) and drive a fleet
+//	                            in a child process (this binary, re-executed
+//	                            as "fleet"); print a table
 //	horizon-load kube [flags]   the same changes through real kube-apiservers
 //	                            (bench/kube; needs make kube-tools)
 //	horizon-load fleet [flags]  run a fleet: driven over stdin/stdout by "run",
@@ -84,6 +86,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	timeout := fs.Duration("timeout", 2*time.Minute, "longest wait for a sync or a change")
 	verbose := fs.Bool("v", false, "log progress to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write the server's CPU profile (every scenario) to this file")
+	horizon := fs.String("horizon", "", "serve from this horizon binary (`horizon serve` in a process of its own), changing its ClusterSet file, instead of in-process: hot-service, churn and gateway")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,7 +126,13 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 						Delta: mode == "delta", Conns: *conns, Debounce: *debounce, Storm: *storm, Timeout: *timeout,
 					}
 					log.Info("scenario", "name", name, "mode", mode, "proxies", p, "endpoints", e)
-					r, err := load.Run(ctx, sc, childFleet(stderr), log)
+					var r *load.Result
+					var err error
+					if *horizon != "" {
+						r, err = load.RunFile(ctx, sc, childFleet(stderr), *horizon, log)
+					} else {
+						r, err = load.Run(ctx, sc, childFleet(stderr), log)
+					}
 					if err != nil {
 						errs = append(errs, fmt.Errorf("%s %s P=%d E=%d: %w", name, mode, p, e, err))
 					}
