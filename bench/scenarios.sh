@@ -31,3 +31,5 @@ run "(b) through the horizon serve binary, changing its ClusterSet file" \
 	run -horizon "$horizon" -scenario hot-service -networks 3 -mode sotw,delta -proxies 1000 -endpoints 100 -changes 50 -storm=false
 run "through real kube-apiservers (needs make kube-tools)" \
 	kube -clusters 3 -services 10 -endpoints 30 -proxies 200 -changes 20 -mode sotw,delta
+run "through real kube-apiservers, 1,000 proxies and 50 services" \
+	kube -clusters 3 -services 50 -endpoints 30 -proxies 1000 -changes 30 -mode sotw,delta
