@@ -19,11 +19,11 @@ import (
 // RunFile is Run against the production binary: `horizon serve` (the
 // executable at horizon) in a process of its own, serving a ClusterSet file
 // that the harness rewrites for every change (a new file renamed over the
-// old, as editors and config management do). Convergence runs from the
-// rename to the last affected proxy's ACK, so it includes the file watch
+// old, as editors and config management do). Convergence runs from
+// writing the new file to the last affected proxy's ACK, so it includes the file watch
 // (fsnotify), the parse, the debounce and the render. CPU and memory are
 // the horizon process's, from /proc. Endpoint and gateway scenarios only:
-// hot-service, churn and gateway.
+// hot-service, churn and gateway, without a storm.
 func RunFile(ctx context.Context, sc Scenario, startFleet StartFleet, horizon string, log *slog.Logger) (*Result, error) {
 	sc = sc.withDefaults()
 	if log == nil {
@@ -31,6 +31,9 @@ func RunFile(ctx context.Context, sc Scenario, startFleet StartFleet, horizon st
 	}
 	if !slices.Contains([]string{HotService, Churn, Gateway}, sc.Name) {
 		return nil, fmt.Errorf("scenario %q: the file run takes hot-service, churn or gateway", sc.Name)
+	}
+	if sc.Storm {
+		return nil, errors.New("the file run measures no reconnect storm (its peak memory is another process's): use -storm=false")
 	}
 	res := &Result{Scenario: sc}
 	base, changes, err := sc.Build()
@@ -80,80 +83,12 @@ func RunFile(ctx context.Context, sc Scenario, startFleet StartFleet, horizon st
 	if err := awaitReady(ctx, "http://"+httpAddr+"/readyz", sc.Timeout); err != nil {
 		return nil, fmt.Errorf("horizon serve: %w", err)
 	}
-	res.Idle0 = procMem(pid)
-
-	fleet, err := startFleet(ctx, FleetConfig{
-		Address: xdsAddr, Proxies: sc.Proxies, Conns: sc.Conns, Delta: sc.Delta,
-		Networks: sc.Networks, ClustersPerNetwork: sc.ClustersPerNetwork,
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer fleet.Close()
-	cpu := procCPU(pid)
-	start := time.Now()
-	if err := fleet.Start(); err != nil {
-		return nil, err
-	}
-	last, err := fleet.Sync(1, sc.Timeout)
-	if err != nil {
-		return nil, err
-	}
-	res.SyncTime = time.Duration(last - start.UnixNano())
-	res.SyncCPU = procCPU(pid) - cpu
-	log.Info("fleet synced", "proxies", sc.Proxies, "duration", res.SyncTime)
-	time.Sleep(time.Second)
-	res.Idle1 = procMem(pid)
-	before, _, err := fleet.Report()
-	if err != nil {
-		return nil, err
-	}
-
-	res.Applied = make([]int64, len(changes))
-	cpu = procCPU(pid)
-	t0 := time.Now()
-	var errs []error
-	for i, ch := range changes {
-		if sc.Name == Churn {
-			if d := time.Until(t0.Add(time.Duration(float64(i) / sc.Rate * float64(time.Second)))); d > 0 {
-				time.Sleep(d)
-			}
-		}
-		// Written beside, then renamed over: the rename is the change.
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, files[i+1], 0o644); err != nil {
-			return nil, err
-		}
-		res.Applied[i] = time.Now().UnixNano()
-		if err := os.Rename(tmp, path); err != nil {
-			return nil, err
-		}
-		if sc.Name == Churn {
-			continue
-		}
-		if _, err := fleet.Await(i, ch.Affected, sc.Timeout); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if sc.Name == Churn {
-		for _, ch := range changes {
-			if _, err := fleet.Await(ch.Index, ch.Affected, sc.Timeout); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	res.ChangeCPU = procCPU(pid) - cpu
-	res.ChangeWall = time.Since(t0)
-	time.Sleep(200 * time.Millisecond)
-	after, fleetHeap, err := fleet.Report()
-	if err != nil {
-		return nil, err
-	}
-	res.FleetHeap = fleetHeap
-	res.compute(before, after)
-	log.Info("changes done", "changes", len(changes), "p50", res.P50, "max", res.Max)
-	res.Errors = errs
-	return res, errors.Join(errs...)
+	return drive(ctx, sc, res, startFleet, target{
+		address: xdsAddr,
+		apply:   func(ch *Change) error { return replaceFile(path, files[ch.Index+1]) },
+		cpu:     func() float64 { return procCPU(pid) },
+		mem:     func() Mem { return procMem(pid) },
+	}, log)
 }
 
 func ptrs(cs []Change) []*Change {
@@ -164,6 +99,8 @@ func ptrs(cs []Change) []*Change {
 	return out
 }
 
+// replaceFile writes data beside path and renames it over path: readers
+// see the old file or the new one, whole.
 func replaceFile(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {

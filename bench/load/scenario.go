@@ -314,9 +314,31 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 		<-done
 	}()
 
-	res.Idle0 = readMem()
+	return drive(ctx, sc, res, startFleet, target{
+		address: lis.Addr().String(),
+		apply:   func(ch *Change) error { srv.Update(ch.Set); return nil },
+		cpu:     cpuSeconds,
+		mem:     readMem,
+	}, log)
+}
+
+// target is the server a scenario drives: where it listens, how a change is
+// made, and how its CPU (seconds) and memory are read.
+type target struct {
+	address string
+	apply   func(*Change) error
+	cpu     func() float64
+	mem     func() Mem
+}
+
+// drive connects the fleet to t, waits for its sync, makes the scenario's
+// changes through t.apply and measures them (and, with sc.Storm, a
+// reconnect storm).
+func drive(ctx context.Context, sc Scenario, res *Result, startFleet StartFleet, t target, log *slog.Logger) (*Result, error) {
+	changes := res.Changes
+	res.Idle0 = t.mem()
 	fleet, err := startFleet(ctx, FleetConfig{
-		Address: lis.Addr().String(), Proxies: sc.Proxies, Conns: sc.Conns, Delta: sc.Delta,
+		Address: t.address, Proxies: sc.Proxies, Conns: sc.Conns, Delta: sc.Delta,
 		Networks: sc.Networks, ClustersPerNetwork: sc.ClustersPerNetwork,
 	})
 	if err != nil {
@@ -325,7 +347,7 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 	defer fleet.Close()
 
 	// Initial sync: every proxy connects at once.
-	cpu := cpuSeconds()
+	cpu := t.cpu()
 	start := time.Now()
 	if err := fleet.Start(); err != nil {
 		return nil, err
@@ -335,11 +357,11 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 		return nil, err
 	}
 	res.SyncTime = time.Duration(last - start.UnixNano())
-	res.SyncCPU = cpuSeconds() - cpu
+	res.SyncCPU = t.cpu() - cpu
 	log.Info("fleet synced", "proxies", sc.Proxies, "duration", res.SyncTime)
 
 	time.Sleep(time.Second) // let the streams settle before measuring
-	res.Idle1 = readMem()
+	res.Idle1 = t.mem()
 	before, _, err := fleet.Report()
 	if err != nil {
 		return nil, err
@@ -347,7 +369,7 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 
 	// Changes.
 	res.Applied = make([]int64, len(changes))
-	cpu = cpuSeconds()
+	cpu = t.cpu()
 	t0 := time.Now()
 	var errs []error
 	prev := before
@@ -358,7 +380,9 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 			}
 		}
 		res.Applied[i] = time.Now().UnixNano()
-		srv.Update(ch.Set)
+		if err := t.apply(&ch); err != nil {
+			return nil, fmt.Errorf("change %d: %w", i, err)
+		}
 		if sc.Name == Churn {
 			continue
 		}
@@ -384,7 +408,7 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 			}
 		}
 	}
-	res.ChangeCPU = cpuSeconds() - cpu
+	res.ChangeCPU = t.cpu() - cpu
 	res.ChangeWall = time.Since(t0)
 	time.Sleep(200 * time.Millisecond) // anything late to unaffected proxies still counts
 	after, fleetHeap, err := fleet.Report()
@@ -397,13 +421,13 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 
 	if sc.Storm {
 		peak := startPeakWatch()
-		cpu := cpuSeconds()
+		cpu := t.cpu()
 		at, err := fleet.Storm()
 		if err != nil {
 			return nil, err
 		}
 		last, err := fleet.Sync(1, sc.Timeout)
-		res.StormCPU = cpuSeconds() - cpu
+		res.StormCPU = t.cpu() - cpu
 		res.StormTime = time.Duration(last - at)
 		res.StormPeak = peak()
 		if err != nil {
