@@ -63,6 +63,27 @@ type Cluster struct {
 	ImportIPs map[ServiceKey][]string
 }
 
+// Clone returns a copy of the cluster that New may normalise (it sorts and
+// fills in place) without touching c: every slice New writes is copied.
+// Maps are shared; nothing writes them.
+func (c Cluster) Clone() Cluster {
+	out := c
+	out.Gateways = slices.Clone(c.Gateways)
+	out.Services = slices.Clone(c.Services)
+	for i := range out.Services {
+		s := &out.Services[i]
+		s.Ports = slices.Clone(s.Ports)
+		s.Endpoints = slices.Clone(s.Endpoints)
+	}
+	if c.ImportIPs != nil {
+		out.ImportIPs = make(map[ServiceKey][]string, len(c.ImportIPs))
+		for k, ips := range c.ImportIPs {
+			out.ImportIPs[k] = slices.Clone(ips)
+		}
+	}
+	return out
+}
+
 // ServiceKey names a service across the ClusterSet ("namespace sameness").
 type ServiceKey struct {
 	Namespace string

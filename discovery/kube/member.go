@@ -95,6 +95,23 @@ type Member struct {
 	pending    time.Time // first event not yet taken into a snapshot
 	resolved   map[string][]string
 	failures   int
+	// gen counts what may change the member's snapshot: informer events
+	// (counted after the informer's store holds them), the adopted cluster
+	// id, the resolved gateway addresses. last is the snapshot built at a
+	// gen, reused while gen stays: a change in one member does not rebuild
+	// the others.
+	gen  uint64
+	last *memberSnapshot
+	// builds and snapshots count Build calls and Snapshot calls (tests).
+	builds, snapshots int
+}
+
+// memberSnapshot is a Snapshot kept for reuse; cluster is never handed out,
+// only copies of it (discovery.New normalises what it is given in place).
+type memberSnapshot struct {
+	gen      uint64
+	cluster  discovery.Cluster
+	problems []Problem
 }
 
 // NewMember prepares a watcher; Run starts it. notify is called, without
@@ -177,6 +194,7 @@ func trimPod(obj any) (any, error) {
 
 func (m *Member) touch() {
 	m.mu.Lock()
+	m.gen++
 	m.lastEvent = time.Now()
 	if m.pending.IsZero() {
 		m.pending = m.lastEvent
@@ -233,6 +251,7 @@ func (m *Member) readClusterID(ctx context.Context) {
 			m.log.Info("cluster publishes its id; using it", "configured", m.cfg.Name, "id", v)
 			m.mu.Lock()
 			m.id = v
+			m.gen++
 			m.mu.Unlock()
 		}
 	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
@@ -330,6 +349,9 @@ func (m *Member) resolveGateways(ctx context.Context) {
 	m.mu.Lock()
 	changed := !maps.EqualFunc(m.resolved, resolved, slices.Equal)
 	m.resolved = resolved
+	if changed {
+		m.gen++
+	}
 	m.mu.Unlock()
 	if changed {
 		m.notify()
@@ -378,14 +400,20 @@ func (m *Member) LastEvent() time.Time {
 // is how long the oldest change it includes waited for it (0 if none).
 func (m *Member) Snapshot() (c discovery.Cluster, problems []Problem, lag time.Duration) {
 	cfg := m.cfg
-	cfg.Name = m.ID()
 	m.mu.Lock()
-	resolved := m.resolved
+	cfg.Name = m.id
+	resolved, gen, last := m.resolved, m.gen, m.last
 	if !m.pending.IsZero() {
 		lag = time.Since(m.pending)
 		m.pending = time.Time{}
 	}
+	m.snapshots++
 	m.mu.Unlock()
+	// gen is read before the stores are listed: an event that lands while
+	// they are, counts after it, so the next Snapshot builds again.
+	if last != nil && last.gen == gen {
+		return last.cluster.Clone(), last.problems, lag
+	}
 	o := Objects{Pods: map[string]*PodInfo{}, Nodes: map[string]*corev1.Node{}, Resolved: resolved}
 	for _, obj := range m.services.GetStore().List() {
 		o.Services = append(o.Services, obj.(*corev1.Service))
@@ -409,6 +437,10 @@ func (m *Member) Snapshot() (c discovery.Cluster, problems []Problem, lag time.D
 		}
 	}
 	c, problems = Build(cfg, o)
+	m.mu.Lock()
+	m.builds++
+	m.last = &memberSnapshot{gen: gen, cluster: c.Clone(), problems: problems}
+	m.mu.Unlock()
 	return c, problems, lag
 }
 

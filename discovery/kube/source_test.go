@@ -192,6 +192,62 @@ func TestSourceOnRealClusters(t *testing.T) {
 		}
 	})
 
+	// A member is rebuilt only when something of its own changed: the
+	// Source publishes every second, and untouched members reuse their
+	// snapshot.
+	t.Run("untouched members are not rebuilt", func(t *testing.T) {
+		type counts struct {
+			gen               uint64
+			builds, snapshots int
+		}
+		read := func() map[string]counts {
+			out := map[string]counts{}
+			for _, name := range []string{"east", "west", "central"} {
+				m, ok := src.Member(name)
+				if !ok {
+					t.Fatalf("no member %s", name)
+				}
+				m.mu.Lock()
+				out[name] = counts{m.gen, m.builds, m.snapshots}
+				m.mu.Unlock()
+			}
+			return out
+		}
+		eventually(t, "every member synced", func() bool {
+			for _, name := range []string{"east", "west", "central"} {
+				if _, ok := src.Member(name); !ok {
+					return false
+				}
+			}
+			return true
+		})
+		before := read()
+		var after map[string]counts
+		eventually(t, "two more snapshots of every member", func() bool {
+			after = read()
+			for name, b := range before {
+				if after[name].snapshots < b.snapshots+2 {
+					return false
+				}
+			}
+			return true
+		})
+		checked := 0
+		for name, b := range before {
+			a := after[name]
+			if a.gen != b.gen {
+				continue // an event meanwhile: a build is due
+			}
+			checked++
+			if a.builds != b.builds {
+				t.Errorf("%s: rebuilt %d times in %d snapshots without an event", name, a.builds-b.builds, a.snapshots-b.snapshots)
+			}
+		}
+		if checked == 0 {
+			t.Fatal("every member had events meanwhile; nothing was checked")
+		}
+	})
+
 	t.Run("unexport", func(t *testing.T) {
 		if err := west.MCS.MulticlusterV1beta1().ServiceExports("demo").Delete(t.Context(), "echo", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
