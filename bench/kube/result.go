@@ -47,14 +47,9 @@ type Result struct {
 	// with a fleet in another process, the proxies.
 	ChangeCPU  float64
 	ChangeWall time.Duration
-	// Bytes are proto sizes of the responses the proxies received during
-	// the changes, all proxies; by type in load.TypeNames order.
-	Bytes             int64
-	BytesByType       [len(load.TypeNames)]int64
-	UnaffectedProxies int
-	UnaffectedBytes   int64 // to proxies on networks no change touched: must be 0
-	NACKs, Reconnects int
-	Errors            []error
+	// Traffic is what the proxies received during the changes.
+	load.Traffic
+	Errors []error
 }
 
 // Summary is the nearest-rank p50 and p99 and the maximum of N latencies.
@@ -88,50 +83,19 @@ func (r *Result) since(at []int64) []time.Duration {
 // affected network recorded an ACK of its marker, at the latest of those
 // ACKs.
 func (r *Result) compute(before, after []load.ProxyStats) {
-	networks := map[string]bool{}
-	for _, c := range r.Changes {
-		for _, n := range c.Affected {
-			networks[n] = true
-		}
+	marked := make([]load.Marked, len(r.Changes))
+	for i, c := range r.Changes {
+		marked[i] = load.Marked{Index: c.Index, Affected: c.Affected}
 	}
-	byNetwork := map[string][]int{}
-	for i, p := range after {
-		byNetwork[p.Network] = append(byNetwork[p.Network], i)
-		for t := range p.Bytes {
-			b := p.Bytes[t] - before[i].Bytes[t]
-			r.Bytes += b
-			r.BytesByType[t] += b
-			if !networks[p.Network] {
-				r.UnaffectedBytes += b
-			}
-		}
-		if !networks[p.Network] {
-			r.UnaffectedProxies++
-		}
-		r.NACKs += p.NACKs - before[i].NACKs
-		r.Reconnects += p.Streams - before[i].Streams
-	}
+	var lastACK []int64
+	r.Traffic, lastACK, r.Affected = load.Tally(before, after, marked)
 	var converged []time.Duration
-	affected := 0
-	for _, c := range r.Changes {
-		var last int64
-		ok := true
-		for _, n := range c.Affected {
-			affected += len(byNetwork[n])
-			for _, i := range byNetwork[n] {
-				at, seen := after[i].Markers[c.Index]
-				ok = ok && seen
-				last = max(last, at)
-			}
-		}
-		if !ok {
+	for i, c := range r.Changes {
+		if lastACK[i] == 0 {
 			r.Unconverged++
 			continue
 		}
-		converged = append(converged, time.Duration(last-r.Written[c.Index]))
-	}
-	if len(r.Changes) > 0 {
-		r.Affected = float64(affected) / float64(len(r.Changes))
+		converged = append(converged, time.Duration(lastACK[i]-r.Written[c.Index]))
 	}
 	r.Write = summarize(r.since(r.Answered))
 	r.Publish = summarize(r.since(r.Published))

@@ -35,15 +35,10 @@ type Result struct {
 
 	ChangeCPU  float64 // server CPU seconds over all changes
 	ChangeWall time.Duration
-	// Bytes are proto sizes of the responses the proxies received.
-	Bytes, EDSBytes    int64 // over all changes, all proxies
-	BytesByType        [numTypes]int64
-	UnaffectedProxies  int
-	UnaffectedBytes    int64 // to proxies on networks no change touched
-	UnaffectedEDSBytes int64
-	NACKs, Reconnects  int
-	Idle0, Idle1       Mem    // server before the fleet connected, and synced and idle
-	FleetHeap          uint64 // fleet process heap in use, for the record
+	// Traffic is what the proxies received over all changes.
+	Traffic
+	Idle0, Idle1 Mem    // server before the fleet connected, and synced and idle
+	FleetHeap    uint64 // fleet process heap in use, for the record
 	// ByKind (new-service only) attributes bytes and convergence to each
 	// kind of change; the fleet reports after every change.
 	ByKind map[string]*KindResult
@@ -99,9 +94,31 @@ func (r *Result) addKind(kind string, before, after []ProxyStats) {
 	}
 }
 
-func (r *Result) compute(before, after []ProxyStats) {
+// Traffic is what a fleet received between two reports. Bytes are proto
+// sizes of the responses, all proxies.
+type Traffic struct {
+	Bytes, EDSBytes    int64
+	BytesByType        [numTypes]int64
+	UnaffectedProxies  int   // proxies on networks no change touched
+	UnaffectedBytes    int64 // what they received: must be 0
+	UnaffectedEDSBytes int64
+	NACKs, Reconnects  int
+}
+
+// Marked is a change as the fleet sees it: its marker's index, and the
+// networks whose proxies must ACK it.
+type Marked struct {
+	Index    int
+	Affected []string
+}
+
+// Tally counts what the fleet received between before and after, and, for
+// each change, when the last proxy on its affected networks ACKed its
+// marker (Unix ns; 0 when one never did). affected is the number of
+// affected proxies per change, on average.
+func Tally(before, after []ProxyStats, changes []Marked) (t Traffic, lastACK []int64, affected float64) {
 	networks := map[string]bool{}
-	for _, c := range r.Changes {
+	for _, c := range changes {
 		for _, n := range c.Affected {
 			networks[n] = true
 		}
@@ -109,46 +126,62 @@ func (r *Result) compute(before, after []ProxyStats) {
 	byNetwork := map[string][]int{}
 	for i, p := range after {
 		byNetwork[p.Network] = append(byNetwork[p.Network], i)
-		for t := range numTypes {
-			b := p.Bytes[t] - before[i].Bytes[t]
-			r.Bytes += b
-			r.BytesByType[t] += b
-			if t == EDS {
-				r.EDSBytes += b
+		for ty := range numTypes {
+			b := p.Bytes[ty] - before[i].Bytes[ty]
+			t.Bytes += b
+			t.BytesByType[ty] += b
+			if ty == EDS {
+				t.EDSBytes += b
 			}
 			if !networks[p.Network] {
-				r.UnaffectedBytes += b
-				if t == EDS {
-					r.UnaffectedEDSBytes += b
+				t.UnaffectedBytes += b
+				if ty == EDS {
+					t.UnaffectedEDSBytes += b
 				}
 			}
 		}
 		if !networks[p.Network] {
-			r.UnaffectedProxies++
+			t.UnaffectedProxies++
 		}
-		r.NACKs += p.NACKs - before[i].NACKs
-		r.Reconnects += p.Streams - before[i].Streams
+		t.NACKs += p.NACKs - before[i].NACKs
+		t.Reconnects += p.Streams - before[i].Streams
 	}
-	affected := 0
-	for _, c := range r.Changes {
+	lastACK = make([]int64, len(changes))
+	n := 0
+	for ci, c := range changes {
 		var last int64
 		ok := true
-		for _, n := range c.Affected {
-			for _, i := range byNetwork[n] {
+		for _, net := range c.Affected {
+			n += len(byNetwork[net])
+			for _, i := range byNetwork[net] {
 				at, seen := after[i].Markers[c.Index]
-				if !seen {
-					ok = false
-					break
-				}
+				ok = ok && seen
 				last = max(last, at)
 			}
-			affected += len(byNetwork[n])
 		}
-		if !ok {
+		if ok {
+			lastACK[ci] = last
+		}
+	}
+	if len(changes) > 0 {
+		affected = float64(n) / float64(len(changes))
+	}
+	return t, lastACK, affected
+}
+
+func (r *Result) compute(before, after []ProxyStats) {
+	marked := make([]Marked, len(r.Changes))
+	for i, c := range r.Changes {
+		marked[i] = Marked{Index: c.Index, Affected: c.Affected}
+	}
+	var lastACK []int64
+	r.Traffic, lastACK, r.Affected = Tally(before, after, marked)
+	for i, c := range r.Changes {
+		if lastACK[i] == 0 {
 			r.Unconverged++
 			continue
 		}
-		l := time.Duration(last - r.Applied[c.Index])
+		l := time.Duration(lastACK[i] - r.Applied[c.Index])
 		r.Latencies = append(r.Latencies, l)
 		if k := r.ByKind[c.Kind]; k != nil {
 			k.latencies = append(k.latencies, l)
@@ -167,9 +200,6 @@ func (r *Result) compute(before, after []ProxyStats) {
 		}
 	} else if r.Scenario.Name == HotService || r.Scenario.Name == Churn {
 		r.CDSOnEndpointChanges = r.BytesByType[CDS]
-	}
-	if len(r.Changes) > 0 {
-		r.Affected = float64(affected) / float64(len(r.Changes))
 	}
 	if n := len(r.Latencies); n > 0 {
 		s := slices.Clone(r.Latencies)
