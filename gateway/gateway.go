@@ -199,6 +199,12 @@ func (t *translator) edsCluster(name string) *cluster.Cluster {
 		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
 		ConnectTimeout:       durationpb.New(t.opts.connectTimeout()),
 		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
+		// Envoy honours the localities' weights only with this set (xds
+		// renders every EDS cluster so, and xds.Check insists):
+		// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/locality_weight
+		CommonLbConfig: &cluster.Cluster_CommonLbConfig{LocalityConfigSpecifier: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+			LocalityWeightedLbConfig: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},
+		}},
 	}
 }
 

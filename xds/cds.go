@@ -6,11 +6,44 @@ import (
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/xds/policyfile"
 )
+
+// commonLB is the common_lb_config of every EDS cluster Horizon renders.
+//
+// Locality weighted load balancing: Envoy uses
+// LocalityLbEndpoints.load_balancing_weight only when the cluster enables it;
+// without it Envoy spreads a priority's traffic by host weight alone, so a
+// distribute rule's 75/25 split would come out 50/50 with one host on each
+// side. With it Envoy picks a locality by weight × availability
+// (availability = min(100, overprovisioning factor × available hosts /
+// hosts)), then a host within it:
+// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/locality_weight
+// It is set on every EDS cluster, not only on those whose assignment has
+// several localities in a priority today, so that an endpoint change never
+// changes a cluster (CDS) as well. gRPC always weighs localities (it has no
+// such field and ignores this one).
+//
+// Panic mode off (healthy_panic_threshold 0): not-ready endpoints stay in
+// assignments as UNHEALTHY (policyfile.NotReadyUnhealthy), and with Envoy's
+// default 50 % threshold a priority with fewer than half of its endpoints
+// ready would, once no other priority can take its load, send traffic to
+// every endpoint "regardless of their health", not-ready pods included:
+// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/panic_threshold
+// With it off, load goes only to ready endpoints, as when not-ready ones are
+// left out, and a service with none ready fails fast.
+func commonLB() *cluster.Cluster_CommonLbConfig {
+	return &cluster.Cluster_CommonLbConfig{
+		HealthyPanicThreshold: &typev3.Percent{Value: 0},
+		LocalityConfigSpecifier: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+			LocalityWeightedLbConfig: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},
+		},
+	}
+}
 
 // outlierDetection maps a policy's outlier detection onto Envoy's (nil: off).
 // Only the consecutive-error checks the policy names eject: Envoy's

@@ -68,8 +68,13 @@ func Check(r *Resources, cs *discovery.ClusterSet, g Group) error {
 			if name == "" {
 				name = c.GetName()
 			}
-			if assignments[name] == nil {
+			cla := assignments[name]
+			if cla == nil {
 				fail("cluster %q: no ClusterLoadAssignment %q", c.GetName(), name)
+				continue
+			}
+			if why := localityWeightsMatter(cla); why != "" && c.GetCommonLbConfig().GetLocalityWeightedLbConfig() == nil {
+				fail("cluster %q: %s, but the cluster does not enable locality weighted load balancing (common_lb_config.locality_weighted_lb_config), so Envoy would ignore the locality weights", c.GetName(), why)
 			}
 		}
 	}
@@ -125,6 +130,36 @@ func checkListener(l *listener.Listener, routes map[string]bool, clusters map[st
 			}
 		}
 	}
+}
+
+// localityWeightsMatter says why Envoy must honour an assignment's locality
+// weights, or "" when they change nothing: several localities share a
+// priority, or a locality carries an explicit weight. Envoy reads
+// LocalityLbEndpoints.load_balancing_weight only under locality weighted load
+// balancing and otherwise spreads a priority by host weight alone:
+// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/locality_weight
+func localityWeightsMatter(cla *endpoint.ClusterLoadAssignment) string {
+	perPriority := map[uint32]int{}
+	for _, lle := range cla.GetEndpoints() {
+		perPriority[lle.GetPriority()]++
+		if n := perPriority[lle.GetPriority()]; n > 1 {
+			return fmt.Sprintf("its assignment has %d localities in priority %d", n, lle.GetPriority())
+		}
+	}
+	for _, lle := range cla.GetEndpoints() {
+		if lle.GetLoadBalancingWeight() != nil {
+			return fmt.Sprintf("its assignment weighs locality %s", localityString(lle.GetLocality()))
+		}
+	}
+	return ""
+}
+
+func localityString(l interface {
+	GetRegion() string
+	GetZone() string
+	GetSubZone() string
+}) string {
+	return l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
 }
 
 // addressBook lists, for a view's network, the gateway addresses of every

@@ -57,12 +57,19 @@ var healthStatus = [...]core.HealthStatus{healthy: core.HealthStatus_HEALTHY, dr
 //     at the best priority among them;
 //   - endpoints that do not accept mutual TLS never cross a network, and a
 //     network without a gateway contributes nothing to other networks;
-//   - not-ready endpoints are left out; serving-but-terminating ones drain.
+//   - serving-but-terminating endpoints drain; not-ready ones follow the
+//     service's Settings.NotReady: by default they stay in, UNHEALTHY (a
+//     gateway whose cluster has only such endpoints too), so that Envoy's
+//     failover threshold (overprovisioning_factor, set when not Envoy's 140)
+//     sees how much of a priority is down and moves its load to the next
+//     priority gradually: failover needs no outlier detection. The same
+//     holds with and without a policy file.
 //
-// Priorities follow the policy and are made contiguous; every locality is
+// Priorities follow the service's settings (the built-in [region, zone]
+// ranking without a policy file) and are made contiguous; every locality is
 // weighted by the sum of its endpoints' weights.
 //
-// With a policy file (Policy.File), the service's settings apply on top:
+// The service's settings (Policy.File's, else the built-in ones) apply:
 //
 //   - each endpoint's priority is Settings.Locality.Priority as seen from the
 //     view (its locality, cluster and network); a gateway entry is ranked with
@@ -74,17 +81,14 @@ var healthStatus = [...]core.HealthStatus{healthy: core.HealthStatus_HEALTHY, dr
 //     ranking stops at it (noted);
 //   - a cluster's weight (Settings.Clusters.Weight) multiplies its endpoints'
 //     and gateway shares' weights; weight 0, or not pinned, leaves it out;
-//   - not-ready endpoints stay in, UNHEALTHY (a gateway whose cluster has
-//     only such endpoints too), so that Envoy's failover threshold
-//     (overprovisioning_factor, set when not Envoy's 140) sees how much of a
-//     priority is down: failover needs no outlier detection;
-//   - when the view's locality has a distribute entry, weights replace
-//     priorities (see distribute).
+//   - when the view's locality has a distribute entry, the localities its
+//     shares match form priority 0 with the shares' weights, and the others
+//     follow by their ranking or are left out (see distribute).
 func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment {
 	name, port := h.name(), h.port.Port
 	set := t.policy.settings(h.key, h.scope)
 	loc := set.Locality
-	withUnhealthy := t.policy.File != nil
+	withUnhealthy := set.NotReady == policyfile.NotReadyUnhealthy
 	proxy := policyfile.Attributes{Locality: t.group.Locality, Cluster: t.group.Cluster, Network: t.group.Network, Labels: t.group.labels()}
 	if loc.Enabled {
 		for _, k := range loc.FailoverPriority {
@@ -183,7 +187,7 @@ func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment
 	}
 	var fixed map[discovery.Locality]uint32
 	if d, ok := loc.DistributeFor(t.group.Locality); ok && loc.Enabled {
-		eps, fixed = t.distribute(name, d, eps)
+		eps, fixed = t.distribute(name, d, eps, loc.RanksUnshared(t.group.Locality))
 	}
 	cla := t.assemble(name, eps, fixed)
 	if f := set.OverprovisioningFactor; f != 0 && f != envoyOverprovisioning {
@@ -211,23 +215,34 @@ func sharedLabels(s *discovery.Service) map[string]string {
 }
 
 // distribute applies a proxy locality's distribute entry (Istio's
-// localityLbSetting.distribute): every endpoint goes to priority 0;
-// endpoints in a locality that no share matches are left out (noted); and the
-// localities a share matches split its percent in proportion to the weight
-// of their endpoints (endpoint count, a gateway counting the endpoints
-// behind it, times cluster weights), by largest remainder, so that the
-// locality weights of a share add up to its percent. Should a locality get
-// 0 that way, every share is scaled by 10 (then 100, ...) until none does:
-// the weights are then in tenths (hundredths, ...) of a percent. A share
-// that matches no endpoint is noted; Envoy spreads its traffic over the
-// others in proportion. It returns the kept endpoints and the locality
-// weights, which replace the sums of endpoint weights.
-func (t *translator) distribute(name string, d policyfile.Distribute, eps []lbEndpoint) ([]lbEndpoint, map[discovery.Locality]uint32) {
+// localityLbSetting.distribute): every endpoint in a locality that a share
+// matches goes to priority 0, and those localities split the share's percent
+// in proportion to the weight of their endpoints (endpoint count, a gateway
+// counting the endpoints behind it, times cluster weights), by largest
+// remainder, so that the locality weights of a share add up to its percent.
+// Should a locality get 0 that way, every share is scaled by 10 (then 100,
+// ...) until none does: the weights are then in tenths (hundredths, ...) of
+// a percent. A share that matches no endpoint is noted; Envoy spreads its
+// traffic over the others in proportion.
+//
+// Endpoints in a locality that no share matches follow at the next
+// priorities in the order their ranking (failoverPriority, failover) gave
+// them, weighted as usual, when rankUnshared (the rule also says how to fail
+// over: LocalityLB.RanksUnshared); otherwise they are left out (noted).
+//
+// It returns the kept endpoints and the weights of the shares' localities,
+// which replace the sums of endpoint weights.
+func (t *translator) distribute(name string, d policyfile.Distribute, eps []lbEndpoint, rankUnshared bool) ([]lbEndpoint, map[discovery.Locality]uint32) {
 	locs := make([][]discovery.Locality, len(d.To)) // per share
 	mass := map[discovery.Locality]uint64{}
 	kept := eps[:0]
 	for _, e := range eps {
 		i := slices.IndexFunc(d.To, func(s policyfile.Share) bool { return s.To.Matches(e.locality) })
+		if i < 0 && rankUnshared {
+			e.priority++ // after the shares, in ranking order
+			kept = append(kept, e)
+			continue
+		}
 		if i < 0 {
 			t.notef("%s: distribute from %s gives locality %s no share; its endpoints are left out", name, d.From, e.locality)
 			continue
@@ -381,7 +396,9 @@ func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery
 	if fixed != nil {
 		for _, lle := range cla.Endpoints {
 			l := lle.GetLocality()
-			lle.LoadBalancingWeight.Value = fixed[discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}]
+			if w, ok := fixed[discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}]; ok {
+				lle.LoadBalancingWeight.Value = w
+			}
 		}
 		if t.out.fixedWeights == nil {
 			t.out.fixedWeights = map[string]bool{}

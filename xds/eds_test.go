@@ -73,10 +73,11 @@ func TestSplitHorizonWeights(t *testing.T) {
 	}, {
 		// Two clusters sharing east's network and gateway address: the
 		// address appears once, weighted by both clusters' mutual-TLS ready
-		// endpoints (2 + 1; the one without mutual TLS never crosses).
+		// endpoints (2 + 1; the one without mutual TLS never crosses). West's
+		// own not-ready endpoint stays in (UNHEALTHY, policyfile.NotReadyUnhealthy).
 		name: "west proxy sees one shared east gateway", cluster: "west", host: set,
 		want: map[string]string{
-			"10.1.1.1:9080": "1@0", "10.1.1.2:9080": "1@0", "10.1.1.3:9080": "1@0",
+			"10.1.1.1:9080": "1@0", "10.1.1.2:9080": "1@0", "10.1.1.3:9080": "1@0", "10.1.1.6:9080": "1@0",
 			"10.1.1.4:9080": "1@1", "10.1.1.5:9080": "1@1",
 			"10.0.0.100:15443": "3@2",
 			"10.3.0.100:15443": "1@2",

@@ -91,6 +91,39 @@ func TestPolicyFileEDS(t *testing.T) {
 		localities: map[string]string{"us-east/us-east-1a": "60@0", "us-east/us-east-1b": "20@0", "us-west/us-west-2a": "20@0"},
 		note:       "gives locality eu-north/eu-north-1a",
 	}, {
+		// distribute and failover in one rule: us-east's zones share
+		// priority 0 at 70/30 (not 3:1 by endpoints); then the failover
+		// list (eu-north), then the rest (us-west); south has no gateway.
+		name: "distribute within a priority, failover between", policy: "distribute-failover.yaml", cluster: "east-a",
+		localities: map[string]string{
+			"us-east/us-east-1a": "70@0", "us-east/us-east-1b": "30@0",
+			"eu-north/eu-north-1a": "1@1",
+			"us-west/us-west-2a":   "5@2",
+		},
+		noNote: "no share",
+	}, {
+		// A proxy in a region without a distribute entry ranks as usual.
+		name: "distribute and failover, proxy outside the distribute", policy: "distribute-failover.yaml", cluster: "west",
+		localities: map[string]string{
+			"us-west/us-west-2a": "4@0", "us-west/us-west-2b": "2@1",
+			"eu-north/eu-north-1a": "1@2", "us-east/us-east-1a": "3@2",
+		},
+	}, {
+		// failoverPriority given next to distribute: what no share names
+		// follows, ranked by it (every other region alike).
+		name: "distribute with failoverPriority", policy: "distribute-priority.yaml", cluster: "east-a",
+		localities: map[string]string{
+			"us-east/us-east-1a": "90@0", "us-east/us-east-1b": "10@0",
+			"eu-north/eu-north-1a": "1@1", "us-west/us-west-2a": "5@1",
+		},
+		noNote: "no share",
+	}, {
+		// Without a way to fail over, distribute leaves out what no share
+		// names (Istio's distribute).
+		name: "distribute alone leaves the rest out", policy: "distribute-75-25-east.yaml", cluster: "east-a",
+		localities: map[string]string{"us-east/us-east-1a": "75@0", "us-east/us-east-1b": "25@0"},
+		note:       "gives locality eu-north/eu-north-1a/ no share",
+	}, {
 		// [tier, region]: the proxy's tier (web) first, in its region, then
 		// web elsewhere (west's gateway entry carries the tier all of west's
 		// endpoints share), then every other tier and endpoints without one.
@@ -184,7 +217,7 @@ func TestDistributeScales(t *testing.T) {
 	a, b, n := discovery.Locality{Region: "r", Zone: "a"}, discovery.Locality{Region: "r", Zone: "b"}, discovery.Locality{Region: "n"}
 	eps := []lbEndpoint{{address: "a", weight: 1, locality: a}, {address: "b", weight: 1, locality: b}, {address: "c", weight: 1, locality: n}}
 	d := policyfile.Distribute{To: []policyfile.Share{{To: policyfile.Pattern{Region: "n"}, Weight: 99}, {To: policyfile.Pattern{Region: "r"}, Weight: 1}}}
-	_, w := tr.distribute("x", d, eps)
+	_, w := tr.distribute("x", d, eps, false)
 	want := map[discovery.Locality]uint32{a: 5, b: 5, n: 990}
 	if !maps.Equal(w, want) {
 		t.Errorf("weights %v, want %v", w, want)

@@ -88,6 +88,7 @@ func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
 		ConnectTimeout:       durationpb.New(set.ConnectTimeout),
 		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
+		CommonLbConfig:       commonLB(),
 	}
 	if set.OutlierDetection != nil {
 		t.notef("%s: outlier detection is not sent to proxyless gRPC: grpc-go implements only success-rate and failure-percentage ejection, not consecutive errors", h.host)

@@ -163,6 +163,7 @@ func (t *translator) sidecarCluster(h *hostPort) *cluster.Cluster {
 		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
 		ConnectTimeout:       durationpb.New(set.ConnectTimeout),
 		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
+		CommonLbConfig:       commonLB(),
 		OutlierDetection:     outlierDetection(set.OutlierDetection),
 		// Mesh endpoints (tlsMode=mtls in their EDS metadata) get mutual TLS
 		// with the destination's SPIFFE IDs checked; the rest plain TCP.

@@ -136,7 +136,13 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 			for _, sh := range d.To {
 				shares = append(shares, fmt.Sprintf("%s %d%%", sh.To, sh.Weight))
 			}
-			rule = fmt.Sprintf("by policy %s: distribute from %s: %s", policyPath, d.From, strings.Join(shares, ", "))
+			ranked := rule
+			rule = fmt.Sprintf("by policy %s: distribute from %s: %s in priority 0", policyPath, d.From, strings.Join(shares, ", "))
+			if loc.RanksUnshared(p.Locality) {
+				rule += "; every other locality after them, " + strings.TrimPrefix(ranked, "by policy "+policyPath+": ")
+			} else {
+				rule += "; no other locality (no failover or failoverPriority next to distribute)"
+			}
 		}
 		if !loc.Enabled {
 			rule = fmt.Sprintf("by policy %s: locality load balancing off, one priority", policyPath)
@@ -154,6 +160,11 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 		rule += "; other networks only through their gateway"
 	}
 	fmt.Fprintf(stdout, "priorities: %s\n", rule)
+	notReady := policyfile.NotReadyUnhealthy
+	if policy.File != nil {
+		notReady = policy.File.LookupHost(host).NotReady
+	}
+	fmt.Fprintf(stdout, "not ready: %s\n", notReadyText(notReady, p.Role))
 	found := false
 	for _, cla := range res.Endpoints {
 		h, cport, err := discovery.ParseClusterName(cla.GetClusterName())
@@ -168,6 +179,18 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 		return fmt.Errorf("%s: no such service in the view of cluster %s", service, p.Cluster)
 	}
 	return nil
+}
+
+// notReadyText says what not-ready endpoints become and what the proxy's
+// kind of client does with that.
+func notReadyText(n policyfile.NotReady, role xds.Role) string {
+	if n == policyfile.NotReadyOmit {
+		return "left out (notReadyEndpoints: omit): a priority's ready endpoints take all its load until none is ready"
+	}
+	if role == xds.Proxyless {
+		return "kept as UNHEALTHY; gRPC ignores UNHEALTHY endpoints and fails over per priority: a priority keeps all its load while one endpoint of it is ready (Envoy sidecars spill over gradually instead)"
+	}
+	return "kept as UNHEALTHY: Envoy moves a priority's load to the next one gradually, as ready endpoints × overprovisioning factor fall below 100 % of it (gRPC clients instead fail over only when a priority has no ready endpoint)"
 }
 
 // origin is where an address of an assignment comes from.
@@ -263,6 +286,13 @@ func rankBy(loc *policyfile.LocalityLB, p *xds.Proxy, src *discovery.Cluster, o 
 	if !loc.Enabled {
 		return "locality load balancing off"
 	}
+	share := ""
+	if d, ok := loc.DistributeFor(p.Locality); ok {
+		if i := slices.IndexFunc(d.To, func(s policyfile.Share) bool { return s.To.Matches(o.locality) }); i >= 0 {
+			return fmt.Sprintf("in distribute share %s (%d%%)", d.To[i].To, d.To[i].Weight)
+		}
+		share = "no distribute share, so after the shares: "
+	}
 	proxy := policyfile.Attributes{Locality: p.Locality, Cluster: src.Name, Network: src.Network, Labels: p.Labels}
 	ep := policyfile.Attributes{Locality: o.locality, Cluster: o.cluster.Name, Network: o.cluster.Network, Labels: o.labels}
 	var agree []string
@@ -280,9 +310,9 @@ func rankBy(loc *policyfile.LocalityLB, p *xds.Proxy, src *discovery.Cluster, o 
 		agree = append(agree, string(k))
 	}
 	if len(agree) == 0 {
-		out = "shares no key" + out
+		out = share + "shares no key" + out
 	} else {
-		out = "agrees on " + strings.Join(agree, ", ") + out
+		out = share + "agrees on " + strings.Join(agree, ", ") + out
 	}
 	if f, ok := loc.FailoverFor(p.Locality.Region); ok && o.locality.Region != p.Locality.Region {
 		if i := slices.Index(f.To, o.locality.Region); i >= 0 {

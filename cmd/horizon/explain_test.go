@@ -56,6 +56,31 @@ func TestExplainFailover(t *testing.T) {
 			t.Errorf("missing %q:\n%s", w, out.String())
 		}
 	}
+	// distribute and failover in one rule: the shares in priority 0, the
+	// failover region after them, each with its reason; and what happens to
+	// not-ready endpoints, for Envoy and for gRPC.
+	out.Reset()
+	if err := explain([]string{"failover", "--service", "greeter.demo.svc.clusterset.local", "--from", "us-east/us-east-1a",
+		"--policy", "../../examples/policy/distribute.yaml"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	for _, w := range []string{
+		"us-east/us-east-1b/* 70% in priority 0; every other locality after them, failoverPriority [region zone], then regions [us-west]",
+		"not ready: kept as UNHEALTHY: Envoy moves a priority's load to the next one gradually",
+		"priority 0 (used first)", "locality us-east/us-east-1b, weight 70", "in distribute share us-east/us-east-1b/* (70%)",
+		"priority 1", "127.0.1.100:15443", "no distribute share, so after the shares", "region us-west is #1 in failover from us-east",
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("missing %q:\n%s", w, out.String())
+		}
+	}
+	out.Reset()
+	if err := explain([]string{"failover", "--service", "greeter.demo.svc.clusterset.local", "--from", "us-east/us-east-1a", "--role", "proxyless"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	if w := "gRPC ignores UNHEALTHY endpoints and fails over per priority"; !strings.Contains(out.String(), w) {
+		t.Errorf("missing %q:\n%s", w, out.String())
+	}
 	// A policy's own keys are the reasons.
 	out.Reset()
 	if err := explain([]string{"failover", "--service", "echo.demo.svc.clusterset.local:7070", "--from", "us-east/us-east-1a",

@@ -9,6 +9,7 @@
 //	defaults:                      # optional; built-in defaults below
 //	  connectTimeout: 5s           # Go duration, > 0, ≤ 24h (built-in 10s)
 //	  overprovisioningFactor: 140  # failover threshold, percent, 100-1000 (140)
+//	  notReadyEndpoints: unhealthy # or omit (unhealthy; see NotReady)
 //	  locality:                    # Istio's localityLbSetting
 //	    enabled: true
 //	    failoverPriority: [region, zone]   # (built-in [region, zone])
@@ -21,6 +22,17 @@
 //	services:
 //	  - match: {service: demo/echo}          # or {host: echo.demo.svc.clusterset.local}
 //	    <any field of defaults>
+//
+// # distribute with failover
+//
+// A locality block may hold both. For a proxy whose locality has a
+// distribute entry, the localities the shares match form priority 0 with the
+// shares' weights. When the block also says how to fail over (it names
+// failoverPriority, or has a failover entry for the proxy's region:
+// LocalityLB.RanksUnshared), every other locality follows at the next
+// priorities, ranked by failoverPriority and failover; otherwise, as in
+// Istio, they get no traffic. Proxies without a distribute entry are ranked
+// as usual.
 //
 // # Merging
 //
@@ -43,8 +55,7 @@
 // a failoverPriority that does not start with region (failover ranks the
 // regions after the proxy's own, so region must be the first key);
 // distribute from a pattern twice, to overlapping patterns, weights outside
-// 1-100 or not adding up to 100 per from; a distribute from that a failover
-// from also covers (a proxy locality follows one or the other); enabled:
+// 1-100 or not adding up to 100 per from; enabled:
 // false next to fields it disables (locality, outlierDetection), attempts: 0
 // next to other retry fields, outlier detection that ejects nothing; cluster
 // weights outside 0-1000, every cluster at weight 0, a pinned cluster at

@@ -20,7 +20,7 @@ import (
 // Field names of each object of the format.
 var (
 	topFields        = []string{"defaults", "services"}
-	settingsFields   = []string{"connectTimeout", "overprovisioningFactor", "locality", "outlierDetection", "retries", "clusters"}
+	settingsFields   = []string{"connectTimeout", "overprovisioningFactor", "notReadyEndpoints", "locality", "outlierDetection", "retries", "clusters"}
 	ruleFields       = append([]string{"match"}, settingsFields...)
 	matchFields      = []string{"service", "host"}
 	localityFields   = []string{"enabled", "failoverPriority", "failover", "distribute"}
@@ -105,6 +105,8 @@ func merge(base Settings, origins map[string]*layer, l *layer) (Settings, map[st
 			out.Retries = l.s.Retries
 		case "clusters":
 			out.Clusters = l.s.Clusters
+		case "notReadyEndpoints":
+			out.NotReady = l.s.NotReady
 		}
 	}
 	return out, o
@@ -290,6 +292,16 @@ func (c *checker) settings(o *yamlnode.Object, l *layer) {
 			l.s.OverprovisioningFactor, l.given["overprovisioningFactor"] = uint32(f), o.Key("overprovisioningFactor")
 		}
 	}
+	if n, ok := o.Set("notReadyEndpoints"); ok {
+		path := join(o.Where(), "notReadyEndpoints")
+		if v, ok := p.ScalarString(n, path, ""); ok {
+			if i := slices.Index(notReadyNames[:], v); i >= 0 {
+				l.s.NotReady, l.given["notReadyEndpoints"] = NotReady(i), o.Key("notReadyEndpoints")
+			} else {
+				p.Errorf(n, path, "%q: want %s (keep them, UNHEALTHY, so that load spills over gradually) or %s (leave them out)", v, NotReadyUnhealthy, NotReadyOmit)
+			}
+		}
+	}
 	if n, ok := o.Set("locality"); ok {
 		if lo := p.Object(n, join(o.Where(), "locality"), localityFields...); lo != nil {
 			if lb, ok := c.locality(lo, l); ok {
@@ -343,7 +355,7 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 	// failoverPriority
 	var prioNodes []*yaml.Node
 	if _, ok := o.Set("failoverPriority"); ok {
-		lb.FailoverPriority = nil
+		lb.FailoverPriority, lb.FailoverPriorityGiven = nil, true
 		items := o.List("failoverPriority")
 		if n := o.Get("failoverPriority"); n.Kind == yaml.SequenceNode && len(items) == 0 {
 			o.Errorf("failoverPriority", "empty; write enabled: false to put every endpoint in one priority")
@@ -458,14 +470,6 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 			for _, f := range froms {
 				if f.pattern == d.From {
 					p.Errorf(do.At("from"), join(path, "from"), "%s has a distribute entry already (at line %d)", d.From, f.node.Line)
-					fromOK = false
-				}
-			}
-			for _, f := range lb.Failover {
-				if d.From.overlaps(Pattern{Region: f.From}) {
-					p.Errorf(do.At("from"), join(path, "from"),
-						"proxies in %s would follow both this distribute and the failover from %s (line %d); a locality takes one or the other",
-						d.From, f.From, fromLines[f.From].Line)
 					fromOK = false
 				}
 			}

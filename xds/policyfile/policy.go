@@ -92,7 +92,37 @@ type Settings struct {
 	Retries *Retries
 	// Clusters weighs or pins the member clusters a service's traffic goes to.
 	Clusters ClusterTraffic
+	// NotReady is what the service's not-ready endpoints become in EDS; the
+	// zero value keeps them, UNHEALTHY.
+	NotReady NotReady
 }
+
+// NotReady is what a not-ready endpoint (an EndpointSlice condition ready:
+// false that is not serving-and-terminating) becomes in a proxy's EDS.
+type NotReady uint8
+
+// Not-ready endpoint modes (notReadyEndpoints in the file).
+const (
+	// NotReadyUnhealthy keeps them, with health status UNHEALTHY (a gateway
+	// entry standing only for such endpoints too). Envoy counts them in the
+	// size of their priority and locality, so a priority's load moves to the
+	// next one gradually, as its ready share × overprovisioning factor falls
+	// below 100 % (1 ready of 30 keeps 140 × 1/30 ≈ 4.7 % of the load), and
+	// the ready ones are never flooded. gRPC ignores UNHEALTHY endpoints and
+	// fails over per priority instead: all of a priority's load stays while
+	// one endpoint of it is ready.
+	NotReadyUnhealthy NotReady = iota
+	// NotReadyOmit leaves them out: a priority's ready endpoints look like
+	// all of it, so one ready pod of 30 takes all of the priority's load.
+	NotReadyOmit
+)
+
+var notReadyNames = [...]string{NotReadyUnhealthy: "unhealthy", NotReadyOmit: "omit"}
+
+func (n NotReady) String() string { return notReadyNames[n] }
+
+// MarshalText renders the mode as the file writes it (debug pages, hashing).
+func (n NotReady) MarshalText() ([]byte, error) { return []byte(n.String()), nil }
 
 // LocalityLB is locality-aware load balancing (Istio's localityLbSetting):
 // how endpoints are ranked into priorities, or spread by weight, as seen from
@@ -108,6 +138,26 @@ type LocalityLB struct {
 	// Distribute gives fixed weights to localities for proxies in matching
 	// localities, in file order.
 	Distribute []Distribute
+	// FailoverPriorityGiven is set when the block names failoverPriority
+	// itself rather than inheriting the built-in [region, zone]. Together
+	// with distribute it says how to fail over past the shares; see
+	// RanksUnshared.
+	FailoverPriorityGiven bool
+}
+
+// RanksUnshared reports whether, for a proxy in locality l whose distribute
+// entry gives no share to some localities, those localities still get
+// traffic once the shared ones cannot take it: when the block also says how
+// to fail over (failoverPriority, or a failover entry for l's region), the
+// shares' localities form priority 0 with the distribute weights and every
+// other locality follows, ranked by failoverPriority and failover; otherwise
+// (Istio's distribute) they are left out.
+func (l LocalityLB) RanksUnshared(proxy discovery.Locality) bool {
+	if l.FailoverPriorityGiven {
+		return true
+	}
+	_, ok := l.FailoverFor(proxy.Region)
+	return ok
 }
 
 // Key is an attribute of failoverPriority: one of the topology keys below,

@@ -122,4 +122,20 @@ func TestDistributeFor(t *testing.T) {
 	if _, ok := lb.DistributeFor(discovery.Locality{Region: "eu"}); ok {
 		t.Errorf("eu matched a distribute entry")
 	}
+	east := discovery.Locality{Region: "us-east", Zone: "us-east-1a"}
+	if lb.RanksUnshared(east) {
+		t.Errorf("echo: distribute alone ranks the localities no share names; want them left out")
+	}
+	// greeter has distribute and failover in one block (once an error).
+	g := p.LookupService(discovery.ServiceKey{Namespace: "demo", Name: "greeter"}).Locality
+	if _, ok := g.DistributeFor(east); !ok || !g.RanksUnshared(east) {
+		t.Errorf("greeter: us-east proxies should distribute and fail over past the shares")
+	}
+	if g.RanksUnshared(discovery.Locality{Region: "us-west"}) {
+		t.Errorf("greeter: us-west has no failover entry and failoverPriority is not given")
+	}
+	withPrio := LocalityLB{Enabled: true, FailoverPriority: []Key{KeyRegion}, FailoverPriorityGiven: true}
+	if !withPrio.RanksUnshared(discovery.Locality{Region: "eu"}) {
+		t.Errorf("an explicit failoverPriority ranks past the shares")
+	}
 }
