@@ -43,6 +43,7 @@ func fingerprint(cs *ClusterSet) string {
 		for _, g := range c.Gateways {
 			e.str(g.Address)
 			e.num(uint64(g.Port))
+			e.str(g.ForNetwork)
 		}
 		keys := make([]ServiceKey, 0, len(c.ImportIPs))
 		for k := range c.ImportIPs {

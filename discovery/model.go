@@ -35,6 +35,12 @@ type Locality struct {
 // String renders the locality as region/zone/subzone.
 func (l Locality) String() string { return l.Region + "/" + l.Zone + "/" + l.SubZone }
 
+// CompareGateways orders gateways by address, port, then the network they
+// are advertised for.
+func CompareGateways(a, b Gateway) int {
+	return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port), cmp.Compare(a.ForNetwork, b.ForNetwork))
+}
+
 func compareLocality(a, b Locality) int {
 	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
 }
@@ -43,6 +49,10 @@ func compareLocality(a, b Locality) int {
 type Gateway struct {
 	Address string // IP address or DNS name
 	Port    uint32
+	// ForNetwork, when set, is the one network whose proxies are given this
+	// address (say a private address for a peer on the same private
+	// network); see Cluster.GatewaysFor.
+	ForNetwork string
 }
 
 // String renders the gateway as host:port.
@@ -53,7 +63,7 @@ type Cluster struct {
 	Name     string
 	Network  string
 	Locality Locality
-	Gateways []Gateway // sorted by (Address, Port)
+	Gateways []Gateway // sorted by CompareGateways
 	Services []Service // sorted by (Namespace, Name)
 	// Stale is set by a source that lost contact with the cluster and serves
 	// its last known state.
@@ -61,6 +71,37 @@ type Cluster struct {
 	// ImportIPs are the ClusterSet IPs this cluster's ServiceImports carry,
 	// by service (written by an MCS controller; empty for files).
 	ImportIPs map[ServiceKey][]string
+}
+
+// GatewaysFor returns the gateway addresses proxies on network n are given
+// for this cluster: those advertised for n alone (ForNetwork n) when there
+// are any, else those advertised to every network (no ForNetwork). A network
+// names which address its peers use this way, e.g. a private address for
+// peers on the same private network and a public one for the rest.
+func (c *Cluster) GatewaysFor(n string) []Gateway {
+	own, def := 0, 0
+	for _, g := range c.Gateways {
+		switch g.ForNetwork {
+		case n:
+			own++
+		case "":
+			def++
+		}
+	}
+	want := ""
+	if own > 0 {
+		want = n
+	}
+	if (want == "" && def == len(c.Gateways)) || (want != "" && own == len(c.Gateways)) {
+		return c.Gateways
+	}
+	out := make([]Gateway, 0, max(own, def))
+	for _, g := range c.Gateways {
+		if g.ForNetwork == want {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // Clone returns a copy of the cluster that New may normalise (it sorts and
@@ -304,13 +345,14 @@ func New(clusters []Cluster) (*ClusterSet, error) {
 
 func normalizeCluster(c *Cluster) error {
 	var errs []error
-	slices.SortFunc(c.Gateways, func(a, b Gateway) int {
-		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
-	})
+	slices.SortFunc(c.Gateways, CompareGateways)
 	c.Gateways = slices.Compact(c.Gateways)
 	for _, g := range c.Gateways {
 		if g.Address == "" || g.Port == 0 || g.Port > 65535 {
 			errs = append(errs, fmt.Errorf("gateway %s: needs an address and a port in 1-65535", g))
+		}
+		if g.ForNetwork != "" && g.ForNetwork == c.Network {
+			errs = append(errs, fmt.Errorf("gateway %s: advertised for network %s, its own: proxies there reach its pods directly", g, g.ForNetwork))
 		}
 	}
 	slices.SortFunc(c.Services, func(a, b Service) int { return a.Key().Compare(b.Key()) })

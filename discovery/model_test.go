@@ -99,3 +99,31 @@ func TestVersionIsContent(t *testing.T) {
 		t.Error("clusters and endpoints are not sorted")
 	}
 }
+
+func TestGatewaysFor(t *testing.T) {
+	pub1, pub2 := Gateway{Address: "203.0.113.1", Port: 15443}, Gateway{Address: "203.0.113.2", Port: 15443}
+	west := Gateway{Address: "10.0.0.1", Port: 15443, ForNetwork: "west"}
+	north := Gateway{Address: "10.0.0.2", Port: 15443, ForNetwork: "north"}
+	c := Cluster{Network: "east", Gateways: []Gateway{west, north, pub1, pub2}}
+	for _, tt := range []struct {
+		network string
+		want    []Gateway
+	}{
+		{"west", []Gateway{west}},
+		{"north", []Gateway{north}},
+		{"south", []Gateway{pub1, pub2}},
+	} {
+		if got := c.GatewaysFor(tt.network); !slices.Equal(got, tt.want) {
+			t.Errorf("GatewaysFor(%s) = %v, want %v", tt.network, got, tt.want)
+		}
+	}
+	// Only peer addresses: a network not named gets none.
+	only := Cluster{Network: "east", Gateways: []Gateway{west}}
+	if got := only.GatewaysFor("south"); len(got) != 0 {
+		t.Errorf("GatewaysFor(south) = %v, want none", got)
+	}
+	// An address advertised to the cluster's own network is refused.
+	if _, err := New([]Cluster{{Name: "e", Network: "east", Gateways: []Gateway{{Address: "10.0.0.1", Port: 1, ForNetwork: "east"}}}}); err == nil {
+		t.Error("New accepted a gateway advertised to its own network")
+	}
+}

@@ -162,14 +162,14 @@ func localityString(l interface {
 	return l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
 }
 
-// addressBook lists, for a view's network, the gateway addresses of every
-// other network and the pod addresses of its own.
+// addressBook lists, for a view's network, the gateway addresses every other
+// network advertises to it and the pod addresses of its own.
 func addressBook(cs *discovery.ClusterSet, g Group) (gateways, pods map[string]bool) {
 	gateways, pods = map[string]bool{}, map[string]bool{}
 	for i := range cs.Clusters {
 		c := &cs.Clusters[i]
 		if c.Network != g.Network {
-			for _, gw := range c.Gateways {
+			for _, gw := range c.GatewaysFor(g.Network) {
 				gateways[gw.String()] = true
 			}
 			continue

@@ -315,10 +315,12 @@ func apportion(n uint64, w []uint64) []uint64 {
 }
 
 // usableGateways returns the cluster's gateways that a proxy can be sent to:
-// those with an IP address (hostnames are resolved by the source).
+// those advertised to the view's network (Cluster.GatewaysFor) with an IP
+// address (hostnames are resolved by the source).
 func (t *translator) usableGateways(c *discovery.Cluster) []discovery.Gateway {
-	out := make([]discovery.Gateway, 0, len(c.Gateways))
-	for _, g := range c.Gateways {
+	gws := c.GatewaysFor(t.group.Network)
+	out := make([]discovery.Gateway, 0, len(gws))
+	for _, g := range gws {
 		if _, err := netip.ParseAddr(g.Address); err != nil {
 			t.notef("cluster %s: gateway %s is not an IP address and is skipped", c.Name, g)
 			continue

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -148,5 +149,51 @@ func TestSpread(t *testing.T) {
 		if sum != tt.want || hi-lo > 1 {
 			t.Errorf("spread(%d, %d) = %v: want sum %d, evenly", tt.n, tt.k, w, tt.want)
 		}
+	}
+}
+
+// TestPeerGatewayAddresses: a network names the address its peers use. West,
+// on east's private network, reaches east's gateway at its private address;
+// north, not named, at the public one; Check accepts each view against the
+// addresses advertised to it, and refuses another network's.
+func TestPeerGatewayAddresses(t *testing.T) {
+	cs := loadClusterSet(t, "testdata/peers.yaml")
+	echo := discovery.ClusterName(discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide), 8080)
+	for _, tt := range []struct {
+		cluster string
+		want    map[string]string
+	}{
+		{"west", map[string]string{"10.1.1.1:8080": "1@0", "10.0.0.10:15443": "2@1"}},
+		{"north", map[string]string{"10.2.1.1:8080": "1@0", "203.0.113.10:15443": "2@1", "10.1.0.10:15443": "1@1"}},
+	} {
+		p := &Proxy{ID: "p", Role: Sidecar, Cluster: tt.cluster}
+		if err := p.Resolve(cs); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Translate(cs, p.Group(), Policy{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Check(res, cs, p.Group()); err != nil {
+			t.Fatalf("%s: %v", tt.cluster, err)
+		}
+		if got := assignmentTable(t, res, echo); !maps.Equal(got, tt.want) {
+			t.Errorf("%s: got  %s\nwant %s", tt.cluster, render(got), render(tt.want))
+		}
+	}
+	// West's view checked as north's: its private address is not north's.
+	west := &Proxy{ID: "p", Role: Sidecar, Cluster: "west"}
+	north := &Proxy{ID: "p", Role: Sidecar, Cluster: "north"}
+	if err := errors.Join(west.Resolve(cs), north.Resolve(cs)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(cs, west.Group(), Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := north.Group()
+	g.Network = "west-impostor"
+	if err := Check(res, cs, g); err == nil || !strings.Contains(err.Error(), "10.0.0.10:15443") {
+		t.Errorf("Check of west's view for another network: %v, want the private address refused", err)
 	}
 }

@@ -18,7 +18,7 @@ func EncodeClusterSet(cs *discovery.ClusterSet) ([]byte, error) {
 	for _, c := range cs.Clusters {
 		fc := fileCluster{Name: c.Name, Network: c.Network, Locality: fileLocalityOf(c.Locality), Services: []fileService{}}
 		for _, g := range c.Gateways {
-			fc.Gateways = append(fc.Gateways, fileGateway{Address: g.Address, Port: g.Port})
+			fc.Gateways = append(fc.Gateways, fileGateway{Address: g.Address, Port: g.Port, ForNetwork: g.ForNetwork})
 		}
 		for _, s := range c.Services {
 			fs := fileService{
@@ -71,8 +71,9 @@ func fileLocalityOf(l discovery.Locality) *fileLocality {
 }
 
 type fileGateway struct {
-	Address string `yaml:"address"`
-	Port    uint32 `yaml:"port"`
+	Address    string `yaml:"address"`
+	Port       uint32 `yaml:"port"`
+	ForNetwork string `yaml:"forNetwork,omitempty"`
 }
 
 type fileService struct {

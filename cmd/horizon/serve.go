@@ -418,6 +418,10 @@ func printClusterSet(w io.Writer, cs *discovery.ClusterSet, source string) {
 			}
 			gws := make([]string, 0, len(c.Gateways))
 			for _, g := range c.Gateways {
+				if g.ForNetwork != "" {
+					gws = append(gws, g.String()+" (for network "+g.ForNetwork+")")
+					continue
+				}
 				gws = append(gws, g.String())
 			}
 			gw := strings.Join(gws, ", ")

@@ -52,7 +52,7 @@ var (
 	topFields      = []string{"clusters", "networks"}
 	clusterFields  = []string{"name", "network", "locality", "gateways", "services"}
 	localityFields = []string{"region", "zone", "subZone"}
-	gatewayFields  = []string{"address", "port"}
+	gatewayFields  = []string{"address", "port", "forNetwork"}
 	serviceFields  = []string{"name", "namespace", "type", "clusterIP", "exported", "exportedAt", "ports", "endpoints"}
 	portFields     = []string{"name", "port", "targetPort", "protocol", "appProtocol"}
 	endpointFields = []string{"address", "network", "region", "zone", "subZone", "ready", "serving", "terminating",
@@ -147,7 +147,7 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 	}
 	seen := map[discovery.Gateway]int{}
 	for i, item := range o.List("gateways") {
-		g, ok := p.gateway(item, i, where)
+		g, ok := p.gateway(item, i, where, c.Network, networks)
 		if !ok {
 			continue
 		}
@@ -213,7 +213,9 @@ func checkLocality(l discovery.Locality) string {
 	return ""
 }
 
-func (p *parser) gateway(n *yaml.Node, index int, cluster string) (discovery.Gateway, bool) {
+// gateway reads one gateway address of a cluster on network own; networks
+// are the declared ones (nil: any).
+func (p *parser) gateway(n *yaml.Node, index int, cluster, own string, networks map[string]bool) (discovery.Gateway, bool) {
 	where := fmt.Sprintf("%s gateway #%d", cluster, index+1)
 	if addr := yamlnode.Peek(n, "address"); addr != "" {
 		where = cluster + " gateway " + addr
@@ -238,7 +240,21 @@ func (p *parser) gateway(n *yaml.Node, index int, cluster string) (discovery.Gat
 		o.Errorf("address", "%q is not an IP address or DNS name", addr)
 		return discovery.Gateway{}, false
 	}
-	return discovery.Gateway{Address: addr, Port: port}, true
+	g := discovery.Gateway{Address: addr, Port: port, ForNetwork: o.Str("forNetwork", false)}
+	if _, ok := o.Set("forNetwork"); ok {
+		switch {
+		case g.ForNetwork == "":
+			o.Errorf("forNetwork", "empty: leave it out to advertise the address to every network")
+			return discovery.Gateway{}, false
+		case g.ForNetwork == own:
+			o.Errorf("forNetwork", "%q is the cluster's own network, whose proxies reach its pods directly", g.ForNetwork)
+			return discovery.Gateway{}, false
+		case networks != nil && !networks[g.ForNetwork]:
+			o.Errorf("forNetwork", "%q is not declared in networks:", g.ForNetwork)
+			return discovery.Gateway{}, false
+		}
+	}
+	return g, true
 }
 
 func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.Cluster) (discovery.Service, bool) {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -27,6 +28,13 @@ const (
 	// LabelGatewayPort overrides the port other networks use to reach the
 	// gateway (default: the Service port named "tls", else 15443, else the first).
 	LabelGatewayPort = "networking.horizon.io/gateway-port"
+	// AnnotationPeerAddresses on a gateway Service names the addresses that
+	// particular networks reach the gateway at instead of its own (say a
+	// private address for peers on the same private network):
+	// "west=10.20.0.5, north=10.30.0.5:8443", comma-separated
+	// network=address[:port] entries, the port defaulting to the gateway's.
+	// discovery.Cluster.GatewaysFor picks them for those networks' proxies.
+	AnnotationPeerAddresses = "networking.horizon.io/peer-addresses"
 	// LabelTLSMode on a Pod says its sidecar accepts mutual TLS ("mtls").
 	LabelTLSMode = "security.horizon.io/tlsMode"
 	// TLSModeMTLS is LabelTLSMode's value for a sidecar that accepts mTLS.
@@ -166,9 +174,8 @@ func Build(cfg MemberConfig, o Objects) (discovery.Cluster, []Problem) {
 		c.Services = append(c.Services, ds)
 	}
 	slices.SortFunc(c.Services, func(a, b discovery.Service) int { return a.Key().Compare(b.Key()) })
-	slices.SortFunc(c.Gateways, func(a, b discovery.Gateway) int {
-		return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
-	})
+	slices.SortFunc(c.Gateways, discovery.CompareGateways)
+
 	c.Gateways = slices.Compact(c.Gateways)
 	return c, problems
 }
@@ -245,6 +252,42 @@ func endpoints(cfg MemberConfig, k discovery.ServiceKey, ss []*discoveryv1.Endpo
 	return out
 }
 
+// peerAddresses reads a gateway Service's AnnotationPeerAddresses: the
+// addresses given to one network's proxies each. Bad entries are problems
+// and skipped; the rest still count.
+func peerAddresses(cfg MemberConfig, svc *corev1.Service, port uint32, problem problemFunc) []discovery.Gateway {
+	v := svc.Annotations[AnnotationPeerAddresses]
+	if v == "" {
+		return nil
+	}
+	var out []discovery.Gateway
+	for entry := range strings.SplitSeq(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		network, addr, ok := strings.Cut(entry, "=")
+		network, addr = strings.TrimSpace(network), strings.TrimSpace(addr)
+		g := discovery.Gateway{Address: addr, Port: port, ForNetwork: network}
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			g.Address, g.Port = ap.Addr().String(), uint32(ap.Port())
+		} else if ip, err := netip.ParseAddr(addr); err == nil {
+			g.Address = ip.String()
+		} else {
+			ok = false
+		}
+		switch {
+		case !ok || network == "" || g.Port == 0:
+			problem("Service", svc.Namespace, svc.Name, "gateway_peer_address", "annotation %s: %q is not network=ip[:port]; skipped", AnnotationPeerAddresses, entry)
+		case network == cfg.Network:
+			problem("Service", svc.Namespace, svc.Name, "gateway_peer_address", "annotation %s: %q names the gateway's own network, whose proxies reach its pods directly; skipped", AnnotationPeerAddresses, entry)
+		default:
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // gateways returns the addresses other networks reach a gateway Service at:
 // its load balancer's IPs (host names as resolved), or else its node port on
 // every node's external (else internal) address.
@@ -273,7 +316,7 @@ func gateways(cfg MemberConfig, svc *corev1.Service, network string, o Objects, 
 			port = uint32(n)
 		}
 	}
-	var out []discovery.Gateway
+	out := peerAddresses(cfg, svc, port, problem)
 	for _, ing := range svc.Status.LoadBalancer.Ingress {
 		switch {
 		case ing.IP != "":
@@ -288,8 +331,9 @@ func gateways(cfg MemberConfig, svc *corev1.Service, network string, o Objects, 
 			}
 		}
 	}
-	if len(out) > 0 || sp.NodePort == 0 {
-		if len(out) == 0 {
+	hasDefault := slices.ContainsFunc(out, func(g discovery.Gateway) bool { return g.ForNetwork == "" })
+	if hasDefault || sp.NodePort == 0 {
+		if !hasDefault {
 			problem("Service", svc.Namespace, svc.Name, "gateway_address", "gateway Service has no load balancer address and no node port")
 		}
 		return out
