@@ -45,6 +45,8 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -53,6 +55,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/horizonmesh/horizon/discovery"
 )
@@ -69,6 +73,15 @@ const (
 
 // DialFunc opens a connection; (*net.Dialer).DialContext is one.
 type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// Clock tells the time and sets timers: probe schedules and probe timeouts
+// follow it. clock.RealClock (k8s.io/utils/clock) is one; that package's
+// testing.FakeClock lets a test step time.
+type Clock interface {
+	Now() time.Time
+	NewTimer(time.Duration) clock.Timer
+	AfterFunc(time.Duration, func()) clock.Timer
+}
 
 // Options configure a Prober. Only Out is required.
 type Options struct {
@@ -90,7 +103,9 @@ type Options struct {
 	// Rate bounds the probes started per second, over all gateways.
 	Rate float64
 	// Dial opens probe connections; nil means a net.Dialer.
-	Dial    DialFunc
+	Dial DialFunc
+	// Clock times probes; nil means the system clock.
+	Clock   Clock
 	Logger  *slog.Logger // nil logs nothing
 	Metrics *Metrics     // nil records nothing
 }
@@ -126,6 +141,7 @@ type Prober struct {
 	concurrency int
 	gap         time.Duration // 1/Rate
 	dial        DialFunc
+	clock       Clock
 	log         *slog.Logger
 	metrics     *Metrics
 
@@ -167,6 +183,7 @@ func New(opts Options) *Prober {
 		rise:        cmp.Or(max(opts.Rise, 0), DefaultRise),
 		concurrency: cmp.Or(max(opts.Concurrency, 0), DefaultConcurrency),
 		dial:        opts.Dial,
+		clock:       opts.Clock,
 		log:         opts.Logger,
 		metrics:     opts.Metrics,
 		kick:        make(chan struct{}, 1),
@@ -179,6 +196,9 @@ func New(opts Options) *Prober {
 	p.gap = time.Duration(float64(time.Second) / rate)
 	if p.dial == nil {
 		p.dial = (&net.Dialer{}).DialContext
+	}
+	if p.clock == nil {
+		p.clock = clock.RealClock{}
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -322,28 +342,34 @@ func (p *Prober) Run(ctx context.Context) error {
 		results  = make(chan result, p.concurrency) // room for every probe in flight: a probe never blocks
 		queue    schedule
 		inflight int
-		earliest time.Time // rate limit: no probe starts before this
-		timer    = time.NewTimer(time.Hour)
+		earliest time.Time   // rate limit: no probe starts before this
+		timer    clock.Timer // a new one each time: a stopped fake timer may hold a stale tick
 	)
-	timer.Stop()
 	defer wg.Wait()
-	defer timer.Stop()
-	p.scheduleNew(&queue, time.Now())
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	p.scheduleNew(&queue, p.clock.Now())
 	for {
 		var wake <-chan time.Time
+		if timer != nil {
+			timer.Stop()
+		}
 		if inflight < p.concurrency && queue.Len() > 0 {
 			at := queue[0].at
 			if earliest.After(at) {
 				at = earliest
 			}
-			timer.Reset(time.Until(at))
-			wake = timer.C
+			timer = p.clock.NewTimer(at.Sub(p.clock.Now()))
+			wake = timer.C()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.kick:
-			p.scheduleNew(&queue, time.Now())
+			p.scheduleNew(&queue, p.clock.Now())
 		case r := <-results:
 			inflight--
 			if p.record(r) {
@@ -395,12 +421,20 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
+// errNoAnswer cancels a probe that has not connected within Timeout.
+var errNoAnswer = errors.New("no answer within the probe timeout")
+
 // probe connects to the gateway and closes the connection at once.
 func (p *Prober) probe(ctx context.Context, t *target) result {
-	start := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, p.timeout)
+	start := p.clock.Now()
+	dctx, cancel := context.WithCancelCause(ctx)
+	timeout := p.clock.AfterFunc(p.timeout, func() { cancel(errNoAnswer) })
 	conn, err := p.dial(dctx, "tcp", t.addr)
-	cancel()
+	timeout.Stop()
+	if err != nil && context.Cause(dctx) == errNoAnswer {
+		err = fmt.Errorf("dial tcp %s: no answer within %v", t.addr, p.timeout)
+	}
+	cancel(nil)
 	if err == nil {
 		// Reset rather than close gracefully: thousands of probes a minute
 		// would otherwise leave as many sockets in TIME_WAIT here.
@@ -409,7 +443,7 @@ func (p *Prober) probe(ctx context.Context, t *target) result {
 		}
 		_ = conn.Close()
 	}
-	return result{t: t, err: err, start: start, end: time.Now()}
+	return result{t: t, err: err, start: start, end: p.clock.Now()}
 }
 
 // record applies a probe's result and publishes on a change of state. It
