@@ -166,7 +166,7 @@ func TestE2ECrossNetwork(t *testing.T) {
 	// 5. West's gateway stops: Horizon withdraws it from east's view within
 	// the documented time (gateway/health, README); it comes back once the
 	// gateway answers again.
-	withdraw := time.Duration(health.DefaultFall) * (health.DefaultInterval*11/10 + health.DefaultTimeout)
+	withdraw := time.Duration(health.DefaultFall)*health.DefaultInterval*11/10 + health.DefaultTimeout
 	restore := time.Duration(health.DefaultRise)*health.DefaultInterval*11/10 + health.DefaultTimeout
 	const slack = 2 * time.Second // debounce, process scheduling, the race detector
 	stopped := time.Now()

@@ -11,40 +11,68 @@
 //
 // Every distinct gateway address of every cluster (IP literals only: xds never
 // hands out host names) is probed with a TCP connect. Out is called with the
-// input ClusterSet minus the gateways that are down whenever the input or a
-// gateway's health changes, and only when the result's version differs from
-// the last one sent. A gateway nobody has probed yet counts as up, so a fresh
-// start or a new gateway is served at once.
+// input ClusterSet minus the gateways that are down whenever the input changes
+// or a round of probes changes what is withdrawn, and only when the result's
+// version differs from the last one sent. A gateway nobody has probed yet
+// counts as up, so a fresh start or a new gateway is served at once.
 //
-// Health, with the defaults (Interval 2s with ±10% jitter, Timeout 1s, Fall 2,
-// Rise 2):
+// # Rounds
 //
-//   - a gateway is down after Fall consecutive failed probes, and up again
-//     after Rise consecutive successful ones (a gateway never probed before is
-//     up after its first success and down after Fall failures);
+// The Prober probes in rounds. A round probes every gateway once, in address
+// order (a gateway that In adds while a round runs joins it), and ends when
+// its last probe has ended, which a probe does within Timeout. Only then are
+// the round's results applied, all together, and Out called at most once:
+// gateways that fail in the same round are judged together. A round starts
+// Interval ±10% after the previous one started, or as soon as that one ends
+// if it takes longer; between rounds, a gateway In adds starts one at once.
+//
+// A round is blind when it probed gateways of at least two networks and none
+// answered. The Prober then assumes that it is the one cut off, not the whole
+// mesh. A blind round changes no gateway's state and starts every gateway's
+// counts of failures and successes over (the failures just before a cut are
+// most likely its beginning), and after it nothing is withdrawn until a round
+// is answered again. So a control plane cut off from every network does not
+// publish a withdrawal, not even for a moment (but see the last paragraph);
+// gateways that were down before the cut are served until it ends. A gateway
+// that fails while any other answers is withdrawn as usual, and so are all the
+// gateways of a network while another network's gateways answer, or while it
+// is the only network with gateways.
+//
+// Health, with the defaults (Interval 2s, Timeout 1s, Fall 2, Rise 2), where
+// R is how long a round takes (Timeout when one of its probes times out;
+// N/Rate, next to nothing, when all N are answered or refused at once):
+//
+//   - a gateway is down after failing in Fall rounds in a row, and up again
+//     after answering in Rise rounds in a row (a gateway never probed before
+//     is up after its first success and down after Fall failures);
 //   - a gateway that stops accepting connections is withdrawn within
-//     Fall × (1.1 × Interval + Timeout) ≈ 6.4s (≈ 4.4s when connections are
-//     refused rather than dropped), and served again within
-//     Rise × 1.1 × Interval + Timeout ≈ 5.4s after it listens again;
+//     Fall × 1.1 × Interval + R ≈ 5.4s (≈ 4.4s when connections are refused
+//     rather than dropped and the other gateways answer), and served again
+//     within Rise × 1.1 × Interval + R ≈ 5.4s after it listens again;
 //   - the xDS server's debounce (20ms by default) comes on top.
 //
-// These hold while the probe budget keeps up: at most Concurrency probes run at
-// once and at most Rate start per second, so with N gateways each is probed
-// about every max(Interval, N/Rate), and dropped connections (each holding a
-// slot for Timeout) slow the cadence once more than Concurrency/Timeout of them
-// fail per second.
+// These hold while rounds take less than 1.1 × Interval. At most Concurrency
+// probes run at once and at most Rate start per second, so a round of N
+// gateways takes at least N/Rate, and Timeout more for every Concurrency of
+// its probes that time out. A round that takes longer than 1.1 × Interval is
+// followed by the next as soon as it ends: each gateway is then probed about
+// every R rather than every Interval, and R replaces 1.1 × Interval above.
 //
-// When no gateway of any network answers (at least two networks have
-// gateways, all of them down) the prober assumes it is the one cut off, not
-// the whole mesh, and withdraws nothing until one answers again: the control
-// plane never makes config worse on evidence that only says its own network is
-// broken. A single network losing all its gateways is withdrawn as usual.
+// A cut that begins or ends while a round's probes run splits that round:
+// some of its probes answer, so it is not blind. With Fall 1, the gateways a
+// round probes after a cut began go down at once: they are withdrawn until
+// the next round (blind), and again once the cut ends, until they have
+// answered Rise times. With Fall 2, only a cut that begins in one round and
+// ends in the next withdraws the gateways it failed in both. With a larger
+// Fall, a cut long enough to fail a gateway Fall times spans a whole round,
+// which is blind and starts the counts over.
 package health
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -53,6 +81,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/horizonmesh/horizon/discovery"
 )
@@ -67,8 +97,18 @@ const (
 	DefaultRate        = 500 // probe starts per second
 )
 
-// DialFunc opens a connection; (*net.Dialer).DialContext is one.
+// DialFunc opens a connection; (*net.Dialer).DialContext is one. It must
+// return once ctx is done: a round waits for every one of its probes.
 type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// Clock tells the time and sets timers: rounds and probe timeouts follow it.
+// clock.RealClock (k8s.io/utils/clock) is one; that package's
+// testing.FakeClock lets a test step time.
+type Clock interface {
+	Now() time.Time
+	NewTimer(time.Duration) clock.Timer
+	AfterFunc(time.Duration, func()) clock.Timer
+}
 
 // Options configure a Prober. Only Out is required.
 type Options struct {
@@ -77,20 +117,23 @@ type Options struct {
 	// caller or from Run's goroutine, so it must not block and must not call
 	// the Prober; xds.Server.Update qualifies.
 	Out func(*discovery.ClusterSet)
-	// Interval between the end of one probe of a gateway and the start of
-	// the next, jittered by ±10%.
+	// Interval between the starts of two rounds, jittered by ±10%. A round
+	// that takes longer is followed by the next as soon as it ends.
 	Interval time.Duration
 	// Timeout of one TCP connect.
 	Timeout time.Duration
-	// Fall is how many consecutive failures take a gateway down; Rise how
-	// many consecutive successes bring it back.
+	// Fall is how many rounds in a row a gateway must fail in to go down;
+	// Rise how many it must answer in to come back. Blind rounds do not
+	// count, and start both counts over.
 	Fall, Rise int
 	// Concurrency bounds the probes in flight (and so the goroutines).
 	Concurrency int
 	// Rate bounds the probes started per second, over all gateways.
 	Rate float64
 	// Dial opens probe connections; nil means a net.Dialer.
-	Dial    DialFunc
+	Dial DialFunc
+	// Clock times rounds and probes; nil means the system clock.
+	Clock   Clock
 	Logger  *slog.Logger // nil logs nothing
 	Metrics *Metrics     // nil records nothing
 }
@@ -126,16 +169,20 @@ type Prober struct {
 	concurrency int
 	gap         time.Duration // 1/Rate
 	dial        DialFunc
+	clock       Clock
+	rand        func() float64 // in [0, 1), for the jitter
 	log         *slog.Logger
 	metrics     *Metrics
 
-	kick chan struct{} // In → Run: targets were added
+	kick chan struct{} // In → Run: gateways were added
 
 	mu        sync.Mutex
 	input     *discovery.ClusterSet
 	targets   map[discovery.Gateway]*target
 	published string // version of the last ClusterSet sent to Out
-	blind     bool
+	round     uint64 // the latest round begun; rounds are numbered from 1
+	ended     uint64 // rounds ended
+	blind     bool   // the latest round that had results was blind
 }
 
 // target is one gateway address being probed. Its fields are guarded by
@@ -147,11 +194,11 @@ type target struct {
 	network  string   // metric label: networks joined by ","
 
 	state      State
-	fails, oks int // consecutive
+	fails, oks int // consecutive rounds
 	lastErr    error
 	lastProbe  time.Time
-	scheduled  bool // Run has it in its schedule
-	removed    bool // no longer in the input
+	round      uint64 // the latest round it joined
+	removed    bool   // no longer in the input
 }
 
 // New returns a Prober that sends its ClusterSets to opts.Out.
@@ -167,6 +214,8 @@ func New(opts Options) *Prober {
 		rise:        cmp.Or(max(opts.Rise, 0), DefaultRise),
 		concurrency: cmp.Or(max(opts.Concurrency, 0), DefaultConcurrency),
 		dial:        opts.Dial,
+		clock:       opts.Clock,
+		rand:        rand.Float64,
 		log:         opts.Logger,
 		metrics:     opts.Metrics,
 		kick:        make(chan struct{}, 1),
@@ -179,6 +228,9 @@ func New(opts Options) *Prober {
 	p.gap = time.Duration(float64(time.Second) / rate)
 	if p.dial == nil {
 		p.dial = (&net.Dialer{}).DialContext
+	}
+	if p.clock == nil {
+		p.clock = clock.RealClock{}
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -221,6 +273,7 @@ func (p *Prober) In(cs *discovery.ClusterSet) {
 			}
 		}
 	}
+	added := false
 	for g, nets := range want {
 		if _, ok := p.targets[g]; ok {
 			continue
@@ -231,45 +284,31 @@ func (p *Prober) In(cs *discovery.ClusterSet) {
 		}
 		p.targets[g] = t
 		p.metrics.add(t.network, t.addr, t.state != Down)
+		added = true
 	}
 	p.publishLocked()
-	select {
-	case p.kick <- struct{}{}:
-	default:
+	if added {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // publishLocked sends Out the input minus the gateways that are down, unless
-// that is what it sent last.
+// the latest round was blind, and unless that is what it sent last.
 func (p *Prober) publishLocked() {
 	if p.input == nil {
 		return
 	}
-	// Blind: at least two networks have probed gateways, and none has one up.
-	alive := map[string]bool{}
 	down := 0
 	for _, t := range p.targets {
 		if t.state == Down {
 			down++
 		}
-		for _, n := range t.networks {
-			alive[n] = alive[n] || t.state != Down
-		}
-	}
-	blind := len(alive) >= 2
-	for _, up := range alive {
-		blind = blind && !up
-	}
-	if blind != p.blind {
-		p.blind = blind
-		if blind {
-			p.log.Error("no gateway of any network answers: the control plane's own network is suspect; withdrawing none", "gateways", len(p.targets), "networks", len(alive))
-		} else {
-			p.log.Info("gateways answer again; withdrawing the ones that are down", "down", down)
-		}
 	}
 	out := p.input
-	if down > 0 && !blind {
+	if down > 0 && !p.blind {
 		out = p.input.WithoutGateways(func(g discovery.Gateway) bool {
 			t := p.targets[g]
 			return t != nil && t.state == Down
@@ -277,12 +316,20 @@ func (p *Prober) publishLocked() {
 	} else {
 		down = 0
 	}
-	p.metrics.state(down, blind)
+	p.metrics.state(down, p.blind)
 	if out.Version() == p.published {
 		return
 	}
 	p.published = out.Version()
 	p.out(out)
+}
+
+// round is the round of probes in progress. Only Run's goroutine uses it.
+type round struct {
+	id      uint64
+	todo    []*target // not probed yet, in address order
+	probing int       // probes started and not ended
+	results []result
 }
 
 // result is the outcome of one probe.
@@ -292,90 +339,123 @@ type result struct {
 	start, end time.Time
 }
 
-// item is a probe due at a time.
-type item struct {
-	t  *target
-	at time.Time
-}
-
-// schedule is a min-heap of probes by due time.
-type schedule []item
-
-func (s schedule) Len() int           { return len(s) }
-func (s schedule) Less(i, j int) bool { return s[i].at.Before(s[j].at) }
-func (s schedule) Swap(i, j int)      { s[i], s[j] = s[j], s[i] }
-func (s *schedule) Push(x any)        { *s = append(*s, x.(item)) }
-func (s *schedule) Pop() any {
-	old := *s
-	it := old[len(old)-1]
-	*s = old[:len(old)-1]
-	return it
-}
-
-// Run probes the gateways of the latest ClusterSet until ctx is done, and
-// returns nil then, after the probes in flight have ended. It starts at most
-// Concurrency goroutines at a time, one per probe in flight. Run must not be
-// called twice at once.
+// Run probes the gateways of the latest ClusterSet, round after round, until
+// ctx is done, and returns nil then, after the probes in flight have ended.
+// It starts at most Concurrency goroutines at a time, one per probe in
+// flight. Run must not be called twice at once.
 func (p *Prober) Run(ctx context.Context) error {
 	var (
 		wg       sync.WaitGroup
 		results  = make(chan result, p.concurrency) // room for every probe in flight: a probe never blocks
-		queue    schedule
-		inflight int
-		earliest time.Time // rate limit: no probe starts before this
-		timer    = time.NewTimer(time.Hour)
+		cur      *round                             // nil between rounds
+		next     = p.clock.Now()                    // the next round is due then; zero: once In adds a gateway
+		earliest time.Time                          // rate limit: no probe starts before this
+		timer    clock.Timer                        // a new one for each wait: a stopped fake timer may hold a stale tick
 	)
-	timer.Stop()
 	defer wg.Wait()
-	defer timer.Stop()
-	p.scheduleNew(&queue, time.Now())
+	defer func() { stopTimer(timer) }()
 	for {
-		var wake <-chan time.Time
-		if inflight < p.concurrency && queue.Len() > 0 {
-			at := queue[0].at
-			if earliest.After(at) {
-				at = earliest
+		now := p.clock.Now()
+		if cur == nil && !next.IsZero() && !now.Before(next) {
+			next = time.Time{}
+			if cur = p.beginRound(); cur != nil {
+				next = now.Add(p.jittered())
 			}
-			timer.Reset(time.Until(at))
-			wake = timer.C
+		}
+		if cur != nil {
+			for cur.probing < p.concurrency && len(cur.todo) > 0 && !now.Before(earliest) {
+				t := cur.todo[0]
+				cur.todo = cur.todo[1:]
+				if p.gone(t) {
+					continue
+				}
+				cur.probing++
+				earliest = now.Add(p.gap)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results <- p.probe(ctx, t)
+				}()
+			}
+			if cur.probing == 0 && len(cur.todo) == 0 {
+				p.endRound(cur.results)
+				cur = nil
+				continue // the next round may be due already
+			}
+		}
+		// Wait for a result, for In, or until the next probe may start or
+		// the next round is due.
+		var at time.Time
+		switch {
+		case cur == nil:
+			at = next
+		case cur.probing < p.concurrency && len(cur.todo) > 0:
+			at = earliest
+		}
+		stopTimer(timer)
+		var wake <-chan time.Time
+		if !at.IsZero() {
+			timer = p.clock.NewTimer(at.Sub(now))
+			wake = timer.C()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.kick:
-			p.scheduleNew(&queue, time.Now())
+			if cur != nil {
+				p.join(cur)
+			} else {
+				next = now // gateways not probed yet: a round now
+			}
 		case r := <-results:
-			inflight--
-			if p.record(r) {
-				heap.Push(&queue, item{t: r.t, at: r.end.Add(p.jittered())})
-			}
-		case now := <-wake:
-			it := heap.Pop(&queue).(item)
-			if p.gone(it.t) {
-				continue
-			}
-			inflight++
-			earliest = later(now, earliest).Add(p.gap)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results <- p.probe(ctx, it.t)
-			}()
+			cur.probing--
+			cur.results = append(cur.results, r)
+		case <-wake:
 		}
 	}
 }
 
-// scheduleNew puts the targets Run does not know yet into its schedule, due
-// now: the rate limit spreads them out.
-func (p *Prober) scheduleNew(queue *schedule, now time.Time) {
+func stopTimer(t clock.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// beginRound starts a round of every gateway, or returns nil if there are
+// none.
+func (p *Prober) beginRound() *round {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.targets) == 0 {
+		return nil
+	}
+	p.round++
+	r := &round{id: p.round}
+	p.joinLocked(r)
+	return r
+}
+
+// join adds to r the gateways In added since it began.
+func (p *Prober) join(r *round) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.joinLocked(r)
+}
+
+func (p *Prober) joinLocked(r *round) {
+	var add []*target
 	for _, t := range p.targets {
-		if !t.scheduled {
-			t.scheduled = true
-			heap.Push(queue, item{t: t, at: now})
+		if t.round != r.id {
+			t.round = r.id
+			add = append(add, t)
 		}
 	}
+	slices.SortFunc(add, func(a, b *target) int { return compareGateways(a.gw, b.gw) })
+	r.todo = append(r.todo, add...)
+}
+
+func compareGateways(a, b discovery.Gateway) int {
+	return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
 }
 
 func (p *Prober) gone(t *target) bool {
@@ -385,22 +465,23 @@ func (p *Prober) gone(t *target) bool {
 }
 
 func (p *Prober) jittered() time.Duration {
-	return time.Duration(float64(p.interval) * (0.9 + 0.2*rand.Float64()))
+	return time.Duration(float64(p.interval) * (0.9 + 0.2*p.rand()))
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
+// errNoAnswer cancels a probe that has not connected within Timeout.
+var errNoAnswer = errors.New("no answer within the probe timeout")
 
 // probe connects to the gateway and closes the connection at once.
 func (p *Prober) probe(ctx context.Context, t *target) result {
-	start := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, p.timeout)
+	start := p.clock.Now()
+	dctx, cancel := context.WithCancelCause(ctx)
+	timeout := p.clock.AfterFunc(p.timeout, func() { cancel(errNoAnswer) })
 	conn, err := p.dial(dctx, "tcp", t.addr)
-	cancel()
+	timeout.Stop()
+	if err != nil && context.Cause(dctx) == errNoAnswer {
+		err = fmt.Errorf("dial tcp %s: no answer within %v", t.addr, p.timeout)
+	}
+	cancel(nil)
 	if err == nil {
 		// Reset rather than close gracefully: thousands of probes a minute
 		// would otherwise leave as many sockets in TIME_WAIT here.
@@ -409,20 +490,65 @@ func (p *Prober) probe(ctx context.Context, t *target) result {
 		}
 		_ = conn.Close()
 	}
-	return result{t: t, err: err, start: start, end: time.Now()}
+	return result{t: t, err: err, start: start, end: p.clock.Now()}
 }
 
-// record applies a probe's result and publishes on a change of state. It
-// reports whether the target is still probed.
-func (p *Prober) record(r result) bool {
+// endRound applies a round's results together and publishes once: either
+// the round is blind, and no gateway's state changes, or every gateway's
+// result counts.
+func (p *Prober) endRound(results []result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	t := r.t
-	if t.removed {
-		return false
+	p.ended++
+	var (
+		live     []result
+		networks = map[string]bool{}
+		answered bool
+	)
+	for _, r := range results {
+		t := r.t
+		if t.removed {
+			continue
+		}
+		live = append(live, r)
+		p.metrics.probed(t.network, t.addr, r.err == nil, r.end.Sub(r.start).Seconds())
+		t.lastProbe, t.lastErr = r.end, r.err
+		answered = answered || r.err == nil
+		for _, n := range t.networks {
+			networks[n] = true
+		}
 	}
-	p.metrics.probed(t.network, t.addr, r.err == nil, r.end.Sub(r.start).Seconds())
-	t.lastProbe, t.lastErr = r.end, r.err
+	if len(live) == 0 {
+		return // its gateways all left the input: nothing learnt
+	}
+	blind := !answered && len(networks) >= 2
+	for _, r := range live {
+		if blind {
+			r.t.fails, r.t.oks = 0, 0
+		} else {
+			p.applyLocked(r)
+		}
+	}
+	if blind != p.blind {
+		p.blind = blind
+		if blind {
+			p.log.Error("no gateway of any network answers: the control plane's own network is suspect; withdrawing none", "gateways", len(live), "networks", len(networks))
+		} else {
+			down := 0
+			for _, t := range p.targets {
+				if t.state == Down {
+					down++
+				}
+			}
+			p.log.Info("gateways answer again; withdrawing the ones that are down", "down", down)
+		}
+	}
+	p.publishLocked()
+}
+
+// applyLocked counts a probe's result towards its gateway's state.
+func (p *Prober) applyLocked(r result) {
+	t := r.t
 	was := t.state
 	if r.err == nil {
 		t.oks, t.fails = t.oks+1, 0
@@ -436,7 +562,7 @@ func (p *Prober) record(r result) bool {
 		}
 	}
 	if t.state == was {
-		return true
+		return
 	}
 	p.metrics.setUp(t.network, t.addr, t.state != Down)
 	switch {
@@ -445,15 +571,14 @@ func (p *Prober) record(r result) bool {
 	case was == Down:
 		p.log.Info("gateway up again", "network", t.network, "address", t.addr)
 	}
-	p.publishLocked()
-	return true
 }
 
 // GatewayStatus is one probed gateway, for debug pages.
 type GatewayStatus struct {
-	Gateway             discovery.Gateway
-	Networks            []string
-	State               State
+	Gateway  discovery.Gateway
+	Networks []string
+	State    State
+	// ConsecutiveFailures counts rounds; a blind round starts it over.
 	ConsecutiveFailures int
 	LastProbe           time.Time // zero before the first probe
 	LastError           string
@@ -461,8 +586,12 @@ type GatewayStatus struct {
 
 // Status is the Prober's current view.
 type Status struct {
-	// Blind is set while no network's gateway answers and nothing is withdrawn.
-	Blind    bool
+	// Blind is set from a blind round (gateways of two networks or more
+	// probed, none answered) until a round is answered: meanwhile nothing is
+	// withdrawn.
+	Blind bool
+	// Rounds counts the rounds of probes that have ended.
+	Rounds   uint64
 	Gateways []GatewayStatus // sorted by address, port
 }
 
@@ -470,7 +599,7 @@ type Status struct {
 func (p *Prober) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := Status{Blind: p.blind, Gateways: make([]GatewayStatus, 0, len(p.targets))}
+	st := Status{Blind: p.blind, Rounds: p.ended, Gateways: make([]GatewayStatus, 0, len(p.targets))}
 	for _, t := range p.targets {
 		gs := GatewayStatus{Gateway: t.gw, Networks: slices.Clone(t.networks), State: t.state, ConsecutiveFailures: t.fails, LastProbe: t.lastProbe}
 		if t.lastErr != nil {
@@ -478,8 +607,6 @@ func (p *Prober) Status() Status {
 		}
 		st.Gateways = append(st.Gateways, gs)
 	}
-	slices.SortFunc(st.Gateways, func(a, b GatewayStatus) int {
-		return cmp.Or(cmp.Compare(a.Gateway.Address, b.Gateway.Address), cmp.Compare(a.Gateway.Port, b.Gateway.Port))
-	})
+	slices.SortFunc(st.Gateways, func(a, b GatewayStatus) int { return compareGateways(a.Gateway, b.Gateway) })
 	return st
 }
