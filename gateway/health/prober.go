@@ -255,7 +255,8 @@ func (p *Prober) In(cs *discovery.ClusterSet) {
 			if _, err := netip.ParseAddr(g.Address); err != nil {
 				continue // xds does not hand out host names; nothing to probe
 			}
-			want[g] = append(want[g], c.Network)
+			k := probeKey(g)
+			want[k] = append(want[k], c.Network)
 		}
 	}
 	for g, nets := range want {
@@ -295,6 +296,13 @@ func (p *Prober) In(cs *discovery.ClusterSet) {
 	}
 }
 
+// probeKey is what is probed for a gateway: its address and port. An
+// address advertised to one network only (ForNetwork) and the same address
+// advertised to all are one target, probed once, and withdrawn together.
+func probeKey(g discovery.Gateway) discovery.Gateway {
+	return discovery.Gateway{Address: g.Address, Port: g.Port}
+}
+
 // publishLocked sends Out the input minus the gateways that are down, unless
 // the latest round was blind, and unless that is what it sent last.
 func (p *Prober) publishLocked() {
@@ -310,7 +318,7 @@ func (p *Prober) publishLocked() {
 	out := p.input
 	if down > 0 && !p.blind {
 		out = p.input.WithoutGateways(func(g discovery.Gateway) bool {
-			t := p.targets[g]
+			t := p.targets[probeKey(g)]
 			return t != nil && t.state == Down
 		})
 	} else {

@@ -484,3 +484,28 @@ func TestBounded(t *testing.T) {
 		t.Errorf("%d more goroutines while probing 250 gateways", g)
 	}
 }
+
+// An address advertised to every network and the same address advertised to
+// one network only (discovery.Gateway.ForNetwork) are one gateway: probed
+// once, withdrawn together.
+func TestPeerAddressIsOneTarget(t *testing.T) {
+	noLeaks(t)
+	east, west := listen(t, "127.0.0.11"), listen(t, "127.0.0.12")
+	opts := fastOptions()
+	p, s := start(t, opts)
+	peer := east.gw()
+	peer.ForNetwork = "west"
+	p.In(clusterSet(t,
+		member{"east-1", "east", []discovery.Gateway{east.gw(), peer}},
+		member{"west-1", "west", []discovery.Gateway{west.gw()}},
+	))
+	eventually(t, slack, "every gateway probed up", func() bool {
+		st := p.Status().Gateways
+		return len(st) == 2 && st[0].State == Up && st[1].State == Up
+	})
+	east.stop()
+	eventually(t, withdrawBound(opts)+slack, "east's gateway withdrawn", func() bool { return !s.serves(east.addr) })
+	if got := s.served()["east-1"]; len(got) != 0 {
+		t.Errorf("east-1 still serves %v", got)
+	}
+}
