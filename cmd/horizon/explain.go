@@ -59,11 +59,7 @@ func explain(args []string, stdout, stderr io.Writer) error {
 	}
 	var pol *policyfile.Policy
 	if policyPath != "" {
-		data, err := os.ReadFile(policyPath)
-		if err != nil {
-			return err
-		}
-		if pol, err = policyfile.Parse(policyPath, data, policyfile.TopologyOf(cs)); err != nil {
+		if pol, err = loadPolicy(policyPath, cs); err != nil {
 			return err
 		}
 	}

@@ -393,7 +393,9 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-// loadPolicy reads and checks a policy file against a ClusterSet.
+// loadPolicy reads and checks a policy file against a ClusterSet's topology,
+// as serve does before it listens (its watcher, on every reload, too): the
+// one way view and explain read their --policy.
 func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
