@@ -209,11 +209,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		source := cfg.clusterSet
 		if cfg.clusterSet == "" {
 			source = local.Name + " (embedded)"
-			cs, err = file.Parse(local.Name, local.ClusterSet)
 		} else {
 			watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: update, Metrics: fm}
-			cs, err = watcher.Load()
 		}
+		cs, err = loadClusterSet(cfg.clusterSet)
 		if err != nil {
 			return err
 		}
@@ -406,6 +405,19 @@ func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.Policy, erro
 		return nil, fmt.Errorf("--policy: %w", err)
 	}
 	return pol, nil
+}
+
+// loadClusterSet reads a ClusterSet file, or the embedded example for "",
+// as serve does at start: how view and explain take --clusterset.
+func loadClusterSet(path string) (*discovery.ClusterSet, error) {
+	if path == "" {
+		return file.Parse(local.Name, local.ClusterSet)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return file.Parse(path, data)
 }
 
 // printClusterSet tells a new user, on one screen, what is being served.

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -17,7 +16,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
 )
@@ -66,15 +64,7 @@ func view(args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("view: --output %q: want text, json or yaml", output)
 	}
-	name, data := local.Name, local.ClusterSet
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return err
-		}
-		name = path
-	}
-	cs, err := file.Parse(name, data)
+	cs, err := loadClusterSet(path)
 	if err != nil {
 		return err
 	}
