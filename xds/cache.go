@@ -97,11 +97,8 @@ func (c *Cache) groupOfLocked(node *core.Node) (Group, error) {
 	if c.cs == nil {
 		return Group{}, errNotReady
 	}
-	p, err := ParseNode(node)
+	p, err := ResolveNode(node, c.cs)
 	if err != nil {
-		return Group{}, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if err := p.Resolve(c.cs); err != nil {
 		return Group{}, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return p.GroupFor(c.labelKeys), nil

@@ -213,6 +213,20 @@ func parseLabels(id string, v *structpb.Value, errs []error) (map[string]string,
 	return out, errs
 }
 
+// ResolveNode is what the server makes of a node: its metadata read
+// (ParseNode), then checked against the ClusterSet and completed from its
+// cluster (Resolve). Its view under a policy is GroupFor(policy.LabelKeys()).
+func ResolveNode(n *core.Node, cs *discovery.ClusterSet) (*Proxy, error) {
+	p, err := ParseNode(n)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Resolve(cs); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // Resolve checks the proxy's claims against the ClusterSet and fills in what
 // the proxy left out (network, locality) from its cluster.
 func (p *Proxy) Resolve(cs *discovery.ClusterSet) error {

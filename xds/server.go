@@ -79,15 +79,12 @@ func NewServer(ctx context.Context, o Options) *Server {
 	return s
 }
 
-// render is Translate followed by Check: what a view must pass to be
-// published. prev, the view's last published render, lets it reuse what is
-// unchanged (see memo.go).
+// render is Render with the server's policy, logged and timed: what a view
+// must pass to be published. prev, the view's last published render, lets it
+// reuse what is unchanged (see memo.go).
 func (s *Server) render(cs *discovery.ClusterSet, g Group, prev *Resources) (*Resources, error) {
 	start := time.Now()
-	res, err := translate(cs, g, s.Policy(), prev)
-	if err == nil {
-		err = Check(res, cs, g)
-	}
+	res, err := renderView(cs, g, s.Policy(), prev)
 	s.metrics.translated(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Error("view rejected; the last good one keeps serving", "view", g.String(), "clusterset", cs.Version(), "error", err)
@@ -319,10 +316,7 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 			s.metrics.rejectedStream("not_ready")
 			return errNotReady
 		}
-		p, err := ParseNode(node)
-		if err == nil {
-			err = p.Resolve(s.current)
-		}
+		p, err := ResolveNode(node, s.current)
 		if err != nil {
 			s.metrics.rejectedStream("bad_node")
 			s.log.Warn("stream refused", "reason", "bad node metadata", "node", node.GetId(), "error", err)

@@ -73,6 +73,25 @@ func Translate(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) 
 	return translate(cs, g, p, nil)
 }
 
+// Render is what the server publishes for a view: Translate, then Check.
+// An error means the view is not served (a running server keeps the view's
+// last good resources). `horizon view` prints what it returns.
+func Render(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) {
+	return renderView(cs, g, p, nil)
+}
+
+// renderView is Render reusing what prev made (see translate): the server's.
+func renderView(cs *discovery.ClusterSet, g Group, p Policy, prev *Resources) (*Resources, error) {
+	res, err := translate(cs, g, p, prev)
+	if err != nil {
+		return nil, err
+	}
+	if err := Check(res, cs, g); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 // translate is Translate reusing what prev, the view's last published
 // render, made of every host and port whose inputs are unchanged (memo.go).
 // The result is byte-equal to Translate's.

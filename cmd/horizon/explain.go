@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/policyfile"
@@ -45,25 +43,13 @@ func explain(args []string, stdout, stderr io.Writer) error {
 	if service == "" || from == "" {
 		return errors.New("explain failover: --service and --from are required")
 	}
-	name, data := local.Name, local.ClusterSet
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
-			return err
-		}
-		name = path
-	}
-	cs, err := file.Parse(name, data)
+	cs, err := loadClusterSet(path)
 	if err != nil {
 		return err
 	}
 	var pol *policyfile.Policy
 	if policyPath != "" {
-		data, err := os.ReadFile(policyPath)
-		if err != nil {
-			return err
-		}
-		if pol, err = policyfile.Parse(policyPath, data, policyfile.TopologyOf(cs)); err != nil {
+		if pol, err = loadPolicy(policyPath, cs); err != nil {
 			return err
 		}
 	}

@@ -18,7 +18,7 @@ const usage = `horizon: an xDS control plane for multi-cluster meshes with split
 Usage:
   horizon serve [flags]        serve xDS for a ClusterSet (default: the embedded local example)
   horizon bootstrap [flags]    print a proxy bootstrap (Envoy sidecar/gateway, or grpc-go proxyless)
-  horizon view [flags]         print the endpoints a proxy in a cluster would get, without a server
+  horizon view [flags]         print the endpoints a proxy would get, as the server renders them, without a server
   horizon explain failover     for a source locality, each priority level of a service and why each endpoint is there
   horizon cluster add-secret   give Horizon least-privilege access to a member cluster; print its Secret
   horizon ca <command>         the SPIFFE trust root: init, intermediate (per member cluster), issue (test SVIDs)

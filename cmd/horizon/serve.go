@@ -209,11 +209,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		source := cfg.clusterSet
 		if cfg.clusterSet == "" {
 			source = local.Name + " (embedded)"
-			cs, err = file.Parse(local.Name, local.ClusterSet)
 		} else {
 			watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: update, Metrics: fm}
-			cs, err = watcher.Load()
 		}
+		cs, err = loadClusterSet(cfg.clusterSet)
 		if err != nil {
 			return err
 		}
@@ -393,7 +392,9 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-// loadPolicy reads and checks a policy file against a ClusterSet.
+// loadPolicy reads and checks a policy file against a ClusterSet's topology,
+// as serve does before it listens (its watcher, on every reload, too): the
+// one way view and explain read their --policy.
 func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -404,6 +405,19 @@ func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.Policy, erro
 		return nil, fmt.Errorf("--policy: %w", err)
 	}
 	return pol, nil
+}
+
+// loadClusterSet reads a ClusterSet file, or the embedded example for "",
+// as serve does at start: how view and explain take --clusterset.
+func loadClusterSet(path string) (*discovery.ClusterSet, error) {
+	if path == "" {
+		return file.Parse(local.Name, local.ClusterSet)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return file.Parse(path, data)
 }
 
 // printClusterSet tells a new user, on one screen, what is being served.

@@ -1,82 +1,208 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+	"sigs.k8s.io/yaml"
+
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
 )
 
-// view prints, without a server, the endpoints a proxy would be given: the
-// quickest way to see split horizon at work on a ClusterSet file.
+// view prints, without a server, the endpoints (EDS) a proxy would be sent:
+// the quickest way to see split horizon and a failover policy at work on a
+// ClusterSet file.
+//
+// It takes the inputs the server renders with, and takes them the server's
+// way: the proxy's node is the one `horizon bootstrap` writes for the same
+// flags, read and checked by xds.ResolveNode; the policy file is read and
+// checked against the ClusterSet by loadPolicy, as `horizon serve --policy`
+// does at start; the view is the node's group under that policy's label keys;
+// and the resources are xds.Render's, what the server publishes.
+// TestViewMatchesServer holds the output to what a running server sends.
+//
+// What view cannot know is the health of the east-west gateways: a server
+// probing them (--gateway-probe-interval) withdraws those that are down.
 func view(args []string, stdout, stderr io.Writer) error {
-	var path, host string
-	p := &xds.Proxy{ID: "view"}
-	var role string
+	var path, policyPath, host, output string
+	id := proxyIdentity{id: "view"}
 	fs := flag.NewFlagSet("view", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
-	fs.StringVar(&p.Cluster, "cluster", "", "the proxy's cluster (required)")
-	fs.StringVar(&role, "role", "sidecar", "sidecar or proxyless")
-	fs.StringVar(&p.Locality.Region, "region", "", "the proxy's region (default: its cluster's)")
-	fs.StringVar(&p.Locality.Zone, "zone", "", "the proxy's zone")
+	fs.StringVar(&policyPath, "policy", "", "failover and traffic policy file, read and checked against the ClusterSet as `horizon serve --policy` does")
+	fs.StringVar(&id.cluster, "cluster", "", "the proxy's cluster (CLUSTER_ID, required)")
+	fs.StringVar(&id.network, "network", "", "the proxy's network (NETWORK; default: its cluster's, the only one the server accepts)")
+	fs.StringVar(&id.role, "role", "sidecar", "sidecar, proxyless or gateway (ROLE)")
+	fs.StringVar(&id.region, "region", "", "the proxy's region (node locality; with no --region, --zone or --subzone: its cluster's locality)")
+	fs.StringVar(&id.zone, "zone", "", "the proxy's zone (needs --region)")
+	fs.StringVar(&id.subZone, "subzone", "", "the proxy's sub-zone")
+	fs.Var(&id.labels, "label", "a label of the proxy's workload, key=value (repeatable): node metadata LABELS, which the policy's failoverPriority may rank on")
 	fs.StringVar(&host, "host", "", "only this host (e.g. echo.demo.svc.clusterset.local)")
+	fs.StringVar(&output, "output", "text", "text; or json or yaml: the ClusterLoadAssignments exactly as the server sends them, as /debug/config_dump shows them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	p.Role = xds.Role(role)
-	name, data := local.Name, local.ClusterSet
-	if path != "" {
-		var err error
-		if data, err = os.ReadFile(path); err != nil {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("view: unexpected arguments %q", fs.Args())
+	}
+	if id.cluster == "" {
+		return fmt.Errorf("view: --cluster is required")
+	}
+	switch output {
+	case "text", "json", "yaml":
+	default:
+		return fmt.Errorf("view: --output %q: want text, json or yaml", output)
+	}
+	cs, err := loadClusterSet(path)
+	if err != nil {
+		return err
+	}
+	var policy xds.Policy
+	if policyPath != "" {
+		if policy.File, err = loadPolicy(policyPath, cs); err != nil {
 			return err
 		}
-		name = path
+		for _, w := range policy.File.Warnings {
+			fmt.Fprintf(stderr, "warning: %v\n", w)
+		}
 	}
-	cs, err := file.Parse(name, data)
+	node, err := id.node()
 	if err != nil {
 		return err
 	}
-	if err := p.Resolve(cs); err != nil {
-		return err
-	}
-	res, err := xds.Translate(cs, p.Group(), xds.Policy{})
+	p, err := xds.ResolveNode(node, cs)
 	if err != nil {
 		return err
 	}
-	if err := xds.Check(res, cs, p.Group()); err != nil {
+	g := p.GroupFor(policy.LabelKeys())
+	res, err := xds.Render(cs, g, policy)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "view %s (ClusterSet %s)\n", p.Group(), cs.Version())
+	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes}
 	for _, cla := range res.Endpoints {
-		h, port, err := discovery.ParseClusterName(cla.GetClusterName())
-		if err != nil || (host != "" && h != host) {
-			continue
+		if h, _, err := discovery.ParseClusterName(cla.GetClusterName()); host == "" || (err == nil && h == host) {
+			v.endpoints = append(v.endpoints, cla)
 		}
-		fmt.Fprintf(stdout, "\n%s:%d\n", h, port)
-		if len(cla.GetEndpoints()) == 0 {
-			fmt.Fprintln(stdout, "  (no endpoints)")
-		}
-		for _, lle := range cla.GetEndpoints() {
-			l := lle.GetLocality()
-			for _, lb := range lle.GetLbEndpoints() {
-				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-				fmt.Fprintf(stdout, "  priority %d  %-24s %-22s weight %-3d %s\n", lle.GetPriority(), l.GetRegion()+"/"+l.GetZone(),
-					fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()), lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus())
+	}
+	if host != "" {
+		v.notes = nil
+		for _, n := range res.Notes {
+			if strings.Contains(n, host) {
+				v.notes = append(v.notes, n)
 			}
 		}
 	}
-	for _, n := range res.Notes {
-		if host == "" || strings.Contains(n, host) {
-			fmt.Fprintf(stdout, "\nnote: %s", n)
+	if output == "text" {
+		v.text(stdout)
+		return nil
+	}
+	out, err := v.document()
+	if err == nil && output == "yaml" {
+		out, err = yaml.JSONToYAML(out)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(out)
+	return err
+}
+
+// node is the xDS node a proxy with this identity sends: the one `horizon
+// bootstrap` writes into an Envoy bootstrap.
+func (p proxyIdentity) node() (*core.Node, error) {
+	meta, err := structpb.NewStruct(p.metadata())
+	if err != nil {
+		return nil, err
+	}
+	return &core.Node{Id: p.id, Cluster: p.cluster, Metadata: meta, Locality: p.locality()}, nil
+}
+
+// renderedView is what `horizon view` prints of a view.
+type renderedView struct {
+	group      xds.Group
+	clusterSet string
+	policy     xds.Policy
+	endpoints  []*endpoint.ClusterLoadAssignment
+	notes      []string
+}
+
+// text writes the assignments for a reader: per service port, each
+// priority and locality with its weight, then its endpoints with theirs and
+// their health.
+func (v renderedView) text(w io.Writer) {
+	var b strings.Builder
+	pol := "no policy file"
+	if f := v.policy.File; f != nil {
+		pol = fmt.Sprintf("policy %s %s", f.Name, f.Version)
+	}
+	fmt.Fprintf(&b, "view %s (ClusterSet %s, %s)\n", v.group, v.clusterSet, pol)
+	for _, cla := range v.endpoints {
+		if h, port, err := discovery.ParseClusterName(cla.GetClusterName()); err == nil {
+			fmt.Fprintf(&b, "\n%s:%d\n", h, port)
+		} else {
+			fmt.Fprintf(&b, "\n%s\n", cla.GetClusterName())
+		}
+		if f := cla.GetPolicy().GetOverprovisioningFactor(); f != nil {
+			fmt.Fprintf(&b, "  overprovisioning factor %d\n", f.GetValue())
+		}
+		if len(cla.GetEndpoints()) == 0 {
+			fmt.Fprintln(&b, "  (no endpoints)")
+		}
+		for _, lle := range cla.GetEndpoints() {
+			l := lle.GetLocality()
+			loc := localityString(discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()})
+			fmt.Fprintf(&b, "  priority %d  %-32s locality weight %d\n", lle.GetPriority(), loc, lle.GetLoadBalancingWeight().GetValue())
+			for _, lb := range lle.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				fmt.Fprintf(&b, "    %-24s weight %-4d %s\n", fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()),
+					lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus())
+			}
 		}
 	}
-	fmt.Fprintln(stdout)
-	return nil
+	for _, n := range v.notes {
+		fmt.Fprintf(&b, "\nnote: %s", n)
+	}
+	fmt.Fprintln(&b)
+	fmt.Fprint(w, b.String())
+}
+
+// document is the view as JSON, shaped like /debug/config_dump's entry of a
+// proxy: the assignments under their type URL, in protojson.
+func (v renderedView) document() ([]byte, error) {
+	notes := v.notes
+	if notes == nil {
+		notes = []string{}
+	}
+	doc := map[string]any{"view": v.group.String(), "clusterset": v.clusterSet, "notes": notes}
+	if f := v.policy.File; f != nil {
+		doc["policy"] = map[string]string{"file": f.Name, "version": f.Version}
+	}
+	list := []json.RawMessage{}
+	for _, cla := range v.endpoints {
+		b, err := protojson.Marshal(cla)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, b)
+	}
+	doc[resourcev3.EndpointType] = list
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
