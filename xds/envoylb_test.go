@@ -171,10 +171,10 @@ func (l envoyLoad) byLocality(cla *endpoint.ClusterLoadAssignment) map[string]fl
 	return out
 }
 
-// renderView renders a sidecar of cluster in the ClusterSet file, with an
+// renderCase renders a sidecar of cluster in the ClusterSet file, with an
 // optional policy file, and returns the Envoy cluster and assignment of a
 // demo service's clusterset.local port 8080.
-func renderView(t *testing.T, csPath, policyPath, clusterName, service string) (*Resources, *cluster.Cluster, *endpoint.ClusterLoadAssignment) {
+func renderCase(t *testing.T, csPath, policyPath, clusterName, service string) (*Resources, *cluster.Cluster, *endpoint.ClusterLoadAssignment) {
 	t.Helper()
 	cs := loadClusterSet(t, csPath)
 	var policy Policy
@@ -224,7 +224,7 @@ func near(got, want float64) bool { return math.Abs(got-want) < 0.005 }
 // Envoy as 75/25, not the 50/50 of host weights: the cluster has to enable
 // locality weighted load balancing.
 func TestEnvoyHonoursDistributeWeights(t *testing.T) {
-	_, c, cla := renderView(t, "testdata/envoylb.yaml", "testdata/policy/distribute-75-25.yaml", "a-1", "echo")
+	_, c, cla := renderCase(t, "testdata/envoylb.yaml", "testdata/policy/distribute-75-25.yaml", "a-1", "echo")
 	got := envoyBalance(c, cla).byLocality(cla)
 	if !near(got["us-east/us-east-1a"], 0.75) || !near(got["us-east/us-east-1b"], 0.25) {
 		t.Errorf("Envoy would split echo %v, want us-east-1a 0.75 and us-east-1b 0.25 (cluster common_lb_config %v)", got, c.GetCommonLbConfig())
@@ -237,7 +237,7 @@ func TestEnvoyHonoursDistributeWeights(t *testing.T) {
 func TestNotReadySpillsOverGradually(t *testing.T) {
 	want := 1.4 / 30
 	for _, policy := range []string{"", "testdata/policy/unrelated.yaml"} {
-		_, c, cla := renderView(t, "testdata/envoylb.yaml", policy, "a-1", "web")
+		_, c, cla := renderCase(t, "testdata/envoylb.yaml", policy, "a-1", "web")
 		load := envoyBalance(c, cla)
 		if len(load.Priority) != 2 || !near(load.Priority[0], want) || !near(load.Priority[1], 1-want) {
 			t.Errorf("policy %q: priority load %v, want [%.4f %.4f]", policy, load.Priority, want, 1-want)
@@ -252,7 +252,7 @@ func TestNotReadySpillsOverGradually(t *testing.T) {
 		}
 	}
 	// notReadyEndpoints: omit is the named way back to all-or-nothing.
-	_, c, cla := renderView(t, "testdata/envoylb.yaml", "testdata/policy/notready-omit.yaml", "a-1", "web")
+	_, c, cla := renderCase(t, "testdata/envoylb.yaml", "testdata/policy/notready-omit.yaml", "a-1", "web")
 	if load := envoyBalance(c, cla); !near(load.Priority[0], 1) || !near(load.Host["10.0.0.1:8080"], 1) {
 		t.Errorf("notReadyEndpoints: omit: load %v, want everything on the one ready pod", load)
 	}
@@ -262,7 +262,7 @@ func TestNotReadySpillsOverGradually(t *testing.T) {
 // no traffic: with Envoy's default 50 % panic threshold, 4 ready of 10 would
 // send requests to all 10.
 func TestNotReadyNeverTakesTraffic(t *testing.T) {
-	_, c, cla := renderView(t, "testdata/envoylb.yaml", "", "a-1", "api")
+	_, c, cla := renderCase(t, "testdata/envoylb.yaml", "", "a-1", "api")
 	load := envoyBalance(c, cla)
 	if len(load.Panic) > 0 {
 		t.Errorf("levels %v in panic mode (cluster common_lb_config %v)", load.Panic, c.GetCommonLbConfig())
@@ -338,7 +338,7 @@ func TestGoldenLocalityWeightsReachEnvoy(t *testing.T) {
 // Check refuses a cluster that would make Envoy ignore its assignment's
 // locality weights.
 func TestCheckRequiresLocalityWeighting(t *testing.T) {
-	res, c, _ := renderView(t, "testdata/envoylb.yaml", "testdata/policy/distribute-75-25.yaml", "a-1", "echo")
+	res, c, _ := renderCase(t, "testdata/envoylb.yaml", "testdata/policy/distribute-75-25.yaml", "a-1", "echo")
 	cs := loadClusterSet(t, "testdata/envoylb.yaml")
 	p := &Proxy{ID: "p", Role: Sidecar, Cluster: "a-1"}
 	if err := p.Resolve(cs); err != nil {
