@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -157,19 +158,17 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		_, err = stdout.Write(out)
-		return err
+		return writeCanonical(stdout, out)
 	case xds.Sidecar, xds.Gateway:
 		b, err := envoyBootstrap(p, server, svids, uint32(adminPort))
 		if err != nil {
 			return err
 		}
-		out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
+		out, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
 		if err != nil {
 			return err
 		}
-		_, err = stdout.Write(append(out, '\n'))
-		return err
+		return writeCanonical(stdout, out)
 	}
 	return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.role)
 }
@@ -243,11 +242,30 @@ func grpcBootstrap(p proxyIdentity, xdsAddress, certDir string) ([]byte, error) 
 		},
 		"server_listener_resource_name_template": xds.ServerListenerPrefix + "%s",
 	}
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return nil, err
+	return json.Marshal(doc)
+}
+
+// writeCanonical writes a JSON document in one canonical form: object keys
+// sorted, two-space indentation, no HTML escaping, one trailing newline. The
+// same document always gives the same bytes, whichever build of horizon
+// prints it; protojson's own output does not, as it varies its whitespace
+// from build to build on purpose. Numbers are copied as written.
+func writeCanonical(w io.Writer, doc []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("bootstrap: re-encode: %w", err)
 	}
-	return append(out, '\n'), nil
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("bootstrap: re-encode: %w", err)
+	}
+	_, err := w.Write(out.Bytes())
+	return err
 }
 
 const (
