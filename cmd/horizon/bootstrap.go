@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -72,6 +75,61 @@ func (p proxyIdentity) metadata() map[string]any {
 	return m
 }
 
+// Environment variables the defaults of `horizon bootstrap` read. In
+// Kubernetes the downward API sets them (fieldRef metadata.name,
+// metadata.namespace, status.podIP; see examples/kubernetes).
+const (
+	envPodName      = "POD_NAME"
+	envPodNamespace = "POD_NAMESPACE"
+	envPodIP        = "POD_IP"
+)
+
+// host is what the defaults of a bootstrap read from where it is made.
+type host struct {
+	getenv   func(string) string
+	hostname func() (string, error)
+	random   io.Reader
+}
+
+var osHost = host{getenv: os.Getenv, hostname: os.Hostname, random: rand.Reader}
+
+// defaultNodeID is the node id of a proxy whose bootstrap has no --id. It is
+// unique per proxy, as Horizon's logs, debug pages and `horizon view` name a
+// proxy by it:
+//
+//	<role>~<ip>~<name>.<namespace>~<cluster>
+//
+// This is Istio's form (sidecar~<pod IP>~<pod>.<ns>~<ns>.svc.cluster.local)
+// with the member cluster as the last field, since a ClusterSet has the same
+// namespace, and the same StatefulSet pod names, in many clusters. name is
+// the pod's name (POD_NAME), unique in its namespace and cluster; ip is
+// POD_IP, empty when unset. Without POD_NAME, name is the host name (HOSTNAME,
+// else the kernel's) and a random suffix: every proxy on a VM, and every pod
+// with hostNetwork on a node, shares its host name. Such an id changes each
+// time the bootstrap is made; pass --id for a stable one.
+func defaultNodeID(p proxyIdentity, h host) (string, error) {
+	ip := h.getenv(envPodIP)
+	if ip != "" && net.ParseIP(ip) == nil {
+		return "", fmt.Errorf("%s=%q is not an IP address", envPodIP, ip)
+	}
+	name := h.getenv(envPodName)
+	if name == "" {
+		name = h.getenv("HOSTNAME")
+		if name == "" {
+			var err error
+			if name, err = h.hostname(); err != nil {
+				return "", fmt.Errorf("no --id, no %s and no host name: %w", envPodName, err)
+			}
+		}
+		suffix := make([]byte, 4)
+		if _, err := io.ReadFull(h.random, suffix); err != nil {
+			return "", fmt.Errorf("node id suffix: %w", err)
+		}
+		name += "-" + hex.EncodeToString(suffix)
+	}
+	return p.role + "~" + ip + "~" + name + "." + p.namespace + "~" + p.cluster, nil
+}
+
 // Defaults of `horizon bootstrap`.
 const (
 	// defaultCertDir is where `horizon agent` writes a workload's SVID files.
@@ -102,17 +160,22 @@ type xdsServer struct {
 }
 
 func bootstrap(args []string, stdout, stderr io.Writer) error {
+	return bootstrapOn(osHost, args, stdout, stderr)
+}
+
+func bootstrapOn(h host, args []string, stdout, stderr io.Writer) error {
 	var p proxyIdentity
 	var xdsAddress, mtlsAddress, provider, trustDomain, serverID string
 	var svids svidSource
 	var adminPort int
+	var outPath string
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&p.role, "role", "sidecar", "sidecar or gateway (Envoy bootstrap), or proxyless (grpc-go bootstrap JSON)")
-	fs.StringVar(&p.id, "id", "", "node id (default <role>~<namespace>~<hostname>)")
+	fs.StringVar(&p.id, "id", "", "node id, unique per proxy (default <role>~$POD_IP~$POD_NAME.<namespace>~<cluster>; without POD_NAME, the host name and a random suffix)")
 	fs.StringVar(&p.cluster, "cluster", "", "member cluster the proxy runs in (CLUSTER_ID, required)")
 	fs.StringVar(&p.network, "network", "", "network the proxy is on (default: its cluster's)")
-	fs.StringVar(&p.namespace, "namespace", "default", "workload namespace (NAMESPACE)")
+	fs.StringVar(&p.namespace, "namespace", "", "workload namespace (NAMESPACE; default $POD_NAMESPACE, else default)")
 	fs.StringVar(&p.serviceAccount, "service-account", "default", "workload service account (SERVICE_ACCOUNT)")
 	fs.StringVar(&p.region, "region", "", "locality region (default: its cluster's)")
 	fs.StringVar(&p.zone, "zone", "", "locality zone")
@@ -126,6 +189,7 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&svids.certDir, "cert-dir", defaultCertDir, "directory holding "+certs.SVIDFile+", "+certs.SVIDKeyFile+" and "+certs.BundleFile+" (--svid-provider agent, and proxyless gRPC); watched for atomic replacement")
 	fs.StringVar(&svids.sdsSocket, "sds-socket", defaultSDSSocket, "Unix socket of the SPIRE agent's SDS server (--svid-provider spire; Envoy only)")
 	fs.IntVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")
+	fs.StringVar(&outPath, "out", "", "write the bootstrap to this file (replaced atomically) instead of standard output, e.g. from an init container whose image has no shell")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -143,10 +207,15 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if p.id == "" {
-		hn, _ := os.Hostname()
-		p.id = p.role + "~" + p.namespace + "~" + hn
+	if p.namespace == "" {
+		p.namespace = cmp.Or(h.getenv(envPodNamespace), "default")
 	}
+	if p.id == "" {
+		if p.id, err = defaultNodeID(p, h); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	var doc []byte
 	switch xds.Role(p.role) {
 	case xds.Proxyless:
 		if server.mtls {
@@ -154,23 +223,31 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 			// name, which an X509-SVID does not carry.
 			return fmt.Errorf("bootstrap: --mtls-address: proxyless gRPC connects to --xds-address only")
 		}
-		out, err := grpcBootstrap(p, xdsAddress, svids.certDir)
-		if err != nil {
+		if doc, err = grpcBootstrap(p, xdsAddress, svids.certDir); err != nil {
 			return err
 		}
-		return writeCanonical(stdout, out)
 	case xds.Sidecar, xds.Gateway:
 		b, err := envoyBootstrap(p, server, svids, uint32(adminPort))
 		if err != nil {
 			return err
 		}
-		out, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
-		if err != nil {
+		if doc, err = (protojson.MarshalOptions{UseProtoNames: true}).Marshal(b); err != nil {
 			return err
 		}
-		return writeCanonical(stdout, out)
+	default:
+		return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.role)
 	}
-	return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.role)
+	if doc, err = canonicalJSON(doc); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if outPath == "" {
+		_, err = stdout.Write(doc)
+		return err
+	}
+	if err := writeFileAtomic(outPath, doc); err != nil {
+		return fmt.Errorf("bootstrap: --out: %w", err)
+	}
+	return nil
 }
 
 // parseXDSServer picks the Horizon endpoint: the mTLS one when given.
@@ -245,27 +322,51 @@ func grpcBootstrap(p proxyIdentity, xdsAddress, certDir string) ([]byte, error) 
 	return json.Marshal(doc)
 }
 
-// writeCanonical writes a JSON document in one canonical form: object keys
-// sorted, two-space indentation, no HTML escaping, one trailing newline. The
-// same document always gives the same bytes, whichever build of horizon
-// prints it; protojson's own output does not, as it varies its whitespace
-// from build to build on purpose. Numbers are copied as written.
-func writeCanonical(w io.Writer, doc []byte) error {
+// canonicalJSON re-encodes a JSON document in one canonical form: object
+// keys sorted, two-space indentation, no HTML escaping, one trailing
+// newline. The same document always gives the same bytes, whichever build of
+// horizon prints it; protojson's own output does not, as it varies its
+// whitespace from build to build on purpose. Numbers are copied as written.
+func canonicalJSON(doc []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return fmt.Errorf("bootstrap: re-encode: %w", err)
+		return nil, fmt.Errorf("re-encode: %w", err)
 	}
 	var out bytes.Buffer
 	enc := json.NewEncoder(&out)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("bootstrap: re-encode: %w", err)
+		return nil, fmt.Errorf("re-encode: %w", err)
 	}
-	_, err := w.Write(out.Bytes())
-	return err
+	return out.Bytes(), nil
+}
+
+// writeFileAtomic replaces path with data (mode 0644) by a rename, so a
+// reader sees the old file or the new one, never a part.
+func writeFileAtomic(path string, data []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 const (

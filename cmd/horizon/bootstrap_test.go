@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -244,5 +246,22 @@ func TestBootstrapLabels(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(t.Context(), []string{"bootstrap", "--cluster", "east-1", "--label", "novalue"}, &out, &errb); err == nil {
 		t.Error("--label without = accepted")
+	}
+}
+
+// TestBootstrapOut: --out writes the same bytes as standard output, to a file.
+func TestBootstrapOut(t *testing.T) {
+	args := []string{"--role", "proxyless", "--id", "p1", "--cluster", "east-1"}
+	path := filepath.Join(t.TempDir(), "bootstrap.json")
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), append([]string{"bootstrap", "--out", path}, args...), &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 || !bytes.Equal(got, runBootstrap(t, args)) {
+		t.Errorf("--out wrote %q and printed %q; want the standard output's bytes in the file alone", got, out.String())
 	}
 }

@@ -208,3 +208,45 @@ func TestGatewayServiceExample(t *testing.T) {
 		t.Errorf("ports %+v", s.Spec.Ports)
 	}
 }
+
+// TestBootstrapInThePod: every container that runs `horizon bootstrap` makes
+// the bootstrap in its own pod, with the pod's name, namespace and IP from
+// the downward API and no --id, so each proxy's node id is its own.
+func TestBootstrapInThePod(t *testing.T) {
+	want := map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP"}
+	found := 0
+	for file, list := range decodeAll(t, "*.yaml") {
+		for _, obj := range list {
+			d, ok := obj.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			spec := d.Spec.Template.Spec
+			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+				if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
+					continue
+				}
+				found++
+				for _, a := range c.Args {
+					if strings.HasPrefix(a, "--id") {
+						t.Errorf("%s: container %s passes %s: every replica would share it", file, c.Name, a)
+					}
+				}
+				got := map[string]string{}
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+						got[e.Name] = e.ValueFrom.FieldRef.FieldPath
+					}
+				}
+				for name, path := range want {
+					if got[name] != path {
+						t.Errorf("%s: container %s: env %s from %q, want fieldRef %s", file, c.Name, name, got[name], path)
+					}
+				}
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no example runs horizon bootstrap")
+	}
+}
