@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -28,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/xds"
@@ -373,6 +375,23 @@ const (
 	xdsCluster = "xds-grpc"
 )
 
+// Keepalives of the xDS connection (cluster xds-grpc). Envoy keeps serving
+// its last configuration when Horizon goes away, but it reconnects, to
+// another replica, only once it notices: a Horizon that vanished without
+// closing the connection (a lost node, a NAT or load balancer that dropped
+// the flow) would otherwise hold an idle Envoy on a dead connection
+// indefinitely. HTTP/2 PINGs find a dead peer within interval + timeout (plus
+// Envoy's default 15% jitter); TCP keepalive covers the connection before its
+// HTTP/2 layer is up. The PING interval stays at or above
+// xds.KeepaliveMinTime, the most Horizon's gRPC server accepts.
+const (
+	xdsKeepaliveInterval    = 30 * time.Second
+	xdsKeepaliveTimeout     = 10 * time.Second
+	xdsTCPKeepaliveTime     = 60 * time.Second
+	xdsTCPKeepaliveInterval = 10 * time.Second
+	xdsTCPKeepaliveProbes   = 3
+)
+
 // envoyBootstrap renders an Envoy bootstrap: ADS to Horizon for clusters and
 // listeners, and the proxy's SVID and trust bundle as the secrets
 // xds.SecretDefault and xds.SecretRootCA, either static secrets read from the
@@ -383,32 +402,43 @@ func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPo
 	if err != nil {
 		return nil, err
 	}
-	h2, err := anypb.New(&httpopts.HttpProtocolOptions{
-		UpstreamProtocolOptions: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}},
-		}},
-	})
-	if err != nil {
-		return nil, err
-	}
-	grpcCluster := func(name string, discoveryType clusterv3.Cluster_DiscoveryType, addr *core.Address) *clusterv3.Cluster {
+	grpcCluster := func(name string, discoveryType clusterv3.Cluster_DiscoveryType, addr *core.Address, h2 *core.Http2ProtocolOptions) (*clusterv3.Cluster, error) {
+		opts, err := anypb.New(&httpopts.HttpProtocolOptions{
+			UpstreamProtocolOptions: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: h2},
+			}},
+		})
+		if err != nil {
+			return nil, err
+		}
 		return &clusterv3.Cluster{
 			Name:                          name,
 			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discoveryType},
 			ConnectTimeout:                durationpb.New(5e9),
-			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts},
 			LoadAssignment: &endpoint.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpoint.LocalityLbEndpoints{{
 				LbEndpoints: []*endpoint.LbEndpoint{{HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: addr}}}},
 			}}},
-		}
+		}, nil
 	}
 	xdsType := clusterv3.Cluster_STATIC
 	if net.ParseIP(server.host) == nil {
 		xdsType = clusterv3.Cluster_STRICT_DNS
 	}
-	xdsGRPC := grpcCluster(xdsCluster, xdsType, &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+	xdsGRPC, err := grpcCluster(xdsCluster, xdsType, &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 		Address: server.host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: server.port},
-	}}})
+	}}}, &core.Http2ProtocolOptions{ConnectionKeepalive: &core.KeepaliveSettings{
+		Interval: durationpb.New(xdsKeepaliveInterval),
+		Timeout:  durationpb.New(xdsKeepaliveTimeout),
+	}})
+	if err != nil {
+		return nil, err
+	}
+	xdsGRPC.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &core.TcpKeepalive{
+		KeepaliveTime:     wrapperspb.UInt32(uint32(xdsTCPKeepaliveTime / time.Second)),
+		KeepaliveInterval: wrapperspb.UInt32(uint32(xdsTCPKeepaliveInterval / time.Second)),
+		KeepaliveProbes:   wrapperspb.UInt32(xdsTCPKeepaliveProbes),
+	}}
 	if server.mtls {
 		tlsContext, err := anypb.New(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{xds.SecretRef(svids.provider, xds.SecretDefault)},
@@ -431,8 +461,12 @@ func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPo
 	static := &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{xdsGRPC}}
 	switch svids.provider {
 	case xds.SVIDFromSPIRE:
-		static.Clusters = append(static.Clusters,
-			grpcCluster(xds.SDSCluster, clusterv3.Cluster_STATIC, &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: svids.sdsSocket}}}))
+		sds, err := grpcCluster(xds.SDSCluster, clusterv3.Cluster_STATIC, &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: svids.sdsSocket}}},
+			&core.Http2ProtocolOptions{})
+		if err != nil {
+			return nil, err
+		}
+		static.Clusters = append(static.Clusters, sds)
 	default:
 		file := func(name string) *core.DataSource {
 			return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: filepath.Join(svids.certDir, name)}}
