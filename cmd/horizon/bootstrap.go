@@ -499,6 +499,7 @@ func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPo
 			LdsConfig: ads,
 		},
 		StaticResources: static,
+		StatsConfig:     statsTags(),
 		Admin: &bootstrapv3.Admin{Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 			Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: adminPort},
 		}}}},
