@@ -171,6 +171,8 @@ func bootstrapOn(h host, args []string, stdout, stderr io.Writer) error {
 	var svids svidSource
 	var adminPort int
 	var outPath string
+	var gw gatewayLimits
+	var readinessPort int
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&p.role, "role", "sidecar", "sidecar or gateway (Envoy bootstrap), or proxyless (grpc-go bootstrap JSON)")
@@ -191,6 +193,9 @@ func bootstrapOn(h host, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&svids.certDir, "cert-dir", defaultCertDir, "directory holding "+certs.SVIDFile+", "+certs.SVIDKeyFile+" and "+certs.BundleFile+" (--svid-provider agent, and proxyless gRPC); watched for atomic replacement")
 	fs.StringVar(&svids.sdsSocket, "sds-socket", defaultSDSSocket, "Unix socket of the SPIRE agent's SDS server (--svid-provider spire; Envoy only)")
 	fs.IntVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")
+	fs.Int64Var(&gw.maxConnections, "max-downstream-connections", defaultMaxDownstreamConnections, "gateway: cap on open downstream connections, all listeners together (the overload manager's downstream connections monitor); keep it under half the file descriptor limit; 0 for none")
+	fs.Uint64Var(&gw.maxHeapBytes, "max-heap-bytes", 0, "gateway: heap Envoy may use, e.g. 80% of its container's memory limit; the overload manager then shrinks the heap at 95% and stops accepting connections at 98% (0: heap not watched)")
+	fs.IntVar(&readinessPort, "readiness-port", defaultReadinessPort, "gateway: port of the readiness endpoint GET "+readinessPath+" on 0.0.0.0 (200 while Envoy is live, 503 while it drains); 0 for none")
 	fs.StringVar(&outPath, "out", "", "write the bootstrap to this file (replaced atomically) instead of standard output, e.g. from an init container whose image has no shell")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -198,6 +203,12 @@ func bootstrapOn(h host, args []string, stdout, stderr io.Writer) error {
 	if p.cluster == "" {
 		return fmt.Errorf("bootstrap: --cluster is required")
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := checkGatewayFlags(p.role, gw, readinessPort, uint32(adminPort), set); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	gw.readinessPort = uint32(readinessPort)
 	var err error
 	if svids.provider, err = xds.ParseSVIDProvider(provider); err != nil {
 		return fmt.Errorf("bootstrap: --svid-provider: %w", err)
@@ -229,7 +240,7 @@ func bootstrapOn(h host, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	case xds.Sidecar, xds.Gateway:
-		b, err := envoyBootstrap(p, server, svids, uint32(adminPort))
+		b, err := envoyBootstrap(p, server, svids, uint32(adminPort), gw)
 		if err != nil {
 			return err
 		}
@@ -397,7 +408,7 @@ const (
 // xds.SecretDefault and xds.SecretRootCA, either static secrets read from the
 // agent's files (watched for the agent's atomic directory swap) or SDS from a
 // SPIRE agent. On Horizon's mTLS port the xDS connection itself uses them.
-func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPort uint32) (*bootstrapv3.Bootstrap, error) {
+func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPort uint32, gw gatewayLimits) (*bootstrapv3.Bootstrap, error) {
 	meta, err := structpb.NewStruct(p.metadata())
 	if err != nil {
 		return nil, err
@@ -503,6 +514,21 @@ func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPo
 		Admin: &bootstrapv3.Admin{Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 			Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: adminPort},
 		}}}},
+	}
+	if xds.Role(p.role) == xds.Gateway {
+		if b.OverloadManager, err = gw.overloadManager(); err != nil {
+			return nil, err
+		}
+		// The admin port (loopback) stays reachable at the connection
+		// limit, for stats and /healthcheck/fail.
+		b.Admin.IgnoreGlobalConnLimit = gw.maxConnections > 0
+		readiness, err := gw.readiness()
+		if err != nil {
+			return nil, err
+		}
+		if readiness != nil {
+			static.Listeners = append(static.Listeners, readiness)
+		}
 	}
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)

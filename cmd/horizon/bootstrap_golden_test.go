@@ -30,6 +30,9 @@ var bootstrapCases = []bootstrapCase{
 	{"gateway", []string{"--role", "gateway", "--id", "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", "--cluster", "east-1",
 		"--network", "east", "--namespace", "horizon-system", "--service-account", "horizon-eastwest",
 		"--mtls-address", "horizon.horizon-system.svc:15012"}},
+	{"gateway-limits", []string{"--role", "gateway", "--id", "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", "--cluster", "east-1",
+		"--network", "east", "--namespace", "horizon-system", "--service-account", "horizon-eastwest",
+		"--max-downstream-connections", "20000", "--max-heap-bytes", "858993459", "--readiness-port", "8021"}},
 	{"proxyless", []string{"--role", "proxyless", "--id", "proxyless~10.0.1.8~client-6c4d.demo~east-1", "--cluster", "east-1",
 		"--namespace", "demo", "--service-account", "client", "--region", "us-east", "--zone", "us-east-1a"}},
 }
