@@ -530,7 +530,7 @@ func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPo
 			static.Listeners = append(static.Listeners, readiness)
 		}
 	}
-	if err := b.ValidateAll(); err != nil {
+	if err := validateDeep(b); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return b, nil
