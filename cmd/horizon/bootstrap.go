@@ -408,6 +408,10 @@ const (
 // xds.SecretDefault and xds.SecretRootCA, either static secrets read from the
 // agent's files (watched for the agent's atomic directory swap) or SDS from a
 // SPIRE agent. On Horizon's mTLS port the xDS connection itself uses them.
+// The xDS connection has keepalives; stats carry tags for Horizon's cluster
+// names (statsTags); admin listens on loopback only. A gateway's bootstrap
+// adds its overload manager and readiness listener (gatewayLimits). The
+// result passes the protos' validation rules, typed_configs included.
 func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPort uint32, gw gatewayLimits) (*bootstrapv3.Bootstrap, error) {
 	meta, err := structpb.NewStruct(p.metadata())
 	if err != nil {
