@@ -15,7 +15,8 @@ import (
 // cluster that exists; every EDS cluster has exactly one assignment and every
 // assignment a cluster; every locality and endpoint has a weight, the
 // locality's being the sum of its endpoints'; and no address appears twice in
-// an assignment.
+// an assignment; and every listener and cluster bounds its connections'
+// buffers.
 func Check(r *Resources) error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -33,6 +34,9 @@ func Check(r *Resources) error {
 			fail("listener %q: defined twice", l.GetName())
 		}
 		listeners[l.GetName()] = true
+		if l.GetPerConnectionBufferLimitBytes().GetValue() == 0 {
+			fail("listener %q: no per-connection buffer limit", l.GetName())
+		}
 	}
 	clusters := map[string]*cluster.Cluster{}
 	for _, c := range r.Clusters {
@@ -41,6 +45,9 @@ func Check(r *Resources) error {
 			fail("cluster %q: defined twice", c.GetName())
 		}
 		clusters[c.GetName()] = c
+		if c.GetPerConnectionBufferLimitBytes().GetValue() == 0 {
+			fail("cluster %q: no per-connection buffer limit", c.GetName())
+		}
 	}
 	assignments := map[string]int{}
 	for _, cla := range r.Endpoints {

@@ -34,6 +34,11 @@ import (
 const (
 	DefaultPort           = 15443
 	DefaultConnectTimeout = 10 * time.Second
+	// DefaultBufferLimitBytes bounds the read and write buffers of each
+	// connection through the gateway, in and out: Envoy's guidance for an
+	// edge proxy is 32 KiB for listeners and clusters, against its 1 MiB
+	// default (https://www.envoyproxy.io/docs/envoy/latest/configuration/best_practices/edge).
+	DefaultBufferLimitBytes = 32 << 10
 )
 
 // Options shape a gateway's configuration. The zero value is usable.
@@ -44,6 +49,11 @@ type Options struct {
 	// ConnectTimeout of connections to the network's pods; 0 means
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// BufferLimitBytes is the per-connection buffer limit of the listener
+	// and the clusters (Envoy's per_connection_buffer_limit_bytes, a soft
+	// limit on each connection's read and write buffers); 0 means
+	// DefaultBufferLimitBytes.
+	BufferLimitBytes uint32
 }
 
 func (o Options) port() uint32 {
@@ -51,6 +61,13 @@ func (o Options) port() uint32 {
 		return DefaultPort
 	}
 	return o.Port
+}
+
+func (o Options) bufferLimit() *wrapperspb.UInt32Value {
+	if o.BufferLimitBytes == 0 {
+		return wrapperspb.UInt32(DefaultBufferLimitBytes)
+	}
+	return wrapperspb.UInt32(o.BufferLimitBytes)
 }
 
 func (o Options) connectTimeout() time.Duration {
@@ -85,7 +102,9 @@ func ListenerName(port uint32) string { return "gateway-" + strconv.Itoa(int(por
 // A service that is not exported, a port whose endpoints in the network all
 // refuse mutual TLS, or a port with no usable endpoint in the network gets
 // nothing, and there is no catch-all chain: Envoy closes a connection whose
-// SNI it does not know. Every resource passes Check.
+// SNI it does not know. The listener and the clusters bound each
+// connection's buffers (Options.BufferLimitBytes). Every resource passes
+// Check.
 func Translate(cs *discovery.ClusterSet, network string, opts Options) (Resources, error) {
 	if !slices.Contains(cs.Networks(), network) {
 		return Resources{}, fmt.Errorf("gateway of network %q: no cluster is on that network", network)
@@ -165,8 +184,9 @@ func (t *translator) listener(chains []*listener.FilterChain) *listener.Listener
 			Name:       wellknown.TLSInspector,
 			ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})},
 		}},
-		FilterChains:     chains,
-		TrafficDirection: core.TrafficDirection_INBOUND,
+		FilterChains:                  chains,
+		TrafficDirection:              core.TrafficDirection_INBOUND,
+		PerConnectionBufferLimitBytes: t.opts.bufferLimit(),
 	}
 }
 
@@ -194,11 +214,12 @@ var adsSource = &core.ConfigSource{
 
 func (t *translator) edsCluster(name string) *cluster.Cluster {
 	return &cluster.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
-		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
-		ConnectTimeout:       durationpb.New(t.opts.connectTimeout()),
-		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
+		Name:                          name,
+		ClusterDiscoveryType:          &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
+		EdsClusterConfig:              &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
+		ConnectTimeout:                durationpb.New(t.opts.connectTimeout()),
+		LbPolicy:                      cluster.Cluster_ROUND_ROBIN,
+		PerConnectionBufferLimitBytes: t.opts.bufferLimit(),
 		// Envoy honours the localities' weights only with this set (xds
 		// renders every EDS cluster so, and xds.Check insists):
 		// https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/load_balancing/locality_weight

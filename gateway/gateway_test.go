@@ -260,6 +260,8 @@ func TestCheckCatches(t *testing.T) {
 			lle.LoadBalancingWeight.Value++
 		}, "appears twice"},
 		{"invalid proto", func(r *Resources) { r.Clusters[0].Name = "" }, "invalid Cluster.Name"},
+		{"unbounded listener", func(r *Resources) { r.Listeners[0].PerConnectionBufferLimitBytes = nil }, "no per-connection buffer limit"},
+		{"unbounded cluster", func(r *Resources) { r.Clusters[0].PerConnectionBufferLimitBytes = nil }, "no per-connection buffer limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,4 +303,39 @@ func render(m map[string][]string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestBufferLimits: the gateway's listener and clusters bound each
+// connection's buffers. The gateway takes connections from other networks;
+// Envoy's edge guidance is 32 KiB for listener and cluster buffers, against
+// a 1 MiB default
+// (https://www.envoyproxy.io/docs/envoy/latest/configuration/best_practices/edge;
+// Listener.per_connection_buffer_limit_bytes,
+// https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/listener/v3/listener.proto,
+// and Cluster.per_connection_buffer_limit_bytes,
+// https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto).
+func TestBufferLimits(t *testing.T) {
+	cs := loadClusterSet(t, "testdata/clusterset.yaml")
+	for _, tt := range []struct {
+		opts Options
+		want uint32
+	}{
+		{Options{}, 32 << 10},
+		{Options{BufferLimitBytes: 64 << 10}, 64 << 10},
+	} {
+		r, err := Translate(cs, "east", tt.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range r.Listeners {
+			if got := l.GetPerConnectionBufferLimitBytes(); got.GetValue() != tt.want {
+				t.Errorf("%+v: listener %s buffer limit %v, want %d", tt.opts, l.GetName(), got, tt.want)
+			}
+		}
+		for _, c := range r.Clusters {
+			if got := c.GetPerConnectionBufferLimitBytes(); got.GetValue() != tt.want {
+				t.Errorf("%+v: cluster %s buffer limit %v, want %d", tt.opts, c.GetName(), got, tt.want)
+			}
+		}
+	}
 }

@@ -49,6 +49,12 @@ func (s *timedStream) SendMsg(m any) error {
 	}
 }
 
+// KeepaliveMinTime is the shortest interval between a client's HTTP/2 PINGs
+// that Horizon's xDS servers accept: a client that pings more often is sent
+// GOAWAY (too_many_pings) and disconnected. Client keepalives, such as the
+// Envoy bootstraps' connection_keepalive, must not be shorter.
+const KeepaliveMinTime = 10 * time.Second
+
 // ServerOptions are the gRPC server options of Horizon's xDS servers (horizon
 // serve, and the load harnesses, which must measure the same server): the
 // zero-copy codec, the send timeout, and keepalives that drop dead peers
@@ -57,7 +63,7 @@ func ServerOptions(sendTimeout time.Duration, m *Metrics) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.StreamInterceptor(SendTimeout(sendTimeout, m)),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 }

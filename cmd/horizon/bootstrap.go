@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -10,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -24,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/xds"
@@ -71,6 +77,61 @@ func (p proxyIdentity) metadata() map[string]any {
 	return m
 }
 
+// Environment variables the defaults of `horizon bootstrap` read. In
+// Kubernetes the downward API sets them (fieldRef metadata.name,
+// metadata.namespace, status.podIP; see examples/kubernetes).
+const (
+	envPodName      = "POD_NAME"
+	envPodNamespace = "POD_NAMESPACE"
+	envPodIP        = "POD_IP"
+)
+
+// host is what the defaults of a bootstrap read from where it is made.
+type host struct {
+	getenv   func(string) string
+	hostname func() (string, error)
+	random   io.Reader
+}
+
+var osHost = host{getenv: os.Getenv, hostname: os.Hostname, random: rand.Reader}
+
+// defaultNodeID is the node id of a proxy whose bootstrap has no --id. It is
+// unique per proxy, as Horizon's logs, debug pages and `horizon view` name a
+// proxy by it:
+//
+//	<role>~<ip>~<name>.<namespace>~<cluster>
+//
+// This is Istio's form (sidecar~<pod IP>~<pod>.<ns>~<ns>.svc.cluster.local)
+// with the member cluster as the last field, since a ClusterSet has the same
+// namespace, and the same StatefulSet pod names, in many clusters. name is
+// the pod's name (POD_NAME), unique in its namespace and cluster; ip is
+// POD_IP, empty when unset. Without POD_NAME, name is the host name (HOSTNAME,
+// else the kernel's) and a random suffix: every proxy on a VM, and every pod
+// with hostNetwork on a node, shares its host name. Such an id changes each
+// time the bootstrap is made; pass --id for a stable one.
+func defaultNodeID(p proxyIdentity, h host) (string, error) {
+	ip := h.getenv(envPodIP)
+	if ip != "" && net.ParseIP(ip) == nil {
+		return "", fmt.Errorf("%s=%q is not an IP address", envPodIP, ip)
+	}
+	name := h.getenv(envPodName)
+	if name == "" {
+		name = h.getenv("HOSTNAME")
+		if name == "" {
+			var err error
+			if name, err = h.hostname(); err != nil {
+				return "", fmt.Errorf("no --id, no %s and no host name: %w", envPodName, err)
+			}
+		}
+		suffix := make([]byte, 4)
+		if _, err := io.ReadFull(h.random, suffix); err != nil {
+			return "", fmt.Errorf("node id suffix: %w", err)
+		}
+		name += "-" + hex.EncodeToString(suffix)
+	}
+	return p.role + "~" + ip + "~" + name + "." + p.namespace + "~" + p.cluster, nil
+}
+
 // Defaults of `horizon bootstrap`.
 const (
 	// defaultCertDir is where `horizon agent` writes a workload's SVID files.
@@ -101,17 +162,24 @@ type xdsServer struct {
 }
 
 func bootstrap(args []string, stdout, stderr io.Writer) error {
+	return bootstrapOn(osHost, args, stdout, stderr)
+}
+
+func bootstrapOn(h host, args []string, stdout, stderr io.Writer) error {
 	var p proxyIdentity
 	var xdsAddress, mtlsAddress, provider, trustDomain, serverID string
 	var svids svidSource
 	var adminPort int
+	var outPath string
+	var gw gatewayLimits
+	var readinessPort int
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&p.role, "role", "sidecar", "sidecar or gateway (Envoy bootstrap), or proxyless (grpc-go bootstrap JSON)")
-	fs.StringVar(&p.id, "id", "", "node id (default <role>~<namespace>~<hostname>)")
+	fs.StringVar(&p.id, "id", "", "node id, unique per proxy (default <role>~$POD_IP~$POD_NAME.<namespace>~<cluster>; without POD_NAME, the host name and a random suffix)")
 	fs.StringVar(&p.cluster, "cluster", "", "member cluster the proxy runs in (CLUSTER_ID, required)")
 	fs.StringVar(&p.network, "network", "", "network the proxy is on (default: its cluster's)")
-	fs.StringVar(&p.namespace, "namespace", "default", "workload namespace (NAMESPACE)")
+	fs.StringVar(&p.namespace, "namespace", "", "workload namespace (NAMESPACE; default $POD_NAMESPACE, else default)")
 	fs.StringVar(&p.serviceAccount, "service-account", "default", "workload service account (SERVICE_ACCOUNT)")
 	fs.StringVar(&p.region, "region", "", "locality region (default: its cluster's)")
 	fs.StringVar(&p.zone, "zone", "", "locality zone")
@@ -125,12 +193,22 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&svids.certDir, "cert-dir", defaultCertDir, "directory holding "+certs.SVIDFile+", "+certs.SVIDKeyFile+" and "+certs.BundleFile+" (--svid-provider agent, and proxyless gRPC); watched for atomic replacement")
 	fs.StringVar(&svids.sdsSocket, "sds-socket", defaultSDSSocket, "Unix socket of the SPIRE agent's SDS server (--svid-provider spire; Envoy only)")
 	fs.IntVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")
+	fs.Int64Var(&gw.maxConnections, "max-downstream-connections", defaultMaxDownstreamConnections, "gateway: cap on open downstream connections, all listeners together (the overload manager's downstream connections monitor); keep it under half the file descriptor limit; 0 for none")
+	fs.Uint64Var(&gw.maxHeapBytes, "max-heap-bytes", 0, "gateway: heap Envoy may use, e.g. 80% of its container's memory limit; the overload manager then shrinks the heap at 95% and stops accepting connections at 98% (0: heap not watched)")
+	fs.IntVar(&readinessPort, "readiness-port", defaultReadinessPort, "gateway: port of the readiness endpoint GET "+readinessPath+" on 0.0.0.0 (200 while Envoy is live, 503 while it drains); 0 for none")
+	fs.StringVar(&outPath, "out", "", "write the bootstrap to this file (replaced atomically) instead of standard output, e.g. from an init container whose image has no shell")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if p.cluster == "" {
 		return fmt.Errorf("bootstrap: --cluster is required")
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := checkGatewayFlags(p.role, gw, readinessPort, uint32(adminPort), set); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	gw.readinessPort = uint32(readinessPort)
 	var err error
 	if svids.provider, err = xds.ParseSVIDProvider(provider); err != nil {
 		return fmt.Errorf("bootstrap: --svid-provider: %w", err)
@@ -142,10 +220,15 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if p.id == "" {
-		hn, _ := os.Hostname()
-		p.id = p.role + "~" + p.namespace + "~" + hn
+	if p.namespace == "" {
+		p.namespace = cmp.Or(h.getenv(envPodNamespace), "default")
 	}
+	if p.id == "" {
+		if p.id, err = defaultNodeID(p, h); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	var doc []byte
 	switch xds.Role(p.role) {
 	case xds.Proxyless:
 		if server.mtls {
@@ -153,25 +236,31 @@ func bootstrap(args []string, stdout, stderr io.Writer) error {
 			// name, which an X509-SVID does not carry.
 			return fmt.Errorf("bootstrap: --mtls-address: proxyless gRPC connects to --xds-address only")
 		}
-		out, err := grpcBootstrap(p, xdsAddress, svids.certDir)
-		if err != nil {
+		if doc, err = grpcBootstrap(p, xdsAddress, svids.certDir); err != nil {
 			return err
 		}
-		_, err = stdout.Write(out)
-		return err
 	case xds.Sidecar, xds.Gateway:
-		b, err := envoyBootstrap(p, server, svids, uint32(adminPort))
+		b, err := envoyBootstrap(p, server, svids, uint32(adminPort), gw)
 		if err != nil {
 			return err
 		}
-		out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
-		if err != nil {
+		if doc, err = (protojson.MarshalOptions{UseProtoNames: true}).Marshal(b); err != nil {
 			return err
 		}
-		_, err = stdout.Write(append(out, '\n'))
+	default:
+		return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.role)
+	}
+	if doc, err = canonicalJSON(doc); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if outPath == "" {
+		_, err = stdout.Write(doc)
 		return err
 	}
-	return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.role)
+	if err := writeFileAtomic(outPath, doc); err != nil {
+		return fmt.Errorf("bootstrap: --out: %w", err)
+	}
+	return nil
 }
 
 // parseXDSServer picks the Horizon endpoint: the mTLS one when given.
@@ -243,15 +332,75 @@ func grpcBootstrap(p proxyIdentity, xdsAddress, certDir string) ([]byte, error) 
 		},
 		"server_listener_resource_name_template": xds.ServerListenerPrefix + "%s",
 	}
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return nil, err
+	return json.Marshal(doc)
+}
+
+// canonicalJSON re-encodes a JSON document in one canonical form: object
+// keys sorted, two-space indentation, no HTML escaping, one trailing
+// newline. The same document always gives the same bytes, whichever build of
+// horizon prints it; protojson's own output does not, as it varies its
+// whitespace from build to build on purpose. Numbers are copied as written.
+func canonicalJSON(doc []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("re-encode: %w", err)
 	}
-	return append(out, '\n'), nil
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("re-encode: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// writeFileAtomic replaces path with data (mode 0644) by a rename, so a
+// reader sees the old file or the new one, never a part.
+func writeFileAtomic(path string, data []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 const (
 	xdsCluster = "xds-grpc"
+)
+
+// Keepalives of the xDS connection (cluster xds-grpc). Envoy keeps serving
+// its last configuration when Horizon goes away, but it reconnects, to
+// another replica, only once it notices: a Horizon that vanished without
+// closing the connection (a lost node, a NAT or load balancer that dropped
+// the flow) would otherwise hold an idle Envoy on a dead connection
+// indefinitely. HTTP/2 PINGs find a dead peer within interval + timeout (plus
+// Envoy's default 15% jitter); TCP keepalive covers the connection before its
+// HTTP/2 layer is up. The PING interval stays at or above
+// xds.KeepaliveMinTime, the most Horizon's gRPC server accepts.
+const (
+	xdsKeepaliveInterval    = 30 * time.Second
+	xdsKeepaliveTimeout     = 10 * time.Second
+	xdsTCPKeepaliveTime     = 60 * time.Second
+	xdsTCPKeepaliveInterval = 10 * time.Second
+	xdsTCPKeepaliveProbes   = 3
 )
 
 // envoyBootstrap renders an Envoy bootstrap: ADS to Horizon for clusters and
@@ -259,37 +408,52 @@ const (
 // xds.SecretDefault and xds.SecretRootCA, either static secrets read from the
 // agent's files (watched for the agent's atomic directory swap) or SDS from a
 // SPIRE agent. On Horizon's mTLS port the xDS connection itself uses them.
-func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPort uint32) (*bootstrapv3.Bootstrap, error) {
+// The xDS connection has keepalives; stats carry tags for Horizon's cluster
+// names (statsTags); admin listens on loopback only. A gateway's bootstrap
+// adds its overload manager and readiness listener (gatewayLimits). The
+// result passes the protos' validation rules, typed_configs included.
+func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPort uint32, gw gatewayLimits) (*bootstrapv3.Bootstrap, error) {
 	meta, err := structpb.NewStruct(p.metadata())
 	if err != nil {
 		return nil, err
 	}
-	h2, err := anypb.New(&httpopts.HttpProtocolOptions{
-		UpstreamProtocolOptions: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}},
-		}},
-	})
-	if err != nil {
-		return nil, err
-	}
-	grpcCluster := func(name string, discoveryType clusterv3.Cluster_DiscoveryType, addr *core.Address) *clusterv3.Cluster {
+	grpcCluster := func(name string, discoveryType clusterv3.Cluster_DiscoveryType, addr *core.Address, h2 *core.Http2ProtocolOptions) (*clusterv3.Cluster, error) {
+		opts, err := anypb.New(&httpopts.HttpProtocolOptions{
+			UpstreamProtocolOptions: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: h2},
+			}},
+		})
+		if err != nil {
+			return nil, err
+		}
 		return &clusterv3.Cluster{
 			Name:                          name,
 			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discoveryType},
 			ConnectTimeout:                durationpb.New(5e9),
-			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts},
 			LoadAssignment: &endpoint.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpoint.LocalityLbEndpoints{{
 				LbEndpoints: []*endpoint.LbEndpoint{{HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: addr}}}},
 			}}},
-		}
+		}, nil
 	}
 	xdsType := clusterv3.Cluster_STATIC
 	if net.ParseIP(server.host) == nil {
 		xdsType = clusterv3.Cluster_STRICT_DNS
 	}
-	xdsGRPC := grpcCluster(xdsCluster, xdsType, &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+	xdsGRPC, err := grpcCluster(xdsCluster, xdsType, &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 		Address: server.host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: server.port},
-	}}})
+	}}}, &core.Http2ProtocolOptions{ConnectionKeepalive: &core.KeepaliveSettings{
+		Interval: durationpb.New(xdsKeepaliveInterval),
+		Timeout:  durationpb.New(xdsKeepaliveTimeout),
+	}})
+	if err != nil {
+		return nil, err
+	}
+	xdsGRPC.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &core.TcpKeepalive{
+		KeepaliveTime:     wrapperspb.UInt32(uint32(xdsTCPKeepaliveTime / time.Second)),
+		KeepaliveInterval: wrapperspb.UInt32(uint32(xdsTCPKeepaliveInterval / time.Second)),
+		KeepaliveProbes:   wrapperspb.UInt32(xdsTCPKeepaliveProbes),
+	}}
 	if server.mtls {
 		tlsContext, err := anypb.New(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{xds.SecretRef(svids.provider, xds.SecretDefault)},
@@ -312,8 +476,12 @@ func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPo
 	static := &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{xdsGRPC}}
 	switch svids.provider {
 	case xds.SVIDFromSPIRE:
-		static.Clusters = append(static.Clusters,
-			grpcCluster(xds.SDSCluster, clusterv3.Cluster_STATIC, &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: svids.sdsSocket}}}))
+		sds, err := grpcCluster(xds.SDSCluster, clusterv3.Cluster_STATIC, &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: svids.sdsSocket}}},
+			&core.Http2ProtocolOptions{})
+		if err != nil {
+			return nil, err
+		}
+		static.Clusters = append(static.Clusters, sds)
 	default:
 		file := func(name string) *core.DataSource {
 			return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: filepath.Join(svids.certDir, name)}}
@@ -346,11 +514,27 @@ func envoyBootstrap(p proxyIdentity, server xdsServer, svids svidSource, adminPo
 			LdsConfig: ads,
 		},
 		StaticResources: static,
+		StatsConfig:     statsTags(),
 		Admin: &bootstrapv3.Admin{Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 			Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: adminPort},
 		}}}},
 	}
-	if err := b.ValidateAll(); err != nil {
+	if xds.Role(p.role) == xds.Gateway {
+		if b.OverloadManager, err = gw.overloadManager(); err != nil {
+			return nil, err
+		}
+		// The admin port (loopback) stays reachable at the connection
+		// limit, for stats and /healthcheck/fail.
+		b.Admin.IgnoreGlobalConnLimit = gw.maxConnections > 0
+		readiness, err := gw.readiness()
+		if err != nil {
+			return nil, err
+		}
+		if readiness != nil {
+			static.Listeners = append(static.Listeners, readiness)
+		}
+	}
+	if err := validateDeep(b); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return b, nil

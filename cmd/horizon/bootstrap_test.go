@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpopts "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	grpcxds "google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -244,5 +247,68 @@ func TestBootstrapLabels(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(t.Context(), []string{"bootstrap", "--cluster", "east-1", "--label", "novalue"}, &out, &errb); err == nil {
 		t.Error("--label without = accepted")
+	}
+}
+
+// TestBootstrapOut: --out writes the same bytes as standard output, to a file.
+func TestBootstrapOut(t *testing.T) {
+	args := []string{"--role", "proxyless", "--id", "p1", "--cluster", "east-1"}
+	path := filepath.Join(t.TempDir(), "bootstrap.json")
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), append([]string{"bootstrap", "--out", path}, args...), &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 || !bytes.Equal(got, runBootstrap(t, args)) {
+		t.Errorf("--out wrote %q and printed %q; want the standard output's bytes in the file alone", got, out.String())
+	}
+}
+
+// TestBootstrapXDSKeepalive: the xDS connection has TCP keepalive and HTTP/2
+// PING keepalive, so Envoy notices a Horizon that vanished without closing
+// the connection (a lost node, a NAT or load balancer that dropped the flow)
+// and reconnects, to another replica. Without them an idle connection to a
+// dead peer is never noticed.
+//
+//   - Cluster.upstream_connection_options.tcp_keepalive (core.v3.TcpKeepalive:
+//     probes, time, interval; Linux defaults 9, 7200 s, 75 s):
+//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto#envoy-v3-api-msg-config-cluster-v3-upstreamconnectionoptions
+//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/address.proto#envoy-v3-api-msg-config-core-v3-tcpkeepalive
+//   - Http2ProtocolOptions.connection_keepalive (core.v3.KeepaliveSettings:
+//     a PING each interval, plus up to 15% jitter by default; the connection
+//     is aborted when no frame arrives within timeout):
+//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto#envoy-v3-api-msg-config-core-v3-keepalivesettings
+//     set in the cluster's typed_extension_protocol_options
+//     envoy.extensions.upstreams.http.v3.HttpProtocolOptions explicit_http_config:
+//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/upstreams/http/v3/http_protocol_options.proto
+//
+// The PING interval must not be shorter than Horizon's gRPC keepalive
+// enforcement (xds.KeepaliveMinTime), or grpc-go answers GOAWAY
+// too_many_pings and closes the connection.
+func TestBootstrapXDSKeepalive(t *testing.T) {
+	for _, provider := range []string{"agent", "spire"} {
+		b := envoyBootstrapOf(t, "--svid-provider", provider)
+		c := staticCluster(b, xdsCluster)
+		ka := c.GetUpstreamConnectionOptions().GetTcpKeepalive()
+		if ka.GetKeepaliveTime().GetValue() == 0 || ka.GetKeepaliveInterval().GetValue() == 0 || ka.GetKeepaliveProbes().GetValue() == 0 {
+			t.Errorf("%s: xds cluster TCP keepalive %v: want time, interval and probes set", provider, ka)
+		}
+		var opts httpopts.HttpProtocolOptions
+		if err := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].UnmarshalTo(&opts); err != nil {
+			t.Fatal(err)
+		}
+		h2 := opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions().GetConnectionKeepalive()
+		interval, timeout := h2.GetInterval().AsDuration(), h2.GetTimeout().AsDuration()
+		if interval < xds.KeepaliveMinTime || timeout <= 0 || timeout >= interval {
+			t.Errorf("%s: HTTP/2 keepalive interval %v timeout %v: want an interval of at least %v (Horizon's enforcement) and a shorter, positive timeout",
+				provider, interval, timeout, xds.KeepaliveMinTime)
+		}
+		// The SPIRE agent's SDS cluster is a Unix socket: no TCP keepalive.
+		if sds := staticCluster(b, xds.SDSCluster); sds.GetUpstreamConnectionOptions() != nil {
+			t.Errorf("SDS cluster over a Unix socket has connection options %v", sds.GetUpstreamConnectionOptions())
+		}
 	}
 }

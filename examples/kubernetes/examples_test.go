@@ -208,3 +208,86 @@ func TestGatewayServiceExample(t *testing.T) {
 		t.Errorf("ports %+v", s.Spec.Ports)
 	}
 }
+
+// TestBootstrapInThePod: every container that runs `horizon bootstrap` makes
+// the bootstrap in its own pod, with the pod's name, namespace and IP from
+// the downward API and no --id, so each proxy's node id is its own.
+func TestBootstrapInThePod(t *testing.T) {
+	want := map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP"}
+	found := 0
+	for file, list := range decodeAll(t, "*.yaml") {
+		for _, obj := range list {
+			d, ok := obj.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			spec := d.Spec.Template.Spec
+			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+				if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
+					continue
+				}
+				found++
+				for _, a := range c.Args {
+					if strings.HasPrefix(a, "--id") {
+						t.Errorf("%s: container %s passes %s: every replica would share it", file, c.Name, a)
+					}
+				}
+				got := map[string]string{}
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+						got[e.Name] = e.ValueFrom.FieldRef.FieldPath
+					}
+				}
+				for name, path := range want {
+					if got[name] != path {
+						t.Errorf("%s: container %s: env %s from %q, want fieldRef %s", file, c.Name, name, got[name], path)
+					}
+				}
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no example runs horizon bootstrap")
+	}
+}
+
+// TestGatewayDeploymentExample: the Envoy gateway is what gateway-service.yaml
+// selects, gets a gateway bootstrap, and is probed where that bootstrap
+// answers.
+func TestGatewayDeploymentExample(t *testing.T) {
+	d := one[*appsv1.Deployment](t, "gateway-deployment.yaml")
+	s := one[*corev1.Service](t, "gateway-service.yaml")
+	for k, v := range s.Spec.Selector {
+		if d.Spec.Template.Labels[k] != v {
+			t.Errorf("pod labels %v do not match the gateway Service's selector %v", d.Spec.Template.Labels, s.Spec.Selector)
+		}
+	}
+	pod := d.Spec.Template.Spec
+	var bootstrap []string
+	for _, c := range pod.InitContainers {
+		if len(c.Args) > 0 && c.Args[0] == "bootstrap" {
+			bootstrap = c.Args
+		}
+	}
+	if !slices.Contains(bootstrap, "--role=gateway") || !slices.Contains(bootstrap, "--readiness-port=15021") {
+		t.Errorf("bootstrap args %q", bootstrap)
+	}
+	for _, c := range pod.Containers {
+		if c.Name != "envoy" {
+			continue
+		}
+		p := c.ReadinessProbe
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz/ready" || p.HTTPGet.Port.String() != "status-port" {
+			t.Errorf("envoy readiness probe %+v, want GET /healthz/ready on status-port", p)
+		}
+		ports := map[string]int32{}
+		for _, cp := range c.Ports {
+			ports[cp.Name] = cp.ContainerPort
+		}
+		if ports["status-port"] != 15021 || ports["tls"] != s.Spec.Ports[0].TargetPort.IntVal {
+			t.Errorf("envoy ports %v, want status-port 15021 and tls on the Service's target port", ports)
+		}
+		return
+	}
+	t.Error("no envoy container")
+}
