@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the testdata/bootstrap golden files")
 
 // bootstrapCase is one `horizon bootstrap` invocation with a golden file
 // testdata/bootstrap/<name>.json.

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// update rewrites the golden files of this package (view, bootstrap).
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // viewDir holds the view tests' ClusterSet, policies and goldens.
