@@ -17,11 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/horizonmesh/horizon/cmd/horizon/internal/pipeline"
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/discovery/kube"
@@ -117,33 +117,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	policy := xds.Policy{TrustDomain: td, SVIDProvider: provider}
 	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != ""})
 
-	// Sources feed the gateway prober, which feeds srv the ClusterSet minus
-	// the gateways that are down. Without probing, sources feed srv directly.
-	// The policy watcher checks the policy file against each ClusterSet's
-	// topology and hands srv each new good policy.
-	update := srv.Update
+	// The pipeline takes every ClusterSet from the sources through the
+	// policy file's topology check and gateway health to srv's views.
+	stages := pipeline.Config{Views: srv}
 	var policyWatcher *policyfile.Watcher
 	if cfg.policy != "" {
 		policyWatcher = &policyfile.Watcher{
 			Path: cfg.policy, Logger: log.With("component", "policy"),
 			OnUpdate: srv.SetPolicy, Metrics: policyfile.NewMetrics(reg),
 		}
+		stages.Policy = policyWatcher
 	}
-	var prober *health.Prober
 	if cfg.gatewayProbeInterval > 0 {
-		prober = health.New(health.Options{
-			Out: srv.Update, Interval: cfg.gatewayProbeInterval,
-			Logger: log.With("component", "gateway-health"), Metrics: health.NewMetrics(reg),
-		})
-		update = prober.In
-	}
-	if policyWatcher != nil {
-		next := update
-		update = func(cs *discovery.ClusterSet) {
-			policyWatcher.SetTopology(policyfile.TopologyOf(cs))
-			next(cs)
+		stages.Health = &health.Options{
+			Interval: cfg.gatewayProbeInterval,
+			Logger:   log.With("component", "gateway-health"), Metrics: health.NewMetrics(reg),
 		}
 	}
+	var latest atomic.Pointer[discovery.ClusterSet] // the MCS controller's: every gateway, probed or not
+	if cfg.kube.enabled() {
+		stages.Observers = append(stages.Observers, func(cs *discovery.ClusterSet) { latest.Store(cs) })
+	}
+	pipe := pipeline.New(stages)
 
 	var watcher *file.Watcher
 	var source *kube.Source
@@ -154,7 +149,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case cfg.kube.enabled() && cfg.clusterSet != "":
 		return errors.New("serve: --clusterset and Kubernetes members exclude each other")
 	case cfg.kube.enabled():
-		var latest atomic.Pointer[discovery.ClusterSet]
 		source = &kube.Source{Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: cfg.kube.staleTTL}
 		members, err := cfg.kube.memberConfigs()
 		if err != nil {
@@ -199,10 +193,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			source.OnChange = controller.Notify
 		}
-		source.OnUpdate = func(cs *discovery.ClusterSet) {
-			latest.Store(cs) // the MCS controller sees every gateway
-			update(cs)
-		}
+		source.OnUpdate = pipe.Publish
 		summary = func(w io.Writer) { printKubeSummary(w, cfg.kube) }
 	default:
 		var cs *discovery.ClusterSet
@@ -210,7 +201,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg.clusterSet == "" {
 			source = local.Name + " (embedded)"
 		} else {
-			watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: update, Metrics: fm}
+			watcher = &file.Watcher{Path: cfg.clusterSet, Logger: log, OnUpdate: pipe.Publish, Metrics: fm}
 		}
 		cs, err = loadClusterSet(cfg.clusterSet)
 		if err != nil {
@@ -224,14 +215,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			srv.SetPolicy(pol) // Apply below renders with it
-			policyWatcher.SetTopology(policyfile.TopologyOf(cs))
+			srv.SetPolicy(pol) // Seed below renders with it
 		}
-		if err := srv.Apply(cs); err != nil {
-			return fmt.Errorf("initial ClusterSet: %w", err)
-		}
-		if prober != nil {
-			prober.In(cs) // probing starts; nothing is withdrawn before a probe fails
+		if err := pipe.Seed(cs); err != nil {
+			return err
 		}
 		summary = func(w io.Writer) { printClusterSet(w, cs, source) }
 	}
@@ -273,7 +260,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			registerCerts(mtlsServer)
 		}
 	}
-	handler := newHTTPHandler(srv, watcher, source, prober, reg, cfg.debugRemote)
+	handler := newHTTPHandler(srv, watcher, source, pipe.Prober(), reg, cfg.debugRemote)
 	if policyWatcher != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/", handler)
@@ -299,64 +286,41 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\nA proxyless gRPC client:\n  horizon bootstrap --role proxyless --cluster <cluster> --xds-address %s > bootstrap.json\n", dialable(xdsLis.Addr().String()))
 	fmt.Fprintf(stdout, "  GRPC_XDS_BOOTSTRAP=bootstrap.json your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Run(gctx) })
-	if prober != nil {
-		g.Go(func() error { return prober.Run(gctx) })
-	}
 	if watcher != nil {
-		g.Go(func() error { return watcher.Run(gctx) })
-	}
-	if policyWatcher != nil {
-		g.Go(func() error {
-			if err := policyWatcher.Run(gctx); err != nil {
-				return fmt.Errorf("--policy: %w", err)
-			}
-			return nil
-		})
+		pipe.Add("clusterset file", watcher.Run)
 	}
 	if secrets != nil {
-		g.Go(func() error { return secrets.Run(gctx) })
+		pipe.Add("member secrets", secrets.Run)
 	}
 	if source != nil {
-		g.Go(func() error {
+		pipe.Add("kubernetes members", func(ctx context.Context) error {
 			// Members configured by Secrets count as configured at start: the
 			// first ClusterSet waits for them too.
 			if secrets != nil {
 				select {
 				case <-secrets.Synced():
-				case <-gctx.Done():
+				case <-ctx.Done():
 					return nil
 				}
 			}
-			return source.Run(gctx)
+			return source.Run(ctx)
 		})
 	}
 	if controller != nil {
-		g.Go(func() error { return controller.Run(gctx) })
+		pipe.Add("mcs controller", controller.Run)
 	}
-	g.Go(func() error {
-		if err := grpcServer.Serve(xdsLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("xds server: %w", err)
-		}
-		return nil
-	})
+	pipe.Add("xds server", func(context.Context) error { return serveGRPC(grpcServer, xdsLis) })
 	if mtlsServer != nil {
-		g.Go(func() error {
-			if err := mtlsServer.Serve(mtlsLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				return fmt.Errorf("mtls xds server: %w", err)
-			}
-			return nil
-		})
+		pipe.Add("mtls xds server", func(context.Context) error { return serveGRPC(mtlsServer, mtlsLis) })
 	}
-	g.Go(func() error {
+	pipe.Add("http server", func(context.Context) error {
 		if err := httpServer.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
+			return err
 		}
 		return nil
 	})
-	g.Go(func() error {
-		<-gctx.Done()
+	pipe.Add("shutdown", func(ctx context.Context) error {
+		<-ctx.Done()
 		log.Info("shutting down")
 		for _, gs := range []*grpc.Server{grpcServer, mtlsServer} {
 			if gs == nil {
@@ -374,7 +338,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer cancel()
 		return httpServer.Shutdown(sctx)
 	})
-	return g.Wait()
+	return pipe.Run(ctx)
+}
+
+// serveGRPC serves a gRPC server until it is stopped.
+func serveGRPC(gs *grpc.Server, lis net.Listener) error {
+	if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
