@@ -8,7 +8,6 @@ import (
 	"testing"
 )
 
-
 // bootstrapCase is one `horizon bootstrap` invocation with a golden file
 // testdata/bootstrap/<name>.json.
 type bootstrapCase struct {
