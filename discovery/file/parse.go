@@ -20,18 +20,15 @@ import (
 	"github.com/horizonmesh/horizon/discovery/yamlnode"
 )
 
-// Error is one problem found in a ClusterSet file. Parse returns every Error it
-// finds, joined with errors.Join; errors.As finds the first one.
-type Error struct {
-	File string
-	Line int
-	Msg  string // names the object and the field, e.g. `cluster "east-1": network: ...`
-}
-
-func (e *Error) Error() string { return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg }
+// Error is one problem found in a ClusterSet file, in the format both input
+// files share: "file:line:col: path: message", the path like
+// clusters[east-1].services[demo/echo].endpoints[10.0.0.1].address. Parse
+// returns every Error it finds, joined with errors.Join; errors.As finds the
+// first one.
+type Error = yamlnode.Error
 
 // Parse parses a ClusterSet file. name is the file name that error messages
-// start with ("name:line: message"). It reports every problem it finds, one
+// start with ("name:line:col: path: message"). It reports every problem it finds, one
 // line each, sorted by line; the ClusterSet is built only from a file without
 // any.
 func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
@@ -65,7 +62,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			p.errs = append(p.errs, &Error{File: p.file, Line: 1, Msg: "empty file: want a top-level clusters: list"})
+			p.List = append(p.List, &Error{File: p.File, Line: 1, Col: 1, Msg: "empty file: want a top-level clusters: list"})
 		} else {
 			p.yamlError(data, err)
 		}
@@ -98,7 +95,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 		p.Errorf(root, "", "missing clusters: (write clusters: [] for a ClusterSet without clusters)")
 		return nil
 	case n.ShortTag() == "!!null":
-		p.Errorf(n, "", "clusters: is empty (write clusters: [] for a ClusterSet without clusters)")
+		p.Errorf(n, "clusters", "empty (write clusters: [] for a ClusterSet without clusters)")
 		return nil
 	}
 	var clusters []discovery.Cluster
@@ -109,7 +106,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 			continue
 		}
 		if first := lines[c.Name]; first != 0 {
-			p.Errorf(item, fmt.Sprintf("cluster %q", c.Name), "defined twice (first at line %d)", first)
+			p.Errorf(item, yamlnode.Index("clusters", c.Name), "defined twice (first at line %d)", first)
 			continue
 		}
 		lines[c.Name] = item.Line
@@ -119,9 +116,9 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 }
 
 func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (discovery.Cluster, bool) {
-	where := fmt.Sprintf("cluster #%d", index+1)
+	where := yamlnode.Index("clusters", index)
 	if name := yamlnode.Peek(n, "name"); name != "" {
-		where = fmt.Sprintf("cluster %q", name)
+		where = yamlnode.Index("clusters", name)
 	}
 	o := p.Object(n, where, clusterFields...)
 	if o == nil {
@@ -138,10 +135,10 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 		o.Errorf("network", "%q is not declared in networks:", c.Network)
 	}
 	if l, ok := o.Set("locality"); ok {
-		if lo := p.Object(l, where+" locality", localityFields...); lo != nil {
+		if lo := p.Object(l, yamlnode.Join(where, "locality"), localityFields...); lo != nil {
 			c.Locality = discovery.Locality{Region: lo.Str("region", false), Zone: lo.Str("zone", false), SubZone: lo.Str("subZone", false)}
 			if err := checkLocality(c.Locality); err != "" {
-				p.Errorf(l, where+" locality", "%s", err)
+				p.Errorf(l, yamlnode.Join(where, "locality"), "%s", err)
 			}
 		}
 	}
@@ -152,7 +149,7 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 			continue
 		}
 		if first := seen[g]; first != 0 {
-			p.Errorf(item, where, "gateway %s listed twice (first at line %d)", g, first)
+			p.Errorf(item, yamlnode.Index(yamlnode.Join(where, "gateways"), g), "listed twice (first at line %d)", first)
 			continue
 		}
 		seen[g] = item.Line
@@ -165,7 +162,7 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 			continue
 		}
 		if first := lines[s.Key()]; first != 0 {
-			p.Errorf(item, where, "service %s defined twice (first at line %d)", s.Key(), first)
+			p.Errorf(item, yamlnode.Index(yamlnode.Join(where, "services"), s.Key()), "defined twice (first at line %d)", first)
 			continue
 		}
 		lines[s.Key()] = item.Line
@@ -186,14 +183,14 @@ func (p *parser) networks(top *yamlnode.Object) map[string]bool {
 	}
 	networks := map[string]bool{}
 	lines := map[string]int{}
-	for _, item := range top.List("networks") {
-		name, ok := p.ScalarString(item, "", "networks")
+	for i, item := range top.List("networks") {
+		name, ok := p.ScalarString(item, yamlnode.Index("networks", i), "")
 		switch {
 		case !ok:
 		case name == "":
-			p.Errorf(item, "networks", "empty network name")
+			p.Errorf(item, yamlnode.Index("networks", i), "empty network name")
 		case lines[name] != 0:
-			p.Errorf(item, "networks", "network %q listed twice (first at line %d)", name, lines[name])
+			p.Errorf(item, yamlnode.Index("networks", i), "network %q listed twice (first at line %d)", name, lines[name])
 		default:
 			lines[name] = item.Line
 			networks[name] = true
@@ -216,11 +213,11 @@ func checkLocality(l discovery.Locality) string {
 // gateway reads one gateway address of a cluster on network own; networks
 // are the declared ones (nil: any).
 func (p *parser) gateway(n *yaml.Node, index int, cluster, own string, networks map[string]bool) (discovery.Gateway, bool) {
-	where := fmt.Sprintf("%s gateway #%d", cluster, index+1)
+	where := yamlnode.Index(yamlnode.Join(cluster, "gateways"), index)
 	if addr := yamlnode.Peek(n, "address"); addr != "" {
-		where = cluster + " gateway " + addr
+		where = yamlnode.Index(yamlnode.Join(cluster, "gateways"), addr)
 		if port := yamlnode.Peek(n, "port"); port != "" {
-			where = cluster + " gateway " + net.JoinHostPort(addr, port)
+			where = yamlnode.Index(yamlnode.Join(cluster, "gateways"), net.JoinHostPort(addr, port))
 		}
 	}
 	o := p.Object(n, where, gatewayFields...)
@@ -258,9 +255,9 @@ func (p *parser) gateway(n *yaml.Node, index int, cluster, own string, networks 
 }
 
 func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.Cluster) (discovery.Service, bool) {
-	where := fmt.Sprintf("%s service #%d", cluster, index+1)
+	where := yamlnode.Index(yamlnode.Join(cluster, "services"), index)
 	if ns, name := yamlnode.Peek(n, "namespace"), yamlnode.Peek(n, "name"); ns != "" && name != "" {
-		where = cluster + " service " + ns + "/" + name
+		where = yamlnode.Index(yamlnode.Join(cluster, "services"), ns+"/"+name)
 	}
 	o := p.Object(n, where, serviceFields...)
 	if o == nil {
@@ -315,7 +312,7 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 			continue
 		}
 		if first := lines[e.Address]; first != 0 {
-			p.Errorf(item, where, "endpoint %s listed twice (first at line %d)", e.Address, first)
+			p.Errorf(item, yamlnode.Index(yamlnode.Join(where, "endpoints"), e.Address), "listed twice (first at line %d)", first)
 			continue
 		}
 		lines[e.Address] = item.Line
@@ -328,11 +325,11 @@ func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 	var ports []discovery.Port
 	numbers, names := map[string]int{}, map[string]int{} // "port/protocol" and name -> line
 	for i, n := range items {
-		where := fmt.Sprintf("%s port #%d", service, i+1)
+		where := yamlnode.Index(yamlnode.Join(service, "ports"), i)
 		if name := yamlnode.Peek(n, "name"); name != "" {
-			where = service + " port " + name
+			where = yamlnode.Index(yamlnode.Join(service, "ports"), name)
 		} else if port := yamlnode.Peek(n, "port"); port != "" {
-			where = service + " port " + port
+			where = yamlnode.Index(yamlnode.Join(service, "ports"), port)
 		}
 		o := p.Object(n, where, portFields...)
 		if o == nil {
@@ -379,9 +376,9 @@ func (p *parser) ports(items []*yaml.Node, service string) []discovery.Port {
 }
 
 func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.Cluster, portNames map[string]bool) (discovery.Endpoint, bool) {
-	where := fmt.Sprintf("%s endpoint #%d", service, index+1)
+	where := yamlnode.Index(yamlnode.Join(service, "endpoints"), index)
 	if addr := yamlnode.Peek(n, "address"); addr != "" {
-		where = service + " endpoint " + addr
+		where = yamlnode.Index(yamlnode.Join(service, "endpoints"), addr)
 	}
 	o := p.Object(n, where, endpointFields...)
 	if o == nil {
@@ -420,10 +417,10 @@ func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.
 	}
 	o.Entries("ports", func(_ *yaml.Node, name string, v *yaml.Node) {
 		if !portNames[name] {
-			p.Errorf(v, where, "ports: %q is not a port name of the service", name)
+			p.Errorf(v, yamlnode.Index(yamlnode.Join(where, "ports"), name), "not a port name of the service")
 			return
 		}
-		if port, ok := p.portNumber(v, where, "ports: "+name); ok {
+		if port, ok := p.portNumber(v, yamlnode.Index(yamlnode.Join(where, "ports"), name), ""); ok {
 			if e.Ports == nil {
 				e.Ports = map[string]uint32{}
 			}
@@ -432,10 +429,10 @@ func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.
 	})
 	o.Entries("labels", func(_ *yaml.Node, k string, v *yaml.Node) {
 		if k == "" {
-			p.Errorf(v, where, "labels: empty label name")
+			p.Errorf(v, yamlnode.Join(where, "labels"), "empty label name")
 			return
 		}
-		if value, ok := p.ScalarString(v, where, "labels: "+k); ok {
+		if value, ok := p.ScalarString(v, yamlnode.Index(yamlnode.Join(where, "labels"), k), ""); ok {
 			if e.Labels == nil {
 				e.Labels = map[string]string{}
 			}

@@ -185,7 +185,8 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
-var errorLine = regexp.MustCompile(`^(.+?):(\d+): \S`)
+// errorLine is the one error format of both input files: file:line:col: path: message.
+var errorLine = regexp.MustCompile(`^(.+?):(\d+):(\d+): \S`)
 
 // TestParseInvalid parses each testdata/invalid/*.yaml and compares the error
 // with the golden .err file next to it; -update rewrites those.
@@ -220,7 +221,7 @@ func TestParseInvalid(t *testing.T) {
 			for l := range strings.Lines(strings.TrimSuffix(got, "\n")) {
 				m := errorLine.FindStringSubmatch(l)
 				if m == nil || m[1] != path {
-					t.Errorf("line %q: want %s:<line>: <message>", l, path)
+					t.Errorf("line %q: want %s:<line>:<col>: <message>", l, path)
 					continue
 				}
 				n, _ := strconv.Atoi(m[2])
@@ -342,7 +343,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			for l := range strings.Lines(err.Error()) {
 				if m := errorLine.FindStringSubmatch(l); m == nil || m[1] != "fuzz.yaml" {
-					t.Fatalf("error line %q: want fuzz.yaml:<line>: <message>", l)
+					t.Fatalf("error line %q: want fuzz.yaml:<line>:<col>: <message>", l)
 				}
 			}
 			return

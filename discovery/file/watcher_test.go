@@ -169,7 +169,7 @@ func TestWatcher(t *testing.T) {
 	t.Log("an invalid edit")
 	rejected := h.reloads("rejected")
 	install(t, "bad.yaml", path)
-	wantErr := path + `:10: cluster "east-1" service demo/echo endpoint 127.0.0.300: address: "127.0.0.300" is not an IP address`
+	wantErr := path + `:10:22: clusters[east-1].services[demo/echo].endpoints[127.0.0.300].address: "127.0.0.300" is not an IP address`
 	eventually(t, "LastError to report the bad address", func() bool {
 		err := h.w.LastError()
 		return err != nil && err.Error() == wantErr
@@ -282,7 +282,7 @@ func TestWatcherInitialError(t *testing.T) {
 		path string
 		want func(error) bool
 	}{
-		{bad, func(err error) bool { return strings.HasPrefix(err.Error(), bad+":10: ") }},
+		{bad, func(err error) bool { return strings.HasPrefix(err.Error(), bad+":10:22: ") }},
 		{filepath.Join(dir, "missing.yaml"), func(err error) bool { return errors.Is(err, fs.ErrNotExist) }},
 	} {
 		m := NewMetrics(nil)

@@ -1,13 +1,11 @@
 // This file adapts yamlnode's strict reader to the ClusterSet format: its
-// messages ("file:line: where: field: message") and the values only it has,
-// port numbers and timestamps; parse.go holds the format itself.
+// messages ("file:line:col: path: message", as the policy file's) and the
+// values only it has, port numbers and timestamps; parse.go holds the format
+// itself.
 
 package file
 
 import (
-	"cmp"
-	"errors"
-	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -18,49 +16,19 @@ import (
 // parser collects the problems of one file while it walks its nodes.
 type parser struct {
 	yamlnode.Reader
-	file string
-	errs []*Error
+	yamlnode.Errors
 }
 
 func newParser(file string) *parser {
-	p := &parser{file: file}
-	p.Report = p.report
+	p := &parser{Errors: yamlnode.Errors{File: file}}
+	p.Report = p.Collect
 	return p
 }
 
-// report turns a problem into an Error whose message names the object and
-// the field: `cluster "east-1": network: want a string, got integer 7`.
-func (p *parser) report(pr yamlnode.Problem) {
-	msg := pr.Msg
-	if pr.Field != "" {
-		msg = pr.Field + ": " + msg
-	}
-	if pr.Where != "" {
-		msg = pr.Where + ": " + msg
-	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: pr.Line, Msg: msg})
-}
-
-// err returns the errors found, sorted by line (then in the order found),
-// without the repeats that a YAML alias used twice would cause.
-func (p *parser) err() error {
-	slices.SortStableFunc(p.errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
-	seen := map[Error]bool{}
-	var errs []error
-	for _, e := range p.errs {
-		if !seen[*e] {
-			seen[*e] = true
-			errs = append(errs, e)
-		}
-	}
-	return errors.Join(errs...)
-}
+func (p *parser) err() error { return p.Err() }
 
 // yamlError turns an error of the YAML parser into an Error at yaml's own line.
-func (p *parser) yamlError(data []byte, err error) {
-	line, msg := yamlnode.SyntaxError(data, err)
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: msg})
-}
+func (p *parser) yamlError(data []byte, err error) { p.Syntax(data, err) }
 
 // port returns a port number field of o (1-65535), or 0 when absent, null or
 // bad.

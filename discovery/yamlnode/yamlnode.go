@@ -1,8 +1,8 @@
 // Package yamlnode reads yaml.v3 nodes strictly into typed values: mappings
 // with known fields only, each once; scalars of the wanted type; and a bound on
 // how far aliases may expand a document. It reports every problem it finds as a
-// Problem and leaves formatting to its caller, so that each file format keeps
-// its own way of naming where a problem is.
+// Problem, which Errors turns into the one error format of Horizon's input
+// files, "file:line:col: path: message" (Error).
 //
 // discovery/file (the ClusterSet file) and xds/policyfile (the policy file)
 // read their formats with it.

@@ -52,7 +52,7 @@ func Parse(name string, data []byte, known Topology) (*Policy, error) {
 		return nil, err
 	}
 	pol.Name = name
-	pol.Warnings = sortErrors(p.warnings)
+	pol.Warnings = yamlnode.Sorted(p.Warnings)
 	pol.Version = fingerprint(pol)
 	return pol, nil
 }
@@ -124,7 +124,7 @@ func (c *checker) document(data []byte) *Policy {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			p.errs = append(p.errs, &Error{File: p.file, Line: 1, Col: 1, Msg: "empty file: want defaults: and services: (write services: [] for the built-in defaults)"})
+			p.List = append(p.List, &Error{File: p.File, Line: 1, Col: 1, Msg: "empty file: want defaults: and services: (write services: [] for the built-in defaults)"})
 		} else {
 			p.yamlError(data, err)
 		}
@@ -209,7 +209,7 @@ func (c *checker) document(data []byte) *Policy {
 		}
 		c.settings(o, l)
 		if !c.topo.hasService(m.Service) {
-			p.warnf(o.At("match"), join(path, "match"), "no cluster has a service %s (yet)", m.Service)
+			p.Warnf(o.At("match"), join(path, "match"), "no cluster has a service %s (yet)", m.Service)
 		}
 		rules = append(rules, parsed{m, item, l})
 	}
@@ -341,7 +341,7 @@ func (c *checker) settings(o *yamlnode.Object, l *layer) {
 // the inherited one whole.
 func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 	p := c.p
-	nerrs := len(p.errs)
+	nerrs := len(p.List)
 	lb := LocalityLB{Enabled: o.Bool("enabled", true), FailoverPriority: builtin().Locality.FailoverPriority}
 	if !lb.Enabled {
 		for _, k := range localityFields[1:] {
@@ -349,7 +349,7 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 				o.Errorf(k, "has no effect with enabled: false (every endpoint is in one priority); remove one of them")
 			}
 		}
-		return LocalityLB{}, len(p.errs) == nerrs
+		return LocalityLB{}, len(p.List) == nerrs
 	}
 
 	// failoverPriority
@@ -509,7 +509,7 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 			lb.Distribute = append(lb.Distribute, d)
 		}
 	}
-	return lb, len(p.errs) == nerrs
+	return lb, len(p.List) == nerrs
 }
 
 // pattern reads a locality pattern and checks it against the topology.
@@ -548,14 +548,14 @@ func (c *checker) pattern(n *yaml.Node, path string) (Pattern, bool) {
 }
 
 func (c *checker) outlier(o *yamlnode.Object) (*OutlierDetection, bool) {
-	nerrs := len(c.p.errs)
+	nerrs := len(c.p.List)
 	if !o.Bool("enabled", true) {
 		for _, k := range outlierFields[1:] {
 			if _, ok := o.Set(k); ok {
 				o.Errorf(k, "has no effect with enabled: false; remove one of them")
 			}
 		}
-		return nil, len(c.p.errs) == nerrs
+		return nil, len(c.p.List) == nerrs
 	}
 	od := &OutlierDetection{
 		Consecutive5xxErrors: defaultConsecutive5xx,
@@ -578,14 +578,14 @@ func (c *checker) outlier(o *yamlnode.Object) (*OutlierDetection, bool) {
 	if v, ok := c.p.uint(o, "maxEjectionPercent", 1, 100); ok {
 		od.MaxEjectionPercent = v
 	}
-	if len(c.p.errs) == nerrs && od.Consecutive5xxErrors == 0 && od.ConsecutiveGatewayErrors == 0 {
+	if len(c.p.List) == nerrs && od.Consecutive5xxErrors == 0 && od.ConsecutiveGatewayErrors == 0 {
 		c.p.Errorf(o.Node(), o.Where(), "consecutive5xxErrors and consecutiveGatewayErrors are both 0: nothing is ever ejected (write enabled: false)")
 	}
-	return od, len(c.p.errs) == nerrs
+	return od, len(c.p.List) == nerrs
 }
 
 func (c *checker) retries(o *yamlnode.Object) (*Retries, bool) {
-	nerrs := len(c.p.errs)
+	nerrs := len(c.p.List)
 	attempts, ok := c.p.uint(o, "attempts", 0, maxRetryAttempts)
 	if _, given := o.Set("attempts"); !given {
 		c.p.Errorf(o.Node(), o.Where(), "missing required field \"attempts\" (0 to not retry)")
@@ -600,7 +600,7 @@ func (c *checker) retries(o *yamlnode.Object) (*Retries, bool) {
 				o.Errorf(k, "has no effect with attempts: 0; remove one of them")
 			}
 		}
-		return nil, len(c.p.errs) == nerrs
+		return nil, len(c.p.List) == nerrs
 	}
 	r := &Retries{Attempts: attempts}
 	if d, ok := duration(o, "perTryTimeout"); ok {
@@ -629,12 +629,12 @@ func (c *checker) retries(o *yamlnode.Object) (*Retries, bool) {
 		r.RetryOn = slices.Clone(defaultRetryOn)
 	}
 	slices.Sort(r.RetryOn)
-	return r, len(c.p.errs) == nerrs
+	return r, len(c.p.List) == nerrs
 }
 
 func (c *checker) clusters(o *yamlnode.Object) (ClusterTraffic, bool) {
 	p := c.p
-	nerrs := len(p.errs)
+	nerrs := len(p.List)
 	var ct ClusterTraffic
 	known := strings.Join(c.topo.clusterNames(), ", ")
 	weightKeys := map[string]*yaml.Node{}
@@ -683,12 +683,12 @@ func (c *checker) clusters(o *yamlnode.Object) (ClusterTraffic, bool) {
 			}
 		}
 	}
-	if len(p.errs) == nerrs && len(ct.Pin) == 0 && len(c.topo.Clusters) > 0 && !slices.ContainsFunc(c.topo.Clusters, func(tc TopologyCluster) bool {
+	if len(p.List) == nerrs && len(ct.Pin) == 0 && len(c.topo.Clusters) > 0 && !slices.ContainsFunc(c.topo.Clusters, func(tc TopologyCluster) bool {
 		return ct.Weight(tc.Name) > 0
 	}) {
 		p.Errorf(o.At("weights"), join(o.Where(), "weights"), "every cluster has weight 0: no cluster would get traffic")
 	}
-	return ct, len(p.errs) == nerrs
+	return ct, len(p.List) == nerrs
 }
 
 // contradictions checks what can only be checked on a service's effective
@@ -701,7 +701,7 @@ func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *dis
 		for _, name := range append(slices.Clone(s.Clusters.Pin), sortedKeys(s.Clusters.Weights)...) {
 			if tc, ok := c.topo.cluster(name); ok && s.Clusters.Weight(name) > 0 && c.topo.hasService(*svc) {
 				if _, has := slices.BinarySearchFunc(tc.Services, *svc, discovery.ServiceKey.Compare); !has {
-					c.p.warnf(cl.given["clusters"], join(cl.path, "clusters"), "cluster %s has no service %s (yet)", name, *svc)
+					c.p.Warnf(cl.given["clusters"], join(cl.path, "clusters"), "cluster %s has no service %s (yet)", name, *svc)
 				}
 			}
 		}
@@ -718,7 +718,7 @@ func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *dis
 			// The rule narrowed the clusters under an inherited locality
 			// block: the inherited target is moot for this service, not wrong.
 			k := cl.given["clusters"]
-			c.p.warnf(k, join(cl.path, "clusters"), "no cluster it lets traffic reach is in %s: the inherited %s (line %d) has no effect here", t.pattern, t.path, t.node.Line)
+			c.p.Warnf(k, join(cl.path, "clusters"), "no cluster it lets traffic reach is in %s: the inherited %s (line %d) has no effect here", t.pattern, t.path, t.node.Line)
 		} else {
 			c.p.Errorf(t.node, t.path, "no cluster that %s (line %d) lets traffic reach is in %s", join(cl.path, "clusters"), cl.given["clusters"].Line, t.pattern)
 		}

@@ -2,31 +2,18 @@ package policyfile
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/yamlnode"
 )
 
-// Error is one problem found in a policy file: where (file, line, column and
-// the path of the value, like services[demo/echo].locality.failover[0].to[1])
-// and what. Parse returns every Error it finds, joined with errors.Join.
-type Error struct {
-	File string
-	Line int
-	Col  int
-	Path string
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	s := e.File + ":" + strconv.Itoa(e.Line) + ":" + strconv.Itoa(e.Col) + ": "
-	if e.Path != "" {
-		s += e.Path + ": "
-	}
-	return s + e.Msg
-}
+// Error is one problem found in a policy file, in the format both input
+// files share: "file:line:col: path: message", the path like
+// services[demo/echo].locality.failover[0].to[1]. Parse returns every Error
+// it finds, joined with errors.Join.
+type Error = yamlnode.Error
 
 // Policy is a checked policy file: mesh-wide defaults and the rules per
 // service, each already merged into the settings a service gets. It is

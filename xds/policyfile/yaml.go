@@ -6,10 +6,6 @@
 package policyfile
 
 import (
-	"cmp"
-	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -20,80 +16,25 @@ import (
 // parser collects the problems of one file while it walks its nodes.
 type parser struct {
 	yamlnode.Reader
-	file     string
-	errs     []*Error
-	warnings []*Error
+	yamlnode.Errors
 }
 
 func newParser(file string) *parser {
-	p := &parser{file: file, Reader: yamlnode.Reader{ListKnown: true}}
-	p.Report = p.report
+	p := &parser{Reader: yamlnode.Reader{ListKnown: true}, Errors: yamlnode.Errors{File: file}}
+	p.Report = p.Collect
 	return p
 }
 
-// report turns a problem into an Error at the path of the value at fault:
-// a field extends the path (defaults.retries), a key of a free-form mapping
-// indexes it (weights[east-1]).
-func (p *parser) report(pr yamlnode.Problem) {
-	path := pr.Where
-	if pr.Field != "" {
-		path = join(path, pr.Field)
-	}
-	if pr.Key != nil {
-		if pr.Field == "" {
-			path = join(path, pr.Key.Value)
-		} else {
-			path = index(path, pr.Key.Value)
-		}
-	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: pr.Line, Col: pr.Col, Path: path, Msg: pr.Msg})
-}
+func (p *parser) err() error { return p.Err() }
 
-func (p *parser) warnf(n *yaml.Node, path, format string, args ...any) {
-	p.warnings = append(p.warnings, &Error{File: p.file, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
-}
+// yamlError turns an error of the YAML parser into an Error at yaml's own line.
+func (p *parser) yamlError(data []byte, err error) { p.Syntax(data, err) }
 
-// sortErrors sorts by position (then in the order found) and drops repeats:
-// a YAML alias used twice, or a contradiction inherited by several rules.
-func sortErrors(errs []*Error) []*Error {
-	slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col)) })
-	seen := map[Error]bool{}
-	out := errs[:0]
-	for _, e := range errs {
-		if !seen[*e] {
-			seen[*e] = true
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (p *parser) err() error {
-	var errs []error
-	for _, e := range sortErrors(p.errs) {
-		errs = append(errs, e)
-	}
-	return errors.Join(errs...)
-}
-
-// yamlError turns an error of the YAML parser into an Error at yaml's own line
-// (yaml gives no column).
-func (p *parser) yamlError(data []byte, err error) {
-	line, msg := yamlnode.SyntaxError(data, err)
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Col: 1, Msg: msg})
-}
-
-// join extends a path with a field name.
-func join(path, field string) string {
-	if path == "" {
-		return field
-	}
-	return path + "." + field
-}
-
-// index extends a path with a list index or map key: services[demo/echo],
-// to[1], weights[east-1].
-func index(path string, i any) string { return fmt.Sprintf("%s[%v]", path, i) }
+// join and index build the path of a value (yamlnode.Join, yamlnode.Index).
+var (
+	join  = yamlnode.Join
+	index = yamlnode.Index
+)
 
 // integer reads an integer in [lo, hi].
 func (p *parser) integer(n *yaml.Node, path string, lo, hi int64) (int64, bool) {

@@ -1,0 +1,118 @@
+package yamlnode
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is one problem found in an input file, in the one format both of
+// Horizon's YAML inputs (the ClusterSet file and the policy file) report:
+//
+//	file:line:col: path: message
+//
+// where path names the value at fault, like
+// clusters[east-1].services[demo/echo].endpoints[10.0.0.1].address or
+// services[demo/echo].locality.failover[us-east].to[1].
+type Error struct {
+	File string
+	Line int
+	Col  int
+	Path string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	s := e.File + ":" + strconv.Itoa(e.Line) + ":" + strconv.Itoa(e.Col) + ": "
+	if e.Path != "" {
+		s += e.Path + ": "
+	}
+	return s + e.Msg
+}
+
+// Join extends a path with a field name.
+func Join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+// Index extends a path with a list index or a key: clusters[east-1], to[1],
+// weights[east-1].
+func Index(path string, i any) string { return fmt.Sprintf("%s[%v]", path, i) }
+
+// Errors collects the problems of one file: a Reader's Report, warnings, and
+// the YAML parser's own errors. The zero value with File set is ready.
+type Errors struct {
+	File     string
+	List     []*Error
+	Warnings []*Error
+}
+
+// Collect turns a Reader's problem into an Error at the path of the value at
+// fault: a field extends the path (defaults.retries), a key of a free-form
+// mapping indexes it (weights[east-1]), an unknown or repeated field name
+// extends it.
+func (c *Errors) Collect(pr Problem) {
+	path := pr.Where
+	if pr.Field != "" {
+		path = Join(path, pr.Field)
+	}
+	if pr.Key != nil {
+		if pr.Field == "" {
+			path = Join(path, pr.Key.Value)
+		} else {
+			path = Index(path, pr.Key.Value)
+		}
+	}
+	c.List = append(c.List, &Error{File: c.File, Line: pr.Line, Col: pr.Col, Path: path, Msg: pr.Msg})
+}
+
+// Add records an error at n.
+func (c *Errors) Add(n *yaml.Node, path, format string, args ...any) {
+	c.List = append(c.List, &Error{File: c.File, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Warnf records a warning at n: something worth knowing that does not
+// reject the file.
+func (c *Errors) Warnf(n *yaml.Node, path, format string, args ...any) {
+	c.Warnings = append(c.Warnings, &Error{File: c.File, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Syntax records an error of the YAML parser, at its line (it gives no
+// column).
+func (c *Errors) Syntax(data []byte, err error) {
+	line, msg := SyntaxError(data, err)
+	c.List = append(c.List, &Error{File: c.File, Line: line, Col: 1, Msg: msg})
+}
+
+// Err returns the errors found, sorted by position, joined with errors.Join
+// (errors.As finds the first), or nil.
+func (c *Errors) Err() error {
+	var errs []error
+	for _, e := range Sorted(c.List) {
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// Sorted sorts errors by position (then in the order found) and drops
+// repeats: a YAML alias used twice, or a contradiction inherited by several
+// rules.
+func Sorted(errs []*Error) []*Error {
+	slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col)) })
+	seen := map[Error]bool{}
+	out := errs[:0]
+	for _, e := range errs {
+		if !seen[*e] {
+			seen[*e] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
