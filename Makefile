@@ -18,8 +18,11 @@ SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
 all: build
 
+# The version horizon reports (horizon version, horizon_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/horizon
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/horizon
 
 ## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed)
 run: build

@@ -24,6 +24,7 @@ Usage:
   horizon ca <command>         the SPIFFE trust root: init, intermediate (per member cluster), issue (test SVIDs)
   horizon agent [flags]        keep a workload's SVID current in files Envoy and grpc-go read
   horizon gateway [flags]      an east-west gateway: SNI passthrough to its network's pods, configured over xDS
+  horizon version              the build: version, commit, Go version
 
 Run 'horizon <command> -h' for a command's flags.
 `
@@ -61,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return agentCommand(ctx, args[1:], stdout, stderr)
 	case "gateway":
 		return gatewayCommand(ctx, args[1:], stdout, stderr)
+	case "version":
+		printVersion(stdout)
+		return nil
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
