@@ -22,7 +22,7 @@ all: build
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/horizon
+	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/horizon
 
 ## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed)
 run: build
