@@ -35,14 +35,16 @@ type Locality struct {
 // String renders the locality as region/zone/subzone.
 func (l Locality) String() string { return l.Region + "/" + l.Zone + "/" + l.SubZone }
 
+// Compare orders localities by region, zone, then sub-zone, as
+// slices.SortFunc wants: the order of every locality Horizon outputs.
+func (l Locality) Compare(o Locality) int {
+	return cmp.Or(cmp.Compare(l.Region, o.Region), cmp.Compare(l.Zone, o.Zone), cmp.Compare(l.SubZone, o.SubZone))
+}
+
 // CompareGateways orders gateways by address, port, then the network they
 // are advertised for.
 func CompareGateways(a, b Gateway) int {
 	return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port), cmp.Compare(a.ForNetwork, b.ForNetwork))
-}
-
-func compareLocality(a, b Locality) int {
-	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
 }
 
 // Gateway is one address of a network's east-west gateway, as seen by the other networks.

@@ -280,7 +280,7 @@ func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, 
 		}
 	}
 	slices.SortFunc(eps, func(a, b lbEndpoint) int {
-		return cmp.Or(compareLocality(a.locality, b.locality), cmp.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
+		return cmp.Or(a.locality.Compare(b.locality), cmp.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
 	})
 	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
 	var cur *endpoint.LocalityLbEndpoints
@@ -304,10 +304,6 @@ func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, 
 		cur.LoadBalancingWeight.Value++
 	}
 	return cla
-}
-
-func compareLocality(a, b discovery.Locality) int {
-	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
 }
 
 func socketAddress(addr string, port uint32) *core.Address {

@@ -148,18 +148,10 @@ func localityWeightsMatter(cla *endpoint.ClusterLoadAssignment) string {
 	}
 	for _, lle := range cla.GetEndpoints() {
 		if lle.GetLoadBalancingWeight() != nil {
-			return fmt.Sprintf("its assignment weighs locality %s", localityString(lle.GetLocality()))
+			return fmt.Sprintf("its assignment weighs locality %s", localityOf(lle.GetLocality()))
 		}
 	}
 	return ""
-}
-
-func localityString(l interface {
-	GetRegion() string
-	GetZone() string
-	GetSubZone() string
-}) string {
-	return l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
 }
 
 // addressBook lists, for a view's network, the gateway addresses every other

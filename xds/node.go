@@ -174,7 +174,7 @@ func ParseNode(n *core.Node) (*Proxy, error) {
 		p.Labels, errs = parseLabels(n.GetId(), v, errs)
 	}
 	if l := n.GetLocality(); l != nil {
-		p.Locality = discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}
+		p.Locality = localityOf(l)
 		if p.Locality.Region == "" && p.Locality.Zone != "" {
 			errs = append(errs, fmt.Errorf("%w: node %q: locality has a zone but no region", ErrBadNode, n.GetId()))
 		}
