@@ -79,6 +79,26 @@ func ParseHost(host string) (ServiceKey, Scope, error) {
 	return ServiceKey{Namespace: ns, Name: name}, scope, nil
 }
 
+// XDSTypeName names an xDS resource type, given its type URL, in every metric
+// label and log attribute: "cds", "eds", "lds", "rds" or "sds", after the
+// discovery service that serves it; "other" for any other type, so that a
+// label set stays bounded whatever type URL a client sends.
+func XDSTypeName(typeURL string) string {
+	switch typeURL {
+	case "type.googleapis.com/envoy.config.cluster.v3.Cluster":
+		return "cds"
+	case "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment":
+		return "eds"
+	case "type.googleapis.com/envoy.config.listener.v3.Listener":
+		return "lds"
+	case "type.googleapis.com/envoy.config.route.v3.RouteConfiguration":
+		return "rds"
+	case "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret":
+		return "sds"
+	}
+	return "other"
+}
+
 // IsDNSLabel reports whether s is an RFC 1123 label, as Kubernetes names of
 // namespaces and services are: lower-case letters, digits and '-', starting
 // and ending with a letter or digit, at most 63 bytes.

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -95,6 +96,23 @@ func TestNameValidators(t *testing.T) {
 		}
 		if got := IsLabelValue(tt.s); got != tt.value {
 			t.Errorf("IsLabelValue(%q) = %v", tt.s, got)
+		}
+	}
+}
+
+func TestXDSTypeName(t *testing.T) {
+	for url, want := range map[string]string{
+		resourcev3.ClusterType:                 "cds",
+		resourcev3.EndpointType:                "eds",
+		resourcev3.ListenerType:                "lds",
+		resourcev3.RouteType:                   "rds",
+		resourcev3.SecretType:                  "sds",
+		resourcev3.RuntimeType:                 "other",
+		"":                                     "other",
+		"type.googleapis.com/made.up.v3.Thing": "other",
+	} {
+		if got := XDSTypeName(url); got != want {
+			t.Errorf("XDSTypeName(%q) = %q, want %q", url, got, want)
 		}
 	}
 }

@@ -99,6 +99,9 @@ func stateVersion(versions map[string]string) string {
 
 func resourceName(r types.Resource) string { return cachev3.GetResourceName(r) }
 
+// shortType names a type in prose, in error messages and /debug/syncz:
+// "cluster", "assignment", "listener", "route". Metrics and logs use
+// discovery.XDSTypeName.
 func shortType(typeURL string) string {
 	switch typeURL {
 	case TypeURLs[0]:

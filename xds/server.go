@@ -345,7 +345,7 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 		st.lastNACK[typeURL] = NACK{Version: rejected.version, Message: nack.GetMessage(), At: time.Now()}
 		st.nackCount++
 		s.metrics.nacked(typeURL)
-		s.log.Warn("proxy rejected config", "node", st.proxy.ID, "type", shortType(typeURL), "version", rejected.version, "error", nack.GetMessage())
+		s.log.Warn("proxy rejected config", "node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", nack.GetMessage())
 		return nil
 	}
 	if k.delta {
