@@ -302,7 +302,7 @@ func (c *adsClient) Run(ctx context.Context) error {
 			backoff = adsBackoffMin
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		c.Logger.Warn("xDS stream ended; reconnecting", "err", err, "in", wait)
+		c.Logger.Warn("xDS stream ended; reconnecting", "error", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -383,7 +383,7 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse) []*discoverygr
 	err := c.accept(resp)
 	if err != nil {
 		c.Metrics.response(typeURL, "nack")
-		c.Logger.Warn("xDS response rejected; keeping the last good table", "type", discovery.XDSTypeName(typeURL), "version", resp.GetVersionInfo(), "err", err)
+		c.Logger.Warn("xDS response rejected; keeping the last good table", "type", discovery.XDSTypeName(typeURL), "version", resp.GetVersionInfo(), "error", err)
 		return []*discoverygrpc.DiscoveryRequest{c.request(typeURL, resp.GetNonce(), err)}
 	}
 	c.Metrics.response(typeURL, "ack")
