@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -58,7 +59,7 @@ type Gateway struct {
 }
 
 // String renders the gateway as host:port.
-func (g Gateway) String() string { return netJoin(g.Address, g.Port) }
+func (g Gateway) String() string { return net.JoinHostPort(g.Address, strconv.Itoa(int(g.Port))) }
 
 // Cluster is one member cluster of the ClusterSet and the services it holds.
 type Cluster struct {
@@ -536,20 +537,4 @@ func (cs *ClusterSet) Networks() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func netJoin(host string, port uint32) string {
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + strconv.Itoa(int(port))
-	}
-	return host + ":" + strconv.Itoa(int(port))
 }

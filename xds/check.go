@@ -3,6 +3,7 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -195,10 +196,7 @@ func checkAssignment(cla *endpoint.ClusterLoadAssignment, gateways, pods map[str
 		for _, lb := range lle.GetLbEndpoints() {
 			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 			addr := sa.GetAddress()
-			hostPort := addr + ":" + strconv.Itoa(int(sa.GetPortValue()))
-			if discoveryIsV6(addr) {
-				hostPort = "[" + addr + "]:" + strconv.Itoa(int(sa.GetPortValue()))
-			}
+			hostPort := net.JoinHostPort(addr, strconv.Itoa(int(sa.GetPortValue())))
 			if seen[hostPort] {
 				fail("address %s appears twice", hostPort)
 			}

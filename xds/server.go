@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -421,7 +422,7 @@ func (s *Server) Syncz() []ProxyStatus {
 		out = append(out, ps)
 	}
 	slices.SortFunc(out, func(a, b ProxyStatus) int {
-		return compareStrings(a.ID+"\x00"+a.Protocol, b.ID+"\x00"+b.Protocol)
+		return strings.Compare(a.ID+"\x00"+a.Protocol, b.ID+"\x00"+b.Protocol)
 	})
 	return out
 }

@@ -2,12 +2,14 @@ package policyfile
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -178,7 +180,7 @@ func (c *checker) document(data []byte) *Policy {
 	for i, item := range top.List("services") {
 		path := index("services", i)
 		if m := yamlnode.Child(item, "match"); m != nil {
-			if name := cmpOr(yamlnode.Peek(m, "service"), yamlnode.Peek(m, "host")); name != "" {
+			if name := cmp.Or(yamlnode.Peek(m, "service"), yamlnode.Peek(m, "host")); name != "" {
 				path = index("services", name)
 			}
 		}
@@ -236,13 +238,6 @@ func (c *checker) document(data []byte) *Policy {
 		}
 	}
 	return pol
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // match reads a rule's match: exactly one of service (ns/name) and host.
@@ -698,7 +693,7 @@ func (c *checker) clusters(o *yamlnode.Object) (ClusterTraffic, bool) {
 func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *discovery.ServiceKey) {
 	loc, cl := origins["locality"], origins["clusters"]
 	if cl != nil && svc != nil {
-		for _, name := range append(slices.Clone(s.Clusters.Pin), sortedKeys(s.Clusters.Weights)...) {
+		for _, name := range append(slices.Clone(s.Clusters.Pin), slices.Sorted(maps.Keys(s.Clusters.Weights))...) {
 			if tc, ok := c.topo.cluster(name); ok && s.Clusters.Weight(name) > 0 && c.topo.hasService(*svc) {
 				if _, has := slices.BinarySearchFunc(tc.Services, *svc, discovery.ServiceKey.Compare); !has {
 					c.p.warnf(cl.given["clusters"], join(cl.path, "clusters"), "cluster %s has no service %s (yet)", name, *svc)
@@ -723,15 +718,6 @@ func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *dis
 			c.p.Errorf(t.node, t.path, "no cluster that %s (line %d) lets traffic reach is in %s", join(cl.path, "clusters"), cl.given["clusters"].Line, t.pattern)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // fingerprint hashes the effective settings, not the file's text: equal
