@@ -154,18 +154,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case cfg.kube.enabled() && cfg.clusterSet != "":
 		return errors.New("serve: --clusterset and Kubernetes members exclude each other")
 	case cfg.kube.enabled():
-		var latest atomic.Pointer[discovery.ClusterSet]
-		source = &kube.Source{Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: cfg.kube.staleTTL}
 		members, err := cfg.kube.memberConfigs()
 		if err != nil {
 			return err
-		}
-		reserved := map[string]bool{}
-		for _, m := range members {
-			reserved[m.Name] = true
-			if err := source.Set(m); err != nil {
-				return err
-			}
 		}
 		var cp kubernetes.Interface
 		if cfg.kube.secretsNamespace != "" || cfg.kube.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
@@ -173,12 +164,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		if cfg.kube.secretsNamespace != "" {
-			secrets = &kube.SecretWatcher{
-				Kube: cp, Namespace: cfg.kube.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
-				AllowPlugins: cfg.kube.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
-			}
-		}
+		var latest atomic.Pointer[discovery.ClusterSet]
+		var onChange func()
 		if cfg.kube.mcs {
 			alloc, err := mcs.NewAllocator(strings.Split(cfg.kube.clusterSetCIDRs, ",")...)
 			if err != nil {
@@ -191,17 +178,33 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				log.Warn("no control plane cluster: the MCS controller writes without leader election; run a single replica")
 			}
 			controller, err = mcs.New(mcs.Config{
-				Members: mcsMembers(source), ClusterSet: latest.Load, Allocator: alloc,
+				Members: func() []mcs.Member { return mcsMembers(source) }, ClusterSet: latest.Load, Allocator: alloc,
 				Election: election, Logger: log, Metrics: mcs.NewMetrics(reg),
 			})
 			if err != nil {
 				return err
 			}
-			source.OnChange = controller.Notify
+			onChange = controller.Notify
 		}
-		source.OnUpdate = func(cs *discovery.ClusterSet) {
-			latest.Store(cs) // the MCS controller sees every gateway
-			update(cs)
+		source = kube.NewSource(kube.SourceOptions{
+			Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: cfg.kube.staleTTL, OnChange: onChange,
+			OnUpdate: func(cs *discovery.ClusterSet) {
+				latest.Store(cs) // the MCS controller sees every gateway
+				update(cs)
+			},
+		})
+		reserved := map[string]bool{}
+		for _, m := range members {
+			reserved[m.Name] = true
+			if err := source.Set(m); err != nil {
+				return err
+			}
+		}
+		if cfg.kube.secretsNamespace != "" {
+			secrets = &kube.SecretWatcher{
+				Kube: cp, Namespace: cfg.kube.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
+				AllowPlugins: cfg.kube.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
+			}
 		}
 		summary = func(w io.Writer) { printKubeSummary(w, cfg.kube) }
 	default:
