@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -35,14 +36,16 @@ type Locality struct {
 // String renders the locality as region/zone/subzone.
 func (l Locality) String() string { return l.Region + "/" + l.Zone + "/" + l.SubZone }
 
+// Compare orders localities by region, zone, then sub-zone, as
+// slices.SortFunc wants: the order of every locality Horizon outputs.
+func (l Locality) Compare(o Locality) int {
+	return cmp.Or(cmp.Compare(l.Region, o.Region), cmp.Compare(l.Zone, o.Zone), cmp.Compare(l.SubZone, o.SubZone))
+}
+
 // CompareGateways orders gateways by address, port, then the network they
 // are advertised for.
 func CompareGateways(a, b Gateway) int {
 	return cmp.Or(cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port), cmp.Compare(a.ForNetwork, b.ForNetwork))
-}
-
-func compareLocality(a, b Locality) int {
-	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
 }
 
 // Gateway is one address of a network's east-west gateway, as seen by the other networks.
@@ -56,7 +59,7 @@ type Gateway struct {
 }
 
 // String renders the gateway as host:port.
-func (g Gateway) String() string { return netJoin(g.Address, g.Port) }
+func (g Gateway) String() string { return net.JoinHostPort(g.Address, strconv.Itoa(int(g.Port))) }
 
 // Cluster is one member cluster of the ClusterSet and the services it holds.
 type Cluster struct {
@@ -534,20 +537,4 @@ func (cs *ClusterSet) Networks() []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func netJoin(host string, port uint32) string {
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + strconv.Itoa(int(port))
-	}
-	return host + ":" + strconv.Itoa(int(port))
 }

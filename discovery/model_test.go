@@ -127,3 +127,28 @@ func TestGatewaysFor(t *testing.T) {
 		t.Error("New accepted a gateway advertised to its own network")
 	}
 }
+
+func TestLocalityCompare(t *testing.T) {
+	// Sorted: region first, then zone, then sub-zone; empty sorts first.
+	sorted := []Locality{
+		{},
+		{Region: "eu"},
+		{Region: "eu", Zone: "eu-1a"},
+		{Region: "eu", Zone: "eu-1a", SubZone: "rack1"},
+		{Region: "eu", Zone: "eu-1b"},
+		{Region: "us", Zone: "eu-1a"},
+	}
+	for i, a := range sorted {
+		for j, b := range sorted {
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got := a.Compare(b); got != want {
+				t.Errorf("%v.Compare(%v) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Scope says which endpoints a host name covers.
@@ -77,6 +78,64 @@ func ParseHost(host string) (ServiceKey, Scope, error) {
 	}
 	return ServiceKey{Namespace: ns, Name: name}, scope, nil
 }
+
+// XDSTypeName names an xDS resource type, given its type URL, in every metric
+// label and log attribute: "cds", "eds", "lds", "rds" or "sds", after the
+// discovery service that serves it; "other" for any other type, so that a
+// label set stays bounded whatever type URL a client sends.
+func XDSTypeName(typeURL string) string {
+	switch typeURL {
+	case "type.googleapis.com/envoy.config.cluster.v3.Cluster":
+		return "cds"
+	case "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment":
+		return "eds"
+	case "type.googleapis.com/envoy.config.listener.v3.Listener":
+		return "lds"
+	case "type.googleapis.com/envoy.config.route.v3.RouteConfiguration":
+		return "rds"
+	case "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret":
+		return "sds"
+	}
+	return "other"
+}
+
+// IsDNSLabel reports whether s is an RFC 1123 label, as Kubernetes names of
+// namespaces and services are: lower-case letters, digits and '-', starting
+// and ending with a letter or digit, at most 63 bytes.
+func IsDNSLabel(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }
+
+// IsDNSName reports whether s is a lower-case DNS name: dot-separated RFC 1123
+// labels (IsDNSLabel), at most 253 bytes in all, as Kubernetes names of service
+// accounts are. Unlike validation.IsDNS1123Subdomain it holds every label to
+// 63 bytes, as DNS does.
+func IsDNSName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if !IsDNSLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// IsLabelKey reports whether s is a Kubernetes label key
+// (validation.IsQualifiedName: an optional DNS subdomain prefix and "/", then a
+// name of at most 63 letters, digits, '-', '_' and '.', starting and ending
+// with a letter or digit) whose prefix is an IsDNSName.
+func IsLabelKey(s string) bool {
+	if len(validation.IsQualifiedName(s)) > 0 {
+		return false
+	}
+	prefix, _, ok := strings.Cut(s, "/")
+	return !ok || IsDNSName(prefix)
+}
+
+// IsLabelValue reports whether s is a Kubernetes label value: empty, or at
+// most 63 letters, digits, '-', '_' and '.', starting and ending with a letter
+// or digit. Such a value holds no ',' or '='.
+func IsLabelValue(s string) bool { return len(validation.IsValidLabelValue(s)) == 0 }
 
 // WorkloadID returns the SPIFFE ID of a workload's service account.
 func WorkloadID(td spiffeid.TrustDomain, namespace, serviceAccount string) (spiffeid.ID, error) {

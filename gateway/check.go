@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -118,7 +120,7 @@ func checkAssignment(name string, localities []*endpoint.LocalityLbEndpoints) []
 		sum := uint32(0)
 		for _, lb := range lle.GetLbEndpoints() {
 			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-			addr := netJoin(sa.GetAddress(), sa.GetPortValue())
+			addr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
 			if seen[addr] {
 				fail("address %s appears twice", addr)
 			}

@@ -11,6 +11,7 @@ package gateway
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -270,7 +271,7 @@ func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, 
 				continue
 			}
 			lb := lbEndpoint{address: e.Address, port: e.TargetPort(svcPort), draining: e.Draining(), locality: e.Locality}
-			key := netJoin(lb.address, lb.port)
+			key := net.JoinHostPort(lb.address, strconv.Itoa(int(lb.port)))
 			if first, dup := from[key]; dup {
 				t.notef("%s: endpoint %s is listed by clusters %s and %s; the gateway keeps the first", name, key, first, c.Name)
 				continue
@@ -280,7 +281,7 @@ func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, 
 		}
 	}
 	slices.SortFunc(eps, func(a, b lbEndpoint) int {
-		return cmp.Or(compareLocality(a.locality, b.locality), cmp.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
+		return cmp.Or(a.locality.Compare(b.locality), cmp.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
 	})
 	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
 	var cur *endpoint.LocalityLbEndpoints
@@ -306,10 +307,6 @@ func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, 
 	return cla
 }
 
-func compareLocality(a, b discovery.Locality) int {
-	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
-}
-
 func socketAddress(addr string, port uint32) *core.Address {
 	return &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 		Protocol:      core.SocketAddress_TCP,
@@ -326,9 +323,4 @@ func mustAny(m proto.Message) *anypb.Any {
 		panic("gateway: marshal " + string(proto.MessageName(m)) + ": " + err.Error())
 	}
 	return a
-}
-
-// netJoin renders host:port, bracketing IPv6 addresses.
-func netJoin(host string, port uint32) string {
-	return discovery.Gateway{Address: host, Port: port}.String()
 }

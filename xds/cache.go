@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -620,7 +621,7 @@ func (c *Cache) Views() []ViewInfo {
 	for _, v := range c.views {
 		out = append(out, v.info())
 	}
-	slices.SortFunc(out, func(a, b ViewInfo) int { return compareStrings(a.Group.String(), b.Group.String()) })
+	slices.SortFunc(out, func(a, b ViewInfo) int { return strings.Compare(a.Group.String(), b.Group.String()) })
 	return out
 }
 
@@ -630,16 +631,6 @@ func (v *view) info() ViewInfo {
 		versions[t] = ts.version
 	}
 	return ViewInfo{Group: v.group, Versions: versions, Resources: v.res, Watches: len(v.sotw) + len(v.delta)}
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // sotwResp is a state-of-the-world response whose resources are the view's

@@ -3,6 +3,7 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -148,18 +149,10 @@ func localityWeightsMatter(cla *endpoint.ClusterLoadAssignment) string {
 	}
 	for _, lle := range cla.GetEndpoints() {
 		if lle.GetLoadBalancingWeight() != nil {
-			return fmt.Sprintf("its assignment weighs locality %s", localityString(lle.GetLocality()))
+			return fmt.Sprintf("its assignment weighs locality %s", localityOf(lle.GetLocality()))
 		}
 	}
 	return ""
-}
-
-func localityString(l interface {
-	GetRegion() string
-	GetZone() string
-	GetSubZone() string
-}) string {
-	return l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
 }
 
 // addressBook lists, for a view's network, the gateway addresses every other
@@ -203,10 +196,7 @@ func checkAssignment(cla *endpoint.ClusterLoadAssignment, gateways, pods map[str
 		for _, lb := range lle.GetLbEndpoints() {
 			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 			addr := sa.GetAddress()
-			hostPort := addr + ":" + strconv.Itoa(int(sa.GetPortValue()))
-			if discoveryIsV6(addr) {
-				hostPort = "[" + addr + "]:" + strconv.Itoa(int(sa.GetPortValue()))
-			}
+			hostPort := net.JoinHostPort(addr, strconv.Itoa(int(sa.GetPortValue())))
 			if seen[hostPort] {
 				fail("address %s appears twice", hostPort)
 			}

@@ -177,7 +177,7 @@ func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment
 			}
 			s.weight += weights[i] * cw
 			s.health = min(s.health, state)
-			if prio < s.priority || (prio == s.priority && compareLocality(b.cluster.Locality, s.locality) < 0) {
+			if prio < s.priority || (prio == s.priority && b.cluster.Locality.Compare(s.locality) < 0) {
 				s.priority, s.locality = prio, b.cluster.Locality
 			}
 		}
@@ -255,7 +255,7 @@ func (t *translator) distribute(name string, d policyfile.Distribute, eps []lbEn
 		kept = append(kept, e)
 	}
 	for i := range locs {
-		slices.SortFunc(locs[i], compareLocality)
+		slices.SortFunc(locs[i], discovery.Locality.Compare)
 		if len(locs[i]) == 0 {
 			t.notef("%s: distribute from %s: share %s matches no endpoint; the other shares take its traffic", name, d.From, d.To[i].To)
 		}
@@ -358,7 +358,7 @@ var mtlsMetadata = &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
 // weighs the sum of its endpoints' weights, or what fixed gives it.
 func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery.Locality]uint32) *endpoint.ClusterLoadAssignment {
 	slices.SortFunc(eps, func(a, b lbEndpoint) int {
-		return cmp.Or(cmp.Compare(a.priority, b.priority), compareLocality(a.locality, b.locality),
+		return cmp.Or(cmp.Compare(a.priority, b.priority), a.locality.Compare(b.locality),
 			cmp.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
 	})
 	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
@@ -397,8 +397,7 @@ func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery
 	}
 	if fixed != nil {
 		for _, lle := range cla.Endpoints {
-			l := lle.GetLocality()
-			if w, ok := fixed[discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}]; ok {
+			if w, ok := fixed[localityOf(lle.GetLocality())]; ok {
 				lle.LoadBalancingWeight.Value = w
 			}
 		}
@@ -410,8 +409,9 @@ func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery
 	return cla
 }
 
-func compareLocality(a, b discovery.Locality) int {
-	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
+// localityOf reads an Envoy locality back into the model's.
+func localityOf(l *core.Locality) discovery.Locality {
+	return discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}
 }
 
 func socketAddress(addr string, port uint32) *core.Address {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -82,13 +83,8 @@ func newTypeState(typeURL string, resources []types.Resource, prev *typeState) (
 // version_info of a state-of-the-world response. A client that reconnects
 // with it can be recognised as holding exactly that state.
 func stateVersion(versions map[string]string) string {
-	names := make([]string, 0, len(versions))
-	for n := range versions {
-		names = append(names, n)
-	}
-	slices.Sort(names)
 	h := sha256.New()
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(versions)) {
 		h.Write([]byte(n))
 		h.Write([]byte{0})
 		h.Write([]byte(versions[n]))
@@ -99,6 +95,9 @@ func stateVersion(versions map[string]string) string {
 
 func resourceName(r types.Resource) string { return cachev3.GetResourceName(r) }
 
+// shortType names a type in prose, in error messages and /debug/syncz:
+// "cluster", "assignment", "listener", "route". Metrics and logs use
+// discovery.XDSTypeName.
 func shortType(typeURL string) string {
 	switch typeURL {
 	case TypeURLs[0]:
@@ -114,5 +113,3 @@ func shortType(typeURL string) string {
 }
 
 func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
-
-func discoveryIsV6(addr string) bool { return strings.Contains(addr, ":") }

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/horizonmesh/horizon/discovery"
 )
 
 // Metrics are the xDS server's Prometheus metrics. A nil *Metrics records
@@ -27,13 +29,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_xds_connected_proxies", Help: "Proxies with an open xDS stream, by role and protocol (sotw, delta).",
 		}, []string{"role", "protocol"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_xds_pushes_total", Help: "xDS responses sent, by resource type.",
+			Name: "horizon_xds_pushes_total", Help: "xDS responses sent, by resource type (cds, eds, lds, rds, other).",
 		}, []string{"type"}),
 		pushBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_xds_push_bytes_total", Help: "Bytes of resources sent, by resource type.",
+			Name: "horizon_xds_push_bytes_total", Help: "Bytes of resources sent, by resource type (cds, eds, lds, rds, other).",
 		}, []string{"type"}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_xds_nacks_total", Help: "Responses rejected by proxies, by resource type.",
+			Name: "horizon_xds_nacks_total", Help: "Responses rejected by proxies, by resource type (cds, eds, lds, rds, other).",
 		}, []string{"type"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "horizon_xds_rejected_streams_total", Help: "Streams refused or closed by Horizon, by reason.",
@@ -71,14 +73,14 @@ func (m *Metrics) streamOpened(role Role, protocol string, delta float64) {
 
 func (m *Metrics) pushed(typeURL string, bytes int) {
 	if m != nil {
-		m.pushes.WithLabelValues(shortType(typeURL)).Inc()
-		m.pushBytes.WithLabelValues(shortType(typeURL)).Add(float64(bytes))
+		m.pushes.WithLabelValues(discovery.XDSTypeName(typeURL)).Inc()
+		m.pushBytes.WithLabelValues(discovery.XDSTypeName(typeURL)).Add(float64(bytes))
 	}
 }
 
 func (m *Metrics) nacked(typeURL string) {
 	if m != nil {
-		m.nacks.WithLabelValues(shortType(typeURL)).Inc()
+		m.nacks.WithLabelValues(discovery.XDSTypeName(typeURL)).Inc()
 	}
 }
 

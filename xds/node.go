@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -108,13 +107,6 @@ func (p *Proxy) GroupFor(labelKeys []string) Group {
 // ErrBadNode marks node metadata that is missing or malformed.
 var ErrBadNode = errors.New("bad node metadata")
 
-var label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
-// labelValue is a Kubernetes label value: at most 63 letters, digits, '-',
-// '_' and '.', starting and ending with a letter or digit (or empty). It
-// keeps Group.Labels unambiguous (no ',' or '=').
-var labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$`)
-
 // ParseNode reads a node's metadata. It checks form only; whether the node may
 // claim what it claims is decided against the ClusterSet (Resolve) and, on the
 // mTLS port, against its credential.
@@ -146,7 +138,7 @@ func ParseNode(n *core.Node) (*Proxy, error) {
 			errs = append(errs, err)
 		case v == "" && required:
 			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s is required", ErrBadNode, n.GetId(), key))
-		case v != "" && !label.MatchString(v):
+		case v != "" && !discovery.IsDNSLabel(v):
 			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s=%q is not a DNS label", ErrBadNode, n.GetId(), key, v))
 		default:
 			*dst = v
@@ -174,7 +166,7 @@ func ParseNode(n *core.Node) (*Proxy, error) {
 		p.Labels, errs = parseLabels(n.GetId(), v, errs)
 	}
 	if l := n.GetLocality(); l != nil {
-		p.Locality = discovery.Locality{Region: l.GetRegion(), Zone: l.GetZone(), SubZone: l.GetSubZone()}
+		p.Locality = localityOf(l)
 		if p.Locality.Region == "" && p.Locality.Zone != "" {
 			errs = append(errs, fmt.Errorf("%w: node %q: locality has a zone but no region", ErrBadNode, n.GetId()))
 		}
@@ -201,7 +193,7 @@ func parseLabels(id string, v *structpb.Value, errs []error) (map[string]string,
 			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s: label name %q is not a label key", ErrBadNode, id, MetaLabels, k))
 		case !ok:
 			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s[%s] must be a string", ErrBadNode, id, MetaLabels, k))
-		case !labelValue.MatchString(s.StringValue):
+		case !discovery.IsLabelValue(s.StringValue): // keeps Group.Labels unambiguous: no ',' or '='
 			errs = append(errs, fmt.Errorf("%w: node %q: metadata %s[%s]=%q is not a label value", ErrBadNode, id, MetaLabels, k, s.StringValue))
 		default:
 			out[k] = s.StringValue

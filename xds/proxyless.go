@@ -70,7 +70,7 @@ func (t *translator) proxyless() {
 // proxylessHost renders a proxyless client's listener, route, cluster and
 // assignment for one host and port.
 func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
-	target := h.host + ":" + strconv.Itoa(int(h.port.Port))
+	target := net.JoinHostPort(h.host, strconv.Itoa(int(h.port.Port)))
 	set := t.policy.settings(h.key, h.scope)
 	r.listener = apiListener(target)
 	r.route = &route.RouteConfiguration{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -345,7 +346,7 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 		st.lastNACK[typeURL] = NACK{Version: rejected.version, Message: nack.GetMessage(), At: time.Now()}
 		st.nackCount++
 		s.metrics.nacked(typeURL)
-		s.log.Warn("proxy rejected config", "node", st.proxy.ID, "type", shortType(typeURL), "version", rejected.version, "error", nack.GetMessage())
+		s.log.Warn("proxy rejected config", "node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", nack.GetMessage())
 		return nil
 	}
 	if k.delta {
@@ -421,7 +422,7 @@ func (s *Server) Syncz() []ProxyStatus {
 		out = append(out, ps)
 	}
 	slices.SortFunc(out, func(a, b ProxyStatus) int {
-		return compareStrings(a.ID+"\x00"+a.Protocol, b.ID+"\x00"+b.Protocol)
+		return strings.Compare(a.ID+"\x00"+a.Protocol, b.ID+"\x00"+b.Protocol)
 	})
 	return out
 }

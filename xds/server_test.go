@@ -213,8 +213,8 @@ func TestNACKedVersionIsNotResent(t *testing.T) {
 		ErrorDetail: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "bad cluster"},
 	})
 	c.expectNone()
-	if got := testutil.ToFloat64(h.metrics.nacks.WithLabelValues("cluster")); got != 1 {
-		t.Errorf("nacks_total{type=cluster} = %v, want 1", got)
+	if got := testutil.ToFloat64(h.metrics.nacks.WithLabelValues("cds")); got != 1 {
+		t.Errorf("nacks_total{type=cds} = %v, want 1", got)
 	}
 	sz := h.srv.Syncz()
 	if len(sz) != 1 || sz[0].LastNACK["cluster"].Message != "bad cluster" || sz[0].LastNACK["cluster"].Version != r.GetVersionInfo() {

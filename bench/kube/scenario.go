@@ -152,12 +152,11 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 	gs := grpc.NewServer(xds.ServerOptions(xds.DefaultSendTimeout, nil)...)
 	srv.Register(gs)
 	tr := &tracker{}
-	src := &kubesrc.Source{Logger: log.With("component", "kube")}
-	src.OnUpdate = func(cs *discovery.ClusterSet) {
+	src := kubesrc.NewSource(kubesrc.SourceOptions{Logger: log.With("component", "kube"), OnUpdate: func(cs *discovery.ClusterSet) {
 		at := time.Now()
 		srv.Update(cs)
 		tr.published(cs, at)
-	}
+	}})
 	for _, m := range members {
 		if err := src.Set(m.config()); err != nil {
 			lis.Close()

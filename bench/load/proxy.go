@@ -36,8 +36,14 @@ const (
 
 var typeURLs = [numTypes]string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
 
-// TypeNames names the types in tables, indexed like ProxyStats.Bytes.
-var TypeNames = [numTypes]string{"cds", "eds", "lds", "rds"}
+// TypeNames names the types in tables, indexed like ProxyStats.Bytes, as
+// Horizon's metrics and logs do.
+var TypeNames = func() (names [numTypes]string) {
+	for i, url := range typeURLs {
+		names[i] = discovery.XDSTypeName(url)
+	}
+	return names
+}()
 
 func typeIndex(url string) int { return slices.Index(typeURLs[:], url) }
 

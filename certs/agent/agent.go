@@ -211,7 +211,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			a.cfg.Log.Warn("could not obtain an SVID; retrying", "in", backoff, "err", err)
+			a.cfg.Log.Warn("could not obtain an SVID; retrying", "in", backoff, "error", err)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -124,7 +124,7 @@ func (s *Server) Sign(ctx context.Context, req *certpb.SignRequest) (*certpb.Sig
 	resp, method, r := s.sign(ctx, req)
 	if r != nil {
 		s.cfg.Metrics.refused(r.reason)
-		s.cfg.Log.Warn("certificate request refused", "reason", r.reason, "peer", peerAddr(ctx), "cluster", req.GetCluster(), "err", r.err)
+		s.cfg.Log.Warn("certificate request refused", "reason", r.reason, "peer", peerAddr(ctx), "cluster", req.GetCluster(), "error", r.err)
 		return nil, status.Error(r.code, r.err.Error())
 	}
 	s.cfg.Metrics.issued(method)

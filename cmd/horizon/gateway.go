@@ -45,6 +45,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/gateway/sni"
 	"github.com/horizonmesh/horizon/xds"
 )
@@ -220,7 +221,7 @@ type adsMetrics struct {
 func newADSMetrics(reg prometheus.Registerer) *adsMetrics {
 	m := &adsMetrics{
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_gateway_xds_responses_total", Help: "xDS responses received, by type (lds, cds, eds, other) and result (ack, nack).",
+			Name: "horizon_gateway_xds_responses_total", Help: "xDS responses received, by type (cds, eds, lds, other) and result (ack, nack).",
 		}, []string{"type", "result"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "horizon_gateway_xds_connected", Help: "1 while the ADS stream to Horizon is open.",
@@ -232,7 +233,7 @@ func newADSMetrics(reg prometheus.Registerer) *adsMetrics {
 
 func (m *adsMetrics) response(typeURL, result string) {
 	if m != nil {
-		m.responses.WithLabelValues(shortType(typeURL), result).Inc()
+		m.responses.WithLabelValues(discovery.XDSTypeName(typeURL), result).Inc()
 	}
 }
 
@@ -244,18 +245,6 @@ func (m *adsMetrics) setConnected(up bool) {
 		}
 		m.connected.Set(v)
 	}
-}
-
-func shortType(typeURL string) string {
-	switch typeURL {
-	case resource.ListenerType:
-		return "lds"
-	case resource.ClusterType:
-		return "cds"
-	case resource.EndpointType:
-		return "eds"
-	}
-	return "other"
 }
 
 // Backoff between ADS streams.
@@ -313,7 +302,7 @@ func (c *adsClient) Run(ctx context.Context) error {
 			backoff = adsBackoffMin
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		c.Logger.Warn("xDS stream ended; reconnecting", "err", err, "in", wait)
+		c.Logger.Warn("xDS stream ended; reconnecting", "error", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -345,7 +334,7 @@ func (c *adsClient) stream(ctx context.Context) (got bool, err error) {
 			req.Node, first = c.Node, false
 		}
 		if err := st.Send(req); err != nil {
-			return false, fmt.Errorf("send %s request: %w", shortType(typeURL), err)
+			return false, fmt.Errorf("send %s request: %w", discovery.XDSTypeName(typeURL), err)
 		}
 	}
 	for {
@@ -360,7 +349,7 @@ func (c *adsClient) stream(ctx context.Context) (got bool, err error) {
 		got = true
 		for _, req := range c.handle(resp) {
 			if err := st.Send(req); err != nil {
-				return got, fmt.Errorf("send %s request: %w", shortType(req.GetTypeUrl()), err)
+				return got, fmt.Errorf("send %s request: %w", discovery.XDSTypeName(req.GetTypeUrl()), err)
 			}
 		}
 	}
@@ -394,7 +383,7 @@ func (c *adsClient) handle(resp *discoverygrpc.DiscoveryResponse) []*discoverygr
 	err := c.accept(resp)
 	if err != nil {
 		c.Metrics.response(typeURL, "nack")
-		c.Logger.Warn("xDS response rejected; keeping the last good table", "type", shortType(typeURL), "version", resp.GetVersionInfo(), "err", err)
+		c.Logger.Warn("xDS response rejected; keeping the last good table", "type", discovery.XDSTypeName(typeURL), "version", resp.GetVersionInfo(), "error", err)
 		return []*discoverygrpc.DiscoveryRequest{c.request(typeURL, resp.GetNonce(), err)}
 	}
 	c.Metrics.response(typeURL, "ack")

@@ -79,7 +79,7 @@ func (s *caStore) maybeReload() {
 		return
 	}
 	if err := s.reload(); err != nil {
-		s.log.Error("CA directory: keeping the CAs loaded before", "dir", s.dir, "err", err)
+		s.log.Error("CA directory: keeping the CAs loaded before", "dir", s.dir, "error", err)
 	}
 }
 

@@ -137,13 +137,11 @@ func (f flagMembers) Remove(name string) {
 }
 
 // mcsMembers adapts the Source's members to the MCS controller's interface.
-func mcsMembers(src *kube.Source) func() []mcs.Member {
-	return func() []mcs.Member {
-		ms := src.SyncedMembers()
-		out := make([]mcs.Member, len(ms))
-		for i, m := range ms {
-			out[i] = m
-		}
-		return out
+func mcsMembers(src *kube.Source) []mcs.Member {
+	ms := src.SyncedMembers()
+	out := make([]mcs.Member, len(ms))
+	for i, m := range ms {
+		out[i] = m
 	}
+	return out
 }

@@ -150,17 +150,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case cfg.kube.enabled() && cfg.clusterSet != "":
 		return errors.New("serve: --clusterset and Kubernetes members exclude each other")
 	case cfg.kube.enabled():
-		source = &kube.Source{Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: cfg.kube.staleTTL}
 		members, err := cfg.kube.memberConfigs()
 		if err != nil {
 			return err
-		}
-		reserved := map[string]bool{}
-		for _, m := range members {
-			reserved[m.Name] = true
-			if err := source.Set(m); err != nil {
-				return err
-			}
 		}
 		var cp kubernetes.Interface
 		if cfg.kube.secretsNamespace != "" || cfg.kube.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
@@ -168,12 +160,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		if cfg.kube.secretsNamespace != "" {
-			secrets = &kube.SecretWatcher{
-				Kube: cp, Namespace: cfg.kube.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
-				AllowPlugins: cfg.kube.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
-			}
-		}
+		var onChange func()
 		if cfg.kube.mcs {
 			alloc, err := mcs.NewAllocator(strings.Split(cfg.kube.clusterSetCIDRs, ",")...)
 			if err != nil {
@@ -186,15 +173,31 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				log.Warn("no control plane cluster: the MCS controller writes without leader election; run a single replica")
 			}
 			controller, err = mcs.New(mcs.Config{
-				Members: mcsMembers(source), ClusterSet: latest.Load, Allocator: alloc,
+				Members: func() []mcs.Member { return mcsMembers(source) }, ClusterSet: latest.Load, Allocator: alloc,
 				Election: election, Logger: log, Metrics: mcs.NewMetrics(reg),
 			})
 			if err != nil {
 				return err
 			}
-			source.OnChange = controller.Notify
+			onChange = controller.Notify
 		}
-		source.OnUpdate = pipe.Publish
+		source = kube.NewSource(kube.SourceOptions{
+			Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: cfg.kube.staleTTL, OnChange: onChange,
+			OnUpdate: pipe.Publish, // the observers keep latest for the MCS controller
+		})
+		reserved := map[string]bool{}
+		for _, m := range members {
+			reserved[m.Name] = true
+			if err := source.Set(m); err != nil {
+				return err
+			}
+		}
+		if cfg.kube.secretsNamespace != "" {
+			secrets = &kube.SecretWatcher{
+				Kube: cp, Namespace: cfg.kube.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
+				AllowPlugins: cfg.kube.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
+			}
+		}
 		summary = func(w io.Writer) { printKubeSummary(w, cfg.kube) }
 	default:
 		var cs *discovery.ClusterSet

@@ -128,7 +128,7 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 		Name:    o.Str("name", true),
 		Network: o.Str("network", true),
 	}
-	if c.Name != "" && !isDNSLabel(c.Name) {
+	if c.Name != "" && !discovery.IsDNSLabel(c.Name) {
 		o.Errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", c.Name)
 	}
 	if c.Network != "" && networks != nil && !networks[c.Network] {
@@ -231,7 +231,7 @@ func (p *parser) gateway(n *yaml.Node, index int, cluster, own string, networks 
 	}
 	if ip, err := netip.ParseAddr(addr); err == nil && ip.Zone() == "" {
 		addr = ip.String()
-	} else if isDNSName(addr) {
+	} else if isHostName(addr) {
 		addr = strings.ToLower(addr)
 	} else {
 		o.Errorf("address", "%q is not an IP address or DNS name", addr)
@@ -270,10 +270,10 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 		Exported:   o.Bool("exported", false),
 		ExportedAt: timestamp(o, "exportedAt"),
 	}
-	if s.Name != "" && !isDNSLabel(s.Name) {
+	if s.Name != "" && !discovery.IsDNSLabel(s.Name) {
 		o.Errorf("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Name)
 	}
-	if s.Namespace != "" && !isDNSLabel(s.Namespace) {
+	if s.Namespace != "" && !discovery.IsDNSLabel(s.Namespace) {
 		o.Errorf("namespace", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", s.Namespace)
 	}
 	switch t := o.Str("type", false); t {
@@ -393,7 +393,7 @@ func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.
 	e.Serving = o.Bool("serving", e.Ready)
 	if e.ServiceAccount == "" {
 		e.ServiceAccount = "default"
-	} else if !isDNSSubdomain(e.ServiceAccount) {
+	} else if !discovery.IsDNSName(e.ServiceAccount) {
 		o.Errorf("serviceAccount", "%q is not a lower-case DNS name", e.ServiceAccount)
 	}
 	if network := o.Str("network", false); network != "" && c.Network != "" && network != c.Network {
@@ -452,40 +452,11 @@ func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.
 	return e, true
 }
 
-// isDNSLabel reports whether s is an RFC 1123 label as Kubernetes names are:
-// lower-case letters, digits and '-', starting and ending with a letter or
-// digit, at most 63 bytes.
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// isDNSSubdomain reports whether s is dot-separated DNS labels, at most 253
-// bytes, as Kubernetes names of service accounts are.
-func isDNSSubdomain(s string) bool {
-	if len(s) == 0 || len(s) > 253 {
-		return false
-	}
-	for l := range strings.SplitSeq(s, ".") {
-		if !isDNSLabel(l) {
-			return false
-		}
-	}
-	return true
-}
-
-// isDNSName reports whether s is a host name, in any case, whose last label is
-// not all digits (so that a mistyped IPv4 address like 300.1.1.1 is not taken
-// for a name).
-func isDNSName(s string) bool {
+// isHostName reports whether s is a DNS name, in any case, whose last label
+// is not all digits (so that a mistyped IPv4 address like 300.1.1.1 is not
+// taken for a name).
+func isHostName(s string) bool {
 	s = strings.ToLower(s)
 	last := s[strings.LastIndexByte(s, '.')+1:]
-	return isDNSSubdomain(s) && strings.Trim(last, "0123456789") != ""
+	return discovery.IsDNSName(s) && strings.Trim(last, "0123456789") != ""
 }

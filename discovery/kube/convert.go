@@ -8,6 +8,7 @@ package kube
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -341,12 +342,7 @@ func gateways(cfg MemberConfig, svc *corev1.Service, network string, o Objects, 
 	if v := svc.Labels[LabelGatewayPort]; v == "" {
 		port = uint32(sp.NodePort)
 	}
-	names := make([]string, 0, len(o.Nodes))
-	for n := range o.Nodes {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(o.Nodes)) {
 		if a := nodeAddress(o.Nodes[n]); a != "" {
 			out = append(out, discovery.Gateway{Address: a, Port: port})
 		}

@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 
@@ -111,7 +112,7 @@ func selectContext(cfg *clientcmdapi.Config, context string) (selection, error) 
 	}
 	var ok bool
 	if s.ctx, ok = cfg.Contexts[s.name]; !ok || s.ctx == nil {
-		return s, fmt.Errorf("kubeconfig: context %q not found (contexts: %q)", s.name, sortedNames(cfg.Contexts))
+		return s, fmt.Errorf("kubeconfig: context %q not found (contexts: %q)", s.name, slices.Sorted(maps.Keys(cfg.Contexts)))
 	}
 	if s.ctx.Cluster == "" {
 		return s, fmt.Errorf("kubeconfig: context %q names no cluster", s.name)
@@ -166,13 +167,4 @@ func (s selection) restConfig(cfg *clientcmdapi.Config) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig: context %q: %w", s.name, err)
 	}
 	return rc, nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

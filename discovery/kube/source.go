@@ -13,29 +13,50 @@ import (
 )
 
 // Source merges every member cluster into ClusterSet snapshots. Members are
-// added, replaced and removed at run time (Set, Remove). It publishes nothing
-// until every member configured at start has synced, so a fresh replica never
-// serves a ClusterSet that lacks one of them; members added later join once
-// they have synced. A stale member keeps its last known state.
+// added, replaced and removed at run time (Set, Remove); Run starts their
+// watchers and owns them. It publishes nothing until every member configured
+// before the first publish has synced, so a fresh replica never serves a
+// ClusterSet that lacks one of them; members added later join once they have
+// synced. A stale member keeps its last known state.
 type Source struct {
-	Logger   *slog.Logger
-	Metrics  *Metrics
+	log      *slog.Logger
+	metrics  *Metrics
+	onUpdate func(*discovery.ClusterSet)
+	onChange func()
+	staleTTL time.Duration
+	kick     chan struct{} // a member or the configuration changed
+
+	mu        sync.Mutex
+	slots     map[string]*slot
+	published *discovery.ClusterSet
+	problems  map[string]map[string]bool // cluster -> problem text -> seen
+}
+
+// SourceOptions configure a Source. Every field may be left out.
+type SourceOptions struct {
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// OnUpdate is called with every new ClusterSet, from Run's goroutine.
 	OnUpdate func(*discovery.ClusterSet)
-	// OnChange, when set, is called (and must not block) after every
-	// change a member reports, even one that leaves the ClusterSet as it is
-	// (a new namespace, an edited import): the MCS controller listens to it.
+	// OnChange is called (and must not block) after every change a member
+	// reports, even one that leaves the ClusterSet as it is (a new
+	// namespace, an edited import): the MCS controller listens to it.
 	OnChange func()
 	// StaleTTL, when set, drops the endpoints of a member that has been stale
 	// that long; 0 keeps them forever.
 	StaleTTL time.Duration
+}
 
-	mu        sync.Mutex
-	ctx       context.Context
-	wg        sync.WaitGroup
-	slots     map[string]*slot
-	kick      chan struct{}
-	published *discovery.ClusterSet
-	problems  map[string]map[string]bool // cluster -> problem text -> seen
+// NewSource returns a Source with no members.
+func NewSource(o SourceOptions) *Source {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Source{
+		log: log, metrics: o.Metrics, onUpdate: o.OnUpdate, onChange: o.OnChange, staleTTL: o.StaleTTL,
+		kick: make(chan struct{}, 1), slots: map[string]*slot{}, problems: map[string]map[string]bool{},
+	}
 }
 
 // slot is one configured member: the member serving it, and during a
@@ -45,9 +66,11 @@ type slot struct {
 	initial   bool // configured before the first publish
 }
 
+// running is a member and, once Run has started its watcher, the means to
+// stop it.
 type running struct {
 	m      *Member
-	cancel context.CancelFunc
+	cancel context.CancelFunc // nil until started
 }
 
 // MemberStatus is one member's state for debug pages and metrics.
@@ -63,21 +86,6 @@ type MemberStatus struct {
 	Rotating   bool      `json:"rotating,omitempty"`
 }
 
-func (s *Source) log() *slog.Logger {
-	if s.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return s.Logger
-}
-
-func (s *Source) init() {
-	if s.slots == nil {
-		s.slots = map[string]*slot{}
-		s.kick = make(chan struct{}, 1)
-		s.problems = map[string]map[string]bool{}
-	}
-}
-
 func (s *Source) nudge() {
 	select {
 	case s.kick <- struct{}{}:
@@ -87,12 +95,12 @@ func (s *Source) nudge() {
 
 // Set adds a member, or replaces the configuration of one with the same name
 // (a rotated credential): the new connection is made, synced, and only then
-// does it replace the old one, so no endpoint disappears in between.
+// does it replace the old one, so no endpoint disappears in between. Run
+// starts the new member's watcher.
 func (s *Source) Set(cfg MemberConfig) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.init()
-	m, err := NewMember(cfg, s.log(), s.nudge)
+	m, err := NewMember(cfg, s.log, s.nudge)
 	if err != nil {
 		return err
 	}
@@ -109,10 +117,7 @@ func (s *Source) Set(cfg MemberConfig) error {
 			s.stopLocked(sl.next)
 		}
 		sl.next = r
-		s.log().Info("member cluster rotating", "cluster", cfg.Name, "origin", cfg.Origin)
-	}
-	if s.ctx != nil {
-		s.startLocked(r)
+		s.log.Info("member cluster rotating", "cluster", cfg.Name, "origin", cfg.Origin)
 	}
 	s.nudge()
 	return nil
@@ -122,7 +127,6 @@ func (s *Source) Set(cfg MemberConfig) error {
 func (s *Source) Remove(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.init()
 	sl, ok := s.slots[name]
 	if !ok {
 		return
@@ -133,45 +137,47 @@ func (s *Source) Remove(name string) {
 		}
 	}
 	delete(s.slots, name)
-	s.Metrics.removed(name)
-	s.log().Info("member cluster removed", "cluster", name)
+	s.metrics.removed(name)
+	s.log.Info("member cluster removed", "cluster", name)
 	s.nudge()
 }
 
-func (s *Source) startLocked(r *running) {
-	ctx, cancel := context.WithCancel(s.ctx)
-	r.cancel = cancel
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := r.m.Run(ctx); err != nil {
-			s.log().Error("member cluster watcher ended", "cluster", r.m.cfg.Name, "error", err)
+// start starts the watcher of every member that Set added since the last
+// call, under ctx; wg counts the watchers.
+func (s *Source) start(ctx context.Context, wg *sync.WaitGroup) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sl := range s.slots {
+		for _, r := range []*running{sl.cur, sl.next} {
+			if r == nil || r.cancel != nil {
+				continue
+			}
+			mctx, cancel := context.WithCancel(ctx)
+			r.cancel = cancel
+			wg.Go(func() {
+				if err := r.m.Run(mctx); err != nil {
+					s.log.Error("member cluster watcher ended", "cluster", r.m.cfg.Name, "error", err)
+				}
+			})
 		}
-	}()
+	}
 }
 
-// stopLocked cancels a member; its goroutines end on their own.
+// stopLocked cancels a member; its goroutines end on their own. A member
+// that was never started is dropped with its slot and never starts.
 func (s *Source) stopLocked(r *running) {
 	if r.cancel != nil {
 		r.cancel()
 	}
 }
 
-// Run starts the members and publishes ClusterSets until ctx is done; then it
-// stops every member and waits for their watchers to end.
+// Run starts the members' watchers, and those of members Set adds while it
+// runs, and publishes ClusterSets until ctx is done; then it stops every
+// member and waits for their watchers to end. Call it once.
 func (s *Source) Run(ctx context.Context) error {
-	s.mu.Lock()
-	s.init()
-	s.ctx = ctx
-	for _, sl := range s.slots {
-		for _, r := range []*running{sl.cur, sl.next} {
-			if r != nil && r.cancel == nil {
-				s.startLocked(r)
-			}
-		}
-	}
-	s.mu.Unlock()
-	defer s.wg.Wait()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	s.start(ctx, &wg)
 
 	ttl := time.NewTicker(time.Second)
 	defer ttl.Stop()
@@ -180,6 +186,7 @@ func (s *Source) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.kick:
+			s.start(ctx, &wg)
 			s.publish()
 		case <-ttl.C:
 			s.publish() // staleness gauges, TTL expiry
@@ -195,7 +202,7 @@ func (s *Source) publish() {
 		if sl.next != nil && sl.next.m.HasSynced() {
 			s.stopLocked(sl.cur)
 			sl.cur, sl.next = sl.next, nil
-			s.log().Info("member cluster rotated", "cluster", name)
+			s.log.Info("member cluster rotated", "cluster", name)
 		}
 	}
 	var clusters []discovery.Cluster
@@ -207,7 +214,7 @@ func (s *Source) publish() {
 		if st == Stale {
 			staleFor = time.Since(m.StaleSince())
 		}
-		s.Metrics.setState(name, st, m.LastEvent(), staleFor)
+		s.metrics.setState(name, st, m.LastEvent(), staleFor)
 		if !m.HasSynced() {
 			if sl.initial {
 				waiting = append(waiting, name)
@@ -217,50 +224,50 @@ func (s *Source) publish() {
 		c, problems, lag := m.Snapshot()
 		s.reportProblems(name, problems)
 		if lag > 0 {
-			s.Metrics.lag(name, lag)
+			s.metrics.lag(name, lag)
 		}
-		if s.StaleTTL > 0 && staleFor > s.StaleTTL {
+		if s.staleTTL > 0 && staleFor > s.staleTTL {
 			// Expired: the cluster stays a member, without endpoints.
 			for i := range c.Services {
 				c.Services[i].Endpoints = nil
 			}
-			s.Metrics.expired(name)
+			s.metrics.expired(name)
 		}
 		c.Stale = st == Stale
 		n := 0
 		for _, svc := range c.Services {
 			n += len(svc.Endpoints)
 		}
-		s.Metrics.endpointsSet(name, n)
+		s.metrics.endpointsSet(name, n)
 		clusters = append(clusters, c)
 	}
 	if len(waiting) > 0 && s.published == nil {
 		slices.Sort(waiting)
 		s.mu.Unlock()
-		s.log().Debug("waiting for the initial sync", "clusters", waiting)
+		s.log.Debug("waiting for the initial sync", "clusters", waiting)
 		return
 	}
 	cs, err := discovery.New(clusters)
 	if err != nil {
 		s.mu.Unlock()
-		s.log().Error("member clusters do not form a ClusterSet; the last one keeps serving", "error", err)
-		s.Metrics.invalidObject("", "ClusterSet", "merge")
+		s.log.Error("member clusters do not form a ClusterSet; the last one keeps serving", "error", err)
+		s.metrics.invalidObject("", "ClusterSet", "merge")
 		return
 	}
 	if s.published != nil && s.published.Version() == cs.Version() {
 		s.mu.Unlock()
-		if s.OnChange != nil {
-			s.OnChange()
+		if s.onChange != nil {
+			s.onChange()
 		}
 		return
 	}
 	s.published = cs
 	s.mu.Unlock()
-	if s.OnUpdate != nil {
-		s.OnUpdate(cs)
+	if s.onUpdate != nil {
+		s.onUpdate(cs)
 	}
-	if s.OnChange != nil {
-		s.OnChange()
+	if s.onChange != nil {
+		s.onChange()
 	}
 }
 
@@ -274,12 +281,12 @@ func (s *Source) reportProblems(cluster string, problems []Problem) {
 		seen[text] = true
 		counts[[2]string{p.Kind, p.Reason}]++
 		if !s.problems[cluster][text] {
-			s.log().Warn("object skipped", "cluster", cluster, "kind", p.Kind, "namespace", p.Namespace, "name", p.Name, "reason", p.Reason, "detail", p.Message)
+			s.log.Warn("object skipped", "cluster", cluster, "kind", p.Kind, "namespace", p.Namespace, "name", p.Name, "reason", p.Reason, "detail", p.Message)
 		}
 	}
 	if !reflect.DeepEqual(seen, s.problems[cluster]) {
 		s.problems[cluster] = seen
-		s.Metrics.problems(cluster, counts)
+		s.metrics.problems(cluster, counts)
 	}
 }
 

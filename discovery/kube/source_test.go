@@ -154,7 +154,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 	rec := &recorder{}
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
-	src := &Source{OnUpdate: rec.update, Metrics: metrics}
+	src := NewSource(SourceOptions{OnUpdate: rec.update, Metrics: metrics})
 	for _, m := range []MemberConfig{memberConfig(east, "net-east"), memberConfig(west, "net-west"), memberConfig(central, "net-central")} {
 		if err := src.Set(m); err != nil {
 			t.Fatal(err)
@@ -350,7 +350,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec2 := &recorder{}
-		replica := &Source{OnUpdate: rec2.update}
+		replica := NewSource(SourceOptions{OnUpdate: rec2.update})
 		for _, m := range []MemberConfig{memberConfig(east, "net-east"), memberConfig(west, "net-west"), memberConfig(central, "net-central")} {
 			if err := replica.Set(m); err != nil {
 				t.Fatal(err)
@@ -403,7 +403,7 @@ func TestClusterIDAndStaleTTL(t *testing.T) {
 
 	rec := &recorder{}
 	m := NewMetrics(prometheus.NewRegistry())
-	src := &Source{OnUpdate: rec.update, Metrics: m, StaleTTL: time.Second}
+	src := NewSource(SourceOptions{OnUpdate: rec.update, Metrics: m, StaleTTL: time.Second})
 	if err := src.Set(memberConfig(c, "net-west")); err != nil {
 		t.Fatal(err)
 	}

@@ -160,7 +160,7 @@ func (p *Proxy) Serve(ctx context.Context, lis net.Listener) error {
 			}
 			// Out of file descriptors and the like: back off as net/http does.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			p.log.Warn("accept failed; retrying", "err", aerr, "delay", delay)
+			p.log.Warn("accept failed; retrying", "error", aerr, "delay", delay)
 			select {
 			case <-time.After(delay):
 				continue
@@ -220,7 +220,7 @@ func (p *Proxy) handle(hard context.Context, client net.Conn) {
 	if err != nil {
 		r := classify(err, hello)
 		m.result(r)
-		p.log.Debug("connection refused", "result", r, "client", client.RemoteAddr().String(), "err", err)
+		p.log.Debug("connection refused", "result", r, "client", client.RemoteAddr().String(), "error", err)
 		return
 	}
 	client.SetReadDeadline(time.Time{})
@@ -234,7 +234,7 @@ func (p *Proxy) handle(hard context.Context, client net.Conn) {
 	up, err := p.connect(hard, rt)
 	if err != nil {
 		m.result(UpstreamFailed)
-		p.log.Warn("no endpoint accepted the connection", "sni", name, "err", err)
+		p.log.Warn("no endpoint accepted the connection", "sni", name, "error", err)
 		return
 	}
 	defer up.Close()
@@ -279,7 +279,7 @@ func (p *Proxy) connect(hard context.Context, rt *route) (net.Conn, error) {
 			return up, nil
 		}
 		p.opts.Metrics.connectFailed()
-		p.log.Debug("endpoint connect failed", "endpoint", addr, "err", err)
+		p.log.Debug("endpoint connect failed", "endpoint", addr, "error", err)
 		errs = append(errs, err)
 		if hard.Err() != nil {
 			break

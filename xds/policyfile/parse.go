@@ -2,12 +2,14 @@ package policyfile
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -178,7 +180,7 @@ func (c *checker) document(data []byte) *Policy {
 	for i, item := range top.List("services") {
 		path := index("services", i)
 		if m := yamlnode.Child(item, "match"); m != nil {
-			if name := cmpOr(yamlnode.Peek(m, "service"), yamlnode.Peek(m, "host")); name != "" {
+			if name := cmp.Or(yamlnode.Peek(m, "service"), yamlnode.Peek(m, "host")); name != "" {
 				path = index("services", name)
 			}
 		}
@@ -238,13 +240,6 @@ func (c *checker) document(data []byte) *Policy {
 	return pol
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // match reads a rule's match: exactly one of service (ns/name) and host.
 func (c *checker) match(rule *yamlnode.Object) (Match, bool) {
 	n, ok := rule.Set("match")
@@ -265,14 +260,14 @@ func (c *checker) match(rule *yamlnode.Object) (Match, bool) {
 		c.p.Errorf(n, path, "service and host both given: a rule matches one or the other")
 	case svc != "":
 		ns, name, ok := strings.Cut(svc, "/")
-		if !ok || !isDNSLabel(ns) || !isDNSLabel(name) {
+		if !ok || !discovery.IsDNSLabel(ns) || !discovery.IsDNSLabel(name) {
 			o.Errorf("service", "%q is not <namespace>/<name> (each a DNS label)", svc)
 			return Match{}, false
 		}
 		return Match{Service: discovery.ServiceKey{Namespace: ns, Name: name}}, true
 	default:
 		k, _, err := discovery.ParseHost(host)
-		if err != nil || !isDNSLabel(k.Namespace) || !isDNSLabel(k.Name) {
+		if err != nil || !discovery.IsDNSLabel(k.Namespace) || !discovery.IsDNSLabel(k.Name) {
 			o.Errorf("host", "%q is not a service host <name>.<namespace>.svc.cluster.local or .svc.clusterset.local", host)
 			return Match{}, false
 		}
@@ -370,7 +365,7 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 			k := Key(s)
 			if alias, ok := keyAliases[s]; ok {
 				k = alias
-			} else if k.IsLabel() && !isLabelKey(s) {
+			} else if k.IsLabel() && !discovery.IsLabelKey(s) {
 				p.Errorf(item, path, "%q is neither region, zone, subZone, cluster, network nor a label name", s)
 				continue
 			}
@@ -698,7 +693,7 @@ func (c *checker) clusters(o *yamlnode.Object) (ClusterTraffic, bool) {
 func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *discovery.ServiceKey) {
 	loc, cl := origins["locality"], origins["clusters"]
 	if cl != nil && svc != nil {
-		for _, name := range append(slices.Clone(s.Clusters.Pin), sortedKeys(s.Clusters.Weights)...) {
+		for _, name := range append(slices.Clone(s.Clusters.Pin), slices.Sorted(maps.Keys(s.Clusters.Weights))...) {
 			if tc, ok := c.topo.cluster(name); ok && s.Clusters.Weight(name) > 0 && c.topo.hasService(*svc) {
 				if _, has := slices.BinarySearchFunc(tc.Services, *svc, discovery.ServiceKey.Compare); !has {
 					c.p.Warnf(cl.given["clusters"], join(cl.path, "clusters"), "cluster %s has no service %s (yet)", name, *svc)
@@ -725,15 +720,6 @@ func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *dis
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // fingerprint hashes the effective settings, not the file's text: equal
 // policies have equal versions whatever their comments and layout.
 func fingerprint(p *Policy) string {
@@ -755,49 +741,4 @@ func fingerprint(p *Policy) string {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:16])
-}
-
-// isDNSLabel reports whether s is an RFC 1123 label as Kubernetes names are.
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// isLabelKey reports whether s is a Kubernetes label key: an optional DNS
-// subdomain prefix and "/", then a name of at most 63 letters, digits, '-',
-// '_' and '.', starting and ending with a letter or digit.
-func isLabelKey(s string) bool {
-	prefix, name, ok := strings.Cut(s, "/")
-	if !ok {
-		prefix, name = "", s
-	} else {
-		if len(prefix) > 253 {
-			return false
-		}
-		for l := range strings.SplitSeq(prefix, ".") {
-			if !isDNSLabel(l) {
-				return false
-			}
-		}
-	}
-	if len(name) == 0 || len(name) > 63 {
-		return false
-	}
-	alnum := func(b byte) bool { return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' }
-	if !alnum(name[0]) || !alnum(name[len(name)-1]) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if b := name[i]; !alnum(b) && b != '-' && b != '_' && b != '.' {
-			return false
-		}
-	}
-	return true
 }

@@ -57,7 +57,7 @@ func (t Topology) normalized() Topology {
 	for i := range out.Clusters {
 		c := &out.Clusters[i]
 		c.Localities = slices.Clone(c.Localities)
-		slices.SortFunc(c.Localities, compareLocality)
+		slices.SortFunc(c.Localities, discovery.Locality.Compare)
 		c.Localities = slices.Compact(c.Localities)
 		c.Services = slices.Clone(c.Services)
 		slices.SortFunc(c.Services, discovery.ServiceKey.Compare)
@@ -72,10 +72,6 @@ func (t Topology) Equal(o Topology) bool {
 	return slices.EqualFunc(a.Clusters, b.Clusters, func(x, y TopologyCluster) bool {
 		return x.Name == y.Name && x.Network == y.Network && slices.Equal(x.Localities, y.Localities) && slices.Equal(x.Services, y.Services)
 	})
-}
-
-func compareLocality(a, b discovery.Locality) int {
-	return cmp.Or(cmp.Compare(a.Region, b.Region), cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.SubZone, b.SubZone))
 }
 
 func (t Topology) cluster(name string) (*TopologyCluster, bool) {

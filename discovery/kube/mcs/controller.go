@@ -95,16 +95,16 @@ func New(cfg Config) (*Controller, error) {
 			host, _ := os.Hostname()
 			e.Identity = host + "_" + rand.Text()[:8]
 		}
-		e.LeaseDuration = cmpOr(e.LeaseDuration, 15*time.Second)
-		e.RenewDeadline = cmpOr(e.RenewDeadline, 10*time.Second)
-		e.RetryPeriod = cmpOr(e.RetryPeriod, 2*time.Second)
+		e.LeaseDuration = positiveOr(e.LeaseDuration, 15*time.Second)
+		e.RenewDeadline = positiveOr(e.RenewDeadline, 10*time.Second)
+		e.RetryPeriod = positiveOr(e.RetryPeriod, 2*time.Second)
 		if e.LeaseDuration <= e.RenewDeadline || e.RenewDeadline <= e.RetryPeriod*6/5 {
 			return nil, fmt.Errorf("mcs controller: leader election needs LeaseDuration (%v) > RenewDeadline (%v) > 1.2 × RetryPeriod (%v)", e.LeaseDuration, e.RenewDeadline, e.RetryPeriod)
 		}
 	}
-	cfg.Resync = cmpOr(cfg.Resync, 10*time.Second)
-	cfg.RetryDelay = cmpOr(cfg.RetryDelay, time.Second)
-	cfg.WriteTimeout = cmpOr(cfg.WriteTimeout, 10*time.Second)
+	cfg.Resync = positiveOr(cfg.Resync, 10*time.Second)
+	cfg.RetryDelay = positiveOr(cfg.RetryDelay, time.Second)
+	cfg.WriteTimeout = positiveOr(cfg.WriteTimeout, 10*time.Second)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -117,7 +117,9 @@ func New(cfg Config) (*Controller, error) {
 	}, nil
 }
 
-func cmpOr(d, def time.Duration) time.Duration {
+// positiveOr is d, or def when d is not positive (cmp.Or would keep a
+// negative d).
+func positiveOr(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}

@@ -82,13 +82,12 @@ func TestIntegration(t *testing.T) {
 	}
 	var latest atomic.Pointer[discovery.ClusterSet]
 	var replicas []*replica
-	src := &kube.Source{Logger: log}
-	src.OnUpdate = func(cs *discovery.ClusterSet) {
+	src := kube.NewSource(kube.SourceOptions{Logger: log, OnUpdate: func(cs *discovery.ClusterSet) {
 		latest.Store(cs)
 		for _, r := range replicas {
 			r.ctrl.Notify()
 		}
-	}
+	}})
 	for _, c := range clusters {
 		if err := src.Set(kube.MemberConfig{Name: c.Name, Network: "net-" + c.Name, Rest: c.Config}); err != nil {
 			t.Fatal(err)
