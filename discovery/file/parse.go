@@ -17,7 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/yamlnode"
+	"github.com/horizonmesh/horizon/internal/yamlnode"
 )
 
 // Error is one problem found in a ClusterSet file, in the format both input

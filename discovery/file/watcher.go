@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/horizonmesh/horizon/discovery/filewatch"
+	"github.com/horizonmesh/horizon/internal/filewatch"
 
 	"github.com/horizonmesh/horizon/discovery"
 )

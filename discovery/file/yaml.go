@@ -10,7 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/horizonmesh/horizon/discovery/yamlnode"
+	"github.com/horizonmesh/horizon/internal/yamlnode"
 )
 
 // parser collects the problems of one file while it walks its nodes.

@@ -3,7 +3,7 @@ package policyfile
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/horizonmesh/horizon/discovery/filewatch"
+	"github.com/horizonmesh/horizon/internal/filewatch"
 )
 
 // Metrics counts a Watcher's reloads. A nil *Metrics records nothing.

@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/yamlnode"
+	"github.com/horizonmesh/horizon/internal/yamlnode"
 )
 
 // Field names of each object of the format.

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/yamlnode"
+	"github.com/horizonmesh/horizon/internal/yamlnode"
 )
 
 // Error is one problem found in a policy file, in the format both input

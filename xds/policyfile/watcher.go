@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/horizonmesh/horizon/discovery/filewatch"
+	"github.com/horizonmesh/horizon/internal/filewatch"
 )
 
 // Watcher serves the policy of a file and checks it again when the file or
