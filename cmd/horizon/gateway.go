@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -45,6 +47,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/horizonmesh/horizon/certs/tlsfiles"
 	"github.com/horizonmesh/horizon/gateway/sni"
 	"github.com/horizonmesh/horizon/xds"
 )
@@ -648,4 +651,26 @@ func usableEndpoints(cla *endpoint.ClusterLoadAssignment) []string {
 		return nil
 	}
 	return byPriority[slices.Min(slices.Collect(maps.Keys(byPriority)))]
+}
+
+// svidDirClientTLS is the gateway's mutual TLS to Horizon from --cert-dir,
+// checking Horizon's SPIFFE ID (--xds-server-id, default
+// spiffe://<--trust-domain>/ns/horizon-system/sa/horizon).
+func svidDirClientTLS(dir, trustDomain, serverID string) (*tls.Config, error) {
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("--trust-domain: %w", err)
+	}
+	want, err := spiffeid.FromSegments(td, "ns", "horizon-system", "sa", "horizon")
+	if serverID != "" {
+		want, err = spiffeid.FromString(serverID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--xds-server-id: %w", err)
+	}
+	conf, err := tlsfiles.SVIDDirClient(dir, td, want)
+	if err != nil {
+		return nil, fmt.Errorf("--cert-dir: %w", err)
+	}
+	return conf, nil
 }
