@@ -6,6 +6,15 @@
 //
 // Translate is pure, like xds.Translate, and this package never imports xds:
 // xds asks it for a gateway view's resources.
+//
+// # What lives under gateway/
+//
+// This package and gateway/health are control plane, stages of Horizon's
+// pipeline: Translate renders a gateway view (for Envoy gateways and
+// Horizon's own alike), and health sits between the sources and the xDS
+// server, withdrawing the gateways that stop answering. gateway/proxy is data
+// plane: Horizon's own gateway (`horizon gateway`), its xDS client
+// (gateway/proxy/ads) and its TLS forwarding by SNI (gateway/proxy/sni).
 package gateway
 
 import (

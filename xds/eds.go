@@ -237,7 +237,7 @@ func (t *translator) distribute(name string, d policyfile.Distribute, eps []lbEn
 	mass := map[discovery.Locality]uint64{}
 	kept := eps[:0]
 	for _, e := range eps {
-		i := slices.IndexFunc(d.To, func(s policyfile.Share) bool { return s.To.Matches(e.locality) })
+		i := d.ShareOf(e.locality)
 		if i < 0 && rankUnshared {
 			e.priority++ // after the shares, in ranking order
 			kept = append(kept, e)

@@ -103,6 +103,17 @@ func (p Policy) settings(k discovery.ServiceKey, scope discovery.Scope) policyfi
 	}
 }
 
+// HostSettings returns the traffic settings a host name's service is
+// rendered with (the defaults for a name that is no service's host): what
+// `horizon explain` explains.
+func (p Policy) HostSettings(host string) policyfile.Settings {
+	k, scope, err := discovery.ParseHost(host)
+	if err != nil && p.File != nil {
+		return p.File.Defaults
+	}
+	return p.settings(k, scope)
+}
+
 // defaultConnectTimeout is the connect timeout of clusters that belong to no
 // service (passthrough, and the gateway's): the policy file's defaults, else
 // ConnectTimeout.

@@ -2,20 +2,16 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	httpopts "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	grpcxds "google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
 
 func TestEnvoyBootstrap(t *testing.T) {
@@ -49,7 +45,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 			}
 			// A DNS name for the xDS server needs a DNS cluster.
 			for _, c := range b.GetStaticResources().GetClusters() {
-				if c.GetName() == xdsCluster && c.GetType().String() != "STRICT_DNS" {
+				if c.GetName() == bootstrap.XDSCluster && c.GetType().String() != "STRICT_DNS" {
 					t.Errorf("xds cluster type %v for a host name", c.GetType())
 				}
 			}
@@ -74,148 +70,6 @@ func envoyBootstrapOf(t *testing.T, args ...string) *bootstrapv3.Bootstrap {
 	return &b
 }
 
-func staticCluster(b *bootstrapv3.Bootstrap, name string) *clusterv3.Cluster {
-	for _, c := range b.GetStaticResources().GetClusters() {
-		if c.GetName() == name {
-			return c
-		}
-	}
-	return nil
-}
-
-// TestEnvoyBootstrapSVIDs: with the agent, the SVID and bundle are static
-// secrets read from the certificate directory, which Envoy watches; with
-// SPIRE they come over SDS from the SPIRE agent's socket.
-func TestEnvoyBootstrapSVIDs(t *testing.T) {
-	t.Run("agent", func(t *testing.T) {
-		b := envoyBootstrapOf(t, "--cert-dir", "/var/run/certs")
-		secrets := map[string]*tlsv3.Secret{}
-		for _, s := range b.GetStaticResources().GetSecrets() {
-			secrets[s.GetName()] = s
-		}
-		cert := secrets[xds.SecretDefault].GetTlsCertificate()
-		if cert.GetCertificateChain().GetFilename() != "/var/run/certs/svid.crt" || cert.GetPrivateKey().GetFilename() != "/var/run/certs/svid.key" ||
-			cert.GetWatchedDirectory().GetPath() != "/var/run/certs" {
-			t.Errorf("secret %s: %v", xds.SecretDefault, cert)
-		}
-		roots := secrets[xds.SecretRootCA].GetValidationContext()
-		if roots.GetTrustedCa().GetFilename() != "/var/run/certs/bundle.crt" || roots.GetWatchedDirectory().GetPath() != "/var/run/certs" {
-			t.Errorf("secret %s: %v", xds.SecretRootCA, roots)
-		}
-		if len(secrets) != 2 || staticCluster(b, xds.SDSCluster) != nil {
-			t.Errorf("secrets %v, SDS cluster %v: want the two static secrets and no SDS", secrets, staticCluster(b, xds.SDSCluster))
-		}
-	})
-	t.Run("spire", func(t *testing.T) {
-		b := envoyBootstrapOf(t, "--svid-provider", "spire", "--sds-socket", "/run/spire/agent.sock")
-		sds := staticCluster(b, xds.SDSCluster)
-		pipe := sds.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetPipe()
-		if pipe.GetPath() != "/run/spire/agent.sock" {
-			t.Errorf("SDS cluster %v, want the SPIRE agent's socket", sds)
-		}
-		if n := len(b.GetStaticResources().GetSecrets()); n != 0 {
-			t.Errorf("%d static secrets under SPIRE", n)
-		}
-	})
-}
-
-// TestEnvoyBootstrapMTLS: on Horizon's mTLS port the xDS cluster presents the
-// proxy's SVID and checks Horizon's, from the same secrets as the mesh.
-func TestEnvoyBootstrapMTLS(t *testing.T) {
-	for _, provider := range []string{"agent", "spire"} {
-		t.Run(provider, func(t *testing.T) {
-			b := envoyBootstrapOf(t, "--svid-provider", provider, "--mtls-address", "horizon.horizon-system.svc:15012", "--trust-domain", "example.org")
-			c := staticCluster(b, xdsCluster)
-			sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
-			if sa.GetAddress() != "horizon.horizon-system.svc" || sa.GetPortValue() != 15012 {
-				t.Errorf("xds cluster address %v", sa)
-			}
-			var up tlsv3.UpstreamTlsContext
-			if c.GetTransportSocket().GetName() != "envoy.transport_sockets.tls" {
-				t.Fatalf("xds cluster transport socket %v", c.GetTransportSocket())
-			}
-			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&up); err != nil {
-				t.Fatal(err)
-			}
-			common := up.GetCommonTlsContext()
-			v := common.GetCombinedValidationContext()
-			secrets := []*tlsv3.SdsSecretConfig{common.GetTlsCertificateSdsSecretConfigs()[0], v.GetValidationContextSdsSecretConfig()}
-			if secrets[0].GetName() != xds.SecretDefault || secrets[1].GetName() != xds.SecretRootCA {
-				t.Errorf("secrets %v", secrets)
-			}
-			for _, s := range secrets {
-				if got := s.GetSdsConfig() != nil; got != (provider == "spire") {
-					t.Errorf("%s: secret %s sds_config %v", provider, s.GetName(), s.GetSdsConfig())
-				}
-			}
-			sans := v.GetDefaultValidationContext().GetMatchTypedSubjectAltNames()
-			if len(sans) != 1 || sans[0].GetMatcher().GetExact() != "spiffe://example.org/ns/horizon-system/sa/horizon" {
-				t.Errorf("Horizon's identity is checked with %v", sans)
-			}
-		})
-	}
-	// Without --mtls-address the connection is plaintext.
-	if ts := staticCluster(envoyBootstrapOf(t), xdsCluster).GetTransportSocket(); ts != nil {
-		t.Errorf("plaintext xDS cluster has transport socket %v", ts)
-	}
-}
-
-func TestGRPCBootstrap(t *testing.T) {
-	var out, errb bytes.Buffer
-	if err := run(t.Context(), []string{"bootstrap", "--role", "proxyless", "--id", "p1", "--cluster", "east-1", "--zone", "z", "--region", "r"}, &out, &errb); err != nil {
-		t.Fatalf("%v: %s", err, errb.String())
-	}
-	var doc struct {
-		XDSServers []struct {
-			ServerURI      string   `json:"server_uri"`
-			ServerFeatures []string `json:"server_features"`
-		} `json:"xds_servers"`
-		Node struct {
-			ID       string            `json:"id"`
-			Metadata map[string]string `json:"metadata"`
-			Locality map[string]string `json:"locality"`
-		} `json:"node"`
-		CertificateProviders map[string]struct {
-			PluginName string            `json:"plugin_name"`
-			Config     map[string]string `json:"config"`
-		} `json:"certificate_providers"`
-		ServerListenerTemplate string `json:"server_listener_resource_name_template"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if len(doc.XDSServers) != 1 || doc.XDSServers[0].ServerURI != "127.0.0.1:15010" {
-		t.Errorf("xds_servers %+v", doc.XDSServers)
-	}
-	if doc.Node.ID != "p1" || doc.Node.Metadata["CLUSTER_ID"] != "east-1" || doc.Node.Metadata["ROLE"] != "proxyless" || doc.Node.Locality["zone"] != "z" {
-		t.Errorf("node %+v", doc.Node)
-	}
-	provider := doc.CertificateProviders[xds.CertProviderInstance]
-	want := map[string]string{
-		"certificate_file": "/etc/horizon/certs/svid.crt", "private_key_file": "/etc/horizon/certs/svid.key",
-		"ca_certificate_file": "/etc/horizon/certs/bundle.crt", "refresh_interval": certRefresh,
-	}
-	if provider.PluginName != "file_watcher" || len(provider.Config) != len(want) {
-		t.Errorf("certificate provider %q: %+v", xds.CertProviderInstance, provider)
-	}
-	for k, v := range want {
-		if provider.Config[k] != v {
-			t.Errorf("certificate provider config %s = %q, want %q", k, provider.Config[k], v)
-		}
-	}
-	if got, want := doc.ServerListenerTemplate, "grpc/server?xds.resource.listening_address=%s"; got != want {
-		t.Errorf("server_listener_resource_name_template %q, want %q", got, want)
-	}
-	// grpc-go's own parser accepts it, certificate provider config included.
-	if _, err := grpcxds.NewXDSResolverWithConfigForTesting(out.Bytes()); err != nil {
-		t.Errorf("grpc-go rejects the bootstrap: %v\n%s", err, out.String())
-	}
-	// grpc-go's TLS channel credentials check a DNS name an SVID lacks.
-	if err := run(t.Context(), []string{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--mtls-address", "h:15012"}, &out, &errb); err == nil {
-		t.Error("proxyless bootstrap accepted --mtls-address")
-	}
-}
-
 func TestBootstrapRejects(t *testing.T) {
 	for _, args := range [][]string{
 		{"bootstrap"},
@@ -224,6 +78,8 @@ func TestBootstrapRejects(t *testing.T) {
 		{"bootstrap", "--cluster", "c", "--svid-provider", "vault"},
 		{"bootstrap", "--cluster", "c", "--cert-dir", "certs"},
 		{"bootstrap", "--cluster", "c", "--mtls-address", "h:15012", "--xds-server-id", "spiffe://other.org/ns/horizon-system/sa/horizon"},
+		// grpc-go's TLS channel credentials check a DNS name an SVID lacks.
+		{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--mtls-address", "h:15012"},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(t.Context(), args, &out, &errb); err == nil || out.Len() != 0 {
@@ -267,48 +123,125 @@ func TestBootstrapOut(t *testing.T) {
 	}
 }
 
-// TestBootstrapXDSKeepalive: the xDS connection has TCP keepalive and HTTP/2
-// PING keepalive, so Envoy notices a Horizon that vanished without closing
-// the connection (a lost node, a NAT or load balancer that dropped the flow)
-// and reconnects, to another replica. Without them an idle connection to a
-// dead peer is never noticed.
-//
-//   - Cluster.upstream_connection_options.tcp_keepalive (core.v3.TcpKeepalive:
-//     probes, time, interval; Linux defaults 9, 7200 s, 75 s):
-//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto#envoy-v3-api-msg-config-cluster-v3-upstreamconnectionoptions
-//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/address.proto#envoy-v3-api-msg-config-core-v3-tcpkeepalive
-//   - Http2ProtocolOptions.connection_keepalive (core.v3.KeepaliveSettings:
-//     a PING each interval, plus up to 15% jitter by default; the connection
-//     is aborted when no frame arrives within timeout):
-//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto#envoy-v3-api-msg-config-core-v3-keepalivesettings
-//     set in the cluster's typed_extension_protocol_options
-//     envoy.extensions.upstreams.http.v3.HttpProtocolOptions explicit_http_config:
-//     https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/upstreams/http/v3/http_protocol_options.proto
-//
-// The PING interval must not be shorter than Horizon's gRPC keepalive
-// enforcement (xds.KeepaliveMinTime), or grpc-go answers GOAWAY
-// too_many_pings and closes the connection.
-func TestBootstrapXDSKeepalive(t *testing.T) {
-	for _, provider := range []string{"agent", "spire"} {
-		b := envoyBootstrapOf(t, "--svid-provider", provider)
-		c := staticCluster(b, xdsCluster)
-		ka := c.GetUpstreamConnectionOptions().GetTcpKeepalive()
-		if ka.GetKeepaliveTime().GetValue() == 0 || ka.GetKeepaliveInterval().GetValue() == 0 || ka.GetKeepaliveProbes().GetValue() == 0 {
-			t.Errorf("%s: xds cluster TCP keepalive %v: want time, interval and probes set", provider, ka)
+// bootstrapCases are xds/bootstrap's golden cases as flags: `horizon
+// bootstrap` with them prints the golden files byte for byte, so every flag
+// keeps its meaning.
+var bootstrapCases = []struct {
+	name string
+	args []string
+}{
+	{"sidecar", []string{"--role", "sidecar", "--id", "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", "--cluster", "east-1", "--network", "east",
+		"--namespace", "demo", "--service-account", "echo", "--region", "us-east", "--zone", "us-east-1a",
+		"--xds-address", "horizon.horizon-system.svc:15010", "--label", "app=echo"}},
+	{"sidecar-mtls-spire", []string{"--role", "sidecar", "--id", "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", "--cluster", "east-1",
+		"--namespace", "demo", "--service-account", "echo", "--svid-provider", "spire",
+		"--mtls-address", "horizon.horizon-system.svc:15012", "--trust-domain", "example.org"}},
+	{"gateway", []string{"--role", "gateway", "--id", "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", "--cluster", "east-1",
+		"--network", "east", "--namespace", "horizon-system", "--service-account", "horizon-eastwest",
+		"--mtls-address", "horizon.horizon-system.svc:15012"}},
+	{"gateway-limits", []string{"--role", "gateway", "--id", "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", "--cluster", "east-1",
+		"--network", "east", "--namespace", "horizon-system", "--service-account", "horizon-eastwest",
+		"--max-downstream-connections", "20000", "--max-heap-bytes", "858993459", "--readiness-port", "8021"}},
+	{"proxyless", []string{"--role", "proxyless", "--id", "proxyless~10.0.1.8~client-6c4d.demo~east-1", "--cluster", "east-1",
+		"--namespace", "demo", "--service-account", "client", "--region", "us-east", "--zone", "us-east-1a"}},
+}
+
+func runBootstrap(t *testing.T, args []string) []byte {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), append([]string{"bootstrap"}, args...), &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	return out.Bytes()
+}
+
+// TestBootstrapCommandGolden: the flags give the bytes of xds/bootstrap's
+// golden files (which that package's TestBootstrapGolden renders and
+// updates), twice the same.
+func TestBootstrapCommandGolden(t *testing.T) {
+	for _, c := range bootstrapCases {
+		t.Run(c.name, func(t *testing.T) {
+			out := runBootstrap(t, c.args)
+			path := filepath.Join("..", "..", "xds", "bootstrap", "testdata", c.name+".json")
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out, want) {
+				t.Errorf("output differs from %s; got\n%s", path, out)
+			}
+			if again := runBootstrap(t, c.args); !bytes.Equal(out, again) {
+				t.Error("two runs with the same flags differ")
+			}
+		})
+	}
+}
+
+// nodeIDOf runs `horizon bootstrap` without --id and returns the node id.
+func nodeIDOf(t *testing.T, args ...string) string {
+	t.Helper()
+	var b bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(runBootstrap(t, args), &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.GetNode().GetId()
+}
+
+// TestBootstrapNodeIDUnique: without --id, every proxy gets its own node id,
+// Horizon's only handle on one proxy (logs, /debug, horizon view). Two pods
+// of one Deployment, the same StatefulSet pod name in two member clusters or
+// two namespaces, and two proxies on one VM all differ.
+func TestBootstrapNodeIDUnique(t *testing.T) {
+	pod := func(name, ip, ns, cluster string) string {
+		t.Setenv("POD_NAME", name)
+		t.Setenv("POD_IP", ip)
+		t.Setenv("POD_NAMESPACE", ns)
+		return nodeIDOf(t, "--cluster", cluster, "--role", "sidecar")
+	}
+	ids := map[string]string{
+		"pod a":           pod("echo-7d9c5-a1", "10.0.1.7", "demo", "east-1"),
+		"pod b":           pod("echo-7d9c5-b2", "10.0.1.8", "demo", "east-1"),
+		"db-0 in east-1":  pod("db-0", "10.0.1.9", "demo", "east-1"),
+		"db-0 in west-1":  pod("db-0", "10.0.1.9", "demo", "west-1"),
+		"db-0 in staging": pod("db-0", "10.0.1.10", "staging", "east-1"),
+	}
+	// Outside Kubernetes: no POD_NAME, one host name for every proxy on it.
+	t.Setenv("POD_NAME", "")
+	t.Setenv("POD_IP", "")
+	t.Setenv("POD_NAMESPACE", "")
+	t.Setenv("HOSTNAME", "vm")
+	ids["vm proxy 1"] = nodeIDOf(t, "--cluster", "east-1", "--namespace", "demo")
+	ids["vm proxy 2"] = nodeIDOf(t, "--cluster", "east-1", "--namespace", "demo")
+
+	seen := map[string]string{}
+	for who, id := range ids {
+		if other, dup := seen[id]; dup {
+			t.Errorf("%s and %s share node id %q", who, other, id)
 		}
-		var opts httpopts.HttpProtocolOptions
-		if err := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].UnmarshalTo(&opts); err != nil {
-			t.Fatal(err)
-		}
-		h2 := opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions().GetConnectionKeepalive()
-		interval, timeout := h2.GetInterval().AsDuration(), h2.GetTimeout().AsDuration()
-		if interval < xds.KeepaliveMinTime || timeout <= 0 || timeout >= interval {
-			t.Errorf("%s: HTTP/2 keepalive interval %v timeout %v: want an interval of at least %v (Horizon's enforcement) and a shorter, positive timeout",
-				provider, interval, timeout, xds.KeepaliveMinTime)
-		}
-		// The SPIRE agent's SDS cluster is a Unix socket: no TCP keepalive.
-		if sds := staticCluster(b, xds.SDSCluster); sds.GetUpstreamConnectionOptions() != nil {
-			t.Errorf("SDS cluster over a Unix socket has connection options %v", sds.GetUpstreamConnectionOptions())
+		seen[id] = who
+	}
+	if id := ids["pod a"]; id != "sidecar~10.0.1.7~echo-7d9c5-a1.demo~east-1" {
+		t.Errorf("pod a: node id %q, want sidecar~10.0.1.7~echo-7d9c5-a1.demo~east-1 (<role>~<pod IP>~<pod>.<namespace>~<cluster>)", id)
+	}
+	if id := ids["vm proxy 1"]; !strings.HasPrefix(id, "sidecar~~vm-") || !strings.HasSuffix(id, ".demo~east-1") {
+		t.Errorf("vm proxy: node id %q, want sidecar~~vm-<random>.demo~east-1", id)
+	}
+}
+
+// TestGatewayFlagsRejected: the gateway's flags are refused for other roles
+// and out of range.
+func TestGatewayFlagsRejected(t *testing.T) {
+	for _, args := range [][]string{
+		{"--role", "sidecar", "--max-downstream-connections", "10"},
+		{"--role", "proxyless", "--readiness-port", "15021"},
+		{"--role", "sidecar", "--max-heap-bytes", "1000"},
+		{"--role", "gateway", "--max-downstream-connections", "-1"},
+		{"--role", "gateway", "--readiness-port", "70000"},
+		{"--role", "gateway", "--readiness-port", "15000"}, // the admin port
+	} {
+		var out, errb bytes.Buffer
+		if err := run(t.Context(), append([]string{"bootstrap", "--cluster", "c", "--id", "n"}, args...), &out, &errb); err == nil || out.Len() != 0 {
+			t.Errorf("%s: err %v, output %d bytes", strings.Join(args, " "), err, out.Len())
 		}
 	}
 }

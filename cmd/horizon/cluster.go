@@ -50,27 +50,6 @@ always safe.
 Flags:
 `
 
-// readerRules is what Horizon may do in a member cluster: read what discovery
-// needs, and write ServiceImports and ServiceExport status (the MCS
-// controller). examples/kubernetes/rbac.yaml holds the same rules.
-func readerRules() []rbacv1.PolicyRule {
-	read := []string{"get", "list", "watch"}
-	return []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"services", "pods", "nodes", "namespaces"}, Verbs: read},
-		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
-		{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceexports"}, Verbs: read},
-		{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceexports/status"}, Verbs: []string{"update"}},
-		{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceimports"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-		{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceimports/status"}, Verbs: []string{"update"}},
-		{APIGroups: []string{"about.k8s.io"}, Resources: []string{"clusterproperties"}, Verbs: []string{"get"}},
-		// Proxies in the member prove who they are with ServiceAccount
-		// tokens that only the member can review.
-		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-	}
-}
-
-const readerClusterRole = "horizon-reader"
-
 var managedLabels = map[string]string{"app.kubernetes.io/part-of": "horizon", "app.kubernetes.io/managed-by": "horizon"}
 
 // addSecretConfig is add-secret's flags.
@@ -84,7 +63,7 @@ type addSecretConfig struct {
 
 func cluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "add-secret" {
-		fmt.Fprintf(stderr, clusterUsage, readerClusterRole)
+		fmt.Fprintf(stderr, clusterUsage, kube.ReaderClusterRole)
 		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 			return flag.ErrHelp
 		}
@@ -94,7 +73,7 @@ func cluster(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("cluster add-secret", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, clusterUsage, readerClusterRole)
+		fmt.Fprintf(stderr, clusterUsage, kube.ReaderClusterRole)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.kubeconfig, "kubeconfig", defaultKubeconfig(), "kubeconfig of the member cluster, with rights to create the objects above (default: $KUBECONFIG or ~/.kube/config)")
@@ -300,31 +279,31 @@ func ensureServiceAccount(ctx context.Context, kc kubernetes.Interface, ns, name
 }
 
 // ensureClusterRole creates the reader ClusterRole, or puts its rules back
-// to exactly readerRules.
+// to exactly kube.ReaderRules.
 func ensureClusterRole(ctx context.Context, kc kubernetes.Interface, say sayFunc) error {
 	roles := kc.RbacV1().ClusterRoles()
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := roles.Get(ctx, readerClusterRole, metav1.GetOptions{})
+		cur, err := roles.Get(ctx, kube.ReaderClusterRole, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: readerClusterRole, Labels: managedLabels}, Rules: readerRules()}
+			role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: kube.ReaderClusterRole, Labels: managedLabels}, Rules: kube.ReaderRules()}
 			if _, err := roles.Create(ctx, role, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("clusterrole %s: %w", readerClusterRole, err)
+				return fmt.Errorf("clusterrole %s: %w", kube.ReaderClusterRole, err)
 			}
-			say("clusterrole %s: created", readerClusterRole)
+			say("clusterrole %s: created", kube.ReaderClusterRole)
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("clusterrole %s: %w", readerClusterRole, err)
+			return fmt.Errorf("clusterrole %s: %w", kube.ReaderClusterRole, err)
 		}
-		if apiequality.Semantic.DeepEqual(cur.Rules, readerRules()) && cur.AggregationRule == nil {
-			say("clusterrole %s: up to date", readerClusterRole)
+		if apiequality.Semantic.DeepEqual(cur.Rules, kube.ReaderRules()) && cur.AggregationRule == nil {
+			say("clusterrole %s: up to date", kube.ReaderClusterRole)
 			return nil
 		}
-		cur.Rules, cur.AggregationRule = readerRules(), nil
+		cur.Rules, cur.AggregationRule = kube.ReaderRules(), nil
 		if _, err := roles.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("clusterrole %s: %w", readerClusterRole, err) // a conflict is retried
+			return fmt.Errorf("clusterrole %s: %w", kube.ReaderClusterRole, err) // a conflict is retried
 		}
-		say("clusterrole %s: rules updated", readerClusterRole)
+		say("clusterrole %s: rules updated", kube.ReaderClusterRole)
 		return nil
 	})
 }
@@ -333,8 +312,8 @@ func ensureClusterRole(ctx context.Context, kc kubernetes.Interface, say sayFunc
 // (one binding, horizon-reader, for every ServiceAccount add-secret made).
 func ensureClusterRoleBinding(ctx context.Context, kc kubernetes.Interface, ns, sa string, say sayFunc) error {
 	bindings := kc.RbacV1().ClusterRoleBindings()
-	name := readerClusterRole
-	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: readerClusterRole}
+	name := kube.ReaderClusterRole
+	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: kube.ReaderClusterRole}
 	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := bindings.Get(ctx, name, metav1.GetOptions{})
@@ -350,7 +329,7 @@ func ensureClusterRoleBinding(ctx context.Context, kc kubernetes.Interface, ns, 
 			return fmt.Errorf("clusterrolebinding %s: %w", name, err)
 		}
 		if cur.RoleRef != ref {
-			return fmt.Errorf("clusterrolebinding %s exists and binds %s %s, not ClusterRole %s; delete it or choose another --service-account", name, cur.RoleRef.Kind, cur.RoleRef.Name, readerClusterRole)
+			return fmt.Errorf("clusterrolebinding %s exists and binds %s %s, not ClusterRole %s; delete it or choose another --service-account", name, cur.RoleRef.Kind, cur.RoleRef.Name, kube.ReaderClusterRole)
 		}
 		if slices.Contains(cur.Subjects, subject) {
 			say("clusterrolebinding %s: up to date", name)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,10 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -172,7 +168,7 @@ func TestClusterAddSecret(t *testing.T) {
 
 	// Running it again is fine, puts drifted rules back, and gives a new
 	// token; the first one stays valid until it expires.
-	role, err := c.Kube.RbacV1().ClusterRoles().Get(ctx, readerClusterRole, metav1.GetOptions{})
+	role, err := c.Kube.RbacV1().ClusterRoles().Get(ctx, kube.ReaderClusterRole, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +188,7 @@ func TestClusterAddSecret(t *testing.T) {
 	if _, err := kubernetes.NewForConfigOrDie(rc).CoreV1().Services("").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("the first token: %v", err)
 	}
-	binding, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, readerClusterRole, metav1.GetOptions{})
+	binding, err := c.Kube.RbacV1().ClusterRoleBindings().Get(ctx, kube.ReaderClusterRole, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,33 +266,5 @@ func TestClusterAddSecretFlags(t *testing.T) {
 		if out.Len() > 0 {
 			t.Errorf("%q: stdout %q", tc.args, out.String())
 		}
-	}
-}
-
-// TestReaderRulesMatchExamples: the ClusterRole in the deployment example is
-// the one add-secret creates.
-func TestReaderRulesMatchExamples(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "kubernetes", "rbac.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	found := false
-	for {
-		var role rbacv1.ClusterRole
-		if err := dec.Decode(&role); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if role.Kind == "ClusterRole" && role.Name == readerClusterRole {
-			found = true
-			if !apiequality.Semantic.DeepEqual(role.Rules, readerRules()) {
-				t.Errorf("examples/kubernetes/rbac.yaml ClusterRole %s:\n%+v\nadd-secret:\n%+v", readerClusterRole, role.Rules, readerRules())
-			}
-		}
-	}
-	if !found {
-		t.Errorf("no ClusterRole %s in examples/kubernetes/rbac.yaml", readerClusterRole)
 	}
 }

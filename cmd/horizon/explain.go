@@ -107,32 +107,12 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 	if err := p.Resolve(cs); err != nil {
 		return err
 	}
+	// The settings the renderer uses for host: the policy file's, else the
+	// built-in ones, whose [region, zone] ranking explain says in brief.
+	settings := policy.HostSettings(host)
 	rule := "the proxy's zone first, then its region, then the rest"
-	var ranking *policyfile.LocalityLB
 	if policy.File != nil {
-		policyPath := policy.File.Name
-		loc := policy.File.LookupHost(host).Locality
-		ranking = &loc
-		rule = fmt.Sprintf("by policy %s: failoverPriority %v", policyPath, loc.FailoverPriority)
-		if f, ok := loc.FailoverFor(p.Locality.Region); ok {
-			rule += fmt.Sprintf(", then regions %v", f.To)
-		}
-		if d, ok := loc.DistributeFor(p.Locality); ok {
-			var shares []string
-			for _, sh := range d.To {
-				shares = append(shares, fmt.Sprintf("%s %d%%", sh.To, sh.Weight))
-			}
-			ranked := rule
-			rule = fmt.Sprintf("by policy %s: distribute from %s: %s in priority 0", policyPath, d.From, strings.Join(shares, ", "))
-			if loc.RanksUnshared(p.Locality) {
-				rule += "; every other locality after them, " + strings.TrimPrefix(ranked, "by policy "+policyPath+": ")
-			} else {
-				rule += "; no other locality (no failover or failoverPriority next to distribute)"
-			}
-		}
-		if !loc.Enabled {
-			rule = fmt.Sprintf("by policy %s: locality load balancing off, one priority", policyPath)
-		}
+		rule = "by policy " + policy.File.Name + ": " + settings.Locality.Describe(p.Locality)
 	}
 	p.Labels = q.labels
 	res, err := xds.Translate(cs, p.GroupFor(policy.LabelKeys()), policy)
@@ -146,11 +126,7 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 		rule += "; other networks only through their gateway"
 	}
 	fmt.Fprintf(stdout, "priorities: %s\n", rule)
-	notReady := policyfile.NotReadyUnhealthy
-	if policy.File != nil {
-		notReady = policy.File.LookupHost(host).NotReady
-	}
-	fmt.Fprintf(stdout, "not ready: %s\n", notReadyText(notReady, p.Role))
+	fmt.Fprintf(stdout, "not ready: %s\n", notReadyText(settings.NotReady, p.Role))
 	found := false
 	for _, cla := range res.Endpoints {
 		h, cport, err := discovery.ParseClusterName(cla.GetClusterName())
@@ -159,7 +135,7 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 		}
 		found = true
 		fmt.Fprintf(stdout, "\n%s:%d (%s)\n", h, cport, cla.GetClusterName())
-		explainAssignment(stdout, cla, p, src, idx, ranking)
+		explainAssignment(stdout, cla, p, src, idx, settings.Locality, policy.File == nil)
 	}
 	if !found {
 		return fmt.Errorf("%s: no such service in the view of cluster %s", service, p.Cluster)
@@ -214,7 +190,7 @@ func indexEndpoints(cs *discovery.ClusterSet) map[string][]origin {
 	return idx
 }
 
-func explainAssignment(w io.Writer, cla *endpoint.ClusterLoadAssignment, p *xds.Proxy, src *discovery.Cluster, idx map[string][]origin, loc *policyfile.LocalityLB) {
+func explainAssignment(w io.Writer, cla *endpoint.ClusterLoadAssignment, p *xds.Proxy, src *discovery.Cluster, idx map[string][]origin, loc policyfile.LocalityLB, brief bool) {
 	if len(cla.GetEndpoints()) == 0 {
 		fmt.Fprintln(w, "  no endpoints: nothing ready anywhere this proxy may reach")
 		return
@@ -236,23 +212,25 @@ func explainAssignment(w io.Writer, cla *endpoint.ClusterLoadAssignment, p *xds.
 			for _, lb := range lle.GetLbEndpoints() {
 				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 				addr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
-				fmt.Fprintf(w, "      %-22s weight %-3d %-9s %s\n", addr, lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus(), why(idx[addr], p, src, loc))
+				fmt.Fprintf(w, "      %-22s weight %-3d %-9s %s\n", addr, lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus(), why(idx[addr], p, src, loc, brief))
 			}
 		}
 	}
 }
 
-// why says where an address comes from and how it compares with the proxy:
-// by the policy's failoverPriority keys when there is a policy (loc), else
-// by region and zone.
-func why(origins []origin, p *xds.Proxy, src *discovery.Cluster, loc *policyfile.LocalityLB) string {
+// why says where an address comes from and how it ranks as seen from the
+// proxy: the ranking's own explanation (policyfile.Rank), in brief (by region
+// and zone) for the built-in ranking.
+func why(origins []origin, p *xds.Proxy, src *discovery.Cluster, loc policyfile.LocalityLB, brief bool) string {
 	if len(origins) == 0 {
 		return "(not in the ClusterSet)"
 	}
 	o := origins[0]
-	rank := compare(p.Locality, o.locality)
-	if loc != nil {
-		rank = rankBy(loc, p, src, o)
+	proxy := policyfile.Attributes{Locality: p.Locality, Cluster: src.Name, Network: src.Network, Labels: p.Labels}
+	ep := policyfile.Attributes{Locality: o.locality, Cluster: o.cluster.Name, Network: o.cluster.Network, Labels: o.labels}
+	rank := loc.Explain(proxy, ep)
+	if brief {
+		rank = loc.Rank(proxy, ep).Brief()
 	}
 	if o.gateway {
 		var clusters []string
@@ -263,69 +241,6 @@ func why(origins []origin, p *xds.Proxy, src *discovery.Cluster, loc *policyfile
 			o.cluster.Network, strings.Join(clusters, ", "), src.Network, rank)
 	}
 	return fmt.Sprintf("pod in cluster %s, same network: %s", o.cluster.Name, rank)
-}
-
-// rankBy explains a policy's ranking of an endpoint: the failoverPriority
-// keys it shares with the proxy, the first it does not, and its place in the
-// proxy region's failover list.
-func rankBy(loc *policyfile.LocalityLB, p *xds.Proxy, src *discovery.Cluster, o origin) string {
-	if !loc.Enabled {
-		return "locality load balancing off"
-	}
-	share := ""
-	if d, ok := loc.DistributeFor(p.Locality); ok {
-		if i := slices.IndexFunc(d.To, func(s policyfile.Share) bool { return s.To.Matches(o.locality) }); i >= 0 {
-			return fmt.Sprintf("in distribute share %s (%d%%)", d.To[i].To, d.To[i].Weight)
-		}
-		share = "no distribute share, so after the shares: "
-	}
-	proxy := policyfile.Attributes{Locality: p.Locality, Cluster: src.Name, Network: src.Network, Labels: p.Labels}
-	ep := policyfile.Attributes{Locality: o.locality, Cluster: o.cluster.Name, Network: o.cluster.Network, Labels: o.labels}
-	var agree []string
-	out := ""
-	for _, k := range loc.FailoverPriority {
-		pv, ev := proxy.Value(k), ep.Value(k)
-		if pv == "" || pv != ev {
-			if pv == "" {
-				out = fmt.Sprintf("; the proxy has no %s", k)
-			} else {
-				out = fmt.Sprintf("; differs on %s (%s, not %s)", k, orNone(ev), pv)
-			}
-			break
-		}
-		agree = append(agree, string(k))
-	}
-	if len(agree) == 0 {
-		out = share + "shares no key" + out
-	} else {
-		out = share + "agrees on " + strings.Join(agree, ", ") + out
-	}
-	if f, ok := loc.FailoverFor(p.Locality.Region); ok && o.locality.Region != p.Locality.Region {
-		if i := slices.Index(f.To, o.locality.Region); i >= 0 {
-			out += fmt.Sprintf("; region %s is #%d in failover from %s", o.locality.Region, i+1, f.From)
-		} else {
-			out += fmt.Sprintf("; region %s is not in failover from %s, so after those listed", o.locality.Region, f.From)
-		}
-	}
-	return out
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
-}
-
-func compare(proxy, ep discovery.Locality) string {
-	switch {
-	case proxy.Region != ep.Region:
-		return "other region (" + ep.Region + ")"
-	case proxy.Zone != "" && proxy.Zone == ep.Zone:
-		return "same zone"
-	default:
-		return "same region, other zone"
-	}
 }
 
 func localityString(l discovery.Locality) string {

@@ -5,14 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,157 +14,15 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/certs/castore"
 	"github.com/horizonmesh/horizon/certs/certsvc"
+	"github.com/horizonmesh/horizon/certs/tlsfiles"
 	"github.com/horizonmesh/horizon/discovery/kube"
 )
 
 // DefaultTokenAudience is the audience a workload's projected token for
 // Horizon must carry.
 const DefaultTokenAudience = "horizon"
-
-// caStore is the CA directory of --ca-dir, reloaded when its files change:
-// the CA at the top signs for every cluster, unless a subdirectory named
-// after a member cluster holds that cluster's own intermediate. A reload
-// that fails keeps the last good CAs and says why in the log.
-type caStore struct {
-	dir     string
-	td      spiffeid.TrustDomain
-	metrics *certs.Metrics
-	log     *slog.Logger
-	now     func() time.Time // the CAs' clock
-
-	mu        sync.Mutex
-	checked   time.Time // when the files were last looked at
-	stamp     string    // their names, sizes and times then
-	top       *certs.CA
-	byCluster map[string]*certs.CA
-}
-
-// caRecheck is how often at most the directory is looked at again.
-const caRecheck = time.Second
-
-func newCAStore(dir string, td spiffeid.TrustDomain, m *certs.Metrics, log *slog.Logger, now func() time.Time) (*caStore, error) {
-	s := &caStore{dir: dir, td: td, metrics: m, log: log, now: now}
-	if err := s.reload(); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// signer returns the CA for a member cluster ("" or an unknown one: the
-// top CA).
-func (s *caStore) signer(cluster string) (*certs.CA, error) {
-	s.maybeReload()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ca, ok := s.byCluster[cluster]; ok {
-		return ca, nil
-	}
-	return s.top, nil
-}
-
-func (s *caStore) current() (*certs.CA, error) { return s.signer("") }
-
-func (s *caStore) maybeReload() {
-	s.mu.Lock()
-	due := time.Since(s.checked) >= caRecheck
-	s.mu.Unlock()
-	if !due {
-		return
-	}
-	if err := s.reload(); err != nil {
-		s.log.Error("CA directory: keeping the CAs loaded before", "dir", s.dir, "error", err)
-	}
-}
-
-// reload loads the directory if its stamp changed.
-func (s *caStore) reload() error {
-	stamp, subdirs, err := dirStamp(s.dir)
-	s.mu.Lock()
-	s.checked = time.Now()
-	unchanged := err == nil && stamp == s.stamp
-	s.mu.Unlock()
-	if err != nil || unchanged {
-		return err
-	}
-	opts := []certs.Option{certs.WithTrustDomain(s.td), certs.WithMetrics(s.metrics), certs.WithClock(s.now)}
-	top, err := certs.LoadDir(s.dir, opts...)
-	if err != nil {
-		return err
-	}
-	byCluster := map[string]*certs.CA{}
-	for _, sub := range subdirs {
-		ca, err := certs.LoadDir(filepath.Join(s.dir, sub), append(opts, certs.WithCluster(sub))...)
-		if err != nil {
-			return err
-		}
-		if !sameRoots(ca, top) {
-			return fmt.Errorf("%s: its trust bundle (%s) differs from %s's", filepath.Join(s.dir, sub, certs.RootCertFile), sub, s.dir)
-		}
-		byCluster[sub] = ca
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.top != nil {
-		s.log.Info("CA directory reloaded", "dir", s.dir, "ca", top.Certificate().Subject.String(), "roots", len(top.Bundle().X509Authorities()), "clusters", slices.Sorted(maps.Keys(byCluster)))
-	}
-	s.stamp, s.top, s.byCluster = stamp, top, byCluster
-	return nil
-}
-
-// sameRoots says whether two CAs have the same roots, in any order.
-func sameRoots(a, b *certs.CA) bool {
-	ra, rb := a.Bundle().X509Authorities(), b.Bundle().X509Authorities()
-	if len(ra) != len(rb) {
-		return false
-	}
-	for _, x := range ra {
-		if !slices.ContainsFunc(rb, x.Equal) {
-			return false
-		}
-	}
-	return true
-}
-
-// dirStamp describes the PEM files of dir and of its subdirectories (which
-// it returns, those holding a CA key), so that a change to any is noticed.
-func dirStamp(dir string) (string, []string, error) {
-	var b strings.Builder
-	var subdirs []string
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", nil, err
-	}
-	stampFile := func(path string) error {
-		st, err := os.Stat(path)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "%s %d %d\n", path, st.Size(), st.ModTime().UnixNano())
-		return nil
-	}
-	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
-		switch {
-		case strings.HasPrefix(e.Name(), "."):
-		case e.IsDir():
-			if _, err := os.Stat(filepath.Join(path, certs.KeyFile)); errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			subdirs = append(subdirs, e.Name())
-			for _, name := range []string{certs.CertFile, certs.KeyFile, certs.RootCertFile} {
-				if err := stampFile(filepath.Join(path, name)); err != nil {
-					return "", nil, err
-				}
-			}
-		default:
-			if err := stampFile(path); err != nil {
-				return "", nil, err
-			}
-		}
-	}
-	return b.String(), subdirs, nil
-}
 
 // identityConfig is what serve's flags say about certificates.
 type identityConfig struct {
@@ -186,11 +38,11 @@ type identityConfig struct {
 type certAuthority struct {
 	tls   *tls.Config
 	svc   *certsvc.Server
-	store *caStore
+	store *castore.Store
 }
 
 func newCertAuthority(cfg identityConfig, td spiffeid.TrustDomain, source *kube.Source, reg prometheus.Registerer, log *slog.Logger, now func() time.Time) (*certAuthority, error) {
-	store, err := newCAStore(cfg.caDir, td, certs.NewMetrics(reg), log, now)
+	store, err := castore.New(cfg.caDir, td, certs.NewMetrics(reg), log, now)
 	if err != nil {
 		return nil, fmt.Errorf("--ca-dir: %w", err)
 	}
@@ -201,13 +53,13 @@ func newCertAuthority(cfg identityConfig, td spiffeid.TrustDomain, source *kube.
 	if self.TrustDomain() != td {
 		return nil, fmt.Errorf("--identity %s is not in trust domain %s", self, td)
 	}
-	src := certsvc.NewSelf(self, cfg.svidTTL, store.current, now)
+	src := certsvc.NewSelf(self, cfg.svidTTL, store.Current, now)
 	if _, err := src.GetX509SVID(); err != nil {
 		return nil, fmt.Errorf("Horizon's own SVID from %s: %w", cfg.caDir, err)
 	}
 	svcCfg := certsvc.Config{
 		TrustDomain: td,
-		Signer:      store.signer,
+		Signer:      store.Signer,
 		MaxTTL:      cfg.svidTTL,
 		Metrics:     certsvc.NewMetrics(reg),
 		Log:         log,
@@ -317,11 +169,14 @@ func mtlsSetup(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain, so
 		log.Info("SPIRE is the CA: Horizon's SVID and the trust bundle come from the Workload API", "socket", cfg.spireSocket)
 		return conf, nil, func() { src.Close() }, nil
 	case files:
-		creds, err := newFileCreds(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA)
+		if cfg.tlsCert == "" || cfg.tlsKey == "" || cfg.tlsClientCA == "" {
+			return nil, nil, nop, errors.New("--tls-cert, --tls-key and --tls-client-ca go together")
+		}
+		creds, err := tlsfiles.NewServer(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA)
 		if err != nil {
 			return nil, nil, nop, err
 		}
-		return creds.serverConfig(), nil, nop, nil
+		return creds.Config(), nil, nop, nil
 	}
 	return nil, nil, nop, nil
 }

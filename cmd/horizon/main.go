@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr)
 	case "bootstrap":
-		return bootstrap(args[1:], stdout, stderr)
+		return bootstrapCommand(args[1:], stdout, stderr)
 	case "view":
 		return view(args[1:], stdout, stderr)
 	case "explain":

@@ -174,7 +174,7 @@ func TestRootRotation(t *testing.T) {
 	t.Cleanup(g.Stop)
 	reload := func(step string) {
 		t.Helper()
-		if err := ca.store.reload(); err != nil {
+		if err := ca.store.Reload(); err != nil {
 			t.Fatalf("%s: reload: %v", step, err)
 		}
 	}
@@ -190,7 +190,7 @@ func TestRootRotation(t *testing.T) {
 	var pool []*workload
 	var staleA *x509svid.SVID // an SVID under A that is never renewed
 	for i, cluster := range []string{"east", "east", "west", "west"} {
-		signer, _ := ca.store.signer(cluster)
+		signer, _ := ca.store.Signer(cluster)
 		out := t.TempDir()
 		id := fmt.Sprintf("spiffe://cluster.local/ns/shop/sa/w%d", i)
 		svid := issueFiles(t, signer, id, out)

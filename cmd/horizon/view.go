@@ -8,16 +8,15 @@ import (
 	"io"
 	"strings"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
 
 // view prints, without a server, the endpoints (EDS) a proxy would be sent:
@@ -36,18 +35,18 @@ import (
 // probing them (--gateway-probe-interval) withdraws those that are down.
 func view(args []string, stdout, stderr io.Writer) error {
 	var path, policyPath, host, output string
-	id := proxyIdentity{id: "view"}
+	id := bootstrap.Proxy{ID: "view"}
 	fs := flag.NewFlagSet("view", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
 	fs.StringVar(&policyPath, "policy", "", "failover and traffic policy file, read and checked against the ClusterSet as `horizon serve --policy` does")
-	fs.StringVar(&id.cluster, "cluster", "", "the proxy's cluster (CLUSTER_ID, required)")
-	fs.StringVar(&id.network, "network", "", "the proxy's network (NETWORK; default: its cluster's, the only one the server accepts)")
-	fs.StringVar(&id.role, "role", "sidecar", "sidecar, proxyless or gateway (ROLE)")
-	fs.StringVar(&id.region, "region", "", "the proxy's region (node locality; with no --region, --zone or --subzone: its cluster's locality)")
-	fs.StringVar(&id.zone, "zone", "", "the proxy's zone (needs --region)")
-	fs.StringVar(&id.subZone, "subzone", "", "the proxy's sub-zone")
-	fs.Var(&id.labels, "label", "a label of the proxy's workload, key=value (repeatable): node metadata LABELS, which the policy's failoverPriority may rank on")
+	fs.StringVar(&id.Cluster, "cluster", "", "the proxy's cluster (CLUSTER_ID, required)")
+	fs.StringVar(&id.Network, "network", "", "the proxy's network (NETWORK; default: its cluster's, the only one the server accepts)")
+	fs.StringVar(&id.Role, "role", "sidecar", "sidecar, proxyless or gateway (ROLE)")
+	fs.StringVar(&id.Region, "region", "", "the proxy's region (node locality; with no --region, --zone or --subzone: its cluster's locality)")
+	fs.StringVar(&id.Zone, "zone", "", "the proxy's zone (needs --region)")
+	fs.StringVar(&id.SubZone, "subzone", "", "the proxy's sub-zone")
+	fs.Var((*labelFlags)(&id.Labels), "label", "a label of the proxy's workload, key=value (repeatable): node metadata LABELS, which the policy's failoverPriority may rank on")
 	fs.StringVar(&host, "host", "", "only this host (e.g. echo.demo.svc.clusterset.local)")
 	fs.StringVar(&output, "output", "text", "text; or json or yaml: the ClusterLoadAssignments exactly as the server sends them, as /debug/config_dump shows them")
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +55,7 @@ func view(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("view: unexpected arguments %q", fs.Args())
 	}
-	if id.cluster == "" {
+	if id.Cluster == "" {
 		return fmt.Errorf("view: --cluster is required")
 	}
 	switch output {
@@ -77,7 +76,7 @@ func view(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "warning: %v\n", w)
 		}
 	}
-	node, err := id.node()
+	node, err := id.Node()
 	if err != nil {
 		return err
 	}
@@ -117,16 +116,6 @@ func view(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = stdout.Write(out)
 	return err
-}
-
-// node is the xDS node a proxy with this identity sends: the one `horizon
-// bootstrap` writes into an Envoy bootstrap.
-func (p proxyIdentity) node() (*core.Node, error) {
-	meta, err := structpb.NewStruct(p.metadata())
-	if err != nil {
-		return nil, err
-	}
-	return &core.Node{Id: p.id, Cluster: p.cluster, Metadata: meta, Locality: p.locality()}, nil
 }
 
 // renderedView is what `horizon view` prints of a view.

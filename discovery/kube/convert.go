@@ -2,7 +2,8 @@
 // (Services, EndpointSlices, ServiceExports, ServiceImports, Pods, Nodes,
 // Namespaces and gateway Services), and a Source that merges the members'
 // state into ClusterSet snapshots. Informer callbacks never block; events are
-// coalesced.
+// coalesced. ReaderRules (rbac.go) are the RBAC rules a member cluster grants
+// Horizon for all of it.
 package kube
 
 import (

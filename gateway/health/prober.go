@@ -1,6 +1,7 @@
-// Package health probes the east-west gateways a ClusterSet hands out and
-// withdraws those that stop answering, so that proxies on other networks fail
-// over (by the priorities xds renders) without relying on outlier detection.
+// Package health is a control-plane stage of Horizon's pipeline: it probes
+// the east-west gateways a ClusterSet hands out and withdraws those that stop
+// answering, so that proxies on other networks fail over (by the priorities
+// xds renders) without relying on outlier detection.
 //
 // A Prober sits between the discovery sources and the xDS server:
 //

@@ -395,29 +395,7 @@ func (a Attributes) value(k Key) string {
 // failover entry, endpoints in other regions are ranked further by it: the
 // first region listed, then the next, then every region not listed. With
 // locality load balancing disabled every endpoint is 0.
-func (l LocalityLB) Priority(proxy, ep Attributes) int {
-	if !l.Enabled {
-		return 0
-	}
-	n := len(l.FailoverPriority)
-	matched := 0
-	for _, k := range l.FailoverPriority {
-		v := proxy.value(k)
-		if v == "" || v != ep.value(k) {
-			break
-		}
-		matched++
-	}
-	prio := n - matched
-	if f, ok := l.FailoverFor(proxy.Locality.Region); ok && ep.Locality.Region != proxy.Locality.Region {
-		i := slices.Index(f.To, ep.Locality.Region)
-		if i < 0 {
-			i = len(f.To)
-		}
-		prio = n + i // region is the first key whenever failover is set
-	}
-	return prio
-}
+func (l LocalityLB) Priority(proxy, ep Attributes) int { return l.rank(proxy, ep, nil) }
 
 // FailoverFor returns the failover entry of proxies in a region.
 func (l LocalityLB) FailoverFor(region string) (Failover, bool) {

@@ -1,6 +1,8 @@
 // Package sni is Horizon's own east-west gateway data path: it reads the
 // server name from a TLS ClientHello without terminating TLS, and forwards the
-// still-encrypted connection to a local endpoint chosen by that name.
+// still-encrypted connection to a local endpoint chosen by that name. It is
+// the data half of gateway/proxy; gateway/proxy/ads, the control half, sets
+// its routing table (Proxy.SetTable) from xDS.
 package sni
 
 import (

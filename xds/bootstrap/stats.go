@@ -1,4 +1,4 @@
-package main
+package bootstrap
 
 import (
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"

@@ -1,9 +1,15 @@
-package main
+// Package tlsfiles is TLS from PEM files that rotate on disk, for the two
+// ends of Horizon's xDS connection that do not get their certificates from
+// Horizon's CA API: the mutual-TLS port's credentials when an operator's
+// PKI provides them (`horizon serve --tls-cert`), and a client's mutual TLS
+// to Horizon from the SVID directory `horizon agent` keeps current
+// (`horizon gateway --cert-dir`). Files are read again when they change, so
+// rotation needs no restart.
+package tlsfiles
 
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,10 +22,10 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 )
 
-// fileCreds serves TLS from PEM files that may change on disk (rotation):
+// Server serves TLS from PEM files that may change on disk (rotation):
 // every handshake checks their modification times and reloads them when they
 // moved; a bad reload keeps the last good credentials.
-type fileCreds struct {
+type Server struct {
 	certFile, keyFile, caFile string
 
 	mu     sync.Mutex
@@ -28,20 +34,19 @@ type fileCreds struct {
 	err    error
 }
 
-func newFileCreds(certFile, keyFile, caFile string) (*fileCreds, error) {
-	if certFile == "" || keyFile == "" || caFile == "" {
-		return nil, errors.New("--tls-cert, --tls-key and --tls-client-ca go together")
-	}
-	f := &fileCreds{certFile: certFile, keyFile: keyFile, caFile: caFile}
+// NewServer loads the server's certificate and key and the bundle of the CAs
+// its clients' certificates must chain to; all three are needed.
+func NewServer(certFile, keyFile, caFile string) (*Server, error) {
+	f := &Server{certFile: certFile, keyFile: keyFile, caFile: caFile}
 	if _, err := f.current(); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-// serverConfig requires a client certificate that chains to the client CA
+// Config requires a client certificate that chains to the client CA
 // bundle; which identities may do what is decided per stream (xds).
-func (f *fileCreds) serverConfig() *tls.Config {
+func (f *Server) Config() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -50,7 +55,7 @@ func (f *fileCreds) serverConfig() *tls.Config {
 	}
 }
 
-func (f *fileCreds) current() (*tls.Config, error) {
+func (f *Server) current() (*tls.Config, error) {
 	var stamp [3]time.Time
 	for i, p := range []string{f.certFile, f.keyFile, f.caFile} {
 		st, err := os.Stat(p)
@@ -86,39 +91,28 @@ func (f *fileCreds) current() (*tls.Config, error) {
 	return f.config, nil
 }
 
-func (f *fileCreds) lastGood(err error) (*tls.Config, error) {
+func (f *Server) lastGood(err error) (*tls.Config, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.keepLocked(err)
 }
 
-func (f *fileCreds) keepLocked(err error) (*tls.Config, error) {
+func (f *Server) keepLocked(err error) (*tls.Config, error) {
 	if f.config != nil {
 		return f.config, nil // keep serving with the last good files
 	}
 	return nil, err
 }
 
-// svidDirClientTLS is a client's mutual TLS to Horizon from an SVID
-// directory that `horizon agent` keeps current (svid.crt, svid.key,
-// bundle.crt): the files are read at each handshake, Horizon's certificate
-// must be an X509-SVID under the bundle, with serverID (default
-// spiffe://<td>/ns/horizon-system/sa/horizon).
-func svidDirClientTLS(dir, trustDomain, serverID string) (*tls.Config, error) {
-	td, err := spiffeid.TrustDomainFromString(trustDomain)
-	if err != nil {
-		return nil, fmt.Errorf("--trust-domain: %w", err)
-	}
-	want, err := spiffeid.FromSegments(td, "ns", "horizon-system", "sa", "horizon")
-	if serverID != "" {
-		want, err = spiffeid.FromString(serverID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--xds-server-id: %w", err)
-	}
+// SVIDDirClient is a client's mutual TLS to Horizon from an SVID directory
+// that `horizon agent` keeps current (svid.crt, svid.key, bundle.crt): the
+// files are read at each handshake, Horizon's certificate must be an
+// X509-SVID of trust domain td under the bundle, with the SPIFFE ID want.
+// It fails when the directory holds no SVID.
+func SVIDDirClient(dir string, td spiffeid.TrustDomain, want spiffeid.ID) (*tls.Config, error) {
 	path := func(name string) string { return filepath.Join(dir, name) }
 	if _, err := os.Stat(path(certs.SVIDFile)); err != nil {
-		return nil, fmt.Errorf("--cert-dir: %w", err)
+		return nil, err
 	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,

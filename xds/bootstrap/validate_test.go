@@ -1,4 +1,4 @@
-package main
+package bootstrap
 
 import (
 	"net"
@@ -8,9 +8,12 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	grpcxds "google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // TestBootstrapValidMatrix renders the Envoy bootstrap of every role with
@@ -21,21 +24,40 @@ import (
 // static cluster that exists, the SDS cluster exactly with SPIRE, unique
 // names. Proxyless bootstraps go through grpc-go's own parser.
 func TestBootstrapValidMatrix(t *testing.T) {
-	servers := map[string][]string{
-		"plaintext-ip":  {"--xds-address", "10.96.0.10:15010"},
-		"plaintext-dns": {"--xds-address", "horizon.horizon-system.svc:15010"},
-		"mtls-dns":      {"--mtls-address", "horizon.horizon-system.svc:15012"},
-		"mtls-ipv6":     {"--mtls-address", "[fd00::10]:15012", "--trust-domain", "example.org"},
+	horizon := func(td string) spiffeid.ID {
+		return spiffeid.RequireFromString("spiffe://" + td + "/ns/horizon-system/sa/horizon")
 	}
-	identities := map[string][]string{
-		"minimal": nil,
-		"full": {"--network", "east", "--namespace", "demo", "--service-account", "echo", "--region", "us-east",
-			"--zone", "us-east-1a", "--subzone", "rack-1", "--label", "app=echo", "--label", "version=v2"},
+	plaintext := func(host string) func(*Config) {
+		return func(c *Config) {
+			c.XDSAddress = net.JoinHostPort(host, "15010")
+			c.Server = Server{Host: host, Port: 15010, ID: horizon("cluster.local")}
+		}
 	}
-	gateways := map[string][]string{
-		"defaults": nil,
-		"limits":   {"--max-downstream-connections", "1000", "--max-heap-bytes", "1073741824", "--readiness-port", "8021", "--admin-port", "9901"},
-		"none":     {"--max-downstream-connections", "0", "--readiness-port", "0"},
+	servers := map[string]func(*Config){
+		"plaintext-ip":  plaintext("10.96.0.10"),
+		"plaintext-dns": plaintext("horizon.horizon-system.svc"),
+		"mtls-dns": func(c *Config) {
+			c.Server = Server{Host: "horizon.horizon-system.svc", Port: 15012, MTLS: true, ID: horizon("cluster.local")}
+		},
+		"mtls-ipv6": func(c *Config) {
+			c.Server = Server{Host: "fd00::10", Port: 15012, MTLS: true, ID: horizon("example.org")}
+		},
+	}
+	identities := map[string]func(*Config){
+		"minimal": func(*Config) {},
+		"full": func(c *Config) {
+			c.Proxy.Network, c.Proxy.Namespace, c.Proxy.ServiceAccount = "east", "demo", "echo"
+			c.Proxy.Region, c.Proxy.Zone, c.Proxy.SubZone = "us-east", "us-east-1a", "rack-1"
+			c.Proxy.Labels = map[string]string{"app": "echo", "version": "v2"}
+		},
+	}
+	gateways := map[string]func(*Config){
+		"defaults": func(*Config) {},
+		"limits": func(c *Config) {
+			c.Gateway = GatewayLimits{MaxConnections: 1000, MaxHeapBytes: 1073741824, ReadinessPort: 8021}
+			c.AdminPort = 9901
+		},
+		"none": func(c *Config) { c.Gateway.MaxConnections, c.Gateway.ReadinessPort = 0, 0 },
 	}
 	n := 0
 	for _, role := range []string{"sidecar", "gateway"} {
@@ -47,11 +69,14 @@ func TestBootstrapValidMatrix(t *testing.T) {
 							continue
 						}
 						name := strings.Join([]string{role, provider, sname, iname, gname}, "/")
-						args := append([]string{"--role", role, "--cluster", "east-1", "--id", "n1", "--svid-provider", provider}, server...)
-						args = append(append(args, identity...), gw...)
+						cfg := config(role)
+						cfg.SVIDs.Provider = xds.SVIDProvider(provider)
+						server(&cfg)
+						identity(&cfg)
+						gw(&cfg)
 						t.Run(name, func(t *testing.T) {
 							var b bootstrapv3.Bootstrap
-							if err := protojson.Unmarshal(runBootstrap(t, args), &b); err != nil {
+							if err := protojson.Unmarshal(render(t, cfg), &b); err != nil {
 								t.Fatal(err)
 							}
 							if err := validateDeep(&b); err != nil {
@@ -67,7 +92,10 @@ func TestBootstrapValidMatrix(t *testing.T) {
 	}
 	for iname, identity := range identities {
 		t.Run("proxyless/"+iname, func(t *testing.T) {
-			out := runBootstrap(t, append([]string{"--role", "proxyless", "--cluster", "east-1", "--id", "p1"}, identity...))
+			cfg := config("proxyless")
+			cfg.Proxy.ID = "p1"
+			identity(&cfg)
+			out := render(t, cfg)
 			if _, err := grpcxds.NewXDSResolverWithConfigForTesting(out); err != nil {
 				t.Errorf("grpc-go rejects the bootstrap: %v\n%s", err, out)
 			}
@@ -125,7 +153,7 @@ func checkBootstrapInvariants(t *testing.T, b *bootstrapv3.Bootstrap, provider s
 // connection manager without its required stat_prefix) passes
 // Bootstrap.ValidateAll but not validateDeep.
 func TestValidateDeepSeesInsideAny(t *testing.T) {
-	b := envoyBootstrapOf(t, "--role", "gateway")
+	b := envoyOf(t, config("gateway"))
 	f := staticListener(b, readinessListener).GetFilterChains()[0].GetFilters()[0]
 	var m hcm.HttpConnectionManager
 	if err := f.GetTypedConfig().UnmarshalTo(&m); err != nil {

@@ -1,8 +1,6 @@
-package main
+package bootstrap
 
 import (
-	"bytes"
-	"strings"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -43,11 +41,11 @@ func staticListener(b *bootstrapv3.Bootstrap, name string) *listenerv3.Listener 
 // connections at 98% (https://www.envoyproxy.io/docs/envoy/latest/configuration/best_practices/edge,
 // overload actions: .../overload_manager#overload-actions).
 func TestGatewayBootstrapOverload(t *testing.T) {
-	b := envoyBootstrapOf(t, "--role", "gateway")
+	b := envoyOf(t, config("gateway"))
 	rm := monitors(b)[downstreamConnectionsMonitor]
 	var cx downstreamcx.DownstreamConnectionsConfig
-	if rm == nil || rm.GetTypedConfig().UnmarshalTo(&cx) != nil || cx.GetMaxActiveDownstreamConnections() != defaultMaxDownstreamConnections {
-		t.Fatalf("monitor %s: %v, want max_active_downstream_connections %d", downstreamConnectionsMonitor, rm, defaultMaxDownstreamConnections)
+	if rm == nil || rm.GetTypedConfig().UnmarshalTo(&cx) != nil || cx.GetMaxActiveDownstreamConnections() != DefaultMaxDownstreamConnections {
+		t.Fatalf("monitor %s: %v, want max_active_downstream_connections %d", downstreamConnectionsMonitor, rm, DefaultMaxDownstreamConnections)
 	}
 	if len(monitors(b)) != 1 || len(b.GetOverloadManager().GetActions()) != 0 {
 		t.Errorf("without --max-heap-bytes: %v, want the connection monitor alone", b.GetOverloadManager())
@@ -57,7 +55,9 @@ func TestGatewayBootstrapOverload(t *testing.T) {
 		t.Error("admin counts against the connection limit")
 	}
 
-	b = envoyBootstrapOf(t, "--role", "gateway", "--max-downstream-connections", "1000", "--max-heap-bytes", "1073741824")
+	cfg := config("gateway")
+	cfg.Gateway.MaxConnections, cfg.Gateway.MaxHeapBytes = 1000, 1073741824
+	b = envoyOf(t, cfg)
 	if err := monitors(b)[downstreamConnectionsMonitor].GetTypedConfig().UnmarshalTo(&cx); err != nil || cx.GetMaxActiveDownstreamConnections() != 1000 {
 		t.Errorf("--max-downstream-connections 1000: %v %v", &cx, err)
 	}
@@ -79,11 +79,13 @@ func TestGatewayBootstrapOverload(t *testing.T) {
 	}
 
 	// 0 turns the connection limit off; nothing then needs an overload manager.
-	if b := envoyBootstrapOf(t, "--role", "gateway", "--max-downstream-connections", "0"); b.GetOverloadManager() != nil || b.GetAdmin().GetIgnoreGlobalConnLimit() {
+	cfg = config("gateway")
+	cfg.Gateway.MaxConnections = 0
+	if b := envoyOf(t, cfg); b.GetOverloadManager() != nil || b.GetAdmin().GetIgnoreGlobalConnLimit() {
 		t.Errorf("--max-downstream-connections 0: overload manager %v", b.GetOverloadManager())
 	}
 	// A sidecar's bootstrap has none of it.
-	if b := envoyBootstrapOf(t, "--role", "sidecar"); b.GetOverloadManager() != nil || len(b.GetStaticResources().GetListeners()) != 0 {
+	if b := envoyOf(t, config("sidecar")); b.GetOverloadManager() != nil || len(b.GetStaticResources().GetListeners()) != 0 {
 		t.Errorf("sidecar: overload manager %v, listeners %v", b.GetOverloadManager(), b.GetStaticResources().GetListeners())
 	}
 }
@@ -101,7 +103,7 @@ func TestGatewayBootstrapOverload(t *testing.T) {
 // probe Envoy ... while it is otherwise at its connection limit", overload
 // manager docs above), and bounds its buffers like the gateway listener.
 func TestGatewayBootstrapReadiness(t *testing.T) {
-	b := envoyBootstrapOf(t, "--role", "gateway")
+	b := envoyOf(t, config("gateway"))
 	l := staticListener(b, readinessListener)
 	if l == nil {
 		t.Fatalf("no static listener %q", readinessListener)
@@ -135,28 +137,13 @@ func TestGatewayBootstrapReadiness(t *testing.T) {
 		t.Errorf("health check matches %v, want :path exactly /healthz/ready", h)
 	}
 
-	if b := envoyBootstrapOf(t, "--role", "gateway", "--readiness-port", "8021"); staticListener(b, readinessListener).GetAddress().GetSocketAddress().GetPortValue() != 8021 {
-		t.Error("--readiness-port 8021 ignored")
+	cfg := config("gateway")
+	cfg.Gateway.ReadinessPort = 8021
+	if b := envoyOf(t, cfg); staticListener(b, readinessListener).GetAddress().GetSocketAddress().GetPortValue() != 8021 {
+		t.Error("readiness port 8021 ignored")
 	}
-	if b := envoyBootstrapOf(t, "--role", "gateway", "--readiness-port", "0"); staticListener(b, readinessListener) != nil {
-		t.Error("--readiness-port 0 still has a readiness listener")
-	}
-}
-
-// TestGatewayFlagsRejected: the gateway's flags are refused for other roles
-// and out of range.
-func TestGatewayFlagsRejected(t *testing.T) {
-	for _, args := range [][]string{
-		{"--role", "sidecar", "--max-downstream-connections", "10"},
-		{"--role", "proxyless", "--readiness-port", "15021"},
-		{"--role", "sidecar", "--max-heap-bytes", "1000"},
-		{"--role", "gateway", "--max-downstream-connections", "-1"},
-		{"--role", "gateway", "--readiness-port", "70000"},
-		{"--role", "gateway", "--readiness-port", "15000"}, // the admin port
-	} {
-		var out, errb bytes.Buffer
-		if err := run(t.Context(), append([]string{"bootstrap", "--cluster", "c", "--id", "n"}, args...), &out, &errb); err == nil || out.Len() != 0 {
-			t.Errorf("%s: err %v, output %d bytes", strings.Join(args, " "), err, out.Len())
-		}
+	cfg.Gateway.ReadinessPort = 0
+	if b := envoyOf(t, cfg); staticListener(b, readinessListener) != nil {
+		t.Error("readiness port 0 still has a readiness listener")
 	}
 }

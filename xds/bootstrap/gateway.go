@@ -1,7 +1,6 @@
-package main
+package bootstrap
 
 import (
-	"fmt"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -20,7 +19,6 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/gateway"
-	"github.com/horizonmesh/horizon/xds"
 )
 
 // What an east-west gateway's Envoy bootstrap adds to a sidecar's: limits,
@@ -29,30 +27,30 @@ import (
 // gateway's listener and clusters themselves come over xDS
 // (gateway.Translate), with per-connection buffer limits of their own.
 const (
-	// defaultMaxDownstreamConnections is the gateway's default cap on open
+	// DefaultMaxDownstreamConnections is the gateway's default cap on open
 	// downstream connections, all listeners together (Envoy Gateway's
 	// default too). Envoy's advice is to keep it under half the process's
 	// file descriptor limit, which upstream connections share.
-	defaultMaxDownstreamConnections = 50000
-	// defaultReadinessPort and readinessPath are Istio's: load balancer
+	DefaultMaxDownstreamConnections = 50000
+	// DefaultReadinessPort and ReadinessPath are Istio's: load balancer
 	// health checks written for Istio gateways work unchanged.
-	defaultReadinessPort = 15021
-	readinessPath        = "/healthz/ready"
+	DefaultReadinessPort = 15021
+	ReadinessPath        = "/healthz/ready"
 	readinessListener    = "readiness"
 
 	downstreamConnectionsMonitor = "envoy.resource_monitors.global_downstream_max_connections"
 	fixedHeapMonitor             = "envoy.resource_monitors.fixed_heap"
 )
 
-// gatewayLimits are the settings of a gateway bootstrap (its flags).
-type gatewayLimits struct {
-	// maxConnections caps open downstream connections; 0 sets no cap.
-	maxConnections int64
-	// maxHeapBytes is the heap the gateway may use, e.g. most of its
+// GatewayLimits are the settings of a gateway bootstrap (its flags).
+type GatewayLimits struct {
+	// MaxConnections caps open downstream connections; 0 sets no cap.
+	MaxConnections int64
+	// MaxHeapBytes is the heap the gateway may use, e.g. most of its
 	// container's memory limit; 0 means unknown, and no heap monitor.
-	maxHeapBytes uint64
-	// readinessPort serves readinessPath; 0 means no readiness listener.
-	readinessPort uint32
+	MaxHeapBytes uint64
+	// ReadinessPort serves ReadinessPath; 0 means no readiness listener.
+	ReadinessPort uint32
 }
 
 // overloadManager caps downstream connections with the downstream
@@ -64,10 +62,10 @@ type gatewayLimits struct {
 // shrink the heap at 95%; at 98% stop accepting connections, the TCP
 // counterpart of the guidance's stop_accepting_requests, as the gateway
 // proxies TCP. It returns nil when there is nothing to watch.
-func (g gatewayLimits) overloadManager() (*overloadv3.OverloadManager, error) {
+func (g GatewayLimits) overloadManager() (*overloadv3.OverloadManager, error) {
 	om := &overloadv3.OverloadManager{RefreshInterval: durationpb.New(250 * time.Millisecond)}
-	if g.maxConnections > 0 {
-		cfg, err := anypb.New(&downstreamcx.DownstreamConnectionsConfig{MaxActiveDownstreamConnections: g.maxConnections})
+	if g.MaxConnections > 0 {
+		cfg, err := anypb.New(&downstreamcx.DownstreamConnectionsConfig{MaxActiveDownstreamConnections: g.MaxConnections})
 		if err != nil {
 			return nil, err
 		}
@@ -75,8 +73,8 @@ func (g gatewayLimits) overloadManager() (*overloadv3.OverloadManager, error) {
 			Name: downstreamConnectionsMonitor, ConfigType: &overloadv3.ResourceMonitor_TypedConfig{TypedConfig: cfg},
 		})
 	}
-	if g.maxHeapBytes > 0 {
-		cfg, err := anypb.New(&fixedheap.FixedHeapConfig{MaxHeapSizeBytes: g.maxHeapBytes})
+	if g.MaxHeapBytes > 0 {
+		cfg, err := anypb.New(&fixedheap.FixedHeapConfig{MaxHeapSizeBytes: g.MaxHeapBytes})
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +97,7 @@ func (g gatewayLimits) overloadManager() (*overloadv3.OverloadManager, error) {
 	return om, nil
 }
 
-// readiness is the static listener that answers GET readinessPath on
+// readiness is the static listener that answers GET ReadinessPath on
 // 0.0.0.0:readinessPort, for load balancers and probes. Envoy's health_check
 // filter answers it, not passing through: 200, or 503 while the server
 // drains or after the admin endpoint /healthcheck/fail
@@ -110,15 +108,15 @@ func (g gatewayLimits) overloadManager() (*overloadv3.OverloadManager, error) {
 // request gets 404. The listener is left out of the global connection limit
 // so that a gateway at its limit still answers, and bounds its buffers like
 // the gateway listener.
-func (g gatewayLimits) readiness() (*listenerv3.Listener, error) {
-	if g.readinessPort == 0 {
+func (g GatewayLimits) readiness() (*listenerv3.Listener, error) {
+	if g.ReadinessPort == 0 {
 		return nil, nil
 	}
 	hc, err := anypb.New(&healthcheck.HealthCheck{
 		PassThroughMode: wrapperspb.Bool(false),
 		Headers: []*routev3.HeaderMatcher{{
 			Name:                 ":path",
-			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: readinessPath}}},
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: ReadinessPath}}},
 		}},
 	})
 	if err != nil {
@@ -145,7 +143,7 @@ func (g gatewayLimits) readiness() (*listenerv3.Listener, error) {
 	return &listenerv3.Listener{
 		Name: readinessListener,
 		Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
-			Address: "0.0.0.0", PortSpecifier: &core.SocketAddress_PortValue{PortValue: g.readinessPort},
+			Address: "0.0.0.0", PortSpecifier: &core.SocketAddress_PortValue{PortValue: g.ReadinessPort},
 		}}},
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 			Name: wellknown.HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: manager},
@@ -153,24 +151,4 @@ func (g gatewayLimits) readiness() (*listenerv3.Listener, error) {
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(gateway.DefaultBufferLimitBytes),
 		IgnoreGlobalConnLimit:         true,
 	}, nil
-}
-
-// checkGatewayFlags refuses the gateway's flags for other roles (set names
-// the flags given) and values out of range.
-func checkGatewayFlags(role string, g gatewayLimits, readinessPort int, adminPort uint32, set map[string]bool) error {
-	for _, name := range []string{"max-downstream-connections", "max-heap-bytes", "readiness-port"} {
-		if set[name] && role != string(xds.Gateway) {
-			return fmt.Errorf("--%s: for --role gateway only", name)
-		}
-	}
-	if g.maxConnections < 0 {
-		return fmt.Errorf("--max-downstream-connections %d: want 0 (no limit) or more", g.maxConnections)
-	}
-	if readinessPort < 0 || readinessPort > 65535 {
-		return fmt.Errorf("--readiness-port %d: want 0 (none) or a port", readinessPort)
-	}
-	if readinessPort != 0 && uint32(readinessPort) == adminPort {
-		return fmt.Errorf("--readiness-port %d is the admin port", readinessPort)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package bootstrap
 
 import (
 	"fmt"
@@ -126,7 +126,7 @@ func TestEnvoyDefaultClusterTag(t *testing.T) {
 // is the same for every cluster; other clusters keep Envoy's usual tag.
 func TestBootstrapStatsTags(t *testing.T) {
 	for _, role := range []string{"sidecar", "gateway"} {
-		specs := tagSpecs(envoyBootstrapOf(t, "--role", role))
+		specs := tagSpecs(envoyOf(t, config(role)))
 		for _, tt := range []struct {
 			stat, name string
 			tags       map[string]string
@@ -168,7 +168,7 @@ func TestBootstrapStatsTags(t *testing.T) {
 // TestStatsTagsFollowClusterName: the tags read back what discovery.Host and
 // discovery.ClusterName put into a cluster name, so the two cannot drift.
 func TestStatsTagsFollowClusterName(t *testing.T) {
-	specs := tagSpecs(envoyBootstrapOf(t))
+	specs := tagSpecs(envoyOf(t, config("sidecar")))
 	for _, key := range []discovery.ServiceKey{{Namespace: "demo", Name: "echo"}, {Namespace: "a-b", Name: "x1"}, {Namespace: "n", Name: "svc-with-dashes"}} {
 		for _, scope := range []discovery.Scope{discovery.ClusterLocal, discovery.ClusterSetWide} {
 			for _, port := range []uint32{1, 80, 65535} {

@@ -1,0 +1,137 @@
+package bootstrap
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/horizonmesh/horizon/xds"
+)
+
+var update = flag.Bool("update", false, "rewrite the testdata golden files")
+
+// goldenCase is one bootstrap with a golden file testdata/<name>.json.
+// cmd/horizon's TestBootstrapCommandGolden gives `horizon bootstrap` the
+// flags that say the same and expects the same bytes.
+type goldenCase struct {
+	name string
+	cfg  Config
+}
+
+// goldenCases cover each role and each option that changes the output's
+// shape. Every case has its node id, so no case depends on the host.
+func goldenCases() []goldenCase {
+	horizon := func(td string) spiffeid.ID {
+		return spiffeid.RequireFromString("spiffe://" + td + "/ns/horizon-system/sa/horizon")
+	}
+	agent := SVIDSource{Provider: xds.SVIDFromAgent, CertDir: DefaultCertDir, SDSSocket: DefaultSDSSocket}
+	gw := GatewayLimits{MaxConnections: DefaultMaxDownstreamConnections, ReadinessPort: DefaultReadinessPort}
+	local := Server{Host: "127.0.0.1", Port: 15010, ID: horizon("cluster.local")}
+	return []goldenCase{
+		{"sidecar", Config{
+			Proxy: Proxy{ID: "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", Role: "sidecar", Cluster: "east-1", Network: "east",
+				Namespace: "demo", ServiceAccount: "echo", Region: "us-east", Zone: "us-east-1a", Labels: map[string]string{"app": "echo"}},
+			XDSAddress: "horizon.horizon-system.svc:15010",
+			Server:     Server{Host: "horizon.horizon-system.svc", Port: 15010, ID: horizon("cluster.local")},
+			SVIDs:      agent, AdminPort: 15000, Gateway: gw,
+		}},
+		{"sidecar-mtls-spire", Config{
+			Proxy:      Proxy{ID: "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", Role: "sidecar", Cluster: "east-1", Namespace: "demo", ServiceAccount: "echo"},
+			XDSAddress: "127.0.0.1:15010",
+			Server:     Server{Host: "horizon.horizon-system.svc", Port: 15012, MTLS: true, ID: horizon("example.org")},
+			SVIDs:      SVIDSource{Provider: xds.SVIDFromSPIRE, CertDir: DefaultCertDir, SDSSocket: DefaultSDSSocket},
+			AdminPort:  15000, Gateway: gw,
+		}},
+		{"gateway", Config{
+			Proxy: Proxy{ID: "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", Role: "gateway", Cluster: "east-1",
+				Network: "east", Namespace: "horizon-system", ServiceAccount: "horizon-eastwest"},
+			XDSAddress: "127.0.0.1:15010",
+			Server:     Server{Host: "horizon.horizon-system.svc", Port: 15012, MTLS: true, ID: horizon("cluster.local")},
+			SVIDs:      agent, AdminPort: 15000, Gateway: gw,
+		}},
+		{"gateway-limits", Config{
+			Proxy: Proxy{ID: "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", Role: "gateway", Cluster: "east-1",
+				Network: "east", Namespace: "horizon-system", ServiceAccount: "horizon-eastwest"},
+			XDSAddress: "127.0.0.1:15010", Server: local, SVIDs: agent, AdminPort: 15000,
+			Gateway: GatewayLimits{MaxConnections: 20000, MaxHeapBytes: 858993459, ReadinessPort: 8021},
+		}},
+		{"proxyless", Config{
+			Proxy: Proxy{ID: "proxyless~10.0.1.8~client-6c4d.demo~east-1", Role: "proxyless", Cluster: "east-1",
+				Namespace: "demo", ServiceAccount: "client", Region: "us-east", Zone: "us-east-1a"},
+			XDSAddress: "127.0.0.1:15010", Server: local, SVIDs: agent, AdminPort: 15000, Gateway: gw,
+		}},
+	}
+}
+
+func render(t *testing.T, cfg Config) []byte {
+	t.Helper()
+	out, err := Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestBootstrapOutputIsCanonical: the output is JSON in one canonical form
+// (object keys sorted, two-space indentation, one trailing newline), so the
+// same input gives the same bytes from one build of horizon to the next.
+// protojson's own output is not stable: it varies its whitespace by build on
+// purpose (google.golang.org/protobuf/internal/detrand).
+func TestBootstrapOutputIsCanonical(t *testing.T) {
+	for _, c := range goldenCases() {
+		t.Run(c.name, func(t *testing.T) {
+			out := render(t, c.cfg)
+			var v any
+			dec := json.NewDecoder(bytes.NewReader(out))
+			dec.UseNumber()
+			if err := dec.Decode(&v); err != nil {
+				t.Fatal(err)
+			}
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetEscapeHTML(false)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(v); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out, want.Bytes()) {
+				t.Errorf("output is not in canonical form; got\n%s\nwant\n%s", out, want.Bytes())
+			}
+			if again := render(t, c.cfg); !bytes.Equal(out, again) {
+				t.Error("two runs with the same input differ")
+			}
+		})
+	}
+}
+
+// TestBootstrapGolden compares each case's output byte for byte with its
+// golden file (go test -run TestBootstrapGolden -update rewrites them).
+func TestBootstrapGolden(t *testing.T) {
+	for _, c := range goldenCases() {
+		t.Run(c.name, func(t *testing.T) {
+			out := render(t, c.cfg)
+			path := filepath.Join("testdata", c.name+".json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, out, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(out, want) {
+				t.Errorf("output differs from %s (run with -update after checking the change); got\n%s", path, out)
+			}
+		})
+	}
+}
