@@ -41,4 +41,3 @@ func (m *Metrics) setConnected(up bool) {
 		m.connected.Set(v)
 	}
 }
-
