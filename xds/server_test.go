@@ -25,6 +25,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // quiet is how long a test waits to be sure a response does not come. It
@@ -371,13 +372,7 @@ func TestUpdatesAreDebounced(t *testing.T) {
 		last = h.clusterSet([]string{"{address: 10.0.1.2}", "{address: 10.0.1." + string(rune('3'+i)) + "}"})
 		h.srv.Update(last)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.srv.Current().Version() != last.Version() {
-		if time.Now().After(deadline) {
-			t.Fatal("the last update was never applied")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the last update applied", func() bool { return h.srv.Current().Version() == last.Version() })
 	time.Sleep(quiet)
 	if got := histogramCount(t, h.metrics.push); got != 2 { // the initial Apply, then one for the burst
 		t.Fatalf("%d renders, want the burst of 5 updates coalesced into 1", got-1)
@@ -398,13 +393,7 @@ func TestIsolatedUpdateIsNotDelayed(t *testing.T) {
 
 	first := h.clusterSet([]string{"{address: 10.0.1.2}"})
 	srv.Update(first)
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.Current() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("an isolated update waited for the debounce interval (an hour)")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "an isolated update applied without waiting for the debounce interval (an hour)", func() bool { return srv.Current() != nil })
 	if got := srv.Current().Version(); got != first.Version() {
 		t.Fatalf("serving %s, want %s", got, first.Version())
 	}

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // TestSetPolicyRerenders: a new policy file reaches every view without a
@@ -40,17 +42,15 @@ func TestSetPolicyRerenders(t *testing.T) {
 
 	waitVersions := func(what string, changed func(map[string]string) bool) map[string]string {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		var versions map[string]string
+		testkit.Eventually(t, 5*time.Second, what, func() error {
 			v, _ := s.cache.View(g)
-			if changed(v.Versions) {
-				return v.Versions
+			if versions = v.Versions; !changed(versions) {
+				return fmt.Errorf("versions %v", versions)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: versions %v", what, v.Versions)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
+		return versions
 	}
 	s.SetPolicy(loadPolicyFile(t, "testdata/policy/traffic.yaml", cs))
 	after := waitVersions("policy applied", func(v map[string]string) bool {

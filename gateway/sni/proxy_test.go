@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -192,7 +194,7 @@ func TestProxyEndToEnd(t *testing.T) {
 		t.Fatalf("got %q, want %q", rest, want)
 	}
 	c.Close()
-	waitFor(t, func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
+	testkit.Eventually(t, 10*time.Second, "no active connection", func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
 	if h.result(Routed) != 1 {
 		t.Errorf("routed = %v, want 1", h.result(Routed))
 	}
@@ -242,7 +244,7 @@ func TestProxyRoundRobinAndFailover(t *testing.T) {
 	if _, _, err := dial(t, h.addr, testSNI, pool); err == nil {
 		t.Fatal("connected with no live endpoint")
 	}
-	waitFor(t, func() bool { return h.result(UpstreamFailed) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one upstream_failed", func() bool { return h.result(UpstreamFailed) == 1 })
 }
 
 func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
@@ -253,7 +255,7 @@ func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
 	if _, _, err := dial(t, h.addr, "other.example", pool); err == nil {
 		t.Fatal("unknown SNI was routed")
 	}
-	waitFor(t, func() bool { return h.result(UnknownSNI) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one unknown_sni", func() bool { return h.result(UnknownSNI) == 1 })
 
 	// No SNI at all.
 	c, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true})
@@ -261,7 +263,7 @@ func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
 		c.Close()
 		t.Fatal("hello without SNI was routed")
 	}
-	waitFor(t, func() bool { return h.result(BadHello) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one bad_hello", func() bool { return h.result(BadHello) == 1 })
 
 	// Plain HTTP.
 	raw, err := net.Dial("tcp", h.addr)
@@ -274,7 +276,7 @@ func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
 		t.Errorf("HTTP client got %d bytes", n)
 	}
 	raw.Close()
-	waitFor(t, func() bool { return h.result(BadHello) == 2 })
+	testkit.Eventually(t, 10*time.Second, "a second bad_hello", func() bool { return h.result(BadHello) == 2 })
 
 	// A TCP probe.
 	raw, err = net.Dial("tcp", h.addr)
@@ -282,7 +284,7 @@ func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw.Close()
-	waitFor(t, func() bool { return h.result(ClientClosed) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one client_closed", func() bool { return h.result(ClientClosed) == 1 })
 	if h.result(Routed) != 0 {
 		t.Errorf("routed = %v, want 0", h.result(Routed))
 	}
@@ -365,7 +367,7 @@ func TestProxySlowlorisTimesOut(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("closed after %v, want about 300ms", d)
 	}
-	waitFor(t, func() bool { return h.result(Timeout) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one timeout", func() bool { return h.result(Timeout) == 1 })
 }
 
 func isReset(err error) bool {
@@ -392,7 +394,7 @@ func TestProxyFloodIsBounded(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	waitFor(t, func() bool { return h.result(RefusedOverload) >= 200-maxConns-10 })
+	testkit.Eventually(t, 10*time.Second, "the overload refusals", func() bool { return h.result(RefusedOverload) >= 200-maxConns-10 })
 	if g := runtime.NumGoroutine(); g > before+maxConns+10 {
 		t.Errorf("%d goroutines with %d idle clients, %d before: not bounded by MaxConns=%d", g, len(conns), before, maxConns)
 	}
@@ -400,7 +402,7 @@ func TestProxyFloodIsBounded(t *testing.T) {
 		t.Errorf("active = %v, want at most %d", a, maxConns)
 	}
 	// The idle ones time out; then the gateway serves again.
-	waitFor(t, func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
+	testkit.Eventually(t, 10*time.Second, "no active connection", func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
 	c, id, err := dial(t, h.addr, testSNI, pool)
 	if err != nil || id != "b1" {
 		t.Fatalf("after the flood: %q, %v", id, err)
@@ -420,7 +422,7 @@ func TestProxyDrain(t *testing.T) {
 	defer c.Close()
 	h.cancel()
 	// The listener closes; the open connection goes on.
-	waitFor(t, func() bool {
+	testkit.Eventually(t, 10*time.Second, "the listener closed", func() bool {
 		raw, err := net.DialTimeout("tcp", h.addr, time.Second)
 		if err == nil {
 			raw.Close()
@@ -470,16 +472,5 @@ func TestProxyDrainTimeout(t *testing.T) {
 	}
 	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
 		t.Logf("client read after drain: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
