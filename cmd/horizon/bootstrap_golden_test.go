@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the testdata/bootstrap golden files")
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
+)
 
 // bootstrapCase is one `horizon bootstrap` invocation with a golden file
 // testdata/bootstrap/<name>.json.
@@ -81,26 +79,13 @@ func TestBootstrapOutputIsCanonical(t *testing.T) {
 // TestBootstrapGolden compares each case's output byte for byte with its
 // golden file (go test -run TestBootstrapGolden -update rewrites them).
 func TestBootstrapGolden(t *testing.T) {
+	var files []string
 	for _, c := range bootstrapCases {
+		file := filepath.Join("testdata", "bootstrap", c.name+".json")
+		files = append(files, file)
 		t.Run(c.name, func(t *testing.T) {
-			out := runBootstrap(t, c.args)
-			path := filepath.Join("testdata", "bootstrap", c.name+".json")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(out, want) {
-				t.Errorf("output differs from %s (run with -update after checking the change); got\n%s", path, out)
-			}
+			golden.Check(t, file, runBootstrap(t, c.args))
 		})
 	}
+	golden.Claimed(t, filepath.Join("testdata", "bootstrap", "*.json"), files)
 }

@@ -8,10 +8,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -32,9 +30,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
+)
 
 // viewDir holds the view tests' ClusterSet, policies and goldens.
 var viewDir = filepath.Join("testdata", "view")
@@ -325,34 +323,22 @@ func adsAssignments(t *testing.T, addr string, node *core.Node) map[string]*endp
 // -update. TestViewMatchesServer holds the numbers to the server; this
 // holds how they read.
 func TestViewGolden(t *testing.T) {
+	var files []string
 	for _, policy := range viewPolicies {
 		for _, p := range viewProxies {
 			name := viewCaseName(policy) + "." + p.name
+			file := filepath.Join(viewDir, "golden", name+".txt")
+			files = append(files, file)
 			t.Run(name, func(t *testing.T) {
 				var out, errb bytes.Buffer
 				if err := view(viewArgs(policy, p), &out, &errb); err != nil {
 					t.Fatalf("%v\n%s", err, errb.String())
 				}
-				golden := filepath.Join(viewDir, "golden", name+".txt")
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					return
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run go test ./cmd/horizon -run TestViewGolden -update)", err)
-				}
-				if !bytes.Equal(out.Bytes(), want) {
-					t.Errorf("%s differs from view's output; review with -update and git diff:\n%s", golden, out.String())
-				}
+				golden.Check(t, file, out.Bytes())
 			})
 		}
 	}
+	golden.Claimed(t, filepath.Join(viewDir, "golden", "*.txt"), files)
 }
 
 // TestViewRejectsWhatTheServerRejects: a policy file that does not fit the

@@ -1,9 +1,14 @@
 // Package testkit is Horizon's shared test kit: the harnesses every
 // package's tests would otherwise write again. It is imported by tests only.
 //
-// This package holds Eventually, for whatever a test waits on. It imports
+// The kit follows the pipeline a test exercises:
+//
+//	output  ──► golden.Check, golden.Pairs  (-update rewrites; a golden file with no case fails)
+//
+// and, here, Eventually, for whatever a test waits on. This package imports
 // only the standard library, so that any package's tests, even the lowest,
-// can use it.
+// can use it; the subpackages import what they need, so the tests of those
+// packages cannot import them.
 package testkit
 
 import (
