@@ -16,7 +16,9 @@ type errorsT struct {
 
 func (*errorsT) Helper() {}
 
-func (e *errorsT) Errorf(format string, args ...any) { e.errors = append(e.errors, fmt.Sprintf(format, args...)) }
+func (e *errorsT) Errorf(format string, args ...any) {
+	e.errors = append(e.errors, fmt.Sprintf(format, args...))
+}
 
 func TestPairsFailsOnAGoldenFileWithoutItsCase(t *testing.T) {
 	dir := t.TempDir()
