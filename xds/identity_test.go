@@ -2,12 +2,9 @@ package xds
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net"
 	"os"
 	"testing"
-	"time"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -24,6 +21,7 @@ import (
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // svidFor issues an X509-SVID for id from ca, with its key.
@@ -108,18 +106,7 @@ func TestAuthenticatedStreams(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer scancel()
-			stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The server may refuse the stream before the request is sent:
-			// Send then says io.EOF, and Recv has the status.
-			if err := stream.Send(&discoverypb.DiscoveryRequest{Node: node("p-"+tt.name, "east-1", tt.meta...), TypeUrl: resourcev3.ClusterType}); err != nil && !errors.Is(err, io.EOF) {
-				t.Fatal(err)
-			}
-			resp, err := stream.Recv()
+			resp, err := xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{Node: node("p-"+tt.name, "east-1", tt.meta...), TypeUrl: resourcev3.ClusterType})
 			if tt.wantCode == codes.OK {
 				if err != nil || len(resp.GetResources()) == 0 {
 					t.Fatalf("want CDS, got %v %v", resp, err)

@@ -3,7 +3,9 @@
 //
 // The kit follows the pipeline a test exercises:
 //
-//	output  ──► golden.Check, golden.Pairs  (-update rewrites; a golden file with no case fails)
+//	ADS stream      ──► xdstest.SotW, xdstest.Delta      send / expect / expect none / ACK / NACK
+//	assignment      ──► xdstest.Endpoints, .Localities   address → weight@priority
+//	output          ──► golden.Check, golden.Pairs       -update rewrites; a golden file with no case fails
 //
 // and, here, Eventually, for whatever a test waits on. This package imports
 // only the standard library, so that any package's tests, even the lowest,
