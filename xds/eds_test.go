@@ -3,7 +3,6 @@ package xds
 import (
 	"errors"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -11,22 +10,9 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
-
-func loadClusterSet(t *testing.T, path string) *discovery.ClusterSet {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := file.Parse(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
 
 // assignment is res's ClusterLoadAssignment for the Envoy cluster name.
 func assignment(t *testing.T, res *Resources, name string) *endpoint.ClusterLoadAssignment {
@@ -43,7 +29,7 @@ func assignment(t *testing.T, res *Resources, name string) *endpoint.ClusterLoad
 // TestSplitHorizonWeights is the rule table of split-horizon EDS: for a proxy
 // on each network, which addresses it gets for echo, with weight@priority.
 func TestSplitHorizonWeights(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	set := discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide)
 	local := discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterLocal)
 	tests := []struct {
@@ -141,7 +127,7 @@ func TestSpread(t *testing.T) {
 // north, not named, at the public one; Check accepts each view against the
 // addresses advertised to it, and refuses another network's.
 func TestPeerGatewayAddresses(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/peers.yaml")
+	cs := fixture.ClusterSet(t, "testdata/peers.yaml")
 	echo := discovery.ClusterName(discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide), 8080)
 	for _, tt := range []struct {
 		cluster string

@@ -3,7 +3,6 @@ package xds
 import (
 	"context"
 	"net"
-	"os"
 	"testing"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -20,7 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/certs"
-	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
@@ -57,14 +56,7 @@ func TestAuthenticatedStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	bundles := x509bundle.NewSet(root.Bundle(), evil.Bundle())
-	data, err := os.ReadFile("testdata/protocol.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := file.Parse("testdata/protocol.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := fixture.ClusterSet(t, "testdata/protocol.yaml")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m := NewMetrics(prometheus.NewRegistry())

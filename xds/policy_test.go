@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 	"github.com/horizonmesh/horizon/xds/policyfile"
 )
@@ -15,7 +16,7 @@ import (
 // a cluster and a rule set, the addresses (or localities) of echo's
 // clusterset.local assignment with weight@priority.
 func TestPolicyFileEDS(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	echo := discovery.ClusterName(discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide), 8080)
 	tests := []struct {
 		name, policy, cluster string

@@ -12,6 +12,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 )
 
 // TestSetPolicyRerenders: a new policy file reaches every view without a
@@ -19,7 +20,7 @@ import (
 // changes, and leaves the others alone; the same policy again pushes
 // nothing.
 func TestSetPolicyRerenders(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	s := NewServer(ctx, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: Policy{}})

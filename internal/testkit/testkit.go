@@ -3,6 +3,7 @@
 //
 // The kit follows the pipeline a test exercises:
 //
+//	testdata/*.yaml ──► fixture.ClusterSet               the model a test starts from
 //	ADS stream      ──► xdstest.SotW, xdstest.Delta      send / expect / expect none / ACK / NACK
 //	assignment      ──► xdstest.Endpoints, .Localities   address → weight@priority
 //	output          ──► golden.Check, golden.Pairs       -update rewrites; a golden file with no case fails
