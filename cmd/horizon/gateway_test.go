@@ -40,6 +40,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/gateway/sni"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // The contract Horizon serves a gateway node, built by hand.
@@ -412,7 +413,7 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	gwEventually(t, "ready", func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
+	testkit.Eventually(t, 10*time.Second, "the gateway ready", func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
 	if id, err := gwDial(listen, gwSNIa, pool); err != nil || id != "b1" {
 		t.Fatalf("through the gateway: %q, %v", id, err)
 	}
@@ -424,7 +425,7 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 	if err := snapshots.SetSnapshot(ctx, nodeID, gwSnapshot(t, "v2", map[string][]string{gwSNIa: {b2}})); err != nil {
 		t.Fatal(err)
 	}
-	gwEventually(t, "moved to b2", func() bool { id, _ := gwDial(listen, gwSNIa, pool); return id == "b2" })
+	testkit.Eventually(t, 10*time.Second, "the service moved to b2", func() bool { id, _ := gwDial(listen, gwSNIa, pool); return id == "b2" })
 
 	// The control plane goes away: the last table keeps routing.
 	gs.Stop()
@@ -441,17 +442,6 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
-	}
-}
-
-func gwEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s in 10s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

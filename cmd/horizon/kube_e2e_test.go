@@ -27,6 +27,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // kubeSeed creates a namespace, a Service with ready endpoints backed by
@@ -134,17 +135,13 @@ func edsView(t *testing.T, addr, cluster, name string) (map[string]string, error
 // assignment (address -> weight@priority).
 func waitEDS(t *testing.T, h *horizonProcess, cluster, name string, want map[string]string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, "view of "+name+" from "+cluster, func() error {
 		got, err := edsView(t, h.xdsAddr, cluster, name)
-		if err == nil && maps.Equal(got, want) {
-			return
+		if err == nil && !maps.Equal(got, want) {
+			err = fmt.Errorf("got %v, want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("view of %s from %s: got %v (err %v), want %v\nhorizon log:\n%s", name, cluster, got, err, want, h.out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestE2EKubernetesMembers runs `horizon serve` against three real member
@@ -272,17 +269,13 @@ func TestE2EKubernetesMemberSecrets(t *testing.T) {
 	// its namespace exists: east and west, not central, until central
 	// gets the namespace.
 	waitImport := func(c *kubetest.Cluster) {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testkit.Eventually(t, 30*time.Second, "ServiceImport demo/echo in "+c.Name, func() error {
 			im, err := c.MCS.MulticlusterV1beta1().ServiceImports("demo").Get(t.Context(), "echo", metav1.GetOptions{})
-			if err == nil && len(im.Spec.IPs) == 1 && len(im.Status.Clusters) == 2 {
-				break
+			if err == nil && (len(im.Spec.IPs) != 1 || len(im.Status.Clusters) != 2) {
+				err = fmt.Errorf("%+v", im)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no ServiceImport demo/echo in %s: %v %+v", c.Name, err, im)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return err
+		})
 	}
 	waitImport(east)
 	waitImport(west)

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // issueFiles issues an X509-SVID from ca and writes svid.crt, svid.key and
@@ -120,15 +122,11 @@ func TestE2EMutualTLSPort(t *testing.T) {
 	// Rotate the server's SVID on disk: new handshakes present the new one.
 	time.Sleep(10 * time.Millisecond) // a distinct modification time
 	second := issueFiles(t, east, horizonID, dir)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "the rotated certificate served", func() error {
 		_, served, err := request(echo, "demo")
-		if err == nil && served.Equal(second.Certificates[0]) {
-			break
+		if err == nil && !served.Equal(second.Certificates[0]) {
+			err = errors.New("the server presents its old certificate")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the rotated certificate is not served: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 }

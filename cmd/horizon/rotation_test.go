@@ -25,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/certs/agent"
 	"github.com/horizonmesh/horizon/certs/agent/agenttest"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // workloadSource is what a workload's TLS needs: its SVID and its bundle.
@@ -273,14 +274,8 @@ func TestRootRotation(t *testing.T) {
 			}
 			clock.Advance(clock.Now().Add(5 * time.Minute))
 			// Wait (real time) until no agent is overdue.
-			deadline := time.Now().Add(10 * time.Second)
 			for i, w := range pool {
-				for !w.agent.RenewAt().After(clock.Now()) {
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: workload %d did not renew", step, i)
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				testkit.Eventually(t, 10*time.Second, fmt.Sprintf("%s: workload %d renewed", step, i), func() bool { return w.agent.RenewAt().After(clock.Now()) })
 				select {
 				case <-notify[i]:
 					renewed[i]++
@@ -289,9 +284,9 @@ func TestRootRotation(t *testing.T) {
 				}
 			}
 			before := ok.Load()
-			for ok.Load() < before+int64(len(pool)) && failed.Load() == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			testkit.Eventually(t, 10*time.Second, step+": a handshake per workload", func() bool {
+				return ok.Load() >= before+int64(len(pool)) || failed.Load() > 0
+			})
 		}
 		if n := failed.Load(); n > 0 {
 			t.Fatalf("%s: %d failed handshakes (first: %v)", step, n, firstFailure.Load())

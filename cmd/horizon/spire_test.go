@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // fakeWorkloadAPI is the X.509 half of a SPIRE agent's Workload API: it
@@ -252,17 +254,13 @@ func TestSpireServerTLS(t *testing.T) {
 	fake.set(spireResponse(t, second, newRoot.Root()))
 	echo2 := spireIssue(t, newRoot, "spiffe://example.org/ns/demo/sa/echo")
 	both := x509bundle.FromX509Authorities(td, []*x509.Certificate{root.Root(), newRoot.Root()})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "the rotated SVID and bundle used", func() error {
 		id, served, err := spireWhoami(addr, echo2, both, horizonID)
-		if err == nil && id == echo2.ID.String() && served.Equal(second.Certificates[0]) {
-			break
+		if err == nil && (id != echo2.ID.String() || !served.Equal(second.Certificates[0])) {
+			err = fmt.Errorf("seen as %s by a server presenting certificate %s", id, served.SerialNumber)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the rotated SVID and bundle are not used: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	if _, _, err := spireWhoami(addr, echo, both, horizonID); err == nil {
 		t.Fatal("a proxy of the retired root was admitted after the bundle rotated")
 	}

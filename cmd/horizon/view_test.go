@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -31,6 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
 
+	"github.com/horizonmesh/horizon/internal/testkit"
 	"github.com/horizonmesh/horizon/internal/testkit/golden"
 )
 
@@ -229,20 +229,20 @@ func serveInProcess(t *testing.T, flags ...string) string {
 		}
 	})
 	listening := regexp.MustCompile(`xDS \(ADS, plaintext, dev only\)\s+(\S+)`)
-	deadline := time.Now().Add(e2eWait)
-	for {
+	var addr string
+	testkit.Eventually(t, e2eWait, "serve listening", func() error {
 		if m := listening.FindStringSubmatch(out.String()); m != nil {
-			return m[1]
+			addr = m[1]
+			return nil
 		}
 		select {
 		case <-exited:
 			t.Fatalf("serve exited before it listened: %v\n%s", err, out)
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not listen within %v:\n%s", e2eWait, out)
-		}
-	}
+		return fmt.Errorf("its output so far:\n%s", out)
+	})
+	return addr
 }
 
 // adsAssignments opens an ADS stream (state of the world) to addr as node and
