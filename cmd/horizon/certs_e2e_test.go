@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -29,7 +28,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,6 +36,7 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/certs/certpb"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // saToken creates a ServiceAccount in a member cluster and a projected-style
@@ -219,17 +218,9 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 			return err
 		}
 		defer conn.Close()
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			return err
-		}
-		md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": "east", "NAMESPACE": namespace, "SERVICE_ACCOUNT": "cart"})
-		if err := stream.Send(&discoverypb.DiscoveryRequest{Node: &core.Node{Id: "cart-1", Metadata: md}, TypeUrl: resourcev3.ClusterType}); err != nil {
-			return err
-		}
-		_, err = stream.Recv()
+		_, err = xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
+			Node: xdstest.Node("cart-1", "CLUSTER_ID", "east", "NAMESPACE", namespace, "SERVICE_ACCOUNT", "cart"), TypeUrl: resourcev3.ClusterType,
+		})
 		return err
 	}
 	if err := ads(svid, "shop"); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -11,13 +10,11 @@ import (
 	"testing"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // kubeSeed creates a namespace, a Service with ready endpoints backed by
@@ -98,19 +96,9 @@ func edsView(t *testing.T, addr, cluster, name string) (map[string]string, error
 		return nil, err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return nil, err
-	}
-	md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": cluster, "ROLE": "sidecar"})
-	if err := stream.Send(&discoverypb.DiscoveryRequest{
-		Node: &core.Node{Id: "probe-" + cluster, Metadata: md}, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name},
-	}); err != nil {
-		return nil, err
-	}
-	resp, err := stream.Recv()
+	resp, err := xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
+		Node: xdstest.Node("probe-"+cluster, "CLUSTER_ID", cluster, "ROLE", "sidecar"), TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -121,14 +109,7 @@ func edsView(t *testing.T, addr, cluster, name string) (map[string]string, error
 	if err := resp.GetResources()[0].UnmarshalTo(&cla); err != nil {
 		return nil, err
 	}
-	out := map[string]string{}
-	for _, l := range cla.GetEndpoints() {
-		for _, e := range l.GetLbEndpoints() {
-			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
-			out[fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())] = fmt.Sprintf("%d@%d", e.GetLoadBalancingWeight().GetValue(), l.GetPriority())
-		}
-	}
-	return out, nil
+	return xdstest.Endpoints(&cla), nil
 }
 
 // waitEDS waits until a sidecar of the cluster is given exactly want for the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -21,10 +19,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // issueFiles issues an X509-SVID from ca and writes svid.crt, svid.key and
@@ -87,17 +85,9 @@ func TestE2EMutualTLSPort(t *testing.T) {
 			return nil, nil, err
 		}
 		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			return nil, serverCert, err
-		}
-		md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": "east-1", "NAMESPACE": namespace, "SERVICE_ACCOUNT": "echo"})
-		if err := stream.Send(&discoverypb.DiscoveryRequest{Node: &core.Node{Id: "p", Metadata: md}, TypeUrl: resourcev3.ClusterType}); err != nil {
-			return nil, serverCert, err
-		}
-		resp, err := stream.Recv()
+		resp, err := xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
+			Node: xdstest.Node("p", "CLUSTER_ID", "east-1", "NAMESPACE", namespace, "SERVICE_ACCOUNT", "echo"), TypeUrl: resourcev3.ClusterType,
+		})
 		return resp, serverCert, err
 	}
 	// A workload of another cluster, signed by its own intermediate.

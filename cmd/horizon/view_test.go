@@ -32,6 +32,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/testkit"
 	"github.com/horizonmesh/horizon/internal/testkit/golden"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // viewDir holds the view tests' ClusterSet, policies and goldens.
@@ -255,46 +256,32 @@ func adsAssignments(t *testing.T, addr string, node *core.Node) map[string]*endp
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recv := func(typeURL string) *discoverypb.DiscoveryResponse {
+	c := xdstest.NewSotW(t, conn)
+	defer c.Close()
+	expect := func(typeURL string) *discoverypb.DiscoveryResponse {
 		t.Helper()
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				t.Fatalf("ADS stream of %s: waiting for %s: %v", node.GetId(), typeURL, err)
-			}
-			if resp.GetTypeUrl() == typeURL {
-				return resp
-			}
+		r := c.Expect()
+		if r.GetTypeUrl() != typeURL {
+			t.Fatalf("ADS stream of %s: got %s, want %s", node.GetId(), r.GetTypeUrl(), typeURL)
 		}
-	}
-	send := func(req *discoverypb.DiscoveryRequest) {
-		t.Helper()
-		if err := stream.Send(req); err != nil {
-			t.Fatalf("ADS stream of %s: %v", node.GetId(), err)
-		}
+		return r
 	}
 
-	send(&discoverypb.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType})
-	cds := recv(resourcev3.ClusterType)
-	send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.GetVersionInfo(), ResponseNonce: cds.GetNonce()})
+	c.Send(&discoverypb.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType})
+	cds := expect(resourcev3.ClusterType)
+	c.ACK(cds)
 	var names []string
 	for _, a := range cds.GetResources() {
-		c := &clusterv3.Cluster{}
-		if err := a.UnmarshalTo(c); err != nil {
+		cl := &clusterv3.Cluster{}
+		if err := a.UnmarshalTo(cl); err != nil {
 			t.Fatal(err)
 		}
-		if c.GetType() != clusterv3.Cluster_EDS {
+		if cl.GetType() != clusterv3.Cluster_EDS {
 			continue
 		}
-		name := c.GetEdsClusterConfig().GetServiceName()
+		name := cl.GetEdsClusterConfig().GetServiceName()
 		if name == "" {
-			name = c.GetName()
+			name = cl.GetName()
 		}
 		names = append(names, name)
 	}
@@ -303,8 +290,8 @@ func adsAssignments(t *testing.T, addr string, node *core.Node) map[string]*endp
 	if len(names) == 0 {
 		return out
 	}
-	send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: names})
-	eds := recv(resourcev3.EndpointType)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: names})
+	eds := expect(resourcev3.EndpointType)
 	for _, a := range eds.GetResources() {
 		cla := &endpoint.ClusterLoadAssignment{}
 		if err := a.UnmarshalTo(cla); err != nil {
