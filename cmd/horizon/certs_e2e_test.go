@@ -36,6 +36,7 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/certs/certpb"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
@@ -83,10 +84,7 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	saToken(t, east, "kube-system", "admin", "horizon")
 
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	eastCA, err := root.NewIntermediate("east")
 	if err != nil {
 		t.Fatal(err)
@@ -152,13 +150,8 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	}
 	// A certificate from a foreign root, same trust domain, same names:
 	// the handshake fails.
-	foreignRoot, _ := certs.NewRoot(td)
-	foreignKey, _ := certs.GenerateKey()
-	forged, _ := foreignRoot.Issue(foreignKey.Public(), front.ID, time.Hour)
-	forgedSVID, err := forged.WithKey(foreignKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	foreignRoot := certtest.Root(t, td)
+	forgedSVID := certtest.SVID(t, foreignRoot, front.ID.String())
 	if seen := grpcMTLS(t, svid, forgedSVID, root.Bundle()); seen != "" {
 		t.Fatalf("a client from a foreign root was served as %s", seen)
 	}

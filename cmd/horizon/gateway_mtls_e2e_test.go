@@ -14,8 +14,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // TestE2EGatewayOverMTLS: `horizon gateway --cert-dir` takes its
@@ -25,16 +25,13 @@ import (
 // gets configured.
 func TestE2EGatewayOverMTLS(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	caDir := t.TempDir()
 	writeCADir(t, caDir, root)
 
 	// West's pod: a TLS server (the gateway never terminates TLS: the client
 	// below sees this server's own certificate).
-	backendSVID := spireIssue(t, root, "spiffe://cluster.local/ns/demo/sa/echo")
+	backendSVID := certtest.SVID(t, root, "spiffe://cluster.local/ns/demo/sa/echo")
 	backendCert := tls.Certificate{PrivateKey: backendSVID.PrivateKey, Leaf: backendSVID.Certificates[0]}
 	for _, c := range backendSVID.Certificates {
 		backendCert.Certificate = append(backendCert.Certificate, c.Raw)
@@ -109,7 +106,7 @@ clusters:
 	}
 
 	// A gateway whose bundle is another root cannot verify Horizon.
-	foreign, _ := certs.NewRoot(td)
+	foreign := certtest.Root(t, td)
 	strangerDir := t.TempDir()
 	issueFiles(t, foreign, "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway", strangerDir)
 	httpAddr, stop := startGateway(strangerDir)

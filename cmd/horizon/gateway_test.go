@@ -4,16 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"reflect"
@@ -41,6 +35,7 @@ import (
 
 	"github.com/horizonmesh/horizon/gateway/sni"
 	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // The contract Horizon serves a gateway node, built by hand.
@@ -301,9 +296,9 @@ func gwSnapshot(t *testing.T, version string, routes map[string][]string) *cache
 	return snap
 }
 
-func gwTLSBackend(t *testing.T, id string, cert tls.Certificate) string {
+func gwTLSBackend(t *testing.T, id string, srv certtest.Server) string {
 	t.Helper()
-	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", srv.ServerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,31 +320,10 @@ func gwTLSBackend(t *testing.T, id string, cert tls.Certificate) string {
 	return lis.Addr().String()
 }
 
-func gwCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
 // gwDial returns the id of the backend a TLS connection through the gateway
 // reaches, verifying the backend's certificate.
-func gwDial(addr, name string, pool *x509.CertPool) (string, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: pool})
+func gwDial(addr, name string, srv certtest.Server) (string, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, srv.ClientConfig(name))
 	if err != nil {
 		return "", err
 	}
@@ -360,8 +334,8 @@ func gwDial(addr, name string, pool *x509.CertPool) (string, error) {
 }
 
 func TestGatewayCommandEndToEnd(t *testing.T) {
-	cert, pool := gwCert(t, gwSNIa)
-	b1, b2 := gwTLSBackend(t, "b1", cert), gwTLSBackend(t, "b2", cert)
+	srv := certtest.NewServer(t, "spiffe://cluster.local/ns/demo/sa/echo")
+	b1, b2 := gwTLSBackend(t, "b1", srv), gwTLSBackend(t, "b2", srv)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -414,10 +388,10 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	testkit.Eventually(t, 10*time.Second, "the gateway ready", func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
-	if id, err := gwDial(listen, gwSNIa, pool); err != nil || id != "b1" {
+	if id, err := gwDial(listen, gwSNIa, srv); err != nil || id != "b1" {
 		t.Fatalf("through the gateway: %q, %v", id, err)
 	}
-	if _, err := gwDial(listen, "unknown.example", pool); err == nil {
+	if _, err := gwDial(listen, "unknown.example", srv); err == nil {
 		t.Fatal("unknown SNI routed")
 	}
 
@@ -425,11 +399,11 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 	if err := snapshots.SetSnapshot(ctx, nodeID, gwSnapshot(t, "v2", map[string][]string{gwSNIa: {b2}})); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 10*time.Second, "the service moved to b2", func() bool { id, _ := gwDial(listen, gwSNIa, pool); return id == "b2" })
+	testkit.Eventually(t, 10*time.Second, "the service moved to b2", func() bool { id, _ := gwDial(listen, gwSNIa, srv); return id == "b2" })
 
 	// The control plane goes away: the last table keeps routing.
 	gs.Stop()
-	if id, err := gwDial(listen, gwSNIa, pool); err != nil || id != "b2" {
+	if id, err := gwDial(listen, gwSNIa, srv); err != nil || id != "b2" {
 		t.Fatalf("without the control plane: %q, %v", id, err)
 	}
 	_, metrics := get("/metrics")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
@@ -36,7 +37,7 @@ func issueFiles(t *testing.T, ca *certs.CA, id, dir string) *x509svid.SVID {
 // mesh's for an SVID from a foreign root.
 func issueFilesTrusting(t *testing.T, ca *certs.CA, bundle *x509bundle.Bundle, id, dir string) *x509svid.SVID {
 	t.Helper()
-	out := spireIssue(t, ca, id)
+	out := certtest.SVID(t, ca, id)
 	key, ok := out.PrivateKey.(crypto.Signer)
 	if !ok {
 		t.Fatalf("key %T", out.PrivateKey)
@@ -56,10 +57,7 @@ func issueFilesTrusting(t *testing.T, ca *certs.CA, bundle *x509bundle.Bundle, i
 // identity from it, refuses forged metadata, and picks up a new server
 // certificate written to disk without a restart.
 func TestE2EMutualTLSPort(t *testing.T) {
-	root, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("cluster.local"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, spiffeid.RequireTrustDomainFromString("cluster.local"))
 	east, err := root.NewIntermediate("east")
 	if err != nil {
 		t.Fatal(err)

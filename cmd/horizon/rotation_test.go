@@ -26,6 +26,7 @@ import (
 	"github.com/horizonmesh/horizon/certs/agent"
 	"github.com/horizonmesh/horizon/certs/agent/agenttest"
 	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // workloadSource is what a workload's TLS needs: its SVID and its bundle.
@@ -146,10 +147,7 @@ func TestRootRotation(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// Root A signs west's workloads; east has its own intermediate under A.
-	rootA, err := certs.NewRoot(td, certs.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootA := certtest.Root(t, td, certs.WithClock(clock.Now))
 	eastA, err := rootA.NewIntermediate("east", certs.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
@@ -303,10 +301,7 @@ func TestRootRotation(t *testing.T) {
 	live("start: A")
 
 	// 1. Trust A+B: a new root B is added to every bundle; A still signs.
-	rootB, err := certs.NewRoot(td, certs.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootB := certtest.Root(t, td, certs.WithClock(clock.Now))
 	writeTestFile(t, filepath.Join(dir, certs.RootCertFile), pemOf(rootA.Certificate(), rootB.Certificate()))
 	writeTestFile(t, filepath.Join(dir, "east", certs.RootCertFile), pemOf(rootA.Certificate(), rootB.Certificate()))
 	reload("trust A+B")

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 	"github.com/horizonmesh/horizon/xds"
 )
@@ -26,13 +26,10 @@ import (
 // sds-grpc cluster).
 func TestE2ESpireServe(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	fake, socket := startFakeWorkloadAPI(t)
 	horizonID := "spiffe://cluster.local/ns/horizon-system/sa/horizon"
-	fake.set(spireResponse(t, spireIssue(t, root, horizonID), root.Certificate()))
+	fake.set(spireResponse(t, certtest.SVID(t, root, horizonID), root.Certificate()))
 
 	mtls := freeLoopbackAddr(t)
 	h := startHorizon(t, buildHorizon(t), "--spire-socket", socket, "--mtls-address", mtls)
@@ -49,7 +46,7 @@ func TestE2ESpireServe(t *testing.T) {
 		})
 	}
 
-	resp, err := request(spireIssue(t, root, "spiffe://cluster.local/ns/demo/sa/echo"))
+	resp, err := request(certtest.SVID(t, root, "spiffe://cluster.local/ns/demo/sa/echo"))
 	if err != nil {
 		t.Fatalf("a proxy with an SVID from SPIRE's root: %v", err)
 	}
@@ -77,8 +74,8 @@ func TestE2ESpireServe(t *testing.T) {
 		t.Fatal("no cluster uses mutual TLS")
 	}
 
-	foreign, _ := certs.NewRoot(td)
-	if _, err := request(spireIssue(t, foreign, "spiffe://cluster.local/ns/demo/sa/echo")); err == nil {
+	foreign := certtest.Root(t, td)
+	if _, err := request(certtest.SVID(t, foreign, "spiffe://cluster.local/ns/demo/sa/echo")); err == nil {
 		t.Fatal("a proxy with an SVID from a foreign root was served")
 	}
 	if m := scrape(t, h); !strings.Contains(m, "horizon_spire_svid_expiry_timestamp_seconds") || !strings.Contains(m, "horizon_spire_bundle_expiry_timestamp_seconds") {

@@ -3,10 +3,11 @@
 //
 // The kit follows the pipeline a test exercises:
 //
-//	testdata/*.yaml ──► fixture.ClusterSet               the model a test starts from
-//	ADS stream      ──► xdstest.SotW, xdstest.Delta      send / expect / expect none / ACK / NACK
-//	assignment      ──► xdstest.Endpoints, .Localities   address → weight@priority
-//	output          ──► golden.Check, golden.Pairs       -update rewrites; a golden file with no case fails
+//	testdata/*.yaml ──► fixture.ClusterSet                the model a test starts from
+//	ADS stream      ──► xdstest.SotW, xdstest.Delta       send / expect / expect none / ACK / NACK
+//	assignment      ──► xdstest.Endpoints, .Localities    address → weight@priority
+//	output          ──► golden.Check, golden.Pairs        -update rewrites; a golden file with no case fails
+//	identity        ──► certtest.Root, .SVID, .NewServer  a test CA built on package certs
 //
 // and, here, Eventually, for whatever a test waits on. This package imports
 // only the standard library, so that any package's tests, even the lowest,
