@@ -31,7 +31,7 @@ type Condition interface {
 // it does not hold within timeout, the test fails with what and cond's last
 // error. cond runs on the test's goroutine, so it may call t.Fatal itself.
 //
-// It polls every few milliseconds at first, then less often (every 100ms at
+// It polls every few milliseconds at first, then less often (every 50ms at
 // the most): a condition met early is seen early, and a long wait does not
 // spin. The timeout bounds a wait; it is an assertion only where a test
 // documents it as one.
@@ -63,7 +63,7 @@ func Eventually[C Condition](t testing.TB, timeout time.Duration, what string, c
 			t.Fatalf("%s: not within %v: %v", what, timeout, err)
 		}
 		time.Sleep(pause)
-		pause = min(2*pause, 100*time.Millisecond)
+		pause = min(2*pause, 50*time.Millisecond)
 	}
 }
 
