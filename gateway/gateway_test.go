@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -11,21 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 )
-
-func loadClusterSet(t *testing.T, path string) *discovery.ClusterSet {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := file.Parse(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
 
 // table flattens a gateway's configuration into SNI -> its endpoints, each
 // "zone/address:port health weight", after checking that the listener's
@@ -68,7 +54,7 @@ func sni(svc string, port uint32) string {
 }
 
 func TestTranslate(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/clusterset.yaml")
+	cs := fixture.ClusterSet(t, "testdata/clusterset.yaml")
 	tests := []struct {
 		name    string
 		network string
@@ -136,7 +122,7 @@ func TestTranslate(t *testing.T) {
 // TestLocalityWeights checks that each locality weighs the sum of its
 // endpoints, as xds weighs them.
 func TestLocalityWeights(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/clusterset.yaml")
+	cs := fixture.ClusterSet(t, "testdata/clusterset.yaml")
 	r, err := Translate(cs, "east", Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +145,7 @@ func TestLocalityWeights(t *testing.T) {
 }
 
 func TestListener(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/clusterset.yaml")
+	cs := fixture.ClusterSet(t, "testdata/clusterset.yaml")
 	for _, tt := range []struct {
 		opts Options
 		name string
@@ -192,7 +178,7 @@ func TestListener(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/clusterset.yaml")
+	cs := fixture.ClusterSet(t, "testdata/clusterset.yaml")
 	if _, err := Translate(cs, "mars", Options{}); err == nil || !strings.Contains(err.Error(), `"mars"`) {
 		t.Errorf("unknown network: err %v", err)
 	}
@@ -204,11 +190,11 @@ func TestErrors(t *testing.T) {
 // TestDeterministic renders twice, and from the same file parsed twice:
 // equal input gives byte-equal output.
 func TestDeterministic(t *testing.T) {
-	a, err := Translate(loadClusterSet(t, "testdata/clusterset.yaml"), "east", Options{})
+	a, err := Translate(fixture.ClusterSet(t, "testdata/clusterset.yaml"), "east", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Translate(loadClusterSet(t, "testdata/clusterset.yaml"), "east", Options{})
+	b, err := Translate(fixture.ClusterSet(t, "testdata/clusterset.yaml"), "east", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +229,7 @@ func marshalAll(t *testing.T, r Resources) []byte {
 // TestCheckCatches breaks a valid configuration in the ways Check exists to
 // catch.
 func TestCheckCatches(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/clusterset.yaml")
+	cs := fixture.ClusterSet(t, "testdata/clusterset.yaml")
 	tests := []struct {
 		name    string
 		breakIt func(r *Resources)
@@ -315,7 +301,7 @@ func render(m map[string][]string) string {
 // and Cluster.per_connection_buffer_limit_bytes,
 // https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto).
 func TestBufferLimits(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/clusterset.yaml")
+	cs := fixture.ClusterSet(t, "testdata/clusterset.yaml")
 	for _, tt := range []struct {
 		opts Options
 		want uint32

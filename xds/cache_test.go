@@ -8,14 +8,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 )
 
 // TestFailedViewKeepsLastGood: a view that fails to render or check is not
 // published; the proxies of that view keep the last good resources, and the
 // failure is counted.
 func TestFailedViewKeepsLastGood(t *testing.T) {
-	good := loadClusterSet(t, "testdata/protocol.yaml")
-	bad := loadClusterSet(t, "testdata/splithorizon.yaml")
+	good := fixture.ClusterSet(t, "testdata/protocol.yaml")
+	bad := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	m := NewMetrics(prometheus.NewRegistry())
 	c := NewCache(nil, m, func(cs *discovery.ClusterSet, g Group) (*Resources, error) {
 		if cs == bad {

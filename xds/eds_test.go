@@ -2,46 +2,25 @@ package xds
 
 import (
 	"errors"
-	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
-func loadClusterSet(t *testing.T, path string) *discovery.ClusterSet {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := file.Parse(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
-// assignmentTable flattens a ClusterLoadAssignment into address -> "weight@priority".
-func assignmentTable(t *testing.T, res *Resources, name string) map[string]string {
+// assignment is res's ClusterLoadAssignment for the Envoy cluster name.
+func assignment(t *testing.T, res *Resources, name string) *endpoint.ClusterLoadAssignment {
 	t.Helper()
 	for _, cla := range res.Endpoints {
-		if cla.GetClusterName() != name {
-			continue
+		if cla.GetClusterName() == name {
+			return cla
 		}
-		out := map[string]string{}
-		for _, lle := range cla.GetEndpoints() {
-			for _, lb := range lle.GetLbEndpoints() {
-				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-				key := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
-				out[key] = fmt.Sprintf("%d@%d", lb.GetLoadBalancingWeight().GetValue(), lle.GetPriority())
-			}
-		}
-		return out
 	}
 	t.Fatalf("no assignment %q", name)
 	return nil
@@ -50,7 +29,7 @@ func assignmentTable(t *testing.T, res *Resources, name string) map[string]strin
 // TestSplitHorizonWeights is the rule table of split-horizon EDS: for a proxy
 // on each network, which addresses it gets for echo, with weight@priority.
 func TestSplitHorizonWeights(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	set := discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide)
 	local := discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterLocal)
 	tests := []struct {
@@ -108,9 +87,9 @@ func TestSplitHorizonWeights(t *testing.T) {
 			if err := Check(res, cs, p.Group()); err != nil {
 				t.Fatal(err)
 			}
-			got := assignmentTable(t, res, discovery.ClusterName(tt.host, 8080))
+			got := xdstest.Endpoints(assignment(t, res, discovery.ClusterName(tt.host, 8080)))
 			if !maps.Equal(got, tt.want) {
-				t.Errorf("got  %s\nwant %s", render(got), render(tt.want))
+				t.Errorf("got  %s\nwant %s", xdstest.Render(got), xdstest.Render(tt.want))
 			}
 		})
 	}
@@ -122,15 +101,6 @@ func TestSplitHorizonWeights(t *testing.T) {
 	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "network south has no usable gateway") }) {
 		t.Errorf("notes do not explain south's absence: %q", res.Notes)
 	}
-}
-
-func render(m map[string]string) string {
-	keys := slices.Sorted(maps.Keys(m))
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s=%s ", k, m[k])
-	}
-	return b.String()
 }
 
 func TestSpread(t *testing.T) {
@@ -157,7 +127,7 @@ func TestSpread(t *testing.T) {
 // north, not named, at the public one; Check accepts each view against the
 // addresses advertised to it, and refuses another network's.
 func TestPeerGatewayAddresses(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/peers.yaml")
+	cs := fixture.ClusterSet(t, "testdata/peers.yaml")
 	echo := discovery.ClusterName(discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide), 8080)
 	for _, tt := range []struct {
 		cluster string
@@ -177,8 +147,8 @@ func TestPeerGatewayAddresses(t *testing.T) {
 		if err := Check(res, cs, p.Group()); err != nil {
 			t.Fatalf("%s: %v", tt.cluster, err)
 		}
-		if got := assignmentTable(t, res, echo); !maps.Equal(got, tt.want) {
-			t.Errorf("%s: got  %s\nwant %s", tt.cluster, render(got), render(tt.want))
+		if got := xdstest.Endpoints(assignment(t, res, echo)); !maps.Equal(got, tt.want) {
+			t.Errorf("%s: got  %s\nwant %s", tt.cluster, xdstest.Render(got), xdstest.Render(tt.want))
 		}
 	}
 	// West's view checked as north's: its private address is not north's.

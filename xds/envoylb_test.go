@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 )
 
 // No Envoy binary runs here, so these tests compute what Envoy does with a
@@ -176,7 +177,7 @@ func (l envoyLoad) byLocality(cla *endpoint.ClusterLoadAssignment) map[string]fl
 // demo service's clusterset.local port 8080.
 func renderCase(t *testing.T, csPath, policyPath, clusterName, service string) (*Resources, *cluster.Cluster, *endpoint.ClusterLoadAssignment) {
 	t.Helper()
-	cs := loadClusterSet(t, csPath)
+	cs := fixture.ClusterSet(t, csPath)
 	var policy Policy
 	if policyPath != "" {
 		policy.File = loadPolicyFile(t, policyPath, cs)
@@ -339,7 +340,7 @@ func TestGoldenLocalityWeightsReachEnvoy(t *testing.T) {
 // locality weights.
 func TestCheckRequiresLocalityWeighting(t *testing.T) {
 	res, c, _ := renderCase(t, "testdata/envoylb.yaml", "testdata/policy/distribute-75-25.yaml", "a-1", "echo")
-	cs := loadClusterSet(t, "testdata/envoylb.yaml")
+	cs := fixture.ClusterSet(t, "testdata/envoylb.yaml")
 	p := &Proxy{ID: "p", Role: Sidecar, Cluster: "a-1"}
 	if err := p.Resolve(cs); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/horizonmesh/horizon/gateway"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // emptyEndpoints gives the protocol fixture's service "empty" an endpoint.
@@ -51,18 +52,18 @@ func responseNames(t *testing.T, r *discoverypb.DiscoveryResponse) []string {
 // reaches it as CDS, then LDS, then EDS once it asks for the new cluster.
 func TestGatewaySubscriptions(t *testing.T) {
 	h := newHarness(t)
-	c := h.sotw()
+	c := xdstest.NewSotW(t, h.conn)
 	n := node("gw", "east-1", MetaRole, string(Gateway))
 	listenerName := gateway.ListenerName(gateway.DefaultPort)
 
-	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
-	cds := c.expect()
+	c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	cds := c.Expect()
 	if got := responseNames(t, cds); !slices.Equal(got, []string{echoSet}) {
 		t.Fatalf("CDS %v, want only %s (empty has no endpoints)", got, echoSet)
 	}
-	c.send(ack(resourcev3.ClusterType, nil, cds))
-	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
-	eds := c.expect()
+	c.ACK(cds)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
+	eds := c.Expect()
 	if got := responseNames(t, eds); !slices.Equal(got, []string{echoSet}) {
 		t.Fatalf("EDS %v, want %s", got, echoSet)
 	}
@@ -79,26 +80,26 @@ func TestGatewaySubscriptions(t *testing.T) {
 	if want := []string{"10.0.1.1", "10.0.1.2"}; !slices.Equal(addrs, want) {
 		t.Fatalf("assignment lists %v, want east's pods %v", addrs, want)
 	}
-	c.send(ack(resourcev3.EndpointType, nil, eds, echoSet))
-	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.ListenerType})
-	lds := c.expect()
+	c.ACK(eds, echoSet)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.ListenerType})
+	lds := c.Expect()
 	if got := responseNames(t, lds); !slices.Equal(got, []string{listenerName}) {
 		t.Fatalf("LDS %v, want %s", got, listenerName)
 	}
-	c.send(ack(resourcev3.ListenerType, nil, lds))
-	c.expectNone()
+	c.ACK(lds)
+	c.ExpectNone()
 
 	if err := h.srv.Apply(h.clusterSet(emptyEndpoints)); err != nil {
 		t.Fatal(err)
 	}
-	cds = c.expect()
+	cds = c.Expect()
 	if cds.GetTypeUrl() != resourcev3.ClusterType {
 		t.Fatalf("first push is %s, want CDS", cds.GetTypeUrl())
 	}
 	if got := responseNames(t, cds); !slices.Equal(got, []string{echoSet, emptySet}) {
 		t.Fatalf("CDS after the change %v, want %s and %s", got, echoSet, emptySet)
 	}
-	lds = c.expect()
+	lds = c.Expect()
 	if lds.GetTypeUrl() != resourcev3.ListenerType {
 		t.Fatalf("second push is %s, want LDS", lds.GetTypeUrl())
 	}
@@ -109,9 +110,9 @@ func TestGatewaySubscriptions(t *testing.T) {
 	if len(l.GetFilterChains()) != 2 {
 		t.Fatalf("listener has %d filter chains, want 2", len(l.GetFilterChains()))
 	}
-	c.send(ack(resourcev3.ClusterType, nil, cds))
-	c.send(ack(resourcev3.EndpointType, nil, eds, echoSet, emptySet))
-	if got := responseNames(t, c.expect()); !slices.Equal(got, []string{emptySet}) {
+	c.ACK(cds)
+	c.ACK(eds, echoSet, emptySet)
+	if got := responseNames(t, c.Expect()); !slices.Equal(got, []string{emptySet}) {
 		t.Fatalf("EDS for the new cluster %v, want %s", got, emptySet)
 	}
 }
@@ -119,32 +120,32 @@ func TestGatewaySubscriptions(t *testing.T) {
 // TestGatewayDeltaSubscriptions is the same on an incremental stream.
 func TestGatewayDeltaSubscriptions(t *testing.T) {
 	h := newHarness(t)
-	c := h.delta()
+	c := xdstest.NewDelta(t, h.conn)
 	n := node("gw", "west-1", MetaRole, string(Gateway))
 
-	c.send(&discoverypb.DeltaDiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
-	r := c.expect()
+	c.Send(&discoverypb.DeltaDiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	r := c.Expect()
 	if got := names(r); !slices.Equal(got, []string{echoSet}) {
 		t.Fatalf("CDS %v, want %s", got, echoSet)
 	}
-	c.ack(r)
-	c.send(&discoverypb.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{echoSet}})
-	r = c.expect()
+	c.ACK(r)
+	c.Send(&discoverypb.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{echoSet}})
+	r = c.Expect()
 	if got := names(r); !slices.Equal(got, []string{echoSet}) {
 		t.Fatalf("EDS %v, want %s", got, echoSet)
 	}
-	c.ack(r)
-	c.send(&discoverypb.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType})
-	r = c.expect()
+	c.ACK(r)
+	c.Send(&discoverypb.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType})
+	r = c.Expect()
 	if got, want := names(r), []string{gateway.ListenerName(gateway.DefaultPort)}; !slices.Equal(got, want) {
 		t.Fatalf("LDS %v, want %v", got, want)
 	}
-	c.ack(r)
-	c.expectNone()
+	c.ACK(r)
+	c.ExpectNone()
 
 	// A change on another network's service leaves west's gateway alone.
 	if err := h.srv.Apply(h.clusterSet(emptyEndpoints)); err != nil {
 		t.Fatal(err)
 	}
-	c.expectNone()
+	c.ExpectNone()
 }

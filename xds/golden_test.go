@@ -3,10 +3,8 @@ package xds
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
 	"github.com/horizonmesh/horizon/xds/policyfile"
 )
 
@@ -31,8 +30,6 @@ func loadPolicyFile(t *testing.T, path string, cs *discovery.ClusterSet) *policy
 	}
 	return pol
 }
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // goldenCase is a testdata/golden/*.in.yaml: a proxy, optionally the policy
 // its view is rendered with, and the ClusterSet it sees, in the local
@@ -128,11 +125,7 @@ func renderYAML(t *testing.T, r *Resources) []byte {
 }
 
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/golden/*.in.yaml")
-	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no golden inputs: %v", err)
-	}
-	for _, in := range inputs {
+	for _, in := range golden.Pairs(t, "testdata/golden", ".in.yaml", ".out.yaml") {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
 			cs, g, policy := loadCase(t, in)
@@ -152,37 +145,7 @@ func TestGolden(t *testing.T) {
 			if !bytes.Equal(got, renderYAML(t, again)) {
 				t.Fatal("two renderings of the same input differ")
 			}
-			golden := strings.TrimSuffix(in, ".in.yaml") + ".out.yaml"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./xds -run TestGolden -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the rendering; diff with -update and review:\n%s", golden, firstDiff(want, got))
-			}
+			golden.Check(t, strings.TrimSuffix(in, ".in.yaml")+".out.yaml", got)
 		})
 	}
-}
-
-func firstDiff(want, got []byte) string {
-	w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return "line " + strconv.Itoa(i+1) + ":\n- " + a + "\n+ " + b
-		}
-	}
-	return ""
 }

@@ -2,12 +2,8 @@ package xds
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net"
-	"os"
 	"testing"
-	"time"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -16,33 +12,16 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/certs"
-	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
-
-// svidFor issues an X509-SVID for id from ca, with its key.
-func svidFor(t *testing.T, ca *certs.CA, id string) *x509svid.SVID {
-	t.Helper()
-	key, err := certs.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ca.Issue(key.Public(), spiffeid.RequireFromString(id), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.WithKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestAuthenticatedStreams: on a TLS stream the proxy's identity comes from
 // its verified certificate; node metadata that disagrees is refused before
@@ -50,23 +29,10 @@ func svidFor(t *testing.T, ca *certs.CA, id string) *x509svid.SVID {
 func TestAuthenticatedStreams(t *testing.T) {
 	// The mesh's root, and a foreign one the server's TLS also accepts, so
 	// that Horizon's own identity check is what refuses its certificates.
-	root, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("cluster.local"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	evil, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("evil.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, spiffeid.RequireTrustDomainFromString("cluster.local"))
+	evil := certtest.Root(t, spiffeid.RequireTrustDomainFromString("evil.example"))
 	bundles := x509bundle.NewSet(root.Bundle(), evil.Bundle())
-	data, err := os.ReadFile("testdata/protocol.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := file.Parse("testdata/protocol.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := fixture.ClusterSet(t, "testdata/protocol.yaml")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m := NewMetrics(prometheus.NewRegistry())
@@ -74,7 +40,7 @@ func TestAuthenticatedStreams(t *testing.T) {
 	if err := srv.Apply(cs); err != nil {
 		t.Fatal(err)
 	}
-	serverSVID := svidFor(t, root, "spiffe://cluster.local/ns/horizon-system/sa/horizon")
+	serverSVID := certtest.SVID(t, root, "spiffe://cluster.local/ns/horizon-system/sa/horizon")
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsconfig.MTLSServerConfig(serverSVID, bundles, tlsconfig.AuthorizeAny()))))
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -101,25 +67,14 @@ func TestAuthenticatedStreams(t *testing.T) {
 	refused := 0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client := svidFor(t, tt.ca, tt.id)
+			client := certtest.SVID(t, tt.ca, tt.id)
 			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(
 				tlsconfig.MTLSClientConfig(client, bundles, tlsconfig.AuthorizeID(serverSVID.ID)))))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer scancel()
-			stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The server may refuse the stream before the request is sent:
-			// Send then says io.EOF, and Recv has the status.
-			if err := stream.Send(&discoverypb.DiscoveryRequest{Node: node("p-"+tt.name, "east-1", tt.meta...), TypeUrl: resourcev3.ClusterType}); err != nil && !errors.Is(err, io.EOF) {
-				t.Fatal(err)
-			}
-			resp, err := stream.Recv()
+			resp, err := xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{Node: node("p-"+tt.name, "east-1", tt.meta...), TypeUrl: resourcev3.ClusterType})
 			if tt.wantCode == codes.OK {
 				if err != nil || len(resp.GetResources()) == 0 {
 					t.Fatalf("want CDS, got %v %v", resp, err)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 )
 
 func labelsNode(labels *structpb.Value) *core.Node {
@@ -90,7 +91,7 @@ func TestGroupLabels(t *testing.T) {
 }
 
 func TestPolicyLabelKeys(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	if keys := (Policy{}).LabelKeys(); keys != nil {
 		t.Errorf("no file: %v", keys)
 	}
@@ -104,7 +105,7 @@ func TestPolicyLabelKeys(t *testing.T) {
 
 // A request's group follows the label keys of the policy rendered last.
 func TestCacheGroupFollowsLabelKeys(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	c := NewCache(nil, NewMetrics(prometheus.NewRegistry()), func(*discovery.ClusterSet, Group) (*Resources, error) {
 		return &Resources{}, nil
 	})

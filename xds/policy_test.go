@@ -1,39 +1,22 @@
 package xds
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 	"github.com/horizonmesh/horizon/xds/policyfile"
 )
-
-// localityTable flattens an assignment into "region/zone" -> "weight@priority".
-func localityTable(t *testing.T, res *Resources, name string) map[string]string {
-	t.Helper()
-	for _, cla := range res.Endpoints {
-		if cla.GetClusterName() != name {
-			continue
-		}
-		out := map[string]string{}
-		for _, lle := range cla.GetEndpoints() {
-			l := lle.GetLocality()
-			out[l.GetRegion()+"/"+l.GetZone()] = fmt.Sprintf("%d@%d", lle.GetLoadBalancingWeight().GetValue(), lle.GetPriority())
-		}
-		return out
-	}
-	t.Fatalf("no assignment %q", name)
-	return nil
-}
 
 // TestPolicyFileEDS is the rule table of a policy file's EDS: for a proxy in
 // a cluster and a rule set, the addresses (or localities) of echo's
 // clusterset.local assignment with weight@priority.
 func TestPolicyFileEDS(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	echo := discovery.ClusterName(discovery.Host(discovery.ServiceKey{Namespace: "demo", Name: "echo"}, discovery.ClusterSetWide), 8080)
 	tests := []struct {
 		name, policy, cluster string
@@ -172,14 +155,14 @@ func TestPolicyFileEDS(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.endpoints != nil {
-				if got := assignmentTable(t, res, echo); !maps.Equal(got, tt.endpoints) {
-					t.Errorf("endpoints\ngot  %s\nwant %s", render(got), render(tt.endpoints))
+				if got := xdstest.Endpoints(assignment(t, res, echo)); !maps.Equal(got, tt.endpoints) {
+					t.Errorf("endpoints\ngot  %s\nwant %s", xdstest.Render(got), xdstest.Render(tt.endpoints))
 				}
 			}
 			if tt.localities != nil {
-				got := localityTable(t, res, echo)
+				got := xdstest.Localities(assignment(t, res, echo))
 				if !maps.Equal(got, tt.localities) {
-					t.Errorf("localities\ngot  %s\nwant %s", render(got), render(tt.localities))
+					t.Errorf("localities\ngot  %s\nwant %s", xdstest.Render(got), xdstest.Render(tt.localities))
 				}
 			}
 			if tt.note != "" && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, tt.note) }) {

@@ -16,20 +16,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
-
-// quiet is how long a test waits to be sure a response does not come. It
-// bounds an absence, not a speed.
-const quiet = 300 * time.Millisecond
 
 type harness struct {
 	t       *testing.T
@@ -90,94 +86,9 @@ func (h *harness) clusterSet(edits []string) *discovery.ClusterSet {
 	return cs
 }
 
+// node is a sidecar of cluster, with extra metadata (key, value pairs).
 func node(id, cluster string, extra ...string) *core.Node {
-	md := map[string]any{MetaClusterID: cluster, MetaRole: "sidecar"}
-	for i := 0; i+1 < len(extra); i += 2 {
-		md[extra[i]] = extra[i+1]
-	}
-	s, _ := structpb.NewStruct(md)
-	return &core.Node{Id: id, Metadata: s}
-}
-
-type sotwClient struct {
-	t      *testing.T
-	stream discoverypb.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	resps  chan *discoverypb.DiscoveryResponse
-	errs   chan error
-	cancel context.CancelFunc
-}
-
-func (h *harness) sotw() *sotwClient { return h.sotwFor(h.t) }
-
-func (h *harness) sotwFor(t *testing.T) *sotwClient {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &sotwClient{t: t, stream: stream, resps: make(chan *discoverypb.DiscoveryResponse, 16), errs: make(chan error, 1), cancel: cancel}
-	go func() {
-		for {
-			r, err := stream.Recv()
-			if err != nil {
-				c.errs <- err
-				return
-			}
-			c.resps <- r
-		}
-	}()
-	t.Cleanup(cancel)
-	return c
-}
-
-func (c *sotwClient) send(req *discoverypb.DiscoveryRequest) {
-	c.t.Helper()
-	if err := c.stream.Send(req); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *sotwClient) expect() *discoverypb.DiscoveryResponse {
-	c.t.Helper()
-	select {
-	case r := <-c.resps:
-		return r
-	case err := <-c.errs:
-		c.t.Fatalf("stream ended: %v", err)
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no response")
-	}
-	return nil
-}
-
-func (c *sotwClient) expectNone() {
-	c.t.Helper()
-	select {
-	case r := <-c.resps:
-		c.t.Fatalf("unexpected response: type %s version %s with %d resources", r.GetTypeUrl(), r.GetVersionInfo(), len(r.GetResources()))
-	case err := <-c.errs:
-		c.t.Fatalf("stream ended: %v", err)
-	case <-time.After(quiet):
-	}
-}
-
-func (c *sotwClient) expectError(code codes.Code, contains string) {
-	c.t.Helper()
-	select {
-	case r := <-c.resps:
-		c.t.Fatalf("got a response (type %s), want the stream refused", r.GetTypeUrl())
-	case err := <-c.errs:
-		if status.Code(err) != code || !strings.Contains(err.Error(), contains) {
-			c.t.Fatalf("stream error %v, want %s containing %q", err, code, contains)
-		}
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("stream not closed")
-	}
-}
-
-func ack(typeURL string, n *core.Node, r *discoverypb.DiscoveryResponse, names ...string) *discoverypb.DiscoveryRequest {
-	return &discoverypb.DiscoveryRequest{Node: n, TypeUrl: typeURL, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce(), ResourceNames: names}
+	return xdstest.Node(id, append([]string{MetaClusterID, cluster, MetaRole, "sidecar"}, extra...)...)
 }
 
 const (
@@ -187,15 +98,15 @@ const (
 
 func TestACKIsNotAnswered(t *testing.T) {
 	h := newHarness(t)
-	c := h.sotw()
+	c := xdstest.NewSotW(t, h.conn)
 	n := node("a", "east-1")
-	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
-	r := c.expect()
+	c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	r := c.Expect()
 	if len(r.GetResources()) == 0 || r.GetVersionInfo() == "" {
 		t.Fatalf("empty CDS response: %v", r)
 	}
-	c.send(ack(resourcev3.ClusterType, nil, r))
-	c.expectNone()
+	c.ACK(r)
+	c.ExpectNone()
 	if got := h.srv.Syncz(); len(got) != 1 || got[0].Acked["cluster"] != r.GetVersionInfo() {
 		t.Fatalf("syncz = %+v, want cluster acked at %s", got, r.GetVersionInfo())
 	}
@@ -203,16 +114,13 @@ func TestACKIsNotAnswered(t *testing.T) {
 
 func TestNACKedVersionIsNotResent(t *testing.T) {
 	h := newHarness(t)
-	c := h.sotw()
+	c := xdstest.NewSotW(t, h.conn)
 	n := node("a", "east-1")
-	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
-	r := c.expect()
+	c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	r := c.Expect()
 	// Envoy rejects the first response: it keeps no version and says why.
-	c.send(&discoverypb.DiscoveryRequest{
-		TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce(),
-		ErrorDetail: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "bad cluster"},
-	})
-	c.expectNone()
+	c.NACK(r, "bad cluster")
+	c.ExpectNone()
 	if got := testutil.ToFloat64(h.metrics.nacks.WithLabelValues("cds")); got != 1 {
 		t.Errorf("nacks_total{type=cds} = %v, want 1", got)
 	}
@@ -224,7 +132,7 @@ func TestNACKedVersionIsNotResent(t *testing.T) {
 	if err := h.srv.Apply(h.clusterSet([]string{"name: empty", "name: empty2"})); err != nil {
 		t.Fatal(err)
 	}
-	r2 := c.expect()
+	r2 := c.Expect()
 	if r2.GetVersionInfo() == r.GetVersionInfo() {
 		t.Fatal("content changed but the version did not")
 	}
@@ -233,42 +141,42 @@ func TestNACKedVersionIsNotResent(t *testing.T) {
 func TestReconnectWithCurrentVersionGetsNoPush(t *testing.T) {
 	h := newHarness(t)
 	n := node("a", "east-1")
-	c := h.sotw()
-	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
-	cds := c.expect()
-	c.send(ack(resourcev3.ClusterType, nil, cds))
-	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
-	eds := c.expect()
-	c.cancel()
+	c := xdstest.NewSotW(t, h.conn)
+	c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	cds := c.Expect()
+	c.ACK(cds)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
+	eds := c.Expect()
+	c.Close()
 
 	// A new stream, as after a control-plane restart, presenting the versions
 	// it holds: nothing to send.
-	c2 := h.sotw()
-	c2.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType, VersionInfo: cds.GetVersionInfo()})
-	c2.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: eds.GetVersionInfo(), ResourceNames: []string{echoSet}})
-	c2.expectNone()
+	c2 := xdstest.NewSotW(t, h.conn)
+	c2.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType, VersionInfo: cds.GetVersionInfo()})
+	c2.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: eds.GetVersionInfo(), ResourceNames: []string{echoSet}})
+	c2.ExpectNone()
 
 	// Asking for one more name with the same version is a different state.
-	c2.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: eds.GetVersionInfo(), ResourceNames: []string{echoSet, emptySet}})
-	if r := c2.expect(); r.GetTypeUrl() != resourcev3.EndpointType || len(r.GetResources()) == 0 {
+	c2.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: eds.GetVersionInfo(), ResourceNames: []string{echoSet, emptySet}})
+	if r := c2.Expect(); r.GetTypeUrl() != resourcev3.EndpointType || len(r.GetResources()) == 0 {
 		t.Fatalf("want EDS for the new name, got %v", r)
 	}
 
 	// A stale version gets the current state.
-	c3 := h.sotw()
-	c3.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType, VersionInfo: "stale"})
-	if r := c3.expect(); r.GetVersionInfo() != cds.GetVersionInfo() {
+	c3 := xdstest.NewSotW(t, h.conn)
+	c3.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType, VersionInfo: "stale"})
+	if r := c3.Expect(); r.GetVersionInfo() != cds.GetVersionInfo() {
 		t.Fatalf("version %s, want %s", r.GetVersionInfo(), cds.GetVersionInfo())
 	}
 }
 
 func TestNodeIDChangeClosesStream(t *testing.T) {
 	h := newHarness(t)
-	c := h.sotw()
-	c.send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.ClusterType})
-	c.expect()
-	c.send(&discoverypb.DiscoveryRequest{Node: node("b", "east-1"), TypeUrl: resourcev3.ListenerType})
-	c.expectError(codes.InvalidArgument, "node id changed")
+	c := xdstest.NewSotW(t, h.conn)
+	c.Send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.ClusterType})
+	c.Expect()
+	c.Send(&discoverypb.DiscoveryRequest{Node: node("b", "east-1"), TypeUrl: resourcev3.ListenerType})
+	c.ExpectError(codes.InvalidArgument, "node id changed")
 	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("node_changed")); got != 1 {
 		t.Errorf("rejected_streams_total{reason=node_changed} = %v, want 1", got)
 	}
@@ -290,25 +198,25 @@ func TestBadNodeIsRefused(t *testing.T) {
 	h := newHarness(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := h.sotwFor(t)
-			c.send(&discoverypb.DiscoveryRequest{Node: tt.node, TypeUrl: resourcev3.ClusterType})
-			c.expectError(codes.InvalidArgument, tt.want)
+			c := xdstest.NewSotW(t, h.conn)
+			c.Send(&discoverypb.DiscoveryRequest{Node: tt.node, TypeUrl: resourcev3.ClusterType})
+			c.ExpectError(codes.InvalidArgument, tt.want)
 		})
 	}
 	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("bad_node")); got != float64(len(tests)) {
 		t.Errorf("rejected_streams_total{reason=bad_node} = %v, want %d", got, len(tests))
 	}
 	// The server is unharmed.
-	c := h.sotw()
-	c.send(&discoverypb.DiscoveryRequest{Node: node("ok", "east-1"), TypeUrl: resourcev3.ClusterType})
-	c.expect()
+	c := xdstest.NewSotW(t, h.conn)
+	c.Send(&discoverypb.DiscoveryRequest{Node: node("ok", "east-1"), TypeUrl: resourcev3.ClusterType})
+	c.Expect()
 }
 
 func TestEDSForClusterWithoutEndpoints(t *testing.T) {
 	h := newHarness(t)
-	c := h.sotw()
-	c.send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: []string{emptySet}})
-	r := c.expect()
+	c := xdstest.NewSotW(t, h.conn)
+	c.Send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: []string{emptySet}})
+	r := c.Expect()
 	if len(r.GetResources()) != 1 {
 		t.Fatalf("%d resources, want an empty assignment", len(r.GetResources()))
 	}
@@ -324,21 +232,21 @@ func TestEDSForClusterWithoutEndpoints(t *testing.T) {
 // TestPushOrder checks that one change reaches a proxy as CDS, EDS, LDS, RDS.
 func TestPushOrder(t *testing.T) {
 	h := newHarness(t)
-	c := h.sotw()
+	c := xdstest.NewSotW(t, h.conn)
 	n := node("a", "east-1")
-	c.send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
-	cds := c.expect()
-	c.send(ack(resourcev3.ClusterType, nil, cds))
-	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
-	eds := c.expect()
-	c.send(ack(resourcev3.EndpointType, nil, eds, echoSet))
-	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.ListenerType})
-	lds := c.expect()
-	c.send(ack(resourcev3.ListenerType, nil, lds))
-	c.send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNames: []string{"7070"}})
-	rds := c.expect()
-	c.send(ack(resourcev3.RouteType, nil, rds, "7070"))
-	c.expectNone()
+	c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+	cds := c.Expect()
+	c.ACK(cds)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
+	eds := c.Expect()
+	c.ACK(eds, echoSet)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.ListenerType})
+	lds := c.Expect()
+	c.ACK(lds)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNames: []string{"7070"}})
+	rds := c.Expect()
+	c.ACK(rds, "7070")
+	c.ExpectNone()
 
 	// Echo's port changes: its cluster, assignment, listener and route all do.
 	// (Ports are edited in both clusters that export echo.)
@@ -351,7 +259,7 @@ func TestPushOrder(t *testing.T) {
 	}
 	var order []string
 	for _, want := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
-		r := c.expect()
+		r := c.Expect()
 		order = append(order, shortType(r.GetTypeUrl()))
 		if r.GetTypeUrl() != want {
 			t.Fatalf("push order %v, want cluster before listener", order)
@@ -371,14 +279,8 @@ func TestUpdatesAreDebounced(t *testing.T) {
 		last = h.clusterSet([]string{"{address: 10.0.1.2}", "{address: 10.0.1." + string(rune('3'+i)) + "}"})
 		h.srv.Update(last)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for h.srv.Current().Version() != last.Version() {
-		if time.Now().After(deadline) {
-			t.Fatal("the last update was never applied")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(quiet)
+	testkit.Eventually(t, 10*time.Second, "the last update applied", func() bool { return h.srv.Current().Version() == last.Version() })
+	time.Sleep(xdstest.Quiet)
 	if got := histogramCount(t, h.metrics.push); got != 2 { // the initial Apply, then one for the burst
 		t.Fatalf("%d renders, want the burst of 5 updates coalesced into 1", got-1)
 	}
@@ -398,19 +300,13 @@ func TestIsolatedUpdateIsNotDelayed(t *testing.T) {
 
 	first := h.clusterSet([]string{"{address: 10.0.1.2}"})
 	srv.Update(first)
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.Current() == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("an isolated update waited for the debounce interval (an hour)")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "an isolated update applied without waiting for the debounce interval (an hour)", func() bool { return srv.Current() != nil })
 	if got := srv.Current().Version(); got != first.Version() {
 		t.Fatalf("serving %s, want %s", got, first.Version())
 	}
 	second := h.clusterSet([]string{"{address: 10.0.1.3}"})
 	srv.Update(second)
-	time.Sleep(quiet)
+	time.Sleep(xdstest.Quiet)
 	if got := srv.Current().Version(); got != first.Version() {
 		t.Fatalf("an update within the debounce interval was applied at once (serving %s)", got)
 	}

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 )
 
 // TestSetPolicyRerenders: a new policy file reaches every view without a
@@ -17,7 +20,7 @@ import (
 // changes, and leaves the others alone; the same policy again pushes
 // nothing.
 func TestSetPolicyRerenders(t *testing.T) {
-	cs := loadClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	s := NewServer(ctx, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: Policy{}})
@@ -40,17 +43,15 @@ func TestSetPolicyRerenders(t *testing.T) {
 
 	waitVersions := func(what string, changed func(map[string]string) bool) map[string]string {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		var versions map[string]string
+		testkit.Eventually(t, 5*time.Second, what, func() error {
 			v, _ := s.cache.View(g)
-			if changed(v.Versions) {
-				return v.Versions
+			if versions = v.Versions; !changed(versions) {
+				return fmt.Errorf("versions %v", versions)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: versions %v", what, v.Versions)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
+		return versions
 	}
 	s.SetPolicy(loadPolicyFile(t, "testdata/policy/traffic.yaml", cs))
 	after := waitVersions("policy applied", func(v map[string]string) bool {

@@ -5,13 +5,14 @@ import (
 	"testing"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 )
 
 // TestClusterSetIPRouting: a ClusterSet IP that an MCS controller allocated
 // (and DNS hands out for <svc>.<ns>.svc.clusterset.local) is routed to the
 // clusterset service on a sidecar.
 func TestClusterSetIPRouting(t *testing.T) {
-	base := loadClusterSet(t, "testdata/splithorizon.yaml")
+	base := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
 	clusters := slices.Clone(base.Clusters)
 	echo := discovery.ServiceKey{Namespace: "demo", Name: "echo"}
 	clusters[0].ImportIPs = map[discovery.ServiceKey][]string{echo: {"240.240.0.7"}}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -30,7 +28,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +36,8 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/certs/certpb"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // saToken creates a ServiceAccount in a member cluster and a projected-style
@@ -85,10 +84,7 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	saToken(t, east, "kube-system", "admin", "horizon")
 
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	eastCA, err := root.NewIntermediate("east")
 	if err != nil {
 		t.Fatal(err)
@@ -154,13 +150,8 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	}
 	// A certificate from a foreign root, same trust domain, same names:
 	// the handshake fails.
-	foreignRoot, _ := certs.NewRoot(td)
-	foreignKey, _ := certs.GenerateKey()
-	forged, _ := foreignRoot.Issue(foreignKey.Public(), front.ID, time.Hour)
-	forgedSVID, err := forged.WithKey(foreignKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	foreignRoot := certtest.Root(t, td)
+	forgedSVID := certtest.SVID(t, foreignRoot, front.ID.String())
 	if seen := grpcMTLS(t, svid, forgedSVID, root.Bundle()); seen != "" {
 		t.Fatalf("a client from a foreign root was served as %s", seen)
 	}
@@ -220,19 +211,9 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 			return err
 		}
 		defer conn.Close()
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			return err
-		}
-		md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": "east", "NAMESPACE": namespace, "SERVICE_ACCOUNT": "cart"})
-		// Send reports io.EOF when the server has already ended the stream;
-		// its status then comes from Recv (grpc.ClientStream.SendMsg).
-		if err := stream.Send(&discoverypb.DiscoveryRequest{Node: &core.Node{Id: "cart-1", Metadata: md}, TypeUrl: resourcev3.ClusterType}); err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		_, err = stream.Recv()
+		_, err = xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
+			Node: xdstest.Node("cart-1", "CLUSTER_ID", "east", "NAMESPACE", namespace, "SERVICE_ACCOUNT", "cart"), TypeUrl: resourcev3.ClusterType,
+		})
 		return err
 	}
 	if err := ads(svid, "shop"); err != nil {

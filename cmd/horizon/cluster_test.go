@@ -25,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // adminKubeconfigFile writes a kubeconfig for a test cluster's admin.
@@ -40,23 +41,6 @@ func adminKubeconfigFile(t *testing.T, rc *rest.Config) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// eventually retries check until it returns nil: RBAC changes reach the API
-// server's authorizer through its informers, a moment later.
-func eventually(t *testing.T, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func forbidden(err error) error {
@@ -138,7 +122,7 @@ func TestClusterAddSecret(t *testing.T) {
 				return mcs.MulticlusterV1beta1().ServiceImports("default").Delete(ctx, "probe", metav1.DeleteOptions{})
 			},
 		} {
-			eventually(t, what, call)
+			testkit.Eventually(t, 15*time.Second, what, call)
 		}
 		for what, call := range map[string]func() error{
 			"list secrets": func() error { _, err := kc.CoreV1().Secrets("").List(ctx, list); return forbidden(err) },
@@ -161,7 +145,7 @@ func TestClusterAddSecret(t *testing.T) {
 				return forbidden(err)
 			},
 		} {
-			eventually(t, what+" is forbidden", call)
+			testkit.Eventually(t, 15*time.Second, what+" is forbidden", call)
 		}
 	}
 	checkRights(t, rc)

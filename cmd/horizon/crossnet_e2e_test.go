@@ -8,6 +8,8 @@ package main
 
 import (
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/gateway/health"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // crossnetClusterSet fills testdata/crossnet/clusterset.yaml.tmpl.
@@ -220,19 +223,17 @@ func workloadCerts(t *testing.T, bin string, n *crossnetNetwork, caDir, cluster,
 	seed := readSVID(t, dir).Certificates[0].SerialNumber
 	agent := n.command(bin, "agent", "--address", mtlsAddr, "--out", dir)
 	startProc(t, "agent of "+sa+" in "+cluster, agent)
-	deadline := time.Now().Add(e2eWait)
-	for {
-		if leaf := readLeaf(dir); leaf != nil && leaf.SerialNumber.Cmp(seed) != 0 {
-			if len(leaf.URIs) != 1 || leaf.URIs[0].String() != id {
-				t.Fatalf("the agent renewed %s as %v", id, leaf.URIs)
-			}
-			return dir
+	testkit.Eventually(t, e2eWait, "horizon agent renewing the SVID of "+id+" in "+dir, func() bool {
+		leaf := readLeaf(dir)
+		if leaf == nil || leaf.SerialNumber.Cmp(seed) == 0 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("horizon agent did not renew the SVID of %s in %s within %v", id, dir, e2eWait)
+		if len(leaf.URIs) != 1 || leaf.URIs[0].String() != id {
+			t.Fatalf("the agent renewed %s as %v", id, leaf.URIs)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return true
+	})
+	return dir
 }
 
 // readLeaf reads the SVID's certificate in dir, nil if there is none (yet).
@@ -287,14 +288,13 @@ func startGateway(t *testing.T, bin string, h *horizonProcess, n *crossnetNetwor
 		"--id", "gateway~"+cluster, "--listen", net.JoinHostPort(n.gateway, strconv.Itoa(n.gatewayPort)),
 		"--http-address", httpAddr, "--drain-timeout", "1s"))
 	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(e2eWait)
-	for {
+	testkit.Eventually(t, e2eWait, "gateway of "+n.name+" ready", func() error {
 		resp, err := hc.Get("http://" + httpAddr + "/readyz")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return nil
 			}
 		}
 		select {
@@ -302,28 +302,21 @@ func startGateway(t *testing.T, bin string, h *horizonProcess, n *crossnetNetwor
 			t.Fatalf("gateway of %s exited: %v\n%s", n.name, p.err, p.out)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway of %s not ready after %v (last: %v)", n.name, e2eWait, errOrStatus(resp, err))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return errors.New(errOrStatus(resp, err))
+	})
+	return p
 }
 
 // waitCalls sends RPCs until one is answered by cluster's server.
 func waitCalls(t *testing.T, client *crossnetProc, cluster, why string) {
 	t.Helper()
-	start := time.Now()
-	var last string
-	for time.Since(start) < e2eWait {
-		ok, f := client.ask(t, "call")
-		if ok && f[0] == cluster {
-			t.Logf("%s: an RPC reached %s after %v", why, cluster, time.Since(start).Round(time.Millisecond))
-			return
+	took := testkit.Eventually(t, e2eWait, why+": an RPC reaching "+cluster, func() error {
+		if ok, f := client.ask(t, "call"); !ok || f[0] != cluster {
+			return errors.New("last answer: " + strings.Join(f, " "))
 		}
-		last = strings.Join(f, " ")
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: no RPC reached %s within %v (last answer: %s)", why, cluster, e2eWait, last)
+		return nil
+	})
+	t.Logf("%s: an RPC reached %s after %v", why, cluster, took.Round(time.Millisecond))
 }
 
 // expectCalls sends crossnetCalls RPCs; each must be answered by cluster's
@@ -355,17 +348,12 @@ func at(f []string, i int) string {
 // reaches a server proving echo's SPIFFE ID.
 func waitTLS(t *testing.T, client *crossnetProc, gateway, sni string) {
 	t.Helper()
-	deadline := time.Now().Add(e2eWait)
-	for {
-		ok, f := client.ask(t, "tls "+gateway+" "+sni)
-		if ok && len(f) == 1 && f[0] == crossnetEchoID {
-			return
+	testkit.Eventually(t, e2eWait, "a mutual-TLS handshake with "+sni+" through "+gateway, func() error {
+		if ok, f := client.ask(t, "tls "+gateway+" "+sni); !ok || len(f) != 1 || f[0] != crossnetEchoID {
+			return fmt.Errorf("last: %v %s", ok, strings.Join(f, " "))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no mutual-TLS handshake with %s through %s within %v (last: %v %s)", sni, gateway, e2eWait, ok, strings.Join(f, " "))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // configDumpOf returns Horizon's /debug/config_dump of a node.
@@ -390,18 +378,15 @@ func quoteJSON(s string) string { return `"` + s + `"` }
 // took.
 func waitView(t *testing.T, h *horizonProcess, node, address string, present bool, start time.Time, within time.Duration) time.Duration {
 	t.Helper()
-	for {
-		dump := configDumpOf(t, h, node)
-		took := time.Since(start)
-		if strings.Contains(dump, quoteJSON(address)) == present {
-			if took > within {
-				t.Errorf("gateway %s present=%v in %s's view after %v, want within %v", address, present, node, took, within)
-			}
-			return took
+	testkit.Eventually(t, e2eWait, fmt.Sprintf("gateway %s present=%v in %s's view", address, present, node), func() error {
+		if dump := configDumpOf(t, h, node); strings.Contains(dump, quoteJSON(address)) != present {
+			return fmt.Errorf("still present=%v:\n%s", !present, dump)
 		}
-		if took > e2eWait {
-			t.Fatalf("gateway %s still present=%v in %s's view after %v:\n%s", address, !present, node, took, dump)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	took := time.Since(start)
+	if took > within {
+		t.Errorf("gateway %s present=%v in %s's view after %v, want within %v", address, present, node, took, within)
 	}
+	return took
 }

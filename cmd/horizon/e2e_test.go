@@ -30,6 +30,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/xds"
+
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 const (
@@ -240,11 +242,10 @@ func tryStartHorizon(t *testing.T, bin string, flags []string) (*horizonProcess,
 		}
 	})
 
-	deadline := time.Now().Add(e2eWait)
-	for {
+	testkit.Eventually(t, e2eWait, "horizon serve ready (/readyz OK) or exited", func() error {
 		select {
 		case <-h.done:
-			return h, fmt.Errorf("exited before it was ready: %v", h.err)
+			return nil // exited: the caller decides whether to try again
 		default:
 		}
 		resp, err := h.http.Get("http://" + h.httpAddr + "/readyz")
@@ -252,13 +253,16 @@ func tryStartHorizon(t *testing.T, bin string, flags []string) (*horizonProcess,
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return h, nil
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			return h, fmt.Errorf("/readyz not OK after %v (last: %v)", e2eWait, errOrStatus(resp, err))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New(errOrStatus(resp, err))
+	})
+	select {
+	case <-h.done:
+		return h, fmt.Errorf("exited before it was ready: %v", h.err)
+	default:
+		return h, nil
 	}
 }
 
@@ -332,11 +336,10 @@ func (c *e2eClient) call(timeout time.Duration) (string, error) {
 // other backends are expected until the change arrives.
 func (c *e2eClient) waitFor(t *testing.T, cluster, why string) {
 	t.Helper()
-	start := time.Now()
 	var rpcs, failed int
 	seen := map[string]int{}
 	var lastErr error
-	for time.Since(start) < e2eWait {
+	took := testkit.Eventually(t, e2eWait, why+": an RPC reaching "+cluster, func() error {
 		rpcs++
 		got, err := c.call(5 * time.Second)
 		switch {
@@ -344,16 +347,14 @@ func (c *e2eClient) waitFor(t *testing.T, cluster, why string) {
 			failed++
 			lastErr = err
 		case got == cluster:
-			t.Logf("%s: an RPC reached %s after %d RPCs (%d failed) in %v; answered before by %v",
-				why, cluster, rpcs, failed, time.Since(start).Round(time.Millisecond), seen)
-			return
+			return nil
 		default:
 			seen[got]++
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: no RPC reached %s within %v: %d RPCs, %d failed (last error: %v), answered by %v",
-		why, cluster, e2eWait, rpcs, failed, lastErr, seen)
+		return fmt.Errorf("%d RPCs, %d failed (last error: %v), answered by %v", rpcs, failed, lastErr, seen)
+	})
+	t.Logf("%s: an RPC reached %s after %d RPCs (%d failed) in %v; answered before by %v",
+		why, cluster, rpcs, failed, took.Round(time.Millisecond), seen)
 }
 
 // expectAll sends e2eRPCs RPCs, each of which must succeed, and checks that
@@ -406,9 +407,7 @@ type e2eProxyStatus struct {
 // proxyless node of east-1 on network east that has ACKed its listener.
 func checkSyncz(t *testing.T, h *horizonProcess, nodeID string) {
 	t.Helper()
-	var last []e2eProxyStatus
-	deadline := time.Now().Add(e2eWait)
-	for {
+	testkit.Eventually(t, e2eWait, "/debug/syncz listing node "+nodeID+" with an ACKed listener", func() error {
 		resp, err := h.http.Get("http://" + h.httpAddr + "/debug/syncz")
 		if err != nil {
 			t.Fatalf("/debug/syncz: %v", err)
@@ -418,7 +417,7 @@ func checkSyncz(t *testing.T, h *horizonProcess, nodeID string) {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("/debug/syncz: %s, %v\n%s", resp.Status, err, body)
 		}
-		last = nil
+		var last []e2eProxyStatus
 		if err := json.Unmarshal(body, &last); err != nil {
 			t.Fatalf("/debug/syncz: %v\n%s", err, body)
 		}
@@ -432,14 +431,11 @@ func checkSyncz(t *testing.T, h *horizonProcess, nodeID string) {
 			}
 			// The ACK of the last listener response may still be on its way.
 			if v := p.Acked["listener"]; v != "" && v == p.Sent["listener"] {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/debug/syncz: no stream of node %q with an ACKed listener after %v:\n%s", nodeID, e2eWait, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("no such stream:\n%s", body)
+	})
 }
 
 // proxylessClient is a grpc-go xDS client of e2eTarget with the bootstrap

@@ -14,7 +14,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // TestE2EGatewayOverMTLS: `horizon gateway --cert-dir` takes its
@@ -24,16 +25,13 @@ import (
 // gets configured.
 func TestE2EGatewayOverMTLS(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	caDir := t.TempDir()
 	writeCADir(t, caDir, root)
 
 	// West's pod: a TLS server (the gateway never terminates TLS: the client
 	// below sees this server's own certificate).
-	backendSVID := spireIssue(t, root, "spiffe://cluster.local/ns/demo/sa/echo")
+	backendSVID := certtest.SVID(t, root, "spiffe://cluster.local/ns/demo/sa/echo")
 	backendCert := tls.Certificate{PrivateKey: backendSVID.PrivateKey, Leaf: backendSVID.Certificates[0]}
 	for _, c := range backendSVID.Certificates {
 		backendCert.Certificate = append(backendCert.Certificate, c.Raw)
@@ -98,36 +96,31 @@ clusters:
 		})
 		return httpAddr, stop
 	}
-	ready := func(httpAddr string, within time.Duration) bool {
-		deadline := time.Now().Add(within)
-		for time.Now().Before(deadline) {
-			if resp, err := http.Get("http://" + httpAddr + "/readyz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return true
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
+	ready := func(httpAddr string) bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
 		}
-		return false
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}
 
 	// A gateway whose bundle is another root cannot verify Horizon.
-	foreign, _ := certs.NewRoot(td)
+	foreign := certtest.Root(t, td)
 	strangerDir := t.TempDir()
 	issueFiles(t, foreign, "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway", strangerDir)
 	httpAddr, stop := startGateway(strangerDir)
-	if ready(httpAddr, 3*time.Second) {
-		t.Fatal("a gateway with a foreign bundle was configured")
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if ready(httpAddr) {
+			t.Fatal("a gateway with a foreign bundle was configured")
+		}
 	}
 	stop()
 
 	gwDir := t.TempDir()
 	issueFiles(t, root, "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway", gwDir)
 	httpAddr, _ = startGateway(gwDir)
-	if !ready(httpAddr, e2eWait) {
-		t.Fatal("the gateway never became ready")
-	}
+	testkit.Eventually(t, e2eWait, "the gateway ready", func() bool { return ready(httpAddr) })
 	dial := func(sni string) (string, error) {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", gwAddr, &tls.Config{
 			ServerName: sni, InsecureSkipVerify: true,

@@ -4,15 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -29,6 +23,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/horizonmesh/horizon/gateway/proxy/ads/adstest"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // A go-control-plane ADS server in the test, serving the gateway contract;
@@ -61,9 +57,9 @@ func gwSnapshot(t *testing.T, version string, routes map[string][]string) *cache
 	return snap
 }
 
-func gwTLSBackend(t *testing.T, id string, cert tls.Certificate) string {
+func gwTLSBackend(t *testing.T, id string, srv certtest.Server) string {
 	t.Helper()
-	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", srv.ServerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,31 +81,10 @@ func gwTLSBackend(t *testing.T, id string, cert tls.Certificate) string {
 	return lis.Addr().String()
 }
 
-func gwCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
 // gwDial returns the id of the backend a TLS connection through the gateway
 // reaches, verifying the backend's certificate.
-func gwDial(addr, name string, pool *x509.CertPool) (string, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: pool})
+func gwDial(addr, name string, srv certtest.Server) (string, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, srv.ClientConfig(name))
 	if err != nil {
 		return "", err
 	}
@@ -120,8 +95,8 @@ func gwDial(addr, name string, pool *x509.CertPool) (string, error) {
 }
 
 func TestGatewayCommandEndToEnd(t *testing.T) {
-	cert, pool := gwCert(t, adstest.SNIEcho)
-	b1, b2 := gwTLSBackend(t, "b1", cert), gwTLSBackend(t, "b2", cert)
+	srv := certtest.NewServer(t, "spiffe://cluster.local/ns/demo/sa/echo")
+	b1, b2 := gwTLSBackend(t, "b1", srv), gwTLSBackend(t, "b2", srv)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -173,11 +148,11 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	gwEventually(t, "ready", func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
-	if id, err := gwDial(listen, adstest.SNIEcho, pool); err != nil || id != "b1" {
+	testkit.Eventually(t, 10*time.Second, "the gateway ready", func() bool { code, _ := get("/readyz"); return code == http.StatusOK })
+	if id, err := gwDial(listen, adstest.SNIEcho, srv); err != nil || id != "b1" {
 		t.Fatalf("through the gateway: %q, %v", id, err)
 	}
-	if _, err := gwDial(listen, "unknown.example", pool); err == nil {
+	if _, err := gwDial(listen, "unknown.example", srv); err == nil {
 		t.Fatal("unknown SNI routed")
 	}
 
@@ -185,11 +160,11 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 	if err := snapshots.SetSnapshot(ctx, nodeID, gwSnapshot(t, "v2", map[string][]string{adstest.SNIEcho: {b2}})); err != nil {
 		t.Fatal(err)
 	}
-	gwEventually(t, "moved to b2", func() bool { id, _ := gwDial(listen, adstest.SNIEcho, pool); return id == "b2" })
+	testkit.Eventually(t, 10*time.Second, "the service moved to b2", func() bool { id, _ := gwDial(listen, adstest.SNIEcho, srv); return id == "b2" })
 
 	// The control plane goes away: the last table keeps routing.
 	gs.Stop()
-	if id, err := gwDial(listen, adstest.SNIEcho, pool); err != nil || id != "b2" {
+	if id, err := gwDial(listen, adstest.SNIEcho, srv); err != nil || id != "b2" {
 		t.Fatalf("without the control plane: %q, %v", id, err)
 	}
 	_, metrics := get("/metrics")
@@ -202,17 +177,6 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
-	}
-}
-
-func gwEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s in 10s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -11,13 +10,11 @@ import (
 	"testing"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +24,8 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // kubeSeed creates a namespace, a Service with ready endpoints backed by
@@ -97,19 +96,9 @@ func edsView(t *testing.T, addr, cluster, name string) (map[string]string, error
 		return nil, err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return nil, err
-	}
-	md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": cluster, "ROLE": "sidecar"})
-	if err := stream.Send(&discoverypb.DiscoveryRequest{
-		Node: &core.Node{Id: "probe-" + cluster, Metadata: md}, TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name},
-	}); err != nil {
-		return nil, err
-	}
-	resp, err := stream.Recv()
+	resp, err := xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
+		Node: xdstest.Node("probe-"+cluster, "CLUSTER_ID", cluster, "ROLE", "sidecar"), TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -120,31 +109,20 @@ func edsView(t *testing.T, addr, cluster, name string) (map[string]string, error
 	if err := resp.GetResources()[0].UnmarshalTo(&cla); err != nil {
 		return nil, err
 	}
-	out := map[string]string{}
-	for _, l := range cla.GetEndpoints() {
-		for _, e := range l.GetLbEndpoints() {
-			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
-			out[fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())] = fmt.Sprintf("%d@%d", e.GetLoadBalancingWeight().GetValue(), l.GetPriority())
-		}
-	}
-	return out, nil
+	return xdstest.Endpoints(&cla), nil
 }
 
 // waitEDS waits until a sidecar of the cluster is given exactly want for the
 // assignment (address -> weight@priority).
 func waitEDS(t *testing.T, h *horizonProcess, cluster, name string, want map[string]string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, "view of "+name+" from "+cluster, func() error {
 		got, err := edsView(t, h.xdsAddr, cluster, name)
-		if err == nil && maps.Equal(got, want) {
-			return
+		if err == nil && !maps.Equal(got, want) {
+			err = fmt.Errorf("got %v, want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("view of %s from %s: got %v (err %v), want %v\nhorizon log:\n%s", name, cluster, got, err, want, h.out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestE2EKubernetesMembers runs `horizon serve` against three real member
@@ -272,17 +250,13 @@ func TestE2EKubernetesMemberSecrets(t *testing.T) {
 	// its namespace exists: east and west, not central, until central
 	// gets the namespace.
 	waitImport := func(c *kubetest.Cluster) {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testkit.Eventually(t, 30*time.Second, "ServiceImport demo/echo in "+c.Name, func() error {
 			im, err := c.MCS.MulticlusterV1beta1().ServiceImports("demo").Get(t.Context(), "echo", metav1.GetOptions{})
-			if err == nil && len(im.Spec.IPs) == 1 && len(im.Status.Clusters) == 2 {
-				break
+			if err == nil && (len(im.Spec.IPs) != 1 || len(im.Status.Clusters) != 2) {
+				err = fmt.Errorf("%+v", im)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no ServiceImport demo/echo in %s: %v %+v", c.Name, err, im)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return err
+		})
 	}
 	waitImport(east)
 	waitImport(west)

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -20,9 +19,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 )
 
 // issueFiles issues an X509-SVID from ca and writes svid.crt, svid.key and
@@ -36,7 +37,7 @@ func issueFiles(t *testing.T, ca *certs.CA, id, dir string) *x509svid.SVID {
 // mesh's for an SVID from a foreign root.
 func issueFilesTrusting(t *testing.T, ca *certs.CA, bundle *x509bundle.Bundle, id, dir string) *x509svid.SVID {
 	t.Helper()
-	out := spireIssue(t, ca, id)
+	out := certtest.SVID(t, ca, id)
 	key, ok := out.PrivateKey.(crypto.Signer)
 	if !ok {
 		t.Fatalf("key %T", out.PrivateKey)
@@ -56,10 +57,7 @@ func issueFilesTrusting(t *testing.T, ca *certs.CA, bundle *x509bundle.Bundle, i
 // identity from it, refuses forged metadata, and picks up a new server
 // certificate written to disk without a restart.
 func TestE2EMutualTLSPort(t *testing.T) {
-	root, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("cluster.local"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, spiffeid.RequireTrustDomainFromString("cluster.local"))
 	east, err := root.NewIntermediate("east")
 	if err != nil {
 		t.Fatal(err)
@@ -85,17 +83,9 @@ func TestE2EMutualTLSPort(t *testing.T) {
 			return nil, nil, err
 		}
 		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			return nil, serverCert, err
-		}
-		md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": "east-1", "NAMESPACE": namespace, "SERVICE_ACCOUNT": "echo"})
-		if err := stream.Send(&discoverypb.DiscoveryRequest{Node: &core.Node{Id: "p", Metadata: md}, TypeUrl: resourcev3.ClusterType}); err != nil {
-			return nil, serverCert, err
-		}
-		resp, err := stream.Recv()
+		resp, err := xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
+			Node: xdstest.Node("p", "CLUSTER_ID", "east-1", "NAMESPACE", namespace, "SERVICE_ACCOUNT", "echo"), TypeUrl: resourcev3.ClusterType,
+		})
 		return resp, serverCert, err
 	}
 	// A workload of another cluster, signed by its own intermediate.
@@ -120,15 +110,11 @@ func TestE2EMutualTLSPort(t *testing.T) {
 	// Rotate the server's SVID on disk: new handshakes present the new one.
 	time.Sleep(10 * time.Millisecond) // a distinct modification time
 	second := issueFiles(t, east, horizonID, dir)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "the rotated certificate served", func() error {
 		_, served, err := request(echo, "demo")
-		if err == nil && served.Equal(second.Certificates[0]) {
-			break
+		if err == nil && !served.Equal(second.Certificates[0]) {
+			err = errors.New("the server presents its old certificate")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the rotated certificate is not served: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 }

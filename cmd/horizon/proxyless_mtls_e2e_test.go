@@ -30,7 +30,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/xds"
 
-	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // e2ePeerHeader carries the SPIFFE ID the server saw on the client's
@@ -55,10 +55,7 @@ func TestE2EProxylessMTLS(t *testing.T) {
 	})
 
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	east1CA, err := root.NewIntermediate("east-1")
 	if err != nil {
 		t.Fatal(err)
@@ -75,10 +72,7 @@ func TestE2EProxylessMTLS(t *testing.T) {
 	issueFiles(t, east1CA, clientID, clientDir)
 	// The foreign client trusts the mesh's root, so only its own
 	// certificate, from another root of the same trust domain, is wrong.
-	foreign, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	foreign := certtest.Root(t, td)
 	issueFilesTrusting(t, foreign, root.Bundle(), strangerID, foreignDir)
 
 	// The server is east-2's endpoint of echo; east-1's is not ready, so a

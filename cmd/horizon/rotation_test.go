@@ -25,6 +25,8 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/certs/agent"
 	"github.com/horizonmesh/horizon/certs/agent/agenttest"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // workloadSource is what a workload's TLS needs: its SVID and its bundle.
@@ -145,10 +147,7 @@ func TestRootRotation(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// Root A signs west's workloads; east has its own intermediate under A.
-	rootA, err := certs.NewRoot(td, certs.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootA := certtest.Root(t, td, certs.WithClock(clock.Now))
 	eastA, err := rootA.NewIntermediate("east", certs.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
@@ -273,14 +272,8 @@ func TestRootRotation(t *testing.T) {
 			}
 			clock.Advance(clock.Now().Add(5 * time.Minute))
 			// Wait (real time) until no agent is overdue.
-			deadline := time.Now().Add(10 * time.Second)
 			for i, w := range pool {
-				for !w.agent.RenewAt().After(clock.Now()) {
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: workload %d did not renew", step, i)
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				testkit.Eventually(t, 10*time.Second, fmt.Sprintf("%s: workload %d renewed", step, i), func() bool { return w.agent.RenewAt().After(clock.Now()) })
 				select {
 				case <-notify[i]:
 					renewed[i]++
@@ -289,9 +282,9 @@ func TestRootRotation(t *testing.T) {
 				}
 			}
 			before := ok.Load()
-			for ok.Load() < before+int64(len(pool)) && failed.Load() == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			testkit.Eventually(t, 10*time.Second, step+": a handshake per workload", func() bool {
+				return ok.Load() >= before+int64(len(pool)) || failed.Load() > 0
+			})
 		}
 		if n := failed.Load(); n > 0 {
 			t.Fatalf("%s: %d failed handshakes (first: %v)", step, n, firstFailure.Load())
@@ -308,10 +301,7 @@ func TestRootRotation(t *testing.T) {
 	live("start: A")
 
 	// 1. Trust A+B: a new root B is added to every bundle; A still signs.
-	rootB, err := certs.NewRoot(td, certs.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rootB := certtest.Root(t, td, certs.WithClock(clock.Now))
 	writeTestFile(t, filepath.Join(dir, certs.RootCertFile), pemOf(rootA.Certificate(), rootB.Certificate()))
 	writeTestFile(t, filepath.Join(dir, "east", certs.RootCertFile), pemOf(rootA.Certificate(), rootB.Certificate()))
 	reload("trust A+B")

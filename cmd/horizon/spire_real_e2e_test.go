@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/horizonmesh/horizon/internal/testkit"
 	"github.com/horizonmesh/horizon/xds"
 )
 
@@ -68,7 +69,7 @@ func TestSpireRealE2E(t *testing.T) {
 		t.Helper()
 		return spireCLI(t, filepath.Join(bin, "spire-server"), append(args, "-socketPath", serverSock)...)
 	}
-	waitSpire(t, "spire-server healthcheck", func() error {
+	testkit.Eventually(t, spireWait, "spire-server healthcheck", func() error {
 		_, err := exec.Command(filepath.Join(bin, "spire-server"), "healthcheck", "-socketPath", serverSock).CombinedOutput()
 		return err
 	})
@@ -258,21 +259,6 @@ func spireCLI(t *testing.T, bin string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s%s", filepath.Base(bin), strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.String()
-}
-
-func waitSpire(t *testing.T, what string, ready func() error) {
-	t.Helper()
-	deadline := time.Now().Add(spireWait)
-	for {
-		err := ready()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not ready after %v: %v", what, spireWait, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func writeSpireFile(t *testing.T, path, content string) {

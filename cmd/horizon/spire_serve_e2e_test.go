@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -16,9 +13,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
 	"github.com/horizonmesh/horizon/xds"
 )
 
@@ -29,13 +26,10 @@ import (
 // sds-grpc cluster).
 func TestE2ESpireServe(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	fake, socket := startFakeWorkloadAPI(t)
 	horizonID := "spiffe://cluster.local/ns/horizon-system/sa/horizon"
-	fake.set(spireResponse(t, spireIssue(t, root, horizonID), root.Certificate()))
+	fake.set(spireResponse(t, certtest.SVID(t, root, horizonID), root.Certificate()))
 
 	mtls := freeLoopbackAddr(t)
 	h := startHorizon(t, buildHorizon(t), "--spire-socket", socket, "--mtls-address", mtls)
@@ -47,20 +41,12 @@ func TestE2ESpireServe(t *testing.T) {
 			return nil, err
 		}
 		defer conn.Close()
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			return nil, err
-		}
-		md, _ := structpb.NewStruct(map[string]any{"CLUSTER_ID": "east-1", "NAMESPACE": "demo", "SERVICE_ACCOUNT": "echo"})
-		if err := stream.Send(&discoverypb.DiscoveryRequest{Node: &core.Node{Id: "echo-1", Metadata: md}, TypeUrl: resourcev3.ClusterType}); err != nil {
-			return nil, err
-		}
-		return stream.Recv()
+		return xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
+			Node: xdstest.Node("echo-1", "CLUSTER_ID", "east-1", "NAMESPACE", "demo", "SERVICE_ACCOUNT", "echo"), TypeUrl: resourcev3.ClusterType,
+		})
 	}
 
-	resp, err := request(spireIssue(t, root, "spiffe://cluster.local/ns/demo/sa/echo"))
+	resp, err := request(certtest.SVID(t, root, "spiffe://cluster.local/ns/demo/sa/echo"))
 	if err != nil {
 		t.Fatalf("a proxy with an SVID from SPIRE's root: %v", err)
 	}
@@ -88,8 +74,8 @@ func TestE2ESpireServe(t *testing.T) {
 		t.Fatal("no cluster uses mutual TLS")
 	}
 
-	foreign, _ := certs.NewRoot(td)
-	if _, err := request(spireIssue(t, foreign, "spiffe://cluster.local/ns/demo/sa/echo")); err == nil {
+	foreign := certtest.Root(t, td)
+	if _, err := request(certtest.SVID(t, foreign, "spiffe://cluster.local/ns/demo/sa/echo")); err == nil {
 		t.Fatal("a proxy with an SVID from a foreign root was served")
 	}
 	if m := scrape(t, h); !strings.Contains(m, "horizon_spire_svid_expiry_timestamp_seconds") || !strings.Contains(m, "horizon_spire_bundle_expiry_timestamp_seconds") {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 // fakeWorkloadAPI is the X.509 half of a SPIRE agent's Workload API: it
@@ -95,24 +97,6 @@ func (f *fakeWorkloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc
 			return nil
 		}
 	}
-}
-
-// spireIssue issues an X509-SVID for id from ca, with a new key.
-func spireIssue(t *testing.T, ca *certs.CA, id string) *x509svid.SVID {
-	t.Helper()
-	key, err := certs.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ca.Issue(key.Public(), spiffeid.RequireFromString(id), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.WithKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // spireResponse is what a SPIRE agent sends a workload entitled to svid, with
@@ -194,16 +178,13 @@ func TestSpireServerTLS(t *testing.T) {
 		}
 	})
 	td := spiffeid.RequireTrustDomainFromString("example.org")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	east, err := root.NewIntermediate("east")
 	if err != nil {
 		t.Fatal(err)
 	}
 	horizonID := spiffeid.RequireFromString("spiffe://example.org/ns/horizon-system/sa/horizon")
-	first := spireIssue(t, east, horizonID.String())
+	first := certtest.SVID(t, east, horizonID.String())
 	fake, socket := startFakeWorkloadAPI(t)
 	fake.set(spireResponse(t, first, root.Root()))
 
@@ -220,7 +201,7 @@ func TestSpireServerTLS(t *testing.T) {
 	}
 	addr := startSpireWhoami(t, cfg)
 
-	echo := spireIssue(t, east, "spiffe://example.org/ns/demo/sa/echo")
+	echo := certtest.SVID(t, east, "spiffe://example.org/ns/demo/sa/echo")
 	id, served, err := spireWhoami(addr, echo, root.Bundle(), horizonID)
 	if err != nil {
 		t.Fatalf("a proxy of the trust domain: %v", err)
@@ -232,11 +213,8 @@ func TestSpireServerTLS(t *testing.T) {
 		t.Fatal("the server did not present Horizon's SVID from the Workload API")
 	}
 
-	foreignRoot, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreign := spireIssue(t, foreignRoot, "spiffe://example.org/ns/demo/sa/echo")
+	foreignRoot := certtest.Root(t, td)
+	foreign := certtest.SVID(t, foreignRoot, "spiffe://example.org/ns/demo/sa/echo")
 	if _, _, err := spireWhoami(addr, foreign, root.Bundle(), horizonID); err == nil {
 		t.Fatal("a proxy whose SVID chains to a foreign root was admitted")
 	}
@@ -244,25 +222,18 @@ func TestSpireServerTLS(t *testing.T) {
 	// SPIRE rotates to a new root: a new SVID for Horizon, a bundle of the
 	// new root alone. New handshakes present the new SVID, admit proxies of
 	// the new root and refuse those of the old one.
-	newRoot, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := spireIssue(t, newRoot, horizonID.String())
+	newRoot := certtest.Root(t, td)
+	second := certtest.SVID(t, newRoot, horizonID.String())
 	fake.set(spireResponse(t, second, newRoot.Root()))
-	echo2 := spireIssue(t, newRoot, "spiffe://example.org/ns/demo/sa/echo")
+	echo2 := certtest.SVID(t, newRoot, "spiffe://example.org/ns/demo/sa/echo")
 	both := x509bundle.FromX509Authorities(td, []*x509.Certificate{root.Root(), newRoot.Root()})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, "the rotated SVID and bundle used", func() error {
 		id, served, err := spireWhoami(addr, echo2, both, horizonID)
-		if err == nil && id == echo2.ID.String() && served.Equal(second.Certificates[0]) {
-			break
+		if err == nil && (id != echo2.ID.String() || !served.Equal(second.Certificates[0])) {
+			err = fmt.Errorf("seen as %s by a server presenting certificate %s", id, served.SerialNumber)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the rotated SVID and bundle are not used: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	if _, _, err := spireWhoami(addr, echo, both, horizonID); err == nil {
 		t.Fatal("a proxy of the retired root was admitted after the bundle rotated")
 	}
@@ -302,13 +273,10 @@ func TestSpireUnreachable(t *testing.T) {
 		}
 	})
 	t.Run("another trust domain", func(t *testing.T) {
-		other, err := certs.NewRoot(spiffeid.RequireTrustDomainFromString("other.org"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		other := certtest.Root(t, spiffeid.RequireTrustDomainFromString("other.org"))
 		fake, socket := startFakeWorkloadAPI(t)
-		fake.set(spireResponse(t, spireIssue(t, other, "spiffe://other.org/ns/horizon-system/sa/horizon"), other.Root()))
-		_, _, err = spireServerTLS(context.Background(), socket, td, 5*time.Second, nil)
+		fake.set(spireResponse(t, certtest.SVID(t, other, "spiffe://other.org/ns/horizon-system/sa/horizon"), other.Root()))
+		_, _, err := spireServerTLS(context.Background(), socket, td, 5*time.Second, nil)
 		if err == nil || !strings.Contains(err.Error(), "not in trust domain example.org") {
 			t.Fatalf("error %v: want the trust domain mismatch", err)
 		}
@@ -320,12 +288,9 @@ func TestSpireUnreachable(t *testing.T) {
 // show go-spiffe's client sends it.
 func TestSpireFakeRefusesWithoutHeader(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("example.org")
-	root, err := certs.NewRoot(td)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := certtest.Root(t, td)
 	fake, socket := startFakeWorkloadAPI(t)
-	fake.set(spireResponse(t, spireIssue(t, root, "spiffe://example.org/ns/a/sa/b"), root.Root()))
+	fake.set(spireResponse(t, certtest.SVID(t, root, "spiffe://example.org/ns/a/sa/b"), root.Root()))
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

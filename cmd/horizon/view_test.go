@@ -8,17 +8,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -32,10 +29,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"sigs.k8s.io/yaml"
-)
 
-// update rewrites the golden files of this package (view, bootstrap).
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
+	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
+)
 
 // viewDir holds the view tests' ClusterSet, policies and goldens.
 var viewDir = filepath.Join("testdata", "view")
@@ -232,20 +230,20 @@ func serveInProcess(t *testing.T, flags ...string) string {
 		}
 	})
 	listening := regexp.MustCompile(`xDS \(ADS, plaintext, dev only\)\s+(\S+)`)
-	deadline := time.Now().Add(e2eWait)
-	for {
+	var addr string
+	testkit.Eventually(t, e2eWait, "serve listening", func() error {
 		if m := listening.FindStringSubmatch(out.String()); m != nil {
-			return m[1]
+			addr = m[1]
+			return nil
 		}
 		select {
 		case <-exited:
 			t.Fatalf("serve exited before it listened: %v\n%s", err, out)
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not listen within %v:\n%s", e2eWait, out)
-		}
-	}
+		return fmt.Errorf("its output so far:\n%s", out)
+	})
+	return addr
 }
 
 // adsAssignments opens an ADS stream (state of the world) to addr as node and
@@ -258,46 +256,32 @@ func adsAssignments(t *testing.T, addr string, node *core.Node) map[string]*endp
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-	defer cancel()
-	stream, err := discoverypb.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recv := func(typeURL string) *discoverypb.DiscoveryResponse {
+	c := xdstest.NewSotW(t, conn)
+	defer c.Close()
+	expect := func(typeURL string) *discoverypb.DiscoveryResponse {
 		t.Helper()
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				t.Fatalf("ADS stream of %s: waiting for %s: %v", node.GetId(), typeURL, err)
-			}
-			if resp.GetTypeUrl() == typeURL {
-				return resp
-			}
+		r := c.Expect()
+		if r.GetTypeUrl() != typeURL {
+			t.Fatalf("ADS stream of %s: got %s, want %s", node.GetId(), r.GetTypeUrl(), typeURL)
 		}
-	}
-	send := func(req *discoverypb.DiscoveryRequest) {
-		t.Helper()
-		if err := stream.Send(req); err != nil {
-			t.Fatalf("ADS stream of %s: %v", node.GetId(), err)
-		}
+		return r
 	}
 
-	send(&discoverypb.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType})
-	cds := recv(resourcev3.ClusterType)
-	send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.GetVersionInfo(), ResponseNonce: cds.GetNonce()})
+	c.Send(&discoverypb.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType})
+	cds := expect(resourcev3.ClusterType)
+	c.ACK(cds)
 	var names []string
 	for _, a := range cds.GetResources() {
-		c := &clusterv3.Cluster{}
-		if err := a.UnmarshalTo(c); err != nil {
+		cl := &clusterv3.Cluster{}
+		if err := a.UnmarshalTo(cl); err != nil {
 			t.Fatal(err)
 		}
-		if c.GetType() != clusterv3.Cluster_EDS {
+		if cl.GetType() != clusterv3.Cluster_EDS {
 			continue
 		}
-		name := c.GetEdsClusterConfig().GetServiceName()
+		name := cl.GetEdsClusterConfig().GetServiceName()
 		if name == "" {
-			name = c.GetName()
+			name = cl.GetName()
 		}
 		names = append(names, name)
 	}
@@ -306,8 +290,8 @@ func adsAssignments(t *testing.T, addr string, node *core.Node) map[string]*endp
 	if len(names) == 0 {
 		return out
 	}
-	send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: names})
-	eds := recv(resourcev3.EndpointType)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: names})
+	eds := expect(resourcev3.EndpointType)
 	for _, a := range eds.GetResources() {
 		cla := &endpoint.ClusterLoadAssignment{}
 		if err := a.UnmarshalTo(cla); err != nil {
@@ -326,34 +310,22 @@ func adsAssignments(t *testing.T, addr string, node *core.Node) map[string]*endp
 // -update. TestViewMatchesServer holds the numbers to the server; this
 // holds how they read.
 func TestViewGolden(t *testing.T) {
+	var files []string
 	for _, policy := range viewPolicies {
 		for _, p := range viewProxies {
 			name := viewCaseName(policy) + "." + p.name
+			file := filepath.Join(viewDir, "golden", name+".txt")
+			files = append(files, file)
 			t.Run(name, func(t *testing.T) {
 				var out, errb bytes.Buffer
 				if err := view(viewArgs(policy, p), &out, &errb); err != nil {
 					t.Fatalf("%v\n%s", err, errb.String())
 				}
-				golden := filepath.Join(viewDir, "golden", name+".txt")
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					return
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run go test ./cmd/horizon -run TestViewGolden -update)", err)
-				}
-				if !bytes.Equal(out.Bytes(), want) {
-					t.Errorf("%s differs from view's output; review with -update and git diff:\n%s", golden, out.String())
-				}
+				golden.Check(t, file, out.Bytes())
 			})
 		}
 	}
+	golden.Claimed(t, filepath.Join(viewDir, "golden", "*.txt"), files)
 }
 
 // TestViewRejectsWhatTheServerRejects: a policy file that does not fit the

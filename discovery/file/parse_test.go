@@ -3,12 +3,10 @@ package file
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,9 +14,8 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/examples/local"
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the testdata/invalid/*.err golden files")
 
 func parseFile(t *testing.T, path string) (*discovery.ClusterSet, error) {
 	t.Helper()
@@ -191,30 +188,14 @@ var errorLine = regexp.MustCompile(`^(.+?):(\d+):(\d+): \S`)
 // TestParseInvalid parses each testdata/invalid/*.yaml and compares the error
 // with the golden .err file next to it; -update rewrites those.
 func TestParseInvalid(t *testing.T) {
-	files, err := filepath.Glob("testdata/invalid/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no invalid fixtures: %v", err)
-	}
-	for _, path := range files {
+	for _, path := range golden.Pairs(t, "testdata/invalid", ".yaml", ".err") {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			cs, err := parseFile(t, path)
 			if err == nil {
 				t.Fatalf("Parse succeeded with version %s, want an error", cs.Version())
 			}
 			got := err.Error() + "\n"
-			golden := strings.TrimSuffix(path, ".yaml") + ".err"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, rerr := os.ReadFile(golden)
-			if rerr != nil {
-				t.Fatalf("%v (run go test ./discovery/file -update)", rerr)
-			}
-			if got != string(want) {
-				t.Errorf("errors differ from %s\n--- got:\n%s--- want:\n%s", golden, got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(path, ".yaml")+".err", []byte(got))
 
 			// Every line names the file and a line, in line order.
 			last := 0
@@ -235,12 +216,6 @@ func TestParseInvalid(t *testing.T) {
 				t.Errorf("errors.As(*Error) = %+v, want the first error", first)
 			}
 		})
-	}
-	goldens, _ := filepath.Glob("testdata/invalid/*.err")
-	for _, g := range goldens {
-		if !slices.Contains(files, strings.TrimSuffix(g, ".err")+".yaml") {
-			t.Errorf("%s has no .yaml case", g)
-		}
 	}
 }
 

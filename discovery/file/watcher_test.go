@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // wait is how long a test waits for the watcher to see a change: generous,
@@ -49,18 +50,6 @@ func replace(t *testing.T, name, path string) {
 func version(t *testing.T, name string) string {
 	t.Helper()
 	return mustParse(t, filepath.Join("testdata/watch", name)).Version()
-}
-
-// eventually polls cond until it holds, or fails the test after wait.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still waiting for %s", wait, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // nextUpdate waits for OnUpdate to be called with the given version. It skips
@@ -170,7 +159,7 @@ func TestWatcher(t *testing.T) {
 	rejected := h.reloads("rejected")
 	install(t, "bad.yaml", path)
 	wantErr := path + `:10:22: clusters[east-1].services[demo/echo].endpoints[127.0.0.300].address: "127.0.0.300" is not an IP address`
-	eventually(t, "LastError to report the bad address", func() bool {
+	testkit.Eventually(t, wait, "LastError to report the bad address", func() bool {
 		err := h.w.LastError()
 		return err != nil && err.Error() == wantErr
 	})
@@ -189,7 +178,7 @@ func TestWatcher(t *testing.T) {
 	t.Log("an edit of comments only: a reload, no update")
 	ok := h.reloads("ok")
 	install(t, "v3-comments.yaml", path)
-	eventually(t, "a successful reload", func() bool { return h.reloads("ok") > ok })
+	testkit.Eventually(t, wait, "a successful reload", func() bool { return h.reloads("ok") > ok })
 	noUpdate(t, h.updates)
 
 	t.Log("an atomic replace")
@@ -201,7 +190,7 @@ func TestWatcher(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "LastError to report the missing file", func() bool {
+	testkit.Eventually(t, wait, "LastError to report the missing file", func() bool {
 		return errors.Is(h.w.LastError(), fs.ErrNotExist)
 	})
 	if got := h.reloads("rejected"); got <= rejected {
@@ -268,7 +257,7 @@ func TestWatcherPoll(t *testing.T) {
 	nextUpdate(t, h.updates, version(t, "v3-comments.yaml"))
 
 	install(t, "bad.yaml", path)
-	eventually(t, "a rejection", func() bool { return h.w.LastError() != nil })
+	testkit.Eventually(t, wait, "a rejection", func() bool { return h.w.LastError() != nil })
 	noUpdate(t, h.updates)
 	h.stop(t)
 }

@@ -2,7 +2,6 @@ package kube
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +16,8 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // loadObjects decodes a multi-document file of Kubernetes objects.
 func loadObjects(t *testing.T, path string) Objects {
@@ -67,17 +65,7 @@ func loadObjects(t *testing.T, path string) Objects {
 // TestBuild renders each testdata/convert/*.yaml member into its part of
 // the ClusterSet and the problems found, compared with a golden file.
 func TestBuild(t *testing.T) {
-	inputs, _ := filepath.Glob("testdata/convert/*.yaml")
-	var cases []string
-	for _, in := range inputs {
-		if !strings.HasSuffix(in, ".golden.yaml") {
-			cases = append(cases, in)
-		}
-	}
-	if len(cases) == 0 {
-		t.Fatal("no cases")
-	}
-	for _, in := range cases {
+	for _, in := range golden.Pairs(t, "testdata/convert", ".yaml", ".golden.yaml") {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			o := loadObjects(t, in)
 			cfg := MemberConfig{Name: "east-1", Network: "east", Locality: discovery.Locality{Region: "us-east"}}
@@ -96,20 +84,7 @@ func TestBuild(t *testing.T) {
 			if err := enc.Encode(map[string]any{"cluster": c, "problems": texts}); err != nil {
 				t.Fatal(err)
 			}
-			golden := strings.TrimSuffix(in, ".yaml") + ".golden.yaml"
-			if *update {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (go test ./discovery/kube -run TestBuild -update)", err)
-			}
-			if !bytes.Equal(buf.Bytes(), want) {
-				t.Errorf("%s differs; rerun with -update and review the diff:\n%s", golden, buf.String())
-			}
+			golden.Check(t, strings.TrimSuffix(in, ".yaml")+".golden.yaml", buf.Bytes())
 		})
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // fakeMembers is a fake Members: it records calls and fails Set for names in fail.
@@ -159,17 +160,6 @@ func runSecretWatcher(t *testing.T, w *SecretWatcher) (stop func()) {
 	return stop
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // letWatchSettle waits for a watch event to be delivered and handled (or not).
 func letWatchSettle() { time.Sleep(700 * time.Millisecond) }
 
@@ -224,7 +214,7 @@ func TestSecretWatcher(t *testing.T) {
 		}, good), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "east added", func() bool { return len(members.Calls()) == 1 })
+		testkit.Eventually(t, 15*time.Second, "east added", func() bool { return len(members.Calls()) == 1 })
 		want("set east secret horizon-system/east")
 		cfg, _ := members.Config("east")
 		if cfg.Network != "net-east" || cfg.Locality != (discovery.Locality{Region: "us-east", Zone: "us-east-1a"}) || cfg.Rest == nil || cfg.Rest.Host != c.Config.Host {
@@ -247,17 +237,17 @@ func TestSecretWatcher(t *testing.T) {
 
 		// New credentials: rotated (Source does it make-before-break).
 		update("east", setKubeconfig(rotated))
-		waitUntil(t, "east rotated", func() bool { return len(members.Calls()) == 2 })
+		testkit.Eventually(t, 15*time.Second, "east rotated", func() bool { return len(members.Calls()) == 2 })
 		want("set east secret horizon-system/east", "set east secret horizon-system/east")
 
 		// A broken kubeconfig: refused, counted, logged with the Secret's
 		// name, an Event on the Secret; the member keeps running.
 		update("east", setKubeconfig([]byte("apiVersion: v1\nkind: Config\nclusters: [\n")))
-		waitUntil(t, "broken kubeconfig counted", func() bool { return invalid(ReasonKubeconfigInvalid) == 1 })
+		testkit.Eventually(t, 15*time.Second, "broken kubeconfig counted", func() bool { return invalid(ReasonKubeconfigInvalid) == 1 })
 		if !strings.Contains(logs.String(), "secret=horizon-system/east") || !strings.Contains(logs.String(), "reason=kubeconfig_invalid") {
 			t.Errorf("no warning naming the Secret:\n%s", logs.String())
 		}
-		waitUntil(t, "an Event on the Secret", func() bool {
+		testkit.Eventually(t, 15*time.Second, "an Event on the Secret", func() bool {
 			evs, err := c.Kube.CoreV1().Events("horizon-system").List(ctx, metav1.ListOptions{
 				FieldSelector: fields.OneTermEqualSelector("involvedObject.name", "east").String(),
 			})
@@ -265,10 +255,10 @@ func TestSecretWatcher(t *testing.T) {
 		})
 		// An exec plugin, without AllowPlugins: refused the same way.
 		update("east", setKubeconfig(kubeconfigFixture(t, "exec.yaml")))
-		waitUntil(t, "plugin refused", func() bool { return invalid(ReasonPluginRefused) == 1 })
+		testkit.Eventually(t, 15*time.Second, "plugin refused", func() bool { return invalid(ReasonPluginRefused) == 1 })
 		// No network: refused.
 		update("east", func(s *corev1.Secret) { s.Data[SecretKubeconfigKey] = good; delete(s.Annotations, AnnotationNetwork) })
-		waitUntil(t, "network missing", func() bool { return invalid(ReasonNetworkMissing) == 1 })
+		testkit.Eventually(t, 15*time.Second, "network missing", func() bool { return invalid(ReasonNetworkMissing) == 1 })
 		letWatchSettle()
 		want("set east secret horizon-system/east", "set east secret horizon-system/east")
 		if got := testutil.ToFloat64(w.Metrics.secrets.WithLabelValues("refused")); got != 1 {
@@ -276,7 +266,7 @@ func TestSecretWatcher(t *testing.T) {
 		}
 		// Fixed: applied again.
 		update("east", func(s *corev1.Secret) { s.Annotations[AnnotationNetwork] = "net-east" })
-		waitUntil(t, "east fixed", func() bool { return len(members.Calls()) == 3 })
+		testkit.Eventually(t, 15*time.Second, "east fixed", func() bool { return len(members.Calls()) == 3 })
 
 		// A second Secret naming the same cluster is refused, and takes over
 		// when the first is deleted.
@@ -285,38 +275,38 @@ func TestSecretWatcher(t *testing.T) {
 		}, good), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "duplicate refused", func() bool { return invalid(ReasonDuplicateName) == 1 })
+		testkit.Eventually(t, 15*time.Second, "duplicate refused", func() bool { return invalid(ReasonDuplicateName) == 1 })
 		if !strings.Contains(logs.String(), "secret=horizon-system/east-copy") {
 			t.Errorf("no warning naming the duplicate:\n%s", logs.String())
 		}
 		if err := secrets.Delete(ctx, "east", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "east removed, then served by east-copy", func() bool { return len(members.Calls()) == 5 })
+		testkit.Eventually(t, 15*time.Second, "east removed, then served by east-copy", func() bool { return len(members.Calls()) == 5 })
 		want("set east secret horizon-system/east", "set east secret horizon-system/east", "set east secret horizon-system/east",
 			"remove east", "set east secret horizon-system/east-copy")
 
 		// Renamed: a different cluster; the old one goes.
 		update("east-copy", func(s *corev1.Secret) { s.Annotations[AnnotationClusterName] = "east-2" })
-		waitUntil(t, "renamed", func() bool { return len(members.Calls()) == 7 })
+		testkit.Eventually(t, 15*time.Second, "renamed", func() bool { return len(members.Calls()) == 7 })
 		if got := members.Calls()[5:]; got[0] != "set east-2 secret horizon-system/east-copy" || got[1] != "remove east" {
 			t.Fatalf("rename: %q", got)
 		}
 		// A bad cluster name, and a Set that fails: refused, member kept.
 		update("east-copy", func(s *corev1.Secret) { s.Annotations[AnnotationClusterName] = "East_2" })
-		waitUntil(t, "bad name", func() bool { return invalid(ReasonClusterName) == 1 })
+		testkit.Eventually(t, 15*time.Second, "bad name", func() bool { return invalid(ReasonClusterName) == 1 })
 		members.mu.Lock()
 		members.fail["east-3"] = true
 		members.mu.Unlock()
 		update("east-copy", func(s *corev1.Secret) { s.Annotations[AnnotationClusterName] = "east-3" })
-		waitUntil(t, "Set failure", func() bool { return invalid(ReasonMember) == 1 })
+		testkit.Eventually(t, 15*time.Second, "Set failure", func() bool { return invalid(ReasonMember) == 1 })
 		if _, ok := members.Config("east-2"); !ok || len(members.Calls()) != 7 {
 			t.Fatalf("member east-2 not kept: %q", members.Calls())
 		}
 
 		// Label removed: as good as deleted.
 		update("east-copy", func(s *corev1.Secret) { delete(s.Labels, LabelMemberSecret) })
-		waitUntil(t, "unlabelled", func() bool { return len(members.Calls()) == 8 })
+		testkit.Eventually(t, 15*time.Second, "unlabelled", func() bool { return len(members.Calls()) == 8 })
 		want("set east secret horizon-system/east", "set east secret horizon-system/east", "set east secret horizon-system/east",
 			"remove east", "set east secret horizon-system/east-copy", "set east-2 secret horizon-system/east-copy", "remove east", "remove east-2")
 		stop()
@@ -329,7 +319,7 @@ func TestSecretWatcher(t *testing.T) {
 		if _, err := c.Kube.CoreV1().Secrets("plugins").Create(ctx, newMemberSecret("eks", map[string]string{AnnotationNetwork: "aws"}, kubeconfigFixture(t, "exec.yaml")), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "eks added", func() bool { return len(members.Calls()) == 1 })
+		testkit.Eventually(t, 15*time.Second, "eks added", func() bool { return len(members.Calls()) == 1 })
 		if cfg, _ := members.Config("eks"); cfg.Rest.ExecProvider == nil || cfg.Rest.ExecProvider.Command != "aws" {
 			t.Fatalf("exec provider %+v", cfg.Rest.ExecProvider)
 		}

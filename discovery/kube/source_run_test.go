@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/goleak"
 	"k8s.io/client-go/rest"
+
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // TestSourceRunOwnsItsMembers: no member watches before Run; Run starts the
@@ -48,11 +50,11 @@ func TestSourceRunOwnsItsMembers(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
-	eventually(t, "east watched", func() bool { return east.hits.Load() > 0 })
+	testkit.Eventually(t, wait, "east watched", func() bool { return east.hits.Load() > 0 })
 	if err := src.Set(member("west", west)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "west, added while running, watched", func() bool { return west.hits.Load() > 0 })
+	testkit.Eventually(t, wait, "west, added while running, watched", func() bool { return west.hits.Load() > 0 })
 	if ms := src.Members(); len(ms) != 2 || ms[0].State != Syncing || ms[1].State != Syncing {
 		t.Fatalf("members %+v, want east and west syncing", ms)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // recorder keeps every ClusterSet a Source publishes.
@@ -61,18 +62,8 @@ func (r *recorder) since(mark int) []*discovery.ClusterSet {
 	return append([]*discovery.ClusterSet(nil), r.all[mark:]...)
 }
 
-// eventually polls cond for up to 30s: it waits for an event, it does not
-// time one.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// wait bounds how long a test waits for an event; it does not time one.
+const wait = 30 * time.Second
 
 // seed creates a Service with ready endpoints (and their Pods, accepting
 // mutual TLS) in a member cluster; envtest runs no controllers, so the test
@@ -171,7 +162,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 	})
 
 	t.Run("exports", func(t *testing.T) {
-		eventually(t, "echo exported by east and west", func() bool {
+		testkit.Eventually(t, wait, "echo exported by east and west", func() bool {
 			ex, ok := exportOf(rec.latest(), echo)
 			return ok && len(ex.Clusters) == 2
 		})
@@ -213,7 +204,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 			}
 			return out
 		}
-		eventually(t, "every member synced", func() bool {
+		testkit.Eventually(t, wait, "every member synced", func() bool {
 			for _, name := range []string{"east", "west", "central"} {
 				if _, ok := src.Member(name); !ok {
 					return false
@@ -223,7 +214,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 		})
 		before := read()
 		var after map[string]counts
-		eventually(t, "two more snapshots of every member", func() bool {
+		testkit.Eventually(t, wait, "two more snapshots of every member", func() bool {
 			after = read()
 			for name, b := range before {
 				if after[name].snapshots < b.snapshots+2 {
@@ -252,14 +243,14 @@ func TestSourceOnRealClusters(t *testing.T) {
 		if err := west.MCS.MulticlusterV1beta1().ServiceExports("demo").Delete(t.Context(), "echo", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "west's export gone", func() bool {
+		testkit.Eventually(t, wait, "west's export gone", func() bool {
 			ex, ok := exportOf(rec.latest(), echo)
 			return ok && len(ex.Clusters) == 1 && ex.Clusters[0] == "east"
 		})
 		if _, err := west.MCS.MulticlusterV1beta1().ServiceExports("demo").Create(t.Context(), &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "echo"}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "west's export back", func() bool {
+		testkit.Eventually(t, wait, "west's export back", func() bool {
 			ex, ok := exportOf(rec.latest(), echo)
 			return ok && len(ex.Clusters) == 2
 		})
@@ -270,7 +261,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 		if err := west.StopAPIServer(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "west stale", func() bool {
+		testkit.Eventually(t, wait, "west stale", func() bool {
 			cs := rec.latest()
 			c, ok := cs.Cluster("west")
 			return ok && c.Stale
@@ -281,7 +272,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 		if err := west.StartAPIServer(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "west synced again", func() bool {
+		testkit.Eventually(t, wait, "west synced again", func() bool {
 			cs := rec.latest()
 			c, ok := cs.Cluster("west")
 			return ok && !c.Stale
@@ -300,7 +291,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 		if err := src.Set(rotated); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "rotation done", func() bool {
+		testkit.Eventually(t, wait, "rotation done", func() bool {
 			for _, m := range src.Members() {
 				if m.Name == "west" {
 					return !m.Rotating && m.Origin == "rotated"
@@ -319,30 +310,29 @@ func TestSourceOnRealClusters(t *testing.T) {
 		// Baseline: the goroutines of a Source without west. Measure it by
 		// removing west, then adding it back and removing it again.
 		src.Remove("west")
-		eventually(t, "west gone", func() bool { return endpointsOf(rec.latest(), "west", echo) == -1 })
+		testkit.Eventually(t, wait, "west gone", func() bool { return endpointsOf(rec.latest(), "west", echo) == -1 })
 		baseline := settledGoroutines()
 		if err := src.Set(memberConfig(west, "net-west")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "west back", func() bool { return endpointsOf(rec.latest(), "west", echo) == 1 })
+		testkit.Eventually(t, wait, "west back", func() bool { return endpointsOf(rec.latest(), "west", echo) == 1 })
 		with := runtime.NumGoroutine()
 		src.Remove("west")
-		eventually(t, "west gone again", func() bool { return endpointsOf(rec.latest(), "west", echo) == -1 })
+		testkit.Eventually(t, wait, "west gone again", func() bool { return endpointsOf(rec.latest(), "west", echo) == -1 })
 		// A member runs about 70 goroutines; the other members' probes add a
 		// transient one or two, hence the slack.
-		deadline := time.Now().Add(30 * time.Second)
-		for runtime.NumGoroutine() > baseline+2 {
-			if time.Now().After(deadline) {
+		testkit.Eventually(t, wait, "goroutines back to the baseline", func() error {
+			if n := runtime.NumGoroutine(); n > baseline+2 {
 				var buf bytes.Buffer
 				_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-				t.Fatalf("goroutines %d, not back to %d (were %d with west):\n%s", runtime.NumGoroutine(), baseline, with, buf.String())
+				return fmt.Errorf("goroutines %d, not back to %d (were %d with west):\n%s", n, baseline, with, buf.String())
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 		if err := src.Set(memberConfig(west, "net-west")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "west back", func() bool { return endpointsOf(rec.latest(), "west", echo) == 1 })
+		testkit.Eventually(t, wait, "west back", func() bool { return endpointsOf(rec.latest(), "west", echo) == 1 })
 	})
 
 	t.Run("a new replica waits for every member", func(t *testing.T) {
@@ -361,7 +351,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 		go func() { done2 <- replica.Run(ctx2) }()
 		defer func() { cancel2(); <-done2 }()
 		// East and central sync; the replica must still publish nothing.
-		eventually(t, "east and central synced in the replica", func() bool {
+		testkit.Eventually(t, wait, "east and central synced in the replica", func() bool {
 			n := 0
 			for _, m := range replica.Members() {
 				if m.State == Synced {
@@ -377,7 +367,7 @@ func TestSourceOnRealClusters(t *testing.T) {
 		if err := west.StartAPIServer(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the replica publishes with west", func() bool { return endpointsOf(rec2.latest(), "west", echo) == 1 })
+		testkit.Eventually(t, wait, "the replica publishes with west", func() bool { return endpointsOf(rec2.latest(), "west", echo) == 1 })
 	})
 }
 
@@ -409,13 +399,13 @@ func TestClusterIDAndStaleTTL(t *testing.T) {
 	}
 	runSource(t, src)
 	echo := discovery.ServiceKey{Namespace: "demo", Name: "echo"}
-	eventually(t, "the cluster known by its published id", func() bool {
+	testkit.Eventually(t, wait, "the cluster known by its published id", func() bool {
 		return endpointsOf(rec.latest(), "west-published-id", echo) == 1
 	})
 	if err := c.StopAPIServer(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "endpoints expired after the TTL", func() bool {
+	testkit.Eventually(t, wait, "endpoints expired after the TTL", func() bool {
 		return endpointsOf(rec.latest(), "west-published-id", echo) == 0
 	})
 	if testutil.ToFloat64(m.expiredC.WithLabelValues("west")) == 0 {
@@ -424,7 +414,7 @@ func TestClusterIDAndStaleTTL(t *testing.T) {
 	if err := c.StartAPIServer(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "endpoints back", func() bool {
+	testkit.Eventually(t, wait, "endpoints back", func() bool {
 		return endpointsOf(rec.latest(), "west-published-id", echo) == 1
 	})
 }
@@ -460,7 +450,7 @@ func installClusterProperty(t *testing.T, c *kubetest.Cluster, id string) {
 		"apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
 		"metadata": map[string]any{"name": ClusterIDProperty}, "spec": map[string]any{"value": id},
 	}}
-	eventually(t, "ClusterProperty created", func() bool {
+	testkit.Eventually(t, wait, "ClusterProperty created", func() bool {
 		_, err := dyn.Resource(ClusterPropertyGVR).Create(ctx, obj, metav1.CreateOptions{})
 		return err == nil
 	})

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // Fast timings for tests; the documented bounds scale with them.
@@ -100,21 +101,6 @@ func start(t *testing.T, opts Options) (*Prober, *sink) {
 		}
 	})
 	return p, s
-}
-
-// eventually polls cond until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	begin := time.Now()
-	for deadline := begin.Add(within); ; {
-		if cond() {
-			return time.Since(begin)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // gateway is a real TCP listener standing in for an east-west gateway.
@@ -234,7 +220,7 @@ func TestWithdrawnAndReturns(t *testing.T) {
 	if cs, _ := s.latest(); cs != in {
 		t.Fatal("In did not pass an unprobed ClusterSet through as it is")
 	}
-	eventually(t, slack, "every gateway probed up", func() bool {
+	testkit.Eventually(t, slack, "every gateway probed up", func() bool {
 		for _, g := range p.Status().Gateways {
 			if g.State != Up {
 				return false
@@ -244,7 +230,7 @@ func TestWithdrawnAndReturns(t *testing.T) {
 	})
 
 	east.stop()
-	took := eventually(t, withdrawBound(opts)+slack, "east's gateway withdrawn", func() bool { return !s.serves(east.addr) })
+	took := testkit.Eventually(t, withdrawBound(opts)+slack, "east's gateway withdrawn", func() bool { return !s.serves(east.addr) })
 	t.Logf("withdrawn after %v (documented bound %v)", took, withdrawBound(opts))
 	out, _ := s.latest()
 	if out.Version() == in.Version() {
@@ -269,18 +255,18 @@ func TestWithdrawnAndReturns(t *testing.T) {
 
 	// One of west's two gateways goes too: west keeps the other.
 	west2.stop()
-	eventually(t, withdrawBound(opts)+slack, "west's second gateway withdrawn", func() bool { return !s.serves(west2.addr) })
+	testkit.Eventually(t, withdrawBound(opts)+slack, "west's second gateway withdrawn", func() bool { return !s.serves(west2.addr) })
 	if !s.serves(west.addr) {
 		t.Error("west's healthy gateway was withdrawn")
 	}
 
 	east.restart()
-	took = eventually(t, returnBound(opts)+slack, "east's gateway served again", func() bool { return s.serves(east.addr) })
+	took = testkit.Eventually(t, returnBound(opts)+slack, "east's gateway served again", func() bool { return s.serves(east.addr) })
 	t.Logf("served again after %v (documented bound %v)", took, returnBound(opts))
 	checkGauge(t, reg, "horizon_gateway_up", map[string]float64{"east/" + east.addr: 1, "west/" + west.addr: 1, "west/" + west2.addr: 0})
 
 	west2.restart()
-	eventually(t, returnBound(opts)+slack, "the input served again", func() bool { cs, _ := s.latest(); return cs.Version() == in.Version() })
+	testkit.Eventually(t, returnBound(opts)+slack, "the input served again", func() bool { cs, _ := s.latest(); return cs.Version() == in.Version() })
 	checkGauge(t, reg, "horizon_gateway_withdrawn", map[string]float64{"": 0})
 }
 
@@ -353,7 +339,7 @@ func TestInputChanges(t *testing.T) {
 		member{"one", "n1", []discovery.Gateway{a.gw(), down}},
 		member{"two", "n2", []discovery.Gateway{b.gw(), {Address: "gw.example.com", Port: 15443}}},
 	))
-	eventually(t, withdrawBound(opts)+slack, "the dead gateway withdrawn", func() bool { return !s.serves(down.String()) })
+	testkit.Eventually(t, withdrawBound(opts)+slack, "the dead gateway withdrawn", func() bool { return !s.serves(down.String()) })
 	checkGauge(t, reg, "horizon_gateway_up", map[string]float64{"n1/" + a.addr: 1, "n1/" + down.String(): 0, "n2/" + b.addr: 1})
 	if n := dials("gw.example.com:15443"); n != 0 {
 		t.Errorf("a host name was probed %d times", n)
@@ -375,7 +361,7 @@ func TestInputChanges(t *testing.T) {
 	if !s.serves(c.addr) {
 		t.Error("a new gateway is not served at once")
 	}
-	eventually(t, slack, "the new gateway probed", func() bool { return dials(c.addr) > 0 })
+	testkit.Eventually(t, slack, "the new gateway probed", func() bool { return dials(c.addr) > 0 })
 
 	// a and the dead gateway leave the ClusterSet; b moves to network n3 too.
 	p.In(clusterSet(t,
@@ -391,7 +377,7 @@ func TestInputChanges(t *testing.T) {
 	// probed again.
 	time.Sleep(testTimeout + testInterval)
 	before := dials(a.addr)
-	eventually(t, slack, "the remaining gateways probed again", func() bool { return dials(c.addr) > 2 && dials(b.addr) > 2 })
+	testkit.Eventually(t, slack, "the remaining gateways probed again", func() bool { return dials(c.addr) > 2 && dials(b.addr) > 2 })
 	time.Sleep(3 * testInterval)
 	if n := dials(a.addr); n != before {
 		t.Errorf("a gateway that left the ClusterSet was probed %d more times", n-before)
@@ -419,16 +405,16 @@ func TestBlind(t *testing.T) {
 	in := clusterSet(t, member{"a", "a", []discovery.Gateway{a.gw()}}, member{"b", "b", []discovery.Gateway{b.gw()}}, member{"c", "c", nil})
 	p.In(in)
 	a.stop()
-	eventually(t, withdrawBound(opts)+slack, "a withdrawn", func() bool { return !s.serves(a.addr) })
+	testkit.Eventually(t, withdrawBound(opts)+slack, "a withdrawn", func() bool { return !s.serves(a.addr) })
 	b.stop()
-	eventually(t, withdrawBound(opts)+slack, "blind", func() bool { return p.Status().Blind })
+	testkit.Eventually(t, withdrawBound(opts)+slack, "blind", func() bool { return p.Status().Blind })
 	if cs, _ := s.latest(); cs.Version() != in.Version() {
 		t.Errorf("blind, yet gateways are withdrawn: %v", s.served())
 	}
 	checkGauge(t, reg, "horizon_gateway_prober_blind", map[string]float64{"": 1})
 	checkGauge(t, reg, "horizon_gateway_withdrawn", map[string]float64{"": 0})
 	b.restart()
-	eventually(t, returnBound(opts)+slack, "a withdrawn again", func() bool { return !p.Status().Blind && !s.serves(a.addr) && s.serves(b.addr) })
+	testkit.Eventually(t, returnBound(opts)+slack, "a withdrawn again", func() bool { return !p.Status().Blind && !s.serves(a.addr) && s.serves(b.addr) })
 
 	// Only network a has gateways: losing them all withdraws them.
 	p.In(clusterSet(t, member{"a", "a", []discovery.Gateway{a.gw()}}, member{"c", "c", nil}))
@@ -499,12 +485,12 @@ func TestPeerAddressIsOneTarget(t *testing.T) {
 		member{"east-1", "east", []discovery.Gateway{east.gw(), peer}},
 		member{"west-1", "west", []discovery.Gateway{west.gw()}},
 	))
-	eventually(t, slack, "every gateway probed up", func() bool {
+	testkit.Eventually(t, slack, "every gateway probed up", func() bool {
 		st := p.Status().Gateways
 		return len(st) == 2 && st[0].State == Up && st[1].State == Up
 	})
 	east.stop()
-	eventually(t, withdrawBound(opts)+slack, "east's gateway withdrawn", func() bool { return !s.serves(east.addr) })
+	testkit.Eventually(t, withdrawBound(opts)+slack, "east's gateway withdrawn", func() bool { return !s.serves(east.addr) })
 	if got := s.served()["east-1"]; len(got) != 0 {
 		t.Errorf("east-1 still serves %v", got)
 	}

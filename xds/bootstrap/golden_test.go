@@ -3,17 +3,14 @@ package bootstrap
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
 	"github.com/horizonmesh/horizon/xds"
 )
-
-var update = flag.Bool("update", false, "rewrite the testdata golden files")
 
 // goldenCase is one bootstrap with a golden file testdata/<name>.json.
 // cmd/horizon's TestBootstrapCommandGolden gives `horizon bootstrap` the
@@ -110,28 +107,16 @@ func TestBootstrapOutputIsCanonical(t *testing.T) {
 }
 
 // TestBootstrapGolden compares each case's output byte for byte with its
-// golden file (go test -run TestBootstrapGolden -update rewrites them).
+// golden file (go test -run TestBootstrapGolden -update rewrites them); a
+// golden file no case claims fails too.
 func TestBootstrapGolden(t *testing.T) {
+	var files []string
 	for _, c := range goldenCases() {
+		file := filepath.Join("testdata", c.name+".json")
+		files = append(files, file)
 		t.Run(c.name, func(t *testing.T) {
-			out := render(t, c.cfg)
-			path := filepath.Join("testdata", c.name+".json")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, out, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(out, want) {
-				t.Errorf("output differs from %s (run with -update after checking the change); got\n%s", path, out)
-			}
+			golden.Check(t, file, render(t, c.cfg))
 		})
 	}
+	golden.Claimed(t, filepath.Join("testdata", "*.json"), files)
 }

@@ -1,7 +1,6 @@
 package policyfile
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,9 +8,8 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/examples/local"
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the testdata/invalid/*.err golden files")
 
 // exampleTopology is the topology of examples/local/clusterset.yaml.
 func exampleTopology(t *testing.T) Topology {
@@ -59,28 +57,13 @@ func TestExamples(t *testing.T) {
 // TestInvalid parses every testdata/invalid/*.yaml and compares the errors
 // with the .err file next to it, line for line.
 func TestInvalid(t *testing.T) {
-	paths, _ := filepath.Glob("testdata/invalid/*.yaml")
-	for _, path := range paths {
+	for _, path := range golden.Pairs(t, "testdata/invalid", ".yaml", ".err") {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			_, err := parseFile(t, path)
 			if err == nil {
 				t.Fatal("Parse succeeded, want errors")
 			}
-			golden := strings.TrimSuffix(path, ".yaml") + ".err"
-			got := err.Error() + "\n"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, rerr := os.ReadFile(golden)
-			if rerr != nil {
-				t.Fatal(rerr)
-			}
-			if got != string(want) {
-				t.Errorf("errors:\n%s\nwant:\n%s", got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(path, ".yaml")+".err", []byte(err.Error()+"\n"))
 		})
 	}
 }

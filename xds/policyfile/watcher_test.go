@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 const wait = 5 * time.Second
@@ -23,17 +25,6 @@ func install(t *testing.T, name, path string) {
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still waiting for %s", wait, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -85,7 +76,7 @@ func TestWatcher(t *testing.T) {
 	t.Log("a bad edit: rejected, the last good policy stays")
 	install(t, "bad.yaml", path)
 	want := path + `:4:22: services[demo/echo].clusters.pin[0]: unknown cluster "west-2" (known: east-1, east-2, west-1)`
-	eventually(t, "the rejection", func() bool { err := w.LastError(); return err != nil && err.Error() == want })
+	testkit.Eventually(t, wait, "the rejection", func() bool { err := w.LastError(); return err != nil && err.Error() == want })
 	if reloads("rejected") != 1 {
 		t.Errorf("rejected = %v, want 1", reloads("rejected"))
 	}
@@ -110,14 +101,14 @@ func TestWatcher(t *testing.T) {
 	t.Log("west-1 leaves the ClusterSet: the policy stays, flagged")
 	shrunk := Topology{Clusters: topo.Clusters[:2]}
 	w.SetTopology(shrunk)
-	eventually(t, "the mismatch", func() bool { return w.Status().TopologyMismatch })
+	testkit.Eventually(t, wait, "the mismatch", func() bool { return w.Status().TopologyMismatch })
 	if testutil.ToFloat64(metrics.mismatches) != 1 || w.Policy() != p2 || reloads("ok") != ok {
 		t.Errorf("mismatch gauge %v, policy kept %v, ok %v (was %v)", testutil.ToFloat64(metrics.mismatches), w.Policy() == p2, reloads("ok"), ok)
 	}
 
 	t.Log("west-1 is back")
 	w.SetTopology(topo)
-	eventually(t, "the mismatch to clear", func() bool { st := w.Status(); return !st.TopologyMismatch && st.CheckOK })
+	testkit.Eventually(t, wait, "the mismatch to clear", func() bool { st := w.Status(); return !st.TopologyMismatch && st.CheckOK })
 	if testutil.ToFloat64(metrics.mismatches) != 0 {
 		t.Errorf("mismatch gauge still set")
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // fakeMember is a member cluster backed by a fake MCS clientset; its "cache"
@@ -236,22 +237,6 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 	return sum
 }
 
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 type harness struct {
 	ctrl    *mcs.Controller
 	reg     *prometheus.Registry
@@ -318,7 +303,7 @@ func TestControllerWritesOnlyChanges(t *testing.T) {
 	west := newFakeMember("west", []string{"demo"}, nil)
 	h := start(t, east, west)
 
-	eventually(t, 5*time.Second, "imports and conditions", func() error {
+	testkit.Eventually(t, 5*time.Second, "imports and conditions", func() error {
 		for _, m := range []*fakeMember{east, west} {
 			im := m.imports(t)["demo/echo"]
 			if im == nil || len(im.Status.Clusters) != 1 || len(im.Spec.IPs) != 1 {
@@ -336,7 +321,7 @@ func TestControllerWritesOnlyChanges(t *testing.T) {
 	// Converged: several more rounds write nothing.
 	writes := east.writes() + west.writes()
 	r := h.rounds(t)
-	eventually(t, 5*time.Second, "more rounds", func() error {
+	testkit.Eventually(t, 5*time.Second, "more rounds", func() error {
 		if h.rounds(t) < r+5 {
 			return errors.New("waiting")
 		}
@@ -355,7 +340,7 @@ func TestControllerWritesOnlyChanges(t *testing.T) {
 	east.services = nil
 	h.cs.Store(clusterSetOf(t, east, west))
 	h.ctrl.Notify()
-	eventually(t, 5*time.Second, "NoService and no imports", func() error {
+	testkit.Eventually(t, 5*time.Second, "NoService and no imports", func() error {
 		if got := conditions(east.ServiceExports()[0]); got != "Valid=False/NoService Ready=False/Failed Conflict=False/NoConflicts" {
 			return errors.New("conditions " + got)
 		}
@@ -406,7 +391,7 @@ func TestControllerIsolatesFailures(t *testing.T) {
 	})
 	h := start(t, east, west, central)
 
-	eventually(t, 5*time.Second, "the other imports", func() error {
+	testkit.Eventually(t, 5*time.Second, "the other imports", func() error {
 		if east.imports(t)["demo/echo"] == nil || east.imports(t)["demo/cart"] == nil {
 			return errors.New("east incomplete")
 		}
@@ -452,7 +437,7 @@ func TestControllerRetriesConflicts(t *testing.T) {
 		return false, nil, nil
 	})
 	h := start(t, east)
-	eventually(t, 5*time.Second, "conditions after a conflict", func() error {
+	testkit.Eventually(t, 5*time.Second, "conditions after a conflict", func() error {
 		if got := conditions(east.ServiceExports()[0]); !strings.HasPrefix(got, "Valid=True/Valid") {
 			return errors.New("conditions " + got)
 		}
@@ -476,7 +461,7 @@ func TestControllerLeavesForeignImports(t *testing.T) {
 	gone.Name = "gone"
 	east := newFakeMember("east", []string{"demo"}, []*corev1.Service{service("demo", "echo", 80)}, export("demo", "echo", time.Now()), foreign, gone)
 	h := start(t, east)
-	eventually(t, 5*time.Second, "rounds", func() error {
+	testkit.Eventually(t, 5*time.Second, "rounds", func() error {
 		if h.rounds(t) < 3 {
 			return errors.New("waiting")
 		}
@@ -502,7 +487,7 @@ func TestControllerLaggingCache(t *testing.T) {
 	east.freeze()
 	stale.freeze()
 	h := start(t, east, stale)
-	eventually(t, 5*time.Second, "rounds", func() error {
+	testkit.Eventually(t, 5*time.Second, "rounds", func() error {
 		if h.rounds(t) < 5 {
 			return errors.New("waiting")
 		}

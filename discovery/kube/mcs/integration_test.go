@@ -25,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // replica is one Horizon replica's MCS controller.
@@ -140,7 +141,7 @@ func TestIntegration(t *testing.T) {
 
 	var leader, follower *replica
 	step(t, "one leader", func(t *testing.T) {
-		eventually(t, 20*time.Second, "a leader", func() error {
+		testkit.Eventually(t, 20*time.Second, "a leader", func() error {
 			leader, follower = nil, nil
 			for _, r := range replicas {
 				if r.ctrl.IsLeader() {
@@ -180,7 +181,7 @@ func TestIntegration(t *testing.T) {
 		mustCreate(t, errOf(west.Kube.CoreV1().Services("demo").Create(ctx, svc("echo", corev1.ServicePort{Name: "grpc", Port: 80, AppProtocol: ptr("grpc")}), metav1.CreateOptions{})))
 		mustCreate(t, errOf(west.MCS.MulticlusterV1beta1().ServiceExports("demo").Create(ctx, svcExport("echo"), metav1.CreateOptions{})))
 
-		eventually(t, 20*time.Second, "conflict on both exports", func() error {
+		testkit.Eventually(t, 20*time.Second, "conflict on both exports", func() error {
 			for _, c := range []*kubetest.Cluster{east, west} {
 				if err := wantConditions(ctx, c, "demo", "echo", "Valid=True/Valid", "Ready=True/Exported", "Conflict=True/PortConflict"); err != nil {
 					return err
@@ -197,7 +198,7 @@ func TestIntegration(t *testing.T) {
 			}
 		}
 		var ip string
-		eventually(t, 20*time.Second, "imports in every cluster", func() error {
+		testkit.Eventually(t, 20*time.Second, "imports in every cluster", func() error {
 			ip = ""
 			for _, c := range clusters {
 				im, err := c.MCS.MulticlusterV1beta1().ServiceImports("demo").Get(ctx, "echo", metav1.GetOptions{})
@@ -225,7 +226,7 @@ func TestIntegration(t *testing.T) {
 		if err := west.MCS.MulticlusterV1beta1().ServiceExports("demo").Delete(ctx, "echo", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "east alone, without conflict", func() error {
+		testkit.Eventually(t, 20*time.Second, "east alone, without conflict", func() error {
 			if err := wantConditions(ctx, east, "demo", "echo", "Valid=True/Valid", "Ready=True/Exported", "Conflict=False/NoConflicts"); err != nil {
 				return err
 			}
@@ -247,7 +248,7 @@ func TestIntegration(t *testing.T) {
 		mustCreate(t, errOf(west.Kube.CoreV1().Services("demo").Create(ctx, ext, metav1.CreateOptions{})))
 		mustCreate(t, errOf(west.MCS.MulticlusterV1beta1().ServiceExports("demo").Create(ctx, svcExport("ext"), metav1.CreateOptions{})))
 		mustCreate(t, errOf(central.MCS.MulticlusterV1beta1().ServiceExports("demo").Create(ctx, svcExport("ghost"), metav1.CreateOptions{})))
-		eventually(t, 20*time.Second, "Valid=False", func() error {
+		testkit.Eventually(t, 20*time.Second, "Valid=False", func() error {
 			return errors.Join(
 				wantConditions(ctx, west, "demo", "ext", "Valid=False/InvalidServiceType", "Ready=False/Failed"),
 				wantConditions(ctx, central, "demo", "ghost", "Valid=False/NoService", "Ready=False/Failed"),
@@ -265,7 +266,7 @@ func TestIntegration(t *testing.T) {
 	step(t, "v1alpha1 export", func(t *testing.T) {
 		mustCreate(t, errOf(central.Kube.CoreV1().Services("demo").Create(ctx, svc("legacy", corev1.ServicePort{Name: "tcp", Port: 9000}), metav1.CreateOptions{})))
 		mustCreate(t, errOf(central.MCS.MulticlusterV1alpha1().ServiceExports("demo").Create(ctx, &mcsv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "legacy"}}, metav1.CreateOptions{})))
-		eventually(t, 20*time.Second, "imports of a v1alpha1 export", func() error {
+		testkit.Eventually(t, 20*time.Second, "imports of a v1alpha1 export", func() error {
 			for _, c := range clusters {
 				im, err := c.MCS.MulticlusterV1beta1().ServiceImports("demo").Get(ctx, "legacy", metav1.GetOptions{})
 				if err != nil {
@@ -292,7 +293,7 @@ func TestIntegration(t *testing.T) {
 		late.Namespace, late.Spec.ClusterIP = "late", corev1.ClusterIPNone
 		mustCreate(t, errOf(east.Kube.CoreV1().Services("late").Create(ctx, late, metav1.CreateOptions{})))
 		mustCreate(t, errOf(east.MCS.MulticlusterV1beta1().ServiceExports("late").Create(ctx, svcExport("db"), metav1.CreateOptions{})))
-		eventually(t, 20*time.Second, "headless import in east", func() error {
+		testkit.Eventually(t, 20*time.Second, "headless import in east", func() error {
 			im, err := east.MCS.MulticlusterV1beta1().ServiceImports("late").Get(ctx, "db", metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -300,7 +301,7 @@ func TestIntegration(t *testing.T) {
 			return checkImport(im, mcsv1beta1.Headless, "tcp-pg/5432/TCP", "east")
 		})
 		mustCreate(t, errOf(central.Kube.CoreV1().Namespaces().Create(ctx, namespace("late"), metav1.CreateOptions{})))
-		eventually(t, 20*time.Second, "import in central's new namespace", func() error {
+		testkit.Eventually(t, 20*time.Second, "import in central's new namespace", func() error {
 			_, err := central.MCS.MulticlusterV1beta1().ServiceImports("late").Get(ctx, "db", metav1.GetOptions{})
 			return err
 		})
@@ -315,7 +316,7 @@ func TestIntegration(t *testing.T) {
 		// wrote nothing. A controller that writes every round never gets
 		// there.
 		var writes, rounds float64
-		eventually(t, 20*time.Second, "two quiet rounds", func() error {
+		testkit.Eventually(t, 20*time.Second, "two quiet rounds", func() error {
 			w := metric(t, leader.reg, "horizon_mcs_writes_total", nil)
 			r := metric(t, leader.reg, "horizon_mcs_rounds_total", nil)
 			if r >= rounds+2 && w == writes {
@@ -328,7 +329,7 @@ func TestIntegration(t *testing.T) {
 		})
 		writes = metric(t, leader.reg, "horizon_mcs_writes_total", nil)
 		rounds = metric(t, leader.reg, "horizon_mcs_rounds_total", nil)
-		eventually(t, 20*time.Second, "three more rounds", func() error {
+		testkit.Eventually(t, 20*time.Second, "three more rounds", func() error {
 			if metric(t, leader.reg, "horizon_mcs_rounds_total", nil) < rounds+3 {
 				return errors.New("waiting")
 			}
@@ -351,7 +352,7 @@ func TestIntegration(t *testing.T) {
 		if leader.ctrl.IsLeader() || metric(t, leader.reg, "horizon_mcs_leader", nil) != 0 {
 			t.Fatal("the stopped replica still leads")
 		}
-		eventually(t, 20*time.Second, "the other replica leads", func() error {
+		testkit.Eventually(t, 20*time.Second, "the other replica leads", func() error {
 			if !follower.ctrl.IsLeader() {
 				return errors.New("not yet")
 			}
@@ -364,7 +365,7 @@ func TestIntegration(t *testing.T) {
 			t.Fatal(err)
 		}
 		begin = time.Now()
-		eventually(t, 20*time.Second, "imports deleted", func() error {
+		testkit.Eventually(t, 20*time.Second, "imports deleted", func() error {
 			for _, c := range clusters {
 				if _, err := c.MCS.MulticlusterV1beta1().ServiceImports("demo").Get(ctx, "echo", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 					return fmt.Errorf("%s: %v", c.Name, err)

@@ -3,16 +3,10 @@ package sni
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"runtime"
 	"strings"
@@ -23,11 +17,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/horizonmesh/horizon/internal/testkit"
+	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testSNI = "outbound_.8080_._.echo.demo.svc.clusterset.local"
+
+// backendID is the SPIFFE ID of the backends' certificate, which a client
+// through the proxy verifies: the proxy passes TLS through, and cannot
+// present it.
+const backendID = "spiffe://cluster.local/ns/demo/sa/echo"
 
 // backend is a TLS server that answers each connection with its id, then
 // echoes upper-cased what it reads until EOF, then writes "bye" and closes.
@@ -38,31 +40,9 @@ type backend struct {
 	wg   sync.WaitGroup
 }
 
-// certFor returns a self-signed certificate for names, and a pool trusting it.
-func certFor(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
+func startBackend(t *testing.T, id string, srv certtest.Server) *backend {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
-func startBackend(t *testing.T, id string, cert tls.Certificate) *backend {
-	t.Helper()
-	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", srv.ServerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,9 +126,9 @@ func (h *harness) result(r Result) float64 {
 
 // dial opens a TLS connection through the proxy, verifying the backend's
 // certificate: the proxy cannot have terminated TLS.
-func dial(t *testing.T, addr, sni string, pool *x509.CertPool) (*tls.Conn, string, error) {
+func dial(t *testing.T, addr, sni string, srv certtest.Server) (*tls.Conn, string, error) {
 	t.Helper()
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: sni, RootCAs: pool})
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, srv.ClientConfig(sni))
 	if err != nil {
 		return nil, "", err
 	}
@@ -162,11 +142,11 @@ func dial(t *testing.T, addr, sni string, pool *x509.CertPool) (*tls.Conn, strin
 }
 
 func TestProxyEndToEnd(t *testing.T) {
-	cert, pool := certFor(t, testSNI)
-	b := startBackend(t, "b1", cert)
+	srv := certtest.NewServer(t, backendID)
+	b := startBackend(t, "b1", srv)
 	h := startProxy(t, Options{}, Table{testSNI: {b.addr}})
 
-	c, id, err := dial(t, h.addr, testSNI, pool)
+	c, id, err := dial(t, h.addr, testSNI, srv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +154,7 @@ func TestProxyEndToEnd(t *testing.T) {
 	if id != "b1" {
 		t.Fatalf("backend %q, want b1", id)
 	}
-	if got := c.ConnectionState().PeerCertificates[0]; !got.Equal(cert.Leaf) {
+	if got := c.ConnectionState().PeerCertificates[0]; !got.Equal(srv.SVID.Certificates[0]) {
 		t.Fatal("the client did not get the backend's certificate")
 	}
 	if _, err := io.WriteString(c, "hello through the gateway"); err != nil {
@@ -192,7 +172,7 @@ func TestProxyEndToEnd(t *testing.T) {
 		t.Fatalf("got %q, want %q", rest, want)
 	}
 	c.Close()
-	waitFor(t, func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
+	testkit.Eventually(t, 10*time.Second, "no active connection", func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
 	if h.result(Routed) != 1 {
 		t.Errorf("routed = %v, want 1", h.result(Routed))
 	}
@@ -202,14 +182,14 @@ func TestProxyEndToEnd(t *testing.T) {
 }
 
 func TestProxyRoundRobinAndFailover(t *testing.T) {
-	cert, pool := certFor(t, testSNI)
-	b1, b2 := startBackend(t, "b1", cert), startBackend(t, "b2", cert)
+	srv := certtest.NewServer(t, backendID)
+	b1, b2 := startBackend(t, "b1", srv), startBackend(t, "b2", srv)
 	dead := deadAddr(t)
 	h := startProxy(t, Options{ConnectTimeout: time.Second}, Table{testSNI: {b1.addr, dead, b2.addr}})
 
 	count := map[string]int{}
 	for range 9 {
-		c, id, err := dial(t, h.addr, testSNI, pool)
+		c, id, err := dial(t, h.addr, testSNI, srv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +207,7 @@ func TestProxyRoundRobinAndFailover(t *testing.T) {
 	// A new table moves new connections at once.
 	h.proxy.SetTable(Table{testSNI: {b1.addr}})
 	for range 3 {
-		c, id, err := dial(t, h.addr, testSNI, pool)
+		c, id, err := dial(t, h.addr, testSNI, srv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,21 +219,21 @@ func TestProxyRoundRobinAndFailover(t *testing.T) {
 
 	// Every endpoint dead: the connection is closed.
 	h.proxy.SetTable(Table{testSNI: {dead, dead}})
-	if _, _, err := dial(t, h.addr, testSNI, pool); err == nil {
+	if _, _, err := dial(t, h.addr, testSNI, srv); err == nil {
 		t.Fatal("connected with no live endpoint")
 	}
-	waitFor(t, func() bool { return h.result(UpstreamFailed) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one upstream_failed", func() bool { return h.result(UpstreamFailed) == 1 })
 }
 
 func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
-	cert, pool := certFor(t, testSNI, "other.example")
-	b := startBackend(t, "b1", cert)
+	srv := certtest.NewServer(t, backendID)
+	b := startBackend(t, "b1", srv)
 	h := startProxy(t, Options{}, Table{testSNI: {b.addr}})
 
-	if _, _, err := dial(t, h.addr, "other.example", pool); err == nil {
+	if _, _, err := dial(t, h.addr, "other.example", srv); err == nil {
 		t.Fatal("unknown SNI was routed")
 	}
-	waitFor(t, func() bool { return h.result(UnknownSNI) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one unknown_sni", func() bool { return h.result(UnknownSNI) == 1 })
 
 	// No SNI at all.
 	c, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true})
@@ -261,7 +241,7 @@ func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
 		c.Close()
 		t.Fatal("hello without SNI was routed")
 	}
-	waitFor(t, func() bool { return h.result(BadHello) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one bad_hello", func() bool { return h.result(BadHello) == 1 })
 
 	// Plain HTTP.
 	raw, err := net.Dial("tcp", h.addr)
@@ -274,7 +254,7 @@ func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
 		t.Errorf("HTTP client got %d bytes", n)
 	}
 	raw.Close()
-	waitFor(t, func() bool { return h.result(BadHello) == 2 })
+	testkit.Eventually(t, 10*time.Second, "a second bad_hello", func() bool { return h.result(BadHello) == 2 })
 
 	// A TCP probe.
 	raw, err = net.Dial("tcp", h.addr)
@@ -282,7 +262,7 @@ func TestProxyRefusesUnknownAndBadHellos(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw.Close()
-	waitFor(t, func() bool { return h.result(ClientClosed) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one client_closed", func() bool { return h.result(ClientClosed) == 1 })
 	if h.result(Routed) != 0 {
 		t.Errorf("routed = %v, want 0", h.result(Routed))
 	}
@@ -315,8 +295,8 @@ func (c *splitConn) Write(b []byte) (int, error) {
 }
 
 func TestProxySplitClientHello(t *testing.T) {
-	cert, pool := certFor(t, testSNI)
-	b := startBackend(t, "b1", cert)
+	srv := certtest.NewServer(t, backendID)
+	b := startBackend(t, "b1", srv)
 	h := startProxy(t, Options{}, Table{testSNI: {b.addr}})
 
 	for _, size := range []int{1, 7, 100} {
@@ -324,7 +304,7 @@ func TestProxySplitClientHello(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := tls.Client(&splitConn{Conn: raw, size: size}, &tls.Config{ServerName: testSNI, RootCAs: pool})
+		c := tls.Client(&splitConn{Conn: raw, size: size}, srv.ClientConfig(testSNI))
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		id, err := bufio.NewReader(c).ReadString('\n')
 		c.Close()
@@ -338,8 +318,8 @@ func TestProxySplitClientHello(t *testing.T) {
 }
 
 func TestProxySlowlorisTimesOut(t *testing.T) {
-	cert, _ := certFor(t, testSNI)
-	b := startBackend(t, "b1", cert)
+	srv := certtest.NewServer(t, backendID)
+	b := startBackend(t, "b1", srv)
 	h := startProxy(t, Options{HelloTimeout: 300 * time.Millisecond}, Table{testSNI: {b.addr}})
 
 	raw, err := net.Dial("tcp", h.addr)
@@ -365,7 +345,7 @@ func TestProxySlowlorisTimesOut(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("closed after %v, want about 300ms", d)
 	}
-	waitFor(t, func() bool { return h.result(Timeout) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one timeout", func() bool { return h.result(Timeout) == 1 })
 }
 
 func isReset(err error) bool {
@@ -373,8 +353,8 @@ func isReset(err error) bool {
 }
 
 func TestProxyFloodIsBounded(t *testing.T) {
-	cert, pool := certFor(t, testSNI)
-	b := startBackend(t, "b1", cert)
+	srv := certtest.NewServer(t, backendID)
+	b := startBackend(t, "b1", srv)
 	const maxConns = 10
 	h := startProxy(t, Options{MaxConns: maxConns, HelloTimeout: 500 * time.Millisecond}, Table{testSNI: {b.addr}})
 
@@ -392,7 +372,7 @@ func TestProxyFloodIsBounded(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	waitFor(t, func() bool { return h.result(RefusedOverload) >= 200-maxConns-10 })
+	testkit.Eventually(t, 10*time.Second, "the overload refusals", func() bool { return h.result(RefusedOverload) >= 200-maxConns-10 })
 	if g := runtime.NumGoroutine(); g > before+maxConns+10 {
 		t.Errorf("%d goroutines with %d idle clients, %d before: not bounded by MaxConns=%d", g, len(conns), before, maxConns)
 	}
@@ -400,8 +380,8 @@ func TestProxyFloodIsBounded(t *testing.T) {
 		t.Errorf("active = %v, want at most %d", a, maxConns)
 	}
 	// The idle ones time out; then the gateway serves again.
-	waitFor(t, func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
-	c, id, err := dial(t, h.addr, testSNI, pool)
+	testkit.Eventually(t, 10*time.Second, "no active connection", func() bool { return testutil.ToFloat64(h.metrics.active) == 0 })
+	c, id, err := dial(t, h.addr, testSNI, srv)
 	if err != nil || id != "b1" {
 		t.Fatalf("after the flood: %q, %v", id, err)
 	}
@@ -409,18 +389,18 @@ func TestProxyFloodIsBounded(t *testing.T) {
 }
 
 func TestProxyDrain(t *testing.T) {
-	cert, pool := certFor(t, testSNI)
-	b := startBackend(t, "b1", cert)
+	srv := certtest.NewServer(t, backendID)
+	b := startBackend(t, "b1", srv)
 	h := startProxy(t, Options{DrainTimeout: 5 * time.Second}, Table{testSNI: {b.addr}})
 
-	c, _, err := dial(t, h.addr, testSNI, pool)
+	c, _, err := dial(t, h.addr, testSNI, srv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	h.cancel()
 	// The listener closes; the open connection goes on.
-	waitFor(t, func() bool {
+	testkit.Eventually(t, 10*time.Second, "the listener closed", func() bool {
 		raw, err := net.DialTimeout("tcp", h.addr, time.Second)
 		if err == nil {
 			raw.Close()
@@ -448,11 +428,11 @@ func TestProxyDrain(t *testing.T) {
 }
 
 func TestProxyDrainTimeout(t *testing.T) {
-	cert, pool := certFor(t, testSNI)
-	b := startBackend(t, "b1", cert)
+	srv := certtest.NewServer(t, backendID)
+	b := startBackend(t, "b1", srv)
 	h := startProxy(t, Options{DrainTimeout: 200 * time.Millisecond}, Table{testSNI: {b.addr}})
 
-	c, _, err := dial(t, h.addr, testSNI, pool)
+	c, _, err := dial(t, h.addr, testSNI, srv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,16 +450,5 @@ func TestProxyDrainTimeout(t *testing.T) {
 	}
 	if _, err := io.ReadAll(c); err != nil && !isReset(err) {
 		t.Logf("client read after drain: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,0 +1,71 @@
+// Package testkit is Horizon's shared test kit: the harnesses every
+// package's tests would otherwise write again. It is imported by tests only.
+//
+// The kit follows the pipeline a test exercises:
+//
+//	testdata/*.yaml ──► fixture.ClusterSet                the model a test starts from
+//	ADS stream      ──► xdstest.SotW, xdstest.Delta       send / expect / expect none / ACK / NACK
+//	assignment      ──► xdstest.Endpoints, .Localities    address → weight@priority
+//	output          ──► golden.Check, golden.Pairs        -update rewrites; a golden file with no case fails
+//	identity        ──► certtest.Root, .SVID, .NewServer  a test CA built on package certs
+//
+// and, here, Eventually, for whatever a test waits on. This package imports
+// only the standard library, so that any package's tests, even the lowest,
+// can use it; the subpackages import what they need, so the tests of those
+// packages cannot import them.
+package testkit
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// Condition is what Eventually waits for: a func() bool, or a func() error
+// whose last error says why the wait failed.
+type Condition interface {
+	func() bool | func() error
+}
+
+// Eventually calls cond until it holds and returns how long that took. If
+// it does not hold within timeout, the test fails with what and cond's last
+// error. cond runs on the test's goroutine, so it may call t.Fatal itself.
+//
+// It polls every few milliseconds at first, then less often (every 50ms at
+// the most): a condition met early is seen early, and a long wait does not
+// spin. The timeout bounds a wait; it is an assertion only where a test
+// documents it as one.
+func Eventually[C Condition](t testing.TB, timeout time.Duration, what string, cond C) time.Duration {
+	t.Helper()
+	check := func() error {
+		switch c := any(cond).(type) {
+		case func() bool:
+			if !c() {
+				return errNotYet
+			}
+			return nil
+		case func() error:
+			return c()
+		}
+		panic("unreachable")
+	}
+	start := time.Now()
+	pause := 5 * time.Millisecond
+	for {
+		err := check()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			if err == errNotYet {
+				t.Fatalf("%s: not within %v", what, timeout)
+			}
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// errNotYet stands for a func() bool that returned false.
+var errNotYet = errors.New("not yet")
