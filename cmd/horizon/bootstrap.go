@@ -65,7 +65,7 @@ func bootstrapOn(h bootstrap.Host, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&mtlsAddress, "mtls-address", "", "host:port of Horizon's mutual-TLS xDS server (its port 15012); when set, Envoy connects there with its SVID instead of to --xds-address, and checks Horizon's SPIFFE ID (--xds-server-id). Envoy only")
 	fs.StringVar(&trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
 	fs.StringVar(&serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry on --mtls-address (default spiffe://<trust-domain>/ns/horizon-system/sa/horizon)")
-	fs.StringVar(&provider, "svid-provider", string(xds.SVIDFromAgent), "where Envoy gets its SVID and trust bundle: agent (files that `horizon agent` writes into --cert-dir, as static secrets) or spire (a SPIRE agent's SDS server on --sds-socket). Must match `horizon serve`'s setting. Proxyless gRPC always reads --cert-dir")
+	fs.StringVar(&provider, "svid-provider", string(xds.SVIDFromAgent), "where Envoy gets its SVID and trust bundle: agent (files that 'horizon agent' writes into --cert-dir, as static secrets) or spire (a SPIRE agent's SDS server on --sds-socket). Must match 'horizon serve''s setting. Proxyless gRPC always reads --cert-dir")
 	fs.StringVar(&svids.CertDir, "cert-dir", bootstrap.DefaultCertDir, "directory holding "+certs.SVIDFile+", "+certs.SVIDKeyFile+" and "+certs.BundleFile+" (--svid-provider agent, and proxyless gRPC); watched for atomic replacement")
 	fs.StringVar(&svids.SDSSocket, "sds-socket", bootstrap.DefaultSDSSocket, "Unix socket of the SPIRE agent's SDS server (--svid-provider spire; Envoy only)")
 	fs.IntVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")

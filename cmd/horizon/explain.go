@@ -31,7 +31,7 @@ func explain(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("explain failover", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
-	fs.StringVar(&policyPath, "policy", "", "a traffic policy file, as `horizon serve --policy` reads it")
+	fs.StringVar(&policyPath, "policy", "", "a traffic policy file, as 'horizon serve --policy' reads it")
 	fs.StringVar(&service, "service", "", "the destination host, optionally with a port (required), e.g. echo.demo.svc.clusterset.local:7070")
 	fs.StringVar(&from, "from", "", "the source locality, REGION[/ZONE[/SUBZONE]] (required)")
 	fs.StringVar(&cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")

@@ -63,7 +63,7 @@ func gatewayCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:15010", "Horizon's xDS address (host:port): its plaintext port, or with --cert-dir its mutual-TLS port")
-	fs.StringVar(&cfg.certDir, "cert-dir", "", "directory with the gateway's svid.crt, svid.key and bundle.crt (kept current by `horizon agent`): connect to --xds-address with mutual TLS; re-read at each connection")
+	fs.StringVar(&cfg.certDir, "cert-dir", "", "directory with the gateway's svid.crt, svid.key and bundle.crt (kept current by 'horizon agent'): connect to --xds-address with mutual TLS; re-read at each connection")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh (with --cert-dir)")
 	fs.StringVar(&cfg.serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry (with --cert-dir; default spiffe://<trust domain>/ns/horizon-system/sa/horizon)")
 	fs.StringVar(&cfg.cluster, "cluster", "", "member cluster this gateway belongs to (node metadata CLUSTER_ID; required)")

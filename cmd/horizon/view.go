@@ -39,7 +39,7 @@ func view(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("view", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
-	fs.StringVar(&policyPath, "policy", "", "failover and traffic policy file, read and checked against the ClusterSet as `horizon serve --policy` does")
+	fs.StringVar(&policyPath, "policy", "", "failover and traffic policy file, read and checked against the ClusterSet as 'horizon serve --policy' does")
 	fs.StringVar(&id.Cluster, "cluster", "", "the proxy's cluster (CLUSTER_ID, required)")
 	fs.StringVar(&id.Network, "network", "", "the proxy's network (NETWORK; default: its cluster's, the only one the server accepts)")
 	fs.StringVar(&id.Role, "role", "sidecar", "sidecar, proxyless or gateway (ROLE)")
