@@ -20,19 +20,20 @@ import (
 
 // agentConfig is what `horizon agent` is asked for.
 type agentConfig struct {
-	address, trustDomain, serverID string
-	bundleFile, tokenFile, cluster string
-	out                            string // the directory of the SVID files
-	ttl                            time.Duration
-	once                           bool
-	metricsAddress, logLevel       string
+	mtlsAddress, trustDomain, serverID string
+	bundleFile, tokenFile, cluster     string
+	certDir                            string // the directory of the SVID files
+	ttl                                time.Duration
+	once                               bool
+	metricsAddress                     string
+	logLevel, logFormat                string
 }
 
 // run runs `horizon agent`: it keeps a workload's SVID current in a
 // directory that Envoy (static secrets with watched_directory) and grpc-go
 // (file_watcher certificate provider) read.
 func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
-	log, err := newLogger(stderr, cfg.logLevel, "text")
+	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err
 	}
@@ -49,10 +50,10 @@ func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		sid, err = spiffeid.FromString(cfg.serverID)
 	}
 	if err != nil {
-		return fmt.Errorf("--server-id: %w", err)
+		return fmt.Errorf("--xds-server-id: %w", err)
 	}
 	if cfg.bundleFile == "" {
-		cfg.bundleFile = cfg.out + "/" + certs.BundleFile
+		cfg.bundleFile = cfg.certDir + "/" + certs.BundleFile
 	}
 	pem, err := os.ReadFile(cfg.bundleFile)
 	if err != nil {
@@ -65,8 +66,8 @@ func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 
 	reg := prometheus.NewRegistry()
 	a, err := agent.New(agent.Config{
-		Address: cfg.address, TrustDomain: td, ServerID: sid, Bundle: roots,
-		TokenFile: cfg.tokenFile, Cluster: cfg.cluster, Dir: cfg.out, TTL: cfg.ttl,
+		Address: cfg.mtlsAddress, TrustDomain: td, ServerID: sid, Bundle: roots,
+		TokenFile: cfg.tokenFile, Cluster: cfg.cluster, Dir: cfg.certDir, TTL: cfg.ttl,
 		Log: log, Metrics: agent.NewMetrics(reg),
 	})
 	if err != nil {
@@ -74,14 +75,14 @@ func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	if cfg.once {
 		if svid, err := a.GetX509SVID(); err == nil && time.Now().Before(a.RenewAt()) {
-			fmt.Fprintf(stdout, "%s: %s is valid until %s\n", cfg.out, svid.ID, svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+			fmt.Fprintf(stdout, "%s: %s is valid until %s\n", cfg.certDir, svid.ID, svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
 			return nil
 		}
 		if err := a.Renew(ctx); err != nil {
 			return err
 		}
 		svid, _ := a.GetX509SVID()
-		fmt.Fprintf(stdout, "%s: %s until %s\n", cfg.out, svid.ID, svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "%s: %s until %s\n", cfg.certDir, svid.ID, svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
 		return nil
 	}
 	if cfg.metricsAddress != "" {
@@ -95,7 +96,7 @@ func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		go hs.Serve(lis)
 		defer hs.Close()
 	}
-	fmt.Fprintf(stdout, "horizon agent: keeping the SVID in %s current from %s\n", cfg.out, cfg.address)
+	fmt.Fprintf(stdout, "horizon agent: keeping the SVID in %s current from %s\n", cfg.certDir, cfg.mtlsAddress)
 	if err := a.Run(ctx); !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -157,7 +157,7 @@ func requireFlags(cmd *cobra.Command, names ...string) error {
 func alias(fs *pflag.FlagSet, old, canonical string) {
 	f := fs.Lookup(canonical)
 	fs.AddFlag(&pflag.Flag{
-		Name: old, Usage: "old name of --" + canonical, Value: f.Value,
+		Name: old, Usage: "the old name of --" + canonical, Value: f.Value,
 		DefValue: f.DefValue, NoOptDefVal: f.NoOptDefVal, Hidden: true,
 	})
 }
@@ -457,24 +457,30 @@ func newAgentCommand() *cobra.Command {
 		Short: "keep a workload's SVID current in files Envoy and grpc-go read",
 		Args:  noArgs,
 		RunE: runs(func(cmd *cobra.Command) error {
-			if err := requireFlags(cmd, "address"); err != nil {
+			if err := requireFlags(cmd, "mtls-address"); err != nil {
 				return err
 			}
 			return cfg.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		}),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.address, "address", "", "Horizon's mutual-TLS address, host:port (required)")
+	// --mtls-address, --xds-server-id and --cert-dir were --address,
+	// --server-id and --out: the names 'horizon bootstrap' and 'horizon
+	// gateway' give the same things.
+	fs.StringVar(&cfg.mtlsAddress, "mtls-address", "", "host:port of Horizon's mutual-TLS server (its port 15012), which issues the SVIDs (required; old name --address)")
+	alias(fs, "address", "mtls-address")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
-	fs.StringVar(&cfg.serverID, "server-id", "", "SPIFFE ID Horizon's certificate must carry (default spiffe://<trust domain>/ns/horizon-system/sa/horizon; \"any\" accepts any workload of the trust domain)")
-	fs.StringVar(&cfg.bundleFile, "ca-bundle", "", "PEM roots to verify Horizon with until it sends the current bundle (required unless --out already holds bundle.crt)")
+	fs.StringVar(&cfg.serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry (default spiffe://<trust domain>/ns/horizon-system/sa/horizon; \"any\" accepts any workload of the trust domain; old name --server-id)")
+	alias(fs, "server-id", "xds-server-id")
+	fs.StringVar(&cfg.bundleFile, "ca-bundle", "", "PEM roots to verify Horizon with until it sends the current bundle (required unless --cert-dir already holds bundle.crt)")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "projected ServiceAccount token with Horizon's audience, read for each request (not needed to renew a valid SVID)")
 	fs.StringVar(&cfg.cluster, "cluster", "", "member cluster that issued the token")
-	fs.StringVar(&cfg.out, "out", bootstrap.DefaultCertDir, "directory for svid.crt, svid.key and bundle.crt")
+	fs.StringVar(&cfg.certDir, "cert-dir", bootstrap.DefaultCertDir, "directory to keep svid.crt, svid.key and bundle.crt in: the --cert-dir of 'horizon bootstrap' and 'horizon gateway' (old name --out)")
+	alias(fs, "out", "cert-dir")
 	fs.DurationVar(&cfg.ttl, "ttl", 0, "SVID lifetime to ask for (0: Horizon's default)")
-	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --out) and exit, e.g. in an init container")
+	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", "", "serve /metrics here (e.g. 127.0.0.1:15020)")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	logFlags(fs, &cfg.logLevel, &cfg.logFormat)
 	return cmd
 }
 

@@ -293,3 +293,38 @@ func TestFlagValueNames(t *testing.T) {
 		}
 	}
 }
+
+// TestOldFlagNames: a flag renamed so that two commands name one thing
+// alike keeps its old name, hidden, for the same value.
+func TestOldFlagNames(t *testing.T) {
+	for _, tc := range []struct {
+		path           []string
+		old, canonical string
+		value          string
+	}{
+		{[]string{"agent"}, "address", "mtls-address", "horizon:15012"},
+		{[]string{"agent"}, "server-id", "xds-server-id", "spiffe://cluster.local/ns/horizon-system/sa/horizon"},
+		{[]string{"agent"}, "out", "cert-dir", "/var/certs"},
+	} {
+		for _, spelling := range []string{"-", "--"} {
+			_, fs := parse(t, append(slices.Clone(tc.path), spelling+tc.old, tc.value))
+			if got := fs.Lookup(tc.canonical).Value.String(); got != tc.value {
+				t.Errorf("%s %s%s %s: --%s is %q", tc.path, spelling, tc.old, tc.value, tc.canonical, got)
+			}
+		}
+	}
+	// Every hidden flag is such an old name.
+	for _, path := range commandPaths(t) {
+		cmd, fs := parse(t, path)
+		fs.VisitAll(func(f *pflag.Flag) {
+			if !f.Hidden {
+				return
+			}
+			shared := false
+			fs.VisitAll(func(g *pflag.Flag) { shared = shared || (!g.Hidden && g.Value == f.Value) })
+			if !shared {
+				t.Errorf("%s: hidden flag --%s is no old name of a flag", cmd.CommandPath(), f.Name)
+			}
+		})
+	}
+}
