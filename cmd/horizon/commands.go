@@ -173,7 +173,7 @@ func newServeCommand() *cobra.Command {
 	var cfg serveConfig
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "serve xDS for a ClusterSet (default: the embedded local example)",
+		Short: "the control plane: serve xDS (ADS, state of the world and delta) for a ClusterSet (default: the embedded local example)",
 		Long: `serve is the control plane: it serves xDS (ADS, state of the world and delta)
 for a ClusterSet, read from a file (--clusterset, default the embedded
 ` + local.Name + `) or from Kubernetes member clusters

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -326,5 +328,58 @@ func TestOldFlagNames(t *testing.T) {
 				t.Errorf("%s: hidden flag --%s is no old name of a flag", cmd.CommandPath(), f.Name)
 			}
 		})
+	}
+}
+
+// TestREADMECommandTable: README's table of commands names every command
+// of the tree, with its one-line description, and no other. A group's
+// commands are listed one by one (horizon ca init, ...), except completion's
+// one per shell.
+func TestREADMECommandTable(t *testing.T) {
+	want := map[string]string{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			switch {
+			case sub.Hidden || sub.Name() == "help":
+			case sub.HasSubCommands() && sub.Name() != "completion":
+				walk(sub)
+			default:
+				want[sub.CommandPath()] = sub.Short
+			}
+		}
+	}
+	walk(newRootCommand(io.Discard, io.Discard))
+
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(data), "\n| command | what it does |\n|---|---|\n")
+	if !ok {
+		t.Fatal("README.md has no table | command | what it does |")
+	}
+	row := regexp.MustCompile("^\\| `([^`]+)` \\| (.*) \\|$")
+	got := map[string]string{}
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		m := row.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("README.md: command table row %q is not | `horizon <command>` | <description> |", line)
+			continue
+		}
+		got[m[1]] = m[2]
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if got[name] != want[name] {
+			t.Errorf("README.md's command table: want the row\n| `%s` | %s |\ngot description %q", name, want[name], got[name])
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("README.md's command table lists %q, which is no command of horizon", name)
+		}
 	}
 }
