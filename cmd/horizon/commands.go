@@ -164,9 +164,27 @@ func alias(fs *pflag.FlagSet, old, canonical string) {
 
 // logFlags are --log-level and --log-format, the same for every command
 // that logs.
-func logFlags(fs *pflag.FlagSet, level, format *string) {
-	fs.StringVar(level, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(format, "log-format", "text", "text or json")
+func logFlags(cmd *cobra.Command, level, format *string) {
+	cmd.Flags().StringVar(level, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(format, "log-format", "text", "text or json")
+	completeWords(cmd, "log-level", "debug", "info", "warn", "error")
+	completeWords(cmd, "log-format", "text", "json")
+}
+
+// completeWords makes shell completion offer words for cmd's --flag.
+func completeWords(cmd *cobra.Command, flag string, words ...string) {
+	if err := cmd.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(words, cobra.ShellCompDirectiveNoFileComp)); err != nil {
+		panic(err) // a flag that does not exist
+	}
+}
+
+// completeYAML makes shell completion offer YAML files for cmd's flags.
+func completeYAML(cmd *cobra.Command, flags ...string) {
+	for _, f := range flags {
+		if err := cmd.MarkFlagFilename(f, "yaml", "yml"); err != nil {
+			panic(err)
+		}
+	}
 }
 
 func newServeCommand() *cobra.Command {
@@ -200,7 +218,7 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "shortest interval between two renders of the views: a change after a quiet interval is rendered at once, later ones within it are coalesced")
 	fs.DurationVar(&cfg.sendTimeout, "send-timeout", xds.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
-	logFlags(fs, &cfg.logLevel, &cfg.logFormat)
+	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
 	fs.BoolVar(&cfg.debugRemote, "debug-remote", false, "serve /debug/ to non-loopback clients too")
 	fs.Var(&cfg.kube.members, "member", "a Kubernetes member cluster: name=N,network=NET,kubeconfig=FILE[,context=C][,region=R][,zone=Z] (repeatable)")
 	fs.StringVar(&cfg.kube.secretsNamespace, "member-secrets-namespace", "", "watch member-cluster Secrets in this namespace of the control plane's cluster")
@@ -212,6 +230,8 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", "horizon-system", "namespace of the MCS controller's Lease in the control plane's cluster")
 	fs.DurationVar(&cfg.gatewayProbeInterval, "gateway-probe-interval", health.DefaultInterval, "how often every east-west gateway address is probed with a TCP connect; one that fails twice in a row is withdrawn from other networks' views until it answers twice (0: no probing)")
 	fs.StringVar(&cfg.policy, "policy", "", "failover and traffic policy YAML file (examples/policy/policy.yaml): locality priorities and weights, cluster weights, outlier detection, timeouts, retries; checked against the ClusterSet, reloaded on change, a bad edit keeps the last good policy. xDS is served once it has loaded")
+	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))
+	completeYAML(cmd, "clusterset", "policy")
 	return cmd
 }
 
@@ -254,6 +274,8 @@ func newBootstrapCommand() *cobra.Command {
 	fs.Uint64Var(&cfg.gateway.MaxHeapBytes, "max-heap-bytes", 0, "gateway: heap Envoy may use, e.g. 80% of its container's memory limit; the overload manager then shrinks the heap at 95% and stops accepting connections at 98% (0: heap not watched)")
 	fs.IntVar(&cfg.readinessPort, "readiness-port", bootstrap.DefaultReadinessPort, "gateway: port of the readiness endpoint GET "+bootstrap.ReadinessPath+" on 0.0.0.0 (200 while Envoy is live, 503 while it drains); 0 for none")
 	fs.StringVar(&cfg.out, "out", "", "write the bootstrap to this file (replaced atomically) instead of standard output, e.g. from an init container whose image has no shell")
+	completeWords(cmd, "role", string(xds.Sidecar), string(xds.Gateway), string(xds.Proxyless))
+	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))
 	return cmd
 }
 
@@ -283,6 +305,9 @@ func newViewCommand() *cobra.Command {
 	fs.Var((*labelFlags)(&id.Labels), "label", "a label of the proxy's workload, key=value (repeatable): node metadata LABELS, which the policy's failoverPriority may rank on")
 	fs.StringVar(&cfg.host, "host", "", "only this host (e.g. echo.demo.svc.clusterset.local)")
 	fs.StringVar(&cfg.output, "output", "text", "text; or json or yaml: the ClusterLoadAssignments exactly as the server sends them, as /debug/config_dump shows them")
+	completeWords(cmd, "role", string(xds.Sidecar), string(xds.Proxyless), string(xds.Gateway))
+	completeWords(cmd, "output", "text", "json", "yaml")
+	completeYAML(cmd, "clusterset", "policy")
 	return cmd
 }
 
@@ -309,6 +334,8 @@ func newExplainCommand() *cobra.Command {
 	fs.StringVar(&q.cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
 	fs.StringVar(&q.role, "role", "sidecar", "sidecar or proxyless")
 	fs.Var((*labelFlags)(&q.labels), "label", "a label of the source proxy, key=value (repeatable), for label keys of the policy's failoverPriority")
+	completeWords(failover, "role", string(xds.Sidecar), string(xds.Proxyless))
+	completeYAML(failover, "clusterset", "policy")
 
 	cmd := &cobra.Command{
 		Use:   "explain",
@@ -480,7 +507,7 @@ func newAgentCommand() *cobra.Command {
 	fs.DurationVar(&cfg.ttl, "ttl", 0, "SVID lifetime to ask for (0: Horizon's default)")
 	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", "", "serve /metrics here (e.g. 127.0.0.1:15020)")
-	logFlags(fs, &cfg.logLevel, &cfg.logFormat)
+	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
 	return cmd
 }
 
@@ -511,7 +538,7 @@ func newGatewayCommand() *cobra.Command {
 	fs.DurationVar(&cfg.helloTimeout, "hello-timeout", sni.DefaultHelloTimeout, "close a connection whose TLS ClientHello has not arrived in this time")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", sni.DefaultConnectTimeout, "timeout of each attempt to connect to an endpoint")
 	fs.IntVar(&cfg.maxConns, "max-connections", sni.DefaultMaxConns, "connections open at once; more are refused")
-	logFlags(fs, &cfg.logLevel, &cfg.logFormat)
+	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
 	return cmd
 }
 

@@ -383,3 +383,40 @@ func TestREADMECommandTable(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletion: the shells' scripts, and what they ask horizon for: a
+// command's flags, a flag's values, with the flag in either spelling.
+func TestCompletion(t *testing.T) {
+	complete := func(args ...string) string {
+		var out bytes.Buffer
+		if err := run(t.Context(), append([]string{"__complete"}, args...), &out, io.Discard); err != nil {
+			t.Fatalf("complete %q: %v", args, err)
+		}
+		return out.String()
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{""}, []string{"serve", "bootstrap", "ca", "completion"}},
+		{[]string{"ca", ""}, []string{"init", "intermediate", "issue"}},
+		{[]string{"view", "--"}, []string{"--clusterset", "--output"}},
+		{[]string{"view", "--output", ""}, []string{"text", "json", "yaml"}},
+		{[]string{"view", "-output", ""}, []string{"text", "json", "yaml"}},
+		{[]string{"bootstrap", "--role", ""}, []string{"sidecar", "gateway", "proxyless"}},
+		{[]string{"gateway", "--log-format", ""}, []string{"text", "json"}},
+	} {
+		got := complete(tc.args...)
+		for _, w := range tc.want {
+			if !strings.Contains(got, w+"\n") && !strings.Contains(got, w+"\t") {
+				t.Errorf("complete %q: no %s in\n%s", tc.args, w, got)
+			}
+		}
+	}
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		var out, errb bytes.Buffer
+		if err := run(t.Context(), []string{"completion", shell}, &out, &errb); err != nil || !strings.Contains(out.String(), "horizon") || errb.Len() > 0 {
+			t.Errorf("completion %s: %v, %d bytes, stderr %q", shell, err, out.Len(), errb.String())
+		}
+	}
+}
