@@ -56,9 +56,12 @@ next argument.`,
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
-	for _, c := range root.Commands() {
-		if c.Name() == "completion" {
+	for _, c := range root.Commands() { // cobra's own, in our words
+		switch c.Name() {
+		case "completion":
 			c.Short = "print a shell completion script: bash, zsh, fish or powershell"
+		case "help":
+			c.Short = "print a command's help: 'horizon help serve' is 'horizon serve --help'"
 		}
 	}
 	visit(root, func(c *cobra.Command) {
@@ -265,7 +268,7 @@ func newBootstrapCommand() *cobra.Command {
 	fs.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:15010", "host:port of Horizon's plaintext xDS server (local development)")
 	fs.StringVar(&cfg.mtlsAddress, "mtls-address", "", "host:port of Horizon's mutual-TLS xDS server (its port 15012); when set, Envoy connects there with its SVID instead of to --xds-address, and checks Horizon's SPIFFE ID (--xds-server-id). Envoy only")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
-	fs.StringVar(&cfg.serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry on --mtls-address (default spiffe://<trust-domain>/ns/horizon-system/sa/horizon)")
+	fs.StringVar(&cfg.serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry on --mtls-address (default spiffe://<trust domain>/ns/horizon-system/sa/horizon)")
 	fs.StringVar(&cfg.provider, "svid-provider", string(xds.SVIDFromAgent), "where Envoy gets its SVID and trust bundle: agent (files that 'horizon agent' writes into --cert-dir, as static secrets) or spire (a SPIRE agent's SDS server on --sds-socket). Must match the setting of 'horizon serve'. Proxyless gRPC always reads --cert-dir")
 	fs.StringVar(&cfg.svids.CertDir, "cert-dir", bootstrap.DefaultCertDir, "directory holding "+certs.SVIDFile+", "+certs.SVIDKeyFile+" and "+certs.BundleFile+" (--svid-provider agent, and proxyless gRPC); watched for atomic replacement")
 	fs.StringVar(&cfg.svids.SDSSocket, "sds-socket", bootstrap.DefaultSDSSocket, "Unix socket of the SPIRE agent's SDS server (--svid-provider spire; Envoy only)")
