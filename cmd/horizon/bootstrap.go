@@ -2,18 +2,18 @@ package main
 
 import (
 	"cmp"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
@@ -21,7 +21,13 @@ import (
 // labelFlags is the repeatable --label k=v.
 type labelFlags map[string]string
 
-func (l *labelFlags) String() string { return fmt.Sprint(map[string]string(*l)) }
+func (l *labelFlags) String() string {
+	var kvs []string
+	for _, k := range slices.Sorted(maps.Keys(*l)) {
+		kvs = append(kvs, k+"="+(*l)[k])
+	}
+	return strings.Join(kvs, ",")
+}
 
 func (l *labelFlags) Set(v string) error {
 	k, val, ok := strings.Cut(v, "=")
@@ -35,64 +41,35 @@ func (l *labelFlags) Set(v string) error {
 	return nil
 }
 
-// bootstrapCommand runs `horizon bootstrap`: flags in, the bootstrap that
-// xds/bootstrap renders for them out.
-func bootstrapCommand(args []string, stdout, stderr io.Writer) error {
-	return bootstrapOn(bootstrap.OSHost, args, stdout, stderr)
+func (l *labelFlags) Type() string { return "key=value" }
+
+// bootstrapConfig is what `horizon bootstrap` is asked for.
+type bootstrapConfig struct {
+	proxy                                                    bootstrap.Proxy
+	xdsAddress, mtlsAddress, provider, trustDomain, serverID string
+	svids                                                    bootstrap.SVIDSource
+	adminPort, readinessPort                                 int
+	gateway                                                  bootstrap.GatewayLimits
+	out                                                      string          // a file, or "" for stdout
+	given                                                    map[string]bool // the flags given
 }
 
-func bootstrapOn(h bootstrap.Host, args []string, stdout, stderr io.Writer) error {
-	var p bootstrap.Proxy
-	var xdsAddress, mtlsAddress, provider, trustDomain, serverID string
-	var svids bootstrap.SVIDSource
-	var adminPort int
-	var outPath string
-	var gw bootstrap.GatewayLimits
-	var readinessPort int
-	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&p.Role, "role", "sidecar", "sidecar or gateway (Envoy bootstrap), or proxyless (grpc-go bootstrap JSON)")
-	fs.StringVar(&p.ID, "id", "", "node id, unique per proxy (default <role>~$POD_IP~$POD_NAME.<namespace>~<cluster>; without POD_NAME, the host name and a random suffix)")
-	fs.StringVar(&p.Cluster, "cluster", "", "member cluster the proxy runs in (CLUSTER_ID, required)")
-	fs.StringVar(&p.Network, "network", "", "network the proxy is on (default: its cluster's)")
-	fs.StringVar(&p.Namespace, "namespace", "", "workload namespace (NAMESPACE; default $POD_NAMESPACE, else default)")
-	fs.StringVar(&p.ServiceAccount, "service-account", "default", "workload service account (SERVICE_ACCOUNT)")
-	fs.StringVar(&p.Region, "region", "", "locality region (default: its cluster's)")
-	fs.StringVar(&p.Zone, "zone", "", "locality zone")
-	fs.StringVar(&p.SubZone, "subzone", "", "locality sub-zone")
-	fs.Var((*labelFlags)(&p.Labels), "label", "a workload label, key=value (repeatable): node metadata LABELS, which a traffic policy's failoverPriority may rank on")
-	fs.StringVar(&xdsAddress, "xds-address", "127.0.0.1:15010", "host:port of Horizon's plaintext xDS server (local development)")
-	fs.StringVar(&mtlsAddress, "mtls-address", "", "host:port of Horizon's mutual-TLS xDS server (its port 15012); when set, Envoy connects there with its SVID instead of to --xds-address, and checks Horizon's SPIFFE ID (--xds-server-id). Envoy only")
-	fs.StringVar(&trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
-	fs.StringVar(&serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry on --mtls-address (default spiffe://<trust-domain>/ns/horizon-system/sa/horizon)")
-	fs.StringVar(&provider, "svid-provider", string(xds.SVIDFromAgent), "where Envoy gets its SVID and trust bundle: agent (files that `horizon agent` writes into --cert-dir, as static secrets) or spire (a SPIRE agent's SDS server on --sds-socket). Must match `horizon serve`'s setting. Proxyless gRPC always reads --cert-dir")
-	fs.StringVar(&svids.CertDir, "cert-dir", bootstrap.DefaultCertDir, "directory holding "+certs.SVIDFile+", "+certs.SVIDKeyFile+" and "+certs.BundleFile+" (--svid-provider agent, and proxyless gRPC); watched for atomic replacement")
-	fs.StringVar(&svids.SDSSocket, "sds-socket", bootstrap.DefaultSDSSocket, "Unix socket of the SPIRE agent's SDS server (--svid-provider spire; Envoy only)")
-	fs.IntVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")
-	fs.Int64Var(&gw.MaxConnections, "max-downstream-connections", bootstrap.DefaultMaxDownstreamConnections, "gateway: cap on open downstream connections, all listeners together (the overload manager's downstream connections monitor); keep it under half the file descriptor limit; 0 for none")
-	fs.Uint64Var(&gw.MaxHeapBytes, "max-heap-bytes", 0, "gateway: heap Envoy may use, e.g. 80% of its container's memory limit; the overload manager then shrinks the heap at 95% and stops accepting connections at 98% (0: heap not watched)")
-	fs.IntVar(&readinessPort, "readiness-port", bootstrap.DefaultReadinessPort, "gateway: port of the readiness endpoint GET "+bootstrap.ReadinessPath+" on 0.0.0.0 (200 while Envoy is live, 503 while it drains); 0 for none")
-	fs.StringVar(&outPath, "out", "", "write the bootstrap to this file (replaced atomically) instead of standard output, e.g. from an init container whose image has no shell")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if p.Cluster == "" {
-		return fmt.Errorf("bootstrap: --cluster is required")
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if err := checkGatewayFlags(p.Role, gw, readinessPort, uint32(adminPort), set); err != nil {
+// run runs `horizon bootstrap` on the host h: the bootstrap that
+// xds/bootstrap renders for cfg.
+func (cfg bootstrapConfig) run(h bootstrap.Host, stdout io.Writer) error {
+	p, gw, svids := cfg.proxy, cfg.gateway, cfg.svids
+	if err := checkGatewayFlags(p.Role, gw, cfg.readinessPort, uint32(cfg.adminPort), cfg.given); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	gw.ReadinessPort = uint32(readinessPort)
+	gw.ReadinessPort = uint32(cfg.readinessPort)
 	var err error
-	if svids.Provider, err = xds.ParseSVIDProvider(provider); err != nil {
+	if svids.Provider, err = xds.ParseSVIDProvider(cfg.provider); err != nil {
 		return fmt.Errorf("bootstrap: --svid-provider: %w", err)
 	}
 	if !filepath.IsAbs(svids.CertDir) {
 		return fmt.Errorf("bootstrap: --cert-dir %q: want an absolute path", svids.CertDir)
 	}
-	server, err := parseXDSServer(xdsAddress, mtlsAddress, trustDomain, serverID)
+	server, err := parseXDSServer(cfg.xdsAddress, cfg.mtlsAddress, cfg.trustDomain, cfg.serverID)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -116,16 +93,16 @@ func bootstrapOn(h bootstrap.Host, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.Role)
 	}
 	doc, err := bootstrap.Render(bootstrap.Config{
-		Proxy: p, XDSAddress: xdsAddress, Server: server, SVIDs: svids, AdminPort: uint32(adminPort), Gateway: gw,
+		Proxy: p, XDSAddress: cfg.xdsAddress, Server: server, SVIDs: svids, AdminPort: uint32(cfg.adminPort), Gateway: gw,
 	})
 	if err != nil {
 		return err
 	}
-	if outPath == "" {
+	if cfg.out == "" {
 		_, err = stdout.Write(doc)
 		return err
 	}
-	if err := writeFileAtomic(outPath, doc); err != nil {
+	if err := writeFileAtomic(cfg.out, doc); err != nil {
 		return fmt.Errorf("bootstrap: --out: %w", err)
 	}
 	return nil

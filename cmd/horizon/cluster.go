@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,28 +27,6 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube"
 )
 
-const clusterUsage = `Usage:
-  horizon cluster add-secret --name NAME --network NETWORK [flags]
-
-add-secret connects to a member cluster (the current context of --kubeconfig,
-or --context) and makes sure it holds what Horizon needs to read it, with
-least privilege: a namespace, a ServiceAccount, the ClusterRole %[1]q and a
-ClusterRoleBinding. It then asks the member for a token for that
-ServiceAccount (TokenRequest API, valid for --token-ttl) and prints, on
-stdout and nothing else, the member cluster Secret to apply in the control
-plane's cluster:
-
-  horizon cluster add-secret --kubeconfig east.yaml --name east --network net-east \
-    | kubectl --context control-plane apply -f -
-
-Horizon adds the member when the Secret appears. Rotate the token by running
-the command again and applying its output before the old token expires: the
-control plane swaps the connection make-before-break. Running it again is
-always safe.
-
-Flags:
-`
-
 var managedLabels = map[string]string{"app.kubernetes.io/part-of": "horizon", "app.kubernetes.io/managed-by": "horizon"}
 
 // addSecretConfig is add-secret's flags.
@@ -61,46 +38,14 @@ type addSecretConfig struct {
 	tokenTTL, timeout           time.Duration
 }
 
-func cluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "add-secret" {
-		fmt.Fprintf(stderr, clusterUsage, kube.ReaderClusterRole)
-		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			return flag.ErrHelp
-		}
-		return fmt.Errorf("cluster: unknown command %q", args[0])
-	}
-	var c addSecretConfig
-	fs := flag.NewFlagSet("cluster add-secret", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, clusterUsage, kube.ReaderClusterRole)
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&c.kubeconfig, "kubeconfig", defaultKubeconfig(), "kubeconfig of the member cluster, with rights to create the objects above (default: $KUBECONFIG or ~/.kube/config)")
-	fs.StringVar(&c.context, "context", "", "kubeconfig context (default: its current-context)")
-	fs.StringVar(&c.server, "server", "", "the member's API server URL as the control plane reaches it (default: the kubeconfig's)")
-	fs.StringVar(&c.name, "name", "", "member cluster name, a DNS label (required)")
-	fs.StringVar(&c.network, "network", "", "network the member's pods are on (required)")
-	fs.StringVar(&c.region, "region", "", "default locality region of the member's endpoints")
-	fs.StringVar(&c.zone, "zone", "", "default locality zone of the member's endpoints")
-	fs.StringVar(&c.namespace, "namespace", "horizon-system", "namespace of the ServiceAccount in the member cluster")
-	fs.StringVar(&c.serviceAccount, "service-account", "horizon-reader", "ServiceAccount Horizon uses in the member cluster")
-	fs.StringVar(&c.secretNamespace, "secret-namespace", "horizon-system", "the control plane's namespace, where the printed Secret goes")
-	fs.StringVar(&c.secretName, "secret-name", "", "name of the printed Secret (default member-<name>)")
-	fs.DurationVar(&c.tokenTTL, "token-ttl", 8760*time.Hour, "how long the token is valid; rotate it by running the command again (the API server may cap it)")
-	fs.DurationVar(&c.timeout, "timeout", time.Minute, "give up after this long")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("cluster add-secret: unexpected arguments %q", fs.Args())
-	}
+// run runs `horizon cluster add-secret`.
+func (c *addSecretConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := c.validate(); err != nil {
 		return fmt.Errorf("cluster add-secret: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	secret, err := c.run(ctx, stderr)
+	secret, err := c.ensure(ctx, stderr)
 	if err != nil {
 		return fmt.Errorf("cluster add-secret: member %s: %w", c.name, err)
 	}
@@ -119,20 +64,14 @@ func defaultKubeconfig() string {
 	return clientcmd.RecommendedHomeFile
 }
 
+// validate checks the values of the flags; that the required ones are given
+// is checked before (newClusterCommand).
 func (c *addSecretConfig) validate() error {
 	var errs []error
-	if c.name == "" {
-		errs = append(errs, errors.New("--name is required"))
-	} else if msgs := validation.IsDNS1123Label(c.name); len(msgs) > 0 {
+	if msgs := validation.IsDNS1123Label(c.name); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("--name %q: %s", c.name, strings.Join(msgs, "; ")))
 	}
-	if c.network == "" {
-		errs = append(errs, errors.New("--network is required"))
-	}
-	if c.kubeconfig == "" {
-		errs = append(errs, errors.New("--kubeconfig is required"))
-	}
-	if c.secretName == "" && c.name != "" {
+	if c.secretName == "" {
 		c.secretName = "member-" + c.name
 	}
 	for flag, v := range map[string]string{"--namespace": c.namespace, "--secret-namespace": c.secretNamespace} {
@@ -151,9 +90,9 @@ func (c *addSecretConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// run makes sure the member holds the ServiceAccount and its rights, and
+// ensure makes sure the member holds the ServiceAccount and its rights, and
 // returns the Secret for the control plane. Progress goes to progress.
-func (c *addSecretConfig) run(ctx context.Context, progress io.Writer) (*corev1.Secret, error) {
+func (c *addSecretConfig) ensure(ctx context.Context, progress io.Writer) (*corev1.Secret, error) {
 	// The operator's own kubeconfig: plugins (cloud logins) are fine here.
 	rc, err := kube.LoadKubeconfigFile(c.kubeconfig, c.context, true)
 	if err != nil {

@@ -232,7 +232,6 @@ func TestClusterAddSecretFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "flag: help requested"},
 		{[]string{"remove-secret"}, `unknown command "remove-secret"`},
 		{[]string{"add-secret", "--network", "n", "--kubeconfig", "k"}, "--name is required"},
 		{[]string{"add-secret", "--name", "East_1", "--network", "n", "--kubeconfig", "k"}, `--name "East_1"`},

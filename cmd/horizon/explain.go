@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,47 +12,31 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/policyfile"
 )
 
-// explain runs `horizon explain failover`: for a proxy at a locality, each
-// priority level of a service's endpoints with its localities, endpoints or
-// gateways and weights, and why each endpoint is where it is.
-func explain(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "failover" {
-		fmt.Fprintln(stderr, "usage: horizon explain failover --service HOST[:PORT] --from REGION[/ZONE[/SUBZONE]] [--cluster C] [--clusterset FILE]")
-		return flag.ErrHelp
-	}
-	var path, policyPath, service, from, cluster, role string
-	var labels labelFlags
-	fs := flag.NewFlagSet("explain failover", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
-	fs.StringVar(&policyPath, "policy", "", "a traffic policy file, as `horizon serve --policy` reads it")
-	fs.StringVar(&service, "service", "", "the destination host, optionally with a port (required), e.g. echo.demo.svc.clusterset.local:7070")
-	fs.StringVar(&from, "from", "", "the source locality, REGION[/ZONE[/SUBZONE]] (required)")
-	fs.StringVar(&cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
-	fs.StringVar(&role, "role", "sidecar", "sidecar or proxyless")
-	fs.Var(&labels, "label", "a label of the source proxy, key=value (repeatable), for label keys of the policy's failoverPriority")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if service == "" || from == "" {
-		return errors.New("explain failover: --service and --from are required")
-	}
-	cs, err := loadClusterSet(path)
+// explainConfig is what `horizon explain failover` is asked for.
+type explainConfig struct {
+	clusterSet, policy string
+	query              explainQuery
+}
+
+// run runs `horizon explain failover`: for a proxy at a locality,
+// each priority level of a service's endpoints with its localities,
+// endpoints or gateways and weights, and why each endpoint is where it is.
+func (cfg explainConfig) run(stdout io.Writer) error {
+	cs, err := loadClusterSet(cfg.clusterSet)
 	if err != nil {
 		return err
 	}
 	var pol *policyfile.Policy
-	if policyPath != "" {
-		if pol, err = loadPolicy(policyPath, cs); err != nil {
+	if cfg.policy != "" {
+		if pol, err = loadPolicy(cfg.policy, cs); err != nil {
 			return err
 		}
 	}
-	return explainFailover(stdout, cs, xds.Policy{File: pol}, explainQuery{service: service, from: from, cluster: cluster, role: role, labels: labels})
+	return explainFailover(stdout, cs, xds.Policy{File: pol}, cfg.query)
 }
 
 // explainQuery is what `horizon explain failover` and /debug/explain ask.

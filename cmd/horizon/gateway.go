@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -57,35 +56,8 @@ type gatewayConfig struct {
 	serverID       string
 }
 
-// gatewayCommand runs `horizon gateway`.
-func gatewayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg gatewayConfig
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:15010", "Horizon's xDS address (host:port): its plaintext port, or with --cert-dir its mutual-TLS port")
-	fs.StringVar(&cfg.certDir, "cert-dir", "", "directory with the gateway's svid.crt, svid.key and bundle.crt (kept current by `horizon agent`): connect to --xds-address with mutual TLS; re-read at each connection")
-	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh (with --cert-dir)")
-	fs.StringVar(&cfg.serverID, "xds-server-id", "", "SPIFFE ID Horizon's certificate must carry (with --cert-dir; default spiffe://<trust domain>/ns/horizon-system/sa/horizon)")
-	fs.StringVar(&cfg.cluster, "cluster", "", "member cluster this gateway belongs to (node metadata CLUSTER_ID; required)")
-	fs.StringVar(&cfg.network, "network", "", "network of the cluster (node metadata NETWORK; default: the cluster's, as Horizon knows it)")
-	fs.StringVar(&cfg.id, "id", "", "node id (default gateway~<cluster>~<hostname>)")
-	fs.StringVar(&cfg.listen, "listen", ":15443", "address for TLS from other networks")
-	fs.StringVar(&cfg.httpAddress, "http-address", ":15021", "HTTP address for /metrics, /healthz and /readyz")
-	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", sni.DefaultDrainTimeout, "on shutdown, how long open connections may finish before they are closed")
-	fs.DurationVar(&cfg.helloTimeout, "hello-timeout", sni.DefaultHelloTimeout, "close a connection whose TLS ClientHello has not arrived in this time")
-	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", sni.DefaultConnectTimeout, "timeout of each attempt to connect to an endpoint")
-	fs.IntVar(&cfg.maxConns, "max-connections", sni.DefaultMaxConns, "connections open at once; more are refused")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("gateway: unexpected arguments %q", fs.Args())
-	}
-	if cfg.cluster == "" {
-		return errors.New("gateway: --cluster is required")
-	}
+// run runs `horizon gateway` until ctx ends, then drains.
+func (cfg gatewayConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err

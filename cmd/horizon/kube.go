@@ -33,6 +33,8 @@ func (m *memberFlags) String() string {
 	return strings.Join(out, ",")
 }
 
+func (m *memberFlags) Type() string { return "member" }
+
 func (m *memberFlags) Set(v string) error {
 	var f memberFlag
 	for _, kv := range strings.Split(v, ",") {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,45 +53,8 @@ type serveConfig struct {
 	policy               string
 }
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg serveConfig
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file to serve and watch (default: the embedded "+local.Name+")")
-	fs.StringVar(&cfg.xdsAddress, "xds-address", ":15010", "plaintext xDS gRPC address (local development only)")
-	fs.StringVar(&cfg.httpAddress, "http-address", ":15014", "HTTP address for /metrics, /healthz, /readyz and /debug/")
-	fs.StringVar(&cfg.mtlsAddress, "mtls-address", ":15012", "mutual-TLS xDS gRPC address (with --tls-cert): a proxy's identity comes from its certificate")
-	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (chain) of Horizon's own SVID for the mTLS port; reloaded on change")
-	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
-	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM trust bundle proxies' certificates must chain to")
-	fs.StringVar(&cfg.identity.caDir, "ca-dir", "", "Horizon is the CA: a root or intermediate from `horizon ca` (or your own: ca.crt, ca.key, root.crt), optionally with a subdirectory per member cluster holding its intermediate; reloaded on change. Serves the certificate API on the mTLS port")
-	fs.StringVar(&cfg.identity.identity, "identity", "", "Horizon's own SPIFFE ID with --ca-dir (default spiffe://<trust domain>/ns/<POD_NAMESPACE or horizon-system>/sa/horizon)")
-	fs.StringVar(&cfg.identity.tokenAudience, "token-audience", DefaultTokenAudience, "audience a workload's ServiceAccount token must carry to obtain an SVID")
-	fs.DurationVar(&cfg.identity.svidTTL, "svid-ttl", 24*time.Hour, "lifetime of the SVIDs the certificate API issues (the most a workload may ask for)")
-	fs.StringVar(&cfg.spireSocket, "spire-socket", "", "SPIRE is the CA: take Horizon's SVID and the trust bundle from this SPIRE agent Workload API socket; proxies get their SVIDs from SPIRE's SDS")
-	fs.StringVar(&cfg.svidSource, "svid-provider", "", "where sidecars' SDS secrets default and ROOTCA come from: agent (files from `horizon agent`, static secrets in the bootstrap) or spire (a SPIRE agent's SDS socket); default spire with --spire-socket, else agent. Must match `horizon bootstrap --svid-provider`")
-	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "shortest interval between two renders of the views: a change after a quiet interval is rendered at once, later ones within it are coalesced")
-	fs.DurationVar(&cfg.sendTimeout, "send-timeout", xds.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
-	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
-	fs.BoolVar(&cfg.debugRemote, "debug-remote", false, "serve /debug/ to non-loopback clients too")
-	fs.Var(&cfg.kube.members, "member", "a Kubernetes member cluster: name=N,network=NET,kubeconfig=FILE[,context=C][,region=R][,zone=Z] (repeatable)")
-	fs.StringVar(&cfg.kube.secretsNamespace, "member-secrets-namespace", "", "watch member-cluster Secrets in this namespace of the control plane's cluster")
-	fs.StringVar(&cfg.kube.kubeconfig, "kubeconfig", "", "kubeconfig of the control plane's own cluster (default: in-cluster)")
-	fs.BoolVar(&cfg.kube.allowPlugins, "allow-kubeconfig-plugins", false, "accept kubeconfigs whose users run exec or auth-provider plugins")
-	fs.DurationVar(&cfg.kube.staleTTL, "stale-ttl", 0, "drop the endpoints of a member cluster unreachable this long (0: keep them)")
-	fs.BoolVar(&cfg.kube.mcs, "mcs-controller", true, "write ServiceExport conditions and ServiceImports in the member clusters (one leader at a time)")
-	fs.StringVar(&cfg.kube.clusterSetCIDRs, "clusterset-cidrs", mcs.DefaultCIDR, "ranges ClusterSet IPs are allocated from (at most one IPv4 and one IPv6, comma-separated)")
-	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", "horizon-system", "namespace of the MCS controller's Lease in the control plane's cluster")
-	fs.DurationVar(&cfg.gatewayProbeInterval, "gateway-probe-interval", health.DefaultInterval, "how often every east-west gateway address is probed with a TCP connect; one that fails twice in a row is withdrawn from other networks' views until it answers twice (0: no probing)")
-	fs.StringVar(&cfg.policy, "policy", "", "failover and traffic policy YAML file (examples/policy/policy.yaml): locality priorities and weights, cluster weights, outlier detection, timeouts, retries; checked against the ClusterSet, reloaded on change, a bad edit keeps the last good policy. xDS is served once it has loaded")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
-	}
+// run runs `horizon serve`: the control plane, until ctx ends.
+func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -14,14 +13,19 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
 
-// view prints, without a server, the endpoints (EDS) a proxy would be sent:
-// the quickest way to see split horizon and a failover policy at work on a
-// ClusterSet file.
+// viewConfig is what `horizon view` is asked for.
+type viewConfig struct {
+	proxy                            bootstrap.Proxy // as `horizon bootstrap` takes it
+	clusterSet, policy, host, output string
+}
+
+// run runs `horizon view`: it prints, without a server, the endpoints
+// (EDS) a proxy would be sent: the quickest way to see split horizon and a
+// failover policy at work on a ClusterSet file.
 //
 // It takes the inputs the server renders with, and takes them the server's
 // way: the proxy's node is the one `horizon bootstrap` writes for the same
@@ -33,50 +37,26 @@ import (
 //
 // What view cannot know is the health of the east-west gateways: a server
 // probing them (--gateway-probe-interval) withdraws those that are down.
-func view(args []string, stdout, stderr io.Writer) error {
-	var path, policyPath, host, output string
-	id := bootstrap.Proxy{ID: "view"}
-	fs := flag.NewFlagSet("view", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&path, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
-	fs.StringVar(&policyPath, "policy", "", "failover and traffic policy file, read and checked against the ClusterSet as `horizon serve --policy` does")
-	fs.StringVar(&id.Cluster, "cluster", "", "the proxy's cluster (CLUSTER_ID, required)")
-	fs.StringVar(&id.Network, "network", "", "the proxy's network (NETWORK; default: its cluster's, the only one the server accepts)")
-	fs.StringVar(&id.Role, "role", "sidecar", "sidecar, proxyless or gateway (ROLE)")
-	fs.StringVar(&id.Region, "region", "", "the proxy's region (node locality; with no --region, --zone or --subzone: its cluster's locality)")
-	fs.StringVar(&id.Zone, "zone", "", "the proxy's zone (needs --region)")
-	fs.StringVar(&id.SubZone, "subzone", "", "the proxy's sub-zone")
-	fs.Var((*labelFlags)(&id.Labels), "label", "a label of the proxy's workload, key=value (repeatable): node metadata LABELS, which the policy's failoverPriority may rank on")
-	fs.StringVar(&host, "host", "", "only this host (e.g. echo.demo.svc.clusterset.local)")
-	fs.StringVar(&output, "output", "text", "text; or json or yaml: the ClusterLoadAssignments exactly as the server sends them, as /debug/config_dump shows them")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("view: unexpected arguments %q", fs.Args())
-	}
-	if id.Cluster == "" {
-		return fmt.Errorf("view: --cluster is required")
-	}
-	switch output {
+func (cfg viewConfig) run(stdout, stderr io.Writer) error {
+	switch cfg.output {
 	case "text", "json", "yaml":
 	default:
-		return fmt.Errorf("view: --output %q: want text, json or yaml", output)
+		return fmt.Errorf("view: --output %q: want text, json or yaml", cfg.output)
 	}
-	cs, err := loadClusterSet(path)
+	cs, err := loadClusterSet(cfg.clusterSet)
 	if err != nil {
 		return err
 	}
 	var policy xds.Policy
-	if policyPath != "" {
-		if policy.File, err = loadPolicy(policyPath, cs); err != nil {
+	if cfg.policy != "" {
+		if policy.File, err = loadPolicy(cfg.policy, cs); err != nil {
 			return err
 		}
 		for _, w := range policy.File.Warnings {
 			fmt.Fprintf(stderr, "warning: %v\n", w)
 		}
 	}
-	node, err := id.Node()
+	node, err := cfg.proxy.Node()
 	if err != nil {
 		return err
 	}
@@ -91,24 +71,24 @@ func view(args []string, stdout, stderr io.Writer) error {
 	}
 	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes}
 	for _, cla := range res.Endpoints {
-		if h, _, err := discovery.ParseClusterName(cla.GetClusterName()); host == "" || (err == nil && h == host) {
+		if h, _, err := discovery.ParseClusterName(cla.GetClusterName()); cfg.host == "" || (err == nil && h == cfg.host) {
 			v.endpoints = append(v.endpoints, cla)
 		}
 	}
-	if host != "" {
+	if cfg.host != "" {
 		v.notes = nil
 		for _, n := range res.Notes {
-			if strings.Contains(n, host) {
+			if strings.Contains(n, cfg.host) {
 				v.notes = append(v.notes, n)
 			}
 		}
 	}
-	if output == "text" {
+	if cfg.output == "text" {
 		v.text(stdout)
 		return nil
 	}
 	out, err := v.document()
-	if err == nil && output == "yaml" {
+	if err == nil && cfg.output == "yaml" {
 		out, err = yaml.JSONToYAML(out)
 	}
 	if err != nil {
