@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -146,4 +148,71 @@ func mcsMembers(src *kube.Source) []mcs.Member {
 		out[i] = m
 	}
 	return out
+}
+
+// kubeSources are serve's Kubernetes sources: the member clusters, the
+// member Secrets watcher and the MCS controller (each nil when off).
+type kubeSources struct {
+	source     *kube.Source
+	secrets    *kube.SecretWatcher
+	controller *mcs.Controller
+}
+
+// sources builds the Kubernetes sources of `horizon serve`: the source
+// publishes each ClusterSet with publish; the MCS controller reads the latest
+// one (every gateway included) with latest.
+func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, publish func(*discovery.ClusterSet), latest func() *discovery.ClusterSet) (*kubeSources, error) {
+	out := &kubeSources{}
+	var source *kube.Source // the MCS controller's members come from it once built
+	members, err := k.memberConfigs()
+	if err != nil {
+		return nil, err
+	}
+	var cp kubernetes.Interface
+	if k.secretsNamespace != "" || k.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		if cp, err = k.controlPlane(); err != nil {
+			return nil, err
+		}
+	}
+	var onChange func()
+	if k.mcs {
+		alloc, err := mcs.NewAllocator(strings.Split(k.clusterSetCIDRs, ",")...)
+		if err != nil {
+			return nil, fmt.Errorf("--clusterset-cidrs: %w", err)
+		}
+		election := mcs.Election{Namespace: k.leaseNamespace}
+		if cp != nil {
+			election.Client = cp.CoordinationV1()
+		} else {
+			log.Warn("no control plane cluster: the MCS controller writes without leader election; run a single replica")
+		}
+		controller, err := mcs.New(mcs.Config{
+			Members: func() []mcs.Member { return mcsMembers(source) }, ClusterSet: latest, Allocator: alloc,
+			Election: election, Logger: log, Metrics: mcs.NewMetrics(reg),
+		})
+		if err != nil {
+			return nil, err
+		}
+		onChange = controller.Notify
+		out.controller = controller
+	}
+	source = kube.NewSource(kube.SourceOptions{
+		Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: k.staleTTL, OnChange: onChange,
+		OnUpdate: publish,
+	})
+	reserved := map[string]bool{}
+	for _, m := range members {
+		reserved[m.Name] = true
+		if err := source.Set(m); err != nil {
+			return nil, err
+		}
+	}
+	if k.secretsNamespace != "" {
+		out.secrets = &kube.SecretWatcher{
+			Kube: cp, Namespace: k.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
+			AllowPlugins: k.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
+		}
+	}
+	out.source = source
+	return out, nil
 }

@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +15,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/horizonmesh/horizon/cmd/horizon/internal/pipeline"
 	"github.com/horizonmesh/horizon/discovery"
@@ -112,54 +108,11 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	case cfg.kube.enabled() && cfg.clusterSet != "":
 		return errors.New("serve: --clusterset and Kubernetes members exclude each other")
 	case cfg.kube.enabled():
-		members, err := cfg.kube.memberConfigs()
+		k, err := cfg.kube.sources(log, reg, pipe.Publish, latest.Load)
 		if err != nil {
 			return err
 		}
-		var cp kubernetes.Interface
-		if cfg.kube.secretsNamespace != "" || cfg.kube.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
-			if cp, err = cfg.kube.controlPlane(); err != nil {
-				return err
-			}
-		}
-		var onChange func()
-		if cfg.kube.mcs {
-			alloc, err := mcs.NewAllocator(strings.Split(cfg.kube.clusterSetCIDRs, ",")...)
-			if err != nil {
-				return fmt.Errorf("--clusterset-cidrs: %w", err)
-			}
-			election := mcs.Election{Namespace: cfg.kube.leaseNamespace}
-			if cp != nil {
-				election.Client = cp.CoordinationV1()
-			} else {
-				log.Warn("no control plane cluster: the MCS controller writes without leader election; run a single replica")
-			}
-			controller, err = mcs.New(mcs.Config{
-				Members: func() []mcs.Member { return mcsMembers(source) }, ClusterSet: latest.Load, Allocator: alloc,
-				Election: election, Logger: log, Metrics: mcs.NewMetrics(reg),
-			})
-			if err != nil {
-				return err
-			}
-			onChange = controller.Notify
-		}
-		source = kube.NewSource(kube.SourceOptions{
-			Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: cfg.kube.staleTTL, OnChange: onChange,
-			OnUpdate: pipe.Publish, // the observers keep latest for the MCS controller
-		})
-		reserved := map[string]bool{}
-		for _, m := range members {
-			reserved[m.Name] = true
-			if err := source.Set(m); err != nil {
-				return err
-			}
-		}
-		if cfg.kube.secretsNamespace != "" {
-			secrets = &kube.SecretWatcher{
-				Kube: cp, Namespace: cfg.kube.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
-				AllowPlugins: cfg.kube.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
-			}
-		}
+		source, secrets, controller = k.source, k.secrets, k.controller
 		summary = func(w io.Writer) { printKubeSummary(w, cfg.kube) }
 	default:
 		var cs *discovery.ClusterSet
@@ -313,114 +266,4 @@ func serveGRPC(gs *grpc.Server, lis net.Listener) error {
 		return err
 	}
 	return nil
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-// loadPolicy reads and checks a policy file against a ClusterSet's topology,
-// as serve does before it listens (its watcher, on every reload, too): the
-// one way view and explain read their --policy.
-func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.Policy, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--policy: %w", err)
-	}
-	pol, err := policyfile.Parse(path, data, policyfile.TopologyOf(cs))
-	if err != nil {
-		return nil, fmt.Errorf("--policy: %w", err)
-	}
-	return pol, nil
-}
-
-// loadClusterSet reads a ClusterSet file, or the embedded example for "",
-// as serve does at start: how view and explain take --clusterset.
-func loadClusterSet(path string) (*discovery.ClusterSet, error) {
-	if path == "" {
-		return file.Parse(local.Name, local.ClusterSet)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return file.Parse(path, data)
-}
-
-// printClusterSet tells a new user, on one screen, what is being served.
-func printClusterSet(w io.Writer, cs *discovery.ClusterSet, source string) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "ClusterSet %s (version %s)\n", source, cs.Version())
-	for _, network := range cs.Networks() {
-		fmt.Fprintf(&b, "network %s\n", network)
-		for _, c := range cs.Clusters {
-			if c.Network != network {
-				continue
-			}
-			gws := make([]string, 0, len(c.Gateways))
-			for _, g := range c.Gateways {
-				if g.ForNetwork != "" {
-					gws = append(gws, g.String()+" (for network "+g.ForNetwork+")")
-					continue
-				}
-				gws = append(gws, g.String())
-			}
-			gw := strings.Join(gws, ", ")
-			if gw == "" {
-				gw = "none (unreachable from other networks)"
-			}
-			loc := c.Locality.Region
-			if c.Locality.Zone != "" {
-				loc += "/" + c.Locality.Zone
-			}
-			fmt.Fprintf(&b, "  cluster %-12s %-28s gateway %s\n", c.Name, loc, gw)
-			for _, s := range c.Services {
-				ready := 0
-				for _, e := range s.Endpoints {
-					if e.Ready {
-						ready++
-					}
-				}
-				exported := "local"
-				if s.Exported {
-					exported = "exported"
-				}
-				fmt.Fprintf(&b, "    %-28s %-8s %d/%d endpoints ready\n", s.Key(), exported, ready, len(s.Endpoints))
-			}
-		}
-	}
-	fmt.Fprint(w, b.String())
-}
-
-func printKubeSummary(w io.Writer, k kubeConfig) {
-	fmt.Fprintln(w, "Kubernetes member clusters (xDS is served once every one has synced; see /debug/members)")
-	for _, m := range k.members {
-		fmt.Fprintf(w, "  %-12s network %-12s kubeconfig %s\n", m.name, m.network, m.kubeconfig)
-	}
-	if k.secretsNamespace != "" {
-		fmt.Fprintf(w, "  and every member-cluster Secret in namespace %s\n", k.secretsNamespace)
-	}
-}
-
-// dialable turns a listen address into one a local client can dial.
-func dialable(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
