@@ -2,7 +2,9 @@
 // ClusterSet (clusters, their networks, gateways, services and endpoints) and the
 // vocabulary (host names, SNI, Envoy cluster names, SPIFFE IDs) every other part
 // of Horizon derives its output from. Sources (the local file, Kubernetes) build
-// ClusterSets; translators read them. This package imports none of the others.
+// ClusterSets; translators read them. Its subpackages are Horizon's inputs: the
+// sources (file, kube) and the policy file (policyfile). This package imports
+// none of the others.
 package discovery
 
 import (

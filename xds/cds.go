@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // commonLB is the common_lb_config of every EDS cluster Horizon renders.

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // backend is one cluster's share of a service: the cluster and its own

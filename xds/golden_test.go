@@ -14,11 +14,11 @@ import (
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/internal/testkit/golden"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // loadPolicyFile parses a policy file, checked against the ClusterSet.
-func loadPolicyFile(t *testing.T, path string, cs *discovery.ClusterSet) *policyfile.Policy {
+func loadPolicyFile(t *testing.T, path string, cs *discovery.ClusterSet) *policyfile.File {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

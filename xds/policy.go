@@ -8,7 +8,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // Policy is the mesh-wide traffic policy a view is rendered with. The zero
@@ -28,7 +28,7 @@ type Policy struct {
 	// failover threshold, connect timeout, outlier detection and retries.
 	// nil renders the built-in behaviour: priorities by [region, zone],
 	// ConnectTimeout, no outlier detection, no retries.
-	File *policyfile.Policy
+	File *policyfile.File
 }
 
 // SVIDProvider names the source of a sidecar's SVID and trust bundle.

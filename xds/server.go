@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // Options configure a Server.
@@ -54,7 +54,7 @@ type Server struct {
 	mu sync.Mutex
 	// policy is read by render on any goroutine; Run and Apply replace it.
 	policy        Policy
-	pendingPolicy *policyfile.Policy // from SetPolicy, not yet applied
+	pendingPolicy *policyfile.File // from SetPolicy, not yet applied
 	pending       *discovery.ClusterSet
 	current       *discovery.ClusterSet
 	applied       time.Time // when Apply last finished
@@ -115,7 +115,7 @@ func (s *Server) Update(cs *discovery.ClusterSet) {
 // served, is replaced only by a newer good one). It never blocks;
 // Run renders every view with it, together with any pending ClusterSet, and
 // only views whose output changes are pushed (versions are content hashes).
-func (s *Server) SetPolicy(p *policyfile.Policy) {
+func (s *Server) SetPolicy(p *policyfile.File) {
 	s.mu.Lock()
 	s.pendingPolicy = p
 	s.mu.Unlock()

@@ -13,7 +13,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/xds"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // explainConfig is what `horizon explain failover` is asked for.
@@ -30,7 +30,7 @@ func (cfg explainConfig) run(stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var pol *policyfile.Policy
+	var pol *policyfile.File
 	if cfg.policy != "" {
 		if pol, err = loadPolicy(cfg.policy, cs); err != nil {
 			return err

@@ -24,7 +24,7 @@ import (
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/xds"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 type serveConfig struct {

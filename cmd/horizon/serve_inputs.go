@@ -11,7 +11,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/examples/local"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -32,7 +32,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // loadPolicy reads and checks a policy file against a ClusterSet's topology,
 // as serve does before it listens (its watcher, on every reload, too): the
 // one way view and explain read their --policy.
-func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.Policy, error) {
+func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--policy: %w", err)

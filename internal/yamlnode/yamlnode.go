@@ -4,7 +4,7 @@
 // Problem, which Errors turns into the one error format of Horizon's input
 // files, "file:line:col: path: message" (Error).
 //
-// discovery/file (the ClusterSet file) and xds/policyfile (the policy file)
+// discovery/file (the ClusterSet file) and discovery/policyfile (the policy file)
 // read their formats with it.
 package yamlnode
 

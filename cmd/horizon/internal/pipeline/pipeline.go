@@ -33,7 +33,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/gateway/health"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // Views is the last stage: it renders and serves the views of each

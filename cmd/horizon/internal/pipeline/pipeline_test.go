@@ -14,7 +14,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/gateway/health"
-	"github.com/horizonmesh/horizon/xds/policyfile"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // trace records what the stages are given, in order.

@@ -15,10 +15,10 @@ import (
 // it finds, joined with errors.Join.
 type Error = yamlnode.Error
 
-// Policy is a checked policy file: mesh-wide defaults and the rules per
+// File is a checked policy file: mesh-wide defaults and the rules per
 // service, each already merged into the settings a service gets. It is
 // immutable; Lookup is safe for concurrent use.
-type Policy struct {
+type File struct {
 	// Name is the file the policy was read from.
 	Name string
 	// Version is a content hash of the effective settings: an edit of
@@ -334,7 +334,7 @@ func builtin() Settings {
 // Lookup returns the effective settings of a service as reached by a host
 // name of the given scope: the host's rule, else the service's, else the
 // defaults.
-func (p *Policy) Lookup(k discovery.ServiceKey, scope discovery.Scope) Settings {
+func (p *File) Lookup(k discovery.ServiceKey, scope discovery.Scope) Settings {
 	if s, ok := p.byHost[discovery.Host(k, scope)]; ok {
 		return s
 	}
@@ -343,7 +343,7 @@ func (p *Policy) Lookup(k discovery.ServiceKey, scope discovery.Scope) Settings 
 
 // LookupService returns the settings of a service's rule (not of its host
 // rules), else the defaults.
-func (p *Policy) LookupService(k discovery.ServiceKey) Settings {
+func (p *File) LookupService(k discovery.ServiceKey) Settings {
 	if s, ok := p.byService[k]; ok {
 		return s
 	}
@@ -352,7 +352,7 @@ func (p *Policy) LookupService(k discovery.ServiceKey) Settings {
 
 // LookupHost returns the effective settings for a host name: a service host
 // as Lookup, anything else the defaults.
-func (p *Policy) LookupHost(host string) Settings {
+func (p *File) LookupHost(host string) Settings {
 	k, scope, err := discovery.ParseHost(host)
 	if err != nil {
 		return p.Defaults

@@ -28,7 +28,7 @@ func install(t *testing.T, name, path string) {
 	}
 }
 
-func nextUpdate(t *testing.T, updates <-chan *Policy) *Policy {
+func nextUpdate(t *testing.T, updates <-chan *File) *File {
 	t.Helper()
 	select {
 	case p := <-updates:
@@ -44,11 +44,11 @@ func TestWatcher(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	install(t, "v1.yaml", path)
 	metrics := NewMetrics(prometheus.NewPedanticRegistry())
-	updates := make(chan *Policy, 16)
+	updates := make(chan *File, 16)
 	w := &Watcher{
 		Path:         path,
 		Logger:       slog.New(slog.NewTextHandler(t.Output(), nil)),
-		OnUpdate:     func(p *Policy) { updates <- p },
+		OnUpdate:     func(p *File) { updates <- p },
 		Metrics:      metrics,
 		PollInterval: 50 * time.Millisecond,
 	}
@@ -83,7 +83,7 @@ func TestWatcher(t *testing.T) {
 	if st := w.Status(); st.CheckOK || st.Version != p.Version || st.LastError != want || st.TopologyMismatch {
 		t.Errorf("status after a bad edit: %+v", st)
 	}
-	if w.Policy() != p {
+	if w.File() != p {
 		t.Errorf("the serving policy changed")
 	}
 
@@ -102,8 +102,8 @@ func TestWatcher(t *testing.T) {
 	shrunk := Topology{Clusters: topo.Clusters[:2]}
 	w.SetTopology(shrunk)
 	testkit.Eventually(t, wait, "the mismatch", func() bool { return w.Status().TopologyMismatch })
-	if testutil.ToFloat64(metrics.mismatches) != 1 || w.Policy() != p2 || reloads("ok") != ok {
-		t.Errorf("mismatch gauge %v, policy kept %v, ok %v (was %v)", testutil.ToFloat64(metrics.mismatches), w.Policy() == p2, reloads("ok"), ok)
+	if testutil.ToFloat64(metrics.mismatches) != 1 || w.File() != p2 || reloads("ok") != ok {
+		t.Errorf("mismatch gauge %v, policy kept %v, ok %v (was %v)", testutil.ToFloat64(metrics.mismatches), w.File() == p2, reloads("ok"), ok)
 	}
 
 	t.Log("west-1 is back")

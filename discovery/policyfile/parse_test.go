@@ -21,7 +21,7 @@ func exampleTopology(t *testing.T) Topology {
 	return TopologyOf(cs)
 }
 
-func parseFile(t *testing.T, path string) (*Policy, error) {
+func parseFile(t *testing.T, path string) (*File, error) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -30,7 +30,7 @@ func parseFile(t *testing.T, path string) (*Policy, error) {
 	return Parse(path, data, exampleTopology(t))
 }
 
-func mustParse(t *testing.T, path string) *Policy {
+func mustParse(t *testing.T, path string) *File {
 	t.Helper()
 	p, err := parseFile(t, path)
 	if err != nil {

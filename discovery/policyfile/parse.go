@@ -46,7 +46,7 @@ var keyAliases = map[string]Key{
 // with. name is the file name that messages start with
 // ("name:line:col: path: message"). It reports every problem it finds, sorted
 // by position; the Policy is built only from a file without any.
-func Parse(name string, data []byte, known Topology) (*Policy, error) {
+func Parse(name string, data []byte, known Topology) (*File, error) {
 	p := newParser(name)
 	c := &checker{p: p, topo: known.normalized()}
 	pol := c.document(data)
@@ -120,7 +120,7 @@ type checker struct {
 	topo Topology
 }
 
-func (c *checker) document(data []byte) *Policy {
+func (c *checker) document(data []byte) *File {
 	p := c.p
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -153,7 +153,7 @@ func (c *checker) document(data []byte) *Policy {
 		return nil
 	}
 
-	pol := &Policy{byService: map[discovery.ServiceKey]Settings{}, byHost: map[string]Settings{}}
+	pol := &File{byService: map[discovery.ServiceKey]Settings{}, byHost: map[string]Settings{}}
 	defaults := &layer{rank: fromDefaults, path: "defaults", given: map[string]*yaml.Node{}}
 	if n := top.Get("defaults"); n != nil && yamlnode.IsNull(n) {
 		top.Errorf("defaults", "null: leave it out for the built-in defaults")
@@ -722,7 +722,7 @@ func (c *checker) contradictions(s Settings, origins map[string]*layer, svc *dis
 
 // fingerprint hashes the effective settings, not the file's text: equal
 // policies have equal versions whatever their comments and layout.
-func fingerprint(p *Policy) string {
+func fingerprint(p *File) string {
 	type rule struct {
 		Match    string
 		Settings Settings

@@ -31,7 +31,7 @@ type Watcher struct {
 	// the first, then one per change of its version (an edit of comments
 	// only, or a topology change that still passes, calls nothing). It must
 	// not block for long.
-	OnUpdate func(*Policy)
+	OnUpdate func(*File)
 	Metrics  *Metrics // nil records nothing
 	// PollInterval is how often Run also looks at the file's size, time and
 	// identity, for changes file system events miss. Zero means 2s.
@@ -43,7 +43,7 @@ type Watcher struct {
 	topo     *Topology
 	topoSeen chan struct{} // one pending notification of a new topology
 	status   Status
-	current  *Policy
+	current  *File
 }
 
 // Status is what a /debug page shows of the policy.
@@ -112,7 +112,7 @@ func (w *Watcher) Status() Status {
 }
 
 // Policy returns the serving policy, nil before one passed.
-func (w *Watcher) Policy() *Policy {
+func (w *Watcher) File() *File {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.current
@@ -185,7 +185,7 @@ func (s *watch) check(force bool) error {
 		return s.lastErr
 	}
 	s.seen = seen
-	var pol *Policy
+	var pol *File
 	if err == nil {
 		pol, err = Parse(s.w.Path, data, s.w.topology())
 	}
