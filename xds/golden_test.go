@@ -13,8 +13,8 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
-	"github.com/horizonmesh/horizon/internal/testkit/golden"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/internal/testkit/golden"
 )
 
 // loadPolicyFile parses a policy file, checked against the ClusterSet.

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
-	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 // TestPolicyFileEDS is the rule table of a policy file's EDS: for a proxy in

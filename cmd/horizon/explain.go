@@ -12,8 +12,8 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // explainConfig is what `horizon explain failover` is asked for.

@@ -21,10 +21,10 @@ import (
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/xds"
-	"github.com/horizonmesh/horizon/discovery/policyfile"
 )
 
 type serveConfig struct {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
-	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/examples/local"
 )
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -32,8 +32,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/gateway/health"
 )
 
 // Views is the last stage: it renders and serves the views of each

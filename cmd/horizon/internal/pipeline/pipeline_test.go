@@ -13,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/gateway/health"
 )
 
 // trace records what the stages are given, in order.
