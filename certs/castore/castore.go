@@ -88,7 +88,7 @@ func (s *Store) Reload() error {
 	stamp, subdirs, err := dirStamp(s.dir)
 	s.mu.Lock()
 	s.checked = time.Now()
-	unchanged := err == nil && stamp == s.stamp
+	unchanged := err == nil && stamp == s.stamp && s.top != nil // a first load always reads the CA
 	s.mu.Unlock()
 	if err != nil || unchanged {
 		return err

@@ -102,3 +102,15 @@ func TestNewRefusesAMissingDirectory(t *testing.T) {
 		t.Error("a missing directory was accepted")
 	}
 }
+
+// An empty directory (no CA yet) is refused at start with LoadDir's error;
+// before, its stamp equalled the initial one, nothing was loaded, and the
+// first certificate request dereferenced a nil CA (horizon serve --ca-dir
+// on an empty directory panicked).
+func TestNewRefusesAnEmptyDirectory(t *testing.T) {
+	s, err := New(t.TempDir(), td, nil, slog.New(slog.DiscardHandler), time.Now)
+	if err == nil {
+		ca, cerr := s.Current()
+		t.Fatalf("an empty directory was accepted: Current() = %v, %v", ca, cerr)
+	}
+}
