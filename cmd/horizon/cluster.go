@@ -7,27 +7,20 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery/kube"
 )
-
-var managedLabels = map[string]string{"app.kubernetes.io/part-of": "horizon", "app.kubernetes.io/managed-by": "horizon"}
 
 // addSecretConfig is add-secret's flags.
 type addSecretConfig struct {
@@ -105,16 +98,7 @@ func (c *addSecretConfig) ensure(ctx context.Context, progress io.Writer) (*core
 	say := func(format string, a ...any) { fmt.Fprintf(progress, format+"\n", a...) }
 	say("member %s: %s", c.name, rc.Host)
 
-	if err := ensureNamespace(ctx, kc, c.namespace, say); err != nil {
-		return nil, err
-	}
-	if err := ensureServiceAccount(ctx, kc, c.namespace, c.serviceAccount, say); err != nil {
-		return nil, err
-	}
-	if err := ensureClusterRole(ctx, kc, say); err != nil {
-		return nil, err
-	}
-	if err := ensureClusterRoleBinding(ctx, kc, c.namespace, c.serviceAccount, say); err != nil {
+	if err := kube.GrantReader(ctx, kc, c.namespace, c.serviceAccount, say); err != nil {
 		return nil, err
 	}
 
@@ -179,106 +163,4 @@ func (c *addSecretConfig) ensure(ctx context.Context, progress io.Writer) (*core
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{kube.SecretKubeconfigKey: data},
 	}, nil
-}
-
-type sayFunc func(format string, a ...any)
-
-func ensureNamespace(ctx context.Context, kc kubernetes.Interface, name string, say sayFunc) error {
-	_, err := kc.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-	if err == nil {
-		say("namespace %s: exists", name)
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("namespace %s: %w", name, err)
-	}
-	_, err = kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managedLabels}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("namespace %s: %w", name, err)
-	}
-	say("namespace %s: created", name)
-	return nil
-}
-
-func ensureServiceAccount(ctx context.Context, kc kubernetes.Interface, ns, name string, say sayFunc) error {
-	_, err := kc.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
-	if err == nil {
-		say("serviceaccount %s/%s: exists", ns, name)
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("serviceaccount %s/%s: %w", ns, name, err)
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: managedLabels}}
-	if _, err := kc.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("serviceaccount %s/%s: %w", ns, name, err)
-	}
-	say("serviceaccount %s/%s: created", ns, name)
-	return nil
-}
-
-// ensureClusterRole creates the reader ClusterRole, or puts its rules back
-// to exactly kube.ReaderRules.
-func ensureClusterRole(ctx context.Context, kc kubernetes.Interface, say sayFunc) error {
-	roles := kc.RbacV1().ClusterRoles()
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := roles.Get(ctx, kube.ReaderClusterRole, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: kube.ReaderClusterRole, Labels: managedLabels}, Rules: kube.ReaderRules()}
-			if _, err := roles.Create(ctx, role, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("clusterrole %s: %w", kube.ReaderClusterRole, err)
-			}
-			say("clusterrole %s: created", kube.ReaderClusterRole)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("clusterrole %s: %w", kube.ReaderClusterRole, err)
-		}
-		if apiequality.Semantic.DeepEqual(cur.Rules, kube.ReaderRules()) && cur.AggregationRule == nil {
-			say("clusterrole %s: up to date", kube.ReaderClusterRole)
-			return nil
-		}
-		cur.Rules, cur.AggregationRule = kube.ReaderRules(), nil
-		if _, err := roles.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("clusterrole %s: %w", kube.ReaderClusterRole, err) // a conflict is retried
-		}
-		say("clusterrole %s: rules updated", kube.ReaderClusterRole)
-		return nil
-	})
-}
-
-// ensureClusterRoleBinding binds the reader ClusterRole to the ServiceAccount
-// (one binding, horizon-reader, for every ServiceAccount add-secret made).
-func ensureClusterRoleBinding(ctx context.Context, kc kubernetes.Interface, ns, sa string, say sayFunc) error {
-	bindings := kc.RbacV1().ClusterRoleBindings()
-	name := kube.ReaderClusterRole
-	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: kube.ReaderClusterRole}
-	subject := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := bindings.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			b := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managedLabels}, RoleRef: ref, Subjects: []rbacv1.Subject{subject}}
-			if _, err := bindings.Create(ctx, b, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("clusterrolebinding %s: %w", name, err)
-			}
-			say("clusterrolebinding %s: created", name)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("clusterrolebinding %s: %w", name, err)
-		}
-		if cur.RoleRef != ref {
-			return fmt.Errorf("clusterrolebinding %s exists and binds %s %s, not ClusterRole %s; delete it or choose another --service-account", name, cur.RoleRef.Kind, cur.RoleRef.Name, kube.ReaderClusterRole)
-		}
-		if slices.Contains(cur.Subjects, subject) {
-			say("clusterrolebinding %s: up to date", name)
-			return nil
-		}
-		cur.Subjects = append(cur.Subjects, subject)
-		if _, err := bindings.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("clusterrolebinding %s: %w", name, err)
-		}
-		say("clusterrolebinding %s: subject added", name)
-		return nil
-	})
 }
