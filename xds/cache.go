@@ -33,9 +33,9 @@ import (
 type Cache struct {
 	log     *slog.Logger
 	metrics *Metrics
-	// build renders a view; prev is the view's last published render, nil
-	// for a new view (see translate).
-	build func(cs *discovery.ClusterSet, g Group, prev *Resources) (*Resources, error)
+	// build renders a view; prev is the memo of the view's last published
+	// render, nil for a new view (see RenderFrom).
+	build func(cs *discovery.ClusterSet, g Group, prev *Memo) (*Resources, *Memo, error)
 
 	mu sync.Mutex
 	cs *discovery.ClusterSet
@@ -55,6 +55,7 @@ var _ cachev3.Cache = (*Cache)(nil)
 type view struct {
 	group    Group
 	res      *Resources
+	memo     *Memo // what the view's next render may reuse
 	types    map[string]*typeState
 	input    string // Cache.input when rendered
 	sotw     map[uint64]*sotwWatch
@@ -78,12 +79,15 @@ type deltaWatch struct {
 // NewCache returns a cache that renders views with build, typically
 // Translate followed by Check.
 func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group) (*Resources, error)) *Cache {
-	return newCache(log, m, func(cs *discovery.ClusterSet, g Group, _ *Resources) (*Resources, error) { return build(cs, g) })
+	return newCache(log, m, func(cs *discovery.ClusterSet, g Group, _ *Memo) (*Resources, *Memo, error) {
+		res, err := build(cs, g)
+		return res, nil, err
+	})
 }
 
 // newCache is NewCache for a build function that reuses the view's previous
 // render (the server's).
-func newCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group, *Resources) (*Resources, error)) *Cache {
+func newCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group, *Memo) (*Resources, *Memo, error)) *Cache {
 	return &Cache{log: log, metrics: m, build: build, views: map[Group]*view{}}
 }
 
@@ -111,12 +115,12 @@ func (c *Cache) viewLocked(g Group) (*view, error) {
 		v.lastUsed = time.Now()
 		return v, nil
 	}
-	res, err := c.build(c.cs, g, nil)
+	res, memo, err := c.build(c.cs, g, nil)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "render view %s: %v", g, err)
 	}
 	v := &view{group: g, sotw: map[uint64]*sotwWatch{}, delta: map[uint64]*deltaWatch{}, lastUsed: time.Now()}
-	if err := v.publish(res, c.input); err != nil {
+	if err := v.publish(res, memo, c.input); err != nil {
 		return nil, status.Errorf(codes.Internal, "publish view %s: %v", g, err)
 	}
 	c.views[g] = v
@@ -127,7 +131,7 @@ func (c *Cache) viewLocked(g Group) (*view, error) {
 // publish replaces the view's resources, marshalling each once: a resource
 // the render took over from the previous one (the same message) keeps its
 // entry.
-func (v *view) publish(res *Resources, input string) error {
+func (v *view) publish(res *Resources, memo *Memo, input string) error {
 	types := make(map[string]*typeState, len(TypeURLs))
 	for _, typeURL := range TypeURLs {
 		ts, err := newTypeState(typeURL, res.ByType(typeURL), v.types[typeURL])
@@ -136,7 +140,7 @@ func (v *view) publish(res *Resources, input string) error {
 		}
 		types[typeURL] = ts
 	}
-	v.res, v.types, v.input = res, types, input
+	v.res, v.memo, v.types, v.input = res, memo, types, input
 	return nil
 }
 
@@ -436,11 +440,12 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 	type rendered struct {
 		group Group
 		res   *Resources
+		memo  *Memo
 	}
-	stale := make([]rendered, 0, len(c.views)) // each view with its last render
+	stale := make([]rendered, 0, len(c.views)) // each view with its last render's memo
 	for g, v := range c.views {
 		if v.input != input {
-			stale = append(stale, rendered{g, v.res})
+			stale = append(stale, rendered{g, nil, v.memo})
 		}
 	}
 	c.mu.Unlock()
@@ -448,13 +453,13 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 	var out []rendered
 	var errs []error
 	for _, r := range stale {
-		res, err := c.build(cs, r.group, r.res)
+		res, memo, err := c.build(cs, r.group, r.memo)
 		if err != nil {
 			c.metrics.buildError()
 			errs = append(errs, fmt.Errorf("view %s: %w", r.group, err))
 			continue
 		}
-		out = append(out, rendered{r.group, res})
+		out = append(out, rendered{r.group, res, memo})
 	}
 
 	c.mu.Lock()
@@ -468,7 +473,7 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 			continue
 		}
 		prev := v.types
-		if err := v.publish(r.res, input); err != nil {
+		if err := v.publish(r.res, r.memo, input); err != nil {
 			c.metrics.buildError()
 			errs = append(errs, fmt.Errorf("view %s: %w", r.group, err))
 			continue

@@ -11,6 +11,7 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/horizonmesh/horizon/discovery"
 )
@@ -21,7 +22,11 @@ type validator interface{ ValidateAll() error }
 // passes its proto validation, names are unique, every reference resolves
 // (listener → route → cluster → assignment), and every assignment keeps the
 // split-horizon invariants for the view's network.
-func Check(r *Resources, cs *discovery.ClusterSet, g Group) error {
+func Check(r *Resources, cs *discovery.ClusterSet, g Group) error { return check(r, cs, g, nil) }
+
+// check is Check skipping what a render reused from a checked one: reused
+// messages were validated when first rendered (memo.go).
+func check(r *Resources, cs *discovery.ClusterSet, g Group, reused map[types.Resource]bool) error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -33,7 +38,7 @@ func Check(r *Resources, cs *discovery.ClusterSet, g Group) error {
 				fail("%s %q: defined twice", shortType(typeURL), name)
 			}
 			seen[name] = true
-			if r.reused[res] {
+			if reused[res] {
 				continue // validated when it was first rendered (memo.go)
 			}
 			if v, ok := res.(validator); ok {
@@ -88,7 +93,7 @@ func Check(r *Resources, cs *discovery.ClusterSet, g Group) error {
 		if clusters[cla.GetClusterName()] == nil {
 			fail("assignment %q: no cluster uses it", cla.GetClusterName())
 		}
-		if r.reused[cla] {
+		if reused[cla] {
 			// Rendered before from the same backends (memo.go), whose
 			// addresses are all still in the address book: it was checked then.
 			continue

@@ -8,6 +8,7 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/horizonmesh/horizon/discovery"
 )
@@ -26,12 +27,27 @@ import (
 // again. Everything else (routes per port, listeners per port, the fixed
 // clusters and listeners) is small and rendered every time.
 
-// hostMemo is what one render made of each host and port.
-type hostMemo struct {
+// A Memo is what one render of a view made of each host and port, for the
+// next render of the same view: RenderFrom takes it explicitly, and the
+// server keeps it beside the view's published resources (the resources
+// themselves carry no memo). It is opaque and read-only once returned.
+type Memo struct {
 	policy Policy
 	group  Group
 	hosts  map[string]*hostResult // by Envoy cluster name
 	ports  map[uint32]*portResult // a sidecar's HTTP ports
+	// reused holds the messages this render took from the previous one,
+	// which Check validated then.
+	reused map[types.Resource]bool
+}
+
+// usableFor returns m if it was rendered for group g under policy p (only then may
+// its messages be reused), else nil.
+func (m *Memo) usableFor(g Group, p Policy) *Memo {
+	if m == nil || m.group != g || m.policy != p {
+		return nil
+	}
+	return m
 }
 
 // portResult is what a sidecar view renders for one HTTP port: its
@@ -101,13 +117,13 @@ func (t *translator) host(h *hostPort, build func(*hostResult)) *hostResult {
 				}
 				t.out.fixedWeights[name] = true
 			}
-			t.out.reused[r.cluster] = true
-			t.out.reused[r.cla] = true
+			t.memo.reused[r.cluster] = true
+			t.memo.reused[r.cla] = true
 			if r.listener != nil {
-				t.out.reused[r.listener] = true
+				t.memo.reused[r.listener] = true
 			}
 			if r.route != nil {
-				t.out.reused[r.route] = true
+				t.memo.reused[r.route] = true
 			}
 			return r
 		}
@@ -141,8 +157,8 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 	if t.prev != nil {
 		if r := t.prev.ports[port]; r != nil && r.digest == d {
 			t.memo.ports[port] = r
-			t.out.reused[r.listener] = true
-			t.out.reused[r.route] = true
+			t.memo.reused[r.listener] = true
+			t.memo.reused[r.route] = true
 			return r
 		}
 	}

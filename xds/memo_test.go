@@ -102,7 +102,7 @@ func TestIncrementalRenderIsExact(t *testing.T) {
 	for _, in := range inputs {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			_, g, p := loadCase(t, in)
-			var prev *Resources
+			var prev *Memo
 			for step := range len(edits) + 1 {
 				cs, _, _ := loadCase(t, in)
 				clusters := cs.Clusters
@@ -119,7 +119,7 @@ func TestIncrementalRenderIsExact(t *testing.T) {
 					t.Fatalf("%s: %v", label, err)
 				}
 				fresh, ferr := Translate(next, g, p)
-				inc, ierr := translate(next, g, p, prev)
+				inc, memo, ierr := translate(next, g, p, prev)
 				if (ferr == nil) != (ierr == nil) {
 					t.Fatalf("%s: fresh error %v, incremental error %v", label, ferr, ierr)
 				}
@@ -132,8 +132,8 @@ func TestIncrementalRenderIsExact(t *testing.T) {
 				if (Check(fresh, next, g) == nil) != (Check(inc, next, g) == nil) {
 					t.Fatalf("after %q: Check disagrees", label)
 				}
-				reused += len(inc.reused)
-				prev = inc
+				reused += len(memo.reused)
+				prev = memo
 			}
 		})
 	}
@@ -146,11 +146,11 @@ func TestIncrementalRenderIsExact(t *testing.T) {
 // another group reuses nothing.
 func TestIncrementalRenderPolicyChange(t *testing.T) {
 	cs, g, p := loadCase(t, "testdata/golden/sidecar-east-1.in.yaml")
-	first, err := Translate(cs, g, p)
+	_, first, err := translate(cs, g, p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := translate(cs, g, p, first)
+	_, again, err := translate(cs, g, p, first)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestIncrementalRenderPolicyChange(t *testing.T) {
 	}
 	p2 := p
 	p2.SVIDProvider = SVIDFromSPIRE
-	other, err := translate(cs, g, p2, first)
+	_, other, err := translate(cs, g, p2, first)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestIncrementalRenderPolicyChange(t *testing.T) {
 	}
 	g2 := g
 	g2.Locality.Zone += "-other"
-	if r, err := translate(cs, g2, p, first); err == nil && len(r.reused) != 0 {
+	if _, r, err := translate(cs, g2, p, first); err == nil && len(r.reused) != 0 {
 		t.Fatalf("a render for another group reused %d messages", len(r.reused))
 	}
 }

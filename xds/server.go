@@ -80,18 +80,18 @@ func NewServer(ctx context.Context, o Options) *Server {
 	return s
 }
 
-// render is Render with the server's policy, logged and timed: what a view
-// must pass to be published. prev, the view's last published render, lets it
-// reuse what is unchanged (see memo.go).
-func (s *Server) render(cs *discovery.ClusterSet, g Group, prev *Resources) (*Resources, error) {
+// render is RenderFrom with the server's policy, logged and timed: what a
+// view must pass to be published. prev, the memo of the view's last
+// published render, lets it reuse what is unchanged (see memo.go).
+func (s *Server) render(cs *discovery.ClusterSet, g Group, prev *Memo) (*Resources, *Memo, error) {
 	start := time.Now()
-	res, err := renderView(cs, g, s.Policy(), prev)
+	res, memo, err := RenderFrom(cs, g, s.Policy(), prev)
 	s.metrics.translated(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Error("view rejected; the last good one keeps serving", "view", g.String(), "clusterset", cs.Version(), "error", err)
-		return nil, err
+		return nil, nil, err
 	}
-	return res, nil
+	return res, memo, nil
 }
 
 // Register adds the aggregated discovery service (both protocols) to g.

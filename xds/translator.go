@@ -33,11 +33,6 @@ type Resources struct {
 	// fixedWeights names the assignments whose locality weights the policy
 	// fixes (distribute) rather than their endpoints' weights; Check allows them.
 	fixedWeights map[string]bool
-	// memo is what this render made of each host and port, for the next
-	// render of the view (see memo.go); reused holds the messages taken
-	// from the previous render, which Check validated then.
-	memo   *hostMemo
-	reused map[types.Resource]bool
 }
 
 // TypeURLs lists the resource types Horizon serves, in push order.
@@ -70,44 +65,48 @@ func (r *Resources) ByType(typeURL string) []types.Resource {
 // Translate renders the resources of one view. It is pure: the same
 // ClusterSet, group and policy always give byte-equal resources.
 func Translate(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) {
-	return translate(cs, g, p, nil)
+	res, _, err := translate(cs, g, p, nil)
+	return res, err
 }
 
 // Render is what the server publishes for a view: Translate, then Check.
 // An error means the view is not served (a running server keeps the view's
 // last good resources). `horizon view` prints what it returns.
 func Render(cs *discovery.ClusterSet, g Group, p Policy) (*Resources, error) {
-	return renderView(cs, g, p, nil)
+	res, _, err := RenderFrom(cs, g, p, nil)
+	return res, err
 }
 
-// renderView is Render reusing what prev made (see translate): the server's.
-func renderView(cs *discovery.ClusterSet, g Group, p Policy, prev *Resources) (*Resources, error) {
-	res, err := translate(cs, g, p, prev)
+// RenderFrom is Render reusing what the view's previous render made of every
+// host and port whose inputs are unchanged: prev is the Memo that render
+// returned (nil for none, or one of another group or policy, which is
+// ignored). It returns the checked resources, byte-equal to Render's, and
+// the Memo for the view's next render. The server renders this way.
+func RenderFrom(cs *discovery.ClusterSet, g Group, p Policy, prev *Memo) (*Resources, *Memo, error) {
+	res, memo, err := translate(cs, g, p, prev)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := Check(res, cs, g); err != nil {
-		return nil, err
+	if err := check(res, cs, g, memo.reused); err != nil {
+		return nil, nil, err
 	}
-	return res, nil
+	return res, memo, nil
 }
 
-// translate is Translate reusing what prev, the view's last published
-// render, made of every host and port whose inputs are unchanged (memo.go).
-// The result is byte-equal to Translate's.
-func translate(cs *discovery.ClusterSet, g Group, p Policy, prev *Resources) (*Resources, error) {
+// translate is Translate reusing what prev, the memo of the view's last
+// published render, made of every host and port whose inputs are unchanged
+// (memo.go); it returns this render's memo too. The resources are
+// byte-equal to Translate's.
+func translate(cs *discovery.ClusterSet, g Group, p Policy, prev *Memo) (*Resources, *Memo, error) {
 	if _, ok := cs.Cluster(g.Cluster); !ok {
-		return nil, fmt.Errorf("view %s: cluster %q is not in the ClusterSet", g, g.Cluster)
+		return nil, nil, fmt.Errorf("view %s: cluster %q is not in the ClusterSet", g, g.Cluster)
 	}
 	if _, err := ParseSVIDProvider(string(p.SVIDProvider)); err != nil {
-		return nil, fmt.Errorf("view %s: policy: %w", g, err)
+		return nil, nil, fmt.Errorf("view %s: policy: %w", g, err)
 	}
-	t := &translator{cs: cs, group: g, policy: p, out: &Resources{reused: map[types.Resource]bool{}}}
-	t.memo = &hostMemo{policy: p, group: g, hosts: map[string]*hostResult{}, ports: map[uint32]*portResult{}}
-	t.out.memo = t.memo
-	if m := prev.memoFor(g, p); m != nil {
-		t.prev = m
-	}
+	t := &translator{cs: cs, group: g, policy: p, out: &Resources{}}
+	t.memo = &Memo{policy: p, group: g, hosts: map[string]*hostResult{}, ports: map[uint32]*portResult{}, reused: map[types.Resource]bool{}}
+	t.prev = prev.usableFor(g, p)
 	switch g.Role {
 	case Sidecar:
 		t.sidecar()
@@ -115,13 +114,13 @@ func translate(cs *discovery.ClusterSet, g Group, p Policy, prev *Resources) (*R
 		t.proxyless()
 	case Gateway:
 		if err := t.gateway(); err != nil {
-			return nil, fmt.Errorf("view %s: %w", g, err)
+			return nil, nil, fmt.Errorf("view %s: %w", g, err)
 		}
 	default:
-		return nil, fmt.Errorf("view %s: unknown role %q", g, g.Role)
+		return nil, nil, fmt.Errorf("view %s: unknown role %q", g, g.Role)
 	}
 	t.sort()
-	return t.out, nil
+	return t.out, t.memo, nil
 }
 
 // gateway renders an east-west gateway's view: the gateway package's
@@ -153,16 +152,8 @@ type translator struct {
 	// prev is the previous render's memo, when it is of the same group and
 	// policy; memo is this render's. capture collects the notes made while
 	// a host is rendered, for the memo.
-	prev, memo *hostMemo
+	prev, memo *Memo
 	capture    *[]string
-}
-
-// memoFor returns r's memo if r was rendered for group g under policy p.
-func (r *Resources) memoFor(g Group, p Policy) *hostMemo {
-	if r == nil || r.memo == nil || r.memo.group != g || r.memo.policy != p {
-		return nil
-	}
-	return r.memo
 }
 
 func (t *translator) notef(format string, args ...any) {
