@@ -33,9 +33,9 @@ func check(r *Resources, cs *discovery.ClusterSet, g Group, reused map[types.Res
 	for _, typeURL := range TypeURLs {
 		seen := map[string]bool{}
 		for _, res := range r.ByType(typeURL) {
-			name := resourceName(res)
+			name := ResourceName(res)
 			if seen[name] {
-				fail("%s %q: defined twice", shortType(typeURL), name)
+				fail("%s %q: defined twice", ShortType(typeURL), name)
 			}
 			seen[name] = true
 			if reused[res] {
@@ -43,7 +43,7 @@ func check(r *Resources, cs *discovery.ClusterSet, g Group, reused map[types.Res
 			}
 			if v, ok := res.(validator); ok {
 				if err := v.ValidateAll(); err != nil {
-					fail("%s %q: %w", shortType(typeURL), name, err)
+					fail("%s %q: %w", ShortType(typeURL), name, err)
 				}
 			}
 		}

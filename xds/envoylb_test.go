@@ -180,7 +180,7 @@ func renderCase(t *testing.T, csPath, policyPath, clusterName, service string) (
 	cs := fixture.ClusterSet(t, csPath)
 	var policy Policy
 	if policyPath != "" {
-		policy.File = loadPolicyFile(t, policyPath, cs)
+		policy.File = fixture.Policy(t, policyPath, cs)
 	}
 	p := &Proxy{ID: "p", Role: Sidecar, Cluster: clusterName}
 	if err := p.Resolve(cs); err != nil {

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"github.com/horizonmesh/horizon/internal/testkit/fixture"
+
 	"bytes"
 	"encoding/json"
 	"os"
@@ -13,23 +15,8 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
-	"github.com/horizonmesh/horizon/discovery/policyfile"
 	"github.com/horizonmesh/horizon/internal/testkit/golden"
 )
-
-// loadPolicyFile parses a policy file, checked against the ClusterSet.
-func loadPolicyFile(t *testing.T, path string, cs *discovery.ClusterSet) *policyfile.File {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policyfile.Parse(path, data, policyfile.TopologyOf(cs))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return pol
-}
 
 // goldenCase is a testdata/golden/*.in.yaml: a proxy, optionally the policy
 // its view is rendered with, and the ClusterSet it sees, in the local
@@ -90,7 +77,7 @@ func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group, Policy) 
 	}
 	policy := Policy{SVIDProvider: tc.Policy.SVIDProvider}
 	if tc.Policy.File != "" {
-		policy.File = loadPolicyFile(t, filepath.Join(filepath.Dir(path), tc.Policy.File), cs)
+		policy.File = fixture.Policy(t, filepath.Join(filepath.Dir(path), tc.Policy.File), cs)
 	}
 	return cs, p.Group(), policy
 }
@@ -112,7 +99,7 @@ func renderYAML(t *testing.T, r *Resources) []byte {
 			}
 			list = append(list, v)
 		}
-		out[shortType(typeURL)+"s"] = list
+		out[ShortType(typeURL)+"s"] = list
 	}
 	out["notes"] = r.Notes
 	var buf bytes.Buffer

@@ -193,13 +193,13 @@ func diffResources(a, b *Resources) string {
 	for _, typeURL := range TypeURLs {
 		ra, rb := a.ByType(typeURL), b.ByType(typeURL)
 		if len(ra) != len(rb) {
-			return fmt.Sprintf("%s: %d resources vs %d", shortType(typeURL), len(ra), len(rb))
+			return fmt.Sprintf("%s: %d resources vs %d", ShortType(typeURL), len(ra), len(rb))
 		}
 		for i := range ra {
 			ba, _ := proto.MarshalOptions{Deterministic: true}.Marshal(ra[i])
 			bb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(rb[i])
 			if !bytes.Equal(ba, bb) {
-				return fmt.Sprintf("%s %q differs", shortType(typeURL), resourceName(ra[i]))
+				return fmt.Sprintf("%s %q differs", ShortType(typeURL), ResourceName(ra[i]))
 			}
 		}
 	}

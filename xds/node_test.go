@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/discovery"
@@ -95,45 +94,10 @@ func TestPolicyLabelKeys(t *testing.T) {
 	if keys := (Policy{}).LabelKeys(); keys != nil {
 		t.Errorf("no file: %v", keys)
 	}
-	if keys := (Policy{File: loadPolicyFile(t, "testdata/policy/network-cluster.yaml", cs)}).LabelKeys(); keys != nil {
+	if keys := (Policy{File: fixture.Policy(t, "testdata/policy/network-cluster.yaml", cs)}).LabelKeys(); keys != nil {
 		t.Errorf("topology keys only: %v", keys)
 	}
-	if keys := (Policy{File: loadPolicyFile(t, "testdata/policy/tier.yaml", cs)}).LabelKeys(); len(keys) != 1 || keys[0] != "tier" {
+	if keys := (Policy{File: fixture.Policy(t, "testdata/policy/tier.yaml", cs)}).LabelKeys(); len(keys) != 1 || keys[0] != "tier" {
 		t.Errorf("tier.yaml: %v", keys)
-	}
-}
-
-// A request's group follows the label keys of the policy rendered last.
-func TestCacheGroupFollowsLabelKeys(t *testing.T) {
-	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
-	c := NewCache(nil, NewMetrics(prometheus.NewRegistry()), func(*discovery.ClusterSet, Group) (*Resources, error) {
-		return &Resources{}, nil
-	})
-	s, err := structpb.NewStruct(map[string]any{"tier": "web", "app": "echo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := labelsNode(structpb.NewStructValue(s))
-	group := func() Group {
-		t.Helper()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		g, err := c.groupOfLocked(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
-	if err := c.Update(cs); err != nil {
-		t.Fatal(err)
-	}
-	if g := group(); g.Labels != "" {
-		t.Errorf("no label keys: group %s", g)
-	}
-	if err := c.Render(cs, "tier", []string{"tier"}); err != nil {
-		t.Fatal(err)
-	}
-	if g := group(); g.Labels != "tier=web" {
-		t.Errorf("keys [tier]: group %s", g)
 	}
 }

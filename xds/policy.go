@@ -66,7 +66,9 @@ func (p Policy) svidProvider() SVIDProvider {
 // DefaultTrustDomain is used when a Policy names none.
 var DefaultTrustDomain = spiffeid.RequireTrustDomainFromString("cluster.local")
 
-func (p Policy) trustDomain() spiffeid.TrustDomain {
+// TrustDomainOrDefault is the policy's trust domain, DefaultTrustDomain when
+// it names none.
+func (p Policy) TrustDomainOrDefault() spiffeid.TrustDomain {
 	if p.TrustDomain.IsZero() {
 		return DefaultTrustDomain
 	}
@@ -124,8 +126,8 @@ func (p Policy) defaultConnectTimeout() time.Duration {
 	return p.connectTimeout()
 }
 
-// version names the policy file the resources were rendered with, "" for none.
-func (p Policy) version() string {
+// Version names the policy file the resources are rendered with, "" for none.
+func (p Policy) Version() string {
 	if p.File == nil {
 		return ""
 	}

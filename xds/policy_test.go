@@ -140,7 +140,7 @@ func TestPolicyFileEDS(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pol := loadPolicyFile(t, "testdata/policy/"+tt.policy, cs)
+			pol := fixture.Policy(t, "testdata/policy/"+tt.policy, cs)
 			p := &Proxy{ID: "p", Role: Sidecar, Cluster: tt.cluster, Labels: tt.labels}
 			if err := p.Resolve(cs); err != nil {
 				t.Fatal(err)

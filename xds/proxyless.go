@@ -242,7 +242,7 @@ func (t *translator) trustDomainRBAC() *hcm.HttpFilter {
 	policy := &rbacconfig.Policy{
 		Permissions: []*rbacconfig.Permission{{Rule: &rbacconfig.Permission_Any{Any: true}}},
 		Principals: []*rbacconfig.Principal{{Identifier: &rbacconfig.Principal_Authenticated_{Authenticated: &rbacconfig.Principal_Authenticated{
-			PrincipalName: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: t.policy.trustDomain().IDString() + "/"}},
+			PrincipalName: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: t.policy.TrustDomainOrDefault().IDString() + "/"}},
 		}}}},
 	}
 	return &hcm.HttpFilter{

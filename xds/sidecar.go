@@ -136,7 +136,7 @@ func (t *translator) peerSANs(ids []string) []*tlsv3.SubjectAltNameMatcher {
 	if len(ids) == 0 {
 		return []*tlsv3.SubjectAltNameMatcher{{
 			SanType: tlsv3.SubjectAltNameMatcher_URI,
-			Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: t.policy.trustDomain().IDString() + "/"}},
+			Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: t.policy.TrustDomainOrDefault().IDString() + "/"}},
 		}}
 	}
 	out := make([]*tlsv3.SubjectAltNameMatcher, 0, len(ids))

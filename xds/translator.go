@@ -1,7 +1,14 @@
-// Package xds turns ClusterSet snapshots into the xDS resources each proxy
-// view needs (Translate, a pure function) and serves them over ADS through
-// go-control-plane's server, with a cache that shares one marshalled copy of
-// every resource between all proxies of a view.
+// Package xds is the pure middle of the pipeline: it turns a ClusterSet
+// snapshot into the xDS resources of one proxy view (Translate), checks them
+// (Check), and renders a view again reusing what an earlier render of it made
+// (RenderFrom with a Memo). It has no server, clock, logger or I/O:
+//
+//	discovery.ClusterSet ──► Translate(cs, Group, Policy) ──► Check ──► Resources
+//	                                                              (xds/server serves them)
+//
+// A proxy's node metadata becomes its Group here (ParseNode, ResolveNode);
+// xds/server caches and serves the views over ADS, xds/bootstrap writes the
+// bootstraps that agree with the names used here.
 package xds
 
 import (
@@ -268,7 +275,7 @@ func (t *translator) spiffeIDs(h *hostPort) []string {
 				continue
 			}
 			seen[sa] = true
-			id, err := discovery.WorkloadID(t.policy.trustDomain(), b.svc.Namespace, sa)
+			id, err := discovery.WorkloadID(t.policy.TrustDomainOrDefault(), b.svc.Namespace, sa)
 			if err != nil {
 				t.notef("%s: service account %q of %s is not a valid SPIFFE path segment", h.name(), sa, b.svc.Key())
 				continue

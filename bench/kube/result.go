@@ -42,7 +42,7 @@ type Result struct {
 	FleetSync    time.Duration // the whole fleet connecting at once until the last full sync
 
 	// ChangeCPU is this process's CPU seconds over all changes: the Source
-	// (watches, informers, merges), the xds.Server and the harness's API
+	// (watches, informers, merges), the server.Server and the harness's API
 	// writes; not the API servers and etcds (processes of their own) nor,
 	// with a fleet in another process, the proxies.
 	ChangeCPU  float64

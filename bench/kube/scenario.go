@@ -1,7 +1,7 @@
 // Package kube runs bench/load's endpoint-change scenario through real
 // member clusters: a kube-apiserver and etcd per cluster (envtest, through
 // discovery/kube/kubetest), Horizon's production Kubernetes Source feeding
-// an xds.Server, and a fleet of simulated sidecars. Each change is an
+// an server.Server, and a fleet of simulated sidecars. Each change is an
 // EndpointSlice update written to an API server, so its convergence
 // includes the watch, the informer, the Source's merge and the server's
 // debounce (if any) and render, up to the last affected proxy's ACK.
@@ -26,7 +26,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery"
 	kubesrc "github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
-	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/server"
 )
 
 // Scenario is one run: K member clusters, one network each; S services with
@@ -40,7 +40,7 @@ type Scenario struct {
 	Changes   int // N
 	Delta     bool
 	Conns     int           // gRPC connections the fleet shares; 0: one per 50 proxies
-	Debounce  time.Duration // 0: xds.DefaultDebounce
+	Debounce  time.Duration // 0: server.DefaultDebounce
 	Timeout   time.Duration // per wait; 0: 60 s
 }
 
@@ -55,7 +55,7 @@ func (sc Scenario) withDefaults() Scenario {
 		sc.Endpoints = 10
 	}
 	if sc.Debounce == 0 {
-		sc.Debounce = xds.DefaultDebounce
+		sc.Debounce = server.DefaultDebounce
 	}
 	if sc.Timeout == 0 {
 		sc.Timeout = time.Minute
@@ -81,12 +81,12 @@ func (sc Scenario) validate() error {
 }
 
 // Run starts the member clusters, seeds them, serves them to a fleet
-// through the Kubernetes Source and an xds.Server in this process, and
+// through the Kubernetes Source and an server.Server in this process, and
 // measures the changes. The clusters are stopped before it returns.
 //
 // The server is wired as `horizon serve --member ... --gateway-probe-interval=0
 // --mcs-controller=false` wires it: Source.OnUpdate hands every ClusterSet
-// to xds.Server.Update. The gateway prober is left out because it would
+// to server.Server.Update. The gateway prober is left out because it would
 // withdraw the gateways (their addresses are data, nothing answers), the
 // MCS controller because its writes (ServiceImports, export conditions)
 // would be changes of their own; neither is in an endpoint change's path.
@@ -147,9 +147,9 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 	if err != nil {
 		return nil, err
 	}
-	srv := xds.NewServer(ctx, xds.Options{Debounce: sc.Debounce})
+	srv := server.New(ctx, server.Options{Debounce: sc.Debounce})
 	// As cmd/horizon serve configures it.
-	gs := grpc.NewServer(xds.ServerOptions(xds.DefaultSendTimeout, nil)...)
+	gs := grpc.NewServer(server.GRPCOptions(server.DefaultSendTimeout, nil)...)
 	srv.Register(gs)
 	tr := &tracker{}
 	src := kubesrc.NewSource(kubesrc.SourceOptions{Logger: log.With("component", "kube"), OnUpdate: func(cs *discovery.ClusterSet) {
@@ -282,7 +282,7 @@ func poll(ctx context.Context, timeout time.Duration, done func() bool) error {
 // ns; 0 if it never did within timeout). The server sets its current
 // ClusterSet once every view is rendered, so this is the write plus the
 // watch, the Source, any debounce and the render, within a millisecond.
-func awaitApplied(ctx context.Context, srv *xds.Server, ch *Change, timeout time.Duration) int64 {
+func awaitApplied(ctx context.Context, srv *server.Server, ch *Change, timeout time.Duration) int64 {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(time.Millisecond)

@@ -1,7 +1,7 @@
 // Package load is Horizon's load harness: simulated Envoy sidecars on real
 // gRPC ADS streams (state of the world or delta), a fleet of them meant to
 // run in a process of its own, and scenarios that feed an in-process
-// Horizon through xds.Server.Update with bench/gen ClusterSets and measure
+// Horizon through server.Server.Update with bench/gen ClusterSets and measure
 // convergence, CPU, bytes and memory. bench/cmd/horizon-load is its command;
 // bench/README.md describes the method.
 //

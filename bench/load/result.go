@@ -20,7 +20,7 @@ import (
 type Result struct {
 	Scenario Scenario
 	Changes  []Change
-	Applied  []int64 // when each change was handed to xds.Server.Update (Unix ns)
+	Applied  []int64 // when each change was handed to server.Server.Update (Unix ns)
 
 	// Convergence of each change: from Update to the ACK of the last
 	// affected proxy. Unconverged changes are counted, not included.

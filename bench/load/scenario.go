@@ -14,7 +14,7 @@ import (
 
 	"github.com/horizonmesh/horizon/bench/gen"
 	"github.com/horizonmesh/horizon/discovery"
-	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/server"
 )
 
 // Scenario names.
@@ -72,7 +72,7 @@ type Scenario struct {
 	Rate               float64 // churn: changes per second; 0 means 10
 	Delta              bool
 	Conns              int           // gRPC connections the fleet shares; 0: one per 50 proxies
-	Debounce           time.Duration // 0: xds.DefaultDebounce
+	Debounce           time.Duration // 0: server.DefaultDebounce
 	Storm              bool          // end with a reconnect storm
 	Timeout            time.Duration // per wait; 0: 60 s
 	// Settle is how long new-service waits after each change converged
@@ -97,7 +97,7 @@ func (sc Scenario) withDefaults() Scenario {
 		sc.Rate = 10
 	}
 	if sc.Debounce == 0 {
-		sc.Debounce = xds.DefaultDebounce
+		sc.Debounce = server.DefaultDebounce
 	}
 	if sc.Settle == 0 {
 		sc.Settle = 200 * time.Millisecond
@@ -297,9 +297,9 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	srv := xds.NewServer(ctx, xds.Options{Debounce: sc.Debounce})
+	srv := server.New(ctx, server.Options{Debounce: sc.Debounce})
 	// As cmd/horizon serve configures it.
-	gs := grpc.NewServer(xds.ServerOptions(xds.DefaultSendTimeout, nil)...)
+	gs := grpc.NewServer(server.GRPCOptions(server.DefaultSendTimeout, nil)...)
 	srv.Register(gs)
 	if err := srv.Apply(base); err != nil {
 		return nil, fmt.Errorf("apply base: %w", err)

@@ -24,6 +24,7 @@ import (
 	"github.com/horizonmesh/horizon/gateway/proxy/sni"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
+	"github.com/horizonmesh/horizon/xds/server"
 )
 
 // newRootCommand builds horizon's command tree, writing to stdout and
@@ -218,8 +219,8 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.DurationVar(&cfg.identity.svidTTL, "svid-ttl", 24*time.Hour, "lifetime of the SVIDs the certificate API issues (the most a workload may ask for)")
 	fs.StringVar(&cfg.spireSocket, "spire-socket", "", "SPIRE is the CA: take Horizon's SVID and the trust bundle from this SPIRE agent Workload API socket; proxies get their SVIDs from SPIRE's SDS")
 	fs.StringVar(&cfg.svidSource, "svid-provider", "", "where sidecars' SDS secrets default and ROOTCA come from: agent (files from 'horizon agent', static secrets in the bootstrap) or spire (a SPIRE agent's SDS socket); default spire with --spire-socket, else agent. Must match 'horizon bootstrap --svid-provider'")
-	fs.DurationVar(&cfg.debounce, "debounce", xds.DefaultDebounce, "shortest interval between two renders of the views: a change after a quiet interval is rendered at once, later ones within it are coalesced")
-	fs.DurationVar(&cfg.sendTimeout, "send-timeout", xds.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
+	fs.DurationVar(&cfg.debounce, "debounce", server.DefaultDebounce, "shortest interval between two renders of the views: a change after a quiet interval is rendered at once, later ones within it are coalesced")
+	fs.DurationVar(&cfg.sendTimeout, "send-timeout", server.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
 	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
 	fs.BoolVar(&cfg.debugRemote, "debug-remote", false, "serve /debug/ to non-loopback clients too")

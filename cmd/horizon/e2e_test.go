@@ -391,7 +391,7 @@ func (c *e2eClient) expectAll(t *testing.T, phase, cluster string, backends []*e
 	}
 }
 
-// e2eProxyStatus is the part of /debug/syncz's entries (xds.ProxyStatus) the
+// e2eProxyStatus is the part of /debug/syncz's entries (server.ProxyStatus) the
 // test checks, decoded from the wire as any client of the page would.
 type e2eProxyStatus struct {
 	ID      string            `json:"id"`

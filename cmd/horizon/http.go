@@ -15,12 +15,13 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/server"
 )
 
 // newHTTPHandler serves the operational endpoints. /debug/ answers loopback
 // clients only unless remote is set: it shows topology, never secrets (Horizon
 // serves no private keys), but topology is still not for everyone.
-func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source, prober *health.Prober, reg *prometheus.Registry, remote bool) http.Handler {
+func newHTTPHandler(srv *server.Server, watcher *file.Watcher, source *kube.Source, prober *health.Prober, reg *prometheus.Registry, remote bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -60,7 +61,7 @@ func newHTTPHandler(srv *xds.Server, watcher *file.Watcher, source *kube.Source,
 			return
 		}
 		v, err := srv.ProxyView(id)
-		if errors.Is(err, xds.ErrUnknownProxy) {
+		if errors.Is(err, server.ErrUnknownProxy) {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		} else if err != nil {
@@ -146,7 +147,7 @@ func loopbackOnly(h http.Handler, remote bool) http.Handler {
 	})
 }
 
-func configDump(id string, v xds.ViewInfo) (map[string]any, error) {
+func configDump(id string, v server.ViewInfo) (map[string]any, error) {
 	out := map[string]any{"proxy": id, "view": v.Group.String(), "versions": v.Versions, "notes": v.Resources.Notes}
 	for _, typeURL := range xds.TypeURLs {
 		var list []json.RawMessage

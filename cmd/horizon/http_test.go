@@ -12,14 +12,14 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/examples/local"
-	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/server"
 )
 
 func TestHTTPEndpoints(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	srv := xds.NewServer(ctx, xds.Options{Metrics: xds.NewMetrics(reg)})
+	srv := server.New(ctx, server.Options{Metrics: server.NewMetrics(reg)})
 	h := newHTTPHandler(srv, nil, nil, nil, reg, false)
 
 	get := func(path, remote string) (int, string) {

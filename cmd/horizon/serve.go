@@ -25,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/server"
 )
 
 type serveConfig struct {
@@ -63,7 +64,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(reg)
-	xm := xds.NewMetrics(reg)
+	xm := server.NewMetrics(reg)
 	fm := file.NewMetrics(reg)
 
 	if cfg.svidSource == "" && cfg.spireSocket != "" {
@@ -74,7 +75,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--svid-provider: %w", err)
 	}
 	policy := xds.Policy{TrustDomain: td, SVIDProvider: provider}
-	srv := xds.NewServer(ctx, xds.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != ""})
+	srv := server.New(ctx, server.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != ""})
 
 	// The pipeline takes every ClusterSet from the sources through the
 	// policy file's topology check and gateway health to srv's views.
@@ -168,7 +169,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 	}
 
-	grpcOpts := xds.ServerOptions(cfg.sendTimeout, xm)
+	grpcOpts := server.GRPCOptions(cfg.sendTimeout, xm)
 	grpcServer := grpc.NewServer(grpcOpts...)
 	srv.Register(grpcServer)
 	var mtlsServer *grpc.Server

@@ -8,7 +8,7 @@
 //	file.Watcher / kube.Source ──OnUpdate──► Prober.In
 //	                                             │ ClusterSet minus the gateways that are down
 //	                                             ▼
-//	                                         Options.Out (xds.Server.Update)
+//	                                         Options.Out (server.Server.Update)
 //
 // Every distinct gateway address of every cluster (IP literals only: xds never
 // hands out host names) is probed with a TCP connect. Out is called with the
@@ -116,7 +116,7 @@ type Options struct {
 	// Out receives every ClusterSet to serve: the input minus the gateways
 	// that are down. It is called with the Prober's lock held, from In's
 	// caller or from Run's goroutine, so it must not block and must not call
-	// the Prober; xds.Server.Update qualifies.
+	// the Prober; server.Server.Update qualifies.
 	Out func(*discovery.ClusterSet)
 	// Interval between the starts of two rounds, jittered by ±10%. A round
 	// that takes longer is followed by the next as soon as it ends.

@@ -35,7 +35,7 @@ const XDSCluster = "xds-grpc"
 // indefinitely. HTTP/2 PINGs find a dead peer within interval + timeout (plus
 // Envoy's default 15% jitter); TCP keepalive covers the connection before its
 // HTTP/2 layer is up. The PING interval stays at or above
-// xds.KeepaliveMinTime, the most Horizon's gRPC server accepts.
+// server.KeepaliveMinTime, the most Horizon's gRPC server accepts.
 const (
 	xdsKeepaliveInterval    = 30 * time.Second
 	xdsKeepaliveTimeout     = 10 * time.Second

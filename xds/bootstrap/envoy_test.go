@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/horizonmesh/horizon/xds"
+	"github.com/horizonmesh/horizon/xds/server"
 )
 
 // config is what `horizon bootstrap --id n1 --cluster east-1 --role <role>`
@@ -152,7 +153,7 @@ func TestEnvoyBootstrapMTLS(t *testing.T) {
 //     https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/upstreams/http/v3/http_protocol_options.proto
 //
 // The PING interval must not be shorter than Horizon's gRPC keepalive
-// enforcement (xds.KeepaliveMinTime), or grpc-go answers GOAWAY
+// enforcement (server.KeepaliveMinTime), or grpc-go answers GOAWAY
 // too_many_pings and closes the connection.
 func TestBootstrapXDSKeepalive(t *testing.T) {
 	for _, provider := range []string{"agent", "spire"} {
@@ -170,9 +171,9 @@ func TestBootstrapXDSKeepalive(t *testing.T) {
 		}
 		h2 := opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions().GetConnectionKeepalive()
 		interval, timeout := h2.GetInterval().AsDuration(), h2.GetTimeout().AsDuration()
-		if interval < xds.KeepaliveMinTime || timeout <= 0 || timeout >= interval {
+		if interval < server.KeepaliveMinTime || timeout <= 0 || timeout >= interval {
 			t.Errorf("%s: HTTP/2 keepalive interval %v timeout %v: want an interval of at least %v (Horizon's enforcement) and a shorter, positive timeout",
-				provider, interval, timeout, xds.KeepaliveMinTime)
+				provider, interval, timeout, server.KeepaliveMinTime)
 		}
 		// The SPIRE agent's SDS cluster is a Unix socket: no TCP keepalive.
 		if sds := staticCluster(b, xds.SDSCluster); sds.GetUpstreamConnectionOptions() != nil {

@@ -17,7 +17,7 @@ import (
 // runKube is "horizon-load kube": the endpoint-change scenario through real
 // member clusters (kube-apiserver and etcd each, from KUBEBUILDER_ASSETS or
 // bin/k8s: `make kube-tools`), Horizon's Kubernetes Source and an
-// in-process xds.Server, with the fleet in a child process as for "run".
+// in-process server.Server, with the fleet in a child process as for "run".
 // It prints a markdown table, one row per mode.
 func runKube(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kube", flag.ContinueOnError)

@@ -12,7 +12,7 @@
 //	3. gateway health     health.Prober: the ClusterSet minus the gateways
 //	   │                  that are down (optional; without it, straight on)
 //	   ▼
-//	4. views              xds.Server: a view per proxy group, rendered,
+//	4. views              server.Server: a view per proxy group, rendered,
 //	                      checked and served over ADS (SotW and delta)
 //
 // A Pipeline owns that order: the sources are given Publish and nothing else,
@@ -37,7 +37,7 @@ import (
 )
 
 // Views is the last stage: it renders and serves the views of each
-// ClusterSet. *xds.Server is one.
+// ClusterSet. *server.Server is one.
 type Views interface {
 	// Update takes a ClusterSet to render soon (debounced); it never blocks.
 	Update(*discovery.ClusterSet)

@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 	"github.com/horizonmesh/horizon/internal/testkit/fixture"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // TestAuthenticatedStreams: on a TLS stream the proxy's identity comes from
@@ -32,11 +33,11 @@ func TestAuthenticatedStreams(t *testing.T) {
 	root := certtest.Root(t, spiffeid.RequireTrustDomainFromString("cluster.local"))
 	evil := certtest.Root(t, spiffeid.RequireTrustDomainFromString("evil.example"))
 	bundles := x509bundle.NewSet(root.Bundle(), evil.Bundle())
-	cs := fixture.ClusterSet(t, "testdata/protocol.yaml")
+	cs := fixture.ClusterSet(t, "../testdata/protocol.yaml")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m := NewMetrics(prometheus.NewRegistry())
-	srv := NewServer(ctx, Options{Metrics: m})
+	srv := New(ctx, Options{Metrics: m})
 	if err := srv.Apply(cs); err != nil {
 		t.Fatal(err)
 	}
@@ -57,10 +58,10 @@ func TestAuthenticatedStreams(t *testing.T) {
 		meta     []string // NAMESPACE, SERVICE_ACCOUNT
 		wantCode codes.Code
 	}{
-		{"claims match the certificate", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaNamespace, "demo", MetaServiceAccount, "echo"}, codes.OK},
+		{"claims match the certificate", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{xds.MetaNamespace, "demo", xds.MetaServiceAccount, "echo"}, codes.OK},
 		{"claims left out are taken from the certificate", root, "spiffe://cluster.local/ns/demo/sa/echo", nil, codes.OK},
-		{"forged namespace", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaNamespace, "payments", MetaServiceAccount, "echo"}, codes.PermissionDenied},
-		{"forged service account", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{MetaServiceAccount, "admin"}, codes.PermissionDenied},
+		{"forged namespace", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{xds.MetaNamespace, "payments", xds.MetaServiceAccount, "echo"}, codes.PermissionDenied},
+		{"forged service account", root, "spiffe://cluster.local/ns/demo/sa/echo", []string{xds.MetaServiceAccount, "admin"}, codes.PermissionDenied},
 		{"not a workload identity", root, "spiffe://cluster.local/gateway", nil, codes.Unauthenticated},
 		{"another trust domain", evil, "spiffe://evil.example/ns/demo/sa/echo", nil, codes.Unauthenticated},
 	}

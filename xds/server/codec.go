@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"

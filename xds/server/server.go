@@ -1,4 +1,18 @@
-package xds
+// Package server is the last stage of the pipeline: it serves the views
+// xds renders over ADS (state of the world and delta) through
+// go-control-plane's server.
+//
+//	pipeline ──Update(ClusterSet)──► Server ──► Cache: per view (xds.Group) one
+//	                                             rendered, checked, once-marshalled
+//	                                             resource set (xds.RenderFrom)
+//	                                                   │ answers per resource name
+//	                                                   ▼
+//	                      Envoy sidecars · gateways · proxyless gRPC (ADS streams)
+//
+// It checks every node against its verified credential (Identity), pins a
+// stream's node, remembers NACKs, bounds how long a stream may not read
+// (SendTimeout), and hands gRPC the views' shared bytes (Codec).
+package server
 
 import (
 	"context"
@@ -20,6 +34,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // Options configure a Server.
@@ -27,7 +42,7 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *Metrics
 	// Policy is what views are rendered with; SetPolicy replaces its File.
-	Policy Policy
+	Policy xds.Policy
 	// AwaitPolicyFile holds the first ClusterSet back until SetPolicy gives
 	// a policy file, so that no proxy is served views without it (horizon
 	// serve --policy, whose watcher fails the process if the file is bad).
@@ -53,7 +68,7 @@ type Server struct {
 
 	mu sync.Mutex
 	// policy is read by render on any goroutine; Run and Apply replace it.
-	policy        Policy
+	policy        xds.Policy
 	pendingPolicy *policyfile.File // from SetPolicy, not yet applied
 	pending       *discovery.ClusterSet
 	current       *discovery.ClusterSet
@@ -62,9 +77,9 @@ type Server struct {
 	streams       map[streamKey]*stream
 }
 
-// NewServer returns a server with no ClusterSet: it refuses streams until the
+// New returns a server with no ClusterSet: it refuses streams until the
 // first Update has been rendered.
-func NewServer(ctx context.Context, o Options) *Server {
+func New(ctx context.Context, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -83,9 +98,9 @@ func NewServer(ctx context.Context, o Options) *Server {
 // render is RenderFrom with the server's policy, logged and timed: what a
 // view must pass to be published. prev, the memo of the view's last
 // published render, lets it reuse what is unchanged (see memo.go).
-func (s *Server) render(cs *discovery.ClusterSet, g Group, prev *Memo) (*Resources, *Memo, error) {
+func (s *Server) render(cs *discovery.ClusterSet, g xds.Group, prev *xds.Memo) (*xds.Resources, *xds.Memo, error) {
 	start := time.Now()
-	res, memo, err := RenderFrom(cs, g, s.Policy(), prev)
+	res, memo, err := xds.RenderFrom(cs, g, s.Policy(), prev)
 	s.metrics.translated(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Error("view rejected; the last good one keeps serving", "view", g.String(), "clusterset", cs.Version(), "error", err)
@@ -126,7 +141,7 @@ func (s *Server) SetPolicy(p *policyfile.File) {
 }
 
 // Policy returns the policy views are rendered with.
-func (s *Server) Policy() Policy {
+func (s *Server) Policy() xds.Policy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.policy
@@ -139,12 +154,12 @@ func (s *Server) Apply(cs *discovery.ClusterSet) error {
 	s.mu.Lock()
 	if p := s.pendingPolicy; p != nil {
 		s.pendingPolicy = nil
-		if p.Version != s.policy.version() {
+		if p.Version != s.policy.Version() {
 			s.log.Info("policy applied", "policy", p.Name, "version", p.Version)
 		}
 		s.policy.File = p
 	}
-	version, labelKeys := s.policy.version(), s.policy.LabelKeys()
+	version, labelKeys := s.policy.Version(), s.policy.LabelKeys()
 	s.mu.Unlock()
 	err := s.cache.Render(cs, version, labelKeys)
 	s.mu.Lock()
@@ -185,7 +200,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.mu.Lock()
 			cs, current := s.pending, s.current
 			pol := s.pendingPolicy
-			policyChanged := pol != nil && pol.Version != s.policy.version()
+			policyChanged := pol != nil && pol.Version != s.policy.Version()
 			if s.awaitPolicy && s.policy.File == nil && pol == nil {
 				s.mu.Unlock()
 				continue // cs stays pending until the policy file comes
@@ -226,7 +241,7 @@ type streamKey struct {
 type stream struct {
 	key       streamKey
 	identity  *Identity // from the TLS client certificate; nil on plaintext
-	proxy     *Proxy
+	proxy     *xds.Proxy
 	opened    time.Time
 	acked     map[string]string // type URL -> last ACKed version
 	sent      map[string]sent   // type URL -> last response
@@ -246,7 +261,7 @@ type NACK struct {
 func (s *Server) callbacks() serverv3.Callbacks {
 	open := func(delta bool) func(context.Context, int64, string) error {
 		return func(ctx context.Context, id int64, _ string) error {
-			ident, err := streamIdentity(ctx, s.Policy().trustDomain())
+			ident, err := streamIdentity(ctx, s.Policy().TrustDomainOrDefault())
 			if err != nil {
 				s.metrics.rejectedStream("identity")
 				s.log.Warn("stream refused", "reason", "unusable client certificate", "error", err)
@@ -317,7 +332,7 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 			s.metrics.rejectedStream("not_ready")
 			return errNotReady
 		}
-		p, err := ResolveNode(node, s.current)
+		p, err := xds.ResolveNode(node, s.current)
 		if err != nil {
 			s.metrics.rejectedStream("bad_node")
 			s.log.Warn("stream refused", "reason", "bad node metadata", "node", node.GetId(), "error", err)
@@ -379,7 +394,7 @@ func resourceBytes[T interface{ GetValue() []byte }](rs []T) int {
 // ProxyStatus is one stream's state, for /debug/syncz.
 type ProxyStatus struct {
 	ID        string            `json:"id"`
-	Role      Role              `json:"role"`
+	Role      xds.Role          `json:"role"`
 	Cluster   string            `json:"cluster"`
 	Network   string            `json:"network"`
 	Locality  string            `json:"locality"`
@@ -408,15 +423,15 @@ func (s *Server) Syncz() []ProxyStatus {
 			Connected: st.opened, Sent: map[string]string{}, Acked: map[string]string{}, NACKs: st.nackCount,
 		}
 		for t, v := range st.sent {
-			ps.Sent[shortType(t)] = v.version
+			ps.Sent[xds.ShortType(t)] = v.version
 		}
 		for t, v := range st.acked {
-			ps.Acked[shortType(t)] = v
+			ps.Acked[xds.ShortType(t)] = v
 		}
 		if len(st.lastNACK) > 0 {
 			ps.LastNACK = map[string]NACK{}
 			for t, n := range st.lastNACK {
-				ps.LastNACK[shortType(t)] = n
+				ps.LastNACK[xds.ShortType(t)] = n
 			}
 		}
 		out = append(out, ps)
@@ -433,7 +448,7 @@ var ErrUnknownProxy = errors.New("no connected proxy with that id")
 // ProxyView returns the view a connected proxy is served.
 func (s *Server) ProxyView(id string) (ViewInfo, error) {
 	s.mu.Lock()
-	var g *Group
+	var g *xds.Group
 	for _, st := range s.streams {
 		if st.proxy != nil && st.proxy.ID == id {
 			grp := st.proxy.GroupFor(s.policy.LabelKeys())

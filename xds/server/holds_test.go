@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"fmt"
@@ -11,6 +11,8 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // TestHoldsCurrentIsExact: the shortcut holdsCurrent says "nothing to send"
@@ -20,7 +22,7 @@ func TestHoldsCurrentIsExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	names := []string{"a", "b", "c", "d", "e"}
 	for i := range 20000 {
-		ts := &typeState{typeURL: TypeURLs[1], entries: map[string]*entry{}}
+		ts := &typeState{typeURL: xds.TypeURLs[1], entries: map[string]*entry{}}
 		for _, n := range names {
 			if rng.IntN(3) > 0 {
 				ts.entries[n] = &entry{name: n, version: fmt.Sprint("v", rng.IntN(2))}
@@ -121,7 +123,7 @@ func TestResponseAfterDiffIsExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	names := []string{"a", "b", "c", "d", "e", "f"}
 	state := func() *typeState {
-		ts := &typeState{typeURL: TypeURLs[1], entries: map[string]*entry{}, version: fmt.Sprint(rng.Int())}
+		ts := &typeState{typeURL: xds.TypeURLs[1], entries: map[string]*entry{}, version: fmt.Sprint(rng.Int())}
 		for _, n := range names {
 			if rng.IntN(3) > 0 {
 				e := &entry{name: n, version: fmt.Sprint("v", rng.IntN(2))}
@@ -145,7 +147,7 @@ func TestResponseAfterDiffIsExact(t *testing.T) {
 		sub := streamv3.NewDeltaSubscription(subscribed, nil, nil, true)
 		known := currentVersions(old, &sub) // what the waiting client holds
 		sub.SetReturnedResources(known)
-		req := &cachev3.DeltaRequest{TypeUrl: TypeURLs[1]}
+		req := &cachev3.DeltaRequest{TypeUrl: xds.TypeURLs[1]}
 		diff := changedNames(old, cur)
 		full := deltaResponse(cur, req, &sub, false)
 		fast := deltaResponseAfter(diff, cur, req, &sub)
@@ -168,7 +170,7 @@ func TestResponseAfterDiffIsExact(t *testing.T) {
 		ssub := streamv3.NewSotwSubscription(subscribed, true)
 		sknown := currentVersions(old, &ssub)
 		ssub.SetReturnedResources(sknown)
-		if !coversAny(&ssub, diff) && sotwResponse(cur, &cachev3.Request{TypeUrl: TypeURLs[1]}, &ssub, sknown, false) != nil {
+		if !coversAny(&ssub, diff) && sotwResponse(cur, &cachev3.Request{TypeUrl: xds.TypeURLs[1]}, &ssub, sknown, false) != nil {
 			t.Fatalf("case %d: a state-of-the-world watch covering none of %v is owed a response", i, diff)
 		}
 	}
@@ -181,7 +183,7 @@ func TestSotwResponseMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	names := []string{"a", "b", "c", "d", "e", "f"}
 	for i := range 20000 {
-		ts := &typeState{typeURL: TypeURLs[rng.IntN(len(TypeURLs))], entries: map[string]*entry{}}
+		ts := &typeState{typeURL: xds.TypeURLs[rng.IntN(len(xds.TypeURLs))], entries: map[string]*entry{}}
 		versions := map[string]string{}
 		for _, n := range names {
 			if rng.IntN(3) > 0 {

@@ -1,9 +1,10 @@
-package xds
+package server
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // Metrics are the xDS server's Prometheus metrics. A nil *Metrics records
@@ -65,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) streamOpened(role Role, protocol string, delta float64) {
+func (m *Metrics) streamOpened(role xds.Role, protocol string, delta float64) {
 	if m != nil {
 		m.connected.WithLabelValues(string(role), protocol).Add(delta)
 	}

@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"slices"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/horizonmesh/horizon/gateway"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // emptyEndpoints gives the protocol fixture's service "empty" an endpoint.
@@ -40,7 +41,7 @@ func responseNames(t *testing.T, r *discoverypb.DiscoveryResponse) []string {
 		if err := a.UnmarshalTo(m); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, resourceName(m.(types.Resource)))
+		out = append(out, xds.ResourceName(m.(types.Resource)))
 	}
 	slices.Sort(out)
 	return out
@@ -53,7 +54,7 @@ func responseNames(t *testing.T, r *discoverypb.DiscoveryResponse) []string {
 func TestGatewaySubscriptions(t *testing.T) {
 	h := newHarness(t)
 	c := xdstest.NewSotW(t, h.conn)
-	n := node("gw", "east-1", MetaRole, string(Gateway))
+	n := node("gw", "east-1", xds.MetaRole, string(xds.Gateway))
 	listenerName := gateway.ListenerName(gateway.DefaultPort)
 
 	c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
@@ -121,7 +122,7 @@ func TestGatewaySubscriptions(t *testing.T) {
 func TestGatewayDeltaSubscriptions(t *testing.T) {
 	h := newHarness(t)
 	c := xdstest.NewDelta(t, h.conn)
-	n := node("gw", "west-1", MetaRole, string(Gateway))
+	n := node("gw", "west-1", xds.MetaRole, string(xds.Gateway))
 
 	c.Send(&discoverypb.DeltaDiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
 	r := c.Expect()

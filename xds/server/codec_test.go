@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"slices"
@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // TestCodecRoundTrip: what the codec writes decodes to the message it was
@@ -21,10 +23,10 @@ func TestCodecRoundTrip(t *testing.T) {
 		big[i] = byte(i)
 	}
 	anys := []*anypb.Any{
-		{TypeUrl: TypeURLs[1], Value: big},
-		{TypeUrl: TypeURLs[1], Value: []byte{1, 2, 3}},
-		{TypeUrl: TypeURLs[1]}, // an empty resource
-		{TypeUrl: TypeURLs[1], Value: make([]byte, 200)},
+		{TypeUrl: xds.TypeURLs[1], Value: big},
+		{TypeUrl: xds.TypeURLs[1], Value: []byte{1, 2, 3}},
+		{TypeUrl: xds.TypeURLs[1]}, // an empty resource
+		{TypeUrl: xds.TypeURLs[1], Value: make([]byte, 200)},
 	}
 	res := func() []*discoverypb.Resource {
 		var out []*discoverypb.Resource
@@ -40,12 +42,12 @@ func TestCodecRoundTrip(t *testing.T) {
 		msg    proto.Message
 		shares bool // the codec writes it itself
 	}{
-		{"sotw", &discoverypb.DiscoveryResponse{VersionInfo: "v1", Resources: anys, TypeUrl: TypeURLs[1], Nonce: "7", ControlPlane: &core.ControlPlane{Identifier: "horizon"}}, true},
-		{"sotw without resources", &discoverypb.DiscoveryResponse{VersionInfo: "v1", TypeUrl: TypeURLs[1], Nonce: "8"}, false},
-		{"delta", &discoverypb.DeltaDiscoveryResponse{SystemVersionInfo: "s", Resources: res(), RemovedResources: []string{"x", "y"}, TypeUrl: TypeURLs[1], Nonce: "9"}, true},
-		{"delta removals only", &discoverypb.DeltaDiscoveryResponse{RemovedResources: []string{"x"}, TypeUrl: TypeURLs[1], Nonce: "10"}, false},
-		{"delta with a ttl", &discoverypb.DeltaDiscoveryResponse{Resources: withTTL, TypeUrl: TypeURLs[1], Nonce: "11"}, false},
-		{"another message", &discoverypb.DiscoveryRequest{VersionInfo: "v", TypeUrl: TypeURLs[0]}, false},
+		{"sotw", &discoverypb.DiscoveryResponse{VersionInfo: "v1", Resources: anys, TypeUrl: xds.TypeURLs[1], Nonce: "7", ControlPlane: &core.ControlPlane{Identifier: "horizon"}}, true},
+		{"sotw without resources", &discoverypb.DiscoveryResponse{VersionInfo: "v1", TypeUrl: xds.TypeURLs[1], Nonce: "8"}, false},
+		{"delta", &discoverypb.DeltaDiscoveryResponse{SystemVersionInfo: "s", Resources: res(), RemovedResources: []string{"x", "y"}, TypeUrl: xds.TypeURLs[1], Nonce: "9"}, true},
+		{"delta removals only", &discoverypb.DeltaDiscoveryResponse{RemovedResources: []string{"x"}, TypeUrl: xds.TypeURLs[1], Nonce: "10"}, false},
+		{"delta with a ttl", &discoverypb.DeltaDiscoveryResponse{Resources: withTTL, TypeUrl: xds.TypeURLs[1], Nonce: "11"}, false},
+		{"another message", &discoverypb.DiscoveryRequest{VersionInfo: "v", TypeUrl: xds.TypeURLs[0]}, false},
 	}
 	c := Codec()
 	for _, tc := range cases {

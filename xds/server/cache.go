@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // Cache is the go-control-plane cache behind Horizon's ADS server. Unlike
@@ -35,7 +36,7 @@ type Cache struct {
 	metrics *Metrics
 	// build renders a view; prev is the memo of the view's last published
 	// render, nil for a new view (see RenderFrom).
-	build func(cs *discovery.ClusterSet, g Group, prev *Memo) (*Resources, *Memo, error)
+	build func(cs *discovery.ClusterSet, g xds.Group, prev *xds.Memo) (*xds.Resources, *xds.Memo, error)
 
 	mu sync.Mutex
 	cs *discovery.ClusterSet
@@ -45,7 +46,7 @@ type Cache struct {
 	// labelKeys are the label keys the policy ranks on (Policy.LabelKeys):
 	// the labels a request's Group carries, see Render.
 	labelKeys []string
-	views     map[Group]*view
+	views     map[xds.Group]*view
 	nextID    uint64
 }
 
@@ -53,9 +54,9 @@ var _ cachev3.Cache = (*Cache)(nil)
 
 // view is the published state of one Group and the watches waiting on it.
 type view struct {
-	group    Group
-	res      *Resources
-	memo     *Memo // what the view's next render may reuse
+	group    xds.Group
+	res      *xds.Resources
+	memo     *xds.Memo // what the view's next render may reuse
 	types    map[string]*typeState
 	input    string // Cache.input when rendered
 	sotw     map[uint64]*sotwWatch
@@ -78,8 +79,8 @@ type deltaWatch struct {
 
 // NewCache returns a cache that renders views with build, typically
 // Translate followed by Check.
-func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group) (*Resources, error)) *Cache {
-	return newCache(log, m, func(cs *discovery.ClusterSet, g Group, _ *Memo) (*Resources, *Memo, error) {
+func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, xds.Group) (*xds.Resources, error)) *Cache {
+	return newCache(log, m, func(cs *discovery.ClusterSet, g xds.Group, _ *xds.Memo) (*xds.Resources, *xds.Memo, error) {
 		res, err := build(cs, g)
 		return res, nil, err
 	})
@@ -87,8 +88,8 @@ func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Gr
 
 // newCache is NewCache for a build function that reuses the view's previous
 // render (the server's).
-func newCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, Group, *Memo) (*Resources, *Memo, error)) *Cache {
-	return &Cache{log: log, metrics: m, build: build, views: map[Group]*view{}}
+func newCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, xds.Group, *xds.Memo) (*xds.Resources, *xds.Memo, error)) *Cache {
+	return &Cache{log: log, metrics: m, build: build, views: map[xds.Group]*view{}}
 }
 
 // errNotReady refuses streams until the first ClusterSet arrives: a proxy
@@ -98,19 +99,19 @@ var errNotReady = status.Error(codes.Unavailable, "horizon has no ClusterSet yet
 // groupOfLocked resolves a request's node into its view, with the label keys
 // of the policy rendered last. It runs on every request, so a stream follows
 // a change of those keys on its next request.
-func (c *Cache) groupOfLocked(node *core.Node) (Group, error) {
+func (c *Cache) groupOfLocked(node *core.Node) (xds.Group, error) {
 	if c.cs == nil {
-		return Group{}, errNotReady
+		return xds.Group{}, errNotReady
 	}
-	p, err := ResolveNode(node, c.cs)
+	p, err := xds.ResolveNode(node, c.cs)
 	if err != nil {
-		return Group{}, status.Error(codes.InvalidArgument, err.Error())
+		return xds.Group{}, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return p.GroupFor(c.labelKeys), nil
 }
 
 // viewLocked returns the view of a group, rendering it on first use.
-func (c *Cache) viewLocked(g Group) (*view, error) {
+func (c *Cache) viewLocked(g xds.Group) (*view, error) {
 	if v, ok := c.views[g]; ok {
 		v.lastUsed = time.Now()
 		return v, nil
@@ -131,9 +132,9 @@ func (c *Cache) viewLocked(g Group) (*view, error) {
 // publish replaces the view's resources, marshalling each once: a resource
 // the render took over from the previous one (the same message) keeps its
 // entry.
-func (v *view) publish(res *Resources, memo *Memo, input string) error {
-	types := make(map[string]*typeState, len(TypeURLs))
-	for _, typeURL := range TypeURLs {
+func (v *view) publish(res *xds.Resources, memo *xds.Memo, input string) error {
+	types := make(map[string]*typeState, len(xds.TypeURLs))
+	for _, typeURL := range xds.TypeURLs {
 		ts, err := newTypeState(typeURL, res.ByType(typeURL), v.types[typeURL])
 		if err != nil {
 			return err
@@ -438,9 +439,9 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 	c.mu.Lock()
 	c.cs, c.input, c.labelKeys = cs, input, labelKeys
 	type rendered struct {
-		group Group
-		res   *Resources
-		memo  *Memo
+		group xds.Group
+		res   *xds.Resources
+		memo  *xds.Memo
 	}
 	stale := make([]rendered, 0, len(c.views)) // each view with its last render's memo
 	for g, v := range c.views {
@@ -489,7 +490,7 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 // has nothing for any of its watches, and is skipped. Otherwise only the
 // names whose entries changed can be owed (see changedNames).
 func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
-	for _, typeURL := range TypeURLs {
+	for _, typeURL := range xds.TypeURLs {
 		ts, old := v.types[typeURL], prev[typeURL]
 		if old != nil && old.version == ts.version {
 			continue
@@ -601,14 +602,14 @@ func (c *Cache) Evict(before time.Time) {
 
 // ViewInfo describes a published view for debug pages.
 type ViewInfo struct {
-	Group     Group
+	Group     xds.Group
 	Versions  map[string]string // type URL -> system version
-	Resources *Resources
+	Resources *xds.Resources
 	Watches   int
 }
 
 // View returns the published state of a group, if it has one.
-func (c *Cache) View(g Group) (ViewInfo, bool) {
+func (c *Cache) View(g xds.Group) (ViewInfo, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v, ok := c.views[g]

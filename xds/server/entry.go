@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"crypto/sha256"
@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // entry is one resource of one view, marshalled once and shared, read-only,
@@ -29,11 +29,11 @@ type entry struct {
 func newEntry(typeURL string, res types.Resource) (*entry, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
 	if err != nil {
-		return nil, fmt.Errorf("marshal %s %q: %w", shortType(typeURL), resourceName(res), err)
+		return nil, fmt.Errorf("marshal %s %q: %w", xds.ShortType(typeURL), xds.ResourceName(res), err)
 	}
 	sum := sha256.Sum256(b)
 	e := &entry{
-		name:    resourceName(res),
+		name:    xds.ResourceName(res),
 		version: hex.EncodeToString(sum[:12]),
 		msg:     res,
 		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
@@ -57,7 +57,7 @@ func newTypeState(typeURL string, resources []types.Resource, prev *typeState) (
 	ts := &typeState{typeURL: typeURL, entries: make(map[string]*entry, len(resources))}
 	for _, r := range resources {
 		if prev != nil {
-			if e := prev.entries[resourceName(r)]; e != nil && e.msg == r {
+			if e := prev.entries[xds.ResourceName(r)]; e != nil && e.msg == r {
 				ts.entries[e.name] = e
 				ts.names = append(ts.names, e.name)
 				continue
@@ -92,24 +92,3 @@ func stateVersion(versions map[string]string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
-
-func resourceName(r types.Resource) string { return cachev3.GetResourceName(r) }
-
-// shortType names a type in prose, in error messages and /debug/syncz:
-// "cluster", "assignment", "listener", "route". Metrics and logs use
-// discovery.XDSTypeName.
-func shortType(typeURL string) string {
-	switch typeURL {
-	case TypeURLs[0]:
-		return "cluster"
-	case TypeURLs[1]:
-		return "assignment"
-	case TypeURLs[2]:
-		return "listener"
-	case TypeURLs[3]:
-		return "route"
-	}
-	return typeURL[strings.LastIndexByte(typeURL, '.')+1:]
-}
-
-func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }

@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"time"
@@ -55,11 +55,11 @@ func (s *timedStream) SendMsg(m any) error {
 // Envoy bootstraps' connection_keepalive, must not be shorter.
 const KeepaliveMinTime = 10 * time.Second
 
-// ServerOptions are the gRPC server options of Horizon's xDS servers (horizon
+// GRPCOptions are the gRPC server options of Horizon's xDS servers (horizon
 // serve, and the load harnesses, which must measure the same server): the
 // zero-copy codec, the send timeout, and keepalives that drop dead peers
 // without letting clients ping too often.
-func ServerOptions(sendTimeout time.Duration, m *Metrics) []grpc.ServerOption {
+func GRPCOptions(sendTimeout time.Duration, m *Metrics) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec()),
 		grpc.StreamInterceptor(SendTimeout(sendTimeout, m)),

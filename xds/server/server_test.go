@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"context"
@@ -25,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/internal/testkit"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 type harness struct {
@@ -38,13 +39,13 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	fixture, err := os.ReadFile("testdata/protocol.yaml")
+	fixture, err := os.ReadFile("../testdata/protocol.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMetrics(prometheus.NewRegistry())
-	srv := NewServer(ctx, Options{Metrics: m, Debounce: 200 * time.Millisecond})
+	srv := New(ctx, Options{Metrics: m, Debounce: 200 * time.Millisecond})
 	h := &harness{t: t, srv: srv, metrics: m, fixture: fixture}
 	if err := srv.Apply(h.clusterSet(nil)); err != nil {
 		t.Fatal(err)
@@ -79,7 +80,7 @@ func (h *harness) clusterSet(edits []string) *discovery.ClusterSet {
 		}
 		text = strings.Replace(text, edits[i], edits[i+1], 1)
 	}
-	cs, err := file.Parse("testdata/protocol.yaml", []byte(text))
+	cs, err := file.Parse("../testdata/protocol.yaml", []byte(text))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func (h *harness) clusterSet(edits []string) *discovery.ClusterSet {
 
 // node is a sidecar of cluster, with extra metadata (key, value pairs).
 func node(id, cluster string, extra ...string) *core.Node {
-	return xdstest.Node(id, append([]string{MetaClusterID, cluster, MetaRole, "sidecar"}, extra...)...)
+	return xdstest.Node(id, append([]string{xds.MetaClusterID, cluster, xds.MetaRole, "sidecar"}, extra...)...)
 }
 
 const (
@@ -191,9 +192,9 @@ func TestBadNodeIsRefused(t *testing.T) {
 		{"no node", nil, "empty node id"},
 		{"no cluster", &core.Node{Id: "x"}, "CLUSTER_ID is required"},
 		{"unknown cluster", node("x", "mars-1"), `CLUSTER_ID "mars-1" is not a member`},
-		{"bad role", node("x", "east-1", MetaRole, "router"), `ROLE="router"`},
-		{"wrong network", node("x", "east-1", MetaNetwork, "west"), `cluster "east-1" is on network "east"`},
-		{"not a string", &core.Node{Id: "x", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{MetaClusterID: structpb.NewNumberValue(3)}}}, "must be a string"},
+		{"bad role", node("x", "east-1", xds.MetaRole, "router"), `ROLE="router"`},
+		{"wrong network", node("x", "east-1", xds.MetaNetwork, "west"), `cluster "east-1" is on network "east"`},
+		{"not a string", &core.Node{Id: "x", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{xds.MetaClusterID: structpb.NewNumberValue(3)}}}, "must be a string"},
 	}
 	h := newHarness(t)
 	for _, tt := range tests {
@@ -260,7 +261,7 @@ func TestPushOrder(t *testing.T) {
 	var order []string
 	for _, want := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
 		r := c.Expect()
-		order = append(order, shortType(r.GetTypeUrl()))
+		order = append(order, xds.ShortType(r.GetTypeUrl()))
 		if r.GetTypeUrl() != want {
 			t.Fatalf("push order %v, want cluster before listener", order)
 		}
@@ -293,7 +294,7 @@ func TestUpdatesAreDebounced(t *testing.T) {
 func TestIsolatedUpdateIsNotDelayed(t *testing.T) {
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := NewServer(ctx, Options{Debounce: time.Hour})
+	srv := New(ctx, Options{Debounce: time.Hour})
 	done := make(chan error)
 	go func() { done <- srv.Run(ctx) }()
 	defer func() { cancel(); <-done }()

@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/internal/testkit"
 	"github.com/horizonmesh/horizon/internal/testkit/fixture"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // TestSetPolicyRerenders: a new policy file reaches every view without a
@@ -20,11 +21,11 @@ import (
 // changes, and leaves the others alone; the same policy again pushes
 // nothing.
 func TestSetPolicyRerenders(t *testing.T) {
-	cs := fixture.ClusterSet(t, "testdata/splithorizon.yaml")
+	cs := fixture.ClusterSet(t, "../testdata/splithorizon.yaml")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	s := NewServer(ctx, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: Policy{}})
-	g := Group{Role: Sidecar, Cluster: "east-a", Network: "east", Locality: discovery.Locality{Region: "us-east", Zone: "us-east-1a"}}
+	s := New(ctx, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: xds.Policy{}})
+	g := xds.Group{Role: xds.Sidecar, Cluster: "east-a", Network: "east", Locality: discovery.Locality{Region: "us-east", Zone: "us-east-1a"}}
 	if err := s.Apply(cs); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestSetPolicyRerenders(t *testing.T) {
 		})
 		return versions
 	}
-	s.SetPolicy(loadPolicyFile(t, "testdata/policy/traffic.yaml", cs))
+	s.SetPolicy(fixture.Policy(t, "../testdata/policy/traffic.yaml", cs))
 	after := waitVersions("policy applied", func(v map[string]string) bool {
 		return v[resourcev3.ClusterType] != before.Versions[resourcev3.ClusterType]
 	})
@@ -73,7 +74,7 @@ func TestSetPolicyRerenders(t *testing.T) {
 	}
 
 	// The same policy again: nothing moves.
-	s.SetPolicy(loadPolicyFile(t, "testdata/policy/traffic.yaml", cs))
+	s.SetPolicy(fixture.Policy(t, "../testdata/policy/traffic.yaml", cs))
 	time.Sleep(100 * time.Millisecond) // let Run take it; a push would change the versions
 	if v, _ := s.cache.View(g); !equalVersions(v.Versions, after) {
 		t.Errorf("an unchanged policy changed versions: %v -> %v", after, v.Versions)

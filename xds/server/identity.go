@@ -1,4 +1,4 @@
-package xds
+package server
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // Identity is who a stream's proxy is, as its verified credential says.
@@ -60,7 +62,7 @@ func streamIdentity(ctx context.Context, td spiffeid.TrustDomain) (*Identity, er
 // checkClaims compares a proxy's node metadata with its verified identity,
 // and fills in what the metadata left out. Nothing the proxy says about
 // itself is trusted on an authenticated stream unless its credential agrees.
-func checkClaims(p *Proxy, ident *Identity) error {
+func checkClaims(p *xds.Proxy, ident *Identity) error {
 	if ident == nil {
 		return nil
 	}
