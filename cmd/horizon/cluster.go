@@ -62,7 +62,7 @@ func defaultKubeconfig() string {
 func (c *addSecretConfig) validate() error {
 	var errs []error
 	if msgs := validation.IsDNS1123Label(c.name); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("--name %q: %s", c.name, strings.Join(msgs, "; ")))
+		errs = append(errs, fmt.Errorf("--cluster %q: %s", c.name, strings.Join(msgs, "; ")))
 	}
 	if c.secretName == "" {
 		c.secretName = "member-" + c.name

@@ -233,8 +233,9 @@ func TestClusterAddSecretFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"remove-secret"}, `unknown command "remove-secret"`},
-		{[]string{"add-secret", "--network", "n", "--kubeconfig", "k"}, "--name is required"},
-		{[]string{"add-secret", "--name", "East_1", "--network", "n", "--kubeconfig", "k"}, `--name "East_1"`},
+		{[]string{"add-secret", "--network", "n", "--kubeconfig", "k"}, "--cluster is required"},
+		{[]string{"add-secret", "--cluster", "East_1", "--network", "n", "--kubeconfig", "k"}, `--cluster "East_1"`},
+		{[]string{"add-secret", "--name", "East_1", "--network", "n", "--kubeconfig", "k"}, `--cluster "East_1"`}, // the old name
 		{[]string{"add-secret", "--name", "east", "--kubeconfig", "k"}, "--network is required"},
 		{[]string{"add-secret", "--name", "east", "--network", "n", "--kubeconfig", "k", "--token-ttl", "1m"}, "--token-ttl 1m0s: at least 10m"},
 		{[]string{"add-secret", "--name", "east", "--network", "n", "--kubeconfig", "k", "--namespace", "Bad"}, `--namespace "Bad"`},

@@ -352,7 +352,7 @@ func newExplainCommand() *cobra.Command {
 func newClusterCommand() *cobra.Command {
 	var c addSecretConfig
 	addSecret := &cobra.Command{
-		Use:   "add-secret --name NAME --network NETWORK",
+		Use:   "add-secret --cluster NAME --network NETWORK",
 		Short: "give Horizon least-privilege access to a member cluster; print its Secret",
 		Long: fmt.Sprintf(`add-secret connects to a member cluster (the current context of --kubeconfig,
 or --context) and makes sure it holds what Horizon needs to read it, with
@@ -366,11 +366,11 @@ Horizon adds the member when the Secret appears. Rotate the token by running
 the command again and applying its output before the old token expires: the
 control plane swaps the connection make-before-break. Running it again is
 always safe.`, kube.ReaderClusterRole),
-		Example: `  horizon cluster add-secret --kubeconfig east.yaml --name east --network net-east \
+		Example: `  horizon cluster add-secret --kubeconfig east.yaml --cluster east --network net-east \
     | kubectl --context control-plane apply -f -`,
 		Args: noArgs,
 		RunE: runs(func(cmd *cobra.Command) error {
-			if err := requireFlags(cmd, "name", "network", "kubeconfig"); err != nil {
+			if err := requireFlags(cmd, "cluster", "network", "kubeconfig"); err != nil {
 				return err
 			}
 			return c.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -380,7 +380,7 @@ always safe.`, kube.ReaderClusterRole),
 	fs.StringVar(&c.kubeconfig, "kubeconfig", defaultKubeconfig(), "kubeconfig of the member cluster, with rights to create the objects above (default: $KUBECONFIG or ~/.kube/config)")
 	fs.StringVar(&c.context, "context", "", "kubeconfig context (default: its current-context)")
 	fs.StringVar(&c.server, "server", "", "the member's API server URL as the control plane reaches it (default: the kubeconfig's)")
-	fs.StringVar(&c.name, "name", "", "member cluster name, a DNS label (required)")
+	fs.StringVar(&c.name, "cluster", "", "member cluster name, a DNS label (required; the old name --name works too)")
 	fs.StringVar(&c.network, "network", "", "network the member's pods are on (required)")
 	fs.StringVar(&c.region, "region", "", "default locality region of the member's endpoints")
 	fs.StringVar(&c.zone, "zone", "", "default locality zone of the member's endpoints")
@@ -390,6 +390,7 @@ always safe.`, kube.ReaderClusterRole),
 	fs.StringVar(&c.secretName, "secret-name", "", "name of the printed Secret (default member-<name>)")
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 8760*time.Hour, "how long the token is valid; rotate it by running the command again (the API server may cap it)")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "give up after this long")
+	alias(fs, "name", "cluster")
 
 	cmd := &cobra.Command{
 		Use:   "cluster",
