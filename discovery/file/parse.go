@@ -34,7 +34,7 @@ type Error = yamlnode.Error
 func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 	p := newParser(name)
 	clusters := p.document(data)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	cs, err := discovery.New(clusters)
@@ -64,7 +64,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 		if errors.Is(err, io.EOF) {
 			p.List = append(p.List, &Error{File: p.File, Line: 1, Col: 1, Msg: "empty file: want a top-level clusters: list"})
 		} else {
-			p.yamlError(data, err)
+			p.Syntax(data, err)
 		}
 		return nil
 	}
@@ -72,7 +72,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		p.yamlError(data, err)
+		p.Syntax(data, err)
 		return nil
 	case len(next.Content) == 1 && next.Content[0].ShortTag() == "!!null" && next.Content[0].Value == "":
 		// An empty document after a trailing "---".

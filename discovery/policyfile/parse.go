@@ -50,7 +50,7 @@ func Parse(name string, data []byte, known Topology) (*File, error) {
 	p := newParser(name)
 	c := &checker{p: p, topo: known.normalized()}
 	pol := c.document(data)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	pol.Name = name
@@ -128,7 +128,7 @@ func (c *checker) document(data []byte) *File {
 		if errors.Is(err, io.EOF) {
 			p.List = append(p.List, &Error{File: p.File, Line: 1, Col: 1, Msg: "empty file: want defaults: and services: (write services: [] for the built-in defaults)"})
 		} else {
-			p.yamlError(data, err)
+			p.Syntax(data, err)
 		}
 		return nil
 	}
@@ -136,7 +136,7 @@ func (c *checker) document(data []byte) *File {
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		p.yamlError(data, err)
+		p.Syntax(data, err)
 		return nil
 	case len(next.Content) == 1 && yamlnode.IsNull(next.Content[0]) && next.Content[0].Value == "":
 		// An empty document after a trailing "---".

@@ -14,21 +14,13 @@ import (
 )
 
 // parser collects the problems of one file while it walks its nodes.
-type parser struct {
-	yamlnode.Reader
-	yamlnode.Errors
-}
+type parser struct{ yamlnode.Parser }
 
 func newParser(file string) *parser {
-	p := &parser{Reader: yamlnode.Reader{ListKnown: true}, Errors: yamlnode.Errors{File: file}}
-	p.Report = p.Collect
+	p := &parser{}
+	p.Init(file, true)
 	return p
 }
-
-func (p *parser) err() error { return p.Err() }
-
-// yamlError turns an error of the YAML parser into an Error at yaml's own line.
-func (p *parser) yamlError(data []byte, err error) { p.Syntax(data, err) }
 
 // join and index build the path of a value (yamlnode.Join, yamlnode.Index).
 var (

@@ -116,3 +116,16 @@ func Sorted(errs []*Error) []*Error {
 	}
 	return out
 }
+
+// Parser is a Reader whose problems are collected as the Errors of one
+// file: what the parser of each input format embeds. Init it in place.
+type Parser struct {
+	Reader
+	Errors
+}
+
+// Init readies p for the named file; listKnown is Reader.ListKnown.
+func (p *Parser) Init(file string, listKnown bool) {
+	p.File, p.ListKnown = file, listKnown
+	p.Report = p.Collect
+}
