@@ -41,8 +41,11 @@ func TestFileSmoke(t *testing.T) {
 			if res.CDSOnEndpointChanges != 0 {
 				t.Fatalf("%d CDS bytes on endpoint changes", res.CDSOnEndpointChanges)
 			}
-			if res.ChangeCPU <= 0 {
-				t.Fatalf("no CPU measured for the horizon process (%v)", res.ChangeCPU)
+			// /proc/PID/stat counts CPU in clock ticks (10 ms): four small
+			// changes can take less than one, so the reading is checked over
+			// the initial sync and the changes together.
+			if res.SyncCPU+res.ChangeCPU <= 0 {
+				t.Fatalf("no CPU measured for the horizon process (sync %v, changes %v)", res.SyncCPU, res.ChangeCPU)
 			}
 		})
 	}
