@@ -156,8 +156,8 @@ func (c *Controller) applyMember(ctx context.Context, m Member, mm *memo, w *wor
 		err := c.writeExportStatus(ctx, m, mm, e, exports[e.Namespace+"/"+e.Name])
 		if err != nil {
 			ok = false
-			if errors.Is(err, errUnreachable) {
-				return false
+			if errors.Is(err, errUnreachable) || ctx.Err() != nil {
+				return false // unreachable, or stopping: no more writes this round
 			}
 		}
 	}
@@ -165,8 +165,8 @@ func (c *Controller) applyMember(ctx context.Context, m Member, mm *memo, w *wor
 		err := c.writeImport(ctx, m, mm, im, imports[im.Namespace+"/"+im.Name])
 		if err != nil {
 			ok = false
-			if errors.Is(err, errUnreachable) {
-				return false
+			if errors.Is(err, errUnreachable) || ctx.Err() != nil {
+				return false // unreachable, or stopping: no more writes this round
 			}
 		}
 	}
@@ -174,8 +174,8 @@ func (c *Controller) applyMember(ctx context.Context, m Member, mm *memo, w *wor
 		err := c.deleteImport(ctx, m, mm, d, imports[d.Namespace+"/"+d.Name])
 		if err != nil {
 			ok = false
-			if errors.Is(err, errUnreachable) {
-				return false
+			if errors.Is(err, errUnreachable) || ctx.Err() != nil {
+				return false // unreachable, or stopping: no more writes this round
 			}
 		}
 	}
