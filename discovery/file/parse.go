@@ -5,10 +5,7 @@
 package file
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -58,30 +55,8 @@ var (
 
 // document parses the whole file: its one document, its networks and clusters.
 func (p *parser) document(data []byte) []discovery.Cluster {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.List = append(p.List, &Error{File: p.File, Line: 1, Col: 1, Msg: "empty file: want a top-level clusters: list"})
-		} else {
-			p.Syntax(data, err)
-		}
-		return nil
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		p.Syntax(data, err)
-		return nil
-	case len(next.Content) == 1 && next.Content[0].ShortTag() == "!!null" && next.Content[0].Value == "":
-		// An empty document after a trailing "---".
-	default:
-		p.Errorf(&next, "", "a second YAML document: the file holds one ClusterSet")
-	}
-	root := p.Root(&doc)
-	if root.ShortTag() == "!!null" {
-		p.Errorf(root, "", "empty document: want a top-level clusters: list")
+	root := p.Document(data, "ClusterSet", "a top-level clusters: list")
+	if root == nil {
 		return nil
 	}
 	top := p.Object(root, "", topFields...)

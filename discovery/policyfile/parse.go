@@ -1,14 +1,11 @@
 package policyfile
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -122,30 +119,8 @@ type checker struct {
 
 func (c *checker) document(data []byte) *File {
 	p := c.p
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.List = append(p.List, &Error{File: p.File, Line: 1, Col: 1, Msg: "empty file: want defaults: and services: (write services: [] for the built-in defaults)"})
-		} else {
-			p.Syntax(data, err)
-		}
-		return nil
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		p.Syntax(data, err)
-		return nil
-	case len(next.Content) == 1 && yamlnode.IsNull(next.Content[0]) && next.Content[0].Value == "":
-		// An empty document after a trailing "---".
-	default:
-		p.Errorf(&next, "", "a second YAML document: the file holds one policy")
-	}
-	root := p.Root(&doc)
-	if yamlnode.IsNull(root) {
-		p.Errorf(root, "", "empty document: want defaults: and services: (write services: [] for the built-in defaults)")
+	root := p.Document(data, "policy", "defaults: and services: (write services: [] for the built-in defaults)")
+	if root == nil {
 		return nil
 	}
 	top := p.Object(root, "", topFields...)

@@ -1,9 +1,11 @@
 package yamlnode
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 
@@ -128,4 +130,38 @@ type Parser struct {
 func (p *Parser) Init(file string, listKnown bool) {
 	p.File, p.ListKnown = file, listKnown
 	p.Report = p.Collect
+}
+
+// Document reads data as one YAML document holding one what (a ClusterSet,
+// a policy) and returns its root, or nil after reporting why it cannot: an
+// empty file or document ("empty file: want "+want), a syntax error, or a
+// second document (an empty one after a trailing "---" is fine).
+func (p *Parser) Document(data []byte, what, want string) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.List = append(p.List, &Error{File: p.File, Line: 1, Col: 1, Msg: "empty file: want " + want})
+		} else {
+			p.Syntax(data, err)
+		}
+		return nil
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.Syntax(data, err)
+		return nil
+	case len(next.Content) == 1 && IsNull(next.Content[0]) && next.Content[0].Value == "":
+		// An empty document after a trailing "---".
+	default:
+		p.Errorf(&next, "", "a second YAML document: the file holds one %s", what)
+	}
+	root := p.Root(&doc)
+	if IsNull(root) {
+		p.Errorf(root, "", "empty document: want %s", want)
+		return nil
+	}
+	return root
 }
