@@ -27,13 +27,7 @@ const wait = 5 * time.Second
 // install writes testdata/watch/<name> to path, in place.
 func install(t *testing.T, name, path string) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata/watch", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.Copy(t, filepath.Join("testdata/watch", name), path)
 }
 
 // replace writes testdata/watch/<name> to path atomically: a new file

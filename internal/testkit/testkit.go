@@ -17,6 +17,7 @@ package testkit
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 )
@@ -69,3 +70,16 @@ func Eventually[C Condition](t testing.TB, timeout time.Duration, what string, c
 
 // errNotYet stands for a func() bool that returned false.
 var errNotYet = errors.New("not yet")
+
+// Copy writes the file src to dst, in place (as an editor that saves
+// without renaming does): how the watcher tests change a watched file.
+func Copy(t testing.TB, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
