@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Reason says why an X509-SVID, or a request for one, was refused. It is the
@@ -70,26 +71,73 @@ func refuse(reason Reason, format string, a ...any) error {
 // serverAuth and clientAuth. A refusal is an *Error whose Reason says which
 // rule failed.
 func Verify(chain []*x509.Certificate, bundles x509bundle.Source, now time.Time) (spiffeid.ID, error) {
+	id, _, err := VerifyChain(chain, bundles, now)
+	return id, err
+}
+
+// VerifyChain is Verify, and also returns the verified chain: the leaf,
+// the intermediates that chain it to a root of the bundle, and that root.
+// Only the verified chain may be read for claims (ClusterOf): the presented
+// one can carry any certificate after the leaf.
+func VerifyChain(chain []*x509.Certificate, bundles x509bundle.Source, now time.Time) (spiffeid.ID, []*x509.Certificate, error) {
 	switch {
 	case len(chain) == 0:
-		return spiffeid.ID{}, refuse(ReasonUntrusted, "empty certificate chain")
+		return spiffeid.ID{}, nil, refuse(ReasonUntrusted, "empty certificate chain")
 	case bundles == nil:
-		return spiffeid.ID{}, refuse(ReasonUntrusted, "no trust bundle")
+		return spiffeid.ID{}, nil, refuse(ReasonUntrusted, "no trust bundle")
 	}
 	id, err := checkLeaf(chain[0])
 	if err != nil {
-		return spiffeid.ID{}, err
+		return spiffeid.ID{}, nil, err
 	}
 	if _, err := bundles.GetX509BundleForTrustDomain(id.TrustDomain()); err != nil {
-		return id, refuse(ReasonTrustDomain, "%s: %w", id, err)
+		return id, nil, refuse(ReasonTrustDomain, "%s: %w", id, err)
 	}
-	if _, _, err := x509svid.Verify(chain, bundles, x509svid.WithTime(now)); err != nil {
+	_, verified, err := x509svid.Verify(chain, bundles, x509svid.WithTime(now))
+	if err != nil {
 		if expired(err, chain, now) {
-			return id, refuse(ReasonExpired, "%s: %w", id, err)
+			return id, nil, refuse(ReasonExpired, "%s: %w", id, err)
 		}
-		return id, refuse(ReasonUntrusted, "%s: %w", id, err)
+		return id, nil, refuse(ReasonUntrusted, "%s: %w", id, err)
 	}
-	return id, nil
+	if len(verified) == 0 || len(verified[0]) == 0 {
+		return id, nil, refuse(ReasonUntrusted, "%s: no verified chain", id)
+	}
+	return id, verified[0], nil
+}
+
+// ClusterOf is the member cluster a verified X509-SVID chain (VerifyChain)
+// is bound to, or "" when it names none. A cluster's intermediate CA
+// (NewIntermediate, `horizon ca intermediate`) names its cluster in its
+// subject: organization "Horizon" and the cluster as the single OU. So does
+// a leaf the certificate API issued from a CA that belongs to no cluster
+// (it records the cluster whose token it reviewed). The nearest CA above the leaf that names a cluster decides;
+// the leaf's own OU counts only when no CA of the chain names one, so that
+// a cluster's intermediate can never issue for another cluster.
+func ClusterOf(verified []*x509.Certificate) string {
+	if len(verified) == 0 {
+		return ""
+	}
+	for _, ca := range verified[1:] {
+		if c := clusterName(ca); c != "" {
+			return c
+		}
+	}
+	return clusterName(verified[0])
+}
+
+// ClusterOrganization is the subject organization of a certificate that
+// names a member cluster in its OU (ClusterOf).
+const ClusterOrganization = "Horizon"
+
+// clusterName is the cluster cert's subject names: its single OU, if its
+// organization is ClusterOrganization and the OU a DNS label.
+func clusterName(cert *x509.Certificate) string {
+	ou, org := cert.Subject.OrganizationalUnit, cert.Subject.Organization
+	if len(org) != 1 || org[0] != ClusterOrganization || len(ou) != 1 || len(validation.IsDNS1123Label(ou[0])) > 0 {
+		return ""
+	}
+	return ou[0]
 }
 
 // expired says whether a certificate of chain is outside its validity at
