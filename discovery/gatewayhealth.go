@@ -27,6 +27,7 @@ func (cs *ClusterSet) WithoutGateways(withdraw func(Gateway) bool) *ClusterSet {
 				Exports:  cs.Exports,
 				byName:   cs.byName,
 				byExport: cs.byExport,
+				locs:     cs.locs, // gateways hold no locality
 			}
 		}
 		kept := slices.DeleteFunc(slices.Clone(gws), withdraw)

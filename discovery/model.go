@@ -314,12 +314,13 @@ type ClusterSet struct {
 	// digests hold each cluster's share of each service's content hash,
 	// by cluster name, then service (see ServiceDigest).
 	digests map[string]map[ServiceKey]Digest
+	locs    *localities // ClampLocality's index
 }
 
 // New validates clusters, sorts everything, merges exports and fingerprints
 // the result. The clusters are taken over: the caller must not modify them.
 func New(clusters []Cluster) (*ClusterSet, error) {
-	cs := &ClusterSet{Clusters: clusters, byName: make(map[string]int, len(clusters))}
+	cs := &ClusterSet{Clusters: clusters, byName: make(map[string]int, len(clusters)), locs: &localities{}}
 	var errs []error
 	slices.SortFunc(cs.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
 	for i := range cs.Clusters {

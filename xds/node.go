@@ -44,6 +44,10 @@ type Proxy struct {
 	Namespace      string
 	ServiceAccount string
 	Locality       discovery.Locality
+	// Declared is the locality the node declared when the ClusterSet does
+	// not know it in the proxy's cluster and Resolve clamped it (Locality is
+	// then the nearest known one); zero otherwise.
+	Declared discovery.Locality
 	// Labels are the workload's labels (LABELS); nil when it declares none.
 	Labels map[string]string
 }
@@ -220,7 +224,11 @@ func ResolveNode(n *core.Node, cs *discovery.ClusterSet) (*Proxy, error) {
 }
 
 // Resolve checks the proxy's claims against the ClusterSet and fills in what
-// the proxy left out (network, locality) from its cluster.
+// the proxy left out (network, locality) from its cluster. A declared
+// locality the ClusterSet does not know in the cluster is clamped to the
+// nearest one it knows (ClusterSet.ClampLocality; the declared one is kept
+// in Declared), so that proxies cannot make Horizon render views without
+// bound.
 func (p *Proxy) Resolve(cs *discovery.ClusterSet) error {
 	c, ok := cs.Cluster(p.Cluster)
 	if !ok {
@@ -233,6 +241,8 @@ func (p *Proxy) Resolve(cs *discovery.ClusterSet) error {
 	}
 	if p.Locality == (discovery.Locality{}) {
 		p.Locality = c.Locality
+	} else if known := cs.ClampLocality(c.Name, p.Locality); known != p.Locality {
+		p.Declared, p.Locality = p.Locality, known
 	}
 	return nil
 }
