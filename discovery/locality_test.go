@@ -28,7 +28,7 @@ func TestClampLocality(t *testing.T) {
 		{"east", l("us-west", "b", ""), l("us-east", "", "")},   // known in another cluster only
 		{"west", l("us-west", "b", ""), l("us-west", "b", "")},  // the cluster's own
 		{"west", l("us-west", "", ""), l("us-west", "", "")},
-		{"bare", l("anywhere", "", ""), Locality{}}, // a cluster with no locality: none
+		{"bare", l("anywhere", "", ""), Locality{}},  // a cluster with no locality: none
 		{"nope", l("x", "y", "z"), l("x", "y", "z")}, // unknown cluster: Resolve refuses it before
 	} {
 		if got := cs.ClampLocality(c.cluster, c.in); got != c.want {
