@@ -111,6 +111,9 @@ func (p *Proxy) GroupFor(labelKeys []string) Group {
 // ErrBadNode marks node metadata that is missing or malformed.
 var ErrBadNode = errors.New("bad node metadata")
 
+// ErrNetworkClaim marks a node whose NETWORK contradicts its cluster's.
+var ErrNetworkClaim = errors.New("network contradicts the cluster's")
+
 // ParseNode reads a node's metadata. It checks form only; whether the node may
 // claim what it claims is decided against the ClusterSet (Resolve) and, on the
 // mTLS port, against its credential.
@@ -237,7 +240,7 @@ func (p *Proxy) Resolve(cs *discovery.ClusterSet) error {
 	if p.Network == "" {
 		p.Network = c.Network
 	} else if p.Network != c.Network {
-		return fmt.Errorf("%w: node %q: NETWORK %q, but cluster %q is on network %q", ErrBadNode, p.ID, p.Network, c.Name, c.Network)
+		return fmt.Errorf("%w: %w: node %q: NETWORK %q, but cluster %q is on network %q", ErrBadNode, ErrNetworkClaim, p.ID, p.Network, c.Name, c.Network)
 	}
 	if p.Locality == (discovery.Locality{}) {
 		p.Locality = c.Locality

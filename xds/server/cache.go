@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/ratelog"
 	"github.com/horizonmesh/horizon/xds"
 )
 
@@ -37,6 +38,9 @@ type Cache struct {
 	// build renders a view; prev is the memo of the view's last published
 	// render, nil for a new view (see RenderFrom).
 	build func(cs *discovery.ClusterSet, g xds.Group, prev *xds.Memo) (*xds.Resources, *xds.Memo, error)
+	// maxViews bounds len(views) (0: no bound); rlog logs refusals.
+	maxViews int
+	rlog     *ratelog.Logger
 
 	mu sync.Mutex
 	cs *discovery.ClusterSet
@@ -89,7 +93,7 @@ func NewCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, xd
 // newCache is NewCache for a build function that reuses the view's previous
 // render (the server's).
 func newCache(log *slog.Logger, m *Metrics, build func(*discovery.ClusterSet, xds.Group, *xds.Memo) (*xds.Resources, *xds.Memo, error)) *Cache {
-	return &Cache{log: log, metrics: m, build: build, views: map[xds.Group]*view{}}
+	return &Cache{log: log, metrics: m, build: build, views: map[xds.Group]*view{}, rlog: ratelog.New(log, logInterval)}
 }
 
 // errNotReady refuses streams until the first ClusterSet arrives: a proxy
@@ -115,6 +119,11 @@ func (c *Cache) viewLocked(g xds.Group) (*view, error) {
 	if v, ok := c.views[g]; ok {
 		v.lastUsed = time.Now()
 		return v, nil
+	}
+	if c.maxViews > 0 && len(c.views) >= c.maxViews {
+		c.metrics.rejectedStream("views")
+		c.rlog.Warn("refused:views", "stream refused", "reason", "views", "view", g.String(), "views", len(c.views), "limit", c.maxViews)
+		return nil, status.Errorf(codes.ResourceExhausted, "views: Horizon renders at most %d views; try again later", c.maxViews)
 	}
 	res, memo, err := c.build(c.cs, g, nil)
 	if err != nil {

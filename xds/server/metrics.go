@@ -15,6 +15,7 @@ type Metrics struct {
 	pushBytes      *prometheus.CounterVec
 	nacks          *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
+	clamped        prometheus.Counter
 	translate      prometheus.Histogram
 	push           prometheus.Histogram
 	views          prometheus.Gauge
@@ -39,8 +40,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_xds_nacks_total", Help: "Responses rejected by proxies, by resource type (cds, eds, lds, rds, other).",
 		}, []string{"type"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_xds_rejected_streams_total", Help: "Streams refused or closed by Horizon, by reason.",
+			Name: "horizon_xds_rejected_streams_total", Help: "Streams refused or closed by Horizon, by reason (identity, cluster_unbound, claim_cluster, claim_role, claim_namespace, claim_service_account, claim_network, bad_node, node_too_large, node_changed, views, not_ready).",
 		}, []string{"reason"}),
+		clamped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "horizon_xds_clamped_localities_total", Help: "Streams whose declared locality the ClusterSet does not know in their cluster, clamped to the nearest known one.",
+		}),
 		translate: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "horizon_xds_translate_duration_seconds", Help: "Time to render and check one view.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
@@ -62,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_xds_clusterset_info", Help: "The ClusterSet version being served (value 1).",
 		}, []string{"version"}),
 	}
-	reg.MustRegister(m.connected, m.pushes, m.pushBytes, m.nacks, m.rejected, m.translate, m.push, m.views, m.buildErrors, m.dropped, m.clusterSetInfo)
+	reg.MustRegister(m.connected, m.pushes, m.pushBytes, m.nacks, m.rejected, m.clamped, m.translate, m.push, m.views, m.buildErrors, m.dropped, m.clusterSetInfo)
 	return m
 }
 
@@ -82,6 +86,12 @@ func (m *Metrics) pushed(typeURL string, bytes int) {
 func (m *Metrics) nacked(typeURL string) {
 	if m != nil {
 		m.nacks.WithLabelValues(discovery.XDSTypeName(typeURL)).Inc()
+	}
+}
+
+func (m *Metrics) clampedLocality() {
+	if m != nil {
+		m.clamped.Inc()
 	}
 }
 

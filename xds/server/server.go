@@ -16,6 +16,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,9 +32,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/internal/ratelog"
 	"github.com/horizonmesh/horizon/xds"
 )
 
@@ -50,7 +54,33 @@ type Options struct {
 	// Debounce is the shortest interval between two renders of the views:
 	// changes within it are coalesced (see Run). 0 means DefaultDebounce.
 	Debounce time.Duration
+	// Trust binds the claims of streams on a TLS port to their credential.
+	Trust Trust
+	// MaxViews bounds the views proxies can make the server render at once
+	// (0 means DefaultMaxViews); a stream that would need one more is
+	// refused with ResourceExhausted.
+	MaxViews int
 }
+
+// Limits on what one stream's node may make the server hold.
+const (
+	// DefaultMaxViews bounds rendered views: enough for 100 clusters of 10
+	// localities each with sidecars, gateways and proxyless clients in
+	// each, and a few label values ranked by a policy.
+	DefaultMaxViews = 4096
+	// MaxNodeBytes bounds a node's encoded size (id, metadata, locality,
+	// everything Envoy sends). Envoy's own nodes are a few KiB.
+	MaxNodeBytes = 64 << 10
+	// MaxNodeIDBytes bounds a node id. Istio's longest are about 300 bytes.
+	MaxNodeIDBytes = 512
+	// MaxNACKMessageBytes bounds the part of a NACK's error message that is
+	// kept (debug pages) and logged.
+	MaxNACKMessageBytes = 512
+	// logInterval is how often at most one kind of line a client can cause
+	// is logged: a refusal reason, or a NACK of one type and version on one
+	// stream. Metrics count every event.
+	logInterval = time.Minute
+)
 
 // DefaultDebounce bounds how often views are rendered during a burst of
 // changes; an isolated change is not delayed by it (see Run).
@@ -65,6 +95,8 @@ type Server struct {
 	awaitPolicy bool
 	cache       *Cache
 	xds         serverv3.Server
+	trust       Trust
+	rlog        *ratelog.Logger
 
 	mu sync.Mutex
 	// policy is read by render on any goroutine; Run and Apply replace it.
@@ -86,11 +118,16 @@ func New(ctx context.Context, o Options) *Server {
 	if o.Debounce <= 0 {
 		o.Debounce = DefaultDebounce
 	}
+	if o.MaxViews <= 0 {
+		o.MaxViews = DefaultMaxViews
+	}
 	s := &Server{
 		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce, awaitPolicy: o.AwaitPolicyFile,
 		kick: make(chan struct{}, 1), streams: map[streamKey]*stream{},
+		trust: o.Trust, rlog: ratelog.New(o.Logger, logInterval),
 	}
 	s.cache = newCache(o.Logger, o.Metrics, s.render)
+	s.cache.maxViews = o.MaxViews
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
 }
@@ -242,6 +279,8 @@ type stream struct {
 	key       streamKey
 	identity  *Identity // from the TLS client certificate; nil on plaintext
 	proxy     *xds.Proxy
+	nodeSum   [sha256.Size]byte // of the first request's node: it may not change
+	canonical *core.Node        // the node the cache sees (canonicalNode)
 	opened    time.Time
 	acked     map[string]string // type URL -> last ACKed version
 	sent      map[string]sent   // type URL -> last response
@@ -261,11 +300,9 @@ type NACK struct {
 func (s *Server) callbacks() serverv3.Callbacks {
 	open := func(delta bool) func(context.Context, int64, string) error {
 		return func(ctx context.Context, id int64, _ string) error {
-			ident, err := streamIdentity(ctx, s.Policy().TrustDomainOrDefault())
+			ident, err := s.trust.streamIdentity(ctx, s.Policy().TrustDomainOrDefault())
 			if err != nil {
-				s.metrics.rejectedStream("identity")
-				s.log.Warn("stream refused", "reason", "unusable client certificate", "error", err)
-				return status.Error(codes.Unauthenticated, err.Error())
+				return s.refuse("identity", codes.Unauthenticated, "the client certificate is not a usable X509-SVID of the trust domain", "", err)
 			}
 			k := streamKey{delta, id}
 			s.mu.Lock()
@@ -309,6 +346,61 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	}
 }
 
+// refuse counts a refused stream under reason, logs the detail (at most
+// once a minute per reason and node id) and returns the opaque status the client gets:
+// the reason word and a fixed hint.
+func (s *Server) refuse(reason string, code codes.Code, hint, node string, detail error) error {
+	s.metrics.rejectedStream(reason)
+	s.rlog.Warn("refused:"+reason+":"+ratelog.Truncate(node, 128), "stream refused", "reason", reason, "node", ratelog.Truncate(node, 128), "error", detail)
+	return status.Error(code, reason+": "+hint)
+}
+
+// checkNodeSize bounds what a node can make the server hold.
+func checkNodeSize(n *core.Node) error {
+	if len(n.GetId()) > MaxNodeIDBytes {
+		return fmt.Errorf("node id of %d bytes, at most %d", len(n.GetId()), MaxNodeIDBytes)
+	}
+	if size := proto.Size(n); size > MaxNodeBytes {
+		return fmt.Errorf("node %q: %d bytes, at most %d", ratelog.Truncate(n.GetId(), 128), size, MaxNodeBytes)
+	}
+	return nil
+}
+
+// nodeSum fingerprints a node, to see whether a later request changes it.
+func nodeSum(n *core.Node) [sha256.Size]byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(n)
+	return sha256.Sum256(b)
+}
+
+// canonicalNode rewrites n, in place, to the node of p: its id, user agent
+// and exactly the metadata Horizon reads, as checked (claims filled in from
+// the credential, locality clamped). go-control-plane keeps the stream's
+// node and hands it to the cache with every request, so the cache resolves
+// the view that was checked, and a stream holds no more of its node than
+// that.
+func canonicalNode(n *core.Node, p *xds.Proxy) {
+	id, ua := n.GetId(), n.GetUserAgentName()
+	proto.Reset(n)
+	n.Id, n.UserAgentName = id, ua
+	fields := map[string]*structpb.Value{xds.MetaClusterID: structpb.NewStringValue(p.Cluster), xds.MetaRole: structpb.NewStringValue(string(p.Role))}
+	for k, v := range map[string]string{xds.MetaNetwork: p.Network, xds.MetaNamespace: p.Namespace, xds.MetaServiceAccount: p.ServiceAccount} {
+		if v != "" {
+			fields[k] = structpb.NewStringValue(v)
+		}
+	}
+	if len(p.Labels) > 0 {
+		labels := make(map[string]*structpb.Value, len(p.Labels))
+		for k, v := range p.Labels {
+			labels[k] = structpb.NewStringValue(v)
+		}
+		fields[xds.MetaLabels] = structpb.NewStructValue(&structpb.Struct{Fields: labels})
+	}
+	n.Metadata = &structpb.Struct{Fields: fields}
+	if l := p.Locality; l != (discovery.Locality{}) {
+		n.Locality = &core.Locality{Region: l.Region, Zone: l.Zone, SubZone: l.SubZone}
+	}
+}
+
 func protocolName(delta bool) string {
 	if delta {
 		return "delta"
@@ -317,9 +409,11 @@ func protocolName(delta bool) string {
 }
 
 // onRequest checks a request's node before the cache sees it: the first
-// request must carry valid metadata for a member cluster, and the node id may
-// never change on a stream (go-control-plane would silently accept it). It
-// also records ACKs and NACKs; a NACK is data, logged and counted.
+// request must carry valid metadata for a member cluster that its
+// credential supports, and a later one may not change it (go-control-plane
+// would silently accept that). The node the cache sees is rewritten to what
+// was checked (canonicalNode). It also records ACKs and NACKs; a NACK is
+// data, logged (rate-limited) and counted.
 func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version string, nack *rpcstatus.Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -327,28 +421,44 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 	if st == nil {
 		return status.Error(codes.Internal, "unknown stream")
 	}
+	if node != nil && node != st.canonical {
+		if err := checkNodeSize(node); err != nil {
+			return s.refuse("node_too_large", codes.ResourceExhausted, "the node exceeds Horizon's size limits", node.GetId(), err)
+		}
+	}
 	if st.proxy == nil {
 		if s.current == nil {
 			s.metrics.rejectedStream("not_ready")
 			return errNotReady
 		}
 		p, err := xds.ResolveNode(node, s.current)
+		if errors.Is(err, xds.ErrNetworkClaim) && st.identity != nil {
+			return s.refuse("claim_network", codes.PermissionDenied, xds.MetaNetwork+" contradicts the cluster's network", node.GetId(), err)
+		}
 		if err != nil {
-			s.metrics.rejectedStream("bad_node")
-			s.log.Warn("stream refused", "reason", "bad node metadata", "node", node.GetId(), "error", err)
-			return status.Error(codes.InvalidArgument, err.Error())
+			return s.refuse("bad_node", codes.InvalidArgument, "the node metadata is missing or malformed (see the node-metadata contract)", node.GetId(), err)
 		}
-		if err := checkClaims(p, st.identity); err != nil {
-			s.metrics.rejectedStream("identity")
-			s.log.Warn("stream refused", "reason", "node metadata disagrees with its certificate", "node", node.GetId(), "error", err)
-			return status.Error(codes.PermissionDenied, err.Error())
+		if err := s.trust.checkClaims(p, st.identity); err != nil {
+			var c *claimError
+			errors.As(err, &c)
+			return s.refuse(c.reason, codes.PermissionDenied, c.field+" is not supported by the client certificate", node.GetId(), err)
 		}
-		st.proxy = p
+		if p.Declared != (discovery.Locality{}) {
+			s.metrics.clampedLocality()
+			s.rlog.Info("locality:"+p.Cluster, "declared locality clamped to one the ClusterSet knows in the cluster",
+				"node", ratelog.Truncate(p.ID, 128), "cluster", p.Cluster, "declared", p.Declared.String(), "locality", p.Locality.String())
+		}
+		st.proxy, st.nodeSum = p, nodeSum(node)
+		canonicalNode(node, p)
+		st.canonical = node
 		s.metrics.streamOpened(p.Role, protocolName(k.delta), 1)
-	} else if node != nil && node.GetId() != st.proxy.ID {
-		s.metrics.rejectedStream("node_changed")
-		s.log.Warn("stream closed", "reason", "node id changed", "node", st.proxy.ID, "new_node", node.GetId())
-		return status.Errorf(codes.InvalidArgument, "node id changed on an open stream from %q to %q; open a new stream", st.proxy.ID, node.GetId())
+	} else if node != nil && node != st.canonical {
+		if nodeSum(node) != st.nodeSum {
+			return s.refuse("node_changed", codes.InvalidArgument, "the node changed on an open stream; open a new stream", st.proxy.ID,
+				fmt.Errorf("node %q sent different node fields (id %q) on an open stream", st.proxy.ID, ratelog.Truncate(node.GetId(), 128)))
+		}
+		canonicalNode(node, st.proxy)
+		st.canonical = node
 	}
 	if nonce == "" {
 		return nil
@@ -358,10 +468,12 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 		if rejected.nonce != nonce {
 			rejected.version = "" // the NACK names an older response
 		}
-		st.lastNACK[typeURL] = NACK{Version: rejected.version, Message: nack.GetMessage(), At: time.Now()}
+		msg := ratelog.Truncate(nack.GetMessage(), MaxNACKMessageBytes)
+		st.lastNACK[typeURL] = NACK{Version: rejected.version, Message: msg, At: time.Now()}
 		st.nackCount++
 		s.metrics.nacked(typeURL)
-		s.log.Warn("proxy rejected config", "node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", nack.GetMessage())
+		s.rlog.Warn(fmt.Sprintf("nack %v/%d %s %s", k.delta, k.id, typeURL, ratelog.Truncate(rejected.version, 64)), "proxy rejected config",
+			"node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", msg)
 		return nil
 	}
 	if k.delta {

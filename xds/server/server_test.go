@@ -1,10 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,9 +38,28 @@ type harness struct {
 	metrics *Metrics
 	conn    *grpc.ClientConn
 	fixture []byte
+	logs    *syncBuffer // the server's log
 }
 
-func newHarness(t *testing.T) *harness {
+// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newHarness(t *testing.T, opts ...func(*Options)) *harness {
 	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	fixture, err := os.ReadFile("../testdata/protocol.yaml")
@@ -45,8 +68,13 @@ func newHarness(t *testing.T) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMetrics(prometheus.NewRegistry())
-	srv := New(ctx, Options{Metrics: m, Debounce: 200 * time.Millisecond})
-	h := &harness{t: t, srv: srv, metrics: m, fixture: fixture}
+	h := &harness{t: t, metrics: m, fixture: fixture, logs: &syncBuffer{}}
+	o := Options{Metrics: m, Debounce: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(h.logs, nil))}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv := New(ctx, o)
+	h.srv = srv
 	if err := srv.Apply(h.clusterSet(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +205,7 @@ func TestNodeIDChangeClosesStream(t *testing.T) {
 	c.Send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.ClusterType})
 	c.Expect()
 	c.Send(&discoverypb.DiscoveryRequest{Node: node("b", "east-1"), TypeUrl: resourcev3.ListenerType})
-	c.ExpectError(codes.InvalidArgument, "node id changed")
+	c.ExpectError(codes.InvalidArgument, "node_changed")
 	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("node_changed")); got != 1 {
 		t.Errorf("rejected_streams_total{reason=node_changed} = %v, want 1", got)
 	}
@@ -190,18 +218,22 @@ func TestBadNodeIsRefused(t *testing.T) {
 		want string
 	}{
 		{"no node", nil, "empty node id"},
-		{"no cluster", &core.Node{Id: "x"}, "CLUSTER_ID is required"},
-		{"unknown cluster", node("x", "mars-1"), `CLUSTER_ID "mars-1" is not a member`},
-		{"bad role", node("x", "east-1", xds.MetaRole, "router"), `ROLE="router"`},
-		{"wrong network", node("x", "east-1", xds.MetaNetwork, "west"), `cluster "east-1" is on network "east"`},
-		{"not a string", &core.Node{Id: "x", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{xds.MetaClusterID: structpb.NewNumberValue(3)}}}, "must be a string"},
+		{"no cluster", &core.Node{Id: "x1"}, "CLUSTER_ID is required"},
+		{"unknown cluster", node("x2", "mars-1"), `CLUSTER_ID "mars-1" is not a member`},
+		{"bad role", node("x3", "east-1", xds.MetaRole, "router"), `ROLE="router"`},
+		{"wrong network", node("x4", "east-1", xds.MetaNetwork, "west"), `cluster "east-1" is on network "east"`},
+		{"not a string", &core.Node{Id: "x5", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{xds.MetaClusterID: structpb.NewNumberValue(3)}}}, "must be a string"},
 	}
 	h := newHarness(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := xdstest.NewSotW(t, h.conn)
 			c.Send(&discoverypb.DiscoveryRequest{Node: tt.node, TypeUrl: resourcev3.ClusterType})
-			c.ExpectError(codes.InvalidArgument, tt.want)
+			// The client learns the reason; the detail goes to the log.
+			c.ExpectError(codes.InvalidArgument, "bad_node: ")
+			if !strings.Contains(h.logs.String(), strconv.Quote(tt.want)[1:len(strconv.Quote(tt.want))-1]) {
+				t.Errorf("the log does not say %q:\n%s", tt.want, h.logs.String())
+			}
 		})
 	}
 	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("bad_node")); got != float64(len(tests)) {
