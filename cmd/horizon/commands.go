@@ -202,12 +202,13 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 (--member, --member-secrets-namespace).`,
 		Args: noArgs,
 		RunE: runs(func(cmd *cobra.Command) error {
+			cfg.xdsAddressSet = cmd.Flags().Changed("xds-address")
 			return cfg.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		}),
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file to serve and watch (default: the embedded "+local.Name+")")
-	fs.StringVar(&cfg.xdsAddress, "xds-address", ":15010", "plaintext xDS gRPC address (local development only)")
+	fs.StringVar(&cfg.xdsAddress, "xds-address", "127.0.0.1:15010", "plaintext xDS gRPC address, for local development: proxies are not authenticated there. Loopback only unless --plaintext-remote; off (\"\") by default when an mTLS source (--ca-dir, --spire-socket, --tls-cert) is configured, unless given")
 	fs.StringVar(&cfg.httpAddress, "http-address", ":15014", "HTTP address for /metrics, /healthz, /readyz and /debug/")
 	fs.StringVar(&cfg.mtlsAddress, "mtls-address", ":15012", "mutual-TLS xDS gRPC address (with --tls-cert): a proxy's identity comes from its certificate")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate (chain) of Horizon's own SVID for the mTLS port; reloaded on change")
@@ -223,7 +224,12 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.DurationVar(&cfg.sendTimeout, "send-timeout", server.DefaultSendTimeout, "close a proxy's stream when it does not read a response for this long")
 	fs.StringVar(&cfg.trustDomain, "trust-domain", xds.DefaultTrustDomain.Name(), "SPIFFE trust domain of the mesh")
 	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
-	fs.BoolVar(&cfg.debugRemote, "debug-remote", false, "serve /debug/ to non-loopback clients too")
+	fs.StringVar(&cfg.debugMTLSAddress, "debug-mtls-address", "", "also serve /debug/ over mutual TLS here, with the mTLS port's identity, to clients whose SPIFFE ID matches --debug-admin-id (the HTTP port answers /debug/ to loopback clients only)")
+	fs.Var((*repeated)(&cfg.debugAdmins), "debug-admin-id", "SPIFFE ID pattern ('*' within a path segment) of the admins --debug-mtls-address serves, e.g. spiffe://cluster.local/ns/horizon-system/sa/admin (repeatable)")
+	fs.BoolVar(&cfg.plaintextRemote, "plaintext-remote", false, "allow --xds-address beyond loopback: plaintext xDS authenticates no proxy, so every client that reaches it may claim any cluster")
+	fs.Var((*repeated)(&cfg.identityClusters), "identity-cluster", "PATTERN=CLUSTER: bind SVIDs whose SPIFFE ID matches PATTERN to member cluster CLUSTER on the mTLS port, for CAs whose chain names no cluster (SPIRE, your own PKI); Horizon's CA binds clusters itself (repeatable)")
+	fs.Var((*repeated)(&cfg.gatewayIdentities), "gateway-identity", "SPIFFE ID pattern of identities that may declare ROLE=gateway on the mTLS port (repeatable; default spiffe://<trust domain>/ns/horizon-system/sa/horizon-eastwest)")
+	fs.IntVar(&cfg.maxViews, "max-views", server.DefaultMaxViews, "most views (role, cluster, network, locality, labels) rendered at once; a stream that needs one more is refused")
 	fs.Var(&cfg.kube.members, "member", "a Kubernetes member cluster: name=N,network=NET,kubeconfig=FILE[,context=C][,region=R][,zone=Z] (repeatable)")
 	fs.StringVar(&cfg.kube.secretsNamespace, "member-secrets-namespace", "", "watch member-cluster Secrets in this namespace of the control plane's cluster")
 	fs.StringVar(&cfg.kube.kubeconfig, "kubeconfig", "", "kubeconfig of the control plane's own cluster (default: in-cluster)")

@@ -93,7 +93,7 @@ func parse(t *testing.T, args []string) (*cobra.Command, *pflag.FlagSet) {
 // flag's value if the value is taken as given.
 func sampleValue(t *testing.T, f *pflag.Flag) string {
 	switch f.Value.Type() {
-	case "string":
+	case "string", "stringArray":
 		return "-sample"
 	case "duration":
 		return "-3m7s"
@@ -174,8 +174,8 @@ func TestRepeatableFlags(t *testing.T) {
 
 func TestGoStyleFlags(t *testing.T) {
 	for _, tc := range []struct{ args, want string }{
-		{"serve -clusterset f.yaml -debug-remote", "serve --clusterset f.yaml --debug-remote"},
-		{"serve -clusterset=f.yaml -debug-remote=false", "serve --clusterset=f.yaml --debug-remote=false"},
+		{"serve -clusterset f.yaml -plaintext-remote", "serve --clusterset f.yaml --plaintext-remote"},
+		{"serve -clusterset=f.yaml -plaintext-remote=false", "serve --clusterset=f.yaml --plaintext-remote=false"},
 		{"ca issue -ttl -1h -id -out", "ca issue --ttl -1h --id -out"}, // values stay as given
 		{"bootstrap -cluster -h", "bootstrap --cluster -h"},
 		{"bootstrap -h", "bootstrap -h"},        // a shorthand

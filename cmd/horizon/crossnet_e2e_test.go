@@ -87,7 +87,10 @@ func TestE2ECrossNetwork(t *testing.T) {
 	mtlsAddr := net.JoinHostPort(top.horizonIP, strconv.Itoa(freePort(t, top.horizonIP)))
 	// These flags come after startHorizon's own loopback addresses and
 	// override them: both networks must reach Horizon.
-	h := startHorizon(t, bin, "--clusterset", file, "--ca-dir", caDir, "--xds-address", xdsAddr, "--mtls-address", mtlsAddr)
+	h := startHorizon(t, bin, "--clusterset", file, "--ca-dir", caDir, "--xds-address", xdsAddr, "--mtls-address", mtlsAddr,
+		// The proxies run in the networks' namespaces; this test serves them
+		// plaintext on its bridge address, as an operator may with the flag.
+		"--plaintext-remote")
 	h.xdsAddr = xdsAddr
 
 	// Each workload starts from an SVID of its cluster's intermediate that

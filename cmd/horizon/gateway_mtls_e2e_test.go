@@ -76,7 +76,8 @@ clusters:
 	}
 	mtls := freeLoopbackAddr(t)
 	bin := buildHorizon(t)
-	startHorizon(t, bin, "--clusterset", file, "--ca-dir", caDir, "--mtls-address", mtls, "--gateway-probe-interval", "0")
+	startHorizon(t, bin, "--clusterset", file, "--ca-dir", caDir, "--mtls-address", mtls, "--gateway-probe-interval", "0",
+		"--gateway-identity", "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway")
 
 	startGateway := func(certDir string) (string, func()) {
 		httpAddr := freeLoopbackAddr(t)
@@ -117,8 +118,14 @@ clusters:
 	}
 	stop()
 
+	// The gateway's SVID comes from its cluster's intermediate, which binds
+	// it to west-1; its identity is a --gateway-identity.
+	westCA, err := root.NewIntermediate("west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	gwDir := t.TempDir()
-	issueFiles(t, root, "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway", gwDir)
+	issueFiles(t, westCA, "spiffe://cluster.local/ns/horizon-system/sa/horizon-gateway", gwDir)
 	httpAddr, _ = startGateway(gwDir)
 	testkit.Eventually(t, e2eWait, "the gateway ready", func() bool { return ready(httpAddr) })
 	dial := func(sni string) (string, error) {

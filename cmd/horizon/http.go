@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,10 +17,11 @@ import (
 	"github.com/horizonmesh/horizon/xds/server"
 )
 
-// newHTTPHandler serves the operational endpoints. /debug/ answers loopback
-// clients only unless remote is set: it shows topology, never secrets (Horizon
-// serves no private keys), but topology is still not for everyone.
-func newHTTPHandler(srv *server.Server, watcher *file.Watcher, source *kube.Source, prober *health.Prober, reg *prometheus.Registry, remote bool) http.Handler {
+// newHTTPHandler serves the operational endpoints: /metrics, /healthz,
+// /readyz, and /debug/ to loopback clients. The second result is the debug
+// pages alone, to add pages to and to serve to admins over mutual TLS. They show topology, never secrets (Horizon serves no
+// private keys), but topology is still not for everyone.
+func newHTTPHandler(srv *server.Server, watcher *file.Watcher, source *kube.Source, prober *health.Prober, reg *prometheus.Registry) (*http.ServeMux, *http.ServeMux) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -130,21 +130,8 @@ func newHTTPHandler(srv *server.Server, watcher *file.Watcher, source *kube.Sour
 		}
 		writeJSON(w, prober.Status())
 	})
-	mux.Handle("/debug/", loopbackOnly(debug, remote))
-	return mux
-}
-
-func loopbackOnly(h http.Handler, remote bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !remote {
-			host, _, err := net.SplitHostPort(r.RemoteAddr)
-			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-				http.Error(w, "debug endpoints answer loopback clients only (see --debug-remote)", http.StatusForbidden)
-				return
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
+	mux.Handle("/debug/", loopbackOnly(debug))
+	return mux, debug
 }
 
 func configDump(id string, v server.ViewInfo) (map[string]any, error) {

@@ -20,7 +20,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	defer cancel()
 	reg := prometheus.NewRegistry()
 	srv := server.New(ctx, server.Options{Metrics: server.NewMetrics(reg)})
-	h := newHTTPHandler(srv, nil, nil, nil, reg, false)
+	h, _ := newHTTPHandler(srv, nil, nil, nil, reg)
 
 	get := func(path, remote string) (int, string) {
 		req := httptest.NewRequest("GET", path, nil)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 
@@ -115,19 +116,43 @@ func tokenReviewer(source *kube.Source, audience string) certsvc.Reviewer {
 //     client must show a certificate; no certificate API.
 //
 // With none of them there is no mTLS port (nil config).
-func mtlsSetup(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain, source *kube.Source, reg prometheus.Registerer, log *slog.Logger) (*tls.Config, func(*grpc.Server), func(), error) {
+func mtlsSetup(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain, source *kube.Source, reg prometheus.Registerer, log *slog.Logger) (mtlsPort, error) {
+	p, err := mtlsSetupPort(ctx, cfg, td, source, reg, log)
+	if p.close == nil {
+		p.close = func() {}
+	}
+	return p, err
+}
+
+// mtlsPort is what the mutual-TLS port serves with.
+type mtlsPort struct {
+	conf     *tls.Config
+	register func(*grpc.Server) // the certificate API, when Horizon is the CA
+	close    func()
+	// bundles verifies client chains again for their claims (server.Trust);
+	// nil when the handshake keeps its verified chains (--tls-client-ca).
+	bundles x509bundle.Source
+}
+
+// bundleFunc is an x509bundle.Source made of a function.
+type bundleFunc func(spiffeid.TrustDomain) (*x509bundle.Bundle, error)
+
+func (f bundleFunc) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	return f(td)
+}
+
+func mtlsSetupPort(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain, source *kube.Source, reg prometheus.Registerer, log *slog.Logger) (mtlsPort, error) {
 	files := cfg.tlsCert != "" || cfg.tlsKey != "" || cfg.tlsClientCA != ""
-	nop := func() {}
 	switch {
 	case cfg.identity.caDir != "" && cfg.spireSocket != "":
-		return nil, nil, nop, errors.New("--ca-dir and --spire-socket exclude each other: one CA")
+		return mtlsPort{}, errors.New("--ca-dir and --spire-socket exclude each other: one CA")
 	case cfg.spireSocket != "" && files:
-		return nil, nil, nop, errors.New("--spire-socket and --tls-cert exclude each other: SPIRE provides Horizon's certificate")
+		return mtlsPort{}, errors.New("--spire-socket and --tls-cert exclude each other: SPIRE provides Horizon's certificate")
 	case cfg.identity.caDir != "" && cfg.tlsClientCA != "":
-		return nil, nil, nop, errors.New("--ca-dir and --tls-client-ca exclude each other: the CA's bundle verifies clients")
+		return mtlsPort{}, errors.New("--ca-dir and --tls-client-ca exclude each other: the CA's bundle verifies clients")
 	case cfg.identity.caDir != "":
 		if files {
-			return nil, nil, nop, errors.New("--ca-dir issues Horizon's own certificate: drop --tls-cert and --tls-key")
+			return mtlsPort{}, errors.New("--ca-dir issues Horizon's own certificate: drop --tls-cert and --tls-key")
 		}
 		ic := cfg.identity
 		if ic.identity == "" {
@@ -139,14 +164,24 @@ func mtlsSetup(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain, so
 		}
 		ca, err := newCertAuthority(ic, td, source, reg, log, time.Now)
 		if err != nil {
-			return nil, nil, nop, err
+			return mtlsPort{}, err
 		}
 		log.Info("Horizon is the CA: the certificate API is on the mutual-TLS port", "dir", ic.caDir, "identity", ic.identity, "token_audience", ic.tokenAudience)
-		return ca.tls, ca.register, nop, nil
+		current := bundleFunc(func(want spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+			top, err := ca.store.Current()
+			if err != nil {
+				return nil, err
+			}
+			if want != top.TrustDomain() {
+				return nil, fmt.Errorf("no bundle for trust domain %s", want)
+			}
+			return top.Bundle(), nil
+		})
+		return mtlsPort{conf: ca.tls, register: ca.register, bundles: current}, nil
 	case cfg.spireSocket != "":
 		conf, src, err := spireServerTLS(ctx, cfg.spireSocket, td, DefaultSPIRETimeout, log)
 		if err != nil {
-			return nil, nil, nop, err
+			return mtlsPort{}, err
 		}
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -167,16 +202,16 @@ func mtlsSetup(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain, so
 			}, func() float64 { return float64(src.SVIDExpiry().Unix()) }),
 		)
 		log.Info("SPIRE is the CA: Horizon's SVID and the trust bundle come from the Workload API", "socket", cfg.spireSocket)
-		return conf, nil, func() { src.Close() }, nil
+		return mtlsPort{conf: conf, close: func() { src.Close() }, bundles: src.source}, nil
 	case files:
 		if cfg.tlsCert == "" || cfg.tlsKey == "" || cfg.tlsClientCA == "" {
-			return nil, nil, nop, errors.New("--tls-cert, --tls-key and --tls-client-ca go together")
+			return mtlsPort{}, errors.New("--tls-cert, --tls-key and --tls-client-ca go together")
 		}
 		creds, err := tlsfiles.NewServer(cfg.tlsCert, cfg.tlsKey, cfg.tlsClientCA)
 		if err != nil {
-			return nil, nil, nop, err
+			return mtlsPort{}, err
 		}
-		return creds.Config(), nil, nop, nil
+		return mtlsPort{conf: creds.Config()}, nil
 	}
-	return nil, nil, nop, nil
+	return mtlsPort{}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,7 +72,11 @@ func TestE2EMutualTLSPort(t *testing.T) {
 		"--tls-key", filepath.Join(dir, "svid.key"), "--tls-client-ca", filepath.Join(dir, "bundle.crt"))
 
 	bundle := root.Bundle()
+	var requestAs func(client *x509svid.SVID, cluster, namespace string) (*discoverypb.DiscoveryResponse, *x509.Certificate, error)
 	request := func(client *x509svid.SVID, namespace string) (*discoverypb.DiscoveryResponse, *x509.Certificate, error) {
+		return requestAs(client, "west-1", namespace)
+	}
+	requestAs = func(client *x509svid.SVID, cluster, namespace string) (*discoverypb.DiscoveryResponse, *x509.Certificate, error) {
 		var serverCert *x509.Certificate
 		cfg := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(first.ID))
 		if client != nil {
@@ -84,12 +89,13 @@ func TestE2EMutualTLSPort(t *testing.T) {
 		}
 		defer conn.Close()
 		resp, err := xdstest.Fetch(t, conn, &discoverypb.DiscoveryRequest{
-			Node: xdstest.Node("p", "CLUSTER_ID", "east-1", "NAMESPACE", namespace, "SERVICE_ACCOUNT", "echo"), TypeUrl: resourcev3.ClusterType,
+			Node: xdstest.Node("p", "CLUSTER_ID", cluster, "NAMESPACE", namespace, "SERVICE_ACCOUNT", "echo"), TypeUrl: resourcev3.ClusterType,
 		})
 		return resp, serverCert, err
 	}
-	// A workload of another cluster, signed by its own intermediate.
-	west, err := root.NewIntermediate("west")
+	// A workload of west-1, signed by west-1's intermediate, which binds it
+	// to west-1 (the member cluster comes from the verified chain).
+	west, err := root.NewIntermediate("west-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +109,11 @@ func TestE2EMutualTLSPort(t *testing.T) {
 	}
 	if _, _, err := request(echo, "payments"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("forged NAMESPACE: %v, want PermissionDenied", err)
+	}
+	// west-1's SVID claiming east-1: east-1's view was served before the
+	// cluster was bound to the credential.
+	if _, _, err := requestAs(echo, "east-1", "demo"); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "claim_cluster") {
+		t.Fatalf("a west-1 SVID claiming CLUSTER_ID=east-1: %v, want PermissionDenied claim_cluster", err)
 	}
 	if _, _, err := request(nil, "demo"); err == nil {
 		t.Fatal("a proxy without a certificate was served")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -37,7 +38,13 @@ type serveConfig struct {
 	trustDomain          string
 	logLevel             string
 	logFormat            string
-	debugRemote          bool
+	xdsAddressSet        bool // --xds-address was given
+	plaintextRemote      bool
+	debugMTLSAddress     string
+	debugAdmins          []string
+	identityClusters     []string
+	gatewayIdentities    []string
+	maxViews             int
 	kube                 kubeConfig
 	mtlsAddress          string
 	tlsCert              string
@@ -75,7 +82,11 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--svid-provider: %w", err)
 	}
 	policy := xds.Policy{TrustDomain: td, SVIDProvider: provider}
-	srv := server.New(ctx, server.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != ""})
+	trust, err := cfg.trust(td)
+	if err != nil {
+		return err
+	}
+	srv := server.New(ctx, server.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != "", Trust: trust, MaxViews: cfg.maxViews})
 
 	// The pipeline takes every ClusterSet from the sources through the
 	// policy file's topology check and gateway health to srv's views.
@@ -143,68 +154,114 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		summary = func(w io.Writer) { printClusterSet(w, cs, source) }
 	}
 
-	xdsLis, err := net.Listen("tcp", cfg.xdsAddress)
+	port, err := mtlsSetup(ctx, cfg, td, source, reg, log)
 	if err != nil {
-		return fmt.Errorf("xds listener: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", cfg.httpAddress)
-	if err != nil {
-		xdsLis.Close()
-		return fmt.Errorf("http listener: %w", err)
-	}
-	log.Warn("xDS is served in plaintext: for local development only; proxies' identities are not verified", "address", xdsLis.Addr().String())
-	mtlsConf, registerCerts, closeIdentity, err := mtlsSetup(ctx, cfg, td, source, reg, log)
-	if err != nil {
-		xdsLis.Close()
-		httpLis.Close()
 		return err
 	}
-	defer closeIdentity()
-	var mtlsLis net.Listener
-	if mtlsConf != nil {
-		if mtlsLis, err = net.Listen("tcp", cfg.mtlsAddress); err != nil {
-			xdsLis.Close()
-			httpLis.Close()
-			return fmt.Errorf("mtls listener: %w", err)
+	defer port.close()
+	srv.SetBundles(port.bundles)
+	plainAddr, err := cfg.plaintextAddress(port.conf != nil)
+	if err != nil {
+		return err
+	}
+	if plainAddr == "" && port.conf == nil {
+		return errors.New("nothing to serve xDS on: --xds-address is empty and no mutual-TLS source (--ca-dir, --spire-socket, --tls-cert) is configured")
+	}
+	if cfg.debugMTLSAddress != "" && (port.conf == nil || len(cfg.debugAdmins) == 0) {
+		return errors.New("--debug-mtls-address needs the mutual-TLS port's identity (--ca-dir, --spire-socket or --tls-cert) and at least one --debug-admin-id")
+	}
+
+	var listeners []net.Listener
+	listen := func(what, addr string) (net.Listener, error) {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, fmt.Errorf("%s listener: %w", what, err)
+		}
+		listeners = append(listeners, lis)
+		return lis, nil
+	}
+	var xdsLis, mtlsLis, debugLis net.Listener
+	if plainAddr != "" {
+		if xdsLis, err = listen("xds", plainAddr); err != nil {
+			return err
+		}
+		if isLoopback(plainAddr) {
+			log.Info("plaintext xDS on loopback: for local development; proxies' identities are not verified", "address", xdsLis.Addr().String())
+		} else {
+			log.Warn("plaintext xDS beyond loopback (--plaintext-remote): any client that reaches it gets any cluster's view", "address", xdsLis.Addr().String())
+		}
+	}
+	httpLis, err := listen("http", cfg.httpAddress)
+	if err != nil {
+		return err
+	}
+	if port.conf != nil {
+		if mtlsLis, err = listen("mtls", cfg.mtlsAddress); err != nil {
+			return err
+		}
+	}
+	if cfg.debugMTLSAddress != "" {
+		if debugLis, err = listen("debug mtls", cfg.debugMTLSAddress); err != nil {
+			return err
 		}
 	}
 
 	grpcOpts := server.GRPCOptions(cfg.sendTimeout, xm)
-	grpcServer := grpc.NewServer(grpcOpts...)
-	srv.Register(grpcServer)
-	var mtlsServer *grpc.Server
+	var grpcServer, mtlsServer *grpc.Server
+	if xdsLis != nil {
+		grpcServer = grpc.NewServer(grpcOpts...)
+		srv.Register(grpcServer)
+	}
 	if mtlsLis != nil {
-		mtlsServer = grpc.NewServer(append(grpcOpts, grpc.Creds(credentials.NewTLS(mtlsConf)))...)
+		mtlsServer = grpc.NewServer(append(grpcOpts, grpc.Creds(credentials.NewTLS(port.conf)))...)
 		srv.Register(mtlsServer)
-		if registerCerts != nil {
-			registerCerts(mtlsServer)
+		if port.register != nil {
+			port.register(mtlsServer)
 		}
 	}
-	handler := newHTTPHandler(srv, watcher, source, pipe.Prober(), reg, cfg.debugRemote)
+	mux, debug := newHTTPHandler(srv, watcher, source, pipe.Prober(), reg)
 	if policyWatcher != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
-		mux.Handle("GET /debug/policy", loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		debug.Handle("GET /debug/policy", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, policyWatcher.Status())
-		}), cfg.debugRemote))
-		handler = mux
+		}))
 	}
 	httpServer := &http.Server{
-		Handler:           handler,
+		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 	}
+	var debugServer *http.Server
+	if debugLis != nil {
+		debugServer = &http.Server{
+			Handler:           adminOnly(debug, cfg.debugAdmins),
+			TLSConfig:         debugTLS(port.conf),
+			ReadHeaderTimeout: 5 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+		}
+	}
 
-	fmt.Fprintf(stdout, "Horizon is serving\n  xDS (ADS, plaintext, dev only)  %s\n", xdsLis.Addr().String())
+	fmt.Fprintf(stdout, "Horizon is serving\n")
+	if xdsLis != nil {
+		fmt.Fprintf(stdout, "  xDS (ADS, plaintext, dev only)  %s\n", xdsLis.Addr().String())
+	}
 	if mtlsLis != nil {
 		fmt.Fprintf(stdout, "  xDS (ADS, mutual TLS)           %s\n", mtlsLis.Addr().String())
-		if registerCerts != nil {
+		if port.register != nil {
 			fmt.Fprintf(stdout, "  certificate API (mutual TLS)    %s\n", mtlsLis.Addr().String())
 		}
 	}
-	fmt.Fprintf(stdout, "  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/syncz  /debug/views\n\n", httpLis.Addr().String())
+	fmt.Fprintf(stdout, "  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/ (loopback)\n", httpLis.Addr().String())
+	if debugLis != nil {
+		fmt.Fprintf(stdout, "  /debug/ (mutual TLS, admins)    https://%s/debug/\n", debugLis.Addr().String())
+	}
+	fmt.Fprintln(stdout)
 	summary(stdout)
-	fmt.Fprintf(stdout, "\nA proxyless gRPC client:\n  horizon bootstrap --role proxyless --cluster <cluster> --xds-address %s > bootstrap.json\n", dialable(xdsLis.Addr().String()))
-	fmt.Fprintf(stdout, "  GRPC_XDS_BOOTSTRAP=bootstrap.json your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
+	if xdsLis != nil {
+		fmt.Fprintf(stdout, "\nA proxyless gRPC client:\n  horizon bootstrap --role proxyless --cluster <cluster> --xds-address %s > bootstrap.json\n", dialable(xdsLis.Addr().String()))
+		fmt.Fprintf(stdout, "  GRPC_XDS_BOOTSTRAP=bootstrap.json your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
+	}
 
 	if watcher != nil {
 		pipe.Add("clusterset file", watcher.Run)
@@ -229,7 +286,9 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	if controller != nil {
 		pipe.Add("mcs controller", controller.Run)
 	}
-	pipe.Add("xds server", func(context.Context) error { return serveGRPC(grpcServer, xdsLis) })
+	if grpcServer != nil {
+		pipe.Add("xds server", func(context.Context) error { return serveGRPC(grpcServer, xdsLis) })
+	}
 	if mtlsServer != nil {
 		pipe.Add("mtls xds server", func(context.Context) error { return serveGRPC(mtlsServer, mtlsLis) })
 	}
@@ -239,6 +298,14 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 		return nil
 	})
+	if debugServer != nil {
+		pipe.Add("debug server", func(context.Context) error {
+			if err := debugServer.ServeTLS(debugLis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	pipe.Add("shutdown", func(ctx context.Context) error {
 		<-ctx.Done()
 		log.Info("shutting down")
@@ -256,9 +323,35 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		if debugServer != nil {
+			debugServer.Shutdown(sctx)
+		}
 		return httpServer.Shutdown(sctx)
 	})
 	return pipe.Run(ctx)
+}
+
+// trust is what binds the claims of mTLS streams to their credential, from
+// the flags (the chain verification source is set once the mTLS port is).
+func (cfg serveConfig) trust(td spiffeid.TrustDomain) (server.Trust, error) {
+	var t server.Trust
+	for _, s := range cfg.identityClusters {
+		r, err := server.ParseClusterRule(s)
+		if err != nil {
+			return t, fmt.Errorf("--identity-cluster %w", err)
+		}
+		t.Clusters = append(t.Clusters, r)
+	}
+	t.Gateways = cfg.gatewayIdentities
+	if len(t.Gateways) == 0 {
+		t.Gateways = []string{"spiffe://" + td.Name() + "/ns/horizon-system/sa/horizon-eastwest"}
+	}
+	for _, p := range append(slices.Clone(t.Gateways), cfg.debugAdmins...) {
+		if err := server.CheckIDPattern(p); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
 }
 
 // serveGRPC serves a gRPC server until it is stopped.

@@ -32,7 +32,10 @@ func TestE2ESpireServe(t *testing.T) {
 	fake.set(spireResponse(t, certtest.SVID(t, root, horizonID), root.Certificate()))
 
 	mtls := freeLoopbackAddr(t)
-	h := startHorizon(t, buildHorizon(t), "--spire-socket", socket, "--mtls-address", mtls)
+	// SPIRE's chain names no cluster: an --identity-cluster rule binds
+	// its workloads' IDs to east-1.
+	h := startHorizon(t, buildHorizon(t), "--spire-socket", socket, "--mtls-address", mtls,
+		"--identity-cluster", "spiffe://cluster.local/ns/demo/sa/*=east-1")
 
 	request := func(client *x509svid.SVID) (*discoverypb.DiscoveryResponse, error) {
 		conn, err := grpc.NewClient(mtls, grpc.WithTransportCredentials(credentials.NewTLS(

@@ -28,6 +28,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -145,6 +146,11 @@ func (s *Server) render(cs *discovery.ClusterSet, g xds.Group, prev *xds.Memo) (
 	}
 	return res, memo, nil
 }
+
+// SetBundles sets what TLS client chains are verified against to read their
+// claims (Trust.Bundles), for a caller that learns it after New. Call it
+// before serving.
+func (s *Server) SetBundles(b x509bundle.Source) { s.trust.Bundles = b }
 
 // Register adds the aggregated discovery service (both protocols) to g.
 func (s *Server) Register(g *grpc.Server) {
