@@ -546,9 +546,10 @@ func newGatewayCommand() *cobra.Command {
 	fs.StringVar(&cfg.listen, "listen", ":15443", "address for TLS from other networks")
 	fs.StringVar(&cfg.httpAddress, "http-address", ":15021", "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", sni.DefaultDrainTimeout, "on shutdown, how long open connections may finish before they are closed")
-	fs.DurationVar(&cfg.helloTimeout, "hello-timeout", sni.DefaultHelloTimeout, "close a connection whose TLS ClientHello has not arrived in this time")
+	fs.DurationVar(&cfg.helloTimeout, "hello-timeout", sni.DefaultHelloTimeout, "close a connection whose whole TLS ClientHello has not arrived this long after accept (a TLS client sends it at once)")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", sni.DefaultConnectTimeout, "timeout of each attempt to connect to an endpoint")
-	fs.IntVar(&cfg.maxConns, "max-connections", sni.DefaultMaxConns, "connections open at once; more are refused")
+	fs.IntVar(&cfg.maxConns, "max-connections", sni.DefaultMaxConns, "connections open at once; a new one beyond sheds the oldest that has not sent its ClientHello yet, or is refused if all have")
+	fs.IntVar(&cfg.maxPerSource, "max-connections-per-source", sni.DefaultMaxConnsPerSource, "connections open at once from one remote IP address, shedding and refusing as --max-connections does among that address's (set it as high as the most connections one NAT address of a remote network carries)")
 	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
 	return cmd
 }

@@ -49,6 +49,7 @@ type gatewayConfig struct {
 	helloTimeout   time.Duration
 	connectTimeout time.Duration
 	maxConns       int
+	maxPerSource   int
 	logLevel       string
 	logFormat      string
 	certDir        string
@@ -72,7 +73,7 @@ func (cfg gatewayConfig) run(ctx context.Context, stdout, stderr io.Writer) erro
 	proxy := sni.New(sni.Options{
 		Logger: log, Metrics: sni.NewMetrics(reg),
 		HelloTimeout: cfg.helloTimeout, ConnectTimeout: cfg.connectTimeout,
-		MaxConns: cfg.maxConns, DrainTimeout: cfg.drainTimeout,
+		MaxConns: cfg.maxConns, MaxConnsPerSource: cfg.maxPerSource, DrainTimeout: cfg.drainTimeout,
 	})
 	creds := insecure.NewCredentials()
 	if cfg.certDir != "" {

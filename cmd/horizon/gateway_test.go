@@ -122,6 +122,7 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 		done <- gatewayCommand(gctx, []string{
 			"--xds-address", xdsLis.Addr().String(), "--cluster", "east", "--id", nodeID,
 			"--listen", listen, "--http-address", httpAddr, "--drain-timeout", "1s", "--log-level", "debug",
+			"--max-connections-per-source", "2", "--hello-timeout", "1m",
 		}, &stdout, &stderr)
 	}()
 	defer func() {
@@ -167,6 +168,20 @@ func TestGatewayCommandEndToEnd(t *testing.T) {
 	if id, err := gwDial(listen, adstest.SNIEcho, srv); err != nil || id != "b2" {
 		t.Fatalf("without the control plane: %q, %v", id, err)
 	}
+	// Three idle sockets from one address, two allowed: the third sheds the
+	// first.
+	for range 3 {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}}
+		c, err := d.Dial("tcp", listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	testkit.Eventually(t, 10*time.Second, "--max-connections-per-source applied", func() bool {
+		_, metrics := get("/metrics")
+		return strings.Contains(metrics, `horizon_gateway_connections_total{result="shed_source_limit"} 1`)
+	})
 	_, metrics := get("/metrics")
 	for _, want := range []string{
 		`horizon_gateway_connections_total{result="routed"}`,

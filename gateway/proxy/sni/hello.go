@@ -3,6 +3,12 @@
 // still-encrypted connection to a local endpoint chosen by that name. It is
 // the data half of gateway/proxy; gateway/proxy/ads, the control half, sets
 // its routing table (Proxy.SetTable) from xDS.
+//
+// What a client can make the gateway hold is bounded: a connection gets
+// HelloTimeout from accept to send its whole ClientHello (MaxHelloLen bytes
+// at most), and Serve keeps at most MaxConns connections open, and
+// MaxConnsPerSource from one IP address, shedding the oldest connections
+// still without a hello before it refuses a new one (admission.go).
 package sni
 
 import (

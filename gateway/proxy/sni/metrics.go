@@ -20,13 +20,27 @@ const (
 	ClientClosed Result = "client_closed"
 	// Timeout: the ClientHello did not arrive within the hello timeout.
 	Timeout Result = "timeout"
-	// RefusedOverload: closed at once, MaxConns connections were open.
+	// RefusedOverload: closed at once: MaxConns connections were open, all
+	// past their ClientHello.
 	RefusedOverload Result = "refused_overload"
+	// RefusedSourceLimit: closed at once: MaxConnsPerSource connections were
+	// open from its address, all past their ClientHello.
+	RefusedSourceLimit Result = "refused_source_limit"
+	// ShedOverload: closed before its ClientHello had arrived, the oldest
+	// such connection, to make room for a new one when MaxConns were open.
+	ShedOverload Result = "shed_overload"
+	// ShedSourceLimit: closed before its ClientHello had arrived, the oldest
+	// such connection of its address, to make room for a new one from that
+	// address when MaxConnsPerSource were open from it.
+	ShedSourceLimit Result = "shed_source_limit"
 	// UpstreamFailed: no endpoint of the route accepted the connection.
 	UpstreamFailed Result = "upstream_failed"
 )
 
-var results = []Result{Routed, UnknownSNI, BadHello, ClientClosed, Timeout, RefusedOverload, UpstreamFailed}
+var results = []Result{
+	Routed, UnknownSNI, BadHello, ClientClosed, Timeout,
+	RefusedOverload, RefusedSourceLimit, ShedOverload, ShedSourceLimit, UpstreamFailed,
+}
 
 // Metrics are the gateway's Prometheus metrics. No label carries a server
 // name or an address: cardinality is fixed. A nil *Metrics records nothing.

@@ -7,20 +7,37 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/horizonmesh/horizon/internal/ratelog"
 )
 
 // Defaults of Options.
 const (
-	DefaultHelloTimeout   = 5 * time.Second
+	// DefaultHelloTimeout: an honest TLS client sends its ClientHello as
+	// soon as it has connected, so it arrives within a round trip of the
+	// accept; 2s leaves room for a slow path and one retransmission of a
+	// lost segment, and bounds how long a silent socket holds a slot.
+	DefaultHelloTimeout   = 2 * time.Second
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultMaxConns       = 4096
-	DefaultMaxAttempts    = 3
-	DefaultDrainTimeout   = 30 * time.Second
+	// DefaultMaxConnsPerSource is a quarter of DefaultMaxConns: no one
+	// address can take the gateway, and a remote network can still reach it
+	// through a NAT of a few addresses. Pods of a network that is routed,
+	// not NATed, connect from their own addresses, each with far fewer
+	// connections than this.
+	DefaultMaxConnsPerSource = 1024
+	DefaultMaxAttempts       = 3
+	DefaultDrainTimeout      = 30 * time.Second
 )
+
+// logEvery is how often a kind of refusal is logged (per source, for the
+// per-source limit); metrics count every one.
+const logEvery = 10 * time.Second
 
 // Table maps a server name (lower case) to the addresses (host:port) of the
 // endpoints that serve it, in the order round robin visits them.
@@ -42,9 +59,16 @@ type Options struct {
 	// MaxAttempts is how many endpoints a connection tries, each once, before
 	// it is closed (at most the number of endpoints).
 	MaxAttempts int
-	// MaxConns caps connections open at once; more are closed on accept.
-	// Each holds at most two goroutines and one ClientHello (MaxHelloLen).
+	// MaxConns caps connections open at once. Each holds at most two
+	// goroutines and one ClientHello (MaxHelloLen). When MaxConns are open,
+	// a new connection sheds the oldest one that has not sent its whole
+	// ClientHello yet, or is closed on accept if all have.
 	MaxConns int
+	// MaxConnsPerSource caps the connections open at once from one remote
+	// IP address, shedding and refusing as MaxConns does, among that
+	// address's connections. Connections whose remote address is not IP
+	// count as one source.
+	MaxConnsPerSource int
 	// DrainTimeout is how long Serve, once its context is done, lets open
 	// connections finish before it closes them.
 	DrainTimeout time.Duration
@@ -57,6 +81,7 @@ type Options struct {
 type Proxy struct {
 	opts   Options
 	log    *slog.Logger
+	rlog   *ratelog.Logger // for what clients can trigger
 	routes atomic.Pointer[map[string]*route]
 }
 
@@ -81,6 +106,9 @@ func New(opts Options) *Proxy {
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = DefaultMaxConns
 	}
+	if opts.MaxConnsPerSource <= 0 {
+		opts.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = DefaultDrainTimeout
 	}
@@ -91,6 +119,7 @@ func New(opts Options) *Proxy {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.rlog = ratelog.New(p.log, logEvery)
 	empty := map[string]*route{}
 	p.routes.Store(&empty)
 	return p
@@ -131,7 +160,8 @@ func equal(a, b []string) bool {
 	return true
 }
 
-// Serve accepts connections on lis and forwards them until ctx is done. Then
+// Serve accepts connections on lis and forwards them until ctx is done,
+// within MaxConns and MaxConnsPerSource (see admission). Then
 // it closes lis, lets open connections finish for up to DrainTimeout, closes
 // those left, and returns once every goroutine it started has ended. It
 // returns nil after ctx is done, or the error that stopped Accept.
@@ -144,7 +174,7 @@ func (p *Proxy) Serve(ctx context.Context, lis net.Listener) error {
 
 	var (
 		wg    sync.WaitGroup
-		slots = make(chan struct{}, p.opts.MaxConns)
+		adm   = newAdmission(p.opts.MaxConns, p.opts.MaxConnsPerSource)
 		err   error
 		delay time.Duration
 	)
@@ -169,28 +199,31 @@ func (p *Proxy) Serve(ctx context.Context, lis net.Listener) error {
 			break
 		}
 		delay = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			p.opts.Metrics.result(RefusedOverload)
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0) // reset: free the socket now, no TIME_WAIT here
-			}
-			c.Close()
+		accepted := time.Now()
+		addr := sourceOf(c)
+		e, shed, r := adm.admit(c, addr)
+		if shed != nil {
+			p.opts.Metrics.result(r)
+			p.logLimit(r, shed.addr, "connection shed: no ClientHello yet, and room was needed")
+			reset(shed.conn)
+		}
+		if e == nil {
+			p.opts.Metrics.result(r)
+			p.logLimit(r, addr, "connection refused")
+			reset(c)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
-			p.handle(hard, c)
+			p.handle(hard, adm, e, accepted)
 		}()
 	}
 
 	lis.Close()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	open := len(slots)
+	open := adm.openConns()
 	if open > 0 {
 		p.log.Info("draining connections", "open", open, "timeout", p.opts.DrainTimeout)
 	}
@@ -199,24 +232,57 @@ func (p *Proxy) Serve(ctx context.Context, lis net.Listener) error {
 	select {
 	case <-done:
 	case <-timer.C:
-		p.log.Warn("drain timeout: closing open connections", "open", len(slots))
+		p.log.Warn("drain timeout: closing open connections", "open", adm.openConns())
 		kill()
 		<-done
 	}
 	return err
 }
 
+// sourceOf is the address a connection counts against MaxConnsPerSource:
+// its remote IP (an IPv4-mapped IPv6 address as IPv4), or the zero Addr.
+func sourceOf(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// reset closes a connection the gateway refuses or sheds with a reset: the
+// socket is freed now, with no TIME_WAIT here.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// logLimit logs a refusal or shed, at most once per logEvery per result and,
+// for the per-source limit, per source.
+func (p *Proxy) logLimit(r Result, source netip.Addr, msg string) {
+	key := string(r)
+	if r == RefusedSourceLimit || r == ShedSourceLimit {
+		key += " " + source.String()
+	}
+	p.rlog.Warn(key, msg, "result", r, "source", source.String())
+}
+
 // handle owns one client connection from accept to close.
-func (p *Proxy) handle(hard context.Context, client net.Conn) {
+func (p *Proxy) handle(hard context.Context, adm *admission, e *entry, accepted time.Time) {
+	client := e.conn
 	m := p.opts.Metrics
 	m.addActive(1)
-	defer m.addActive(-1)
+	defer m.addActive(-1) // after release: a test sees the slot free
+	defer adm.release(e)
 	defer client.Close()
 	stop := context.AfterFunc(hard, func() { client.Close() })
 	defer stop()
 
-	client.SetReadDeadline(time.Now().Add(p.opts.HelloTimeout))
+	client.SetReadDeadline(accepted.Add(p.opts.HelloTimeout))
 	name, hello, err := ReadClientHello(client)
+	if !adm.helloDone(e) {
+		return // shed while it read; counted when shed
+	}
 	if err != nil {
 		r := classify(err, hello)
 		m.result(r)
