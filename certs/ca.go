@@ -217,6 +217,23 @@ func (c *CA) TrustDomain() spiffeid.TrustDomain { return c.td }
 // Cluster is the member cluster of an intermediate CA, "" for a root.
 func (c *CA) Cluster() string { return c.cluster }
 
+// BoundCluster is the member cluster c's own chain names, as ClusterOf reads
+// a verified chain: the nearest CA of the chain whose subject is
+// organization ClusterOrganization with the cluster as the single OU
+// (NewIntermediate's). Every leaf c signs is bound to it. It is "" when no CA
+// of the chain names a cluster (a root, an operator's CA): such a CA binds a
+// leaf to a cluster only through ForCluster. Unlike Cluster, which is the
+// name c was made or loaded under, it is what a peer reading c's
+// certificates sees.
+func (c *CA) BoundCluster() string {
+	for _, cert := range c.chain {
+		if name := clusterName(cert); name != "" {
+			return name
+		}
+	}
+	return ""
+}
+
 // Bundle is the trust domain's X.509 bundle: every root the CA was made or
 // loaded with (more than one while a root is being rotated). Peers verify
 // SVIDs of every cluster's intermediate with it.

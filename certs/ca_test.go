@@ -82,6 +82,8 @@ func TestNewIntermediate(t *testing.T) {
 		t.Error("intermediate not signed by the root")
 	case p.east.IsRoot() || p.east.Cluster() != "east" || p.east.Root() != p.root.Certificate():
 		t.Errorf("east IsRoot %v cluster %q", p.east.IsRoot(), p.east.Cluster())
+	case p.east.BoundCluster() != "east" || p.root.BoundCluster() != "":
+		t.Errorf("bound clusters: east's intermediate %q, root %q", p.east.BoundCluster(), p.root.BoundCluster())
 	}
 	if chain := p.east.Chain(); len(chain) != 2 || chain[0] != e || chain[1] != p.root.Certificate() {
 		t.Errorf("chain %v, want [east, root]", chain)

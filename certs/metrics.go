@@ -23,7 +23,7 @@ type Metrics struct {
 
 // issueReasons are the reasons Issue and SignCSR refuse, each a series from
 // the start so that rate() sees the first refusal.
-var issueReasons = []Reason{ReasonID, ReasonTrustDomain, ReasonCSR, ReasonKey, ReasonTTL, ReasonCAExpired, ReasonInternal}
+var issueReasons = []Reason{ReasonID, ReasonTrustDomain, ReasonCSR, ReasonKey, ReasonTTL, ReasonCAExpired, ReasonCluster, ReasonInternal}
 
 // NewMetrics creates the CA metrics and registers them with reg (unless reg
 // is nil):
@@ -52,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "horizon_certs_svid_refusals_total",
-			Help: "X509-SVID issuances refused, by reason (id, trust_domain, csr, key, ttl, ca_expired, internal).",
+			Help: "X509-SVID issuances refused, by reason (id, trust_domain, csr, key, ttl, ca_expired, cluster, internal).",
 		}, []string{"reason"}),
 		lifetime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "horizon_certs_svid_lifetime_seconds",

@@ -169,6 +169,11 @@ func TestLoadOperatorPKI(t *testing.T) {
 	if ca.Cluster() != "mesh" || ca.IsRoot() || ca.TrustDomain() != td {
 		t.Errorf("cluster %q root %v td %v", ca.Cluster(), ca.IsRoot(), ca.TrustDomain())
 	}
+	// Its OU is no Horizon cluster (organization Example Corp): what it
+	// signs is bound to no cluster.
+	if ca.BoundCluster() != "" {
+		t.Errorf("the operator's CA is bound to cluster %q", ca.BoundCluster())
+	}
 	ca, err = LoadDir(dir, WithClock(fixedClock(now)), WithTrustDomain(td), WithCluster("east"))
 	if err != nil {
 		t.Fatal(err)

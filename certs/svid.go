@@ -9,10 +9,12 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // SVID is an issued X509-SVID, without its private key.
@@ -46,17 +48,36 @@ func (s *SVID) WithKey(key crypto.Signer) (*x509svid.SVID, error) {
 	return svid, nil
 }
 
+// IssueOption changes one issuance (Issue, SignCSR).
+type IssueOption func(*issueOptions)
+
+type issueOptions struct {
+	cluster string
+}
+
+// ForCluster binds the SVID to the member cluster named cluster, so that
+// ClusterOf reads that cluster from its verified chain. A CA whose chain
+// names a cluster (a cluster's intermediate, BoundCluster) binds every leaf
+// it signs already, and must name this one. A CA that names none (the top
+// CA, signing for a cluster without an intermediate of its own) writes the
+// cluster into the leaf's subject: organization ClusterOrganization and the
+// cluster as the single OU. cluster must be a DNS label; "" binds nothing,
+// and the leaf keeps the plain subject.
+func ForCluster(cluster string) IssueOption {
+	return func(o *issueOptions) { o.cluster = cluster }
+}
+
 // SignCSR issues an X509-SVID for id to the key that signed csr. The ID comes
 // only from id: whatever names csr asks for are ignored, and so is its
 // subject; only its public key and its signature (which must be valid) count.
 // ttl 0 means DefaultSVIDTTL. A refusal is an *Error.
-func (c *CA) SignCSR(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duration) (*SVID, error) {
+func (c *CA) SignCSR(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duration, opts ...IssueOption) (*SVID, error) {
 	if err := csr.CheckSignature(); err != nil {
 		err = refuse(ReasonCSR, "certificate request for %s: bad signature: %w", id, err)
 		c.metrics.refused(err)
 		return nil, err
 	}
-	return c.Issue(csr.PublicKey, id, ttl)
+	return c.Issue(csr.PublicKey, id, ttl, opts...)
 }
 
 // Issue issues an X509-SVID for id to pub, following the SPIFFE X509-SVID
@@ -64,10 +85,15 @@ func (c *CA) SignCSR(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Dura
 // URI SAN; the leaf is not a CA; its key usage is digitalSignature
 // (keyEncipherment too for an RSA key) and its extended key usage serverAuth
 // and clientAuth; NotBefore is ClockSkew ago; NotAfter is ttl from now (0
-// means DefaultSVIDTTL) but never beyond the CA chain's expiry. A refusal is
-// an *Error.
-func (c *CA) Issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*SVID, error) {
-	svid, err := c.issue(pub, id, ttl)
+// means DefaultSVIDTTL) but never beyond the CA chain's expiry. The subject
+// is organization "SPIFFE", unless ForCluster binds the leaf to a cluster. A
+// refusal is an *Error.
+func (c *CA) Issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration, opts ...IssueOption) (*SVID, error) {
+	var o issueOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	svid, err := c.issue(pub, id, ttl, o)
 	if err != nil {
 		c.metrics.refused(err)
 		return nil, err
@@ -76,7 +102,7 @@ func (c *CA) Issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*SV
 	return svid, nil
 }
 
-func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*SVID, error) {
+func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration, o issueOptions) (*SVID, error) {
 	switch {
 	case id.IsZero():
 		return nil, refuse(ReasonID, "issue: no SPIFFE ID")
@@ -88,6 +114,10 @@ func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*SV
 		return nil, refuse(ReasonTTL, "issue %s: negative ttl %v", id, ttl)
 	case ttl == 0:
 		ttl = DefaultSVIDTTL
+	}
+	subject, err := c.leafSubject(id, o.cluster)
+	if err != nil {
+		return nil, err
 	}
 	usage := x509.KeyUsageDigitalSignature
 	switch k := pub.(type) {
@@ -119,7 +149,7 @@ func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*SV
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"SPIFFE"}},
+		Subject:               subject,
 		URIs:                  []*url.URL{id.URL()},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -134,4 +164,24 @@ func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*SV
 	}
 	chain := append([]*x509.Certificate{leaf}, c.chain[:len(c.chain)-1]...)
 	return &SVID{ID: id, Certificates: chain}, nil
+}
+
+// leafSubject is the subject of a leaf for id bound to cluster (ForCluster):
+// it names the cluster only when c's chain does not.
+func (c *CA) leafSubject(id spiffeid.ID, cluster string) (pkix.Name, error) {
+	plain := pkix.Name{Organization: []string{"SPIFFE"}}
+	if cluster == "" {
+		return plain, nil
+	}
+	if msgs := validation.IsDNS1123Label(cluster); len(msgs) > 0 {
+		return pkix.Name{}, refuse(ReasonCluster, "issue %s for cluster %q: %s", id, cluster, strings.Join(msgs, "; "))
+	}
+	switch bound := c.BoundCluster(); bound {
+	case "":
+		return pkix.Name{Organization: []string{ClusterOrganization}, OrganizationalUnit: []string{cluster}}, nil
+	case cluster:
+		return plain, nil
+	default:
+		return pkix.Name{}, refuse(ReasonCluster, "issue %s for cluster %s: CA %q is cluster %s's", id, cluster, c.cert.Subject, bound)
+	}
 }

@@ -264,6 +264,18 @@ func TestIssueRefusals(t *testing.T) {
 		{"negative ttl", func() error { _, err := p.east.Issue(key.Public(), echoID, -time.Second); return err }, ReasonTTL},
 		{"weak RSA key", func() error { _, err := p.east.Issue(weak.Public(), echoID, 0); return err }, ReasonKey},
 		{"X25519 key", func() error { _, err := p.east.Issue(x.PublicKey(), echoID, 0); return err }, ReasonKey},
+		{"bound to another cluster than the CA's", func() error {
+			_, err := p.east.Issue(key.Public(), echoID, 0, ForCluster("west"))
+			return err
+		}, ReasonCluster},
+		{"CSR bound to another cluster than the CA's", func() error {
+			_, err := p.east.SignCSR(goodCSR(), echoID, 0, ForCluster("west"))
+			return err
+		}, ReasonCluster},
+		{"bound to a cluster that is no DNS label", func() error {
+			_, err := p.root.Issue(key.Public(), echoID, 0, ForCluster("West_1"))
+			return err
+		}, ReasonCluster},
 		{"expired CA", func() error {
 			mu.Lock()
 			now = t0.Add(2 * time.Hour)
@@ -288,5 +300,40 @@ func TestIssueRefusals(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.issuedN); got != 1 {
 		t.Errorf("issued %v, want 1 (refusals are not issuances)", got)
+	}
+}
+
+// ForCluster writes the cluster into the leaf only when the CA names none;
+// without it, or under a cluster's intermediate, the leaf's subject is the
+// plain one.
+func TestIssueForClusterSubject(t *testing.T) {
+	p := newPKI(t)
+	plain := pkix.Name{Organization: []string{"SPIFFE"}}
+	bound := pkix.Name{Organization: []string{ClusterOrganization}, OrganizationalUnit: []string{"north"}}
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		ca   *CA
+		opts []IssueOption
+		want pkix.Name
+	}{
+		{"root, no cluster", p.root, nil, plain},
+		{"root, empty cluster", p.root, []IssueOption{ForCluster("")}, plain},
+		{"root, for north", p.root, []IssueOption{ForCluster("north")}, bound},
+		{"east's intermediate, for east", p.east, []IssueOption{ForCluster("east")}, plain},
+		{"east's intermediate, no cluster", p.east, nil, plain},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			svid, err := c.ca.Issue(key.Public(), echoID, 0, c.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := svid.Leaf().Subject; got.String() != c.want.String() {
+				t.Errorf("subject %q, want %q", got, c.want)
+			}
+		})
 	}
 }

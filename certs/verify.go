@@ -35,6 +35,7 @@ const (
 	ReasonKey       Reason = "key"        // unsupported or weak public key
 	ReasonTTL       Reason = "ttl"        // negative lifetime
 	ReasonCAExpired Reason = "ca_expired" // the signing CA's chain has expired
+	ReasonCluster   Reason = "cluster"    // ForCluster: no DNS label, or the CA is another cluster's
 	ReasonInternal  Reason = "internal"   // signing failed
 )
 
@@ -110,10 +111,11 @@ func VerifyChain(chain []*x509.Certificate, bundles x509bundle.Source, now time.
 // is bound to, or "" when it names none. A cluster's intermediate CA
 // (NewIntermediate, `horizon ca intermediate`) names its cluster in its
 // subject: organization "Horizon" and the cluster as the single OU. So does
-// a leaf the certificate API issued from a CA that belongs to no cluster
-// (it records the cluster whose token it reviewed). The nearest CA above the leaf that names a cluster decides;
-// the leaf's own OU counts only when no CA of the chain names one, so that
-// a cluster's intermediate can never issue for another cluster.
+// a leaf that a CA belonging to no cluster issued ForCluster (the
+// certificate API records the cluster whose token it reviewed). The nearest
+// CA above the leaf that names a cluster decides; the leaf's own OU counts
+// only when no CA of the chain names one, so that a cluster's intermediate
+// can never issue for another cluster.
 func ClusterOf(verified []*x509.Certificate) string {
 	if len(verified) == 0 {
 		return ""

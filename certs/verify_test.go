@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"crypto/x509"
 	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -213,5 +215,93 @@ func TestVerifyEmptyChain(t *testing.T) {
 	}
 	if _, err := Verify(issue(t, newPKI(t).east, echoID).Certificates, nil, t0); ReasonOf(err) != ReasonUntrusted {
 		t.Errorf("no bundle: %v", err)
+	}
+}
+
+// operatorCA is the operator's own CA of testdata/operator-pki (organization
+// Example Corp, OU mesh: no Horizon cluster), and a time it is valid at.
+func operatorCA(t *testing.T) (*CA, time.Time) {
+	t.Helper()
+	dir := filepath.Join("testdata", "operator-pki")
+	pem, err := os.ReadFile(filepath.Join(dir, RootCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := ParseCertificates(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := roots[0].NotBefore.Add(time.Hour)
+	ca, err := LoadDir(dir, WithClock(fixedClock(now)), WithTrustDomain(td))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, now
+}
+
+// TestClusterOf reads the member cluster from verified chains: a cluster's
+// intermediate decides, a leaf's own subject only where no CA of the chain
+// names a cluster, and only in Horizon's organization.
+func TestClusterOf(t *testing.T) {
+	p := newPKI(t)
+	operator, operatorNow := operatorCA(t)
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := func(ca *CA, opts ...IssueOption) []*x509.Certificate {
+		svid, err := ca.Issue(key.Public(), echoID, 0, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svid.Certificates
+	}
+	withSubject := func(ca *CA, org, ou string) []*x509.Certificate {
+		tmpl := leafTemplate(t, echoID.String())
+		tmpl.Subject.Organization, tmpl.Subject.OrganizationalUnit = []string{org}, []string{ou}
+		return signLeaf(t, ca, tmpl)
+	}
+	eastLeaf := issued(p.east)
+
+	for _, c := range []struct {
+		name   string
+		chain  []*x509.Certificate // as presented
+		bundle *CA
+		now    time.Time
+		want   string
+	}{
+		{"east's intermediate", eastLeaf, p.root, t0, "east"},
+		{"east's intermediate, bound to east", issued(p.east, ForCluster("east")), p.root, t0, "east"},
+		{"top CA, leaf bound to north", issued(p.root, ForCluster("north")), p.root, t0, "north"},
+		{"top CA, unbound leaf", issued(p.root), p.root, t0, ""},
+		{"operator's CA (O=Example Corp, OU=mesh), unbound leaf", issued(operator), operator, operatorNow, ""},
+		{"operator's CA, leaf bound to east", issued(operator, ForCluster("east")), operator, operatorNow, "east"},
+		{"leaf claiming west under east's intermediate", withSubject(p.east, ClusterOrganization, "west"), p.root, t0, "east"},
+		{"west's intermediate spliced in before east's", []*x509.Certificate{eastLeaf[0], p.west.Certificate(), p.east.Certificate()}, p.root, t0, "east"},
+		{"leaf OU in another organization", withSubject(p.root, "Example Corp", "west"), p.root, t0, ""},
+		{"leaf OU that is no DNS label", withSubject(p.root, ClusterOrganization, "West_1"), p.root, t0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, verified, err := VerifyChain(c.chain, c.bundle.Bundle(), c.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ClusterOf(verified); got != c.want {
+				t.Errorf("ClusterOf = %q, want %q", got, c.want)
+			}
+		})
+	}
+
+	for _, c := range []struct {
+		name  string
+		chain []*x509.Certificate
+	}{
+		{"no chain", nil},
+		{"a Horizon root alone", []*x509.Certificate{p.root.Certificate()}},
+		{"the operator's root alone", []*x509.Certificate{operator.Root()}},
+	} {
+		if got := ClusterOf(c.chain); got != "" {
+			t.Errorf("%s: ClusterOf = %q, want none", c.name, got)
+		}
 	}
 }

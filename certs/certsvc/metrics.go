@@ -1,6 +1,11 @@
 package certsvc
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"maps"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics counts the certificate API's answers. A nil *Metrics records
 // nothing.
@@ -9,11 +14,9 @@ type Metrics struct {
 	refusals *prometheus.CounterVec
 }
 
-var allReasons = []string{
-	ReasonNoCredential, ReasonPlaintext, ReasonBadCertificate, ReasonUnknownCluster,
-	ReasonTokenRejected, ReasonTokenAudience, ReasonNotSA, ReasonReviewFailed,
-	ReasonBadRequest, ReasonIssue, ReasonNoCA,
-}
+// allReasons are the reasons a request is refused, each a series from the
+// start.
+var allReasons = slices.Sorted(maps.Keys(hints))
 
 // NewMetrics creates the API metrics and registers them with reg (unless
 // nil):

@@ -82,6 +82,8 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	frontToken := saToken(t, west, "shop", "front", "horizon")
 	otherAudience := saToken(t, east, "shop", "cart", "kubernetes")
 	saToken(t, east, "kube-system", "admin", "horizon")
+	// Horizon's own ServiceAccount, as any member cluster may have it.
+	horizonToken := saToken(t, west, "horizon-system", "horizon", "horizon")
 
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
 	root := certtest.Root(t, td)
@@ -199,6 +201,24 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 		t.Fatalf("a CSR for admin got %s", resp.SpiffeId)
 	}
 
+	// No member's token for horizon-system/horizon gets Horizon's own
+	// identity, the one agents and proxies check on this port. A refused
+	// client hears the reason and a fixed hint, not the API server's words.
+	sign := func(token, cluster string) error {
+		ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
+		resp, err := certpb.NewCertificatesClient(conn).Sign(ctx, &certpb.SignRequest{Csr: csr, Cluster: cluster})
+		if err == nil {
+			t.Errorf("issued %s", resp.SpiffeId)
+		}
+		return err
+	}
+	if err := sign(horizonToken, "west"); status.Code(err) != codes.PermissionDenied || !strings.HasPrefix(status.Convert(err).Message(), "reserved_identity: ") {
+		t.Errorf("west's token for Horizon's own account: %v, want PermissionDenied reserved_identity", err)
+	}
+	if msg := status.Convert(sign(otherAudience, "east")).Message(); msg != "token_rejected: the member cluster does not accept the token" {
+		t.Errorf("a token for another audience was told %q", msg)
+	}
+
 	// The SVID opens an authenticated xDS stream for its own namespace only;
 	// no certificate, no xDS.
 	ads := func(client *x509svid.SVID, namespace string) error {
@@ -230,8 +250,9 @@ func TestE2EKubernetesCertificates(t *testing.T) {
 	// token for another audience when it is asked with Horizon's.
 	metrics := scrape(t, h)
 	for _, want := range []string{
-		`horizon_certs_api_refusals_total{reason="token_rejected"} 3`,
+		`horizon_certs_api_refusals_total{reason="token_rejected"} 4`,
 		`horizon_certs_api_refusals_total{reason="unknown_cluster"} 1`,
+		`horizon_certs_api_refusals_total{reason="reserved_identity"} 1`,
 		`horizon_certs_api_issued_total{method="token"} 3`,
 		`horizon_certs_expiry_timestamp_seconds{cluster="east",kind="intermediate"}`,
 	} {

@@ -65,6 +65,10 @@ func newCertAuthority(cfg identityConfig, td spiffeid.TrustDomain, source *kube.
 		Metrics:     certsvc.NewMetrics(reg),
 		Log:         log,
 		Now:         now,
+
+		// Agents and proxies know Horizon by this ID on the mutual-TLS
+		// port: no member cluster's token for that ServiceAccount gets it.
+		Reserved: []spiffeid.ID{self},
 	}
 	if source != nil {
 		svcCfg.Review = tokenReviewer(source, cfg.tokenAudience)
