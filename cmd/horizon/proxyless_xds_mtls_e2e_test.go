@@ -96,7 +96,7 @@ func TestE2EProxylessXDSOverMTLS(t *testing.T) {
 
 	// boot is the bootstrap of node id, a client of east-1 running as
 	// demo/client, with its SVID in dir.
-	boot := func(id, dir string, flags ...string) []byte {
+	boot := func(t *testing.T, id, dir string, flags ...string) []byte {
 		t.Helper()
 		out, err := exec.Command(bin, append([]string{"bootstrap", "--role", "proxyless", "--id", id, "--cluster", "east-1",
 			"--namespace", "demo", "--service-account", "client", "--region", "r1", "--zone", "z1", "--cert-dir", dir}, flags...)...).Output()
@@ -108,7 +108,7 @@ func TestE2EProxylessXDSOverMTLS(t *testing.T) {
 
 	t.Run("mtls", func(t *testing.T) {
 		const id = "proxyless~mtls~client.demo~east-1"
-		out := runXDSClient(t, "answer", boot(id, certDir, "--mtls-address", mtls))
+		out := runXDSClient(t, "answer", boot(t, id, certDir, "--mtls-address", mtls))
 		if !strings.Contains(out, xdsClientAnswer+"east-1\n") {
 			t.Fatalf("the client's RPC was not answered by east-1:\n%s", out)
 		}
@@ -121,7 +121,7 @@ func TestE2EProxylessXDSOverMTLS(t *testing.T) {
 	// is refused in the handshake.
 	t.Run("foreign-svid", func(t *testing.T) {
 		const id = "proxyless~foreign~client.demo~east-1"
-		out := runXDSClient(t, "refused", boot(id, foreignDir, "--mtls-address", mtls))
+		out := runXDSClient(t, "refused", boot(t, id, foreignDir, "--mtls-address", mtls))
 		t.Logf("an SVID of a foreign root: %s", out)
 		checkNotStreaming(t, h, id)
 	})
@@ -130,7 +130,7 @@ func TestE2EProxylessXDSOverMTLS(t *testing.T) {
 	// HTTP/2 where a TLS handshake is due, and the port refuses it.
 	t.Run("plaintext", func(t *testing.T) {
 		const id = "proxyless~plaintext~client.demo~east-1"
-		err := awaitNoConfig(t, xdsChannel(t, boot(id, certDir, "--xds-address", mtls)))
+		err := awaitNoConfig(t, xdsChannel(t, boot(t, id, certDir, "--xds-address", mtls)))
 		t.Logf("a plaintext bootstrap on the mutual-TLS port: %v", err)
 		checkNotStreaming(t, h, id)
 	})
@@ -143,7 +143,7 @@ func TestE2EProxylessXDSOverMTLS(t *testing.T) {
 			t.Skipf("%s is set in this process", bootstrap.EnvGRPCSPIFFE)
 		}
 		const id = "proxyless~nospiffe~client.demo~east-1"
-		err := awaitNoConfig(t, xdsChannel(t, boot(id, certDir, "--mtls-address", mtls)))
+		err := awaitNoConfig(t, xdsChannel(t, boot(t, id, certDir, "--mtls-address", mtls)))
 		if !strings.Contains(err.Error(), "x509: cannot validate certificate for 127.0.0.1") {
 			t.Errorf("RPC error %q does not name the host name check", err)
 		}
