@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -34,6 +36,11 @@ const (
 	SVIDFile     = "svid.crt"   // an SVID's certificates: leaf, then intermediates
 	SVIDKeyFile  = "svid.key"   // its private key
 	BundleFile   = "bundle.crt" // the roots that verify it
+	// BundleMapFile holds the roots of BundleFile as a SPIFFE trust bundle
+	// map (JSON): what gRPC's file_watcher certificate provider reads as
+	// spiffe_trust_bundle_map_file (gRFC A87), to verify a peer by its
+	// SPIFFE ID's trust domain instead of by a DNS name.
+	BundleMapFile = "bundle.json"
 )
 
 // File is one file of a CA or SVID directory. Mode is 0600 for private keys.
@@ -214,9 +221,14 @@ func (c *CA) SecretData() (map[string][]byte, error) {
 	return map[string][]byte{CertFile: EncodeCertificates(chain...), KeyFile: key, RootCertFile: EncodeCertificates(c.roots...)}, nil
 }
 
-// SVIDFiles are an SVID's files: svid.crt, svid.key and bundle.crt.
+// SVIDFiles are an SVID's files: svid.crt, svid.key, bundle.crt and
+// bundle.json.
 func SVIDFiles(svid *SVID, key crypto.Signer, bundle *x509bundle.Bundle) ([]File, error) {
 	keyPEM, err := EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	bundleMap, err := EncodeBundleMap(bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +236,26 @@ func SVIDFiles(svid *SVID, key crypto.Signer, bundle *x509bundle.Bundle) ([]File
 		{SVIDFile, EncodeCertificates(svid.Certificates...), 0o644},
 		{SVIDKeyFile, keyPEM, 0o600},
 		{BundleFile, EncodeCertificates(bundle.X509Authorities()...), 0o644},
+		{BundleMapFile, bundleMap, 0o644},
 	}, nil
+}
+
+// EncodeBundleMap is bundle as a SPIFFE trust bundle map of its one trust
+// domain: {"trust_domains": {"<td>": <SPIFFE bundle>}}, the X.509
+// authorities as JWKs with use x509-svid (SPIFFE Trust Domain and Bundle,
+// section 4).
+func EncodeBundleMap(bundle *x509bundle.Bundle) ([]byte, error) {
+	doc, err := spiffebundle.FromX509Bundle(bundle).Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encode bundle map: %w", err)
+	}
+	out, err := json.Marshal(map[string]map[string]json.RawMessage{
+		"trust_domains": {bundle.TrustDomain().Name(): doc},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode bundle map: %w", err)
+	}
+	return append(out, '\n'), nil
 }
 
 // WriteFiles writes files into dir, creating it if need be. Unless force is

@@ -2,14 +2,20 @@ package certs
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -280,5 +286,36 @@ func TestParseKeyFormats(t *testing.T) {
 	}
 	if _, err := ParseKey(nil); err == nil {
 		t.Error("no key accepted")
+	}
+}
+
+// TestEncodeBundleMap: the bundle map holds the bundle's trust domain, and
+// under it the same roots, as a SPIFFE bundle reads them back.
+func TestEncodeBundleMap(t *testing.T) {
+	p := newPKI(t)
+	other, err := NewRoot(td, WithClock(fixedClock(t0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := x509bundle.FromX509Authorities(td, []*x509.Certificate{p.root.Certificate(), other.Certificate()})
+	data, err := EncodeBundleMap(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		TrustDomains map[string]json.RawMessage `json:"trust_domains"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.TrustDomains) != 1 || doc.TrustDomains[td.Name()] == nil {
+		t.Fatalf("trust domains %v, want %s alone", slices.Collect(maps.Keys(doc.TrustDomains)), td)
+	}
+	got, err := spiffebundle.Parse(td, doc.TrustDomains[td.Name()])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.X509Bundle().Equal(bundle) {
+		t.Errorf("bundle map holds %d roots, not the bundle's", len(got.X509Authorities()))
 	}
 }

@@ -165,7 +165,7 @@ func TestTokenThenRenewal(t *testing.T) {
 		t.Errorf("token issuances counted %v, want 1", got)
 	}
 	entries, _ := os.ReadDir(cfg.Dir)
-	if len(entries) != 5 { // three links, ..data and the one data directory; the old one is gone
+	if len(entries) != len(fileNames)+2 { // the links, ..data and the one data directory; the old one is gone
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())

@@ -16,11 +16,11 @@ import (
 )
 
 // dataLink is the symlink the files point through; swapping it replaces all
-// three at once.
+// of them at once.
 const dataLink = "..data"
 
 // fileNames are the files a reader opens, each a symlink to dataLink/<name>.
-var fileNames = []string{certs.SVIDFile, certs.SVIDKeyFile, certs.BundleFile}
+var fileNames = []string{certs.SVIDFile, certs.SVIDKeyFile, certs.BundleFile, certs.BundleMapFile}
 
 // writeDir writes svid and bundle into a new hidden directory under dir,
 // points dataLink at it with one rename, makes sure each file is a symlink

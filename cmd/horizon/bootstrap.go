@@ -83,17 +83,17 @@ func (cfg bootstrapConfig) run(h bootstrap.Host, stdout io.Writer) error {
 	}
 	switch xds.Role(p.Role) {
 	case xds.Proxyless:
-		if server.MTLS {
-			// grpc-go's "tls" channel credentials check the server's DNS
-			// name, which an X509-SVID does not carry.
-			return fmt.Errorf("bootstrap: --mtls-address: proxyless gRPC connects to --xds-address only")
+		if cfg.given["xds-server-id"] {
+			// grpc-go checks the chain of Horizon's certificate on the xDS
+			// channel, not its SPIFFE ID: a pin it would ignore is refused.
+			return fmt.Errorf("bootstrap: --xds-server-id: proxyless gRPC cannot check Horizon's SPIFFE ID (it checks the trust bundle only); Envoy only")
 		}
 	case xds.Sidecar, xds.Gateway:
 	default:
 		return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.Role)
 	}
 	doc, err := bootstrap.Render(bootstrap.Config{
-		Proxy: p, XDSAddress: cfg.xdsAddress, Server: server, SVIDs: svids, AdminPort: uint32(cfg.adminPort), Gateway: gw,
+		Proxy: p, Server: server, SVIDs: svids, AdminPort: uint32(cfg.adminPort), Gateway: gw,
 	})
 	if err != nil {
 		return err

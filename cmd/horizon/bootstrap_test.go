@@ -20,7 +20,7 @@ func TestEnvoyBootstrap(t *testing.T) {
 			var out, errb bytes.Buffer
 			err := run(t.Context(), []string{"bootstrap", "--role", role, "--id", "n1", "--cluster", "east-1", "--network", "east",
 				"--namespace", "demo", "--service-account", "echo", "--region", "us-east", "--zone", "us-east-1a",
-				"--xds-address", "horizon.horizon-system.svc:15010"}, &out, &errb)
+				"--mtls-address", "horizon.horizon-system.svc:15012"}, &out, &errb)
 			if err != nil {
 				t.Fatalf("%v: %s", err, errb.String())
 			}
@@ -78,8 +78,9 @@ func TestBootstrapRejects(t *testing.T) {
 		{"bootstrap", "--cluster", "c", "--svid-provider", "vault"},
 		{"bootstrap", "--cluster", "c", "--cert-dir", "certs"},
 		{"bootstrap", "--cluster", "c", "--mtls-address", "h:15012", "--xds-server-id", "spiffe://other.org/ns/horizon-system/sa/horizon"},
-		// grpc-go's TLS channel credentials check a DNS name an SVID lacks.
-		{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--mtls-address", "h:15012"},
+		// grpc-go cannot check Horizon's SPIFFE ID: a pin it would ignore.
+		{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--mtls-address", "h:15012", "--xds-server-id", "spiffe://cluster.local/ns/horizon-system/sa/horizon"},
+		{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--mtls-address", "h"},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(t.Context(), args, &out, &errb); err == nil || out.Len() != 0 {
@@ -132,7 +133,7 @@ var bootstrapCases = []struct {
 }{
 	{"sidecar", []string{"--role", "sidecar", "--id", "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", "--cluster", "east-1", "--network", "east",
 		"--namespace", "demo", "--service-account", "echo", "--region", "us-east", "--zone", "us-east-1a",
-		"--xds-address", "horizon.horizon-system.svc:15010", "--label", "app=echo"}},
+		"--mtls-address", "horizon.horizon-system.svc:15012", "--label", "app=echo"}},
 	{"sidecar-mtls-spire", []string{"--role", "sidecar", "--id", "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", "--cluster", "east-1",
 		"--namespace", "demo", "--service-account", "echo", "--svid-provider", "spire",
 		"--mtls-address", "horizon.horizon-system.svc:15012", "--trust-domain", "example.org"}},
@@ -144,6 +145,9 @@ var bootstrapCases = []struct {
 		"--max-downstream-connections", "20000", "--max-heap-bytes", "858993459", "--readiness-port", "8021"}},
 	{"proxyless", []string{"--role", "proxyless", "--id", "proxyless~10.0.1.8~client-6c4d.demo~east-1", "--cluster", "east-1",
 		"--namespace", "demo", "--service-account", "client", "--region", "us-east", "--zone", "us-east-1a"}},
+	{"proxyless-mtls", []string{"--role", "proxyless", "--id", "proxyless~10.0.1.8~client-6c4d.demo~east-1", "--cluster", "east-1",
+		"--namespace", "demo", "--service-account", "client", "--region", "us-east", "--zone", "us-east-1a",
+		"--mtls-address", "horizon.horizon-system.svc:15012"}},
 }
 
 func runBootstrap(t *testing.T, args []string) []byte {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -27,6 +28,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/horizonmesh/horizon/discovery/kube"
+	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
 
 // decodeAll decodes every YAML document of every file matching the patterns,
@@ -163,14 +165,19 @@ func TestDeploymentContract(t *testing.T) {
 		t.Error("no topology spread")
 	}
 	c := pod.Containers[0]
-	if c.Args[0] != "serve" || !slices.Contains(c.Args, "--member-secrets-namespace=horizon-system") || !slices.Contains(c.Args, "--ca-dir=/etc/horizon/ca") {
+	if c.Args[0] != "serve" || !slices.Contains(c.Args, "--member-secrets-namespace=horizon-system") || !slices.Contains(c.Args, "--ca-dir=/etc/horizon/ca") ||
+		!slices.Contains(c.Args, "--mtls-address=:15012") {
 		t.Errorf("args %q", c.Args)
+	}
+	// The plaintext xDS port is off: no proxy in the cluster can use it.
+	if xdsAddress := flagValues(c.Args, "--xds-address"); !slices.Equal(xdsAddress, []string{""}) {
+		t.Errorf("--xds-address %q, want it given once, empty (plaintext xDS off)", xdsAddress)
 	}
 	var ports []int32
 	for _, p := range c.Ports {
 		ports = append(ports, p.ContainerPort)
 	}
-	if !slices.Equal(ports, []int32{15010, 15012, 15014}) {
+	if !slices.Equal(ports, []int32{15012, 15014}) {
 		t.Errorf("container ports %v", ports)
 	}
 	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
@@ -290,4 +297,85 @@ func TestGatewayDeploymentExample(t *testing.T) {
 		return
 	}
 	t.Error("no envoy container")
+}
+
+// flagValues are the values of flag (--name=value) in args, in order.
+func flagValues(args []string, flag string) []string {
+	var values []string
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			values = append(values, v)
+		}
+	}
+	return values
+}
+
+// plaintextXDSPort is Horizon's plaintext xDS port: local development only.
+const plaintextXDSPort = 15010
+
+// TestNoPlaintextXDS: no example exposes Horizon's plaintext xDS port or
+// dials it. No Service port or target port is 15010, no container port is,
+// and no container's arguments, command or environment name it. Every
+// `horizon bootstrap` points its proxy at the mutual-TLS port, and a
+// proxyless app whose bootstrap does runs with grpc-go's SPIFFE switch,
+// without which grpc-go cannot verify Horizon there.
+func TestNoPlaintextXDS(t *testing.T) {
+	port := strconv.Itoa(plaintextXDSPort)
+	bootstraps := 0
+	for file, list := range decodeAll(t, "*.yaml") {
+		for _, obj := range list {
+			switch o := obj.(type) {
+			case *corev1.Service:
+				for _, p := range o.Spec.Ports {
+					if p.Port == plaintextXDSPort || p.TargetPort.IntValue() == plaintextXDSPort {
+						t.Errorf("%s: Service %s exposes the plaintext xDS port: %+v", file, o.Name, p)
+					}
+				}
+			case *appsv1.Deployment:
+				spec := o.Spec.Template.Spec
+				containers := append(slices.Clone(spec.InitContainers), spec.Containers...)
+				proxyless := false
+				for _, c := range containers {
+					for _, p := range c.Ports {
+						if p.ContainerPort == plaintextXDSPort {
+							t.Errorf("%s: container %s has the plaintext xDS port: %+v", file, c.Name, p)
+						}
+					}
+					words := append(slices.Clone(c.Command), c.Args...)
+					for _, e := range c.Env {
+						words = append(words, e.Value)
+					}
+					for _, w := range words {
+						if strings.Contains(w, port) {
+							t.Errorf("%s: container %s names the plaintext xDS port: %q", file, c.Name, w)
+						}
+					}
+					if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
+						continue
+					}
+					bootstraps++
+					addr := flagValues(c.Args, "--mtls-address")
+					if len(addr) != 1 || !strings.HasSuffix(addr[0], ":15012") || flagValues(c.Args, "--xds-address") != nil {
+						t.Errorf("%s: container %s: bootstrap %q, want --mtls-address on port 15012 and no --xds-address", file, c.Name, c.Args)
+					}
+					proxyless = proxyless || slices.Contains(c.Args, "--role=proxyless")
+				}
+				if !proxyless {
+					continue
+				}
+				for _, c := range containers {
+					env := map[string]string{}
+					for _, e := range c.Env {
+						env[e.Name] = e.Value
+					}
+					if _, app := env["GRPC_XDS_BOOTSTRAP"]; app && env[bootstrap.EnvGRPCSPIFFE] != "true" {
+						t.Errorf("%s: container %s reads a proxyless bootstrap on the mutual-TLS port without %s=true", file, c.Name, bootstrap.EnvGRPCSPIFFE)
+					}
+				}
+			}
+		}
+	}
+	if bootstraps < 2 {
+		t.Errorf("%d containers run horizon bootstrap, want the workload's and the gateway's", bootstraps)
+	}
 }

@@ -154,25 +154,23 @@ type SVIDSource struct {
 }
 
 // Server is the Horizon endpoint a bootstrap points at: the plaintext
-// port, or the mutual-TLS port checked against Horizon's SPIFFE ID.
+// port, or the mutual-TLS port. Envoy checks Horizon's certificate against
+// its SPIFFE ID, ID; proxyless gRPC cannot (see GRPC).
 type Server struct {
 	Host string
 	Port uint32
 	MTLS bool
-	ID   spiffeid.ID // with MTLS
+	ID   spiffeid.ID // with MTLS, Envoy only
 }
 
 // Config is everything a bootstrap says: the proxy, where Horizon is, where
 // the proxy's SVID comes from, Envoy's admin port and a gateway's limits.
 type Config struct {
-	Proxy Proxy
-	// XDSAddress is Horizon's plaintext xDS address (host:port), as given:
-	// what proxyless gRPC connects to. Envoy connects to Server.
-	XDSAddress string
-	Server     Server
-	SVIDs      SVIDSource
-	AdminPort  uint32
-	Gateway    GatewayLimits
+	Proxy     Proxy
+	Server    Server
+	SVIDs     SVIDSource
+	AdminPort uint32
+	Gateway   GatewayLimits
 }
 
 // Render renders the bootstrap of cfg.Proxy.Role as `horizon bootstrap`
@@ -183,7 +181,7 @@ func Render(cfg Config) ([]byte, error) {
 	var err error
 	switch xds.Role(cfg.Proxy.Role) {
 	case xds.Proxyless:
-		if doc, err = GRPC(cfg.Proxy, cfg.XDSAddress, cfg.SVIDs.CertDir); err != nil {
+		if doc, err = GRPC(cfg.Proxy, cfg.Server, cfg.SVIDs.CertDir); err != nil {
 			return nil, err
 		}
 	case xds.Sidecar, xds.Gateway:

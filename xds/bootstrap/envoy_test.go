@@ -18,12 +18,11 @@ import (
 // renders: the flags' defaults.
 func config(role string) Config {
 	return Config{
-		Proxy:      Proxy{ID: "n1", Role: role, Cluster: "east-1", Namespace: "default", ServiceAccount: "default"},
-		XDSAddress: "127.0.0.1:15010",
-		Server:     Server{Host: "127.0.0.1", Port: 15010, ID: spiffeid.RequireFromString("spiffe://cluster.local/ns/horizon-system/sa/horizon")},
-		SVIDs:      SVIDSource{Provider: xds.SVIDFromAgent, CertDir: DefaultCertDir, SDSSocket: DefaultSDSSocket},
-		AdminPort:  15000,
-		Gateway:    GatewayLimits{MaxConnections: DefaultMaxDownstreamConnections, ReadinessPort: DefaultReadinessPort},
+		Proxy:     Proxy{ID: "n1", Role: role, Cluster: "east-1", Namespace: "default", ServiceAccount: "default"},
+		Server:    Server{Host: "127.0.0.1", Port: 15010, ID: spiffeid.RequireFromString("spiffe://cluster.local/ns/horizon-system/sa/horizon")},
+		SVIDs:     SVIDSource{Provider: xds.SVIDFromAgent, CertDir: DefaultCertDir, SDSSocket: DefaultSDSSocket},
+		AdminPort: 15000,
+		Gateway:   GatewayLimits{MaxConnections: DefaultMaxDownstreamConnections, ReadinessPort: DefaultReadinessPort},
 	}
 }
 

@@ -29,38 +29,41 @@ func goldenCases() []goldenCase {
 	agent := SVIDSource{Provider: xds.SVIDFromAgent, CertDir: DefaultCertDir, SDSSocket: DefaultSDSSocket}
 	gw := GatewayLimits{MaxConnections: DefaultMaxDownstreamConnections, ReadinessPort: DefaultReadinessPort}
 	local := Server{Host: "127.0.0.1", Port: 15010, ID: horizon("cluster.local")}
+	// In a cluster every proxy dials Horizon's mutual-TLS port: the
+	// plaintext one is for local development, on loopback.
+	inCluster := Server{Host: "horizon.horizon-system.svc", Port: 15012, MTLS: true, ID: horizon("cluster.local")}
 	return []goldenCase{
 		{"sidecar", Config{
 			Proxy: Proxy{ID: "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", Role: "sidecar", Cluster: "east-1", Network: "east",
 				Namespace: "demo", ServiceAccount: "echo", Region: "us-east", Zone: "us-east-1a", Labels: map[string]string{"app": "echo"}},
-			XDSAddress: "horizon.horizon-system.svc:15010",
-			Server:     Server{Host: "horizon.horizon-system.svc", Port: 15010, ID: horizon("cluster.local")},
-			SVIDs:      agent, AdminPort: 15000, Gateway: gw,
+			Server: inCluster, SVIDs: agent, AdminPort: 15000, Gateway: gw,
 		}},
 		{"sidecar-mtls-spire", Config{
-			Proxy:      Proxy{ID: "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", Role: "sidecar", Cluster: "east-1", Namespace: "demo", ServiceAccount: "echo"},
-			XDSAddress: "127.0.0.1:15010",
-			Server:     Server{Host: "horizon.horizon-system.svc", Port: 15012, MTLS: true, ID: horizon("example.org")},
-			SVIDs:      SVIDSource{Provider: xds.SVIDFromSPIRE, CertDir: DefaultCertDir, SDSSocket: DefaultSDSSocket},
-			AdminPort:  15000, Gateway: gw,
+			Proxy:     Proxy{ID: "sidecar~10.0.1.7~echo-7d9c5.demo~east-1", Role: "sidecar", Cluster: "east-1", Namespace: "demo", ServiceAccount: "echo"},
+			Server:    Server{Host: "horizon.horizon-system.svc", Port: 15012, MTLS: true, ID: horizon("example.org")},
+			SVIDs:     SVIDSource{Provider: xds.SVIDFromSPIRE, CertDir: DefaultCertDir, SDSSocket: DefaultSDSSocket},
+			AdminPort: 15000, Gateway: gw,
 		}},
 		{"gateway", Config{
 			Proxy: Proxy{ID: "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", Role: "gateway", Cluster: "east-1",
 				Network: "east", Namespace: "horizon-system", ServiceAccount: "horizon-eastwest"},
-			XDSAddress: "127.0.0.1:15010",
-			Server:     Server{Host: "horizon.horizon-system.svc", Port: 15012, MTLS: true, ID: horizon("cluster.local")},
-			SVIDs:      agent, AdminPort: 15000, Gateway: gw,
+			Server: inCluster, SVIDs: agent, AdminPort: 15000, Gateway: gw,
 		}},
 		{"gateway-limits", Config{
 			Proxy: Proxy{ID: "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", Role: "gateway", Cluster: "east-1",
 				Network: "east", Namespace: "horizon-system", ServiceAccount: "horizon-eastwest"},
-			XDSAddress: "127.0.0.1:15010", Server: local, SVIDs: agent, AdminPort: 15000,
+			Server: local, SVIDs: agent, AdminPort: 15000,
 			Gateway: GatewayLimits{MaxConnections: 20000, MaxHeapBytes: 858993459, ReadinessPort: 8021},
 		}},
 		{"proxyless", Config{
 			Proxy: Proxy{ID: "proxyless~10.0.1.8~client-6c4d.demo~east-1", Role: "proxyless", Cluster: "east-1",
 				Namespace: "demo", ServiceAccount: "client", Region: "us-east", Zone: "us-east-1a"},
-			XDSAddress: "127.0.0.1:15010", Server: local, SVIDs: agent, AdminPort: 15000, Gateway: gw,
+			Server: local, SVIDs: agent, AdminPort: 15000, Gateway: gw,
+		}},
+		{"proxyless-mtls", Config{
+			Proxy: Proxy{ID: "proxyless~10.0.1.8~client-6c4d.demo~east-1", Role: "proxyless", Cluster: "east-1",
+				Namespace: "demo", ServiceAccount: "client", Region: "us-east", Zone: "us-east-1a"},
+			Server: inCluster, SVIDs: agent, AdminPort: 15000, Gateway: gw,
 		}},
 	}
 }

@@ -29,7 +29,6 @@ func TestBootstrapValidMatrix(t *testing.T) {
 	}
 	plaintext := func(host string) func(*Config) {
 		return func(c *Config) {
-			c.XDSAddress = net.JoinHostPort(host, "15010")
 			c.Server = Server{Host: host, Port: 15010, ID: horizon("cluster.local")}
 		}
 	}
@@ -90,16 +89,19 @@ func TestBootstrapValidMatrix(t *testing.T) {
 			}
 		}
 	}
-	for iname, identity := range identities {
-		t.Run("proxyless/"+iname, func(t *testing.T) {
-			cfg := config("proxyless")
-			cfg.Proxy.ID = "p1"
-			identity(&cfg)
-			out := render(t, cfg)
-			if _, err := grpcxds.NewXDSResolverWithConfigForTesting(out); err != nil {
-				t.Errorf("grpc-go rejects the bootstrap: %v\n%s", err, out)
-			}
-		})
+	for sname, server := range servers {
+		for iname, identity := range identities {
+			t.Run("proxyless/"+sname+"/"+iname, func(t *testing.T) {
+				cfg := config("proxyless")
+				cfg.Proxy.ID = "p1"
+				server(&cfg)
+				identity(&cfg)
+				out := render(t, cfg)
+				if _, err := grpcxds.NewXDSResolverWithConfigForTesting(out); err != nil {
+					t.Errorf("grpc-go rejects the bootstrap: %v\n%s", err, out)
+				}
+			})
+		}
 	}
 	if n < 30 {
 		t.Errorf("only %d Envoy cases", n)
