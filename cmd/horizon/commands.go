@@ -480,7 +480,7 @@ DIR/svid.key and DIR/bundle.crt.`,
 	fs = issue.Flags()
 	fs.StringVar(&is.caDir, "ca-dir", "", "directory of the issuing CA: ca.crt, ca.key and root.crt, or root.crt and root.key (required)")
 	fs.StringVar(&is.id, "id", "", "the workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account> (required)")
-	fs.StringVar(&is.out, "out", "", "directory to write svid.crt, svid.key and bundle.crt to (required)")
+	fs.StringVar(&is.out, "out", "", "directory to write svid.crt, svid.key, bundle.crt and bundle.json (the SPIFFE bundle map proxyless gRPC reads) to (required)")
 	fs.DurationVar(&is.ttl, "ttl", certs.DefaultSVIDTTL, "how long the SVID is valid (never beyond its CA)")
 	force(fs, &is.force)
 
@@ -513,7 +513,7 @@ func newAgentCommand() *cobra.Command {
 	fs.StringVar(&cfg.bundleFile, "ca-bundle", "", "PEM roots to verify Horizon with until it sends the current bundle (required unless --cert-dir already holds bundle.crt)")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "projected ServiceAccount token with Horizon's audience, read for each request (not needed to renew a valid SVID)")
 	fs.StringVar(&cfg.cluster, "cluster", "", "member cluster that issued the token")
-	fs.StringVar(&cfg.certDir, "cert-dir", bootstrap.DefaultCertDir, "directory to keep svid.crt, svid.key and bundle.crt in: the --cert-dir of 'horizon bootstrap' and 'horizon gateway' (old name --out)")
+	fs.StringVar(&cfg.certDir, "cert-dir", bootstrap.DefaultCertDir, "directory to keep svid.crt, svid.key, bundle.crt and bundle.json in: the --cert-dir of 'horizon bootstrap' and 'horizon gateway' (old name --out)")
 	alias(fs, "out", "cert-dir")
 	fs.DurationVar(&cfg.ttl, "ttl", 0, "SVID lifetime to ask for (0: Horizon's default)")
 	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")

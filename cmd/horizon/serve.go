@@ -258,9 +258,13 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintln(stdout)
 	summary(stdout)
-	if xdsLis != nil {
+	switch {
+	case xdsLis != nil:
 		fmt.Fprintf(stdout, "\nA proxyless gRPC client:\n  horizon bootstrap --role proxyless --cluster <cluster> --xds-address %s > bootstrap.json\n", dialable(xdsLis.Addr().String()))
 		fmt.Fprintf(stdout, "  GRPC_XDS_BOOTSTRAP=bootstrap.json your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
+	case mtlsLis != nil:
+		fmt.Fprintf(stdout, "\nA proxyless gRPC client, with the SVID 'horizon agent' keeps in <dir>:\n  horizon bootstrap --role proxyless --cluster <cluster> --mtls-address %s --cert-dir <dir> > bootstrap.json\n", dialable(mtlsLis.Addr().String()))
+		fmt.Fprintf(stdout, "  GRPC_XDS_BOOTSTRAP=bootstrap.json GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true your-client xds:///<svc>.<ns>.svc.clusterset.local:<port>\n")
 	}
 
 	if watcher != nil {
