@@ -36,7 +36,7 @@ type frameHeader struct {
 // connection, fed its bytes in pieces of any size: a frame header may be
 // split between two pieces. It reads frame headers only and skips payloads.
 type frameScanner struct {
-	preface int    // bytes of the client preface still to skip
+	preface int // bytes of the client preface still to skip
 	hdr     [frameHeaderLen]byte
 	hdrN    int    // bytes of the current frame header seen so far
 	left    uint32 // payload bytes of the current frame still to come
