@@ -69,12 +69,11 @@ func (c *creds) OverrideServerName(name string) error {
 // client that goes away first (a TCP health probe) is counted only.
 func (g *Guard) handshakeFailed(raw net.Conn, err error) {
 	reason := handshakeReason(err)
-	g.metrics.handshakeFailed(g.port, reason)
-	if reason == HandshakeClosed {
-		return
+	if reason != HandshakeClosed {
+		g.log.Warn("tls|"+reason+"|"+sourceOf(raw.RemoteAddr()), "TLS handshake failed",
+			"port", g.port, "peer", raw.RemoteAddr().String(), "reason", reason, "err", ratelog.Truncate(err.Error(), 300))
 	}
-	g.log.Warn("tls|"+reason+"|"+sourceOf(raw.RemoteAddr()), "TLS handshake failed",
-		"port", g.port, "peer", raw.RemoteAddr().String(), "reason", reason, "err", ratelog.Truncate(err.Error(), 300))
+	g.metrics.handshakeFailed(g.port, reason) // after the log line, so that a test that sees the count sees the line
 }
 
 // handshakeReason sorts what a failed TLS handshake returned into one of

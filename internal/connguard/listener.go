@@ -29,13 +29,13 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		src := sourceOf(c.RemoteAddr())
 		if reason := l.g.conns.acquire(src); reason != "" {
-			c.Close()
-			l.g.metrics.refused(l.g.port, reason)
 			key := reason
 			if reason == ReasonMaxConnsPerSource {
 				key += "|" + src
 			}
 			l.g.log.Warn(key, "connection refused: too many connections", "port", l.g.port, "peer", c.RemoteAddr().String(), "reason", reason)
+			l.g.metrics.refused(l.g.port, reason)
+			c.Close()
 			continue
 		}
 		l.g.metrics.connections(l.g.port, 1)
