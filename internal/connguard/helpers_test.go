@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,8 +98,9 @@ type testServer struct {
 	log     *syncBuffer
 }
 
-// startServer serves the test service with cfg's Guard until the test ends.
-func startServer(t *testing.T, cfg Config) *testServer {
+// startServer serves the test service with cfg's Guard until the test ends:
+// its options follow opts, as in horizon serve.
+func startServer(t *testing.T, cfg Config, opts ...grpc.ServerOption) *testServer {
 	t.Helper()
 	if cfg.Port == "" {
 		cfg.Port = "plaintext"
@@ -114,13 +116,12 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	s.addr = lis.Addr().String()
 	var gs *grpc.Server
 	if *unguarded {
-		var opts []grpc.ServerOption
 		if cfg.Creds != nil {
 			opts = append(opts, grpc.Creds(cfg.Creds))
 		}
 		gs = grpc.NewServer(opts...)
 	} else {
-		gs = grpc.NewServer(s.guard.ServerOptions()...)
+		gs = grpc.NewServer(slices.Concat(opts, s.guard.ServerOptions())...)
 		lis = s.guard.Listener(lis)
 	}
 	testpb.RegisterTestServiceServer(gs, s.svc)
