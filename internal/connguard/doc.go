@@ -24,7 +24,7 @@
 // metrics). Wiring it is two calls, both needed:
 //
 //	g := connguard.New(connguard.Config{Port: "mtls", Creds: credentials.NewTLS(conf), Metrics: m, Logger: log})
-//	gs := grpc.NewServer(append(otherOptions, g.ServerOptions()...)...)
+//	gs := grpc.NewServer(slices.Concat(otherOptions, g.ServerOptions())...)
 //	gs.Serve(g.Listener(lis))
 //
 // ServerOptions sets grpc.Creds itself (the port's own credentials, wrapped,
@@ -61,7 +61,7 @@
 // connection. Counting by lifetime rather than by messages means a client
 // cannot hide its resets by sending a message first; to avoid counting it
 // must keep each stream a second, and MaxConcurrentStreams then bounds it to
-// 100 streams a second per connection.
+// 100 streams a second per connection (with the defaults).
 //
 // Everything a client triggers is counted (Metrics) and logged at most once
 // per key per LogInterval (internal/ratelog).

@@ -9,7 +9,7 @@ type Limits struct {
 	// replica serves a few thousand proxies, one connection each; the
 	// default leaves room for a reconnect storm during a rollout while
 	// bounding file descriptors and per-connection buffers (each gRPC
-	// connection holds about 64 KiB of buffers and two goroutines).
+	// connection holds about 64 KiB of buffers and three goroutines).
 	MaxConns int
 	// MaxConnsPerSource bounds the open connections from one remote IP
 	// address (default 256): the proxies behind a NAT (a node's SNAT, a
