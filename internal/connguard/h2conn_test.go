@@ -3,6 +3,7 @@ package connguard
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -203,4 +204,29 @@ func mtlsServerConfig(t *testing.T) (*tls.Config, certtest.Server) {
 	root := certtest.Root(t, td)
 	horizon := certtest.Server{SVID: certtest.SVID(t, root, "spiffe://example.org/ns/horizon-system/sa/horizon"), Bundle: root.Bundle()}
 	return certsvc.ServerTLS(horizon.SVID, horizon.Bundle, td, time.Now), horizon
+}
+
+// TestHeaderListIsBounded opens a stream with 100 KiB of headers.
+// Unguarded (gRPC's default allows 16 MiB), a handler serves it. Guarded,
+// gRPC's framer (x/net's) stops reading at MaxHeaderListSize and closes
+// the connection, without starting a handler.
+func TestHeaderListIsBounded(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dialH2(t, srv.addr, nil)
+	var large []string
+	for i := range 50 {
+		large = append(large, fmt.Sprintf("x-large-%d", i), strings.Repeat("a", 2<<10))
+	}
+	if err := c.headers(1, fullDuplex, large...); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.flush(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the connection closed", func() bool {
+		if srv.svc.started.Load() > 0 {
+			t.Fatal("a stream with 100 KiB of headers was served")
+		}
+		return c.ended()
+	})
 }

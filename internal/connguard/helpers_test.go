@@ -253,16 +253,31 @@ func (c *h2Client) readLoop(fr *http2.Framer) {
 	}
 }
 
-// headers opens stream id on path.
-func (c *h2Client) headers(id uint32, path string) error {
+// headers opens stream id on path, with extra header fields (name, value,
+// name, value...), in CONTINUATION frames past 16 KiB.
+func (c *h2Client) headers(id uint32, path string, extra ...string) error {
 	c.hbuf.Reset()
-	for _, f := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":path", path}, {":authority", "horizon"},
-		{"content-type", "application/grpc"}, {"te", "trailers"},
-	} {
-		_ = c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	fields := append([]string{
+		":method", "POST", ":scheme", "http", ":path", path, ":authority", "horizon",
+		"content-type", "application/grpc", "te", "trailers",
+	}, extra...)
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
 	}
-	return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
+	block := c.hbuf.Bytes()
+	const maxFrame = 16 << 10
+	first := block[:min(len(block), maxFrame)]
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndHeaders: len(first) == len(block)}); err != nil {
+		return err
+	}
+	for rest := block[len(first):]; len(rest) > 0; {
+		n := min(len(rest), maxFrame)
+		if err := c.fr.WriteContinuation(id, n == len(rest), rest[:n]); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return nil
 }
 
 func (c *h2Client) reset(id uint32) error { return c.fr.WriteRSTStream(id, http2.ErrCodeCancel) }
