@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery"
 	kubesrc "github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/connguard"
 	"github.com/horizonmesh/horizon/xds/server"
 )
 
@@ -148,8 +150,14 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 		return nil, err
 	}
 	srv := server.New(ctx, server.Options{Debounce: sc.Debounce})
-	// As cmd/horizon serve configures it.
-	gs := grpc.NewServer(server.GRPCOptions(server.DefaultSendTimeout, nil)...)
+	// As cmd/horizon serve configures it, guard included (connguard's
+	// defaults), except the per-source connection limit: every simulated
+	// proxy connects from 127.0.0.1.
+	lim := connguard.DefaultLimits()
+	lim.MaxConnsPerSource = lim.MaxConns
+	guard := connguard.New(connguard.Config{Port: "plaintext", Limits: lim})
+	gs := grpc.NewServer(slices.Concat(server.GRPCOptions(server.DefaultSendTimeout, nil), guard.ServerOptions())...)
+	lis = guard.Listener(lis)
 	srv.Register(gs)
 	tr := &tracker{}
 	src := kubesrc.NewSource(kubesrc.SourceOptions{Logger: log.With("component", "kube"), OnUpdate: func(cs *discovery.ClusterSet) {

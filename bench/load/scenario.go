@@ -14,6 +14,7 @@ import (
 
 	"github.com/horizonmesh/horizon/bench/gen"
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/connguard"
 	"github.com/horizonmesh/horizon/xds/server"
 )
 
@@ -298,8 +299,14 @@ func Run(ctx context.Context, sc Scenario, startFleet StartFleet, log *slog.Logg
 		return nil, err
 	}
 	srv := server.New(ctx, server.Options{Debounce: sc.Debounce})
-	// As cmd/horizon serve configures it.
-	gs := grpc.NewServer(server.GRPCOptions(server.DefaultSendTimeout, nil)...)
+	// As cmd/horizon serve configures it, guard included (connguard's
+	// defaults), except the per-source connection limit: every simulated
+	// proxy connects from 127.0.0.1.
+	lim := connguard.DefaultLimits()
+	lim.MaxConnsPerSource = lim.MaxConns
+	guard := connguard.New(connguard.Config{Port: "plaintext", Limits: lim})
+	gs := grpc.NewServer(slices.Concat(server.GRPCOptions(server.DefaultSendTimeout, nil), guard.ServerOptions())...)
+	lis = guard.Listener(lis)
 	srv.Register(gs)
 	if err := srv.Apply(base); err != nil {
 		return nil, fmt.Errorf("apply base: %w", err)

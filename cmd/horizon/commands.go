@@ -21,6 +21,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
+	"github.com/horizonmesh/horizon/internal/connguard"
 	"github.com/horizonmesh/horizon/gateway/proxy/sni"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
@@ -229,6 +230,14 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.BoolVar(&cfg.plaintextRemote, "plaintext-remote", false, "allow --xds-address beyond loopback: plaintext xDS authenticates no proxy, so every client that reaches it may claim any cluster")
 	fs.Var((*repeated)(&cfg.identityClusters), "identity-cluster", "PATTERN=CLUSTER: bind SVIDs whose SPIFFE ID matches PATTERN to member cluster CLUSTER on the mTLS port, for CAs whose chain names no cluster (SPIRE, your own PKI); Horizon's CA binds clusters itself (repeatable)")
 	fs.Var((*repeated)(&cfg.gatewayIdentities), "gateway-identity", "SPIFFE ID pattern of identities that may declare ROLE=gateway on the mTLS port (repeatable; default spiffe://<trust domain>/ns/horizon-system/sa/horizon-eastwest)")
+	lim := connguard.DefaultLimits()
+	cfg.limits = lim
+	fs.IntVar(&cfg.limits.MaxConns, "max-connections", lim.MaxConns, "most open connections on each gRPC port; more are closed at accept")
+	fs.IntVar(&cfg.limits.MaxConnsPerSource, "max-connections-per-source", lim.MaxConnsPerSource, "most open connections from one IP address on each gRPC port (proxies behind a NAT share one)")
+	fs.Uint32Var(&cfg.limits.MaxConcurrentStreams, "max-streams-per-connection", lim.MaxConcurrentStreams, "most open HTTP/2 streams on one connection (Envoy and gRPC use one ADS stream)")
+	fs.Float64Var(&cfg.limits.StreamRate, "stream-rate", lim.StreamRate, "new streams admitted per second on each gRPC port: a reconnect storm beyond --stream-burst waits for its turn, up to 10s, rather than being refused")
+	fs.IntVar(&cfg.limits.StreamBurst, "stream-burst", lim.StreamBurst, "new streams admitted at once before --stream-rate paces them")
+	fs.IntVar(&cfg.limits.MaxRecvMsgSize, "max-message-bytes", lim.MaxRecvMsgSize, "largest message a client may send (a stream's first message, before it is identified, at most 1 MiB)")
 	fs.IntVar(&cfg.maxViews, "max-views", server.DefaultMaxViews, "most views (role, cluster, network, locality, labels) rendered at once; a stream that needs one more is refused")
 	fs.Var(&cfg.kube.members, "member", "a Kubernetes member cluster: name=N,network=NET,kubeconfig=FILE[,context=C][,region=R][,zone=Z] (repeatable)")
 	fs.StringVar(&cfg.kube.secretsNamespace, "member-secrets-namespace", "", "watch member-cluster Secrets in this namespace of the control plane's cluster")

@@ -99,8 +99,10 @@ func sampleValue(t *testing.T, f *pflag.Flag) string {
 		return "-3m7s"
 	case "int", "int64":
 		return "-7"
-	case "uint64":
+	case "uint64", "uint32":
 		return "7"
+	case "float64":
+		return "-7.5"
 	case "key=value":
 		return "tier=web"
 	case "member":

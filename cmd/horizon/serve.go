@@ -25,6 +25,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/policyfile"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
+	"github.com/horizonmesh/horizon/internal/connguard"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/server"
 )
@@ -45,6 +46,7 @@ type serveConfig struct {
 	identityClusters     []string
 	gatewayIdentities    []string
 	maxViews             int
+	limits               connguard.Limits // of each gRPC port; zero fields take the defaults
 	kube                 kubeConfig
 	mtlsAddress          string
 	tlsCert              string
@@ -209,14 +211,22 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 	}
 
+	// Each port is guarded (internal/connguard): connections in total and
+	// per source, TLS handshakes, streams per connection, new streams per
+	// second, message sizes, rapid reset.
 	grpcOpts := server.GRPCOptions(cfg.sendTimeout, xm)
+	gm := connguard.NewMetrics(reg)
 	var grpcServer, mtlsServer *grpc.Server
 	if xdsLis != nil {
-		grpcServer = grpc.NewServer(grpcOpts...)
+		g := connguard.New(connguard.Config{Port: "plaintext", Limits: cfg.limits, Metrics: gm, Logger: log.With("port", "plaintext")})
+		grpcServer = grpc.NewServer(slices.Concat(grpcOpts, g.ServerOptions())...)
+		xdsLis = g.Listener(xdsLis)
 		srv.Register(grpcServer)
 	}
 	if mtlsLis != nil {
-		mtlsServer = grpc.NewServer(append(grpcOpts, grpc.Creds(credentials.NewTLS(port.conf)))...)
+		g := connguard.New(connguard.Config{Port: "mtls", Creds: credentials.NewTLS(port.conf), Limits: cfg.limits, Metrics: gm, Logger: log.With("port", "mtls")})
+		mtlsServer = grpc.NewServer(slices.Concat(grpcOpts, g.ServerOptions())...)
+		mtlsLis = g.Listener(mtlsLis)
 		srv.Register(mtlsServer)
 		if port.register != nil {
 			port.register(mtlsServer)

@@ -38,10 +38,14 @@ type Limits struct {
 	// (a few KiB).
 	MaxHeaderListSize uint32
 	// StreamRate and StreamBurst are the port's token bucket for new
-	// streams and unary calls (defaults 200 a second, burst 400). Each new
-	// ADS stream costs a full push (every resource type); a reconnect storm
-	// of 10,000 proxies is admitted in 50 s at a steady rate instead of at
-	// once. A stream waits for its token; see MaxStreamWait.
+	// streams and unary calls (defaults 2,000 a second, burst 4,000). Each
+	// new ADS stream costs a full push (every resource type); 2,000 a
+	// second is about what one replica on two cores renders for new
+	// streams (bench/RESULTS.md (f): 5,000 proxies resynced in 2.4–2.9 s),
+	// so a storm up to the burst is admitted at once, and a larger one
+	// (20,000 proxies after a rollout) queues at the rate the server can
+	// push instead of collapsing every stream's latency. A stream waits
+	// for its token; see MaxStreamWait.
 	StreamRate  float64
 	StreamBurst int
 	// MaxStreamWait is the longest a new stream waits for its token
@@ -80,8 +84,8 @@ func DefaultLimits() Limits {
 		MaxRecvMsgSize:       4 << 20,
 		MaxFirstMsgSize:      1 << 20,
 		MaxHeaderListSize:    64 << 10,
-		StreamRate:           200,
-		StreamBurst:          400,
+		StreamRate:           2000,
+		StreamBurst:          4000,
 		MaxStreamWait:        10 * time.Second,
 		HandshakeTimeout:     10 * time.Second,
 		RapidResets:          100,
