@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/mem"
 )
 
 // h2Conn is the connection gRPC speaks HTTP/2 on: what the port's
@@ -17,8 +19,11 @@ import (
 type h2Conn struct {
 	net.Conn          // HTTP/2 in clear
 	raw      net.Conn // the accepted connection under Conn (Conn itself in plaintext)
-	g        *Guard
-	source   string // remote IP, for the log
+	// rawRead reads Conn when it is ready (ReadOnReady), if it is a bare
+	// TCP connection.
+	rawRead func(int, mem.BufferPool) (*[]byte, int, error)
+	g       *Guard
+	source  string // remote IP, for the log
 
 	// The reader's own.
 	in          frameScanner
@@ -51,6 +56,7 @@ func newH2Conn(g *Guard, conn, raw net.Conn) *h2Conn {
 		open:     map[uint32]time.Time{},
 		goneAway: make(chan struct{}),
 		closed:   make(chan struct{}),
+		rawRead:  readyReader(conn),
 	}
 }
 
