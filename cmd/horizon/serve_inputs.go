@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 
 	"github.com/horizonmesh/horizon/discovery"
@@ -33,11 +32,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // as serve does before it listens (its watcher, on every reload, too): the
 // one way view and explain read their --policy.
 func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.File, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--policy: %w", err)
-	}
-	pol, err := policyfile.Parse(path, data, policyfile.TopologyOf(cs))
+	pol, err := policyfile.Load(path, policyfile.TopologyOf(cs))
 	if err != nil {
 		return nil, fmt.Errorf("--policy: %w", err)
 	}
@@ -50,11 +45,7 @@ func loadClusterSet(path string) (*discovery.ClusterSet, error) {
 	if path == "" {
 		return file.Parse(local.Name, local.ClusterSet)
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return file.Parse(path, data)
+	return file.Load(path)
 }
 
 // printClusterSet tells a new user, on one screen, what is being served.

@@ -2,6 +2,14 @@
 // YAML file (examples/local/clusterset.yaml documents the format field by
 // field) into a discovery.ClusterSet, and a Watcher reloads the file when it
 // changes, keeping the last good ClusterSet when an edit is invalid.
+//
+// The file is bounded (limits.go): at most MaxFileSize bytes (8 MiB),
+// MaxClusters clusters and MaxNetworks networks (1000), and per cluster
+// MaxGateways gateways (256) and MaxServices services (20,000); per service
+// MaxPorts ports (100) and MaxEndpoints endpoints (100,000); per endpoint
+// MaxPorts port overrides and MaxLabels labels (64). YAML aliases may expand
+// the document to ten times its own nodes, and to MaxFileSize/2+10,000 nodes at
+// most (yamlnode.Reader.Root).
 package file
 
 import (
@@ -24,10 +32,25 @@ import (
 // first one.
 type Error = yamlnode.Error
 
+// Load reads and parses the ClusterSet file at path, reading no more than
+// MaxFileSize+1 bytes of it.
+func Load(path string) (*discovery.ClusterSet, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+func readFile(path string) ([]byte, error) {
+	return yamlnode.ReadFile(path, "ClusterSet", MaxFileSize)
+}
+
 // Parse parses a ClusterSet file. name is the file name that error messages
 // start with ("name:line:col: path: message"). It reports every problem it finds, one
-// line each, sorted by line; the ClusterSet is built only from a file without
-// any.
+// line each, sorted by line (at most yamlnode.MaxErrors); the ClusterSet is
+// built only from a file without any. Data of more than MaxFileSize bytes is
+// rejected before it is parsed.
 func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 	p := newParser(name)
 	clusters := p.document(data)
@@ -75,7 +98,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 	}
 	var clusters []discovery.Cluster
 	lines := map[string]int{}
-	for i, item := range top.List("clusters") {
+	for i, item := range top.List("clusters", clustersBound) {
 		c, ok := p.cluster(item, i, networks)
 		if !ok {
 			continue
@@ -118,7 +141,7 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 		}
 	}
 	seen := map[discovery.Gateway]int{}
-	for i, item := range o.List("gateways") {
+	for i, item := range o.List("gateways", gatewaysBound) {
 		g, ok := p.gateway(item, i, where, c.Network, networks)
 		if !ok {
 			continue
@@ -131,7 +154,7 @@ func (p *parser) cluster(n *yaml.Node, index int, networks map[string]bool) (dis
 		c.Gateways = append(c.Gateways, g)
 	}
 	lines := map[discovery.ServiceKey]int{}
-	for i, item := range o.List("services") {
+	for i, item := range o.List("services", servicesBound) {
 		s, ok := p.service(item, i, where, &c)
 		if !ok {
 			continue
@@ -152,13 +175,13 @@ func (p *parser) networks(top *yamlnode.Object) map[string]bool {
 	if !ok {
 		return nil
 	}
-	if n.Kind != yaml.SequenceNode {
-		top.Errorf("networks", "want a list, got %s", yamlnode.Describe(n))
-		return nil
+	items := top.List("networks", networksBound)
+	if n.Kind != yaml.SequenceNode || len(n.Content) > MaxNetworks {
+		return nil // reported by List; no check of the clusters' networks against it
 	}
 	networks := map[string]bool{}
 	lines := map[string]int{}
-	for i, item := range top.List("networks") {
+	for i, item := range items {
 		name, ok := p.ScalarString(item, yamlnode.Index("networks", i), "")
 		switch {
 		case !ok:
@@ -269,7 +292,7 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 			s.ClusterIP = addr.String()
 		}
 	}
-	s.Ports = p.ports(o.List("ports"), where)
+	s.Ports = p.ports(o.List("ports", portsBound), where)
 	if ports, ok := o.Set("ports"); s.Type == discovery.ClusterSetIP &&
 		(!ok || ports.Kind == yaml.SequenceNode && len(ports.Content) == 0) {
 		o.Errorf("ports", "a ClusterSetIP service needs at least one port")
@@ -281,7 +304,7 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 		}
 	}
 	lines := map[string]int{}
-	for i, item := range o.List("endpoints") {
+	for i, item := range o.List("endpoints", endpointsBound) {
 		e, ok := p.endpoint(item, i, where, c, names)
 		if !ok {
 			continue
@@ -390,7 +413,7 @@ func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.
 	if err := checkLocality(e.Locality); err != "" {
 		p.Errorf(n, where, "%s", err)
 	}
-	o.Entries("ports", func(_ *yaml.Node, name string, v *yaml.Node) {
+	o.Entries("ports", endpointPortsBound, func(_ *yaml.Node, name string, v *yaml.Node) {
 		if !portNames[name] {
 			p.Errorf(v, yamlnode.Index(yamlnode.Join(where, "ports"), name), "not a port name of the service")
 			return
@@ -402,7 +425,7 @@ func (p *parser) endpoint(n *yaml.Node, index int, service string, c *discovery.
 			e.Ports[name] = port
 		}
 	})
-	o.Entries("labels", func(_ *yaml.Node, k string, v *yaml.Node) {
+	o.Entries("labels", labelsBound, func(_ *yaml.Node, k string, v *yaml.Node) {
 		if k == "" {
 			p.Errorf(v, yamlnode.Join(where, "labels"), "empty label name")
 			return

@@ -15,8 +15,10 @@ import (
 )
 
 // Watcher serves the ClusterSet of a local file and reloads it when the file
-// changes. An edit that does not parse is logged and counted, and the last good
-// ClusterSet keeps serving.
+// changes. An edit that does not parse, or makes the file larger than
+// MaxFileSize (of which it reads no more than MaxFileSize+1 bytes), is
+// logged and counted as a rejected reload, and the last good ClusterSet
+// keeps serving.
 type Watcher struct {
 	Path   string
 	Logger *slog.Logger // nil logs nothing
@@ -36,14 +38,9 @@ type Watcher struct {
 	lastErr error
 }
 
-// Load reads and parses the file once. It does not touch the Watcher's state.
-func (w *Watcher) Load() (*discovery.ClusterSet, error) {
-	data, err := os.ReadFile(w.Path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(w.Path, data)
-}
+// Load reads and parses the file once (the package's Load). It does not
+// touch the Watcher's state.
+func (w *Watcher) Load() (*discovery.ClusterSet, error) { return Load(w.Path) }
 
 // LastError returns why the last load of the file failed, nil if it succeeded.
 func (w *Watcher) LastError() error {
@@ -91,7 +88,7 @@ type watch struct {
 // OnUpdate gets a new valid ClusterSet, an invalid or missing file is logged
 // and counted. It returns the error that rejected the file, if any.
 func (s *watch) check() error {
-	data, err := os.ReadFile(s.w.Path)
+	data, err := readFile(s.w.Path) // a file too large is an error here
 	seen := "read error: "
 	if err != nil {
 		seen += err.Error()

@@ -261,11 +261,14 @@ func TestWatcherInitialError(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	install(t, "bad.yaml", bad)
+	large := filepath.Join(dir, "large.yaml")
+	testkit.CopyPadded(t, "testdata/watch/v1.yaml", large, MaxFileSize+1)
 	for _, tc := range []struct {
 		path string
 		want func(error) bool
 	}{
 		{bad, func(err error) bool { return strings.HasPrefix(err.Error(), bad+":10:22: ") }},
+		{large, func(err error) bool { return strings.HasPrefix(err.Error(), large+":1:1: size > ") }},
 		{filepath.Join(dir, "missing.yaml"), func(err error) bool { return errors.Is(err, fs.ErrNotExist) }},
 	} {
 		m := NewMetrics(nil)

@@ -18,7 +18,7 @@ type parser struct{ yamlnode.Parser }
 
 func newParser(file string) *parser {
 	p := &parser{}
-	p.Init(file, false)
+	p.Init(file, false, MaxFileSize)
 	return p
 }
 

@@ -68,11 +68,26 @@
 // cluster that lacks the service. Every error is collected; they are joined,
 // sorted by position.
 //
+// # Limits
+//
+// The file is bounded (limits.go), generously: at most MaxFileSize bytes
+// (4 MiB), checked before parsing, and MaxRules rules (10,000); per locality
+// block MaxFailoverPriority keys (16), MaxFailover failover entries and
+// MaxFailoverTo regions in each one's to (256), MaxDistribute distribute
+// entries (1000) and MaxDistributeTo shares in each one's to (100, as
+// weights of at least 1 add up to 100); per retries block MaxRetryOn
+// conditions (32); per clusters block MaxClusters weights and pinned
+// clusters (1000). A list past its bound is reported at the list, as
+// "N keys, at most 16", and none of it is read. YAML aliases may expand the
+// document to ten times its own nodes, and to MaxFileSize/2+10,000 nodes at most
+// (yamlnode.Reader.Root).
+//
 // # Reloading
 //
 // A Watcher reloads the file on change (fsnotify on its directory and a
 // poll), and checks it again when SetTopology brings a different topology.
-// A rejected edit keeps the last good policy serving; a serving policy that
+// It reads no more than MaxFileSize+1 bytes of the file. A rejected edit
+// (a file too large included) keeps the last good policy serving; a serving policy that
 // no longer passes against a new topology keeps serving too, flagged by
 // Status().TopologyMismatch and horizon_policy_topology_mismatch.
 package policyfile

@@ -39,10 +39,26 @@ var keyAliases = map[string]Key{
 	"topology.istio.io/network":     KeyNetwork,
 }
 
+// Load reads the policy file at path, no more than MaxFileSize+1 bytes of
+// it, and checks it against a topology (Parse).
+func Load(path string, known Topology) (*File, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, known)
+}
+
+func readFile(path string) ([]byte, error) {
+	return yamlnode.ReadFile(path, "policy", MaxFileSize)
+}
+
 // Parse parses and checks a policy file against the topology it will be used
 // with. name is the file name that messages start with
 // ("name:line:col: path: message"). It reports every problem it finds, sorted
-// by position; the Policy is built only from a file without any.
+// by position (at most yamlnode.MaxErrors); the Policy is built only from a
+// file without any. Data of more than MaxFileSize bytes is rejected before
+// it is parsed.
 func Parse(name string, data []byte, known Topology) (*File, error) {
 	p := newParser(name)
 	c := &checker{p: p, topo: known.normalized()}
@@ -152,7 +168,7 @@ func (c *checker) document(data []byte) *File {
 	if n := top.Get("services"); n != nil && n.Kind != yaml.SequenceNode && !yamlnode.IsNull(n) {
 		top.Errorf("services", "want a list of rules, got %s", yamlnode.Describe(n))
 	}
-	for i, item := range top.List("services") {
+	for i, item := range top.List("services", rulesBound) {
 		path := index("services", i)
 		if m := yamlnode.Child(item, "match"); m != nil {
 			if name := cmp.Or(yamlnode.Peek(m, "service"), yamlnode.Peek(m, "host")); name != "" {
@@ -326,8 +342,8 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 	var prioNodes []*yaml.Node
 	if _, ok := o.Set("failoverPriority"); ok {
 		lb.FailoverPriority, lb.FailoverPriorityGiven = nil, true
-		items := o.List("failoverPriority")
-		if n := o.Get("failoverPriority"); n.Kind == yaml.SequenceNode && len(items) == 0 {
+		items := o.List("failoverPriority", failoverPriorityBound)
+		if n := o.Get("failoverPriority"); n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
 			o.Errorf("failoverPriority", "empty; write enabled: false to put every endpoint in one priority")
 		}
 		seen := map[Key]int{}
@@ -362,7 +378,7 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 
 	// failover
 	fromLines := map[string]*yaml.Node{}
-	for i, item := range o.List("failover") {
+	for i, item := range o.List("failover", failoverBound) {
 		path := index(join(o.Where(), "failover"), i)
 		if from := yamlnode.Peek(item, "from"); from != "" {
 			path = index(join(o.Where(), "failover"), from)
@@ -386,8 +402,8 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 		if f.From != "" {
 			fromLines[f.From] = fo.At("from")
 		}
-		to := fo.List("to")
-		if n, ok := fo.Set("to"); !ok || n.Kind == yaml.SequenceNode && len(to) == 0 {
+		to := fo.List("to", failoverToBound)
+		if n, ok := fo.Set("to"); !ok || n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
 			fo.Errorf("to", "want at least one region to fail over to")
 		}
 		seen := map[string]int{}
@@ -420,7 +436,7 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 
 	// distribute
 	var froms []target
-	for i, item := range o.List("distribute") {
+	for i, item := range o.List("distribute", distributeBound) {
 		path := index(join(o.Where(), "distribute"), i)
 		if from := yamlnode.Peek(item, "from"); from != "" {
 			path = index(join(o.Where(), "distribute"), from)
@@ -452,7 +468,7 @@ func (c *checker) locality(o *yamlnode.Object, l *layer) (LocalityLB, bool) {
 		}
 		total := 0
 		var shares []target
-		do.Entries("to", func(k *yaml.Node, name string, v *yaml.Node) {
+		do.Entries("to", distributeToBound, func(k *yaml.Node, name string, v *yaml.Node) {
 			tpath := index(join(path, "to"), name)
 			pat, ok := c.pattern(k, tpath)
 			w, wok := p.integer(v, tpath, 1, distributeTotal)
@@ -576,8 +592,8 @@ func (c *checker) retries(o *yamlnode.Object) (*Retries, bool) {
 	if d, ok := duration(o, "perTryTimeout"); ok {
 		r.PerTryTimeout = d
 	}
-	items := o.List("retryOn")
-	if n, ok := o.Set("retryOn"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
+	items := o.List("retryOn", retryOnBound)
+	if n, ok := o.Set("retryOn"); ok && n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
 		o.Errorf("retryOn", "empty: leave it out for %s", strings.Join(defaultRetryOn, ", "))
 	}
 	seen := map[string]int{}
@@ -608,7 +624,7 @@ func (c *checker) clusters(o *yamlnode.Object) (ClusterTraffic, bool) {
 	var ct ClusterTraffic
 	known := strings.Join(c.topo.clusterNames(), ", ")
 	weightKeys := map[string]*yaml.Node{}
-	o.Entries("weights", func(k *yaml.Node, name string, v *yaml.Node) {
+	o.Entries("weights", weightsBound, func(k *yaml.Node, name string, v *yaml.Node) {
 		path := index(join(o.Where(), "weights"), name)
 		if _, ok := c.topo.cluster(name); !ok {
 			p.Errorf(k, path, "unknown cluster %q (known: %s)", name, known)
@@ -624,8 +640,8 @@ func (c *checker) clusters(o *yamlnode.Object) (ClusterTraffic, bool) {
 		ct.Weights[name], weightKeys[name] = uint32(w), k
 	})
 	pins := map[string]int{}
-	items := o.List("pin")
-	if n, ok := o.Set("pin"); ok && n.Kind == yaml.SequenceNode && len(items) == 0 {
+	items := o.List("pin", pinBound)
+	if n, ok := o.Set("pin"); ok && n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
 		o.Errorf("pin", "empty: leave it out to use every cluster")
 	}
 	for i, item := range items {

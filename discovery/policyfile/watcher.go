@@ -14,8 +14,10 @@ import (
 )
 
 // Watcher serves the policy of a file and checks it again when the file or
-// the topology changes. A file that does not pass is logged, counted and
-// shown by Status, and the last good policy keeps serving.
+// the topology changes. A file that does not pass, or is larger than
+// MaxFileSize (of which it reads no more than MaxFileSize+1 bytes), is
+// logged, counted as a rejected reload and shown by Status, and the last
+// good policy keeps serving.
 //
 // A topology change can make the serving policy fail its check (a cluster
 // it pins was removed from the ClusterSet). The policy keeps serving then:
@@ -172,7 +174,7 @@ type watch struct {
 // check reads the file and, if it changed since the last look or force is
 // set (a new topology), checks it. It returns the error that rejected it.
 func (s *watch) check(force bool) error {
-	data, err := os.ReadFile(s.w.Path)
+	data, err := readFile(s.w.Path) // a file too large is an error here
 	seen := "read error: "
 	var sum [sha256.Size]byte
 	if err != nil {

@@ -18,7 +18,7 @@ type parser struct{ yamlnode.Parser }
 
 func newParser(file string) *parser {
 	p := &parser{}
-	p.Init(file, true)
+	p.Init(file, true, MaxFileSize)
 	return p
 }
 

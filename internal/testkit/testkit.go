@@ -16,6 +16,7 @@
 package testkit
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"testing"
@@ -80,6 +81,38 @@ func Copy(t testing.TB, src, dst string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CopyPadded writes the YAML file src to dst followed by comment lines, to
+// size bytes in all: a valid input file of any size, for the tests of size
+// limits. The padding is written a chunk at a time, not held in memory.
+func CopyPadded(t testing.TB, src, dst string, size int) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > size {
+		t.Fatalf("%s is %d bytes, more than %d", src, len(data), size)
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	line := append([]byte("\n#"), bytes.Repeat([]byte{'x'}, 1021)...)
+	chunk := bytes.Repeat(line, 1024) // 1 MiB
+	for left := size - len(data); left > 0; left -= len(chunk) {
+		if _, err := f.Write(chunk[:min(left, len(chunk))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 }

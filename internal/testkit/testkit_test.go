@@ -3,6 +3,8 @@ package testkit
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -60,5 +62,29 @@ func TestEventually(t *testing.T) {
 	took := Eventually(t, time.Second, "200ms", func() bool { return time.Since(start) > 200*time.Millisecond })
 	if took < 200*time.Millisecond || took > 600*time.Millisecond {
 		t.Errorf("Eventually returned %v for a condition met after 200ms", took)
+	}
+}
+
+func TestCopyPadded(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.yaml")
+	if err := os.WriteFile(src, []byte("a: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{5, 6, 7, 1 << 20, 3<<20 + 17} {
+		dst := filepath.Join(dir, "dst.yaml")
+		CopyPadded(t, src, dst, size)
+		data, err := os.ReadFile(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) != size || !strings.HasPrefix(string(data), "a: 1\n") {
+			t.Errorf("size %d: got %d bytes starting %.10q", size, len(data), data)
+		}
+		for l := range strings.Lines(string(data[5:])) {
+			if l != "\n" && !strings.HasPrefix(l, "#") {
+				t.Fatalf("size %d: padding line %.20q is not a comment", size, l)
+			}
+		}
 	}
 }

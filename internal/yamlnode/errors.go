@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 
@@ -93,11 +94,23 @@ func (c *Errors) Syntax(data []byte, err error) {
 	c.List = append(c.List, &Error{File: c.File, Line: line, Col: 1, Msg: msg})
 }
 
+// MaxErrors is how many errors Err lists: a file wrong throughout (the
+// wrong file, a generator gone astray) would otherwise make an error, and a
+// log line, as large as itself.
+const MaxErrors = 100
+
 // Err returns the errors found, sorted by position, joined with errors.Join
-// (errors.As finds the first), or nil.
+// (errors.As finds the first), or nil. Past MaxErrors, one last error, at
+// the first one left out, says how many more there are.
 func (c *Errors) Err() error {
 	var errs []error
-	for _, e := range Sorted(c.List) {
+	sorted := Sorted(c.List)
+	for i, e := range sorted {
+		if i == MaxErrors {
+			errs = append(errs, &Error{File: e.File, Line: e.Line, Col: e.Col,
+				Msg: fmt.Sprintf("%d more errors from here on, not listed", len(sorted)-MaxErrors)})
+			break
+		}
 		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
@@ -119,24 +132,68 @@ func Sorted(errs []*Error) []*Error {
 	return out
 }
 
+// TooLarge is the error of a file of more than max bytes, a what file (a
+// ClusterSet, a policy): "file:1:1: size > max bytes: ...". It is reported
+// at the start of the file, as nothing of it was parsed.
+func TooLarge(file, what string, max int) *Error {
+	limit := strconv.Itoa(max) + " bytes"
+	if max%(1<<20) == 0 {
+		limit = strconv.Itoa(max>>20) + " MiB"
+	}
+	return &Error{File: file, Line: 1, Col: 1,
+		Msg: fmt.Sprintf("size > %d bytes: a %s file holds at most %s", max, what, limit)}
+}
+
+// ReadFile reads the file at path, a what file of at most max bytes. It
+// reads no more than max+1 bytes, whatever the file's size (a file that
+// grows while it is read, /dev/zero): a larger file is TooLarge.
+func ReadFile(path, what string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readAtMost(f, path, what, max)
+}
+
+func readAtMost(r io.Reader, file, what string, max int) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > max {
+		return nil, TooLarge(file, what, max)
+	}
+	return data, nil
+}
+
 // Parser is a Reader whose problems are collected as the Errors of one
 // file: what the parser of each input format embeds. Init it in place.
 type Parser struct {
 	Reader
 	Errors
+	maxSize int
 }
 
-// Init readies p for the named file; listKnown is Reader.ListKnown.
-func (p *Parser) Init(file string, listKnown bool) {
-	p.File, p.ListKnown = file, listKnown
+// Init readies p for the named file of at most maxSize bytes (Document),
+// whose walk visits at most maxSize/2 + 10,000 nodes (Reader.Root);
+// listKnown is Reader.ListKnown.
+func (p *Parser) Init(file string, listKnown bool, maxSize int) {
+	p.File, p.ListKnown, p.maxSize = file, listKnown, maxSize
+	p.maxBudget = maxSize / 2
 	p.Report = p.Collect
 }
 
 // Document reads data as one YAML document holding one what (a ClusterSet,
-// a policy) and returns its root, or nil after reporting why it cannot: an
-// empty file or document ("empty file: want "+want), a syntax error, or a
-// second document (an empty one after a trailing "---" is fine).
+// a policy) and returns its root, or nil after reporting why it cannot: data
+// larger than Init's maxSize (TooLarge, before any parsing), an empty file
+// or document ("empty file: want "+want), a syntax error, or a second
+// document (an empty one after a trailing "---" is fine).
 func (p *Parser) Document(data []byte, what, want string) *yaml.Node {
+	if len(data) > p.maxSize {
+		p.List = append(p.List, TooLarge(p.File, what, p.maxSize))
+		return nil
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {

@@ -1,8 +1,18 @@
 // Package yamlnode reads yaml.v3 nodes strictly into typed values: mappings
-// with known fields only, each once; scalars of the wanted type; and a bound on
-// how far aliases may expand a document. It reports every problem it finds as a
+// with known fields only, each once; scalars of the wanted type; lists and
+// free-form mappings of at most a given length (Bound); and a bound on how
+// far aliases may expand a document. It reports every problem it finds as a
 // Problem, which Errors turns into the one error format of Horizon's input
-// files, "file:line:col: path: message" (Error).
+// files, "file:line:col: path: message" (Error). ReadFile and
+// Parser.Document bound the size of a file before it is parsed.
+//
+// What yaml.v3 guards itself: nesting deeper than 10,000 levels is a syntax
+// error ("exceeded max depth of 10000"), and its excessive-aliasing check
+// applies only when it decodes into Go values. Decoded into yaml.Node, as
+// here, an alias stays one node pointing at its anchor, so the tree is as
+// large as the text (and about 100 times its size in memory, for the
+// smallest nodes); expanding aliases is this package's walk, and the
+// Reader's budget (Root) bounds it.
 //
 // discovery/file (the ClusterSet file) and discovery/policyfile (the policy file)
 // read their formats with it.
@@ -41,15 +51,24 @@ type Reader struct {
 	ListKnown bool
 
 	// visits counts the nodes walked, budget bounds them: aliases let a small
-	// document expand into a huge one.
-	visits, budget int
-	overBudget     bool
+	// document expand into a huge one. maxBudget, if not 0, caps the budget.
+	visits, budget, maxBudget int
+	overBudget                bool
 }
 
 // Root sets the budget of nodes the walk may visit from the size of doc, a
-// yaml.DocumentNode, and returns its resolved root node.
+// yaml.DocumentNode, and returns its resolved root node. The budget is ten
+// times doc's nodes, plus 10,000; a Parser caps the first term at half its
+// size bound in bytes, so that nodes the walk never visits (an unknown
+// field's) cannot raise it past what the largest file allows. Without
+// aliases a walk visits each node once at most, and a node the formats
+// read takes two bytes or more, so only aliases reach the budget.
 func (r *Reader) Root(doc *yaml.Node) *yaml.Node {
-	r.budget = 10*count(doc) + 10_000
+	nodes := 10 * count(doc)
+	if r.maxBudget > 0 {
+		nodes = min(nodes, r.maxBudget)
+	}
+	r.budget = nodes + 10_000
 	return r.Resolve(doc.Content[0])
 }
 
@@ -224,14 +243,38 @@ func (o *Object) Bool(key string, def bool) bool {
 	return b
 }
 
-// List returns the resolved items of a list field; nil when absent or null.
-func (o *Object) List(key string) []*yaml.Node {
+// Bound is the most items a list, or entries a free-form mapping, may
+// hold, and what they are called in the message when there are more:
+// "20000 keys, at most 16".
+type Bound struct {
+	Max  int
+	What string // plural: "clusters", "keys"
+}
+
+// over reports, at the list or mapping n of field key, that it holds more
+// than b allows.
+func (o *Object) over(key string, n int, b Bound) bool {
+	if n <= b.Max {
+		return false
+	}
+	o.Errorf(key, "%d %s, at most %d", n, b.What, b.Max)
+	return true
+}
+
+// List returns the resolved items of a list field; nil when absent, null,
+// not a list or longer than b (reported, and none of its items read). A
+// caller that must tell an empty list from a rejected one looks at the
+// field's node.
+func (o *Object) List(key string, b Bound) []*yaml.Node {
 	n, ok := o.Set(key)
 	if !ok {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		o.Errorf(key, "want a list, got %s", Describe(n))
+		return nil
+	}
+	if o.over(key, len(n.Content), b) {
 		return nil
 	}
 	items := make([]*yaml.Node, 0, len(n.Content))
@@ -246,14 +289,18 @@ func (o *Object) List(key string) []*yaml.Node {
 
 // Entries calls each with the key node, key and resolved value of every entry
 // of a free-form mapping field (labels, weights by name), each key once; never
-// when the field is absent or null.
-func (o *Object) Entries(key string, each func(k *yaml.Node, name string, v *yaml.Node)) {
+// when the field is absent or null, nor when it has more entries than b
+// (reported).
+func (o *Object) Entries(key string, b Bound, each func(k *yaml.Node, name string, v *yaml.Node)) {
 	n, ok := o.Set(key)
 	if !ok {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
 		o.Errorf(key, "want a mapping, got %s", Describe(n))
+		return
+	}
+	if o.over(key, len(n.Content)/2, b) {
 		return
 	}
 	lines := map[string]int{}

@@ -1,10 +1,14 @@
 package yamlnode
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -115,9 +119,9 @@ keys: {[k]: 1}
 		{"bool default", func(o *Object) any { return o.Bool("null", true) }, true, nil},
 		{"bool not a bool", func(o *Object) any { return o.Bool("s", true) }, true,
 			[]string{`2:4 obj|s|: want true or false, got string "text"`}},
-		{"list resolves aliases", func(o *Object) any { return values(o.List("list")) }, "a b b", nil},
-		{"list absent", func(o *Object) any { return values(o.List("absent")) }, "", nil},
-		{"list not a list", func(o *Object) any { return values(o.List("s")) }, "",
+		{"list resolves aliases", func(o *Object) any { return values(o.List("list", ten)) }, "a b b", nil},
+		{"list absent", func(o *Object) any { return values(o.List("absent", ten)) }, "", nil},
+		{"list not a list", func(o *Object) any { return values(o.List("s", ten)) }, "",
 			[]string{`2:4 obj|s|: want a list, got string "text"`}},
 		{"entries each key once", func(o *Object) any { return entries(o, "map") }, "a=1 b=2",
 			[]string{`8:19 obj|map|a: "a" given twice (first at line 8)`}},
@@ -142,6 +146,9 @@ keys: {[k]: 1}
 	}
 }
 
+// ten bounds the lists and mappings of the tests that are not about bounds.
+var ten = Bound{Max: 10, What: "items"}
+
 func values(ns []*yaml.Node) string {
 	s := ""
 	for i, n := range ns {
@@ -155,7 +162,7 @@ func values(ns []*yaml.Node) string {
 
 func entries(o *Object, key string) string {
 	s := ""
-	o.Entries(key, func(_ *yaml.Node, name string, v *yaml.Node) {
+	o.Entries(key, ten, func(_ *yaml.Node, name string, v *yaml.Node) {
 		if s != "" {
 			s += " "
 		}
@@ -300,5 +307,194 @@ func TestSyntaxError(t *testing.T) {
 	_, msg := SyntaxError(nil, errors.New("yaml: something"))
 	if msg != "malformed YAML: something" {
 		t.Errorf("msg = %q", msg)
+	}
+}
+
+// TestBound checks that a list or mapping longer than its bound is reported
+// at the list, with its length, and none of its items read.
+func TestBound(t *testing.T) {
+	const src = "list: [a, b, c]\nmap: {a: 1, b: 2, c: 3}\n"
+	for _, tc := range []struct {
+		name string
+		max  int
+		want string
+		errs []string
+	}{
+		{"at the bound", 3, "a b c|a=1 b=2 c=3", nil},
+		{"over the bound", 2, "|", []string{`1:7 obj|list|: 3 items, at most 2`, `2:6 obj|map|: 3 items, at most 2`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, root, got := read(t, src)
+			o := r.Object(root, "obj", "list", "map")
+			b := Bound{Max: tc.max, What: "items"}
+			l := values(o.List("list", b))
+			var m []string
+			o.Entries("map", b, func(_ *yaml.Node, name string, v *yaml.Node) { m = append(m, name+"="+v.Value) })
+			if v := l + "|" + strings.Join(m, " "); v != tc.want {
+				t.Errorf("read %q, want %q", v, tc.want)
+			}
+			if !slices.Equal(*got, tc.errs) {
+				t.Errorf("problems:\n got %q\nwant %q", *got, tc.errs)
+			}
+		})
+	}
+}
+
+// endless is a reader of endless input that counts what it gives.
+type endless struct{ n int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = '#'
+	}
+	e.n += len(p)
+	return len(p), nil
+}
+
+// TestReadAtMost checks that the size bound reads no more than max+1 bytes
+// of an input of any size.
+func TestReadAtMost(t *testing.T) {
+	r := &endless{}
+	data, err := readAtMost(r, "f.yaml", "test", 1000)
+	if data != nil || err == nil || err.Error() != "f.yaml:1:1: size > 1000 bytes: a test file holds at most 1000 bytes" {
+		t.Errorf("readAtMost = %d bytes, %v", len(data), err)
+	}
+	if r.n > 1001 {
+		t.Errorf("read %d bytes for a bound of 1000", r.n)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.File != "f.yaml" || e.Line != 1 {
+		t.Errorf("errors.As(*Error) = %+v", e)
+	}
+}
+
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		size int
+		err  string
+	}{
+		{1 << 20, ""},
+		{1<<20 + 1, "size > 1048576 bytes: a test file holds at most 1 MiB"},
+	} {
+		path := filepath.Join(dir, fmt.Sprint(tc.size))
+		if err := os.WriteFile(path, bytes.Repeat([]byte{'#'}, tc.size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		data, err := ReadFile(path, "test", 1<<20)
+		switch {
+		case tc.err == "" && (err != nil || len(data) != tc.size):
+			t.Errorf("%d bytes: ReadFile = %d bytes, %v", tc.size, len(data), err)
+		case tc.err != "" && (err == nil || err.Error() != path+":1:1: "+tc.err):
+			t.Errorf("%d bytes: ReadFile = %d bytes, %v; want %s", tc.size, len(data), err, tc.err)
+		}
+	}
+	if _, err := ReadFile(filepath.Join(dir, "missing"), "test", 10); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadFile(missing) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestDocumentSize checks that Document rejects data larger than the
+// parser's bound before parsing it (the data is not even YAML).
+func TestDocumentSize(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		want string
+	}{
+		{"a: [1]\n", ""},
+		{"a: [1]\n\x00", "f.yaml:1:1: size > 7 bytes: a thing file holds at most 7 bytes"},
+	} {
+		var p Parser
+		p.Init("f.yaml", false, 7)
+		root := p.Document([]byte(tc.data), "thing", "a thing")
+		got := ""
+		if err := p.Err(); err != nil {
+			got = err.Error()
+		}
+		if got != tc.want || (root == nil) != (tc.want != "") {
+			t.Errorf("Document(%q): root %v, error %q; want %q", tc.data, root, got, tc.want)
+		}
+	}
+}
+
+// TestDeepNesting locks in yaml.v3's own bound on nesting, which this
+// package relies on (its walk recurses).
+func TestDeepNesting(t *testing.T) {
+	for _, src := range []string{
+		strings.Repeat("[", 10_001) + strings.Repeat("]", 10_001),
+		strings.Repeat("{a: ", 10_001) + "1" + strings.Repeat("}", 10_001),
+	} {
+		var p Parser
+		p.Init("f.yaml", false, 1<<20)
+		if root := p.Document([]byte(src), "thing", "a thing"); root != nil {
+			t.Fatalf("nesting of 10,001 levels accepted")
+		}
+		if err := p.Err(); err == nil || !strings.Contains(err.Error(), "exceeded max depth of 10000") {
+			t.Errorf("error = %v, want the depth exceeded", err)
+		}
+	}
+}
+
+// TestMaxErrors checks that Err lists at most MaxErrors errors and says how
+// many more there are, at the first one left out.
+func TestMaxErrors(t *testing.T) {
+	c := Errors{File: "f.yaml"}
+	n := &yaml.Node{}
+	for i := range MaxErrors + 50 {
+		n.Line = i + 1
+		c.Add(n, "x", "error %d", i)
+	}
+	lines := strings.Split(c.Err().Error(), "\n")
+	if len(lines) != MaxErrors+1 {
+		t.Fatalf("%d lines, want %d", len(lines), MaxErrors+1)
+	}
+	if want := fmt.Sprintf("f.yaml:%d:0: 50 more errors from here on, not listed", MaxErrors+1); lines[MaxErrors] != want {
+		t.Errorf("last line %q, want %q", lines[MaxErrors], want)
+	}
+	c.List = c.List[:MaxErrors]
+	if lines := strings.Split(c.Err().Error(), "\n"); len(lines) != MaxErrors || strings.Contains(lines[MaxErrors-1], "more") {
+		t.Errorf("%d errors: %d lines, last %q", MaxErrors, len(lines), lines[len(lines)-1])
+	}
+}
+
+// TestParserBudget checks that a Parser caps the walk's budget at half its
+// size bound plus 10,000 (11,000 here): nodes the walk never visits (x) do
+// not raise it. A plain Reader's budget, ten times the nodes, lets the same
+// walk through.
+func TestParserBudget(t *testing.T) {
+	rep := func(s string, n int) string { return strings.TrimSuffix(strings.Repeat(s+", ", n), ", ") }
+	src := "x: [" + rep("0", 300) + "]\n" +
+		"a: &a [" + rep("1", 10) + "]\nb: &b [" + rep("*a", 10) + "]\nc: &c [" + rep("*b", 10) + "]\nd: [" + rep("*c", 10) + "]\n"
+	walk := func(r *Reader, root *yaml.Node) {
+		var walk func(n *yaml.Node)
+		walk = func(n *yaml.Node) {
+			for _, c := range n.Content {
+				if r.Exhausted(n) {
+					return
+				}
+				walk(r.Resolve(c))
+			}
+		}
+		o := r.Object(root, "", "x", "a", "b", "c", "d")
+		for _, k := range []string{"a", "b", "c", "d"} {
+			walk(o.Get(k))
+		}
+	}
+
+	var p Parser
+	p.Init("f.yaml", false, 2000)
+	if len(src) > 2000 {
+		t.Fatalf("src is %d bytes", len(src))
+	}
+	walk(&p.Reader, p.Document([]byte(src), "thing", "a thing"))
+	want := "YAML aliases expand the document to more than 11000 nodes"
+	if err := p.Err(); err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("Parser: %v, want %s", err, want)
+	}
+
+	r, root, got := read(t, src)
+	walk(r, root)
+	if len(*got) != 0 {
+		t.Errorf("Reader: %q, want no problem", *got)
 	}
 }
