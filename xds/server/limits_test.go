@@ -29,10 +29,17 @@ func TestMadeUpLocalitiesShareViews(t *testing.T) {
 	for i := range 200 {
 		n := node(fmt.Sprintf("p%d", i), "east-1")
 		n.Locality = &core.Locality{Region: "us-east", Zone: "us-east-1a", SubZone: fmt.Sprintf("made-up-%d", i)}
-		c := xdstest.NewSotW(t, h.conn)
-		c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
-		c.Expect()
-		c.Close()
+		if i%2 == 0 {
+			c := xdstest.NewSotW(t, h.conn)
+			c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+			c.Expect()
+			c.Close()
+		} else {
+			d := xdstest.NewDelta(t, h.conn)
+			d.Send(&discoverypb.DeltaDiscoveryRequest{Node: n, TypeUrl: resourcev3.ClusterType})
+			d.Expect()
+			d.Close()
+		}
 	}
 	if got := len(h.srv.Cache().Views()) - before; got > 1 {
 		t.Fatalf("200 streams with made-up sub-zones made %d new views, want at most 1", got)
@@ -90,10 +97,13 @@ func TestNodeSizeBounds(t *testing.T) {
 			c := xdstest.NewSotW(t, h.conn)
 			c.Send(&discoverypb.DiscoveryRequest{Node: tt.node, TypeUrl: resourcev3.ClusterType})
 			c.ExpectError(codes.ResourceExhausted, "node_too_large")
+			d := xdstest.NewDelta(t, h.conn)
+			d.Send(&discoverypb.DeltaDiscoveryRequest{Node: tt.node, TypeUrl: resourcev3.ClusterType})
+			d.ExpectError(codes.ResourceExhausted, "node_too_large")
 		})
 	}
-	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("node_too_large")); got != 3 {
-		t.Errorf("rejected_streams_total{reason=node_too_large} = %v, want 3", got)
+	if got := testutil.ToFloat64(h.metrics.rejected.WithLabelValues("node_too_large")); got != 6 {
+		t.Errorf("rejected_streams_total{reason=node_too_large} = %v, want 6 (3 nodes × 2 protocols)", got)
 	}
 	// Under the bound, accepted; what the stream keeps is the canonical node.
 	c := xdstest.NewSotW(t, h.conn)
