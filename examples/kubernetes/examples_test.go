@@ -169,6 +169,12 @@ func TestDeploymentContract(t *testing.T) {
 		!slices.Contains(c.Args, "--mtls-address=:15012") {
 		t.Errorf("args %q", c.Args)
 	}
+	// ROLE=gateway is allowed to the gateways' own identity only.
+	gw := one[*appsv1.Deployment](t, "gateway-deployment.yaml")
+	wantGW := "spiffe://cluster.local/ns/" + gw.Namespace + "/sa/" + gw.Spec.Template.Spec.ServiceAccountName
+	if ids := flagValues(c.Args, "--gateway-identity"); !slices.Equal(ids, []string{wantGW}) {
+		t.Errorf("--gateway-identity %q, want the gateway deployment's identity %s", ids, wantGW)
+	}
 	// The plaintext xDS port is off: no proxy in the cluster can use it.
 	if xdsAddress := flagValues(c.Args, "--xds-address"); !slices.Equal(xdsAddress, []string{""}) {
 		t.Errorf("--xds-address %q, want it given once, empty (plaintext xDS off)", xdsAddress)
