@@ -3,7 +3,9 @@ package mcs
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +15,48 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
+
+// The annotations in which Horizon records which of an import's labels and
+// annotations it copied from the winning export (comma-separated keys), so
+// that it removes exactly those when the export stops exporting them and
+// leaves everyone else's alone.
+const (
+	AnnotationExportedLabels      = horizonAnnotationPrefix + "exported-labels"
+	AnnotationExportedAnnotations = horizonAnnotationPrefix + "exported-annotations"
+
+	horizonAnnotationPrefix = "multicluster.horizon.io/"
+)
+
+// importMetadata returns the labels and annotations an import should carry:
+// what it has, less the exported keys Horizon wrote before and no longer
+// wants, plus the wanted ones, Horizon's label and the bookkeeping.
+func importMetadata(cur *mcsv1beta1.ServiceImport, want Import) (labels, annotations map[string]string) {
+	labels, annotations = map[string]string{}, map[string]string{}
+	if cur != nil {
+		maps.Copy(labels, cur.Labels)
+		maps.Copy(annotations, cur.Annotations)
+	}
+	update := func(m map[string]string, record string, wanted map[string]string) {
+		for _, k := range strings.Split(annotations[record], ",") {
+			if _, ok := wanted[k]; !ok && k != "" {
+				delete(m, k)
+			}
+		}
+		maps.Copy(m, wanted)
+		if len(wanted) == 0 {
+			delete(annotations, record)
+		} else {
+			annotations[record] = strings.Join(slices.Sorted(maps.Keys(wanted)), ",")
+		}
+	}
+	update(labels, AnnotationExportedLabels, want.Labels)
+	update(annotations, AnnotationExportedAnnotations, want.Annotations)
+	labels[LabelManagedBy] = ManagedByHorizon
+	if len(annotations) == 0 {
+		annotations = nil
+	}
+	return labels, annotations
+}
 
 // memoTTL bounds how long a write is trusted over a cache that has not shown
 // it yet.
@@ -219,8 +263,9 @@ func (c *Controller) writeImport(ctx context.Context, m Member, mm *memo, want I
 	defer cancel()
 	switch {
 	case !ok:
+		labels, annotations := importMetadata(nil, want)
 		obj := &mcsv1beta1.ServiceImport{
-			ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name, Labels: map[string]string{LabelManagedBy: ManagedByHorizon}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name, Labels: labels, Annotations: annotations},
 			Spec:       want.Spec,
 		}
 		out, err := client.Create(wctx, obj, metav1.CreateOptions{})
@@ -233,9 +278,10 @@ func (c *Controller) writeImport(ctx context.Context, m Member, mm *memo, want I
 		cur = out
 	case !managed(cur):
 		return nil // someone else's since the plan was made
-	case !apiequality.Semantic.DeepEqual(cur.Spec, want.Spec):
+	case !apiequality.Semantic.DeepEqual(cur.Spec, want.Spec) || !metadataEqual(cur, want):
 		next := cur.DeepCopy()
 		next.Spec = want.Spec
+		next.Labels, next.Annotations = importMetadata(cur, want)
 		out, err := client.Update(wctx, next, metav1.UpdateOptions{})
 		if err != nil {
 			return c.failed(ctx, kindImport, want.Ref, err)
@@ -261,6 +307,13 @@ func (c *Controller) writeImport(ctx context.Context, m Member, mm *memo, want I
 	c.cfg.Metrics.write(kindImportStatus, resultUpdated)
 	c.log.Debug("ServiceImport status updated", "cluster", want.Cluster, "namespace", want.Namespace, "name", want.Name, "clusters", want.Clusters)
 	return nil
+}
+
+// metadataEqual reports whether an import already carries the labels and
+// annotations it should.
+func metadataEqual(cur *mcsv1beta1.ServiceImport, want Import) bool {
+	labels, annotations := importMetadata(cur, want)
+	return maps.Equal(cur.Labels, labels) && maps.Equal(cur.Annotations, annotations)
 }
 
 func clustersEqual(have []mcsv1beta1.ClusterStatus, want []string) bool {

@@ -3,6 +3,7 @@ package mcs
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -45,6 +46,15 @@ type ExportState struct {
 	ServiceType     corev1.ServiceType
 	// SessionAffinityConfig is the Service's; the winner's goes on the import.
 	SessionAffinityConfig *corev1.SessionAffinityConfig
+	// IPFamilies, InternalTrafficPolicy and TrafficDistribution are the
+	// Service's ("" when unset); the winner's go on the import.
+	IPFamilies            []corev1.IPFamily
+	InternalTrafficPolicy corev1.ServiceInternalTrafficPolicy
+	TrafficDistribution   string
+	// ExportedLabels and ExportedAnnotations are the export's
+	// spec.exportedLabels and spec.exportedAnnotations; the winner's go on
+	// the import's metadata.
+	ExportedLabels, ExportedAnnotations map[string]string
 }
 
 // ImportState is one existing ServiceImport.
@@ -83,6 +93,10 @@ type Import struct {
 	Spec mcsv1beta1.ServiceImportSpec
 	// Clusters are the exporting clusters (status.clusters), sorted.
 	Clusters []string
+	// Labels and Annotations are the winning export's exportedLabels and
+	// exportedAnnotations, less the keys Horizon keeps for itself; nil when
+	// there are none.
+	Labels, Annotations map[string]string
 }
 
 // Plan is every member's desired MCS state. Everything is sorted by
@@ -121,19 +135,16 @@ func Desired(cs *discovery.ClusterSet, members []MemberState, alloc *Allocator) 
 		}
 	}
 
-	// Conflicts and the winner's session affinity config, per exported service.
+	// Conflicts and the winning export, per exported service.
 	type merged struct {
 		conflict *metav1.Condition
-		affinity *corev1.SessionAffinityConfig
+		winner   *ExportState // nil when its member's cache lacks it
 	}
 	services := make(map[discovery.ServiceKey]merged, len(cs.Exports))
 	for i := range cs.Exports {
 		es := &cs.Exports[i]
 		winner := winnerOf(cs, es)
-		var mg merged
-		if e := exportOf[Ref{winner, es.Key.Namespace, es.Key.Name}]; e != nil {
-			mg.affinity = e.SessionAffinityConfig
-		}
+		mg := merged{winner: exportOf[Ref{winner, es.Key.Namespace, es.Key.Name}]}
 		mg.conflict = conflictCondition(cs, es, winner, exportOf)
 		services[es.Key] = mg
 	}
@@ -189,11 +200,16 @@ func Desired(cs *discovery.ClusterSet, members []MemberState, alloc *Allocator) 
 				plan.Foreign = append(plan.Foreign, ref)
 				continue
 			}
-			plan.Imports = append(plan.Imports, Import{
+			w := services[es.Key].winner
+			im := Import{
 				Ref:      ref,
-				Spec:     importSpec(&es, ips[es.Key], services[es.Key].affinity),
+				Spec:     importSpec(&es, ips[es.Key], w),
 				Clusters: slices.Clone(es.Clusters),
-			})
+			}
+			if w != nil {
+				im.Labels, im.Annotations = exportedMetadata(w)
+			}
+			plan.Imports = append(plan.Imports, im)
 		}
 		for _, im := range m.Imports {
 			if im.Managed && !wanted[discovery.ServiceKey{Namespace: im.Namespace, Name: im.Name}] {
@@ -229,12 +245,17 @@ func winnerOf(cs *discovery.ClusterSet, es *discovery.ExportedService) string {
 	return winner
 }
 
-// conflictReasons orders reasons the way the KEP lists them.
+// conflictReasons orders reasons the way mcs-api declares them.
 var conflictReasons = []string{
 	string(mcsv1beta1.ServiceExportReasonPortConflict),
 	string(mcsv1beta1.ServiceExportReasonTypeConflict),
 	string(mcsv1beta1.ServiceExportReasonSessionAffinityConflict),
 	string(mcsv1beta1.ServiceExportReasonSessionAffinityConfigConflict),
+	string(mcsv1beta1.ServiceExportReasonLabelsConflict),
+	string(mcsv1beta1.ServiceExportReasonAnnotationsConflict),
+	string(mcsv1beta1.ServiceExportReasonInternalTrafficPolicyConflict),
+	string(mcsv1beta1.ServiceExportReasonTrafficDistributionConflict),
+	string(mcsv1beta1.ServiceExportReasonIPFamilyConflict),
 }
 
 // conflictCondition is the Conflict condition every export of a service
@@ -246,17 +267,56 @@ func conflictCondition(cs *discovery.ClusterSet, es *discovery.ExportedService, 
 		reasons[c.Reason] = true
 		messages = append(messages, c.Message)
 	}
-	// The model does not carry session affinity configs; compare them among
-	// exports that agree on the affinity itself.
+	add := func(reason mcsv1beta1.ServiceExportConditionReason, format string, args ...any) {
+		reasons[string(reason)] = true
+		messages = append(messages, fmt.Sprintf(format, args...))
+	}
+	// The model merges ports into a union and reports only ports that
+	// clash; a port set that merely differs from the winner's is a
+	// conflict too.
+	portClash := map[string]bool{}
+	for _, c := range es.Conflicts {
+		if c.Reason == discovery.PortConflict {
+			portClash[c.Cluster] = true
+		}
+	}
+	winnerPorts := portsOf(cs, winner, es.Key)
+	for _, name := range es.Clusters {
+		if name == winner || portClash[name] {
+			continue
+		}
+		if ps := portsOf(cs, name, es.Key); !slices.Equal(ps, winnerPorts) {
+			add(mcsv1beta1.ServiceExportReasonPortConflict, "cluster %s exports ports [%s]; the oldest export (cluster %s) has [%s]",
+				name, strings.Join(ps, " "), winner, strings.Join(winnerPorts, " "))
+		}
+	}
+	// The rest is not in the model: compare the members' exports and
+	// Services with the winner's.
 	if w := exportOf[Ref{winner, es.Key.Namespace, es.Key.Name}]; w != nil {
 		for _, name := range es.Clusters {
 			e := exportOf[Ref{name, es.Key.Namespace, es.Key.Name}]
-			if name == winner || e == nil || affinityOf(cs, name, es.Key) != es.SessionAffinity {
+			if name == winner || e == nil {
 				continue
 			}
-			if !apiequality.Semantic.DeepEqual(e.SessionAffinityConfig, w.SessionAffinityConfig) {
-				reasons[string(mcsv1beta1.ServiceExportReasonSessionAffinityConfigConflict)] = true
-				messages = append(messages, fmt.Sprintf("cluster %s has a different session affinity config than the oldest export (cluster %s)", name, winner))
+			// Session affinity configs only matter among exports that
+			// agree on the affinity itself.
+			if affinityOf(cs, name, es.Key) == es.SessionAffinity && !apiequality.Semantic.DeepEqual(e.SessionAffinityConfig, w.SessionAffinityConfig) {
+				add(mcsv1beta1.ServiceExportReasonSessionAffinityConfigConflict, "cluster %s has a different session affinity config than the oldest export (cluster %s)", name, winner)
+			}
+			if !maps.Equal(e.ExportedLabels, w.ExportedLabels) {
+				add(mcsv1beta1.ServiceExportReasonLabelsConflict, "cluster %s exports labels %s; the oldest export (cluster %s) has %s", name, renderMap(e.ExportedLabels), winner, renderMap(w.ExportedLabels))
+			}
+			if !maps.Equal(e.ExportedAnnotations, w.ExportedAnnotations) {
+				add(mcsv1beta1.ServiceExportReasonAnnotationsConflict, "cluster %s exports annotations %s; the oldest export (cluster %s) has %s", name, renderKeys(e.ExportedAnnotations), winner, renderKeys(w.ExportedAnnotations))
+			}
+			if a, b := trafficPolicy(e), trafficPolicy(w); a != b {
+				add(mcsv1beta1.ServiceExportReasonInternalTrafficPolicyConflict, "cluster %s has internal traffic policy %s; the oldest export (cluster %s) has %s", name, a, winner, b)
+			}
+			if e.TrafficDistribution != w.TrafficDistribution {
+				add(mcsv1beta1.ServiceExportReasonTrafficDistributionConflict, "cluster %s has traffic distribution %q; the oldest export (cluster %s) has %q", name, e.TrafficDistribution, winner, w.TrafficDistribution)
+			}
+			if !sameFamilies(e.IPFamilies, w.IPFamilies) {
+				add(mcsv1beta1.ServiceExportReasonIPFamilyConflict, "cluster %s has IP families %v; the oldest export (cluster %s) has %v", name, e.IPFamilies, winner, w.IPFamilies)
 			}
 		}
 	}
@@ -274,6 +334,58 @@ func conflictCondition(cs *discovery.ClusterSet, es *discovery.ExportedService, 
 	msg := fmt.Sprintf("the exports of %s disagree; the oldest export (cluster %s) defines the service: %s", es.Key, winner, strings.Join(messages, "; "))
 	c := condition(mcsv1beta1.ServiceExportConditionConflict, metav1.ConditionTrue, mcsv1beta1.ServiceExportConditionReason(strings.Join(rs, ",")), msg)
 	return &c
+}
+
+// portsOf renders a cluster's ports of a service as name/port/protocol/app,
+// sorted: what must agree between exports (target ports are each cluster's
+// own business).
+func portsOf(cs *discovery.ClusterSet, cluster string, k discovery.ServiceKey) []string {
+	c, ok := cs.Cluster(cluster)
+	if !ok {
+		return nil
+	}
+	s, ok := c.Service(k)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(s.Ports))
+	for _, p := range s.Ports {
+		out = append(out, fmt.Sprintf("%s/%d/%s/%s", p.Name, p.Port, p.Protocol, p.AppProtocol))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// trafficPolicy is the Service's internal traffic policy, Cluster when unset
+// (the API server's default).
+func trafficPolicy(e *ExportState) corev1.ServiceInternalTrafficPolicy {
+	if e.InternalTrafficPolicy == "" {
+		return corev1.ServiceInternalTrafficPolicyCluster
+	}
+	return e.InternalTrafficPolicy
+}
+
+// sameFamilies compares IP families as sets: the order (which family is
+// primary) decides nothing a client of the other cluster can reach.
+func sameFamilies(a, b []corev1.IPFamily) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// renderMap renders a map as {k=v, ...}, sorted by key.
+func renderMap(m map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// renderKeys renders a map's keys, sorted: annotation values can be long.
+func renderKeys(m map[string]string) string {
+	return "{" + strings.Join(slices.Sorted(maps.Keys(m)), ", ") + "}"
 }
 
 func affinityOf(cs *discovery.ClusterSet, cluster string, k discovery.ServiceKey) string {
@@ -329,7 +441,13 @@ func truncate(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-func importSpec(es *discovery.ExportedService, ips []string, affinity *corev1.SessionAffinityConfig) mcsv1beta1.ServiceImportSpec {
+// importSpec builds the import's spec from the merged export and the winning
+// export (nil when its member's cache lacks it).
+func importSpec(es *discovery.ExportedService, ips []string, winner *ExportState) mcsv1beta1.ServiceImportSpec {
+	var affinity *corev1.SessionAffinityConfig
+	if winner != nil {
+		affinity = winner.SessionAffinityConfig
+	}
 	spec := mcsv1beta1.ServiceImportSpec{
 		Type:            mcsv1beta1.ClusterSetIP,
 		Ports:           []mcsv1beta1.ServicePort{}, // required, even when empty
@@ -351,8 +469,36 @@ func importSpec(es *discovery.ExportedService, ips []string, affinity *corev1.Se
 		}
 		spec.Ports = append(spec.Ports, sp)
 	}
-	if spec.Type == mcsv1beta1.ClusterSetIP {
-		for _, ip := range ips {
+	var families []corev1.IPFamily
+	if winner != nil {
+		families = winner.IPFamilies
+		if winner.InternalTrafficPolicy != "" {
+			p := winner.InternalTrafficPolicy
+			spec.InternalTrafficPolicy = &p
+		}
+		if winner.TrafficDistribution != "" {
+			d := winner.TrafficDistribution
+			spec.TrafficDistribution = &d
+		}
+	}
+	switch spec.Type {
+	case mcsv1beta1.ClusterSetIP:
+		// One IP per configured family, in the order of the winning
+		// Service's families (its primary first); families it lacks follow
+		// in the allocator's order.
+		rank := func(ip string) int {
+			f := corev1.IPv6Protocol
+			if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
+				f = corev1.IPv4Protocol
+			}
+			if i := slices.Index(families, f); i >= 0 {
+				return i
+			}
+			return len(families)
+		}
+		ordered := slices.Clone(ips)
+		slices.SortStableFunc(ordered, func(a, b string) int { return cmp.Compare(rank(a), rank(b)) })
+		for _, ip := range ordered {
 			spec.IPs = append(spec.IPs, ip)
 			if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
 				spec.IPFamilies = append(spec.IPFamilies, corev1.IPv4Protocol)
@@ -360,6 +506,35 @@ func importSpec(es *discovery.ExportedService, ips []string, affinity *corev1.Se
 				spec.IPFamilies = append(spec.IPFamilies, corev1.IPv6Protocol)
 			}
 		}
+	case mcsv1beta1.Headless:
+		// No IPs; the families say which addresses the endpoints have.
+		spec.IPFamilies = slices.Clone(families)
 	}
 	return spec
+}
+
+// exportedMetadata returns the labels and annotations an import carries: the
+// winning export's exportedLabels and exportedAnnotations, less Horizon's
+// own keys (its managed-by label and its annotations), which an export
+// cannot override.
+func exportedMetadata(w *ExportState) (labels, annotations map[string]string) {
+	for k, v := range w.ExportedLabels {
+		if k == LabelManagedBy {
+			continue
+		}
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[k] = v
+	}
+	for k, v := range w.ExportedAnnotations {
+		if strings.HasPrefix(k, horizonAnnotationPrefix) {
+			continue
+		}
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[k] = v
+	}
+	return labels, annotations
 }

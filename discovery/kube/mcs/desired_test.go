@@ -61,6 +61,12 @@ type importSummary struct {
 	Families []string `json:"families,omitempty"`
 	Affinity string   `json:"affinity"` // None, or ClientIP[/timeoutSeconds]
 	Clusters []string `json:"clusters"`
+	// The import's metadata copied from the winning export.
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// InternalTrafficPolicy and TrafficDistribution: "" when unset.
+	InternalTrafficPolicy string `json:"internalTrafficPolicy,omitempty"`
+	TrafficDistribution   string `json:"trafficDistribution,omitempty"`
 }
 
 func summarize(p mcs.Plan) summary {
@@ -71,7 +77,14 @@ func summarize(p mcs.Plan) summary {
 		}
 	}
 	for _, im := range p.Imports {
-		is := importSummary{Type: string(im.Spec.Type), IPs: im.Spec.IPs, Affinity: string(im.Spec.SessionAffinity), Clusters: im.Clusters, Ports: []string{}}
+		is := importSummary{Type: string(im.Spec.Type), IPs: im.Spec.IPs, Affinity: string(im.Spec.SessionAffinity), Clusters: im.Clusters, Ports: []string{},
+			Labels: im.Labels, Annotations: im.Annotations}
+		if p := im.Spec.InternalTrafficPolicy; p != nil {
+			is.InternalTrafficPolicy = string(*p)
+		}
+		if d := im.Spec.TrafficDistribution; d != nil {
+			is.TrafficDistribution = *d
+		}
 		for _, f := range im.Spec.IPFamilies {
 			is.Families = append(is.Families, string(f))
 		}

@@ -25,11 +25,22 @@ type Member interface {
 func State(m Member) MemberState {
 	s := MemberState{ID: m.ID(), Namespaces: slices.Sorted(slices.Values(m.Namespaces()))}
 	for _, ex := range m.ServiceExports() {
-		e := ExportState{Namespace: ex.Namespace, Name: ex.Name, Created: ex.CreationTimestamp.Time}
+		e := ExportState{
+			Namespace: ex.Namespace, Name: ex.Name, Created: ex.CreationTimestamp.Time,
+			ExportedLabels:      ex.Spec.ExportedLabels,
+			ExportedAnnotations: ex.Spec.ExportedAnnotations,
+		}
 		if svc, ok := m.Service(ex.Namespace, ex.Name); ok {
 			e.HasService = true
 			e.ServiceType = svc.Spec.Type
 			e.SessionAffinityConfig = svc.Spec.SessionAffinityConfig
+			e.IPFamilies = slices.Clone(svc.Spec.IPFamilies)
+			if p := svc.Spec.InternalTrafficPolicy; p != nil {
+				e.InternalTrafficPolicy = *p
+			}
+			if d := svc.Spec.TrafficDistribution; d != nil {
+				e.TrafficDistribution = *d
+			}
 		}
 		s.Exports = append(s.Exports, e)
 	}
