@@ -1,6 +1,7 @@
 package mcs
 
 import (
+	"maps"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,5 +58,71 @@ func TestMemo(t *testing.T) {
 	}
 	if _, ok := latest(m, "demo/echo", inCache("")); ok {
 		t.Error("deleted import back")
+	}
+}
+
+// TestImportMetadata: Horizon sets the exported labels and annotations,
+// removes the ones it set before and no longer wants, records which keys
+// are its own, and leaves everyone else's keys alone.
+func TestImportMetadata(t *testing.T) {
+	type m = map[string]string
+	for _, tc := range []struct {
+		name                   string
+		curLabels, curAnnots   m // nil cur when both are nil and create is set
+		create                 bool
+		wantLabels, wantAnnots m // the Import's
+		labels, annots         m // the result
+	}{{
+		name:   "create without exported metadata",
+		create: true,
+		labels: m{LabelManagedBy: ManagedByHorizon},
+	}, {
+		name:       "create",
+		create:     true,
+		wantLabels: m{"tier": "web", "team": "a"}, wantAnnots: m{"owner": "x"},
+		labels: m{LabelManagedBy: ManagedByHorizon, "tier": "web", "team": "a"},
+		annots: m{"owner": "x", AnnotationExportedLabels: "team,tier", AnnotationExportedAnnotations: "owner"},
+	}, {
+		name:       "a label stops being exported; others' keys stay",
+		curLabels:  m{LabelManagedBy: ManagedByHorizon, "tier": "web", "team": "a", "theirs": "1"},
+		curAnnots:  m{"owner": "x", "note": "kept", AnnotationExportedLabels: "team,tier", AnnotationExportedAnnotations: "owner"},
+		wantLabels: m{"tier": "api"},
+		labels:     m{LabelManagedBy: ManagedByHorizon, "tier": "api", "theirs": "1"},
+		annots:     m{"note": "kept", AnnotationExportedLabels: "tier"},
+	}, {
+		name:      "nothing exported any more",
+		curLabels: m{LabelManagedBy: ManagedByHorizon, "tier": "web"},
+		curAnnots: m{"owner": "x", AnnotationExportedLabels: "tier", AnnotationExportedAnnotations: "owner"},
+		labels:    m{LabelManagedBy: ManagedByHorizon},
+	}, {
+		name:       "a key someone else set becomes exported, then Horizon's",
+		curLabels:  m{LabelManagedBy: ManagedByHorizon, "tier": "theirs"},
+		wantLabels: m{"tier": "web"},
+		labels:     m{LabelManagedBy: ManagedByHorizon, "tier": "web"},
+		annots:     m{AnnotationExportedLabels: "tier"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cur *mcsv1beta1.ServiceImport
+			if !tc.create {
+				cur = imp("1")
+				cur.Labels, cur.Annotations = tc.curLabels, tc.curAnnots
+			}
+			want := Import{Labels: tc.wantLabels, Annotations: tc.wantAnnots}
+			labels, annots := importMetadata(cur, want)
+			if !maps.Equal(labels, tc.labels) || !maps.Equal(annots, tc.annots) {
+				t.Errorf("got labels %v annotations %v, want %v %v", labels, annots, tc.labels, tc.annots)
+			}
+			if cur != nil {
+				after := cur.DeepCopy()
+				after.Labels, after.Annotations = labels, annots
+				if !metadataEqual(after, want) {
+					t.Error("the result is not stable: a second round would write again")
+				}
+				unchanged := maps.Equal(cur.Labels, labels) && maps.Equal(cur.Annotations, annots)
+				if unchanged != metadataEqual(cur, want) {
+					t.Error("metadataEqual disagrees with importMetadata")
+				}
+			}
+		})
 	}
 }
