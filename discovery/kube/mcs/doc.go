@@ -19,30 +19,57 @@
 //     Ready=False/Pending: the export is valid but not merged into the
 //     ClusterSet yet (the source has not published it).
 //     Ready=False/Failed: the export is invalid (see Valid).
-//   - Conflict=True when the exports of a service disagree, on every export of
-//     that service, the oldest (winning) one included, as the KEP recommends.
-//     Reasons: PortConflict, TypeConflict, SessionAffinityConflict,
-//     SessionAffinityConfigConflict, comma-joined when there are several. The
-//     message names the winning cluster and the conflicting ones.
+//   - Conflict=True when the exports of a service disagree in any property,
+//     on every export of that service, the oldest (winning) one included, as
+//     the KEP recommends. Reasons, comma-joined when there are several, in
+//     this order: PortConflict (a port clashes, or the port sets merely
+//     differ: name, number, protocol and appProtocol count, target ports do
+//     not), TypeConflict, SessionAffinityConflict,
+//     SessionAffinityConfigConflict, LabelsConflict and AnnotationsConflict
+//     (the exports' spec.exportedLabels / exportedAnnotations),
+//     InternalTrafficPolicyConflict (unset counts as Cluster),
+//     TrafficDistributionConflict, IPFamilyConflict (the Services' ipFamilies
+//     as sets). The message names the winning cluster and the conflicting
+//     ones.
 //     Conflict=False/NoConflicts otherwise. While an export is Pending its
 //     Conflict condition is left as it is.
 //
 // Conflict resolution: the oldest export (creationTimestamp, then the lowest
-// cluster id) defines the type, the session affinity and every port it
-// declares; younger exports add the ports older ones lack (discovery.New).
+// cluster id) defines the type, the session affinity and its config, the
+// exported labels and annotations, the internal traffic policy, the traffic
+// distribution, the IP families' order and every port it declares; younger
+// exports add the ports older ones lack (discovery.New). Every replica
+// computes the same from the same objects, before and after a restart.
 //
 // # ServiceImports
 //
 // One ServiceImport per exported service in every member cluster where the
 // namespace exists, the exporting clusters included: spec.type (ClusterSetIP
 // or Headless), spec.ports (the merged ports), spec.sessionAffinity and
-// sessionAffinityConfig (the winner's), spec.ips and spec.ipFamilies (one
-// ClusterSet IP per configured IP family for ClusterSetIP, none for
-// Headless), and status.clusters (every exporting cluster). Horizon labels the
-// imports it writes with app.kubernetes.io/managed-by=horizon and only ever
-// updates or deletes those; an import of the same name that someone else
-// manages is left alone and reported. An import is deleted on the first round
-// after the last export of its service leaves the ClusterSet.
+// sessionAffinityConfig, spec.internalTrafficPolicy and
+// spec.trafficDistribution (the winning Service's, left out when it has
+// none), spec.ips and spec.ipFamilies (ClusterSetIP: one ClusterSet IP per
+// configured IP family, in the order of the winning Service's ipFamilies,
+// families it lacks last; Headless: no IPs, the winning Service's
+// ipFamilies), and status.clusters (every exporting cluster).
+//
+// The import's metadata carries the winning ServiceExport's
+// spec.exportedLabels and spec.exportedAnnotations, and nothing of the
+// Service's own labels. An export cannot override Horizon's keys (the
+// managed-by label, annotations under multicluster.horizon.io/). Horizon
+// records the keys it copied in the annotations
+// multicluster.horizon.io/exported-labels and
+// multicluster.horizon.io/exported-annotations, removes exactly those when
+// the export stops exporting them, and leaves other labels and annotations
+// alone. Horizon labels the imports it writes with
+// app.kubernetes.io/managed-by=horizon and only ever updates or deletes
+// those; an import of the same name that someone else manages is left alone
+// and reported. An import is deleted on the first round after the last export
+// of its service leaves the ClusterSet.
+//
+// Every change a member reports (kube.SourceOptions.OnChange), whether the
+// ClusterSet carries it or not (exported labels, traffic policy, IP
+// families), starts a round; Resync (default 10 s) catches anything missed.
 //
 // # ClusterSet IPs
 //
@@ -61,8 +88,6 @@
 // logged with cluster/namespace/name, counted in horizon_mcs_writes_total and
 // retried on a later round; it never stops the others.
 //
-// Not implemented: exportedLabels/exportedAnnotations (LabelsConflict,
-// AnnotationsConflict), internalTrafficPolicy, trafficDistribution,
-// IPFamilyConflict, ServiceImport conditions, and EndpointSlices in importing
+// Not implemented: ServiceImport conditions, and EndpointSlices in importing
 // clusters (Horizon serves endpoints over xDS).
 package mcs
