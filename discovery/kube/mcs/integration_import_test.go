@@ -2,6 +2,7 @@ package mcs_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -54,6 +55,7 @@ func TestIntegrationImportSpec(t *testing.T) {
 	var (
 		latest atomic.Pointer[discovery.ClusterSet]
 		src    *kube.Source
+		reg    = prometheus.NewRegistry()
 	)
 	ctrl, err := mcs.New(mcs.Config{
 		Members: func() []mcs.Member {
@@ -71,7 +73,7 @@ func TestIntegrationImportSpec(t *testing.T) {
 		// Longer than the test: every change must start a round itself.
 		Resync:  time.Hour,
 		Logger:  log,
-		Metrics: mcs.NewMetrics(prometheus.NewRegistry()),
+		Metrics: mcs.NewMetrics(reg),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +203,40 @@ func TestIntegrationImportSpec(t *testing.T) {
 		}
 		if im.Annotations["example.com/note"] != "kept" {
 			t.Errorf("someone else's annotation is gone: %v", im.Annotations)
+		}
+	})
+
+	step(t, "no writes when nothing changes", func(t *testing.T) {
+		// Once settled (two rounds in a row without a write: a status may
+		// trail its import), rounds write nothing: the metadata Horizon
+		// wants compares equal to what the API server returned. A
+		// controller that writes every round never settles.
+		var writes, rounds float64
+		testkit.Eventually(t, converge, "two quiet rounds", func() error {
+			ctrl.Notify()
+			w := metric(t, reg, "horizon_mcs_writes_total", nil)
+			r := metric(t, reg, "horizon_mcs_rounds_total", nil)
+			if r >= rounds+2 && w == writes {
+				return nil
+			}
+			if w != writes {
+				writes, rounds = w, r
+			}
+			time.Sleep(50 * time.Millisecond)
+			return errors.New("waiting")
+		})
+		writes = metric(t, reg, "horizon_mcs_writes_total", nil)
+		rounds = metric(t, reg, "horizon_mcs_rounds_total", nil)
+		testkit.Eventually(t, converge, "three more rounds", func() error {
+			ctrl.Notify()
+			if metric(t, reg, "horizon_mcs_rounds_total", nil) < rounds+3 {
+				time.Sleep(50 * time.Millisecond)
+				return errors.New("waiting")
+			}
+			return nil
+		})
+		if got := metric(t, reg, "horizon_mcs_writes_total", nil); got != writes {
+			t.Errorf("%v writes in rounds with nothing to do", got-writes)
 		}
 	})
 }
