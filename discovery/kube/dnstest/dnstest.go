@@ -33,6 +33,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // EnvBinary names the environment variable that, when set, is the path of the
@@ -295,4 +297,28 @@ func (s *Server) Resolve(ctx context.Context, name string, qtype uint16) (Answer
 	}
 	slices.Sort(a.Values)
 	return a, nil
+}
+
+// Want is the Answer a test expects: an Rcode's name and record values in any
+// order.
+func Want(rcode string, values ...string) Answer {
+	v := append([]string{}, values...)
+	slices.Sort(v)
+	return Answer{Rcode: rcode, Values: v}
+}
+
+// WaitFor waits up to timeout until name answers want, and fails the test
+// with the last answer if it does not.
+func (s *Server) WaitFor(t testing.TB, name string, qtype uint16, want Answer, timeout time.Duration) {
+	t.Helper()
+	testkit.Eventually(t, timeout, fmt.Sprintf("%s %s = %v", dns.TypeToString[qtype], name, want), func() error {
+		got, err := s.Resolve(context.Background(), name, qtype)
+		if err != nil {
+			return err
+		}
+		if got.String() != want.String() {
+			return fmt.Errorf("got %v", got)
+		}
+		return nil
+	})
 }

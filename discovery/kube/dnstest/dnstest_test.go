@@ -1,9 +1,6 @@
 package dnstest_test
 
 import (
-	"context"
-	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -15,7 +12,6 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery/kube/dnstest"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
-	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // TestHarnessAnswersFromHandMadeMCSSlices checks the DNS harness, not Horizon:
@@ -67,40 +63,21 @@ func TestHarnessAnswersFromHandMadeMCSSlices(t *testing.T) {
 		qtype uint16
 		want  dnstest.Answer
 	}{
-		{"db.demo.svc.clusterset.local", dns.TypeA, answer("NOERROR", "10.1.0.1", "10.1.0.2", "10.2.0.1")},
-		{"db-0.east.db.demo.svc.clusterset.local", dns.TypeA, answer("NOERROR", "10.1.0.1")},
-		{"db-1.east.db.demo.svc.clusterset.local", dns.TypeA, answer("NOERROR", "10.1.0.2")},
-		{"db-0.west.db.demo.svc.clusterset.local", dns.TypeA, answer("NOERROR", "10.2.0.1")},
-		{"db-2.east.db.demo.svc.clusterset.local", dns.TypeA, answer("NXDOMAIN")}, // not ready
-		{"db-1.west.db.demo.svc.clusterset.local", dns.TypeA, answer("NXDOMAIN")},
-		{"_pg._tcp.db.demo.svc.clusterset.local", dns.TypeSRV, answer("NOERROR",
+		{"db.demo.svc.clusterset.local", dns.TypeA, dnstest.Want("NOERROR", "10.1.0.1", "10.1.0.2", "10.2.0.1")},
+		{"db-0.east.db.demo.svc.clusterset.local", dns.TypeA, dnstest.Want("NOERROR", "10.1.0.1")},
+		{"db-1.east.db.demo.svc.clusterset.local", dns.TypeA, dnstest.Want("NOERROR", "10.1.0.2")},
+		{"db-0.west.db.demo.svc.clusterset.local", dns.TypeA, dnstest.Want("NOERROR", "10.2.0.1")},
+		{"db-2.east.db.demo.svc.clusterset.local", dns.TypeA, dnstest.Want("NXDOMAIN")}, // not ready
+		{"db-1.west.db.demo.svc.clusterset.local", dns.TypeA, dnstest.Want("NXDOMAIN")},
+		{"_pg._tcp.db.demo.svc.clusterset.local", dns.TypeSRV, dnstest.Want("NOERROR",
 			"0 33 5432 db-0.east.db.demo.svc.clusterset.local.",
 			"0 33 5432 db-0.west.db.demo.svc.clusterset.local.",
 			"0 33 5432 db-1.east.db.demo.svc.clusterset.local.")},
 		// No Service db in this cluster: cluster.local does not see imports.
-		{"db.demo.svc.cluster.local", dns.TypeA, answer("NXDOMAIN")},
+		{"db.demo.svc.cluster.local", dns.TypeA, dnstest.Want("NXDOMAIN")},
 	} {
-		eventuallyAnswers(t, ctx, srv, tc.name, tc.qtype, tc.want)
+		srv.WaitFor(t, tc.name, tc.qtype, tc.want, 10*time.Second)
 	}
-}
-
-func answer(rcode string, values ...string) dnstest.Answer {
-	slices.Sort(values)
-	return dnstest.Answer{Rcode: rcode, Values: append([]string{}, values...)}
-}
-
-func eventuallyAnswers(t *testing.T, ctx context.Context, srv *dnstest.Server, name string, qtype uint16, want dnstest.Answer) {
-	t.Helper()
-	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("%s %s = %v", dns.TypeToString[qtype], name, want), func() error {
-		got, err := srv.Resolve(ctx, name, qtype)
-		if err != nil {
-			return err
-		}
-		if got.String() != want.String() {
-			return fmt.Errorf("got %v", got)
-		}
-		return nil
-	})
 }
 
 func mcsSlice(cluster string, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
