@@ -9,12 +9,17 @@ KUBE_TOOLS     := discovery/kube/kubetest/tools
 KUBE_ASSETS    := $(CURDIR)/bin/k8s
 export KUBEBUILDER_ASSETS := $(KUBE_ASSETS)
 
+# Real CoreDNS (v1.15.0, only the plugins the DNS tests use) for the
+# clusterset.local tests, built from its Go module (a separate module).
+DNS_TOOLS      := discovery/kube/dnstest/tools
+COREDNS        := $(CURDIR)/bin/coredns
+
 # Real SPIRE server and agent (v1.13.3) for the opt-in SPIRE tier, built from
 # SPIRE's Go module (a separate module whose go.sum is seeded from SPIRE's own).
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build run test bench bench-load bench-scenarios lint fmt clean kube-tools spire-tools test-spire
+.PHONY: all build run test bench bench-load bench-scenarios lint fmt clean kube-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -29,7 +34,7 @@ run: build
 	./$(BIN) serve $(ARGS)
 
 ## test: everything — vet, unit, protocol, golden, and end-to-end tests, with the race detector
-test: kube-tools
+test: kube-tools coredns-tools
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
@@ -61,6 +66,14 @@ $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd &: $(KUBE_TOOLS)/go.mod $(KUBE
 	@mkdir -p $(KUBE_ASSETS)
 	cd $(KUBE_TOOLS) && $(GO) build -o $(KUBE_ASSETS)/ ./kube-apiserver ./etcd
 	@touch $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd
+
+## coredns-tools: build CoreDNS into bin/coredns (skipped when up to date)
+coredns-tools: $(COREDNS)
+
+$(COREDNS): $(DNS_TOOLS)/go.mod $(DNS_TOOLS)/go.sum $(wildcard $(DNS_TOOLS)/*/main.go)
+	@mkdir -p $(dir $(COREDNS))
+	cd $(DNS_TOOLS) && $(GO) build -o $(COREDNS) ./coredns
+	@touch $(COREDNS)
 
 ## spire-tools: build spire-server and spire-agent into bin/spire (skipped when up to date; long)
 spire-tools: $(SPIRE_ASSETS)/spire-server $(SPIRE_ASSETS)/spire-agent

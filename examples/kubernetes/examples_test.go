@@ -17,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -28,6 +29,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/horizonmesh/horizon/discovery/kube"
+	"github.com/horizonmesh/horizon/discovery/kube/dnstest"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
 
@@ -107,6 +109,9 @@ func TestExamplesDecode(t *testing.T) {
 				if file == "workload-agent.yaml" {
 					continue // a workload, in its own namespace
 				}
+				if file == "coredns.yaml" {
+					continue // the cluster's DNS, in kube-system
+				}
 				if ns := m.GetNamespace(); ns != "horizon-system" && !clusterScoped(obj) {
 					t.Errorf("%s: %T %s in namespace %q, want horizon-system", file, obj, m.GetName(), ns)
 				}
@@ -133,6 +138,61 @@ func one[T runtime.Object](t *testing.T, file string) T {
 	var zero T
 	t.Fatalf("%s: no %T", file, zero)
 	return zero
+}
+
+// TestCoreDNSExample: the Corefile serves clusterset.local from the kubernetes
+// plugin with the multicluster option, and the ClusterRole bound to CoreDNS's
+// ServiceAccount lets it list and watch ServiceImports and EndpointSlices
+// (discovery/kube/dnstest runs this very block and RBAC against a real
+// apiserver; this test names what must not be lost in an edit).
+func TestCoreDNSExample(t *testing.T) {
+	cm := one[*corev1.ConfigMap](t, "coredns.yaml")
+	if cm.Namespace != "kube-system" || cm.Name != "coredns" {
+		t.Errorf("ConfigMap %s/%s, want kube-system/coredns", cm.Namespace, cm.Name)
+	}
+	block, err := dnstest.KubernetesBlock(cm.Data["Corefile"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(block, "\n")
+	if zones := strings.Fields(strings.TrimSuffix(strings.TrimSpace(lines[0]), "{")); !slices.Contains(zones[1:], "cluster.local") || !slices.Contains(zones[1:], "clusterset.local") {
+		t.Errorf("kubernetes zones %v, want cluster.local and clusterset.local", zones[1:])
+	}
+	multicluster := false
+	for _, line := range lines[1:] {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "multicluster" {
+			multicluster = slices.Equal(f[1:], []string{"clusterset.local"})
+		}
+	}
+	if !multicluster {
+		t.Errorf("kubernetes block has no `multicluster clusterset.local`:\n%s", block)
+	}
+
+	role := one[*rbacv1.ClusterRole](t, "coredns.yaml")
+	for _, want := range []struct{ group, resource string }{
+		{"multicluster.x-k8s.io", "serviceimports"},
+		{"discovery.k8s.io", "endpointslices"},
+	} {
+		verbs := map[string]bool{}
+		for _, r := range role.Rules {
+			if slices.Contains(r.APIGroups, want.group) && slices.Contains(r.Resources, want.resource) {
+				for _, v := range r.Verbs {
+					verbs[v] = true
+				}
+			}
+		}
+		if !verbs["list"] || !verbs["watch"] {
+			t.Errorf("ClusterRole %s: %s.%s verbs %v, want list and watch", role.Name, want.resource, want.group, verbs)
+		}
+	}
+	binding := one[*rbacv1.ClusterRoleBinding](t, "coredns.yaml")
+	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name {
+		t.Errorf("ClusterRoleBinding %s binds %s %s, want ClusterRole %s", binding.Name, binding.RoleRef.Kind, binding.RoleRef.Name, role.Name)
+	}
+	want := rbacv1.Subject{Kind: "ServiceAccount", Name: "coredns", Namespace: "kube-system"}
+	if !slices.Contains(binding.Subjects, want) {
+		t.Errorf("ClusterRoleBinding %s subjects %v, want %v", binding.Name, binding.Subjects, want)
+	}
 }
 
 // TestCRDsVerbatim: the CRDs are the MCS module's, byte for byte after the
