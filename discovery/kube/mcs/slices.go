@@ -25,7 +25,7 @@ const (
 	LabelSourceCluster = kube.LabelMCSSourceCluster
 	// ControllerName is Horizon's value of discoveryv1.LabelManagedBy on the
 	// slices it writes. Horizon updates and deletes no other slices.
-	ControllerName = "horizon.io/mcs-controller"
+	ControllerName = "mcs-controller.horizon.io"
 
 	// AnnotationEndpointsLeftOut, on a ServiceImport, counts the endpoints
 	// of the service left out of that cluster's EndpointSlices because they

@@ -147,7 +147,7 @@ func TestDesiredSlicesChunksAndLabels(t *testing.T) {
 		want := map[string]string{
 			"multicluster.kubernetes.io/service-name":   "echo",
 			"multicluster.kubernetes.io/source-cluster": "east",
-			"endpointslice.kubernetes.io/managed-by":    "horizon.io/mcs-controller",
+			"endpointslice.kubernetes.io/managed-by":    "mcs-controller.horizon.io",
 			"app.kubernetes.io/managed-by":              "horizon",
 		}
 		if !reflect.DeepEqual(w.Labels(), want) {
