@@ -247,6 +247,7 @@ func (c *Controller) campaign(ctx context.Context) error {
 func (c *Controller) lead(ctx context.Context) {
 	c.leader.Store(true)
 	c.cfg.Metrics.setLeader(true)
+	c.slices.changed.Store(0) // the first round writes whatever changed while following
 	defer func() {
 		c.leader.Store(false)
 		c.cfg.Metrics.setLeader(false)

@@ -135,6 +135,11 @@ func DesiredSlices(cs *discovery.ClusterSet, members []SliceMemberState, foreign
 	slices.SortFunc(members, func(a, b SliceMemberState) int { return cmp.Compare(a.ID, b.ID) })
 	for _, m := range members {
 		self, known := cs.Cluster(m.ID)
+		if !known {
+			// Not in the ClusterSet (yet): its network is unknown, so
+			// neither write nor delete anything there.
+			continue
+		}
 		namespaces := map[string]bool{}
 		for _, ns := range m.Namespaces {
 			namespaces[ns] = true
@@ -156,7 +161,7 @@ func DesiredSlices(cs *discovery.ClusterSet, members []SliceMemberState, foreign
 		for i := range cs.Exports {
 			es := &cs.Exports[i]
 			ref := Ref{m.ID, es.Key.Namespace, es.Key.Name}
-			if !known || !namespaces[es.Key.Namespace] || isForeign[ref] {
+			if !namespaces[es.Key.Namespace] || isForeign[ref] {
 				continue
 			}
 			lo := LeftOut{Ref: ref}

@@ -259,6 +259,19 @@ func TestSlicesIntegration(t *testing.T) {
 		}
 	})
 
+	step(t, "orphan collected on resync", func(t *testing.T) {
+		// Nothing in the ClusterSet changes: only a resync finds it.
+		late := mcsSlice("late-west-ipv4-0", "late", "west", mcs.ControllerName, "10.9.0.3")
+		mustCreate(t, errOf(east.Kube.DiscoveryV1().EndpointSlices("demo").Create(ctx, late, metav1.CreateOptions{})))
+		testkit.Eventually(t, 10*time.Second, "the orphan deleted", func() error {
+			_, err := east.Kube.DiscoveryV1().EndpointSlices("demo").Get(ctx, late.Name, metav1.GetOptions{})
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("orphan: %v", err)
+			}
+			return nil
+		})
+	})
+
 	step(t, "unmanaged slice untouched", func(t *testing.T) {
 		now, err := central.Kube.DiscoveryV1().EndpointSlices("demo").Get(ctx, other.Name, metav1.GetOptions{})
 		if err != nil {

@@ -181,6 +181,12 @@ func TestDesiredSlicesChunksAndLabels(t *testing.T) {
 	if !reflect.DeepEqual(plan, again) {
 		t.Error("the plan depends on the members' order")
 	}
+	// A member the ClusterSet does not know has an unknown network: nothing
+	// is written or deleted there.
+	stranger := member("north", SliceState{Namespace: "demo", Name: "echo-east-ipv4-0", Managed: true, Service: "echo", Source: "east", Family: discoveryv1.AddressTypeIPv4})
+	if p := DesiredSlices(cs, []SliceMemberState{stranger}, nil, 100); len(p.Writes)+len(p.Deletes)+len(p.LeftOut) != 0 {
+		t.Errorf("unknown member: %+v", p)
+	}
 	// A configurable size.
 	if n := len(DesiredSlices(cs, []SliceMemberState{member("east")}, nil, 1000).Writes); n != 2 {
 		t.Errorf("max 1000: %d slices, want 2", n)
