@@ -337,3 +337,17 @@ func countEndpoints(p SlicePlan, member string) int {
 	}
 	return len(seen)
 }
+
+func TestSliceConfigBounds(t *testing.T) {
+	cfg := Config{Members: func() []Member { return nil }, ClusterSet: func() *discovery.ClusterSet { return nil }}
+	c, err := New(cfg)
+	if err != nil || c.cfg.Slices.MaxEndpoints != DefaultMaxEndpointsPerSlice {
+		t.Errorf("default: %v, max %d", err, c.cfg.Slices.MaxEndpoints)
+	}
+	for _, n := range []int{-1, 1001} {
+		cfg.Slices.MaxEndpoints = n
+		if _, err := New(cfg); err == nil {
+			t.Errorf("max %d accepted", n)
+		}
+	}
+}
