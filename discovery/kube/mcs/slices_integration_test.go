@@ -234,6 +234,47 @@ func TestSlicesIntegration(t *testing.T) {
 		}
 	})
 
+	step(t, "a member that is down holds up no other", func(t *testing.T) {
+		if err := central.StopAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		es, err := east.Kube.DiscoveryV1().EndpointSlices("demo").Get(ctx, "echo-abcde", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		es.Endpoints[1].Conditions.Ready = ptr(true)
+		if _, err := east.Kube.DiscoveryV1().EndpointSlices("demo").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"echo-east-ipv4-0: 10.1.0.1(web-0,zone-a,ready),10.1.0.2(web-1,zone-b,ready),10.1.0.3(serving,terminating)"}
+		testkit.Eventually(t, 10*time.Second, "east updated, central's write failed", func() error {
+			got, err := horizonSlices(ctx, east, "echo")
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("east: %q", got)
+			}
+			if metric(t, reg, "horizon_mcs_endpointslice_writes_total", map[string]string{"cluster": "central", "result": "failed"}) == 0 {
+				return fmt.Errorf("no failed write counted for central")
+			}
+			return nil
+		})
+		if err := central.StartAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 30*time.Second, "central updated once back", func() error {
+			got, err := horizonSlices(ctx, central, "echo")
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("central: %q", got)
+			}
+			return nil
+		})
+	})
+
 	step(t, "unexport deletes the slices", func(t *testing.T) {
 		begin := time.Now()
 		for _, c := range []*kubetest.Cluster{east, west} {
