@@ -124,6 +124,7 @@ func (e *encoder) service(s *Service) {
 	for i := range s.Endpoints {
 		ep := &s.Endpoints[i]
 		e.str(ep.Address)
+		e.str(ep.Hostname)
 		e.locality(ep.Locality)
 		e.flag(ep.Ready)
 		e.flag(ep.Serving)

@@ -30,6 +30,7 @@ func TestServiceDigest(t *testing.T) {
 		{"nothing", func([]Cluster) {}, nil},
 		{"endpoint address", func(c []Cluster) { c[0].Services[0].Endpoints[0].Address = "10.0.0.9" }, map[string][]ServiceKey{"a": {s}}},
 		{"endpoint label", func(c []Cluster) { c[0].Services[0].Endpoints[0].Labels["v"] = "2" }, map[string][]ServiceKey{"a": {s}}},
+		{"endpoint hostname", func(c []Cluster) { c[0].Services[0].Endpoints[0].Hostname = "web-0" }, map[string][]ServiceKey{"a": {s}}},
 		{"endpoint port", func(c []Cluster) { c[0].Services[0].Endpoints[0].Ports["http"] = 9090 }, map[string][]ServiceKey{"a": {s}}},
 		{"readiness elsewhere", func(c []Cluster) { c[1].Services[0].Endpoints[0].Ready = true }, map[string][]ServiceKey{"b": {s}}},
 		{"export time", func(c []Cluster) { c[0].Services[1].ExportedAt = time.Unix(1, 2) }, map[string][]ServiceKey{"a": {tt}}},

@@ -233,6 +233,9 @@ func comparePorts(a, b Port) int {
 // Endpoint is one backend of a service in one cluster (a pod).
 type Endpoint struct {
 	Address string // IP address
+	// Hostname is the endpoint's hostname in its EndpointSlice (a
+	// StatefulSet pod's name), "" when it has none.
+	Hostname string
 	// Ports maps service port names to the endpoint's target port, as an
 	// EndpointSlice does; a port not named here uses the service port's TargetPort.
 	Ports          map[string]uint32

@@ -47,6 +47,12 @@ const (
 	// ManagedByHorizon is LabelManagedBy's value on them.
 	ManagedByHorizon = "horizon"
 
+	// LabelMCSServiceName names the ServiceImport of an MCS EndpointSlice
+	// (KEP-1645); LabelMCSSourceCluster the cluster its endpoints are in.
+	// The source skips these slices: they hold imported endpoints.
+	LabelMCSServiceName   = "multicluster.kubernetes.io/service-name"
+	LabelMCSSourceCluster = "multicluster.kubernetes.io/source-cluster"
+
 	labelServiceName = discoveryv1.LabelServiceName
 	labelRegion      = corev1.LabelTopologyRegion
 	labelZone        = corev1.LabelTopologyZone
@@ -117,6 +123,9 @@ func Build(cfg MemberConfig, o Objects) (discovery.Cluster, []Problem) {
 	slicesBySvc := map[discovery.ServiceKey][]*discoveryv1.EndpointSlice{}
 	for _, s := range o.Slices {
 		name := s.Labels[labelServiceName]
+		if name == "" && s.Labels[LabelMCSServiceName] != "" {
+			continue // an MCS slice of a ServiceImport, not of a Service
+		}
 		if name == "" {
 			problem("EndpointSlice", s.Namespace, s.Name, "missing_service_label", "no %s label; skipped", labelServiceName)
 			continue
@@ -219,6 +228,9 @@ func endpoints(cfg MemberConfig, k discovery.ServiceKey, ss []*discoveryv1.Endpo
 				Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
 				Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
 				Locality:    cfg.Locality,
+			}
+			if e.Hostname != nil {
+				ep.Hostname = *e.Hostname
 			}
 			ep.Serving = ep.Ready
 			if e.Conditions.Serving != nil {

@@ -470,6 +470,16 @@ func (m *Member) ServiceImports() []*mcsv1beta1.ServiceImport {
 	return out
 }
 
+// EndpointSlices lists the member's EndpointSlices from its cache.
+func (m *Member) EndpointSlices() []*discoveryv1.EndpointSlice {
+	objs := m.slices.GetStore().List()
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, obj := range objs {
+		out = append(out, obj.(*discoveryv1.EndpointSlice))
+	}
+	return out
+}
+
 // Service returns a Service from the member's cache.
 func (m *Member) Service(namespace, name string) (*corev1.Service, bool) {
 	obj, ok, _ := m.services.GetStore().GetByKey(namespace + "/" + name)

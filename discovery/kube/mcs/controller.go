@@ -55,6 +55,9 @@ type Config struct {
 	Resync, RetryDelay, WriteTimeout time.Duration
 	Logger                           *slog.Logger
 	Metrics                          *Metrics
+	// Slices configures the MCS EndpointSlices written in importing
+	// members (slices.go).
+	Slices SliceConfig
 }
 
 // Controller keeps the members' ServiceExport statuses and ServiceImports in
@@ -69,6 +72,7 @@ type Controller struct {
 	// reported: the problems already logged, so each is logged once.
 	written  map[string]*memo
 	reported map[string]bool
+	slices   sliceRun
 }
 
 // New checks the configuration and fills in defaults.
@@ -105,6 +109,12 @@ func New(cfg Config) (*Controller, error) {
 	cfg.Resync = positiveOr(cfg.Resync, 10*time.Second)
 	cfg.RetryDelay = positiveOr(cfg.RetryDelay, time.Second)
 	cfg.WriteTimeout = positiveOr(cfg.WriteTimeout, 10*time.Second)
+	if cfg.Slices.MaxEndpoints == 0 {
+		cfg.Slices.MaxEndpoints = DefaultMaxEndpointsPerSlice
+	}
+	if cfg.Slices.MaxEndpoints < 1 || cfg.Slices.MaxEndpoints > 1000 {
+		return nil, fmt.Errorf("mcs controller: endpoints per slice %d is not in 1..1000", cfg.Slices.MaxEndpoints)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -128,6 +138,7 @@ func positiveOr(d, def time.Duration) time.Duration {
 
 // Notify asks for a reconcile round soon. It never blocks; calls coalesce.
 func (c *Controller) Notify() {
+	c.slices.markChanged()
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -236,6 +247,7 @@ func (c *Controller) campaign(ctx context.Context) error {
 func (c *Controller) lead(ctx context.Context) {
 	c.leader.Store(true)
 	c.cfg.Metrics.setLeader(true)
+	c.slices.changed.Store(0) // the first round writes whatever changed while following
 	defer func() {
 		c.leader.Store(false)
 		c.cfg.Metrics.setLeader(false)
@@ -282,6 +294,7 @@ func (c *Controller) reconcile(ctx context.Context) bool {
 	c.cfg.Metrics.setExports(plan)
 	c.report(plan)
 	ok := c.apply(ctx, plan, byID)
+	ok = c.reconcileSlices(ctx, cs, plan.Foreign, members) && ok
 	c.cfg.Metrics.round(ok)
 	return ok
 }

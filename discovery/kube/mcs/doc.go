@@ -2,7 +2,8 @@
 // sigs.k8s.io/mcs-api v1beta1). It reads the ClusterSet the Kubernetes source
 // publishes and the member clusters' caches, computes what every member
 // should hold (Desired, a pure function), and writes the difference: the
-// status of every ServiceExport and the ServiceImports. It never decides
+// status of every ServiceExport, the ServiceImports and the MCS
+// EndpointSlices of every importing member. It never decides
 // traffic: the discovery model already merged the exports, and a conflict
 // never changes the winning definition.
 //
@@ -88,6 +89,39 @@
 // logged with cluster/namespace/name, counted in horizon_mcs_writes_total and
 // retried on a later round; it never stops the others.
 //
-// Not implemented: ServiceImport conditions, and EndpointSlices in importing
-// clusters (Horizon serves endpoints over xDS).
+// # EndpointSlices
+//
+// Every member that imports a service (every member with the namespace, the
+// exporting ones included) holds, for every exporting cluster and address
+// family, MCS EndpointSlices (slices.go, DesiredSlices, a pure function)
+// named <service>-<cluster>-<ipv4|ipv6>-<n> and labelled
+// multicluster.kubernetes.io/service-name=<service>,
+// multicluster.kubernetes.io/source-cluster=<cluster>,
+// endpointslice.kubernetes.io/managed-by=mcs-controller.horizon.io and
+// app.kubernetes.io/managed-by=horizon. They list the source's endpoints
+// with their address, hostname, zone and ready/serving/terminating
+// conditions, and the ports by name. A slice holds at most
+// SliceConfig.MaxEndpoints (default 100); an endpoint stays in the slice
+// that lists it, new ones fill the first slice with room, so a change of one
+// endpoint is one write per importing member. Horizon updates and deletes
+// only slices labelled with its controller name, never others (a name taken
+// by another's slice is skipped). Every round, the start-up's and every
+// resync's included, deletes Horizon's slices whose service is no longer
+// exported, whose source left the ClusterSet or whose endpoints are gone.
+// The Kubernetes source skips MCS slices: they are not a Service's.
+//
+// Split horizon: a member's slices list only the endpoints of exporting
+// clusters on its own network. The others are reachable only through the
+// east-west gateways; how many were left out is on the member's
+// ServiceImport as networking.horizon.io/endpoints-left-out (a count) and
+// networking.horizon.io/endpoints-left-out-reason (whose, on which
+// network), absent when nothing is left out.
+//
+// Metrics: horizon_mcs_endpointslice_writes_total{cluster,result},
+// horizon_mcs_endpoints_left_out{cluster} and
+// horizon_mcs_endpointslice_lag_seconds, from a ClusterSet change reaching
+// the controller (Notify) to the last member's slice write for it.
+//
+// Not implemented: ServiceImport conditions (the KEP leaves them optional;
+// status lives on the exports).
 package mcs

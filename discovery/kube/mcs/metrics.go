@@ -1,6 +1,8 @@
 package mcs
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -19,6 +21,7 @@ const (
 	resultDeleted  = "deleted"
 	resultConflict = "conflict" // 409: retried on a later round
 	resultError    = "error"
+	resultFailed   = "failed" // a failed EndpointSlice write
 )
 
 // Metrics are the MCS controller's metrics. A nil *Metrics records nothing.
@@ -27,6 +30,10 @@ type Metrics struct {
 	leader  prometheus.Gauge
 	exports *prometheus.GaugeVec
 	rounds  *prometheus.CounterVec
+	// MCS EndpointSlices (slices.go).
+	sliceWrites *prometheus.CounterVec
+	leftOut     *prometheus.GaugeVec
+	lag         prometheus.Histogram
 }
 
 // NewMetrics creates the controller's metrics and registers them with reg
@@ -45,9 +52,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "horizon_mcs_rounds_total", Help: "Reconcile rounds by the leader, by result (ok, failed: some write failed).",
 		}, []string{"result"}),
+		sliceWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_mcs_endpointslice_writes_total", Help: "MCS EndpointSlice writes by the MCS controller, by member cluster and result (created, updated, deleted, failed).",
+		}, []string{"cluster", "result"}),
+		leftOut: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_mcs_endpoints_left_out", Help: "Endpoints left out of a member cluster's MCS EndpointSlices because they are on another network (split horizon), as of the leader's last round.",
+		}, []string{"cluster"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "horizon_mcs_endpointslice_lag_seconds", Help: "Time from a ClusterSet change reaching the MCS controller to the last member's EndpointSlice write for it.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.writes, m.leader, m.exports, m.rounds)
+		reg.MustRegister(m.writes, m.leader, m.exports, m.rounds, m.sliceWrites, m.leftOut, m.lag)
 	}
 	return m
 }
@@ -68,6 +85,7 @@ func (m *Metrics) setLeader(leading bool) {
 	}
 	m.leader.Set(0)
 	m.exports.Reset()
+	m.leftOut.Reset()
 }
 
 func (m *Metrics) round(ok bool) {
@@ -96,5 +114,31 @@ func (m *Metrics) setExports(p Plan) {
 		for _, s := range []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse} {
 			m.exports.WithLabelValues(t, string(s)).Set(float64(counts[[2]string{t, string(s)}]))
 		}
+	}
+}
+
+func (m *Metrics) sliceWrite(cluster, result string) {
+	if m != nil {
+		m.sliceWrites.WithLabelValues(cluster, result).Inc()
+	}
+}
+
+func (m *Metrics) setLeftOut(l []LeftOut) {
+	if m == nil {
+		return
+	}
+	counts := map[string]int{}
+	for _, lo := range l {
+		counts[lo.Cluster] += lo.Count
+	}
+	m.leftOut.Reset()
+	for c, n := range counts {
+		m.leftOut.WithLabelValues(c).Set(float64(n))
+	}
+}
+
+func (m *Metrics) sliceLag(d time.Duration) {
+	if m != nil {
+		m.lag.Observe(d.Seconds())
 	}
 }
