@@ -123,7 +123,42 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 	if !found {
 		return fmt.Errorf("%s: no such service in the view of cluster %s", service, p.Cluster)
 	}
+	explainSlices(stdout, cs, host, src)
 	return nil
+}
+
+// explainSlices says what the MCS EndpointSlices Horizon writes in the
+// proxy's cluster list for the service (what kube-proxy and CoreDNS see
+// there), and what split horizon leaves out of them.
+func explainSlices(w io.Writer, cs *discovery.ClusterSet, host string, src *discovery.Cluster) {
+	name, rest, _ := strings.Cut(host, ".")
+	ns, _, _ := strings.Cut(rest, ".")
+	es, ok := cs.Export(discovery.ServiceKey{Namespace: ns, Name: name})
+	if !ok {
+		return
+	}
+	listed := 0
+	var left []string
+	for _, cname := range es.Clusters {
+		c, ok := cs.Cluster(cname)
+		if !ok {
+			continue
+		}
+		svc, ok := c.Service(es.Key)
+		if !ok {
+			continue
+		}
+		if c.Network == src.Network {
+			listed += len(svc.Endpoints)
+		} else if n := len(svc.Endpoints); n > 0 {
+			left = append(left, fmt.Sprintf("%d of cluster %s (network %s)", n, cname, c.Network))
+		}
+	}
+	fmt.Fprintf(w, "\nMCS EndpointSlices in cluster %s (what kube-proxy and CoreDNS see there): %d endpoints of network %s", src.Name, listed, src.Network)
+	if len(left) > 0 {
+		fmt.Fprintf(w, "; left out by split horizon, reachable only through the east-west gateways: %s", strings.Join(left, ", "))
+	}
+	fmt.Fprintln(w)
 }
 
 // notReadyText says what not-ready endpoints become and what the proxy's

@@ -21,6 +21,9 @@ func TestExplainFailover(t *testing.T) {
 			"127.0.0.12:7070        weight 1   HEALTHY   pod in cluster east-2, same network: same region, other zone",
 			"priority 2",
 			"127.0.1.100:15443      weight 2   HEALTHY   gateway of network west (clusters west-1)",
+			// What the MCS EndpointSlices in east-1 list, and what split
+			// horizon leaves out of them.
+			"MCS EndpointSlices in cluster east-1 (what kube-proxy and CoreDNS see there): 5 endpoints of network east; left out by split horizon, reachable only through the east-west gateways: 3 of cluster west-1 (network west)",
 		}},
 		{"us-west", []string{
 			"in cluster west-1 (network west)",
@@ -28,6 +31,7 @@ func TestExplainFailover(t *testing.T) {
 			"pod in cluster west-1, same network",
 			"priority 1",
 			"gateway of network east (clusters east-1, east-2)",
+			"MCS EndpointSlices in cluster west-1 (what kube-proxy and CoreDNS see there): 3 endpoints of network west; left out by split horizon",
 		}},
 	} {
 		t.Run(tc.from, func(t *testing.T) {

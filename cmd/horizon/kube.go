@@ -83,6 +83,7 @@ type kubeConfig struct {
 	mcs              bool
 	clusterSetCIDRs  string
 	leaseNamespace   string
+	sliceEndpoints   int // most endpoints of one MCS EndpointSlice
 }
 
 func (k *kubeConfig) enabled() bool { return len(k.members) > 0 || k.secretsNamespace != "" }
@@ -189,6 +190,7 @@ func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, publish
 		controller, err := mcs.New(mcs.Config{
 			Members: func() []mcs.Member { return mcsMembers(source) }, ClusterSet: latest, Allocator: alloc,
 			Election: election, Logger: log, Metrics: mcs.NewMetrics(reg),
+			Slices: mcs.SliceConfig{MaxEndpoints: k.sliceEndpoints},
 		})
 		if err != nil {
 			return nil, err
