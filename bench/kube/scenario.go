@@ -131,7 +131,7 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 	for i, m := range members {
 		g.Go(func() error {
 			var err error
-			seeded[i], err = seed(gctx, m, sc.Services, sc.Endpoints)
+			seeded[i], err = seed(gctx, m, sc.Services, sc.Endpoints, 0)
 			return err
 		})
 	}
