@@ -126,8 +126,9 @@ type MCSResult struct {
 	DNS, DNSSlice Summary
 	DNSInitial    int
 
-	ClusterStart, Seed, InitialSync time.Duration // InitialSync: controller start to every MCS slice written
-	ChangeCPU                       float64       // this process's CPU s over the changes
+	// InitialSync: controller start to every MCS slice written, to 100 ms.
+	ClusterStart, Seed, InitialSync time.Duration
+	ChangeCPU                       float64 // this process's CPU s over the changes
 	ChangeWall                      time.Duration
 }
 
@@ -234,10 +235,11 @@ func RunMCS(ctx context.Context, sc MCSScenario, startDNS StartDNS, log *slog.Lo
 		}
 	})
 
-	// Every member holds an MCS slice of every (service, source), complete.
+	// Every member holds an MCS slice of every (service, source), complete:
+	// listed every 100 ms, not to load the API servers while they are written.
 	want := sc.Services * sc.Clusters
 	var rvs []string
-	if err := poll(ctx, 4*sc.Timeout, func() bool {
+	if err := pollEvery(ctx, 4*sc.Timeout, 100*time.Millisecond, func() bool {
 		rvs = rvs[:0]
 		for _, m := range members {
 			n, rv, err := completeSlices(ctx, m, sc.Endpoints)

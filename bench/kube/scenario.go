@@ -271,9 +271,14 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 
 // poll calls done every 5 ms until it is true, ctx ends or timeout passes.
 func poll(ctx context.Context, timeout time.Duration, done func() bool) error {
+	return pollEvery(ctx, timeout, 5*time.Millisecond, done)
+}
+
+// pollEvery is poll with another interval.
+func pollEvery(ctx context.Context, timeout, interval time.Duration, done func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	t := time.NewTicker(5 * time.Millisecond)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for !done() {
 		select {
