@@ -5,6 +5,10 @@
 // EndpointSlice update written to an API server, so its convergence
 // includes the watch, the informer, the Source's merge and the server's
 // debounce (if any) and render, up to the last affected proxy's ACK.
+//
+// RunMCS (mcs.go) is the MCS controller's scenario: a source EndpointSlice
+// change to the MCS EndpointSlice in every member's API server, and to a
+// real CoreDNS's clusterset.local answer.
 package kube
 
 import (
