@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks issue's load scenarios at their sizes, one table each
 # (make bench-scenarios; bench/RESULTS.md keeps the latest). About ten
-# minutes on two cores. Usage: bench/scenarios.sh [bin/horizon-load [bin/horizon]]
+# minutes on two cores, and the MCS EndpointSlice benchmark (bench/kube,
+# about 2 minutes more). Usage: bench/scenarios.sh [bin/horizon-load [bin/horizon]]
 set -euo pipefail
 load=${1:-bin/horizon-load}
 horizon=${2:-bin/horizon}
@@ -33,3 +34,6 @@ run "through real kube-apiservers (needs make kube-tools)" \
 	kube -clusters 3 -services 10 -endpoints 30 -proxies 200 -changes 20 -mode sotw,delta
 run "through real kube-apiservers, 1,000 proxies and 50 services" \
 	kube -clusters 3 -services 50 -endpoints 30 -proxies 1000 -changes 30 -mode sotw,delta
+echo
+echo "## MCS EndpointSlices through real kube-apiservers and CoreDNS (needs make kube-tools coredns-tools)"
+go test -count=1 -run '^$' -bench MCS -benchtime 1x -timeout 30m ./bench/kube/ || echo "(failed: BenchmarkMCS)"

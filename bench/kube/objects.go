@@ -84,8 +84,10 @@ func gatewayAddress(i, g int) string {
 // one service account per service: without them the endpoints would stay
 // on their network) and one EndpointSlice of ready endpoints, each naming
 // its Pod, Node and zone. envtest runs no controllers, so nothing else
-// writes. It returns the EndpointSlices as created, by service.
-func seed(ctx context.Context, m member, services, endpoints int) ([]*discoveryv1.EndpointSlice, error) {
+// writes. The first headless services are headless (no cluster IP); the
+// xDS scenario has none, the MCS scenario one, for CoreDNS. It returns the
+// EndpointSlices as created, by service.
+func seed(ctx context.Context, m member, services, endpoints, headless int) ([]*discoveryv1.EndpointSlice, error) {
 	kc := m.cluster.Kube
 	ns := gen.NamespaceName(0)
 	for _, name := range []string{ns, gatewayNamespace} {
@@ -122,7 +124,7 @@ func seed(ctx context.Context, m member, services, endpoints int) ([]*discoveryv
 	g.SetLimit(8)
 	for s := range services {
 		g.Go(func() error {
-			slice, err := seedService(gctx, m, ns, s, endpoints)
+			slice, err := seedService(gctx, m, ns, s, endpoints, s < headless)
 			out[s] = slice
 			return err
 		})
@@ -135,15 +137,19 @@ func seed(ctx context.Context, m member, services, endpoints int) ([]*discoveryv
 
 // seedService writes one service of a member: Service, Pods,
 // EndpointSlice, ServiceExport.
-func seedService(ctx context.Context, m member, ns string, s, endpoints int) (*discoveryv1.EndpointSlice, error) {
+func seedService(ctx context.Context, m member, ns string, s, endpoints int, headless bool) (*discoveryv1.EndpointSlice, error) {
 	kc := m.cluster.Kube
 	name := gen.ServiceName(s)
-	if _, err := kc.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
 			Name: "http", Port: servicePort, TargetPort: intstr.FromInt32(targetPort), AppProtocol: ptr.To("http"),
 		}}},
-	}, metav1.CreateOptions{}); err != nil {
+	}
+	if headless {
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
+	if _, err := kc.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("member %s: service %s: %w", m.name, name, err)
 	}
 	slice := &discoveryv1.EndpointSlice{
@@ -234,31 +240,49 @@ type Change struct {
 // affected.
 func plan(members []member, seeded [][]*discoveryv1.EndpointSlice, changes int) []Change {
 	changing := max(1, len(members)-1)
-	cur := map[[2]int]*discoveryv1.EndpointSlice{}
-	turns := map[[2]int]int{}
+	p := newPlanner(members, seeded)
 	out := make([]Change, changes)
 	for i := range out {
 		mi := i % changing
-		s := (i / changing) % len(seeded[mi])
-		k := [2]int{mi, s}
-		prev, ok := cur[k]
-		if !ok {
-			prev = seeded[mi][s]
-		}
-		next := prev.DeepCopy()
-		slot := turns[k] % len(next.Endpoints)
-		turns[k]++
-		old := next.Endpoints[slot].Addresses[0]
-		next.Endpoints[slot].Addresses = []string{load.MarkerAddress(i)}
-		cur[k] = next
-		m := members[mi]
-		out[i] = Change{
-			Index: i, Cluster: m.name, Network: m.network,
-			Service: discovery.ServiceKey{Namespace: next.Namespace, Name: next.Labels[discoveryv1.LabelServiceName]},
-			Removed: old, Affected: []string{m.network}, member: mi, service: s, slice: next,
-		}
+		out[i] = p.next(i, mi, (i/changing)%len(seeded[mi]))
 	}
 	return out
+}
+
+// planner builds changes one after the other, each on the slice as the
+// previous changes of the same (member, service) left it, rotating over its
+// endpoints.
+type planner struct {
+	members []member
+	seeded  [][]*discoveryv1.EndpointSlice
+	cur     map[[2]int]*discoveryv1.EndpointSlice
+	turns   map[[2]int]int
+}
+
+func newPlanner(members []member, seeded [][]*discoveryv1.EndpointSlice) *planner {
+	return &planner{members: members, seeded: seeded, cur: map[[2]int]*discoveryv1.EndpointSlice{}, turns: map[[2]int]int{}}
+}
+
+// next is change i: in member mi, service s gets load.MarkerAddress(i) in
+// place of one endpoint's address.
+func (p *planner) next(i, mi, s int) Change {
+	k := [2]int{mi, s}
+	prev, ok := p.cur[k]
+	if !ok {
+		prev = p.seeded[mi][s]
+	}
+	next := prev.DeepCopy()
+	slot := p.turns[k] % len(next.Endpoints)
+	p.turns[k]++
+	old := next.Endpoints[slot].Addresses[0]
+	next.Endpoints[slot].Addresses = []string{load.MarkerAddress(i)}
+	p.cur[k] = next
+	m := p.members[mi]
+	return Change{
+		Index: i, Cluster: m.name, Network: m.network,
+		Service: discovery.ServiceKey{Namespace: next.Namespace, Name: next.Labels[discoveryv1.LabelServiceName]},
+		Removed: old, Affected: []string{m.network}, member: mi, service: s, slice: next,
+	}
 }
 
 // holds reports whether cs has the change's marker among the changed

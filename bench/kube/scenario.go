@@ -5,6 +5,10 @@
 // EndpointSlice update written to an API server, so its convergence
 // includes the watch, the informer, the Source's merge and the server's
 // debounce (if any) and render, up to the last affected proxy's ACK.
+//
+// RunMCS (mcs.go) is the MCS controller's scenario: a source EndpointSlice
+// change to the MCS EndpointSlice in every member's API server, and to a
+// real CoreDNS's clusterset.local answer.
 package kube
 
 import (
@@ -131,7 +135,7 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 	for i, m := range members {
 		g.Go(func() error {
 			var err error
-			seeded[i], err = seed(gctx, m, sc.Services, sc.Endpoints)
+			seeded[i], err = seed(gctx, m, sc.Services, sc.Endpoints, 0)
 			return err
 		})
 	}
@@ -271,9 +275,14 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 
 // poll calls done every 5 ms until it is true, ctx ends or timeout passes.
 func poll(ctx context.Context, timeout time.Duration, done func() bool) error {
+	return pollEvery(ctx, timeout, 5*time.Millisecond, done)
+}
+
+// pollEvery is poll with another interval.
+func pollEvery(ctx context.Context, timeout, interval time.Duration, done func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	t := time.NewTicker(5 * time.Millisecond)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for !done() {
 		select {
