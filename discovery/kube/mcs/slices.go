@@ -340,10 +340,15 @@ func compareSliceNames(a, b string) int {
 	return cmp.Compare(a, b)
 }
 
+// familyOf is the slice address type of an endpoint address, or "" for an
+// address no EndpointSlice may hold (the API server's rules: no zone, no
+// IPv4-mapped IPv6, not unspecified, loopback or link-local), which is left
+// out rather than failing its whole slice's write on every round.
 func familyOf(address string) discoveryv1.AddressType {
 	a, err := netip.ParseAddr(address)
 	switch {
-	case err != nil:
+	case err != nil || a.Zone() != "" || a.Is4In6() || a.IsUnspecified() || a.IsLoopback() ||
+		a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast():
 		return ""
 	case a.Is4():
 		return discoveryv1.AddressTypeIPv4

@@ -351,3 +351,30 @@ func TestSliceConfigBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestDesiredSlicesSkipsBadAddresses: the model refuses an endpoint whose
+// address is no IP (discovery.New); the IPs it takes but the API server
+// refuses in an EndpointSlice (a zone, IPv4-mapped IPv6, loopback,
+// link-local, unspecified) are in no slice, and the valid ones are.
+func TestDesiredSlicesSkipsBadAddresses(t *testing.T) {
+	for _, addr := range []string{"db.example.com", "not-an-ip", "10.1.0.010"} {
+		_, err := discovery.New([]discovery.Cluster{{Name: "east", Network: "net-a", Services: []discovery.Service{exported([]discovery.Endpoint{ep(addr)})}}})
+		if err == nil {
+			t.Errorf("the model takes endpoint address %q", addr)
+		}
+	}
+	svc := exported([]discovery.Endpoint{ep("10.1.0.1"), ep("fe80::1%eth0"), ep("10.1.0.2"), ep("fd00::1"),
+		ep("::ffff:10.1.0.3"), ep("127.0.0.1"), ep("::1"), ep("169.254.0.1"), ep("fe80::1"), ep("224.0.0.1"), ep("0.0.0.0")})
+	cs := clusterSet(t,
+		discovery.Cluster{Name: "east", Network: "net-a", Services: []discovery.Service{svc}},
+		discovery.Cluster{Name: "west", Network: "net-a"},
+	)
+	plan := DesiredSlices(cs, []SliceMemberState{member("east"), member("west")}, nil, 100)
+	want := []string{
+		"east/echo-east-ipv4-0: 10.1.0.1,10.1.0.2", "east/echo-east-ipv6-0: fd00::1",
+		"west/echo-east-ipv4-0: 10.1.0.1,10.1.0.2", "west/echo-east-ipv6-0: fd00::1",
+	}
+	if got := summarize(plan); !slices.Equal(got, want) {
+		t.Errorf("slices %q, want %q", got, want)
+	}
+}
