@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,9 +19,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -96,7 +101,7 @@ func isBlank(doc []byte) bool {
 }
 
 func TestExamplesDecode(t *testing.T) {
-	objs := decodeAll(t, "*.yaml", filepath.Join("crds", "*.yaml"))
+	objs := decodeAll(t, "*.yaml", filepath.Join("crds", "*.yaml"), filepath.Join("opt-in", "*.yaml"))
 	if len(objs) < 8 {
 		t.Fatalf("decoded %d files, want every example", len(objs))
 	}
@@ -443,5 +448,549 @@ func TestNoPlaintextXDS(t *testing.T) {
 	}
 	if bootstraps < 2 {
 		t.Errorf("%d containers run horizon bootstrap, want the workload's and the gateway's", bootstraps)
+	}
+}
+
+// podTemplates are the pod templates of every Deployment in the files
+// matching the patterns, by "file/name".
+func podTemplates(t *testing.T, patterns ...string) map[string]corev1.PodSpec {
+	t.Helper()
+	pods := map[string]corev1.PodSpec{}
+	for file, list := range decodeAll(t, patterns...) {
+		for _, obj := range list {
+			if d, ok := obj.(*appsv1.Deployment); ok {
+				pods[file+"/"+d.Name] = d.Spec.Template.Spec
+			}
+		}
+	}
+	if len(pods) == 0 {
+		t.Fatal("no Deployment")
+	}
+	return pods
+}
+
+func allContainers(pod corev1.PodSpec) []corev1.Container {
+	return append(slices.Clone(pod.InitContainers), pod.Containers...)
+}
+
+// namedPaths are the absolute file paths a container's arguments, command
+// and environment name (--flag=/path, /path, env value /path), except
+// `horizon bootstrap --cert-dir`, which names a path in the proxy's
+// containers, not its own (see bootstrapCertDirs).
+func namedPaths(c corev1.Container) []string {
+	var paths []string
+	words := append(slices.Clone(c.Command), c.Args...)
+	for _, e := range c.Env {
+		words = append(words, e.Value)
+	}
+	for _, w := range words {
+		if len(c.Args) > 0 && c.Args[0] == "bootstrap" && strings.HasPrefix(w, "--cert-dir=") {
+			continue
+		}
+		if _, v, ok := strings.Cut(w, "="); ok && strings.HasPrefix(w, "--") {
+			w = v
+		}
+		if strings.HasPrefix(w, "/") {
+			paths = append(paths, filepath.Clean(w))
+		}
+	}
+	return paths
+}
+
+// outPaths are the paths a container writes: --out=, or a shell redirect.
+func outPaths(c corev1.Container) []string {
+	out := flagValues(c.Args, "--out")
+	words := strings.Fields(strings.Join(append(slices.Clone(c.Command), c.Args...), " "))
+	for i, w := range words {
+		if w == ">" && i+1 < len(words) {
+			out = append(out, words[i+1])
+		}
+	}
+	for i := range out {
+		out[i] = filepath.Clean(out[i])
+	}
+	return out
+}
+
+// mountOf is the mount of c holding path (the longest mount path prefix),
+// and path relative to it.
+func mountOf(c corev1.Container, path string) (corev1.VolumeMount, string, bool) {
+	var best corev1.VolumeMount
+	rel, found := "", false
+	for _, m := range c.VolumeMounts {
+		mp := filepath.Clean(m.MountPath)
+		if r, err := filepath.Rel(mp, path); err == nil && !strings.HasPrefix(r, "..") && (!found || len(mp) > len(best.MountPath)) {
+			best, rel, found = m, r, true
+		}
+	}
+	return best, rel, found
+}
+
+// related: one relative path is the other or inside it (a file in a
+// directory written, or the directory of a file written).
+func related(a, b string) bool {
+	inside := func(x, dir string) bool { return dir == "." || x == dir || strings.HasPrefix(x, dir+"/") }
+	return inside(a, b) || inside(b, a)
+}
+
+// TestFilesMountedAndWritten: every file path a container's arguments or
+// environment name is on a volume mounted in that container, and is either
+// provided by the volume's source (Secret, ConfigMap, projected token) or,
+// on an emptyDir, written by some container of the pod that mounts it
+// writable (--out or a redirect). The paths `horizon bootstrap --cert-dir`
+// names are checked in the containers that read that bootstrap.
+func TestFilesMountedAndWritten(t *testing.T) {
+	checked := 0
+	for name, pod := range podTemplates(t, "*.yaml") {
+		volumes := map[string]corev1.Volume{}
+		for _, v := range pod.Volumes {
+			volumes[v.Name] = v
+		}
+		containers := allContainers(pod)
+		check := func(c corev1.Container, path string) {
+			checked++
+			m, rel, ok := mountOf(c, path)
+			if !ok {
+				t.Errorf("%s: container %s names %s, on no volume it mounts", name, c.Name, path)
+				return
+			}
+			v, ok := volumes[m.Name]
+			if !ok {
+				t.Errorf("%s: container %s mounts volume %s, which the pod does not have", name, c.Name, m.Name)
+				return
+			}
+			if v.EmptyDir == nil {
+				if v.Secret == nil && v.ConfigMap == nil && v.Projected == nil && v.DownwardAPI == nil {
+					t.Errorf("%s: container %s: %s is on volume %s, which is neither an emptyDir nor a Secret, ConfigMap or projected volume", name, c.Name, path, m.Name)
+				}
+				return
+			}
+			for _, w := range containers {
+				for _, out := range outPaths(w) {
+					wm, wrel, ok := mountOf(w, out)
+					if ok && wm.Name == m.Name && !wm.ReadOnly && related(rel, wrel) {
+						return
+					}
+				}
+			}
+			t.Errorf("%s: container %s reads %s from the emptyDir %s, which no container writes", name, c.Name, path, m.Name)
+		}
+		for _, c := range containers {
+			for _, p := range namedPaths(c) {
+				check(c, p)
+			}
+			if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
+				continue
+			}
+			// The bootstrap's --cert-dir is read by the containers that
+			// mount the volume the bootstrap is written to.
+			out := outPaths(c)
+			if len(out) != 1 {
+				t.Errorf("%s: container %s: bootstrap writes %q, want one --out", name, c.Name, out)
+				continue
+			}
+			bm, _, ok := mountOf(c, out[0])
+			if !ok {
+				t.Errorf("%s: container %s writes %s on no volume", name, c.Name, out[0])
+				continue
+			}
+			readers := 0
+			for _, r := range containers {
+				if rm, _, ok := mountOf(r, out[0]); !ok || rm.Name != bm.Name || r.Name == c.Name {
+					continue
+				}
+				readers++
+				for _, dir := range flagValues(c.Args, "--cert-dir") {
+					check(r, filepath.Clean(dir))
+				}
+			}
+			if readers == 0 {
+				t.Errorf("%s: container %s writes its bootstrap where no other container mounts it", name, c.Name)
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("checked %d paths, want every example's", checked)
+	}
+}
+
+// userObjects are the Secrets and ConfigMaps README.md's table "Objects you
+// create" lists (kind, namespace, name), each with the command that makes it.
+func userObjects(t *testing.T) map[[3]string]bool {
+	t.Helper()
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Objects you create\n")
+	if !ok {
+		t.Fatal(`README.md has no section "## Objects you create"`)
+	}
+	out := map[[3]string]bool{}
+	for line := range strings.Lines(section) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "## ") {
+			break
+		}
+		if !strings.HasPrefix(line, "|") || strings.HasPrefix(line, "|---") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range cells {
+			cells[i] = strings.Trim(strings.TrimSpace(cells[i]), "`")
+		}
+		if len(cells) != 4 || cells[0] == "kind" {
+			continue
+		}
+		if !strings.Contains(cells[3], "kubectl") || !strings.Contains(cells[3], cells[2]) {
+			t.Errorf("README.md: %s %s/%s: %q is not the command that creates it", cells[0], cells[1], cells[2], cells[3])
+		}
+		out[[3]string{cells[0], cells[1], cells[2]}] = true
+	}
+	return out
+}
+
+// TestReferencedObjectsExist: every Secret and ConfigMap a manifest names
+// (volumes, projected sources, env and envFrom references) is created by a
+// manifest of this folder or listed in README.md as the user's, with the
+// command that creates it.
+func TestReferencedObjectsExist(t *testing.T) {
+	objs := decodeAll(t, "*.yaml", filepath.Join("opt-in", "*.yaml"))
+	created := userObjects(t)
+	for _, list := range objs {
+		for _, obj := range list {
+			switch o := obj.(type) {
+			case *corev1.Secret:
+				created[[3]string{"Secret", o.Namespace, o.Name}] = true
+			case *corev1.ConfigMap:
+				created[[3]string{"ConfigMap", o.Namespace, o.Name}] = true
+			}
+		}
+	}
+	refs := 0
+	for file, list := range objs {
+		for _, obj := range list {
+			d, ok := obj.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			need := func(kind, name string) {
+				refs++
+				if !created[[3]string{kind, d.Namespace, name}] {
+					t.Errorf("%s: Deployment %s names %s %s/%s, which no manifest creates and README.md's \"Objects you create\" does not list", file, d.Name, kind, d.Namespace, name)
+				}
+			}
+			spec := d.Spec.Template.Spec
+			for _, v := range spec.Volumes {
+				switch {
+				case v.Secret != nil:
+					need("Secret", v.Secret.SecretName)
+				case v.ConfigMap != nil:
+					need("ConfigMap", v.ConfigMap.Name)
+				case v.Projected != nil:
+					for _, s := range v.Projected.Sources {
+						if s.Secret != nil {
+							need("Secret", s.Secret.Name)
+						}
+						if s.ConfigMap != nil {
+							need("ConfigMap", s.ConfigMap.Name)
+						}
+					}
+				}
+			}
+			for _, c := range allContainers(spec) {
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+						need("Secret", e.ValueFrom.SecretKeyRef.Name)
+					}
+					if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+						need("ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name)
+					}
+				}
+				for _, e := range c.EnvFrom {
+					if e.SecretRef != nil {
+						need("Secret", e.SecretRef.Name)
+					}
+					if e.ConfigMapRef != nil {
+						need("ConfigMap", e.ConfigMapRef.Name)
+					}
+				}
+			}
+		}
+	}
+	if refs < 3 {
+		t.Errorf("%d references checked, want the CA Secret's and horizon-root's", refs)
+	}
+}
+
+// TestMountedFilesReadable: every file of a Secret, ConfigMap or projected
+// volume a container mounts is readable by the user it runs as. The kubelet
+// writes these files owned by root, in group fsGroup when the pod sets one,
+// with the volume's mode: so a non-root user reads them through the "other"
+// bits, or through the group bits when fsGroup is one of its groups.
+func TestMountedFilesReadable(t *testing.T) {
+	checked := 0
+	for name, pod := range podTemplates(t, "*.yaml") {
+		psc := pod.SecurityContext
+		if psc == nil {
+			psc = &corev1.PodSecurityContext{}
+		}
+		modes := map[string][]int32{} // volume → its files' modes
+		for _, v := range pod.Volumes {
+			var def int32 = 0o644
+			var items []int32
+			var dm *int32
+			switch {
+			case v.Secret != nil:
+				dm = v.Secret.DefaultMode
+				for _, it := range v.Secret.Items {
+					items = append(items, ptrOr(it.Mode, -1))
+				}
+			case v.ConfigMap != nil:
+				dm = v.ConfigMap.DefaultMode
+				for _, it := range v.ConfigMap.Items {
+					items = append(items, ptrOr(it.Mode, -1))
+				}
+			case v.Projected != nil:
+				dm = v.Projected.DefaultMode
+				for _, s := range v.Projected.Sources {
+					var its []corev1.KeyToPath
+					switch {
+					case s.Secret != nil:
+						its = s.Secret.Items
+					case s.ConfigMap != nil:
+						its = s.ConfigMap.Items
+					}
+					for _, it := range its {
+						items = append(items, ptrOr(it.Mode, -1))
+					}
+				}
+			default:
+				continue
+			}
+			def = ptrOr(dm, def)
+			list := []int32{def}
+			for _, m := range items {
+				if m >= 0 {
+					list = append(list, m)
+				}
+			}
+			modes[v.Name] = list
+		}
+		for _, c := range allContainers(pod) {
+			uid, gids := psc.RunAsUser, []int64{}
+			if psc.RunAsGroup != nil {
+				gids = append(gids, *psc.RunAsGroup)
+			}
+			gids = append(gids, psc.SupplementalGroups...)
+			if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+				uid = c.SecurityContext.RunAsUser
+			}
+			if c.SecurityContext != nil && c.SecurityContext.RunAsGroup != nil {
+				gids = append(gids, *c.SecurityContext.RunAsGroup)
+			}
+			for _, m := range c.VolumeMounts {
+				for _, mode := range modes[m.Name] {
+					checked++
+					switch {
+					case uid != nil && *uid == 0:
+					case mode&0o004 != 0:
+					case psc.FSGroup != nil && mode&0o040 != 0:
+						// fsGroup is a supplementary group of every container.
+					default:
+						t.Errorf("%s: container %s (uid %v, groups %v, fsGroup %v) cannot read volume %s's files, mode %#o", name, c.Name, fmtPtr(uid), gids, fmtPtr(psc.FSGroup), m.Name, mode)
+					}
+				}
+			}
+		}
+	}
+	if checked < 5 {
+		t.Errorf("checked %d mounted files, want every example's", checked)
+	}
+}
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func fmtPtr(p *int64) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.FormatInt(*p, 10)
+}
+
+// defaultInstall are the files README.md's `kubectl apply` commands apply,
+// outside opt-in/ (a folder stands for its *.yaml).
+func defaultInstall(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "kubectl" || !slices.Contains(f, "apply") {
+			continue
+		}
+		for i, w := range f[:len(f)-1] {
+			if w != "-f" {
+				continue
+			}
+			file := f[i+1]
+			if file == "-" || strings.HasPrefix(file, "opt-in/") {
+				continue
+			}
+			if strings.HasSuffix(file, "/") {
+				file += "*.yaml"
+			}
+			if !slices.Contains(files, file) {
+				files = append(files, file)
+			}
+		}
+	}
+	return files
+}
+
+// TestNoClusterWideReadByDefault: the default install (every file README.md
+// applies, opt-in/ aside) binds no ClusterRole to a ServiceAccount of
+// horizon-system: cluster-wide read for the control plane in its own cluster
+// is opt-in/own-cluster-reader.yaml, which README.md documents.
+func TestNoClusterWideReadByDefault(t *testing.T) {
+	files := defaultInstall(t)
+	for _, want := range []string{"namespace.yaml", "rbac.yaml", "service.yaml", "deployment.yaml"} {
+		if !slices.Contains(files, want) {
+			t.Errorf("README.md does not apply %s (applies %q)", want, files)
+		}
+	}
+	for file, list := range decodeAll(t, files...) {
+		for _, obj := range list {
+			if b, ok := obj.(*rbacv1.ClusterRoleBinding); ok {
+				for _, s := range b.Subjects {
+					if s.Kind == "ServiceAccount" && s.Namespace == "horizon-system" {
+						t.Errorf("%s (applied by default): ClusterRoleBinding %s gives %s/%s the ClusterRole %s cluster-wide", file, b.Name, s.Namespace, s.Name, b.RoleRef.Name)
+					}
+				}
+			}
+		}
+	}
+	// The opt-in binding exists, binds the reader role to the control
+	// plane, and README.md says when to apply it.
+	b := one[*rbacv1.ClusterRoleBinding](t, filepath.Join("opt-in", "own-cluster-reader.yaml"))
+	d := one[*appsv1.Deployment](t, "deployment.yaml")
+	want := rbacv1.Subject{Kind: "ServiceAccount", Name: d.Spec.Template.Spec.ServiceAccountName, Namespace: d.Namespace}
+	if b.RoleRef.Name != kube.ReaderClusterRole || !slices.Contains(b.Subjects, want) {
+		t.Errorf("opt-in ClusterRoleBinding %s binds %s to %v, want %s to %v", b.Name, b.RoleRef.Name, b.Subjects, kube.ReaderClusterRole, want)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(readme, []byte("apply -f opt-in/own-cluster-reader.yaml")) {
+		t.Error("README.md does not say how to apply opt-in/own-cluster-reader.yaml")
+	}
+}
+
+// Serve's shutdown (cmd/horizon/serve.go): each gRPC server stops gracefully
+// within 5 s (then hard), then HTTP within 5 s.
+const (
+	grpcStopSeconds = 5
+	httpStopSeconds = 5
+)
+
+// TestControlPlaneLifecycle: a startup probe on a path serve answers on the
+// monitoring port, and a drain on termination: a preStop sleep while the pod
+// leaves the endpoints, then serve's shutdown, all within the grace period.
+func TestControlPlaneLifecycle(t *testing.T) {
+	d := one[*appsv1.Deployment](t, "deployment.yaml")
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	for kind, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("no HTTP %s probe", kind)
+			continue
+		}
+		if path := p.HTTPGet.Path; path != "/healthz" && path != "/readyz" {
+			t.Errorf("%s probe on %s, which serve does not answer", kind, path)
+		}
+		port := p.HTTPGet.Port.IntVal
+		if p.HTTPGet.Port.StrVal != "" {
+			port = ports[p.HTTPGet.Port.StrVal]
+		}
+		if want := flagValues(c.Args, "--http-address"); port != 15014 || !slices.Equal(want, []string{":15014"}) {
+			t.Errorf("%s probe on port %v (%d), serve's --http-address %q: want both 15014", kind, p.HTTPGet.Port.String(), port, want)
+		}
+	}
+	if p := c.StartupProbe; p != nil && p.PeriodSeconds*p.FailureThreshold < 30 {
+		t.Errorf("startup probe gives %d s, want at least 30", p.PeriodSeconds*p.FailureThreshold)
+	}
+	if p := c.LivenessProbe; p != nil && p.InitialDelaySeconds != 0 && c.StartupProbe != nil {
+		t.Errorf("liveness waits %d s on top of the startup probe", p.InitialDelaySeconds)
+	}
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
+		t.Fatalf("no preStop sleep: %+v", c.Lifecycle)
+	}
+	grpcServers := int64(1) // the mutual-TLS port
+	if xds := flagValues(c.Args, "--xds-address"); len(xds) == 0 || xds[len(xds)-1] != "" {
+		grpcServers++
+	}
+	need := c.Lifecycle.PreStop.Sleep.Seconds + grpcServers*grpcStopSeconds + httpStopSeconds
+	if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds < need {
+		t.Errorf("terminationGracePeriodSeconds %v, want at least %d (preStop %d s, %d gRPC server(s) × %d s, HTTP %d s)",
+			fmtPtr(pod.TerminationGracePeriodSeconds), need, c.Lifecycle.PreStop.Sleep.Seconds, grpcServers, grpcStopSeconds, httpStopSeconds)
+	}
+}
+
+// TestNetworkPolicy: the control plane's pods admit 15012 (xDS over mutual
+// TLS) from every namespace and 15014 (monitoring) from the monitoring
+// namespace only, and nothing else; both are container ports.
+func TestNetworkPolicy(t *testing.T) {
+	d := one[*appsv1.Deployment](t, "deployment.yaml")
+	np := one[*networkingv1.NetworkPolicy](t, "deployment.yaml")
+	if np.Namespace != d.Namespace {
+		t.Errorf("NetworkPolicy in %s, Deployment in %s", np.Namespace, d.Namespace)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil || np.Spec.PodSelector.Size() == 0 || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("NetworkPolicy selects %v, not the control plane's pods %v", np.Spec.PodSelector, d.Spec.Template.Labels)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Errorf("policy types %v, want Ingress", np.Spec.PolicyTypes)
+	}
+	containerPorts := map[int32]bool{}
+	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+		containerPorts[p.ContainerPort] = true
+	}
+	from := map[int32][]networkingv1.NetworkPolicyPeer{}
+	for _, r := range np.Spec.Ingress {
+		if len(r.Ports) == 0 || len(r.From) == 0 {
+			t.Errorf("ingress rule %+v admits every port or every source", r)
+		}
+		for _, p := range r.Ports {
+			if p.Port == nil || p.Port.IntVal == 0 || !containerPorts[p.Port.IntVal] {
+				t.Errorf("ingress port %v is not a container port of %v", p.Port, containerPorts)
+				continue
+			}
+			from[p.Port.IntVal] = append(from[p.Port.IntVal], r.From...)
+		}
+	}
+	mesh := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}
+	if !reflect.DeepEqual(from[15012], mesh) {
+		t.Errorf("15012 admitted from %+v, want every namespace", from[15012])
+	}
+	monitoring := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "monitoring"}}}}
+	if !reflect.DeepEqual(from[15014], monitoring) {
+		t.Errorf("15014 admitted from %+v, want the namespace monitoring only", from[15014])
+	}
+	if len(from) != 2 {
+		t.Errorf("ports admitted %v, want 15012 and 15014", slices.Collect(maps.Keys(from)))
 	}
 }
