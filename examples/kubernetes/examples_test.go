@@ -33,6 +33,7 @@ import (
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/dnstest"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
@@ -992,5 +993,62 @@ func TestNetworkPolicy(t *testing.T) {
 	}
 	if len(from) != 2 {
 		t.Errorf("ports admitted %v, want 15012 and 15014", slices.Collect(maps.Keys(from)))
+	}
+}
+
+// effectiveUser is the uid a container runs as when the manifest sets one.
+func effectiveUser(pod corev1.PodSpec, c corev1.Container) *int64 {
+	if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+		return c.SecurityContext.RunAsUser
+	}
+	if pod.SecurityContext != nil {
+		return pod.SecurityContext.RunAsUser
+	}
+	return nil
+}
+
+// TestSVIDKeyReadable: `horizon agent` writes the SVID's private key 0600
+// (certs.SVIDFiles), owned by the user it runs as, so every other container
+// that mounts the agent's output volume must run as that same user, and the
+// manifest must say which (an image's default user is not known here).
+func TestSVIDKeyReadable(t *testing.T) {
+	checked := 0
+	for name, pod := range podTemplates(t, "*.yaml") {
+		containers := allContainers(pod)
+		for _, agent := range containers {
+			if len(agent.Args) == 0 || agent.Args[0] != "agent" {
+				continue
+			}
+			out := outPaths(agent)
+			if len(out) != 1 {
+				t.Errorf("%s: agent %s writes %q, want one --out", name, agent.Name, out)
+				continue
+			}
+			am, _, ok := mountOf(agent, out[0])
+			if !ok {
+				t.Errorf("%s: agent %s writes %s on no volume", name, agent.Name, out[0])
+				continue
+			}
+			writer := effectiveUser(pod, agent)
+			for _, r := range containers {
+				if m, _, ok := mountOf(r, out[0]); !ok || m.Name != am.Name || (len(r.Args) > 0 && r.Args[0] == "agent") {
+					continue
+				}
+				if len(r.Args) > 0 && r.Args[0] == "bootstrap" {
+					continue // names the files, does not read them
+				}
+				checked++
+				reader := effectiveUser(pod, r)
+				if reader != nil && *reader == 0 {
+					continue
+				}
+				if writer == nil || reader == nil || *writer != *reader {
+					t.Errorf("%s: container %s (uid %s) reads %s/%s, written 0600 by agent %s (uid %s): run both as one user", name, r.Name, fmtPtr(reader), out[0], certs.SVIDKeyFile, agent.Name, fmtPtr(writer))
+				}
+			}
+		}
+	}
+	if checked < 2 {
+		t.Errorf("checked %d readers of an agent's SVID, want the workload's app and the gateway's Envoy", checked)
 	}
 }
