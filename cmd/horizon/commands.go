@@ -247,7 +247,7 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.BoolVar(&cfg.kube.mcs, "mcs-controller", true, "write ServiceExport conditions and ServiceImports in the member clusters (one leader at a time)")
 	fs.StringVar(&cfg.kube.clusterSetCIDRs, "clusterset-cidrs", mcs.DefaultCIDR, "ranges ClusterSet IPs are allocated from (at most one IPv4 and one IPv6, comma-separated)")
 	fs.IntVar(&cfg.kube.sliceEndpoints, "mcs-slice-endpoints", mcs.DefaultMaxEndpointsPerSlice, "most endpoints of one MCS EndpointSlice the MCS controller writes in importing members (1-1000)")
-	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", "horizon-system", "namespace of the MCS controller's Lease in the control plane's cluster")
+	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", defaultLeaseNamespace(), "namespace of the MCS controller's Lease in the control plane's cluster (the default is $POD_NAMESPACE when set)")
 	fs.DurationVar(&cfg.gatewayProbeInterval, "gateway-probe-interval", health.DefaultInterval, "how often every east-west gateway address is probed with a TCP connect; one that fails twice in a row is withdrawn from other networks' views until it answers twice (0: no probing)")
 	fs.StringVar(&cfg.policy, "policy", "", "failover and traffic policy YAML file (examples/policy/policy.yaml): locality priorities and weights, cluster weights, outlier detection, timeouts, retries; checked against the ClusterSet, reloaded on change, a bad edit keeps the last good policy. xDS is served once it has loaded")
 	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))

@@ -65,6 +65,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	routeKlog(log)
 	td, err := spiffeid.TrustDomainFromString(cfg.trustDomain)
 	if err != nil {
 		return fmt.Errorf("--trust-domain: %w", err)
@@ -233,6 +234,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 	}
 	mux, debug := newHTTPHandler(srv, watcher, source, pipe.Prober(), reg)
+	handleMCSDebug(debug, controller)
 	if policyWatcher != nil {
 		debug.Handle("GET /debug/policy", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, policyWatcher.Status())

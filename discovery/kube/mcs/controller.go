@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/ratelog"
 )
 
 // LeaseName is the default name of the Lease the controller's replicas elect
@@ -67,6 +68,8 @@ type Controller struct {
 	log    *slog.Logger
 	kick   chan struct{}
 	leader atomic.Bool
+	// election records the Lease lock's failures (election.go).
+	election *electionWatch
 	// written remembers, per member, what this controller wrote while the
 	// member's caches catch up. Only the reconcile loop uses it, as it does
 	// reported: the problems already logged, so each is logged once.
@@ -119,11 +122,16 @@ func New(cfg Config) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("component", "mcs")
 	return &Controller{
 		cfg:     cfg,
-		log:     log.With("component", "mcs"),
+		log:     log,
 		kick:    make(chan struct{}, 1),
 		written: map[string]*memo{},
+		election: &electionWatch{
+			warn: ratelog.New(log, electionWarnEvery), metrics: cfg.Metrics,
+			status: ElectionStatus{Enabled: e.Client != nil, Namespace: e.Namespace, Name: e.Name, Identity: e.Identity},
+		},
 	}, nil
 }
 
@@ -150,6 +158,14 @@ func (c *Controller) IsLeader() bool { return c.leader.Load() }
 
 // Identity is this replica's name in the Lease ("" without election).
 func (c *Controller) Identity() string { return c.cfg.Election.Identity }
+
+// ElectionStatus reports the leader election: whether this replica leads
+// and, while it cannot take or keep the Lease, why.
+func (c *Controller) ElectionStatus() ElectionStatus {
+	s := c.election.snapshot()
+	s.Leader = c.IsLeader()
+	return s
+}
 
 // Run campaigns for the Lease and, while leading, reconciles on every Notify
 // and every Resync, until ctx is done. Losing the Lease stops the writes and
@@ -189,7 +205,7 @@ func (c *Controller) campaign(ctx context.Context) error {
 		LockConfig: resourcelock.ResourceLockConfig{Identity: e.Identity},
 	}
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
+		Lock:            watchedLock{Interface: lock, watch: c.election},
 		Name:            e.Name,
 		LeaseDuration:   e.LeaseDuration,
 		RenewDeadline:   e.RenewDeadline,

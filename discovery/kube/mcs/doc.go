@@ -89,6 +89,14 @@
 // logged with cluster/namespace/name, counted in horizon_mcs_writes_total and
 // retried on a later round; it never stops the others.
 //
+// A replica that cannot read or write the Lease (no rights on Leases, the
+// Lease's namespace missing, refused credentials) never writes; client-go
+// only tells klog. election.go wraps the Lease lock: each failure is counted
+// in horizon_mcs_leader_election_failures_total{reason}, logged as a warning
+// with its reason (one line per reason every 30s) and reported by
+// Controller.ElectionStatus (served at /debug/mcs) until a Lease operation
+// succeeds. Readiness is unaffected: the replica still serves xDS.
+//
 // # EndpointSlices
 //
 // Every member that imports a service (every member with the namespace, the

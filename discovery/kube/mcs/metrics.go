@@ -34,6 +34,8 @@ type Metrics struct {
 	sliceWrites *prometheus.CounterVec
 	leftOut     *prometheus.GaugeVec
 	lag         prometheus.Histogram
+	// Leader election (election.go).
+	electionFailures *prometheus.CounterVec
 }
 
 // NewMetrics creates the controller's metrics and registers them with reg
@@ -62,9 +64,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_mcs_endpointslice_lag_seconds", Help: "Time from a ClusterSet change reaching the MCS controller to the last member's EndpointSlice write for it.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}),
+		electionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_mcs_leader_election_failures_total", Help: "Failed reads and writes of the MCS controller's Lease, by reason (forbidden, unauthorized, namespace_missing, error): while they last, this replica never writes.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{ElectionForbidden, ElectionUnauthorized, ElectionNamespaceMissing, ElectionError} {
+		m.electionFailures.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.writes, m.leader, m.exports, m.rounds, m.sliceWrites, m.leftOut, m.lag)
+		reg.MustRegister(m.writes, m.leader, m.exports, m.rounds, m.sliceWrites, m.leftOut, m.lag, m.electionFailures)
 	}
 	return m
 }
@@ -140,5 +148,11 @@ func (m *Metrics) setLeftOut(l []LeftOut) {
 func (m *Metrics) sliceLag(d time.Duration) {
 	if m != nil {
 		m.lag.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) electionFailure(reason string) {
+	if m != nil {
+		m.electionFailures.WithLabelValues(reason).Inc()
 	}
 }
