@@ -19,7 +19,7 @@ COREDNS        := $(CURDIR)/bin/coredns
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build run test bench bench-load bench-scenarios lint fmt clean kube-tools coredns-tools spire-tools test-spire
+.PHONY: all build image run test bench bench-load bench-scenarios lint fmt clean kube-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -28,6 +28,20 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 build:
 	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/horizon
+
+## image: Horizon's OCI image (static binary, uid 65532, CA bundle) into $(IMAGE_OUT) without a Docker engine
+IMAGE_OUT    ?= bin/image
+IMAGE_REF    ?= horizon:$(VERSION)
+IMAGE_SOURCE ?= https://github.com/horizonmesh/horizon
+CA_BUNDLE    ?= /etc/ssl/certs/ca-certificates.crt
+IMAGE_ARCH   := $(shell $(GO) env GOARCH)
+IMAGE_BIN    := bin/horizon-linux-$(IMAGE_ARCH)
+
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -buildvcs=auto -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_BIN) ./cmd/horizon
+	$(GO) run ./cmd/horizon-image -binary $(IMAGE_BIN) -arch $(IMAGE_ARCH) -ca-bundle $(CA_BUNDLE) \
+		-version $(VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" -source $(IMAGE_SOURCE) \
+		-ref $(IMAGE_REF) -out $(IMAGE_OUT)
 
 ## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed)
 run: build
