@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
 // crossnetProc is a process of the cross-network test (a server, a client, a
@@ -17,7 +19,7 @@ import (
 type crossnetProc struct {
 	name  string
 	cmd   *exec.Cmd
-	out   *e2eLog
+	out   *testkit.Buffer
 	lines chan string // standard output, line by line; closed at its end
 	stdin io.WriteCloser
 	done  chan struct{} // closed when the process has exited
@@ -27,7 +29,7 @@ type crossnetProc struct {
 // startProc starts cmd; the process is stopped (SIGTERM) when the test ends.
 func startProc(t *testing.T, name string, cmd *exec.Cmd) *crossnetProc {
 	t.Helper()
-	p := &crossnetProc{name: name, cmd: cmd, out: &e2eLog{}, lines: make(chan string, 256), done: make(chan struct{})}
+	p := &crossnetProc{name: name, cmd: cmd, out: &testkit.Buffer{}, lines: make(chan string, 256), done: make(chan struct{})}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -184,7 +183,7 @@ func writeE2EClusterSet(t *testing.T, tmpl *template.Template, path string, cs e
 type horizonProcess struct {
 	xdsAddr, httpAddr string
 	http              *http.Client
-	out               *e2eLog
+	out               *testkit.Buffer
 	done              chan struct{} // closed when the process has exited
 	err               error         // Wait's result, once done is closed
 }
@@ -215,7 +214,7 @@ func tryStartHorizon(t *testing.T, bin string, flags []string) (*horizonProcess,
 	h := &horizonProcess{
 		xdsAddr: freeLoopbackAddr(t), httpAddr: freeLoopbackAddr(t),
 		http: &http.Client{Transport: tr, Timeout: 5 * time.Second},
-		out:  &e2eLog{}, done: make(chan struct{}),
+		out:  &testkit.Buffer{}, done: make(chan struct{}),
 	}
 	cmd := exec.Command(bin, append([]string{"serve", "--xds-address", h.xdsAddr, "--http-address", h.httpAddr}, flags...)...)
 	cmd.Stdout, cmd.Stderr = h.out, h.out
@@ -289,25 +288,6 @@ func stderrOf(err error) []byte {
 		return ee.Stderr
 	}
 	return nil
-}
-
-// e2eLog collects a subprocess's output; the process writes it from exec's
-// goroutines while the test may read it.
-type e2eLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *e2eLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *e2eLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // e2eClient sends RPCs through the xDS channel.

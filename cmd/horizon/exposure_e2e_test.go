@@ -69,7 +69,7 @@ func TestE2EPlaintextIsLocal(t *testing.T) {
 // stops it and returns its output.
 func runUntilReady(t *testing.T, bin, httpAddr string, args ...string) string {
 	t.Helper()
-	var out e2eLog
+	var out testkit.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -83,7 +83,7 @@ clusters:
 		httpAddr := freeLoopbackAddr(t)
 		cmd := exec.Command(bin, "gateway", "--xds-address", mtls, "--cert-dir", certDir, "--cluster", "west-1",
 			"--listen", gwAddr, "--http-address", httpAddr)
-		log := &e2eLog{}
+		log := &testkit.Buffer{}
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -63,9 +63,9 @@ func TestE2ELeaderElectionWithoutRights(t *testing.T) {
 	h := &horizonProcess{
 		xdsAddr: freeLoopbackAddr(t), httpAddr: freeLoopbackAddr(t),
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second},
-		out:  &e2eLog{}, done: make(chan struct{}),
+		out:  &testkit.Buffer{}, done: make(chan struct{}),
 	}
-	stderr := &e2eLog{}
+	stderr := &testkit.Buffer{}
 	cmd := exec.Command(bin, "serve", "--xds-address", h.xdsAddr, "--http-address", h.httpAddr, "--log-format", "json",
 		"--member", "name=central,network=net-central,kubeconfig="+adminKubeconfigFile(t, c.Config),
 		"--kubeconfig", impersonatingKubeconfigFile(t, c.Config, "no-lease-rights"))

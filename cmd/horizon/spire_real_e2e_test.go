@@ -227,7 +227,7 @@ func spirePEMCerts(t *testing.T, data []byte) []*x509.Certificate {
 // SIGKILL) and logs its output if the test failed.
 func startSpire(t *testing.T, bin string, args ...string) {
 	t.Helper()
-	out := &e2eLog{}
+	out := &testkit.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -214,7 +214,7 @@ func protoDiff(a, b proto.Message) string {
 func serveInProcess(t *testing.T, flags ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &e2eLog{}
+	out := &testkit.Buffer{}
 	exited := make(chan struct{})
 	var err error
 	go func() {

@@ -95,7 +95,7 @@ type testServer struct {
 	guard   *Guard
 	metrics *Metrics
 	port    string
-	log     *syncBuffer
+	log     *testkit.Buffer
 }
 
 // startServer serves the test service with cfg's Guard until the test ends:
@@ -105,7 +105,7 @@ func startServer(t *testing.T, cfg Config, opts ...grpc.ServerOption) *testServe
 	if cfg.Port == "" {
 		cfg.Port = "plaintext"
 	}
-	s := &testServer{svc: &testService{}, metrics: NewMetrics(nil), port: cfg.Port, log: &syncBuffer{}}
+	s := &testServer{svc: &testService{}, metrics: NewMetrics(nil), port: cfg.Port, log: &testkit.Buffer{}}
 	cfg.Metrics = s.metrics
 	cfg.Logger = slog.New(slog.NewTextHandler(s.log, nil))
 	s.guard = New(cfg)
@@ -310,22 +310,4 @@ func (c *h2Client) waitGoAway(t *testing.T) *goAwayInfo {
 		t.Fatalf("the server closed the connection without a GOAWAY (read error %v)", c.readErr)
 	}
 	return ga
-}
-
-// syncBuffer is a bytes.Buffer for a logger and a test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -115,4 +116,24 @@ func CopyPadded(t testing.TB, src, dst string, size int) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Buffer is a bytes.Buffer that goroutines may write while a test reads
+// it: a log destination for a server, a proxy or a subprocess's output.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

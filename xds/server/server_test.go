@@ -1,14 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,25 +36,7 @@ type harness struct {
 	metrics *Metrics
 	conn    *grpc.ClientConn
 	fixture []byte
-	logs    *syncBuffer // the server's log
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    *testkit.Buffer // the server's log
 }
 
 func newHarness(t *testing.T, opts ...func(*Options)) *harness {
@@ -68,7 +48,7 @@ func newHarness(t *testing.T, opts ...func(*Options)) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMetrics(prometheus.NewRegistry())
-	h := &harness{t: t, metrics: m, fixture: fixture, logs: &syncBuffer{}}
+	h := &harness{t: t, metrics: m, fixture: fixture, logs: &testkit.Buffer{}}
 	o := Options{Metrics: m, Debounce: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(h.logs, nil))}
 	for _, f := range opts {
 		f(&o)

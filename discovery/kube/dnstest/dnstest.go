@@ -23,7 +23,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"text/template"
@@ -80,7 +79,7 @@ type Server struct {
 	Addr string
 
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testkit.Buffer
 	done chan struct{}
 }
 
@@ -120,7 +119,7 @@ func Start(t testing.TB, cfg *rest.Config, opts Options) *Server {
 		if err := os.WriteFile(path, conf.Bytes(), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), out: &syncBuffer{}, done: make(chan struct{})}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), out: &testkit.Buffer{}, done: make(chan struct{})}
 		s.cmd = exec.Command(bin, "-conf", path, "-quiet")
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 		if err := s.cmd.Start(); err != nil {
@@ -245,25 +244,6 @@ func writeKubeconfig(path string, cfg *rest.Config) error {
 		CurrentContext: "member",
 	}
 	return clientcmd.WriteToFile(kc, path)
-}
-
-// syncBuffer is CoreDNS's output, written by exec's copying goroutine and
-// read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Answer is a response reduced to what tests compare: the Rcode's name and

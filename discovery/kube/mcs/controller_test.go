@@ -1,7 +1,6 @@
 package mcs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -185,24 +184,6 @@ func clusterSetOf(t *testing.T, members ...*fakeMember) *discovery.ClusterSet {
 	return cs
 }
 
-// syncBuffer is a log sink goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // metric returns the value of a counter or gauge whose labels include
 // labels (0 when absent).
 func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
@@ -240,7 +221,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 type harness struct {
 	ctrl    *mcs.Controller
 	reg     *prometheus.Registry
-	logs    *syncBuffer
+	logs    *testkit.Buffer
 	cs      atomic.Pointer[discovery.ClusterSet]
 	members []mcs.Member
 	stop    func()
@@ -248,7 +229,7 @@ type harness struct {
 
 func start(t *testing.T, members ...*fakeMember) *harness {
 	t.Helper()
-	h := &harness{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	h := &harness{reg: prometheus.NewRegistry(), logs: &testkit.Buffer{}}
 	for _, m := range members {
 		h.members = append(h.members, m)
 	}

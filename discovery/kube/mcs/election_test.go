@@ -46,7 +46,7 @@ func TestElectionFailuresAreReported(t *testing.T) {
 		{"no lease rights", "horizon-system", mcs.ElectionForbidden, noRights},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.Buffer{}
 			reg := prometheus.NewRegistry()
 			ctrl, err := mcs.New(mcs.Config{
 				Members:    func() []mcs.Member { return nil },

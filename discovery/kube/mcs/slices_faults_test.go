@@ -128,7 +128,7 @@ func TestSlicesBadInputAndFaults(t *testing.T) {
 		mustCreate(t, errOf(east.MCS.MulticlusterV1beta1().ServiceExports("demo").Create(ctx, svcExport(name), metav1.CreateOptions{})))
 	}
 
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	h := runHorizon(t, clusters, map[string]string{"east": "net-a", "central": "net-a", "west": "net-a"}, horizonOptions{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Rest: func(c *kubetest.Cluster) *rest.Config {

@@ -2,14 +2,12 @@ package sni
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,24 +101,6 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-// syncBuffer is a log destination the proxy's goroutines and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestProxyIdleSocketsDoNotLockOut is the incident, scaled down: idle
 // sockets, twice the cap, half of them from one host and the rest from four
 // others. Then honest clients, from that host and from another, connect and
@@ -187,7 +167,7 @@ func TestProxyIdleSocketsDoNotLockOut(t *testing.T) {
 func TestProxyShedsHelloLessOldestFirst(t *testing.T) {
 	srv := certtest.NewServer(t, backendID)
 	b := startBackend(t, "b1", srv)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	h := startProxy(t, Options{
 		MaxConns: 4, HelloTimeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -256,7 +236,7 @@ func TestProxyShedsHelloLessOldestFirst(t *testing.T) {
 func TestProxyPerSourceLimit(t *testing.T) {
 	srv := certtest.NewServer(t, backendID)
 	b := startBackend(t, "b1", srv)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	h := startProxy(t, Options{
 		MaxConnsPerSource: 3, HelloTimeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
