@@ -25,7 +25,6 @@ import (
 	"github.com/horizonmesh/horizon/bench/load"
 	"github.com/horizonmesh/horizon/discovery"
 	kubesrc "github.com/horizonmesh/horizon/discovery/kube"
-	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
 )
 
@@ -156,27 +155,16 @@ func RunMCS(ctx context.Context, sc MCSScenario, startDNS StartDNS, log *slog.Lo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	names := make([]string, sc.Clusters)
-	for i := range names {
-		names[i] = gen.ClusterName(i, 0)
-	}
-	begin := time.Now()
-	clusters, stopClusters, err := kubetest.Launch(names...)
-	defer func() {
-		if err := stopClusters(); err != nil {
-			log.Warn("stopping the member clusters", "error", err)
-		}
-	}()
+	members, stop, started, err := launchMembers(sc.Clusters, log)
+	defer stop()
 	if err != nil {
 		return nil, err
 	}
-	res.ClusterStart = time.Since(begin)
-	members := make([]member, len(clusters))
-	for i, c := range clusters {
-		members[i] = newMember(i, c)
+	res.ClusterStart = started
+	for i := range members {
 		members[i].network = gen.NetworkName(0) // one network: every endpoint in every member's slices
 	}
-	begin = time.Now()
+	begin := time.Now()
 	seeded, err := seedAll(ctx, members, sc.Services, sc.Endpoints, 1)
 	if err != nil {
 		return nil, err

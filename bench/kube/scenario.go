@@ -110,26 +110,13 @@ func Run(ctx context.Context, sc Scenario, startFleet load.StartFleet, log *slog
 	defer cancel()
 
 	// Member clusters, seeded before anything watches them.
-	names := make([]string, sc.Clusters)
-	for i := range names {
-		names[i] = gen.ClusterName(i, 0)
-	}
-	begin := time.Now()
-	clusters, stopClusters, err := kubetest.Launch(names...)
-	defer func() {
-		if err := stopClusters(); err != nil {
-			log.Warn("stopping the member clusters", "error", err)
-		}
-	}()
+	members, stop, started, err := launchMembers(sc.Clusters, log)
+	defer stop()
 	if err != nil {
 		return nil, err
 	}
-	res.ClusterStart = time.Since(begin)
-	members := make([]member, len(clusters))
-	for i, c := range clusters {
-		members[i] = newMember(i, c)
-	}
-	begin = time.Now()
+	res.ClusterStart = started
+	begin := time.Now()
 	seeded := make([][]*discoveryv1.EndpointSlice, len(members))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, m := range members {
@@ -352,4 +339,29 @@ func (t *tracker) publishedAt(i int) int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.at[i]
+}
+
+// launchMembers starts n member clusters (real kube-apiservers, named as
+// gen names them) and returns them with how long they took to start. stop
+// stops them, logging a failure; it is never nil, also when err is not.
+func launchMembers(n int, log *slog.Logger) (members []member, stop func(), started time.Duration, err error) {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = gen.ClusterName(i, 0)
+	}
+	begin := time.Now()
+	clusters, stopClusters, err := kubetest.Launch(names...)
+	stop = func() {
+		if err := stopClusters(); err != nil {
+			log.Warn("stopping the member clusters", "error", err)
+		}
+	}
+	if err != nil {
+		return nil, stop, 0, err
+	}
+	members = make([]member, len(clusters))
+	for i, c := range clusters {
+		members[i] = newMember(i, c)
+	}
+	return members, stop, time.Since(begin), nil
 }
