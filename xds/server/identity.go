@@ -73,7 +73,7 @@ func ParseClusterRule(s string) (ClusterRule, error) {
 	if !ok || pattern == "" || cluster == "" {
 		return ClusterRule{}, fmt.Errorf("%q: want SPIFFE-ID-PATTERN=CLUSTER", s)
 	}
-	if err := checkIDPattern(pattern); err != nil {
+	if err := CheckIDPattern(pattern); err != nil {
 		return ClusterRule{}, err
 	}
 	if !discovery.IsDNSLabel(cluster) {
@@ -84,9 +84,7 @@ func ParseClusterRule(s string) (ClusterRule, error) {
 
 // CheckIDPattern reports whether p is a usable SPIFFE ID pattern: a
 // spiffe:// URI whose path.Match syntax is valid.
-func CheckIDPattern(p string) error { return checkIDPattern(p) }
-
-func checkIDPattern(p string) error {
+func CheckIDPattern(p string) error {
 	if !strings.HasPrefix(p, "spiffe://") {
 		return fmt.Errorf("SPIFFE ID pattern %q: must start with spiffe://", p)
 	}
