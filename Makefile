@@ -73,13 +73,13 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## kube-tools: build kube-apiserver and etcd into bin/k8s (skipped when up to date)
-kube-tools: $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd
+## kube-tools: build kube-apiserver, etcd and kube-controller-manager into bin/k8s (skipped when up to date)
+kube-tools: $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd $(KUBE_ASSETS)/kube-controller-manager
 
-$(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd &: $(KUBE_TOOLS)/go.mod $(KUBE_TOOLS)/go.sum $(wildcard $(KUBE_TOOLS)/*/main.go)
+$(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd $(KUBE_ASSETS)/kube-controller-manager &: $(KUBE_TOOLS)/go.mod $(KUBE_TOOLS)/go.sum $(wildcard $(KUBE_TOOLS)/*/main.go)
 	@mkdir -p $(KUBE_ASSETS)
-	cd $(KUBE_TOOLS) && $(GO) build -o $(KUBE_ASSETS)/ ./kube-apiserver ./etcd
-	@touch $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd
+	cd $(KUBE_TOOLS) && $(GO) build -o $(KUBE_ASSETS)/ ./kube-apiserver ./etcd ./kube-controller-manager
+	@touch $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd $(KUBE_ASSETS)/kube-controller-manager
 
 ## coredns-tools: build CoreDNS into bin/coredns (skipped when up to date)
 coredns-tools: $(COREDNS)

@@ -17,8 +17,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
@@ -31,13 +29,8 @@ import (
 // adminKubeconfigFile writes a kubeconfig for a test cluster's admin.
 func adminKubeconfigFile(t *testing.T, rc *rest.Config) string {
 	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["east"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: rc.CertData, ClientKeyData: rc.KeyData}
-	cfg.Contexts["east-admin"] = &clientcmdapi.Context{Cluster: "east", AuthInfo: "admin"}
-	cfg.CurrentContext = "east-admin"
 	path := filepath.Join(t.TempDir(), "east.yaml")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+	if err := kubetest.WriteKubeconfig(path, rc); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -30,9 +30,8 @@ import (
 
 	"github.com/miekg/dns"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
@@ -100,7 +99,7 @@ func Start(t testing.TB, cfg *rest.Config, opts Options) *Server {
 	}
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(kubeconfig, cfg); err != nil {
+	if err := kubetest.WriteKubeconfig(kubeconfig, cfg); err != nil {
 		t.Fatal(err)
 	}
 	var lastErr error
@@ -214,36 +213,6 @@ func freePort() (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("no free loopback port for both TCP and UDP")
-}
-
-// writeKubeconfig writes cfg (server, CA, client certificate or token,
-// impersonation) as a kubeconfig file.
-func writeKubeconfig(path string, cfg *rest.Config) error {
-	user := &clientcmdapi.AuthInfo{
-		ClientCertificateData: cfg.CertData,
-		ClientKeyData:         cfg.KeyData,
-		ClientCertificate:     cfg.CertFile,
-		ClientKey:             cfg.KeyFile,
-		Token:                 cfg.BearerToken,
-		TokenFile:             cfg.BearerTokenFile,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		Impersonate:           cfg.Impersonate.UserName,
-		ImpersonateUID:        cfg.Impersonate.UID,
-		ImpersonateGroups:     cfg.Impersonate.Groups,
-	}
-	kc := clientcmdapi.Config{
-		Clusters: map[string]*clientcmdapi.Cluster{"member": {
-			Server:                   cfg.Host,
-			CertificateAuthorityData: cfg.CAData,
-			CertificateAuthority:     cfg.CAFile,
-			InsecureSkipTLSVerify:    cfg.Insecure,
-		}},
-		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"member": user},
-		Contexts:       map[string]*clientcmdapi.Context{"member": {Cluster: "member", AuthInfo: "member"}},
-		CurrentContext: "member",
-	}
-	return clientcmd.WriteToFile(kc, path)
 }
 
 // Answer is a response reduced to what tests compare: the Rcode's name and
