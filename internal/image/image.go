@@ -50,9 +50,9 @@ type Options struct {
 	Binary   string   // path of the static linux binary to put in the image
 	Path     string   // where the binary goes in the image, its entrypoint; BinaryPath when ""
 	Args     []string // the image's default arguments (its Cmd), after the entrypoint
-	CABundle string // path of a PEM CA bundle; it must exist
-	UID      int    // user and group id; DefaultUID when 0 (root is refused)
-	OS, Arch string // platform; "linux" and the binary's GOARCH
+	CABundle string   // path of a PEM CA bundle; it must exist
+	UID      int      // user and group id; DefaultUID when 0 (root is refused)
+	OS, Arch string   // platform; "linux" and the binary's GOARCH
 	Version  string
 	Revision string
 	Source   string

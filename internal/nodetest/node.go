@@ -200,7 +200,7 @@ func (n *Node) start(c Config) error {
 		"--root-dir=" + filepath.Join(n.Dir, "kubelet"),
 		"--cert-dir=" + filepath.Join(n.Dir, "kubelet", "pki"),
 		"--hostname-override=" + n.Name,
-		"--node-ip=127.0.0.1",
+		"--node-ip=" + n.Gateway.String(), // the Node's InternalIP: the host as its pods see it
 		"--v=1",
 	}
 	if len(c.Labels) > 0 {

@@ -151,7 +151,11 @@ func TestHorizonImageRunsOnANode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(kubeget, "apiserver v1.") {
+	v, err := kube.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kubeget != "apiserver "+v.GitVersion+"\n" {
 		t.Errorf("client in the pod through PodKubeconfig: %q, want the apiserver's version", kubeget)
 	}
 }
