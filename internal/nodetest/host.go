@@ -60,26 +60,36 @@ func acquireHost(logf func(string, ...any)) error {
 	if err := CleanStale(); err != nil {
 		logf("nodetest: leftovers of an earlier run not all removed: %v", err)
 	}
+	if err := recordChains(); err != nil {
+		f.Close()
+		return fmt.Errorf("record the host's iptables chains: %w", err)
+	}
 	hostLock.file = f
 	hostLock.nodes = 1
 	return nil
 }
 
-func releaseHost() {
+// releaseHost gives back one node's share; the last removes the iptables
+// chains the nodes added and releases LockFile.
+func releaseHost() error {
 	hostLock.mu.Lock()
 	defer hostLock.mu.Unlock()
 	hostLock.nodes--
-	if hostLock.nodes == 0 && hostLock.file != nil {
-		hostLock.file.Close() // releases the flock
-		hostLock.file = nil
+	if hostLock.nodes > 0 || hostLock.file == nil {
+		return nil
 	}
+	err := restoreChains()
+	hostLock.file.Close() // releases the flock
+	hostLock.file = nil
+	return err
 }
 
 // CleanStale removes what a crashed run of nodes left on the host: processes
 // whose command line names BaseDir (containerd, kubelet, containerd shims),
 // mounts under BaseDir, links and cgroups named hznt-*, iptables chains named
-// HZNT-* (and the jumps to them), and BaseDir itself. Only call it holding
-// LockFile (StartNode does).
+// HZNT-* (and the jumps to them), the kubelet's and CNI's chains added since
+// ChainsFile was written, and BaseDir itself. Only call it holding LockFile
+// (StartNode does).
 func CleanStale() error {
 	var errs []error
 	for _, pid := range processesMentioning(BaseDir + "/") {
@@ -96,7 +106,7 @@ func CleanStale() error {
 	for _, l := range links {
 		errs = append(errs, run("ip", "link", "delete", l))
 	}
-	errs = append(errs, removeChains(chainPrefix))
+	errs = append(errs, removeChains(chainPrefix), restoreChains())
 	errs = append(errs, os.RemoveAll(BaseDir))
 	return errors.Join(errs...)
 }
@@ -332,9 +342,10 @@ func run(name string, args ...string) error {
 	return nil
 }
 
-// Leftovers lists what nodes left on the host: processes naming BaseDir,
-// mounts and files under it, links and cgroups named hznt-*, iptables chains
-// named HZNT-*. With no node running it should be empty; tests check it.
+// Leftovers lists what nodes leave on the host: processes naming BaseDir,
+// mounts and files under it, links and cgroups named hznt-*, and iptables
+// chains named HZNT-*, KUBE-* or CNI-* (the kubelet's and the portmap
+// plugin's), sorted. Tests compare it before and after their nodes.
 func Leftovers() ([]string, error) {
 	var left []string
 	for _, pid := range processesMentioning(BaseDir + "/") {
@@ -357,13 +368,13 @@ func Leftovers() ([]string, error) {
 	for _, c := range cgroups {
 		left = append(left, "cgroup "+c)
 	}
-	out, err := exec.Command("iptables", "-w", "-S").Output()
+	cs, err := chains()
 	if err != nil {
-		return nil, fmt.Errorf("iptables -S: %w", err)
+		return nil, err
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "-N" && strings.HasPrefix(f[1], chainPrefix) {
-			left = append(left, "iptables chain "+f[1])
+	for c := range cs {
+		if owned(c[strings.Index(c, "/")+1:]) {
+			left = append(left, "iptables chain "+c)
 		}
 	}
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
@@ -372,5 +383,6 @@ func Leftovers() ([]string, error) {
 			left = append(left, "mount "+f[4])
 		}
 	}
+	sort.Strings(left)
 	return left, nil
 }

@@ -124,7 +124,7 @@ func startNode(t testing.TB, c Config) (*Node, error) {
 	}
 	n.Socket = filepath.Join(n.Dir, "containerd.sock")
 	if _, err := os.Stat(n.Dir); err == nil {
-		releaseHost()
+		_ = releaseHost()
 		return nil, fmt.Errorf("%s exists: a node named %s already runs in this process", n.Dir, c.Name)
 	}
 	if err := n.start(c); err != nil {
@@ -432,7 +432,6 @@ func (n *Node) Stop() error {
 		return nil
 	}
 	n.stopped = true
-	defer releaseHost()
 	begin := time.Now()
 	if t, ok := n.t.(interface{ Failed() bool }); ok && t.Failed() {
 		n.t.Logf("node %s: kubelet log tail:\n%s\ncontainerd log tail:\n%s", n.Name, n.logTail("kubelet", 40), n.logTail("containerd", 20))
@@ -450,7 +449,7 @@ func (n *Node) Stop() error {
 	if _, err := os.Stat("/sys/class/net/" + n.Bridge); err == nil {
 		errs = append(errs, run("ip", "link", "delete", n.Bridge))
 	}
-	errs = append(errs, os.RemoveAll(n.Dir))
+	errs = append(errs, os.RemoveAll(n.Dir), releaseHost())
 	n.t.Logf("node %s: stopped in %v", n.Name, time.Since(begin).Round(10*time.Millisecond))
 	return errors.Join(errs...)
 }

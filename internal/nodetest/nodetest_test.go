@@ -3,6 +3,7 @@ package nodetest_test
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func create(t *testing.T, kube kubernetes.Interface, objs ...any) {
 func TestHorizonImageRunsOnANode(t *testing.T) {
 	skipUnlessAvailable(t)
 	cluster := kubetest.StartWith(t, kubetest.Options{ReachableFromPods: true}, "west")[0]
-	t.Cleanup(func() { checkNoLeftovers(t) })
+	checkNoLeftovers(t)
 	horizon := nodetest.BuildImage(t, nodetest.ImageSpec{
 		Ref: "horizon:dev", Package: "github.com/horizonmesh/horizon/cmd/horizon",
 		LDFlags: "-X main.version=v0.0.0-nodetest",
@@ -167,7 +168,7 @@ func TestHorizonImageRunsOnANode(t *testing.T) {
 func TestIsolatedNetworks(t *testing.T) {
 	skipUnlessAvailable(t)
 	clusters := kubetest.StartWith(t, kubetest.Options{ReachableFromPods: true}, "west", "east")
-	t.Cleanup(func() { checkNoLeftovers(t) }) // after the nodes and isolation are gone
+	checkNoLeftovers(t) // when the nodes and the isolation are gone
 	probe := nodetest.BuildImage(t, nodetest.ImageSpec{Ref: probeImage, Package: "github.com/horizonmesh/horizon/internal/nodetest/probe"})
 	west := nodetest.StartNode(t, nodetest.Config{Name: "west", Kube: clusters[0].Config, PodCIDR: "10.210.1.0/24"})
 	east := nodetest.StartNode(t, nodetest.Config{Name: "east", Kube: clusters[1].Config, PodCIDR: "10.210.2.0/24"})
@@ -242,13 +243,21 @@ func apiPort(t *testing.T, host string) string {
 	return host[i+1:]
 }
 
-// checkNoLeftovers runs after the nodes stopped (cleanups run last first).
+// checkNoLeftovers checks, when the test's later cleanups (the nodes', the
+// isolation's) have run, that the host holds nothing more than now.
 func checkNoLeftovers(t *testing.T) {
-	left, err := nodetest.Leftovers()
+	t.Helper()
+	before, err := nodetest.Leftovers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(left) > 0 {
-		t.Errorf("left behind after the nodes stopped: %v", left)
-	}
+	t.Cleanup(func() {
+		after, err := nodetest.Leftovers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if extra := slices.DeleteFunc(after, func(s string) bool { return slices.Contains(before, s) }); len(extra) > 0 {
+			t.Errorf("left behind after the nodes stopped: %v", extra)
+		}
+	})
 }
