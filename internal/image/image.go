@@ -78,7 +78,7 @@ func Build(o Options) (v1.Image, error) {
 	if o.Path == "" {
 		o.Path = BinaryPath
 	}
-	if !path.IsAbs(o.Path) || path.Clean(o.Path) != o.Path || path.Dir(o.Path) != "/" {
+	if o.Path == "/" || !path.IsAbs(o.Path) || path.Clean(o.Path) != o.Path || path.Dir(o.Path) != "/" {
 		return nil, fmt.Errorf("path %q: must be a file in / (like %s)", o.Path, BinaryPath)
 	}
 	bin, err := os.ReadFile(o.Binary)
