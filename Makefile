@@ -29,7 +29,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build:
 	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/horizon
 
-## image: Horizon's OCI image (static binary, uid 65532, CA bundle) into $(IMAGE_OUT) without a Docker engine
+## image: Horizon's OCI image (static binary, uid 65532, CA bundle) into $(IMAGE_OUT) without a Docker engine,
+## and as a docker tarball $(IMAGE_OUT).tar for `ctr -n k8s.io images import` (internal/nodetest's nodes)
 IMAGE_OUT    ?= bin/image
 IMAGE_REF    ?= horizon:$(VERSION)
 IMAGE_SOURCE ?= https://github.com/horizonmesh/horizon
@@ -41,7 +42,7 @@ image:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -buildvcs=auto -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_BIN) ./cmd/horizon
 	$(GO) run ./cmd/horizon-image -binary $(IMAGE_BIN) -arch $(IMAGE_ARCH) -ca-bundle $(CA_BUNDLE) \
 		-version $(VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" -source $(IMAGE_SOURCE) \
-		-ref $(IMAGE_REF) -out $(IMAGE_OUT)
+		-ref $(IMAGE_REF) -out $(IMAGE_OUT) -tarball $(IMAGE_OUT).tar
 
 ## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed)
 run: build
