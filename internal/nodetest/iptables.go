@@ -96,8 +96,24 @@ func dropChains(t string, before map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("iptables-save -t %s: %w", t, err)
 	}
+	keep, changed := withoutChains(string(b), t, before)
+	if !changed {
+		return nil
+	}
+	cmd := exec.Command("iptables-restore", "-w")
+	cmd.Stdin = strings.NewReader(keep)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore of table %s: %w: %s", t, err, out)
+	}
+	return nil
+}
+
+// withoutChains is the iptables-save output of table t without the owned
+// chains absent from before (keys "table/chain"), their rules and the rules
+// jumping to them; changed reports whether there was any.
+func withoutChains(save, t string, before map[string]bool) (out string, changed bool) {
 	drop := map[string]bool{}
-	lines := strings.Split(string(b), "\n")
+	lines := strings.Split(save, "\n")
 	for _, line := range lines {
 		if strings.HasPrefix(line, ":") {
 			c := strings.Fields(line[1:])[0]
@@ -107,7 +123,7 @@ func dropChains(t string, before map[string]bool) error {
 		}
 	}
 	if len(drop) == 0 {
-		return nil
+		return save, false
 	}
 	var keep []string
 	for _, line := range lines {
@@ -120,12 +136,7 @@ func dropChains(t string, before map[string]bool) error {
 		}
 		keep = append(keep, line)
 	}
-	cmd := exec.Command("iptables-restore", "-w")
-	cmd.Stdin = strings.NewReader(strings.Join(keep, "\n"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables-restore of table %s: %w: %s", t, err, out)
-	}
-	return nil
+	return strings.Join(keep, "\n"), true
 }
 
 func owned(chain string) bool {

@@ -387,8 +387,11 @@ func (n *Node) Exec(ctx context.Context, namespace, pod, container string, cmd .
 // PodKubeconfig is a kubeconfig for a client in a pod on this node to reach
 // the kube-apiserver of cfg (started with kubetest's ReachableFromPods): the
 // server is https://<Gateway>:<cfg's port>, verified with cfg's CA and
-// server name, and the client authenticates with the token in tokenFile (a
-// projected ServiceAccount token's path in the pod).
+// server name. The client authenticates with the token in tokenFile (a
+// projected ServiceAccount token's path in the pod), or, when tokenFile is
+// "", with cfg's own credentials (kubetest's admin client certificate: for a
+// pod reaching another cluster's kube-apiserver, whose tokens this node's
+// cannot issue).
 func (n *Node) PodKubeconfig(cfg *rest.Config, tokenFile string) ([]byte, error) {
 	u, err := url.Parse(cfg.Host)
 	if err != nil {
@@ -433,7 +436,7 @@ func (n *Node) Stop() error {
 	}
 	n.stopped = true
 	begin := time.Now()
-	if t, ok := n.t.(interface{ Failed() bool }); ok && t.Failed() {
+	if n.t.Failed() {
 		n.t.Logf("node %s: kubelet log tail:\n%s\ncontainerd log tail:\n%s", n.Name, n.logTail("kubelet", 40), n.logTail("containerd", 20))
 	}
 	var errs []error
