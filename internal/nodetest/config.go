@@ -2,6 +2,7 @@ package nodetest
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -87,10 +88,15 @@ func cniConfig(n *Node) string {
 
 // kubeletConfig is the node's kubelet: loopback only on a port of its own
 // (no read-only or healthz port), cgroupfs under its own cgroup root, cgroup
-// v1 and swap accepted, its own pod log folder, no static pods, and no image
+// v1 and swap accepted, its own pod log folder, no static pods, the cluster
+// DNS server when there is one (no host resolv.conf otherwise), and no image
 // garbage collection or disk eviction (imported images cannot be pulled
 // again).
-func kubeletConfig(n *Node, port int) string {
+func kubeletConfig(n *Node, port int, dns netip.Addr) string {
+	clusterDNS := ""
+	if dns.IsValid() {
+		clusterDNS = fmt.Sprintf("clusterDomain: cluster.local\nclusterDNS: [%q]\n", dns)
+	}
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
@@ -122,7 +128,7 @@ evictionHard:
   nodefs.available: "1%%"
   imagefs.available: "1%%"
   nodefs.inodesFree: "1%%"
-`, port, n.cgroupRoot, n.Socket, filepath.Join(n.Dir, "pod-logs"))
+%s`, port, n.cgroupRoot, n.Socket, filepath.Join(n.Dir, "pod-logs"), clusterDNS)
 }
 
 // sysProcAttr starts a node process in its own process group, so Stop can

@@ -43,6 +43,11 @@ type Config struct {
 	// Labels are added to the Node, such as topology.kubernetes.io/region
 	// and topology.kubernetes.io/zone.
 	Labels map[string]string
+	// ClusterDNS, when valid, is the nameserver of pods with dnsPolicy
+	// ClusterFirst (domain cluster.local), such as a CoreDNS the test runs
+	// on the host and pods reach on Gateway. Without it pods have no
+	// nameserver (no DNS add-on here); hostAliases name addresses instead.
+	ClusterDNS netip.Addr
 	// Ready bounds the wait for the Node to be Ready; 90 s when 0.
 	Ready time.Duration
 }
@@ -164,7 +169,7 @@ func (n *Node) start(c Config) error {
 	if err != nil {
 		return err
 	}
-	files["kubelet.yaml"] = kubeletConfig(n, port)
+	files["kubelet.yaml"] = kubeletConfig(n, port, c.ClusterDNS)
 	kubeconfig, err := kubeconfigFor(n.kube, n.kube.Host, "")
 	if err != nil {
 		return err
