@@ -170,7 +170,7 @@ func TestIsolatedNetworks(t *testing.T) {
 	clusters := kubetest.StartWith(t, kubetest.Options{ReachableFromPods: true}, "west", "east")
 	checkNoLeftovers(t) // when the nodes and the isolation are gone
 	probe := nodetest.BuildImage(t, nodetest.ImageSpec{Ref: probeImage, Package: "github.com/horizonmesh/horizon/internal/nodetest/probe"})
-	west := nodetest.StartNode(t, nodetest.Config{Name: "west", Kube: clusters[0].Config, PodCIDR: "10.210.1.0/24"})
+	west := nodetest.StartNode(t, nodetest.Config{Name: "west", Kube: clusters[0].Config, PodCIDR: "10.210.1.0/24", ClusterDNS: netip.MustParseAddr("10.210.1.1")})
 	east := nodetest.StartNode(t, nodetest.Config{Name: "east", Kube: clusters[1].Config, PodCIDR: "10.210.2.0/24"})
 	for _, n := range []*nodetest.Node{west, east} {
 		if err := n.ImportImage(probe); err != nil {
@@ -198,6 +198,13 @@ func TestIsolatedNetworks(t *testing.T) {
 		}
 		return string(stdout) + string(stderr), code == 0
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	resolv, _, _, err := west.Exec(ctx, "default", "client", "main", "/probe", "cat", "/etc/resolv.conf")
+	cancel()
+	if err != nil || !strings.Contains(string(resolv), "nameserver 10.210.1.1") || !strings.Contains(string(resolv), "default.svc.cluster.local") {
+		t.Errorf("west's pods resolve with %q (%v), want ClusterDNS 10.210.1.1 and cluster.local", resolv, err)
+	}
+
 	other := ip["other"] + ":8080"
 	if out, ok := dial(other); !ok || !strings.Contains(out, "probe other") {
 		t.Fatalf("before isolation, west's client cannot reach east's other pod: %s", out)
