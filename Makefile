@@ -19,7 +19,7 @@ COREDNS        := $(CURDIR)/bin/coredns
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build image run test bench bench-load bench-scenarios lint fmt clean kube-tools coredns-tools spire-tools test-spire
+.PHONY: all build image run test bench bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -29,7 +29,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build:
 	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/horizon
 
-## image: Horizon's OCI image (static binary, uid 65532, CA bundle) into $(IMAGE_OUT) without a Docker engine
+## image: Horizon's OCI image (static binary, uid 65532, CA bundle) into $(IMAGE_OUT) without a Docker engine,
+## and as a docker tarball $(IMAGE_OUT).tar for `ctr -n k8s.io images import` (internal/nodetest's nodes)
 IMAGE_OUT    ?= bin/image
 IMAGE_REF    ?= horizon:$(VERSION)
 IMAGE_SOURCE ?= https://github.com/horizonmesh/horizon
@@ -41,14 +42,14 @@ image:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -buildvcs=auto -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_BIN) ./cmd/horizon
 	$(GO) run ./cmd/horizon-image -binary $(IMAGE_BIN) -arch $(IMAGE_ARCH) -ca-bundle $(CA_BUNDLE) \
 		-version $(VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" -source $(IMAGE_SOURCE) \
-		-ref $(IMAGE_REF) -out $(IMAGE_OUT)
+		-ref $(IMAGE_REF) -out $(IMAGE_OUT) -tarball $(IMAGE_OUT).tar
 
 ## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed)
 run: build
 	./$(BIN) serve $(ARGS)
 
 ## test: everything — vet, unit, protocol, golden, and end-to-end tests, with the race detector
-test: kube-tools coredns-tools
+test: kube-tools node-tools coredns-tools
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
@@ -76,10 +77,29 @@ lint:
 ## kube-tools: build kube-apiserver, etcd and kube-controller-manager into bin/k8s (skipped when up to date)
 kube-tools: $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd $(KUBE_ASSETS)/kube-controller-manager
 
-$(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd $(KUBE_ASSETS)/kube-controller-manager &: $(KUBE_TOOLS)/go.mod $(KUBE_TOOLS)/go.sum $(wildcard $(KUBE_TOOLS)/*/main.go)
+$(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd $(KUBE_ASSETS)/kube-controller-manager &: $(KUBE_TOOLS)/go.mod $(KUBE_TOOLS)/go.sum $(KUBE_TOOLS)/kube-apiserver/main.go $(KUBE_TOOLS)/etcd/main.go $(KUBE_TOOLS)/kube-controller-manager/main.go
 	@mkdir -p $(KUBE_ASSETS)
 	cd $(KUBE_TOOLS) && $(GO) build -o $(KUBE_ASSETS)/ ./kube-apiserver ./etcd ./kube-controller-manager
 	@touch $(KUBE_ASSETS)/kube-apiserver $(KUBE_ASSETS)/etcd $(KUBE_ASSETS)/kube-controller-manager
+
+## node-tools: what internal/nodetest's real kubelet nodes need: containerd, runc, CNI plugins and
+## iptables from the OS packages (as root, only when missing) and the kubelet in bin/k8s (skipped when up to date)
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables
+
+node-tools: $(KUBE_ASSETS)/kubelet
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "node-tools: not root, so no OS packages installed; the kubelet node tests will skip"; \
+	elif command -v containerd >/dev/null && command -v runc >/dev/null && command -v iptables >/dev/null && [ -x /usr/lib/cni/bridge ]; then \
+		: ; \
+	else \
+		echo "node-tools: installing $(NODE_PACKAGES)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(NODE_PACKAGES); \
+	fi
+
+$(KUBE_ASSETS)/kubelet: $(KUBE_TOOLS)/go.mod $(KUBE_TOOLS)/go.sum $(KUBE_TOOLS)/kubelet/main.go
+	@mkdir -p $(KUBE_ASSETS)
+	cd $(KUBE_TOOLS) && $(GO) build -o $(KUBE_ASSETS)/ ./kubelet
+	@touch $(KUBE_ASSETS)/kubelet
 
 ## coredns-tools: build CoreDNS into bin/coredns (skipped when up to date)
 coredns-tools: $(COREDNS)

@@ -1,5 +1,6 @@
 // Command horizon-image builds Horizon's container image from a static binary
-// without a Docker engine and writes it as an OCI image layout (make image).
+// without a Docker engine and writes it as an OCI image layout (make image),
+// and optionally as a docker image tarball that `ctr images import` loads.
 package main
 
 import (
@@ -23,11 +24,15 @@ func main() {
 	flag.StringVar(&o.Source, "source", "", "org.opencontainers.image.source")
 	out := flag.String("out", "bin/image", "OCI image layout directory to (re)write")
 	ref := flag.String("ref", "horizon:dev", "image name annotated in the layout (org.opencontainers.image.ref.name)")
+	tar := flag.String("tarball", "", "also write the image to this docker image tarball, tagged ref (for `ctr images import`)")
 	flag.Parse()
 
 	img, err := image.Build(o)
 	if err == nil {
 		err = image.WriteLayout(*out, img, *ref)
+	}
+	if err == nil && *tar != "" {
+		err = image.WriteTarball(*tar, img, *ref)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "horizon-image:", err)

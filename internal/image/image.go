@@ -1,7 +1,10 @@
 // Package image builds Horizon's container image in Go, without a Docker
 // engine, the way ko does: a static binary on a base made from scratch (a
 // passwd and group entry for a non-root user and a CA bundle, nothing else),
-// written as an OCI image layout.
+// written as an OCI image layout (make image) or as a docker image tarball
+// that `ctr images import` loads into a node's containerd (internal/nodetest).
+// The same Build makes the test images (a pause image, a demo app) from any
+// static Go binary, with its own path and arguments.
 package image
 
 import (
@@ -12,9 +15,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strconv"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -42,10 +47,12 @@ const (
 
 // Options describe one image.
 type Options struct {
-	Binary   string // path of the static linux binary to put at BinaryPath
-	CABundle string // path of a PEM CA bundle; it must exist
-	UID      int    // user and group id; DefaultUID when 0 (root is refused)
-	OS, Arch string // platform; "linux" and the binary's GOARCH
+	Binary   string   // path of the static linux binary to put in the image
+	Path     string   // where the binary goes in the image, its entrypoint; BinaryPath when ""
+	Args     []string // the image's default arguments (its Cmd), after the entrypoint
+	CABundle string   // path of a PEM CA bundle; it must exist
+	UID      int      // user and group id; DefaultUID when 0 (root is refused)
+	OS, Arch string   // platform; "linux" and the binary's GOARCH
 	Version  string
 	Revision string
 	Source   string
@@ -68,6 +75,12 @@ func Build(o Options) (v1.Image, error) {
 	if o.OS == "" || o.Arch == "" {
 		return nil, errors.New("os and arch are required")
 	}
+	if o.Path == "" {
+		o.Path = BinaryPath
+	}
+	if o.Path == "/" || !path.IsAbs(o.Path) || path.Clean(o.Path) != o.Path || path.Dir(o.Path) != "/" {
+		return nil, fmt.Errorf("path %q: must be a file in / (like %s)", o.Path, BinaryPath)
+	}
 	bin, err := os.ReadFile(o.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("read binary: %w", err)
@@ -83,7 +96,7 @@ func Build(o Options) (v1.Image, error) {
 		return nil, fmt.Errorf("CA bundle %s is empty", o.CABundle)
 	}
 
-	tarBytes, err := layerTar(o.UID, bin, ca)
+	tarBytes, err := layerTar(o.UID, o.Path[1:], bin, ca)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +112,7 @@ func Build(o Options) (v1.Image, error) {
 	img, err := mutate.Append(base, mutate.Addendum{
 		Layer:     layer,
 		MediaType: types.OCILayer,
-		History:   v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "horizon image builder", Comment: "passwd, group, CA bundle, horizon"},
+		History:   v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "horizon image builder", Comment: "passwd, group, CA bundle, " + o.Path[1:]},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("append layer: %w", err)
@@ -113,7 +126,8 @@ func Build(o Options) (v1.Image, error) {
 	cf.Created = v1.Time{Time: epoch}
 	user := strconv.Itoa(o.UID)
 	cf.Config = v1.Config{
-		Entrypoint: []string{BinaryPath},
+		Entrypoint: []string{o.Path},
+		Cmd:        o.Args,
 		User:       user + ":" + user,
 		WorkingDir: "/",
 		Env: []string{
@@ -158,6 +172,21 @@ func WriteLayout(dir string, img v1.Image, ref string) error {
 	return nil
 }
 
+// WriteTarball writes img to file as a docker image tarball (manifest.json
+// with ref as its repository tag), the format `ctr images import` reads;
+// containerd normalises a short ref such as "horizon:dev" the way the kubelet
+// normalises a pod's image name, so a pod naming ref runs this image.
+func WriteTarball(file string, img v1.Image, ref string) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("image ref %q: %w", ref, err)
+	}
+	if err := tarball.WriteToFile(file, tag, img); err != nil {
+		return fmt.Errorf("write image %s to %s: %w", ref, file, err)
+	}
+	return nil
+}
+
 // checkStatic reports an error unless bin is an ELF executable for arch with no
 // program interpreter (a statically linked binary, as CGO_ENABLED=0 builds).
 func checkStatic(bin []byte, arch string) error {
@@ -182,8 +211,8 @@ func checkStatic(bin []byte, arch string) error {
 }
 
 // layerTar is the image's single layer: directories, /etc/passwd and
-// /etc/group for root and the user, the CA bundle, and the binary.
-func layerTar(uid int, bin, ca []byte) ([]byte, error) {
+// /etc/group for root and the user, the CA bundle, and the binary at binName.
+func layerTar(uid int, binName string, bin, ca []byte) ([]byte, error) {
 	id := strconv.Itoa(uid)
 	passwd := "root:x:0:0:root:/root:/sbin/nologin\n" +
 		"nonroot:x:" + id + ":" + id + ":nonroot:/home/nonroot:/sbin/nologin\n"
@@ -211,7 +240,7 @@ func layerTar(uid int, bin, ca []byte) ([]byte, error) {
 		file("etc/passwd", 0o644, []byte(passwd)),
 		file("etc/group", 0o644, []byte(group)),
 		file("etc/ssl/certs/ca-certificates.crt", 0o644, ca),
-		file("horizon", 0o755, bin),
+		file(binName, 0o755, bin),
 		tw.Close(),
 	)
 	if err != nil {

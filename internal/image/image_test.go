@@ -10,8 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -204,6 +208,15 @@ func TestBuildRefuses(t *testing.T) {
 			t.Fatal("binary for another architecture accepted")
 		}
 	})
+	t.Run("path outside /", func(t *testing.T) {
+		for _, p := range []string{"probe", "/bin/probe", "/", "/../probe"} {
+			o := base
+			o.Path = p
+			if _, err := Build(o); err == nil || !strings.Contains(err.Error(), "path") {
+				t.Errorf("path %q: err = %v, want a path error", p, err)
+			}
+		}
+	})
 	t.Run("dynamically linked", func(t *testing.T) {
 		dyn := dynamicBinary(t)
 		o := base
@@ -262,5 +275,62 @@ func layerFiles(t *testing.T, l v1.Layer) map[string]entry {
 			t.Fatal(err)
 		}
 		files[h.Name] = entry{hdr: h, data: b}
+	}
+}
+
+// TestWriteTarball: a test image (another binary path, default arguments)
+// written as the docker tarball `ctr images import` reads, tagged with its ref.
+func TestWriteTarball(t *testing.T) {
+	bin := standIn(t)
+	caPath := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caPath, []byte("pem"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Build(Options{Binary: bin, Path: "/probe", Args: []string{"serve", ":8080"}, CABundle: caPath, OS: "linux", Arch: runtime.GOARCH})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "probe.tar")
+	if err := WriteTarball(file, img, "probe:test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteTarball(file, img, "Not A Ref"); err == nil || !strings.Contains(err.Error(), "Not A Ref") {
+		t.Errorf("bad ref: err = %v, want one naming the ref", err)
+	}
+
+	manifest, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(file) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(manifest) != 1 || !slices.Equal(manifest[0].RepoTags, []string{"probe:test"}) {
+		t.Fatalf("manifest.json = %+v, want one image tagged probe:test", manifest)
+	}
+	tag, _ := name.NewTag("probe:test")
+	got, err := tarball.ImageFromPath(file, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := got.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cf.Config.Entrypoint, []string{"/probe"}) || !slices.Equal(cf.Config.Cmd, []string{"serve", ":8080"}) {
+		t.Errorf("entrypoint %q cmd %q, want [/probe] [serve :8080]", cf.Config.Entrypoint, cf.Config.Cmd)
+	}
+	layers, err := got.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := layerFiles(t, layers[0])
+	if h := files["probe"].hdr; h == nil || h.Mode&0o111 != 0o111 {
+		t.Errorf("/probe missing or not executable: %+v", h)
+	}
+	if _, ok := files["horizon"]; ok {
+		t.Error("/horizon in an image whose binary is /probe")
+	}
+	// The tarball's manifest is docker's, so compare the configs.
+	want, _ := img.ConfigName()
+	if d, _ := got.ConfigName(); d != want {
+		t.Errorf("image read back has config %s, want %s", d, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,9 +66,29 @@ func mcsCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	return out, nil
 }
 
+// Options change how Start launches the clusters. The zero value is Start's
+// behaviour: each kube-apiserver listens on 127.0.0.1 only.
+type Options struct {
+	// ReachableFromPods makes each kube-apiserver listen on every address
+	// (0.0.0.0, still authenticated: client certificates and tokens, RBAC),
+	// so pods of internal/nodetest's nodes reach it on their bridge's gateway
+	// address. Its serving certificate names only localhost and 0.0.0.0, so
+	// clients verify it with ServerName "localhost" (Config does, and so do
+	// the kubeconfigs of nodetest's Node.PodKubeconfig). It issues projected
+	// ServiceAccount tokens (TokenRequest) like every envtest apiserver: the
+	// issuer is its own URL and the signing key is in its certificate folder.
+	ReachableFromPods bool
+}
+
 // Start starts one member cluster per name, in parallel, and stops them when
 // the test ends.
 func Start(t testing.TB, names ...string) []*Cluster {
+	t.Helper()
+	return StartWith(t, Options{}, names...)
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options, names ...string) []*Cluster {
 	t.Helper()
 	assets, err := Assets()
 	if err != nil {
@@ -82,7 +103,7 @@ func Start(t testing.TB, names ...string) []*Cluster {
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
-			clusters[i], errs[i] = start(name, assets, crds, t.TempDir())
+			clusters[i], errs[i] = start(name, assets, crds, t.TempDir(), o)
 		})
 	}
 	wg.Wait()
@@ -101,7 +122,7 @@ func Start(t testing.TB, names ...string) []*Cluster {
 	return clusters
 }
 
-func start(name, assets string, crds []*apiextensionsv1.CustomResourceDefinition, dir string) (*Cluster, error) {
+func start(name, assets string, crds []*apiextensionsv1.CustomResourceDefinition, dir string, o Options) (*Cluster, error) {
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:   assets,
 		CRDInstallOptions:       envtest.CRDInstallOptions{CRDs: crds},
@@ -114,9 +135,29 @@ func start(name, assets string, crds []*apiextensionsv1.CustomResourceDefinition
 	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
 		return nil, err
 	}
+	if o.ReachableFromPods {
+		// envtest picks a port only when it also picks the (loopback)
+		// address, so pick the port here.
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		api.SecureServing.ListenAddr.Address = "0.0.0.0"
+		api.SecureServing.ListenAddr.Port = strconv.Itoa(port)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, err
+	}
+	if o.ReachableFromPods {
+		// Clients on this host dial loopback and verify the name the serving
+		// certificate holds.
+		u, err := url.Parse(cfg.Host)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Host = "https://" + net.JoinHostPort("127.0.0.1", u.Port())
+		cfg.TLSClientConfig.ServerName = "localhost"
 	}
 	c := &Cluster{Name: name, Config: cfg, env: env, up: true}
 	if c.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
@@ -126,6 +167,16 @@ func start(name, assets string, crds []*apiextensionsv1.CustomResourceDefinition
 		return c, err
 	}
 	return c, nil
+}
+
+// freePort is a TCP port nothing listens on at the moment, on any address.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // StopAPIServer stops the cluster's kube-apiserver, keeping etcd and its data:

@@ -1,6 +1,10 @@
 package kubetest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -37,4 +41,49 @@ func TestRestart(t *testing.T) {
 	if _, err := c.Kube.CoreV1().Namespaces().Get(ctx, "demo", metav1.GetOptions{}); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
+}
+
+// TestReachableFromPods: the API server listens beyond loopback, and a client
+// dialling a non-loopback address of this host verifies it as "localhost"
+// with the cluster's CA; Start's API server does not listen there.
+func TestReachableFromPods(t *testing.T) {
+	addr := nonLoopbackAddr(t)
+	reachable := StartWith(t, Options{ReachableFromPods: true}, "west")[0]
+	loopback := Start(t, "east")[0]
+	if _, err := reachable.Kube.Discovery().ServerVersion(); err != nil {
+		t.Fatalf("client of Config: %v", err)
+	}
+	for _, c := range []struct {
+		cluster *Cluster
+		want    bool
+	}{{reachable, true}, {loopback, false}} {
+		u, err := url.Parse(c.cluster.Config.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(c.cluster.Config.CAData)
+		d := &net.Dialer{Timeout: 3 * time.Second}
+		conn, err := tls.DialWithDialer(d, "tcp", net.JoinHostPort(addr, u.Port()), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err == nil {
+			conn.Close()
+		}
+		if got := err == nil; got != c.want {
+			t.Errorf("cluster %s on %s:%s: verified TLS connection %v, want %v (%v)", c.cluster.Name, addr, u.Port(), got, c.want, err)
+		}
+	}
+}
+
+func nonLoopbackAddr(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("this host has no non-loopback IPv4 address")
+	return ""
 }

@@ -44,7 +44,7 @@ func Launch(names ...string) (clusters []*Cluster, stop func() error, err error)
 			return nil, stop, err
 		}
 		wg.Go(func() {
-			started[i], errs[i] = start(name, assets, crds, sub)
+			started[i], errs[i] = start(name, assets, crds, sub, Options{})
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("start cluster %s: %w", name, errs[i])
 			}
