@@ -294,6 +294,7 @@ func newBootstrapCommand() *cobra.Command {
 	fs.Uint64Var(&cfg.gateway.MaxHeapBytes, "max-heap-bytes", 0, "gateway: heap Envoy may use, e.g. 80% of its container's memory limit; the overload manager then shrinks the heap at 95% and stops accepting connections at 98% (0: heap not watched)")
 	fs.IntVar(&cfg.readinessPort, "readiness-port", bootstrap.DefaultReadinessPort, "gateway: port of the readiness endpoint GET "+bootstrap.ReadinessPath+" on 0.0.0.0 (200 while Envoy is live, 503 while it drains); 0 for none")
 	fs.StringVar(&cfg.out, "out", "", "write the bootstrap to this file (replaced atomically) instead of standard output, e.g. from an init container whose image has no shell")
+	fs.StringVar(&cfg.caBundleEnv, "ca-bundle-env", "", "also write the PEM trust bundle held in this environment variable to <cert-dir>/"+certs.BundleFile+", unless one is there: the roots 'horizon agent' verifies Horizon with at first (the injector sets HORIZON_CA_BUNDLE)")
 	completeWords(cmd, "role", string(xds.Sidecar), string(xds.Gateway), string(xds.Proxyless))
 	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))
 	return cmd
@@ -505,7 +506,7 @@ func newAgentCommand() *cobra.Command {
 		Short: "keep a workload's SVID current in files Envoy and grpc-go read",
 		Args:  noArgs,
 		RunE: runs(func(cmd *cobra.Command) error {
-			if err := requireFlags(cmd, "mtls-address"); err != nil {
+			if err := requireFlags(cmd, "mtls-address"); err != nil && !cfg.check {
 				return err
 			}
 			return cfg.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -526,6 +527,7 @@ func newAgentCommand() *cobra.Command {
 	fs.StringVar(&cfg.certDir, "cert-dir", bootstrap.DefaultCertDir, "directory to keep svid.crt, svid.key, bundle.crt and bundle.json in: the --cert-dir of 'horizon bootstrap' and 'horizon gateway' (old name --out)")
 	alias(fs, "out", "cert-dir")
 	fs.DurationVar(&cfg.ttl, "ttl", 0, "SVID lifetime to ask for (0: Horizon's default)")
+	fs.BoolVar(&cfg.check, "check", false, "exit 0 if --cert-dir holds a valid SVID and its key, else 1, and do nothing else: the startup probe of the injected agent")
 	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", "", "serve /metrics here (e.g. 127.0.0.1:15020)")
 	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
