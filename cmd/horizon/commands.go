@@ -21,6 +21,8 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
+	"github.com/horizonmesh/horizon/inject"
+	"github.com/horizonmesh/horizon/inject/capture"
 	"github.com/horizonmesh/horizon/gateway/proxy/sni"
 	"github.com/horizonmesh/horizon/internal/connguard"
 	"github.com/horizonmesh/horizon/xds"
@@ -53,6 +55,8 @@ next argument.`,
 		newClusterCommand(),
 		newCACommand(),
 		newAgentCommand(),
+		newCaptureCommand(),
+		newInjectCommand(),
 		newGatewayCommand(),
 		newVersionCommand(),
 	)
@@ -531,6 +535,69 @@ func newAgentCommand() *cobra.Command {
 	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", "", "serve /metrics here (e.g. 127.0.0.1:15020)")
 	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
+	return cmd
+}
+
+func newCaptureCommand() *cobra.Command {
+	var cfg captureConfig
+	cmd := &cobra.Command{
+		Use:   "capture",
+		Short: "redirect a pod's TCP traffic to its sidecar with nftables (the injected init container)",
+		Long: `capture replaces the nftables table "inet horizon" of the current network
+namespace (the pod's) with rules that redirect inbound TCP to --inbound-port
+and outbound TCP to --outbound-port, except the proxy's own traffic
+(--proxy-uid), loopback, and the excluded ports and ranges. It programs the
+kernel through netlink (no iptables or nft binary) and needs NET_ADMIN.
+Running it again replaces the table. The flags mirror the pod annotations
+traffic.horizon.io/*.`,
+		Example: `  horizon capture --dry-run --exclude-inbound-ports 15020,15021,15090`,
+		Args:    noArgs,
+		RunE:    runs(func(cmd *cobra.Command) error { return cfg.run(cmd.OutOrStdout()) }),
+	}
+	fs := cmd.Flags()
+	fs.Uint16Var(&cfg.inboundPort, "inbound-port", capture.DefaultInboundPort, "where inbound TCP is redirected (the sidecar's inbound listener)")
+	fs.Uint16Var(&cfg.outboundPort, "outbound-port", capture.DefaultOutboundPort, "where outbound TCP is redirected (the sidecar's outbound listener)")
+	fs.Uint32Var(&cfg.proxyUID, "proxy-uid", capture.DefaultProxyUID, "uid of the proxy, whose connections are never redirected")
+	fs.StringVar(&cfg.includeInboundPorts, "include-inbound-ports", "*", "inbound ports to redirect, comma-separated, or * for all")
+	fs.StringVar(&cfg.excludeInboundPorts, "exclude-inbound-ports", "", "inbound ports never redirected, comma-separated")
+	fs.StringVar(&cfg.excludeOutboundPorts, "exclude-outbound-ports", "", "outbound destination ports never redirected, comma-separated")
+	fs.StringVar(&cfg.includeOutboundIPRanges, "include-outbound-ip-ranges", "*", "outbound destination CIDRs to redirect, comma-separated, or * for all")
+	fs.StringVar(&cfg.excludeOutboundIPRanges, "exclude-outbound-ip-ranges", "", "outbound destination CIDRs never redirected, comma-separated")
+	fs.BoolVar(&cfg.dryRun, "dry-run", false, "print the table in nft syntax instead of installing it")
+	return cmd
+}
+
+func newInjectCommand() *cobra.Command {
+	var cfg injectConfig
+	cmd := &cobra.Command{
+		Use:   "inject -f FILE|-",
+		Short: "add Horizon's sidecar to the pods of Kubernetes manifests, as the admission webhook would",
+		Long: `inject reads multi-document YAML and writes it to standard output with
+Horizon's sidecar added to every Pod and to the pod template of every
+Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob, exactly as
+the injector of 'horizon serve --injector-address' adds it; other kinds pass
+through unchanged. Pods labelled sidecar.horizon.io/inject=false, and pods
+injected already, are left alone. With no node known, the proxies take
+their cluster's locality.`,
+		Example: `  horizon inject -f deploy.yaml --injector-config injector.yaml --cluster west \
+    --clusterset clusterset.yaml --ca-bundle root.crt | kubectl apply -f -`,
+		Args: noArgs,
+		RunE: runs(func(cmd *cobra.Command) error {
+			if err := requireFlags(cmd, "filename", "injector-config", "cluster", "ca-bundle"); err != nil {
+				return err
+			}
+			return cfg.run(cmd.InOrStdin(), cmd.OutOrStdout())
+		}),
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&cfg.file, "filename", "f", "", "the manifests, or - for standard input (required)")
+	fs.StringVar(&cfg.injectorConfig, "injector-config", "", "the injector configuration, as 'horizon serve --injector-config' reads it (required)")
+	fs.StringVar(&cfg.cluster, "cluster", "", "member cluster the pods will run in (required)")
+	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file, for the cluster's network (default: the embedded "+local.Name+")")
+	fs.StringVar(&cfg.mode, "mode", "", "sidecar or proxyless, for pods whose annotation "+inject.AnnotationMode+" says none (default sidecar)")
+	fs.StringVar(&cfg.caBundle, "ca-bundle", "", "PEM trust bundle of the mesh (root.crt), which the agent verifies Horizon with (required)")
+	completeWords(cmd, "mode", inject.ModeSidecar, inject.ModeProxyless)
+	completeYAML(cmd, "filename", "injector-config", "clusterset")
 	return cmd
 }
 

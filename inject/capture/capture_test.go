@@ -127,6 +127,17 @@ func TestCaptureInNetworkNamespace(t *testing.T) {
 		t.Fatalf("after two Apply: %d rules in table inet %s, want %d", got, Table, want)
 	}
 
+	// What the kernel holds is what --dry-run prints.
+	if _, err := exec.LookPath("nft"); err == nil {
+		out, err := exec.Command("ip", "netns", "exec", pod, "nft", "list", "table", "inet", Table).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, out)
+		}
+		if string(out) != Render(spec) {
+			t.Errorf("the kernel's table:\n%s\nRender:\n%s", out, Render(spec))
+		}
+	}
+
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func Rules(s Spec) []Rule {
 	// Inbound.
 	if s.AllInbound {
 		for _, p := range s.ExcludeInboundPorts {
-			in(Rule{Matches: []Match{tcp(), dport(p)}})
+			in(Rule{Matches: []Match{dport(p)}})
 		}
 		in(Rule{Matches: []Match{tcp()}, Redirect: s.InboundPort})
 	} else {
@@ -80,7 +80,7 @@ func Rules(s Spec) []Rule {
 			if contains(s.ExcludeInboundPorts, p) {
 				continue
 			}
-			in(Rule{Matches: []Match{tcp(), dport(p)}, Redirect: s.InboundPort})
+			in(Rule{Matches: []Match{dport(p)}, Redirect: s.InboundPort})
 		}
 	}
 
@@ -91,7 +91,7 @@ func Rules(s Spec) []Rule {
 	out(Rule{Matches: []Match{tcp(), daddr(netip.MustParsePrefix("127.0.0.0/8"))}})
 	out(Rule{Matches: []Match{tcp(), daddr(netip.MustParsePrefix("::1/128"))}})
 	for _, p := range s.ExcludeOutboundPorts {
-		out(Rule{Matches: []Match{tcp(), dport(p)}})
+		out(Rule{Matches: []Match{dport(p)}})
 	}
 	for _, p := range s.ExcludeOutboundIPRanges {
 		out(Rule{Matches: []Match{tcp(), daddr(p)}})
@@ -115,7 +115,8 @@ func contains(ports []uint16, p uint16) bool {
 	return false
 }
 
-// Render is the table s programs, in nft syntax (what `horizon capture
+// Render is the table s programs, in nft syntax, as `nft list table inet
+// horizon` prints it once Apply programmed it (what `horizon capture
 // --dry-run` prints; `nft -f` reads it).
 func Render(s Spec) string {
 	var b strings.Builder
@@ -125,7 +126,12 @@ func Render(s Spec) string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype nat hook %s priority dstnat; policy accept;\n", chain, chain)
+		// As nft lists it: dstnat is a name of -100 in prerouting only.
+		prio := "dstnat"
+		if chain == ChainOutbound {
+			prio = "-100"
+		}
+		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype nat hook %s priority %s; policy accept;\n", chain, chain, prio)
 		for _, r := range rules {
 			if r.Chain == chain {
 				fmt.Fprintf(&b, "\t\t%s\n", r)
@@ -189,8 +195,12 @@ func tcp() Match {
 	}}
 }
 
+// dport matches TCP to port p (the protocol match included, as nft
+// writes "tcp dport" for both).
 func dport(p uint16) Match {
 	return Match{Text: fmt.Sprintf("tcp dport %d", p), Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(p)},
 	}}
