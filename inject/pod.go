@@ -405,4 +405,3 @@ func setEnv(c *corev1.Container, e corev1.EnvVar) {
 		c.Env = append(c.Env, e)
 	}
 }
-

@@ -67,6 +67,8 @@ func loadFixture(t *testing.T) fixture {
 	}}
 }
 
+var podWithoutNode = &corev1.Pod{}
+
 func readPod(t *testing.T, path string) *corev1.Pod {
 	t.Helper()
 	data, err := os.ReadFile(path)
