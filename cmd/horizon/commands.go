@@ -254,8 +254,16 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", defaultLeaseNamespace(), "namespace of the MCS controller's Lease in the control plane's cluster (the default is $POD_NAMESPACE when set)")
 	fs.DurationVar(&cfg.gatewayProbeInterval, "gateway-probe-interval", health.DefaultInterval, "how often every east-west gateway address is probed with a TCP connect; one that fails twice in a row is withdrawn from other networks' views until it answers twice (0: no probing)")
 	fs.StringVar(&cfg.policy, "policy", "", "failover and traffic policy YAML file (examples/policy/policy.yaml): locality priorities and weights, cluster weights, outlier detection, timeouts, retries; checked against the ClusterSet, reloaded on change, a bad edit keeps the last good policy. xDS is served once it has loaded")
+	ij := &cfg.injector
+	fs.StringVar(&ij.address, "injector-address", "", "serve the sidecar injector, a mutating admission webhook, over HTTPS here: POST /inject/<cluster> and GET /healthz (\"\": off)")
+	fs.StringVar(&ij.config, "injector-config", "", "the injector's configuration YAML (images, Horizon's address, capture defaults); reloaded on change, a bad edit keeps the last good one")
+	fs.StringVar(&ij.dnsNames, "injector-dns-names", "", "DNS names of the injector's serving certificate, comma-separated (default horizon-injector.<POD_NAMESPACE or horizon-system>.svc)")
+	fs.StringVar(&ij.ipSANs, "injector-ip-sans", "", "IP addresses of the injector's serving certificate, comma-separated")
+	fs.StringVar(&ij.cert, "injector-cert", "", "PEM serving certificate of the injector, instead of one from Horizon's CA (e.g. with SPIRE); reloaded on change")
+	fs.StringVar(&ij.key, "injector-key", "", "PEM private key for --injector-cert")
+	fs.StringVar(&ij.webhookConfig, "injector-webhook-config", "", "name of the MutatingWebhookConfiguration in the control plane's cluster whose caBundle Horizon keeps equal to its CA's root bundle (with --ca-dir)")
 	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))
-	completeYAML(cmd, "clusterset", "policy")
+	completeYAML(cmd, "clusterset", "policy", "injector-config")
 	return cmd
 }
 
