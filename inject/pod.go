@@ -185,6 +185,13 @@ func inject(c Config, t Target, pod *corev1.Pod) (*corev1.Pod, error) {
 		}
 	}
 
+	// The projected token needs the pod's ServiceAccount named: the
+	// ServiceAccount admission plugin names "default" when the pod names
+	// none, and does that before webhooks; manifests and API servers
+	// without the plugin get the same here.
+	if pod.Spec.ServiceAccountName == "" {
+		pod.Spec.ServiceAccountName = "default"
+	}
 	var inits []corev1.Container
 	boot, err := bootstrapContainer(c, t, pod, mode, uid)
 	if err != nil {
