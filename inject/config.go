@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -258,6 +257,3 @@ func (c CaptureConfig) spec(uid int64, ann map[string]string) (capture.Spec, err
 	}
 	return s, errors.Join(errs...)
 }
-
-// formatUID is a uid as a flag value.
-func formatUID(uid int64) string { return strconv.FormatInt(uid, 10) }

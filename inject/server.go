@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -55,32 +56,33 @@ func KeyPairFiles(certFile, keyFile string) (func(*tls.ClientHelloInfo) (*tls.Ce
 type keyPair struct {
 	certFile, keyFile string
 	mu                sync.Mutex
-	stamp             string
+	certPEM, keyPEM   []byte // what cert was loaded from
 	cert              *tls.Certificate
 }
 
+// get reads both files at each handshake (a few KiB; the API server
+// reuses its connections) and parses them again when they changed.
 func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	stamp := ""
-	for _, f := range []string{k.certFile, k.keyFile} {
-		fi, err := os.Stat(f)
-		if err != nil {
-			stamp += "?"
-			continue
-		}
-		stamp += fmt.Sprintf("%d/%d;", fi.ModTime().UnixNano(), fi.Size())
-	}
+	certPEM, err1 := os.ReadFile(k.certFile)
+	keyPEM, err2 := os.ReadFile(k.keyFile)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.cert != nil && stamp == k.stamp {
+	if err := errors.Join(err1, err2); err != nil {
+		if k.cert != nil {
+			return k.cert, nil
+		}
+		return nil, fmt.Errorf("injector key pair: %w", err)
+	}
+	if k.cert != nil && bytes.Equal(certPEM, k.certPEM) && bytes.Equal(keyPEM, k.keyPEM) {
 		return k.cert, nil
 	}
-	c, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		if k.cert != nil {
 			return k.cert, nil
 		}
 		return nil, fmt.Errorf("injector key pair: %w", err)
 	}
-	k.cert, k.stamp = &c, stamp
+	k.cert, k.certPEM, k.keyPEM = &c, certPEM, keyPEM
 	return k.cert, nil
 }

@@ -84,6 +84,9 @@ func TestE2EInjectorKubernetes(t *testing.T) {
 		}
 	}()
 
+	// serve routes klog, which the test's client logs through, first: the
+	// client waits for it (no data race on klog's logger).
+	testkit.Eventually(t, 20*time.Second, "serve started", func() bool { return strings.Contains(out.String(), "Horizon is serving") })
 	testkit.Eventually(t, 20*time.Second, "Horizon sets the caBundle", func() bool {
 		got, err := kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, mwc.Name, metav1.GetOptions{})
 		return err == nil && bytes.Equal(got.Webhooks[0].ClientConfig.CABundle, root) && bytes.Equal(got.Webhooks[1].ClientConfig.CABundle, root)
