@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -53,6 +54,16 @@ type IssueOption func(*issueOptions)
 
 type issueOptions struct {
 	cluster string
+	dns     []string
+	ips     []net.IP
+}
+
+// WithServingNames adds DNS and IP SANs to the SVID, for a server that
+// clients outside the mesh reach by name (Horizon's admission webhook,
+// which the Kubernetes API server calls). The SPIFFE ID stays the one URI
+// SAN.
+func WithServingNames(dns []string, ips []net.IP) IssueOption {
+	return func(o *issueOptions) { o.dns, o.ips = dns, ips }
 }
 
 // ForCluster binds the SVID to the member cluster named cluster, so that
@@ -151,6 +162,8 @@ func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration, o is
 		SerialNumber:          serial,
 		Subject:               subject,
 		URIs:                  []*url.URL{id.URL()},
+		DNSNames:              o.dns,
+		IPAddresses:           o.ips,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              usage,

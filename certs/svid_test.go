@@ -337,3 +337,28 @@ func TestIssueForClusterSubject(t *testing.T) {
 		})
 	}
 }
+
+func TestIssueWithServingNames(t *testing.T) {
+	p := newPKI(t)
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, err := p.root.Issue(key.Public(), echoID, time.Hour, WithServingNames([]string{"horizon-injector.horizon-system.svc"}, []net.IP{net.ParseIP("127.0.0.1")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := svid.Leaf()
+	if err := leaf.VerifyHostname("horizon-injector.horizon-system.svc"); err != nil {
+		t.Error(err)
+	}
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Error(err)
+	}
+	if err := leaf.VerifyHostname("other.svc"); err == nil {
+		t.Error("other.svc verified")
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != echoID.String() {
+		t.Errorf("URIs %v, want the SPIFFE ID alone", leaf.URIs)
+	}
+}

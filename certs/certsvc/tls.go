@@ -56,10 +56,11 @@ func ServerTLS(svid x509svid.Source, bundles x509bundle.Source, td spiffeid.Trus
 // the CA changed (root rotation). It is an x509svid.Source and an
 // x509bundle.Source.
 type Self struct {
-	id  spiffeid.ID
-	ttl time.Duration
-	ca  func() (*certs.CA, error)
-	now func() time.Time
+	id   spiffeid.ID
+	ttl  time.Duration
+	ca   func() (*certs.CA, error)
+	now  func() time.Time
+	opts []certs.IssueOption
 
 	mu     sync.Mutex
 	svid   *x509svid.SVID
@@ -67,12 +68,13 @@ type Self struct {
 }
 
 // NewSelf makes Horizon's own SVID source for id, signed by what ca returns
-// at the time.
-func NewSelf(id spiffeid.ID, ttl time.Duration, ca func() (*certs.CA, error), now func() time.Time) *Self {
+// at the time, with opts (certs.WithServingNames for a webhook's serving
+// certificate).
+func NewSelf(id spiffeid.ID, ttl time.Duration, ca func() (*certs.CA, error), now func() time.Time, opts ...certs.IssueOption) *Self {
 	if now == nil {
 		now = time.Now
 	}
-	return &Self{id: id, ttl: ttl, ca: ca, now: now}
+	return &Self{id: id, ttl: ttl, ca: ca, now: now, opts: opts}
 }
 
 // GetX509SVID implements x509svid.Source.
@@ -94,7 +96,7 @@ func (s *Self) GetX509SVID() (*x509svid.SVID, error) {
 	if err != nil {
 		return nil, err
 	}
-	issued, err := ca.Issue(key.Public(), s.id, s.ttl)
+	issued, err := ca.Issue(key.Public(), s.id, s.ttl, s.opts...)
 	if err != nil {
 		return nil, err
 	}

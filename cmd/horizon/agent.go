@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ type agentConfig struct {
 	certDir                            string // the directory of the SVID files
 	ttl                                time.Duration
 	once                               bool
+	check                              bool
 	metricsAddress                     string
 	logLevel, logFormat                string
 }
@@ -33,6 +35,9 @@ type agentConfig struct {
 // directory that Envoy (static secrets with watched_directory) and grpc-go
 // (file_watcher certificate provider) read.
 func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error {
+	if cfg.check {
+		return checkSVID(cfg.certDir, time.Now(), stdout)
+	}
 	log, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err
@@ -100,5 +105,27 @@ func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	if err := a.Run(ctx); !errors.Is(err, context.Canceled) {
 		return err
 	}
+	return nil
+}
+
+// checkSVID is `horizon agent --check`: nil when dir holds an SVID valid
+// at now (the agent's startup probe in injected pods).
+func checkSVID(dir string, now time.Time, stdout io.Writer) error {
+	pem, err := os.ReadFile(filepath.Join(dir, certs.SVIDFile))
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	chain, err := certs.ParseCertificates(pem)
+	if err != nil || len(chain) == 0 {
+		return fmt.Errorf("check: %s: no certificate (%v)", certs.SVIDFile, err)
+	}
+	leaf := chain[0]
+	if now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
+		return fmt.Errorf("check: %s is not valid now (%s to %s)", certs.SVIDFile, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if _, err := os.Stat(filepath.Join(dir, certs.SVIDKeyFile)); err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s: valid until %s\n", dir, leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }

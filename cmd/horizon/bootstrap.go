@@ -14,6 +14,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
@@ -51,6 +52,7 @@ type bootstrapConfig struct {
 	adminPort, readinessPort                                 int
 	gateway                                                  bootstrap.GatewayLimits
 	out                                                      string          // a file, or "" for stdout
+	caBundleEnv                                              string          // write the PEM bundle in this variable into the cert dir
 	given                                                    map[string]bool // the flags given
 }
 
@@ -92,6 +94,11 @@ func (cfg bootstrapConfig) run(h bootstrap.Host, stdout io.Writer) error {
 	default:
 		return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.Role)
 	}
+	if cfg.caBundleEnv != "" {
+		if err := writeBundle(h, cfg.caBundleEnv, svids.CertDir); err != nil {
+			return fmt.Errorf("bootstrap: --ca-bundle-env: %w", err)
+		}
+	}
 	doc, err := bootstrap.Render(bootstrap.Config{
 		Proxy: p, Server: server, SVIDs: svids, AdminPort: uint32(cfg.adminPort), Gateway: gw,
 	})
@@ -106,6 +113,22 @@ func (cfg bootstrapConfig) run(h bootstrap.Host, stdout io.Writer) error {
 		return fmt.Errorf("bootstrap: --out: %w", err)
 	}
 	return nil
+}
+
+// writeBundle writes the PEM trust bundle held in the environment variable
+// name to dir/bundle.crt, the roots `horizon agent` first verifies Horizon
+// with, unless a bundle is there already (the agent's, which is newer).
+func writeBundle(h bootstrap.Host, name, dir string) error {
+	path := filepath.Join(dir, certs.BundleFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	pem := h.Getenv(name)
+	roots, err := certs.ParseCertificates([]byte(pem))
+	if err != nil || len(roots) == 0 {
+		return fmt.Errorf("$%s holds no PEM certificates (%v)", name, err)
+	}
+	return writeFileAtomic(path, certs.EncodeCertificates(roots...))
 }
 
 // parseXDSServer picks the Horizon endpoint: the mTLS one when given.

@@ -249,3 +249,37 @@ func TestGatewayFlagsRejected(t *testing.T) {
 		}
 	}
 }
+
+// TestBootstrapCABundleEnv: the injected bootstrap init container writes the
+// trust bundle from its environment for the agent, once.
+func TestBootstrapCABundleEnv(t *testing.T) {
+	pem, err := os.ReadFile("../../inject/testdata/bundle.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	args := []string{"bootstrap", "--role", "proxyless", "--id", "p1", "--cluster", "east-1", "--cert-dir", dir, "--ca-bundle-env", "HZ_TEST_BUNDLE", "--out", filepath.Join(dir, "b.json")}
+	var out, errb bytes.Buffer
+	t.Setenv("HZ_TEST_BUNDLE", "")
+	if err := run(t.Context(), args, &out, &errb); err == nil || !strings.Contains(err.Error(), "$HZ_TEST_BUNDLE holds no PEM certificates") {
+		t.Fatalf("empty variable: %v", err)
+	}
+	t.Setenv("HZ_TEST_BUNDLE", string(pem))
+	if err := run(t.Context(), args, &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "bundle.crt"))
+	if err != nil || !bytes.Equal(got, pem) {
+		t.Fatalf("bundle.crt = %q, %v; want the variable's PEM", got, err)
+	}
+	// A bundle there already (the agent's, newer) stays.
+	if err := os.WriteFile(filepath.Join(dir, "bundle.crt"), []byte("agent's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t.Context(), args, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "bundle.crt")); string(got) != "agent's" {
+		t.Errorf("bundle.crt replaced: %q", got)
+	}
+}

@@ -22,6 +22,8 @@ import (
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/gateway/proxy/sni"
+	"github.com/horizonmesh/horizon/inject"
+	"github.com/horizonmesh/horizon/inject/capture"
 	"github.com/horizonmesh/horizon/internal/connguard"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
@@ -53,6 +55,8 @@ next argument.`,
 		newClusterCommand(),
 		newCACommand(),
 		newAgentCommand(),
+		newCaptureCommand(),
+		newInjectCommand(),
 		newGatewayCommand(),
 		newVersionCommand(),
 	)
@@ -250,8 +254,16 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.StringVar(&cfg.kube.leaseNamespace, "leader-election-namespace", defaultLeaseNamespace(), "namespace of the MCS controller's Lease in the control plane's cluster (the default is $POD_NAMESPACE when set)")
 	fs.DurationVar(&cfg.gatewayProbeInterval, "gateway-probe-interval", health.DefaultInterval, "how often every east-west gateway address is probed with a TCP connect; one that fails twice in a row is withdrawn from other networks' views until it answers twice (0: no probing)")
 	fs.StringVar(&cfg.policy, "policy", "", "failover and traffic policy YAML file (examples/policy/policy.yaml): locality priorities and weights, cluster weights, outlier detection, timeouts, retries; checked against the ClusterSet, reloaded on change, a bad edit keeps the last good policy. xDS is served once it has loaded")
+	ij := &cfg.injector
+	fs.StringVar(&ij.address, "injector-address", "", "serve the sidecar injector, a mutating admission webhook, over HTTPS here: POST /inject/<cluster> and GET /healthz (\"\": off)")
+	fs.StringVar(&ij.config, "injector-config", "", "the injector's configuration YAML (images, Horizon's address, capture defaults); reloaded on change, a bad edit keeps the last good one")
+	fs.StringVar(&ij.dnsNames, "injector-dns-names", "", "DNS names of the injector's serving certificate, comma-separated (default horizon-injector.<POD_NAMESPACE or horizon-system>.svc)")
+	fs.StringVar(&ij.ipSANs, "injector-ip-sans", "", "IP addresses of the injector's serving certificate, comma-separated")
+	fs.StringVar(&ij.cert, "injector-cert", "", "PEM serving certificate of the injector, instead of one from Horizon's CA (e.g. with SPIRE); reloaded on change")
+	fs.StringVar(&ij.key, "injector-key", "", "PEM private key for --injector-cert")
+	fs.StringVar(&ij.webhookConfig, "injector-webhook-config", "", "name of the MutatingWebhookConfiguration in the control plane's cluster whose caBundle Horizon keeps equal to its CA's root bundle (with --ca-dir)")
 	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))
-	completeYAML(cmd, "clusterset", "policy")
+	completeYAML(cmd, "clusterset", "policy", "injector-config")
 	return cmd
 }
 
@@ -294,6 +306,7 @@ func newBootstrapCommand() *cobra.Command {
 	fs.Uint64Var(&cfg.gateway.MaxHeapBytes, "max-heap-bytes", 0, "gateway: heap Envoy may use, e.g. 80% of its container's memory limit; the overload manager then shrinks the heap at 95% and stops accepting connections at 98% (0: heap not watched)")
 	fs.IntVar(&cfg.readinessPort, "readiness-port", bootstrap.DefaultReadinessPort, "gateway: port of the readiness endpoint GET "+bootstrap.ReadinessPath+" on 0.0.0.0 (200 while Envoy is live, 503 while it drains); 0 for none")
 	fs.StringVar(&cfg.out, "out", "", "write the bootstrap to this file (replaced atomically) instead of standard output, e.g. from an init container whose image has no shell")
+	fs.StringVar(&cfg.caBundleEnv, "ca-bundle-env", "", "also write the PEM trust bundle held in this environment variable to <cert-dir>/"+certs.BundleFile+", unless one is there: the roots 'horizon agent' verifies Horizon with at first (the injector sets HORIZON_CA_BUNDLE)")
 	completeWords(cmd, "role", string(xds.Sidecar), string(xds.Gateway), string(xds.Proxyless))
 	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))
 	return cmd
@@ -505,7 +518,7 @@ func newAgentCommand() *cobra.Command {
 		Short: "keep a workload's SVID current in files Envoy and grpc-go read",
 		Args:  noArgs,
 		RunE: runs(func(cmd *cobra.Command) error {
-			if err := requireFlags(cmd, "mtls-address"); err != nil {
+			if err := requireFlags(cmd, "mtls-address"); err != nil && !cfg.check {
 				return err
 			}
 			return cfg.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -526,9 +539,73 @@ func newAgentCommand() *cobra.Command {
 	fs.StringVar(&cfg.certDir, "cert-dir", bootstrap.DefaultCertDir, "directory to keep svid.crt, svid.key, bundle.crt and bundle.json in: the --cert-dir of 'horizon bootstrap' and 'horizon gateway' (old name --out)")
 	alias(fs, "out", "cert-dir")
 	fs.DurationVar(&cfg.ttl, "ttl", 0, "SVID lifetime to ask for (0: Horizon's default)")
+	fs.BoolVar(&cfg.check, "check", false, "exit 0 if --cert-dir holds a valid SVID and its key, else 1, and do nothing else: the startup probe of the injected agent")
 	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", "", "serve /metrics here (e.g. 127.0.0.1:15020)")
 	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
+	return cmd
+}
+
+func newCaptureCommand() *cobra.Command {
+	var cfg captureConfig
+	cmd := &cobra.Command{
+		Use:   "capture",
+		Short: "redirect a pod's TCP traffic to its sidecar with nftables (the injected init container)",
+		Long: `capture replaces the nftables table "inet horizon" of the current network
+namespace (the pod's) with rules that redirect inbound TCP to --inbound-port
+and outbound TCP to --outbound-port, except the proxy's own traffic
+(--proxy-uid), loopback, and the excluded ports and ranges. It programs the
+kernel through netlink (no iptables or nft binary) and needs NET_ADMIN.
+Running it again replaces the table. The flags mirror the pod annotations
+traffic.horizon.io/*.`,
+		Example: `  horizon capture --dry-run --exclude-inbound-ports 15020,15021,15090`,
+		Args:    noArgs,
+		RunE:    runs(func(cmd *cobra.Command) error { return cfg.run(cmd.OutOrStdout()) }),
+	}
+	fs := cmd.Flags()
+	fs.Uint16Var(&cfg.inboundPort, "inbound-port", capture.DefaultInboundPort, "where inbound TCP is redirected (the sidecar's inbound listener)")
+	fs.Uint16Var(&cfg.outboundPort, "outbound-port", capture.DefaultOutboundPort, "where outbound TCP is redirected (the sidecar's outbound listener)")
+	fs.Uint32Var(&cfg.proxyUID, "proxy-uid", capture.DefaultProxyUID, "uid of the proxy, whose connections are never redirected")
+	fs.StringVar(&cfg.includeInboundPorts, "include-inbound-ports", "*", "inbound ports to redirect, comma-separated, or * for all")
+	fs.StringVar(&cfg.excludeInboundPorts, "exclude-inbound-ports", "", "inbound ports never redirected, comma-separated")
+	fs.StringVar(&cfg.excludeOutboundPorts, "exclude-outbound-ports", "", "outbound destination ports never redirected, comma-separated")
+	fs.StringVar(&cfg.includeOutboundIPRanges, "include-outbound-ip-ranges", "*", "outbound destination CIDRs to redirect, comma-separated, or * for all")
+	fs.StringVar(&cfg.excludeOutboundIPRanges, "exclude-outbound-ip-ranges", "", "outbound destination CIDRs never redirected, comma-separated")
+	fs.BoolVar(&cfg.dryRun, "dry-run", false, "print the table in nft syntax instead of installing it")
+	return cmd
+}
+
+func newInjectCommand() *cobra.Command {
+	var cfg injectConfig
+	cmd := &cobra.Command{
+		Use:   "inject -f FILE|-",
+		Short: "add Horizon's sidecar to the pods of Kubernetes manifests, as the admission webhook would",
+		Long: `inject reads multi-document YAML and writes it to standard output with
+Horizon's sidecar added to every Pod and to the pod template of every
+Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob, exactly as
+the injector of 'horizon serve --injector-address' adds it; other kinds pass
+through unchanged. Pods labelled sidecar.horizon.io/inject=false, and pods
+injected already, are left alone. With no node known, the proxies take
+their cluster's locality.`,
+		Example: `  horizon inject -f deploy.yaml --injector-config injector.yaml --cluster west \
+    --clusterset clusterset.yaml --ca-bundle root.crt | kubectl apply -f -`,
+		Args: noArgs,
+		RunE: runs(func(cmd *cobra.Command) error {
+			if err := requireFlags(cmd, "filename", "injector-config", "cluster", "ca-bundle"); err != nil {
+				return err
+			}
+			return cfg.run(cmd.InOrStdin(), cmd.OutOrStdout())
+		}),
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&cfg.file, "filename", "f", "", "the manifests, or - for standard input (required)")
+	fs.StringVar(&cfg.injectorConfig, "injector-config", "", "the injector configuration, as 'horizon serve --injector-config' reads it (required)")
+	fs.StringVar(&cfg.cluster, "cluster", "", "member cluster the pods will run in (required)")
+	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file, for the cluster's network (default: the embedded "+local.Name+")")
+	fs.StringVar(&cfg.mode, "mode", "", "sidecar or proxyless, for pods whose annotation "+inject.AnnotationMode+" says none (default sidecar)")
+	fs.StringVar(&cfg.caBundle, "ca-bundle", "", "PEM trust bundle of the mesh (root.crt), which the agent verifies Horizon with (required)")
+	completeWords(cmd, "mode", inject.ModeSidecar, inject.ModeProxyless)
+	completeYAML(cmd, "filename", "injector-config", "clusterset")
 	return cmd
 }
 

@@ -99,7 +99,7 @@ func sampleValue(t *testing.T, f *pflag.Flag) string {
 		return "-3m7s"
 	case "int", "int64":
 		return "-7"
-	case "uint64", "uint32":
+	case "uint64", "uint32", "uint16":
 		return "7"
 	case "float64":
 		return "-7.5"

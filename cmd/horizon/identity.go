@@ -136,6 +136,10 @@ type mtlsPort struct {
 	// bundles verifies client chains again for their claims (server.Trust);
 	// nil when the handshake keeps its verified chains (--tls-client-ca).
 	bundles x509bundle.Source
+	// ca is the current CA and identity Horizon's own SPIFFE ID, when
+	// Horizon is the CA (--ca-dir): the injector's serving certificate.
+	ca       func() (*certs.CA, error)
+	identity spiffeid.ID
 }
 
 // bundleFunc is an x509bundle.Source made of a function.
@@ -181,7 +185,7 @@ func mtlsSetupPort(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain
 			}
 			return top.Bundle(), nil
 		})
-		return mtlsPort{conf: ca.tls, register: ca.register, bundles: current}, nil
+		return mtlsPort{conf: ca.tls, register: ca.register, bundles: current, ca: ca.store.Current, identity: spiffeid.RequireFromString(ic.identity)}, nil
 	case cfg.spireSocket != "":
 		conf, src, err := spireServerTLS(ctx, cfg.spireSocket, td, DefaultSPIRETimeout, log)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -57,6 +58,7 @@ type serveConfig struct {
 	svidSource           string
 	gatewayProbeInterval time.Duration
 	policy               string
+	injector             injectorConfig
 }
 
 // run runs `horizon serve`: the control plane, until ctx ends.
@@ -109,7 +111,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		}
 	}
 	var latest atomic.Pointer[discovery.ClusterSet] // the MCS controller's: every gateway, probed or not
-	if cfg.kube.enabled() {
+	if cfg.kube.enabled() || cfg.injector.enabled() {
 		stages.Observers = append(stages.Observers, func(cs *discovery.ClusterSet) { latest.Store(cs) })
 	}
 	pipe := pipeline.New(stages)
@@ -174,7 +176,14 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		return errors.New("--debug-mtls-address needs the mutual-TLS port's identity (--ca-dir, --spire-socket or --tls-cert) and at least one --debug-admin-id")
 	}
 
+	inj, err := setupInjector(cfg, port, td, &latest, source, reg, log)
+	if err != nil {
+		return err
+	}
 	var listeners []net.Listener
+	if inj != nil {
+		listeners = append(listeners, inj.lis)
+	}
 	listen := func(what, addr string) (net.Listener, error) {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -268,6 +277,9 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	if debugLis != nil {
 		fmt.Fprintf(stdout, "  /debug/ (mutual TLS, admins)    https://%s/debug/\n", debugLis.Addr().String())
 	}
+	if inj != nil {
+		fmt.Fprintf(stdout, "  sidecar injector (webhook)      https://%s/inject/<cluster>\n", inj.lis.Addr().String())
+	}
 	fmt.Fprintln(stdout)
 	summary(stdout)
 	switch {
@@ -301,6 +313,11 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	if controller != nil {
 		pipe.Add("mcs controller", controller.Run)
+	}
+	if inj != nil {
+		for _, name := range slices.Sorted(maps.Keys(inj.tasks)) {
+			pipe.Add(name, inj.tasks[name])
+		}
 	}
 	if grpcServer != nil {
 		pipe.Add("xds server", func(context.Context) error { return serveGRPC(grpcServer, xdsLis) })

@@ -449,6 +449,16 @@ func (m *Member) Snapshot() (c discovery.Cluster, problems []Problem, lag time.D
 // Kube is the member's Kubernetes client.
 func (m *Member) Kube() kubernetes.Interface { return m.kube }
 
+// Node is one of the member's nodes: from its cache, or, for a node the
+// cache has not seen yet (a pod admitted onto a node that just joined),
+// from its API server.
+func (m *Member) Node(ctx context.Context, name string) (*corev1.Node, error) {
+	if obj, ok, err := m.nodes.GetStore().GetByKey(name); err == nil && ok {
+		return obj.(*corev1.Node), nil
+	}
+	return m.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+}
+
 // MCS is the member's Multi-Cluster Services client.
 func (m *Member) MCS() mcsclient.Interface { return m.mcs }
 

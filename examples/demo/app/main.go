@@ -8,6 +8,7 @@
 //	app server --cluster NAME --port PORT [--allow SPIFFE-ID,...]
 //	app client [--target xds:///HOST:PORT] [--interval D] [--count N]
 //	app client --stdin --cert-dir DIR
+//	app witness [--outbound ADDR] [--inbound ADDR] [--listen NAME=ADDR ...]
 //
 // The server answers gRPC health checks with two headers: the cluster it runs
 // in and the SPIFFE ID of the caller's certificate. With --allow it refuses
@@ -22,6 +23,13 @@
 //	tcp ADDR          a TCP connection: "ok" or "err MESSAGE"
 //	tls ADDR SNI      a mutual-TLS handshake with the SVID in --cert-dir, sending SNI:
 //	                  "ok SERVER-ID" or "err MESSAGE"
+//
+// The witness stands where the sidecar would, on the capture ports
+// (15001 outbound, 15006 inbound), to show what `horizon capture`
+// redirects: it prints one line per accepted connection, with the
+// connection's original destination (SO_ORIGINAL_DST), and closes it:
+//
+//	witness outbound orig=10.1.2.3:8080 local=127.0.0.1:15001 from=10.244.0.7:41234
 package main
 
 import (
@@ -55,6 +63,7 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/inject/capture"
 )
 
 // Response headers of the echo server.
@@ -76,13 +85,38 @@ func main() {
 		err = server(ctx, os.Args[2:])
 	case "client":
 		err = client(ctx, os.Args[2:])
+	case "witness":
+		err = witness(ctx, os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want server or client", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want server, client or witness", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "app:", err)
 		os.Exit(1)
 	}
+}
+
+// witness runs capture.Witness on the capture ports and any --listen.
+func witness(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("witness", flag.ContinueOnError)
+	outbound := fs.String("outbound", ":15001", "address of the outbound capture port")
+	inbound := fs.String("inbound", ":15006", "address of the inbound capture port")
+	listeners := []capture.Listener{}
+	fs.Func("listen", "NAME=ADDR: one more port to witness, its lines named NAME (repeatable)", func(v string) error {
+		name, addr, ok := strings.Cut(v, "=")
+		if !ok || name == "" || addr == "" {
+			return fmt.Errorf("%q: want NAME=ADDR", v)
+		}
+		listeners = append(listeners, capture.Listener{Name: name, Address: addr})
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	listeners = append([]capture.Listener{{Name: "outbound", Address: *outbound}, {Name: "inbound", Address: *inbound}}, listeners...)
+	return capture.Witness(ctx, os.Stdout, listeners, func(addrs []net.Addr) {
+		fmt.Printf("witness listening %v\n", addrs)
+	})
 }
 
 func server(ctx context.Context, args []string) error {
