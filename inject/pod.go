@@ -26,6 +26,13 @@ const (
 	AnnotationMode = "sidecar.horizon.io/mode"
 	// AnnotationStatus is written on injected pods (JSON Status).
 	AnnotationStatus = "sidecar.horizon.io/status"
+	// LabelTLSMode set to TLSModeMTLS on injected pods tells Horizon their
+	// endpoints accept mutual TLS with their SVID (discovery/kube reads it):
+	// Envoy's inbound listener in sidecar mode, grpc-go's xDS server
+	// credentials in proxyless mode. Without it, Horizon sends plaintext to
+	// them, and no gateway can route a call to them from another network.
+	LabelTLSMode = "security.horizon.io/tlsMode"
+	TLSModeMTLS  = "mtls"
 
 	AnnotationIncludeInboundPorts     = "traffic.horizon.io/includeInboundPorts"
 	AnnotationExcludeInboundPorts     = "traffic.horizon.io/excludeInboundPorts"
@@ -273,6 +280,10 @@ func inject(c Config, t Target, pod *corev1.Pod) (*corev1.Pod, error) {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[AnnotationStatus] = string(status)
+	if pod.Labels == nil {
+		pod.Labels = map[string]string{}
+	}
+	pod.Labels[LabelTLSMode] = TLSModeMTLS
 	return pod, nil
 }
 

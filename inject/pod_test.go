@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery/file"
+	"github.com/horizonmesh/horizon/discovery/kube"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -231,5 +232,13 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("got %s, want %s", got, want)
 			}
 		})
+	}
+}
+
+// TestTLSModeLabelIsDiscoverys: the label injection writes is the one
+// discovery/kube reads to mark an endpoint as accepting mutual TLS.
+func TestTLSModeLabelIsDiscoverys(t *testing.T) {
+	if LabelTLSMode != kube.LabelTLSMode || TLSModeMTLS != kube.TLSModeMTLS {
+		t.Fatalf("inject writes %s=%s; discovery/kube reads %s=%s", LabelTLSMode, TLSModeMTLS, kube.LabelTLSMode, kube.TLSModeMTLS)
 	}
 }
