@@ -1,0 +1,65 @@
+{{/*
+Names are fixed, not prefixed with the release: the gateway's identity
+(--gateway-identity), Horizon's own SPIFFE ID (.../sa/horizon) and the
+webhook's certificate name (horizon-injector.<namespace>.svc) are part of the
+contract. Install the chart once per cluster.
+*/}}
+
+{{- define "horizon.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "horizon.labels" -}}
+app.kubernetes.io/part-of: horizon
+{{- end }}
+
+{{- define "horizon.selector" -}}
+app.kubernetes.io/name: horizon
+{{- end }}
+
+{{- define "horizon.xdsAddress" -}}
+{{ .Values.xdsAddress | default (printf "horizon.%s.svc:15012" .Release.Namespace) }}
+{{- end }}
+
+{{- define "horizon.serverID" -}}
+spiffe://{{ .Values.trustDomain }}/ns/{{ .Release.Namespace }}/sa/horizon
+{{- end }}
+
+{{- define "horizon.memberSecretsNamespace" -}}
+{{ .Values.controlPlane.memberSecretsNamespace | default .Release.Namespace }}
+{{- end }}
+
+{{- define "horizon.spireSocket" -}}
+{{ .Values.ca.spire.socketDir }}/{{ .Values.ca.spire.socketName }}
+{{- end }}
+
+{{/* The SPIRE agent's socket directory as a volume named spire-agent-socket. */}}
+{{- define "horizon.spireVolume" -}}
+- name: spire-agent-socket
+{{- if eq .Values.ca.spire.volume "csi" }}
+  csi:
+    driver: {{ .Values.ca.spire.csiDriver }}
+    readOnly: true
+{{- else }}
+  hostPath:
+    path: {{ .Values.ca.spire.hostPath }}
+    type: Directory
+{{- end }}
+{{- end }}
+
+
+{{/* The injector's webhook path for this cluster. */}}
+{{- define "horizon.injectPath" -}}
+/inject/{{ .Values.cluster.name }}
+{{- end }}
+
+{{/* Rules for the MCS controller's Lease (the writer election). */}}
+{{- define "horizon.leaseRules" }}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [horizon-mcs-controller]   # the MCS controller's writer election
+  verbs: [get, update]
+{{- end }}
