@@ -63,3 +63,23 @@ spiffe://{{ .Values.trustDomain }}/ns/{{ .Release.Namespace }}/sa/horizon
   resourceNames: [horizon-mcs-controller]   # the MCS controller's writer election
   verbs: [get, update]
 {{- end }}
+
+{{/*
+Checks of values against each other, which the schema cannot express:
+templates/validate.yaml runs them, and Helm renders it before the others.
+*/}}
+{{- define "horizon.validate" -}}
+{{- $inj := .Values.injector }}
+{{- if and $inj.enabled (not .Values.controlPlane.enabled) (not $inj.url) }}
+{{- fail "injector.url: without controlPlane.enabled this cluster has no Service horizon-injector; give the URL at which its apiserver reaches Horizon's injector (or set injector.enabled false)" }}
+{{- end }}
+{{- if and $inj.enabled (eq .Values.ca.mode "spire") .Values.controlPlane.enabled (not $inj.tlsSecretName) }}
+{{- fail "injector.tlsSecretName: with ca.mode spire the injector needs a kubernetes.io/tls Secret for its serving certificate (or set injector.enabled false)" }}
+{{- end }}
+{{- if and $inj.enabled (not $inj.caBundle) (not (and .Values.controlPlane.enabled (eq .Values.ca.mode "horizon"))) }}
+{{- fail "injector.caBundle: the apiserver needs the PEM bundle that signs the injector's certificate; Horizon keeps it current itself only with ca.mode horizon and controlPlane.enabled" }}
+{{- end }}
+{{- if and .Values.gateway.enabled (eq .Values.ca.mode "spire") (eq .Values.gateway.kind "horizon") }}
+{{- fail "gateway.kind: horizon reads its SVID from `horizon agent` files, which ca.mode spire does not provide; use gateway.kind envoy with SPIRE" }}
+{{- end }}
+{{- end }}

@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,10 +122,15 @@ func CheckNoPlaintextXDS(t testing.TB, docs Docs) int {
 	return bootstraps
 }
 
+// proxyPathFlags are the flags of `horizon bootstrap` that name paths in the
+// proxy's containers, not its own: the agent's files, the SPIRE agent's
+// socket.
+var proxyPathFlags = []string{"--cert-dir", "--sds-socket"}
+
 // namedPaths are the absolute file paths a container's arguments, command
 // and environment name (--flag=/path, /path, env value /path), except
-// `horizon bootstrap --cert-dir`, which names a path in the proxy's
-// containers, not its own (see CheckFilesMountedAndWritten).
+// those of `horizon bootstrap`'s proxyPathFlags (see
+// CheckFilesMountedAndWritten).
 func namedPaths(c corev1.Container) []string {
 	var paths []string
 	words := append(append([]string{}, c.Command...), c.Args...)
@@ -132,7 +138,7 @@ func namedPaths(c corev1.Container) []string {
 		words = append(words, e.Value)
 	}
 	for _, w := range words {
-		if len(c.Args) > 0 && c.Args[0] == "bootstrap" && strings.HasPrefix(w, "--cert-dir=") {
+		if len(c.Args) > 0 && c.Args[0] == "bootstrap" && slices.ContainsFunc(proxyPathFlags, func(f string) bool { return strings.HasPrefix(w, f+"=") }) {
 			continue
 		}
 		if _, v, ok := strings.Cut(w, "="); ok && strings.HasPrefix(w, "--") {
@@ -191,8 +197,9 @@ func related(a, b string) bool {
 // provided by the volume's source (Secret, ConfigMap, projected token, or
 // the node: a hostPath or CSI volume such as the SPIRE agent's socket) or,
 // on an emptyDir, written by some container of the pod that mounts it
-// writable (--out or a redirect). The paths `horizon bootstrap --cert-dir`
-// names are checked in the containers that read that bootstrap. It returns
+// writable (--out or a redirect). The paths `horizon bootstrap`'s
+// proxyPathFlags name are checked in the containers that read that
+// bootstrap. It returns
 // how many paths it checked.
 func CheckFilesMountedAndWritten(t testing.TB, docs Docs) int {
 	t.Helper()
@@ -238,8 +245,8 @@ func CheckFilesMountedAndWritten(t testing.TB, docs Docs) int {
 			if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
 				continue
 			}
-			// The bootstrap's --cert-dir is read by the containers that
-			// mount the volume the bootstrap is written to.
+			// The bootstrap's --cert-dir and --sds-socket are read by the
+			// containers that mount the volume the bootstrap is written to.
 			out := outPaths(c)
 			if len(out) != 1 {
 				t.Errorf("%s: container %s: bootstrap writes %q, want one --out", name, c.Name, out)
@@ -256,8 +263,10 @@ func CheckFilesMountedAndWritten(t testing.TB, docs Docs) int {
 					continue
 				}
 				readers++
-				for _, dir := range FlagValues(c.Args, "--cert-dir") {
-					check(r, filepath.Clean(dir))
+				for _, f := range proxyPathFlags {
+					for _, p := range FlagValues(c.Args, f) {
+						check(r, filepath.Clean(p))
+					}
 				}
 			}
 			if readers == 0 {

@@ -76,10 +76,10 @@ func Decode(name string, data []byte) ([]runtime.Object, error) {
 	var errs []error
 	for i, doc := range raw {
 		obj, gvk, err := decoder.Decode(doc, nil, nil)
-		if runtime.IsNotRegisteredError(err) && gvk != nil && slices.Contains(ServerValidatedOnly, *gvk) {
+		if runtime.IsNotRegisteredError(err) {
 			u := &unstructured.Unstructured{}
-			if err = yaml.Unmarshal(doc, &u.Object); err == nil {
-				obj = u
+			if yaml.Unmarshal(doc, &u.Object) == nil && slices.Contains(ServerValidatedOnly, u.GroupVersionKind()) {
+				obj, err = u, nil
 			}
 		}
 		if err != nil {
