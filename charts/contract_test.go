@@ -385,6 +385,15 @@ func TestGatewayContract(t *testing.T) {
 				if got := manifests.FlagValues(ctr.Args, "--cluster"); !slices.Equal(got, []string{fmt.Sprint(c.value("cluster.name", ""))}) {
 					t.Errorf("%s: %s --cluster %q, want cluster.name", c.name, ctr.Name, got)
 				}
+				wantID := fmt.Sprint(c.value("xdsServerID", "spiffe://cluster.local/ns/"+namespace+"/sa/horizon"))
+				if got := manifests.FlagValues(ctr.Args, "--xds-server-id"); !slices.Equal(got, []string{wantID}) {
+					t.Errorf("%s: %s --xds-server-id %q, want %s", c.name, ctr.Name, got, wantID)
+				}
+				wantAddr := fmt.Sprint(c.value("xdsAddress", "horizon."+namespace+".svc:15012"))
+				addr := append(manifests.FlagValues(ctr.Args, "--mtls-address"), manifests.FlagValues(ctr.Args, "--xds-address")...)
+				if !slices.Equal(addr, []string{wantAddr}) {
+					t.Errorf("%s: %s reaches Horizon at %q, want %s", c.name, ctr.Name, addr, wantAddr)
+				}
 			}
 		}
 	}

@@ -22,7 +22,7 @@ app.kubernetes.io/name: horizon
 {{- end }}
 
 {{- define "horizon.serverID" -}}
-spiffe://{{ .Values.trustDomain }}/ns/{{ .Release.Namespace }}/sa/horizon
+{{ .Values.xdsServerID | default (printf "spiffe://%s/ns/%s/sa/horizon" .Values.trustDomain .Release.Namespace) }}
 {{- end }}
 
 {{- define "horizon.memberSecretsNamespace" -}}
