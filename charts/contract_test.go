@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -510,6 +511,22 @@ func TestInjectorContract(t *testing.T) {
 			if svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 || containerPort(ctr, svc.Spec.Ports[0].TargetPort.StrVal) != port ||
 				!labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 				t.Errorf("Service horizon-injector %+v does not send 443 to the control plane's port %d", svc, port)
+			}
+			// The webhook's certificate covers the name the apiserver calls.
+			host := "horizon-injector." + namespace + ".svc"
+			if u := fmt.Sprint(c.value("injector.url", "")); u != "" {
+				parsed, err := url.Parse(u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				host = parsed.Hostname()
+			}
+			names := append([]string{"horizon-injector." + namespace + ".svc"}, manifests.FlagValues(ctr.Args, "--injector-dns-names")...)
+			if !slices.Contains(strings.Split(strings.Join(names, ","), ","), host) {
+				t.Errorf("the injector's certificate names %q, not %s, which the apiserver calls", names, host)
+			}
+			if ips := fmt.Sprint(c.value("injector.ipSANs", []any{})); ips != "[]" && !slices.Equal(manifests.FlagValues(ctr.Args, "--injector-ip-sans"), []string{strings.Trim(strings.ReplaceAll(ips, " ", ","), "[]")}) {
+				t.Errorf("--injector-ip-sans %q, want injector.ipSANs %s", manifests.FlagValues(ctr.Args, "--injector-ip-sans"), ips)
 			}
 			file := flag1(t, c, ctr.Args, "--injector-config")
 			v := volumeAt(d.Spec.Template.Spec, ctr, file)
