@@ -30,8 +30,10 @@ func TestChartApplies(t *testing.T) {
 	cases := renderCases(t)
 	cluster := kubetest.Start(t, "east")[0]
 	ctx := t.Context()
-	if _, err := cluster.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, ns := range []string{namespace, "horizon-members"} { // ci/ha-values.yaml's member Secrets
+		if _, err := cluster.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	installCRD(t, cluster, serviceMonitorCRD)
 	applier := manifests.NewApplier(t, cluster.Config)

@@ -201,8 +201,28 @@ func TestControlPlaneContract(t *testing.T) {
 			if flag1(t, c, ctr.Args, "--xds-address") != "" {
 				t.Error("plaintext xDS is on")
 			}
-			if got := flag1(t, c, ctr.Args, "--member-secrets-namespace"); got != namespace {
-				t.Errorf("--member-secrets-namespace %s, want %s", got, namespace)
+			members := fmt.Sprint(c.value("controlPlane.memberSecretsNamespace", namespace))
+			if got := flag1(t, c, ctr.Args, "--member-secrets-namespace"); got != members {
+				t.Errorf("--member-secrets-namespace %s, want %s", got, members)
+			}
+			// The control plane may read Secrets there, and nowhere else.
+			secretsRead := map[string]bool{}
+			for _, b := range objects[*rbacv1.RoleBinding](c) {
+				if !slices.Contains(b.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: pod.ServiceAccountName, Namespace: namespace}) {
+					continue
+				}
+				for _, r := range objects[*rbacv1.Role](c) {
+					if r.Name == b.RoleRef.Name && r.Namespace == b.Namespace {
+						for _, rule := range r.Rules {
+							if slices.Contains(rule.Resources, "secrets") && slices.Contains(rule.Verbs, "watch") {
+								secretsRead[r.Namespace] = true
+							}
+						}
+					}
+				}
+			}
+			if !mapsEqual(secretsRead, map[string]bool{members: true}) {
+				t.Errorf("the control plane reads Secrets in %v, want %s only", secretsRead, members)
 			}
 			if p := listenPort(t, flag1(t, c, ctr.Args, "--mtls-address")); p != 15012 || containerPort(ctr, "tls-xds") != p {
 				t.Errorf("--mtls-address port %d, container port tls-xds %d: want both 15012", p, containerPort(ctr, "tls-xds"))
