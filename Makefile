@@ -19,7 +19,7 @@ COREDNS        := $(CURDIR)/bin/coredns
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build image run test bench bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
+.PHONY: all build image run examples test bench bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -47,6 +47,10 @@ image:
 ## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed)
 run: build
 	./$(BIN) serve $(ARGS)
+
+## examples: write examples/kubernetes's manifests from the Helm chart charts/horizon (with examples/kubernetes/values.yaml)
+examples:
+	$(GO) run ./charts/cmd/render-examples -chart charts/horizon -values examples/kubernetes/values.yaml -out examples/kubernetes
 
 ## test: everything — vet, unit, protocol, golden, and end-to-end tests, with the race detector
 test: kube-tools node-tools coredns-tools

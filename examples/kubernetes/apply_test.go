@@ -1,25 +1,15 @@
 package kubernetes_test
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/restmapper"
-	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+	"github.com/horizonmesh/horizon/internal/testkit/manifests"
 )
 
 // TestManifestsApply: every document of every manifest here, opt-in/ and the
@@ -35,69 +25,29 @@ func TestManifestsApply(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	client, err := dynamic.NewForConfig(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Kube.Discovery()))
-	applied, force := 0, true
+	applier := manifests.NewApplier(t, cluster.Config)
+	applied := 0
 	for _, pattern := range []string{"*.yaml", filepath.Join("crds", "*.yaml"), filepath.Join("opt-in", "*.yaml")} {
 		files, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, file := range files {
-			for i, doc := range rawDocuments(t, file) {
-				obj := &unstructured.Unstructured{}
-				if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
-					t.Fatalf("%s: document %d: %v", file, i, err)
-				}
-				gvk := obj.GroupVersionKind()
-				m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-				if err != nil {
-					t.Errorf("%s: document %d: %v: %v", file, i, gvk, err)
-					continue
-				}
-				var r dynamic.ResourceInterface = client.Resource(m.Resource)
-				if ns := obj.GetNamespace(); ns != "" {
-					r = client.Resource(m.Resource).Namespace(ns)
-				}
-				_, err = r.Patch(ctx, obj.GetName(), types.ApplyPatchType, doc, metav1.PatchOptions{
-					FieldManager: "examples-test", Force: &force, DryRun: []string{metav1.DryRunAll},
-					FieldValidation: metav1.FieldValidationStrict,
-				})
-				if err != nil {
-					t.Errorf("%s: %s %s: %v", file, gvk.Kind, obj.GetName(), err)
-					continue
-				}
-				applied++
+			if file == valuesFile {
+				continue
 			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := manifests.RawDocuments(file, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			applied += applier.Apply(t, file, raw)
 		}
 	}
 	if applied < 20 {
 		t.Errorf("applied %d documents, want every example's", applied)
-	}
-}
-
-// rawDocuments are the non-blank YAML documents of a file.
-func rawDocuments(t *testing.T, file string) [][]byte {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var docs [][]byte
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return docs
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if !isBlank(doc) {
-			docs = append(docs, doc)
-		}
 	}
 }

@@ -4,10 +4,7 @@
 package kubernetes_test
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -26,79 +23,38 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	mcscrd "sigs.k8s.io/mcs-api/config/crd"
-	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
-	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
-	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/dnstest"
-	"github.com/horizonmesh/horizon/xds/bootstrap"
+	"github.com/horizonmesh/horizon/internal/testkit/manifests"
 )
 
-// decodeAll decodes every YAML document of every file matching the patterns,
-// strictly (unknown or duplicate fields are errors).
-func decodeAll(t *testing.T, patterns ...string) map[string][]runtime.Object {
+// injectorPort is the port the chart serves the injector's webhook on in
+// the control plane's pods (values injector.port).
+const injectorPort = 15017
+
+// valuesFile holds the chart values the generated manifests are rendered
+// with: no manifest.
+const valuesFile = "values.yaml"
+
+// decodeAll decodes every manifest matching the patterns strictly
+// (manifests.Decode), values.yaml aside.
+func decodeAll(t *testing.T, patterns ...string) manifests.Docs {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, mcsv1alpha1.AddToScheme, mcsv1beta1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
-	out := map[string][]runtime.Object{}
+	var files []string
 	for _, pattern := range patterns {
-		files, err := filepath.Glob(pattern)
+		matches, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, file := range files {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-			for i := 0; ; i++ {
-				doc, err := r.Read()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatalf("%s: document %d: %v", file, i, err)
-				}
-				if isBlank(doc) {
-					continue
-				}
-				obj, gvk, err := decoder.Decode(doc, nil, nil)
-				if err != nil {
-					t.Errorf("%s: document %d: %v", file, i, err)
-					continue
-				}
-				if m, err := meta.Accessor(obj); err != nil || m.GetName() == "" {
-					t.Errorf("%s: %v without a name", file, gvk)
-				}
-				out[file] = append(out[file], obj)
-			}
-			if len(out[file]) == 0 {
-				t.Errorf("%s: no Kubernetes object", file)
+		for _, f := range matches {
+			if f != valuesFile {
+				files = append(files, f)
 			}
 		}
 	}
-	return out
-}
-
-// isBlank: only comments and white space.
-func isBlank(doc []byte) bool {
-	for line := range strings.Lines(string(doc)) {
-		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
-			return false
-		}
-	}
-	return true
+	return manifests.DecodeFiles(t, files...)
 }
 
 func TestExamplesDecode(t *testing.T) {
@@ -128,7 +84,7 @@ func TestExamplesDecode(t *testing.T) {
 
 func clusterScoped(obj runtime.Object) bool {
 	switch obj.GetObjectKind().GroupVersionKind().Kind {
-	case "ClusterRole", "ClusterRoleBinding":
+	case "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration":
 		return true
 	}
 	return false
@@ -212,7 +168,7 @@ func TestCRDsVerbatim(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.HasSuffix(got, want) || !isBlank(got[:len(got)-len(want)]) {
+		if !bytes.HasSuffix(got, want) || !manifests.IsBlank(got[:len(got)-len(want)]) {
 			t.Errorf("crds/%s is not a verbatim copy of sigs.k8s.io/mcs-api's config/crd/%s (with a comment above it)", file, file)
 		}
 	}
@@ -238,24 +194,32 @@ func TestDeploymentContract(t *testing.T) {
 	// ROLE=gateway is allowed to the gateways' own identity only.
 	gw := one[*appsv1.Deployment](t, "gateway-deployment.yaml")
 	wantGW := "spiffe://cluster.local/ns/" + gw.Namespace + "/sa/" + gw.Spec.Template.Spec.ServiceAccountName
-	if ids := flagValues(c.Args, "--gateway-identity"); !slices.Equal(ids, []string{wantGW}) {
+	if ids := manifests.FlagValues(c.Args, "--gateway-identity"); !slices.Equal(ids, []string{wantGW}) {
 		t.Errorf("--gateway-identity %q, want the gateway deployment's identity %s", ids, wantGW)
 	}
 	// The plaintext xDS port is off: no proxy in the cluster can use it.
-	if xdsAddress := flagValues(c.Args, "--xds-address"); !slices.Equal(xdsAddress, []string{""}) {
+	if xdsAddress := manifests.FlagValues(c.Args, "--xds-address"); !slices.Equal(xdsAddress, []string{""}) {
 		t.Errorf("--xds-address %q, want it given once, empty (plaintext xDS off)", xdsAddress)
 	}
 	var ports []int32
 	for _, p := range c.Ports {
 		ports = append(ports, p.ContainerPort)
 	}
-	if !slices.Equal(ports, []int32{15012, 15014}) {
-		t.Errorf("container ports %v", ports)
+	if !slices.Equal(ports, []int32{15012, 15014, injectorPort}) {
+		t.Errorf("container ports %v, want 15012, 15014 and the injector's %d", ports, injectorPort)
 	}
 	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Error("probes are not /readyz and /healthz")
 	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/horizon/ca" || len(pod.Volumes) != 1 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "horizon-ca" {
+	caMounted := false
+	for _, m := range c.VolumeMounts {
+		for _, v := range pod.Volumes {
+			if m.MountPath == "/etc/horizon/ca" && v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == "horizon-ca" {
+				caMounted = true
+			}
+		}
+	}
+	if !caMounted {
 		t.Errorf("the CA Secret is not mounted at --ca-dir: %+v %+v", c.VolumeMounts, pod.Volumes)
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
@@ -289,43 +253,9 @@ func TestGatewayServiceExample(t *testing.T) {
 }
 
 // TestBootstrapInThePod: every container that runs `horizon bootstrap` makes
-// the bootstrap in its own pod, with the pod's name, namespace and IP from
-// the downward API and no --id, so each proxy's node id is its own.
+// the bootstrap in its own pod (manifests.CheckBootstrapInThePod).
 func TestBootstrapInThePod(t *testing.T) {
-	want := map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP"}
-	found := 0
-	for file, list := range decodeAll(t, "*.yaml") {
-		for _, obj := range list {
-			d, ok := obj.(*appsv1.Deployment)
-			if !ok {
-				continue
-			}
-			spec := d.Spec.Template.Spec
-			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
-				if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
-					continue
-				}
-				found++
-				for _, a := range c.Args {
-					if strings.HasPrefix(a, "--id") {
-						t.Errorf("%s: container %s passes %s: every replica would share it", file, c.Name, a)
-					}
-				}
-				got := map[string]string{}
-				for _, e := range c.Env {
-					if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-						got[e.Name] = e.ValueFrom.FieldRef.FieldPath
-					}
-				}
-				for name, path := range want {
-					if got[name] != path {
-						t.Errorf("%s: container %s: env %s from %q, want fieldRef %s", file, c.Name, name, got[name], path)
-					}
-				}
-			}
-		}
-	}
-	if found == 0 {
+	if manifests.CheckBootstrapInThePod(t, decodeAll(t, "*.yaml")) == 0 {
 		t.Error("no example runs horizon bootstrap")
 	}
 }
@@ -371,253 +301,26 @@ func TestGatewayDeploymentExample(t *testing.T) {
 	t.Error("no envoy container")
 }
 
-// flagValues are the values of flag (--name=value) in args, in order.
-func flagValues(args []string, flag string) []string {
-	var values []string
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, flag+"="); ok {
-			values = append(values, v)
-		}
-	}
-	return values
-}
-
-// plaintextXDSPort is Horizon's plaintext xDS port: local development only.
-const plaintextXDSPort = 15010
-
 // TestNoPlaintextXDS: no example exposes Horizon's plaintext xDS port or
-// dials it. No Service port or target port is 15010, no container port is,
-// and no container's arguments, command or environment name it. Every
-// `horizon bootstrap` points its proxy at the mutual-TLS port, and a
-// proxyless app whose bootstrap does runs with grpc-go's SPIFFE switch,
-// without which grpc-go cannot verify Horizon there.
+// dials it (manifests.CheckNoPlaintextXDS).
 func TestNoPlaintextXDS(t *testing.T) {
-	port := strconv.Itoa(plaintextXDSPort)
-	bootstraps := 0
-	for file, list := range decodeAll(t, "*.yaml") {
-		for _, obj := range list {
-			switch o := obj.(type) {
-			case *corev1.Service:
-				for _, p := range o.Spec.Ports {
-					if p.Port == plaintextXDSPort || p.TargetPort.IntValue() == plaintextXDSPort {
-						t.Errorf("%s: Service %s exposes the plaintext xDS port: %+v", file, o.Name, p)
-					}
-				}
-			case *appsv1.Deployment:
-				spec := o.Spec.Template.Spec
-				containers := append(slices.Clone(spec.InitContainers), spec.Containers...)
-				proxyless := false
-				for _, c := range containers {
-					for _, p := range c.Ports {
-						if p.ContainerPort == plaintextXDSPort {
-							t.Errorf("%s: container %s has the plaintext xDS port: %+v", file, c.Name, p)
-						}
-					}
-					words := append(slices.Clone(c.Command), c.Args...)
-					for _, e := range c.Env {
-						words = append(words, e.Value)
-					}
-					for _, w := range words {
-						if strings.Contains(w, port) {
-							t.Errorf("%s: container %s names the plaintext xDS port: %q", file, c.Name, w)
-						}
-					}
-					if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
-						continue
-					}
-					bootstraps++
-					addr := flagValues(c.Args, "--mtls-address")
-					if len(addr) != 1 || !strings.HasSuffix(addr[0], ":15012") || flagValues(c.Args, "--xds-address") != nil {
-						t.Errorf("%s: container %s: bootstrap %q, want --mtls-address on port 15012 and no --xds-address", file, c.Name, c.Args)
-					}
-					proxyless = proxyless || slices.Contains(c.Args, "--role=proxyless")
-				}
-				if !proxyless {
-					continue
-				}
-				for _, c := range containers {
-					env := map[string]string{}
-					for _, e := range c.Env {
-						env[e.Name] = e.Value
-					}
-					if _, app := env["GRPC_XDS_BOOTSTRAP"]; app && env[bootstrap.EnvGRPCSPIFFE] != "true" {
-						t.Errorf("%s: container %s reads a proxyless bootstrap on the mutual-TLS port without %s=true", file, c.Name, bootstrap.EnvGRPCSPIFFE)
-					}
-				}
-			}
-		}
-	}
-	if bootstraps < 2 {
-		t.Errorf("%d containers run horizon bootstrap, want the workload's and the gateway's", bootstraps)
+	if n := manifests.CheckNoPlaintextXDS(t, decodeAll(t, "*.yaml")); n < 2 {
+		t.Errorf("%d containers run horizon bootstrap, want the workload's and the gateway's", n)
 	}
 }
 
-// podTemplates are the pod templates of every Deployment in the files
-// matching the patterns, by "file/name".
-func podTemplates(t *testing.T, patterns ...string) map[string]corev1.PodSpec {
-	t.Helper()
-	pods := map[string]corev1.PodSpec{}
-	for file, list := range decodeAll(t, patterns...) {
-		for _, obj := range list {
-			if d, ok := obj.(*appsv1.Deployment); ok {
-				pods[file+"/"+d.Name] = d.Spec.Template.Spec
-			}
-		}
-	}
-	if len(pods) == 0 {
-		t.Fatal("no Deployment")
-	}
-	return pods
-}
-
-func allContainers(pod corev1.PodSpec) []corev1.Container {
-	return append(slices.Clone(pod.InitContainers), pod.Containers...)
-}
-
-// namedPaths are the absolute file paths a container's arguments, command
-// and environment name (--flag=/path, /path, env value /path), except
-// `horizon bootstrap --cert-dir`, which names a path in the proxy's
-// containers, not its own (see bootstrapCertDirs).
-func namedPaths(c corev1.Container) []string {
-	var paths []string
-	words := append(slices.Clone(c.Command), c.Args...)
-	for _, e := range c.Env {
-		words = append(words, e.Value)
-	}
-	for _, w := range words {
-		if len(c.Args) > 0 && c.Args[0] == "bootstrap" && strings.HasPrefix(w, "--cert-dir=") {
-			continue
-		}
-		if _, v, ok := strings.Cut(w, "="); ok && strings.HasPrefix(w, "--") {
-			w = v
-		}
-		if strings.HasPrefix(w, "/") {
-			paths = append(paths, filepath.Clean(w))
-		}
-	}
-	return paths
-}
-
-// outPaths are the paths a container writes: --out=, or a shell redirect.
-func outPaths(c corev1.Container) []string {
-	out := flagValues(c.Args, "--out")
-	words := strings.Fields(strings.Join(append(slices.Clone(c.Command), c.Args...), " "))
-	for i, w := range words {
-		if w == ">" && i+1 < len(words) {
-			out = append(out, words[i+1])
-		}
-	}
-	for i := range out {
-		out[i] = filepath.Clean(out[i])
-	}
-	return out
-}
-
-// mountOf is the mount of c holding path (the longest mount path prefix),
-// and path relative to it.
-func mountOf(c corev1.Container, path string) (corev1.VolumeMount, string, bool) {
-	var best corev1.VolumeMount
-	rel, found := "", false
-	for _, m := range c.VolumeMounts {
-		mp := filepath.Clean(m.MountPath)
-		if r, err := filepath.Rel(mp, path); err == nil && !strings.HasPrefix(r, "..") && (!found || len(mp) > len(best.MountPath)) {
-			best, rel, found = m, r, true
-		}
-	}
-	return best, rel, found
-}
-
-// related: one relative path is the other or inside it (a file in a
-// directory written, or the directory of a file written).
-func related(a, b string) bool {
-	inside := func(x, dir string) bool { return dir == "." || x == dir || strings.HasPrefix(x, dir+"/") }
-	return inside(a, b) || inside(b, a)
-}
-
-// TestFilesMountedAndWritten: every file path a container's arguments or
-// environment name is on a volume mounted in that container, and is either
-// provided by the volume's source (Secret, ConfigMap, projected token) or,
-// on an emptyDir, written by some container of the pod that mounts it
-// writable (--out or a redirect). The paths `horizon bootstrap --cert-dir`
-// names are checked in the containers that read that bootstrap.
+// TestFilesMountedAndWritten: every file path a container names is mounted,
+// and provided by its volume or written by a container of the pod
+// (manifests.CheckFilesMountedAndWritten).
 func TestFilesMountedAndWritten(t *testing.T) {
-	checked := 0
-	for name, pod := range podTemplates(t, "*.yaml") {
-		volumes := map[string]corev1.Volume{}
-		for _, v := range pod.Volumes {
-			volumes[v.Name] = v
-		}
-		containers := allContainers(pod)
-		check := func(c corev1.Container, path string) {
-			checked++
-			m, rel, ok := mountOf(c, path)
-			if !ok {
-				t.Errorf("%s: container %s names %s, on no volume it mounts", name, c.Name, path)
-				return
-			}
-			v, ok := volumes[m.Name]
-			if !ok {
-				t.Errorf("%s: container %s mounts volume %s, which the pod does not have", name, c.Name, m.Name)
-				return
-			}
-			if v.EmptyDir == nil {
-				if v.Secret == nil && v.ConfigMap == nil && v.Projected == nil && v.DownwardAPI == nil {
-					t.Errorf("%s: container %s: %s is on volume %s, which is neither an emptyDir nor a Secret, ConfigMap or projected volume", name, c.Name, path, m.Name)
-				}
-				return
-			}
-			for _, w := range containers {
-				for _, out := range outPaths(w) {
-					wm, wrel, ok := mountOf(w, out)
-					if ok && wm.Name == m.Name && !wm.ReadOnly && related(rel, wrel) {
-						return
-					}
-				}
-			}
-			t.Errorf("%s: container %s reads %s from the emptyDir %s, which no container writes", name, c.Name, path, m.Name)
-		}
-		for _, c := range containers {
-			for _, p := range namedPaths(c) {
-				check(c, p)
-			}
-			if len(c.Args) == 0 || c.Args[0] != "bootstrap" {
-				continue
-			}
-			// The bootstrap's --cert-dir is read by the containers that
-			// mount the volume the bootstrap is written to.
-			out := outPaths(c)
-			if len(out) != 1 {
-				t.Errorf("%s: container %s: bootstrap writes %q, want one --out", name, c.Name, out)
-				continue
-			}
-			bm, _, ok := mountOf(c, out[0])
-			if !ok {
-				t.Errorf("%s: container %s writes %s on no volume", name, c.Name, out[0])
-				continue
-			}
-			readers := 0
-			for _, r := range containers {
-				if rm, _, ok := mountOf(r, out[0]); !ok || rm.Name != bm.Name || r.Name == c.Name {
-					continue
-				}
-				readers++
-				for _, dir := range flagValues(c.Args, "--cert-dir") {
-					check(r, filepath.Clean(dir))
-				}
-			}
-			if readers == 0 {
-				t.Errorf("%s: container %s writes its bootstrap where no other container mounts it", name, c.Name)
-			}
-		}
-	}
-	if checked < 10 {
+	if checked := manifests.CheckFilesMountedAndWritten(t, decodeAll(t, "*.yaml")); checked < 10 {
 		t.Errorf("checked %d paths, want every example's", checked)
 	}
 }
 
 // userObjects are the Secrets and ConfigMaps README.md's table "Objects you
 // create" lists (kind, namespace, name), each with the command that makes it.
-func userObjects(t *testing.T) map[[3]string]bool {
+func userObjects(t *testing.T) map[manifests.Ref]bool {
 	t.Helper()
 	data, err := os.ReadFile("README.md")
 	if err != nil {
@@ -627,7 +330,7 @@ func userObjects(t *testing.T) map[[3]string]bool {
 	if !ok {
 		t.Fatal(`README.md has no section "## Objects you create"`)
 	}
-	out := map[[3]string]bool{}
+	out := map[manifests.Ref]bool{}
 	for line := range strings.Lines(section) {
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "## ") {
@@ -646,7 +349,7 @@ func userObjects(t *testing.T) map[[3]string]bool {
 		if !strings.Contains(cells[3], "kubectl") || !strings.Contains(cells[3], cells[2]) {
 			t.Errorf("README.md: %s %s/%s: %q is not the command that creates it", cells[0], cells[1], cells[2], cells[3])
 		}
-		out[[3]string{cells[0], cells[1], cells[2]}] = true
+		out[manifests.Ref{cells[0], cells[1], cells[2]}] = true
 	}
 	return out
 }
@@ -656,165 +359,18 @@ func userObjects(t *testing.T) map[[3]string]bool {
 // manifest of this folder or listed in README.md as the user's, with the
 // command that creates it.
 func TestReferencedObjectsExist(t *testing.T) {
-	objs := decodeAll(t, "*.yaml", filepath.Join("opt-in", "*.yaml"))
-	created := userObjects(t)
-	for _, list := range objs {
-		for _, obj := range list {
-			switch o := obj.(type) {
-			case *corev1.Secret:
-				created[[3]string{"Secret", o.Namespace, o.Name}] = true
-			case *corev1.ConfigMap:
-				created[[3]string{"ConfigMap", o.Namespace, o.Name}] = true
-			}
-		}
-	}
-	refs := 0
-	for file, list := range objs {
-		for _, obj := range list {
-			d, ok := obj.(*appsv1.Deployment)
-			if !ok {
-				continue
-			}
-			need := func(kind, name string) {
-				refs++
-				if !created[[3]string{kind, d.Namespace, name}] {
-					t.Errorf("%s: Deployment %s names %s %s/%s, which no manifest creates and README.md's \"Objects you create\" does not list", file, d.Name, kind, d.Namespace, name)
-				}
-			}
-			spec := d.Spec.Template.Spec
-			for _, v := range spec.Volumes {
-				switch {
-				case v.Secret != nil:
-					need("Secret", v.Secret.SecretName)
-				case v.ConfigMap != nil:
-					need("ConfigMap", v.ConfigMap.Name)
-				case v.Projected != nil:
-					for _, s := range v.Projected.Sources {
-						if s.Secret != nil {
-							need("Secret", s.Secret.Name)
-						}
-						if s.ConfigMap != nil {
-							need("ConfigMap", s.ConfigMap.Name)
-						}
-					}
-				}
-			}
-			for _, c := range allContainers(spec) {
-				for _, e := range c.Env {
-					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-						need("Secret", e.ValueFrom.SecretKeyRef.Name)
-					}
-					if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
-						need("ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name)
-					}
-				}
-				for _, e := range c.EnvFrom {
-					if e.SecretRef != nil {
-						need("Secret", e.SecretRef.Name)
-					}
-					if e.ConfigMapRef != nil {
-						need("ConfigMap", e.ConfigMapRef.Name)
-					}
-				}
-			}
-		}
-	}
-	if refs < 3 {
+	if refs := manifests.CheckReferencedObjects(t, decodeAll(t, "*.yaml", filepath.Join("opt-in", "*.yaml")), userObjects(t)); refs < 3 {
 		t.Errorf("%d references checked, want the CA Secret's and horizon-root's", refs)
 	}
 }
 
 // TestMountedFilesReadable: every file of a Secret, ConfigMap or projected
-// volume a container mounts is readable by the user it runs as. The kubelet
-// writes these files owned by root, in group fsGroup when the pod sets one,
-// with the volume's mode: so a non-root user reads them through the "other"
-// bits, or through the group bits when fsGroup is one of its groups.
+// volume a container mounts is readable by the user it runs as
+// (manifests.CheckMountedFilesReadable).
 func TestMountedFilesReadable(t *testing.T) {
-	checked := 0
-	for name, pod := range podTemplates(t, "*.yaml") {
-		psc := pod.SecurityContext
-		if psc == nil {
-			psc = &corev1.PodSecurityContext{}
-		}
-		modes := map[string][]int32{} // volume → its files' modes
-		for _, v := range pod.Volumes {
-			var def int32 = 0o644
-			var items []int32
-			var dm *int32
-			switch {
-			case v.Secret != nil:
-				dm = v.Secret.DefaultMode
-				for _, it := range v.Secret.Items {
-					items = append(items, ptrOr(it.Mode, -1))
-				}
-			case v.ConfigMap != nil:
-				dm = v.ConfigMap.DefaultMode
-				for _, it := range v.ConfigMap.Items {
-					items = append(items, ptrOr(it.Mode, -1))
-				}
-			case v.Projected != nil:
-				dm = v.Projected.DefaultMode
-				for _, s := range v.Projected.Sources {
-					var its []corev1.KeyToPath
-					switch {
-					case s.Secret != nil:
-						its = s.Secret.Items
-					case s.ConfigMap != nil:
-						its = s.ConfigMap.Items
-					}
-					for _, it := range its {
-						items = append(items, ptrOr(it.Mode, -1))
-					}
-				}
-			default:
-				continue
-			}
-			def = ptrOr(dm, def)
-			list := []int32{def}
-			for _, m := range items {
-				if m >= 0 {
-					list = append(list, m)
-				}
-			}
-			modes[v.Name] = list
-		}
-		for _, c := range allContainers(pod) {
-			uid, gids := psc.RunAsUser, []int64{}
-			if psc.RunAsGroup != nil {
-				gids = append(gids, *psc.RunAsGroup)
-			}
-			gids = append(gids, psc.SupplementalGroups...)
-			if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
-				uid = c.SecurityContext.RunAsUser
-			}
-			if c.SecurityContext != nil && c.SecurityContext.RunAsGroup != nil {
-				gids = append(gids, *c.SecurityContext.RunAsGroup)
-			}
-			for _, m := range c.VolumeMounts {
-				for _, mode := range modes[m.Name] {
-					checked++
-					switch {
-					case uid != nil && *uid == 0:
-					case mode&0o004 != 0:
-					case psc.FSGroup != nil && mode&0o040 != 0:
-						// fsGroup is a supplementary group of every container.
-					default:
-						t.Errorf("%s: container %s (uid %v, groups %v, fsGroup %v) cannot read volume %s's files, mode %#o", name, c.Name, fmtPtr(uid), gids, fmtPtr(psc.FSGroup), m.Name, mode)
-					}
-				}
-			}
-		}
-	}
-	if checked < 5 {
+	if checked := manifests.CheckMountedFilesReadable(t, decodeAll(t, "*.yaml")); checked < 5 {
 		t.Errorf("checked %d mounted files, want every example's", checked)
 	}
-}
-
-func ptrOr[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
 }
 
 func fmtPtr(p *int64) string {
@@ -863,22 +419,12 @@ func defaultInstall(t *testing.T) []string {
 // is opt-in/own-cluster-reader.yaml, which README.md documents.
 func TestNoClusterWideReadByDefault(t *testing.T) {
 	files := defaultInstall(t)
-	for _, want := range []string{"namespace.yaml", "rbac.yaml", "service.yaml", "deployment.yaml"} {
+	for _, want := range []string{"namespace.yaml", "rbac.yaml", "service.yaml", "deployment.yaml", "injector.yaml"} {
 		if !slices.Contains(files, want) {
 			t.Errorf("README.md does not apply %s (applies %q)", want, files)
 		}
 	}
-	for file, list := range decodeAll(t, files...) {
-		for _, obj := range list {
-			if b, ok := obj.(*rbacv1.ClusterRoleBinding); ok {
-				for _, s := range b.Subjects {
-					if s.Kind == "ServiceAccount" && s.Namespace == "horizon-system" {
-						t.Errorf("%s (applied by default): ClusterRoleBinding %s gives %s/%s the ClusterRole %s cluster-wide", file, b.Name, s.Namespace, s.Name, b.RoleRef.Name)
-					}
-				}
-			}
-		}
-	}
+	manifests.CheckNoClusterWideRead(t, decodeAll(t, files...), "horizon-system")
 	// The opt-in binding exists, binds the reader role to the control
 	// plane, and README.md says when to apply it.
 	b := one[*rbacv1.ClusterRoleBinding](t, filepath.Join("opt-in", "own-cluster-reader.yaml"))
@@ -926,7 +472,7 @@ func TestControlPlaneLifecycle(t *testing.T) {
 		if p.HTTPGet.Port.StrVal != "" {
 			port = ports[p.HTTPGet.Port.StrVal]
 		}
-		if want := flagValues(c.Args, "--http-address"); port != 15014 || !slices.Equal(want, []string{":15014"}) {
+		if want := manifests.FlagValues(c.Args, "--http-address"); port != 15014 || !slices.Equal(want, []string{":15014"}) {
 			t.Errorf("%s probe on port %v (%d), serve's --http-address %q: want both 15014", kind, p.HTTPGet.Port.String(), port, want)
 		}
 	}
@@ -940,7 +486,7 @@ func TestControlPlaneLifecycle(t *testing.T) {
 		t.Fatalf("no preStop sleep: %+v", c.Lifecycle)
 	}
 	grpcServers := int64(1) // the mutual-TLS port
-	if xds := flagValues(c.Args, "--xds-address"); len(xds) == 0 || xds[len(xds)-1] != "" {
+	if xds := manifests.FlagValues(c.Args, "--xds-address"); len(xds) == 0 || xds[len(xds)-1] != "" {
 		grpcServers++
 	}
 	need := c.Lifecycle.PreStop.Sleep.Seconds + grpcServers*grpcStopSeconds + httpStopSeconds
@@ -991,64 +537,20 @@ func TestNetworkPolicy(t *testing.T) {
 	if !reflect.DeepEqual(from[15014], monitoring) {
 		t.Errorf("15014 admitted from %+v, want the namespace monitoring only", from[15014])
 	}
-	if len(from) != 2 {
-		t.Errorf("ports admitted %v, want 15012 and 15014", slices.Collect(maps.Keys(from)))
+	// The injector's webhook is called by the apiserver, which is no pod.
+	anywhere := []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}}, {IPBlock: &networkingv1.IPBlock{CIDR: "::/0"}}}
+	if !reflect.DeepEqual(from[injectorPort], anywhere) {
+		t.Errorf("%d admitted from %+v, want any address", injectorPort, from[injectorPort])
+	}
+	if len(from) != 3 {
+		t.Errorf("ports admitted %v, want 15012, 15014 and %d", slices.Collect(maps.Keys(from)), injectorPort)
 	}
 }
 
-// effectiveUser is the uid a container runs as when the manifest sets one.
-func effectiveUser(pod corev1.PodSpec, c corev1.Container) *int64 {
-	if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
-		return c.SecurityContext.RunAsUser
-	}
-	if pod.SecurityContext != nil {
-		return pod.SecurityContext.RunAsUser
-	}
-	return nil
-}
-
-// TestSVIDKeyReadable: `horizon agent` writes the SVID's private key 0600
-// (certs.SVIDFiles), owned by the user it runs as, so every other container
-// that mounts the agent's output volume must run as that same user, and the
-// manifest must say which (an image's default user is not known here).
+// TestSVIDKeyReadable: every container reading an agent's SVID key runs as
+// the agent's user (manifests.CheckSVIDKeyReadable).
 func TestSVIDKeyReadable(t *testing.T) {
-	checked := 0
-	for name, pod := range podTemplates(t, "*.yaml") {
-		containers := allContainers(pod)
-		for _, agent := range containers {
-			if len(agent.Args) == 0 || agent.Args[0] != "agent" {
-				continue
-			}
-			out := outPaths(agent)
-			if len(out) != 1 {
-				t.Errorf("%s: agent %s writes %q, want one --out", name, agent.Name, out)
-				continue
-			}
-			am, _, ok := mountOf(agent, out[0])
-			if !ok {
-				t.Errorf("%s: agent %s writes %s on no volume", name, agent.Name, out[0])
-				continue
-			}
-			writer := effectiveUser(pod, agent)
-			for _, r := range containers {
-				if m, _, ok := mountOf(r, out[0]); !ok || m.Name != am.Name || (len(r.Args) > 0 && r.Args[0] == "agent") {
-					continue
-				}
-				if len(r.Args) > 0 && r.Args[0] == "bootstrap" {
-					continue // names the files, does not read them
-				}
-				checked++
-				reader := effectiveUser(pod, r)
-				if reader != nil && *reader == 0 {
-					continue
-				}
-				if writer == nil || reader == nil || *writer != *reader {
-					t.Errorf("%s: container %s (uid %s) reads %s/%s, written 0600 by agent %s (uid %s): run both as one user", name, r.Name, fmtPtr(reader), out[0], certs.SVIDKeyFile, agent.Name, fmtPtr(writer))
-				}
-			}
-		}
-	}
-	if checked < 2 {
+	if checked := manifests.CheckSVIDKeyReadable(t, decodeAll(t, "*.yaml")); checked < 2 {
 		t.Errorf("checked %d readers of an agent's SVID, want the workload's app and the gateway's Envoy", checked)
 	}
 }
