@@ -9,6 +9,7 @@
 //	app client [--target xds:///HOST:PORT] [--interval D] [--count N]
 //	app client --stdin --cert-dir DIR
 //	app witness [--outbound ADDR] [--inbound ADDR] [--listen NAME=ADDR ...]
+//	app dial [--timeout D] ADDR
 //
 // The server answers gRPC health checks with two headers: the cluster it runs
 // in and the SPIFFE ID of the caller's certificate. With --allow it refuses
@@ -30,6 +31,10 @@
 // connection's original destination (SO_ORIGINAL_DST), and closes it:
 //
 //	witness outbound orig=10.1.2.3:8080 local=127.0.0.1:15001 from=10.244.0.7:41234
+//
+// dial opens one TCP connection, prints "connected ADDR local=ADDR" and
+// exits 0, or prints the error and exits 1: what a test runs inside a pod's
+// container to make traffic of that container's user.
 package main
 
 import (
@@ -74,7 +79,7 @@ const (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: app server|client [flags]")
+		fmt.Fprintln(os.Stderr, "usage: app server|client|witness|dial [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -87,13 +92,35 @@ func main() {
 		err = client(ctx, os.Args[2:])
 	case "witness":
 		err = witness(ctx, os.Args[2:])
+	case "dial":
+		err = dial(ctx, os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want server, client or witness", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want server, client, witness or dial", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "app:", err)
 		os.Exit(1)
 	}
+}
+
+// dial opens one TCP connection to its argument.
+func dial(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dial", flag.ContinueOnError)
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("dial: want one ADDR (host:port)")
+	}
+	d := net.Dialer{Timeout: *timeout}
+	c, err := d.DialContext(ctx, "tcp", fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Printf("connected %s local=%s\n", fs.Arg(0), c.LocalAddr())
+	return nil
 }
 
 // witness runs capture.Witness on the capture ports and any --listen.

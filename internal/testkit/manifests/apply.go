@@ -15,12 +15,21 @@ import (
 )
 
 // Applier applies documents to a real kube-apiserver: server-side apply,
-// strict field validation, dry run, so an unknown or misplaced field, an
+// strict field validation, dry run (unless ForReal), so an unknown or misplaced field, an
 // invalid value or a field the API does not serve is an error and nothing
 // is stored.
 type Applier struct {
 	client dynamic.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+	commit bool // store what is applied (ForReal), not a dry run
+}
+
+// ForReal is a's twin that stores what it applies: server-side apply with
+// strict field validation, no dry run, for tests that deploy the manifests.
+func (a *Applier) ForReal() *Applier {
+	b := *a
+	b.commit = true
+	return &b
 }
 
 // NewApplier is an Applier for the apiserver of config.
@@ -62,10 +71,14 @@ func (a *Applier) Apply(t testing.TB, name string, raw [][]byte) int {
 		if ns := obj.GetNamespace(); ns != "" {
 			r = a.client.Resource(m.Resource).Namespace(ns)
 		}
-		_, err = r.Patch(t.Context(), obj.GetName(), types.ApplyPatchType, doc, metav1.PatchOptions{
+		opts := metav1.PatchOptions{
 			FieldManager: "manifests-test", Force: &force, DryRun: []string{metav1.DryRunAll},
 			FieldValidation: metav1.FieldValidationStrict,
-		})
+		}
+		if a.commit {
+			opts.DryRun = nil
+		}
+		_, err = r.Patch(t.Context(), obj.GetName(), types.ApplyPatchType, doc, opts)
 		if err != nil {
 			t.Errorf("%s: %s %s: %v", name, gvk.Kind, obj.GetName(), err)
 			continue
