@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -198,7 +201,8 @@ func TestMeshOnNodes(t *testing.T) {
 
 	// SVIDs through token review of projected ServiceAccount tokens.
 	svidAt := waitLog(t, *west, client.Name, "horizon-agent", "obtained X509-SVID", clientID)
-	waitLog(t, *west, horizonPod.Name, "horizon", "issued X509-SVID", clientID)
+	waitLog(t, *west, horizonPod.Name, "horizon", "issued X509-SVID", clientID, "method=token", "cluster=west")
+	waitLog(t, *west, horizonPod.Name, "horizon", "issued X509-SVID", echoID, "method=token", "cluster=east")
 	waitLog(t, *east, "echo-1", "horizon-agent", "obtained X509-SVID", echoID)
 
 	// The client calls west's echo directly.
@@ -209,9 +213,13 @@ func TestMeshOnNodes(t *testing.T) {
 
 	// Failover: west's echo deleted → east's, through east's gateway with
 	// mutual TLS (the answer names the caller's SVID as east's echo saw it).
+	routedBefore := gatewayRouted(t, gateways[east.name].Addr())
 	deleted := time.Now()
 	deletePod(t, *west, "echo-1")
 	failedOver := waitAnswers(t, *west, client.Name, east.name, time.Now())
+	if routed := gatewayRouted(t, gateways[east.name].Addr()); routed <= routedBefore {
+		t.Errorf("east's gateway routed %v connections before the failover and %v after: the calls did not pass it", routedBefore, routed)
+	}
 	t.Logf("failed over to east %v after west's echo pod was deleted", failedOver.Sub(deleted).Round(10*time.Millisecond))
 	runPod(t, *west, echoPod(*west, "echo-2"))
 	waitAnswers(t, *west, client.Name, west.name, time.Now())
@@ -312,4 +320,29 @@ func apiPort(t *testing.T, m member) uint16 {
 		t.Fatalf("apiserver %s: %v", m.kube.Config.Host, err)
 	}
 	return uint16(p)
+}
+
+// gatewayRouted is horizon_gateway_connections_total{result="routed"} of
+// the `horizon gateway` at addr (its HTTP port, 15021).
+func gatewayRouted(t *testing.T, addr netip.Addr) float64 {
+	t.Helper()
+	url := "http://" + netip.AddrPortFrom(addr, 15021).String() + "/metrics"
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("gateway metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("gateway metrics %s: %v", url, err)
+	}
+	for _, m := range families["horizon_gateway_connections_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "result" && l.GetValue() == "routed" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
