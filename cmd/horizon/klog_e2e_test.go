@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
@@ -25,13 +24,10 @@ import (
 // impersonatingKubeconfigFile is adminKubeconfigFile acting as user.
 func impersonatingKubeconfigFile(t *testing.T, rc *rest.Config, user string) string {
 	t.Helper()
-	cfg, err := clientcmd.LoadFromFile(adminKubeconfigFile(t, rc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.AuthInfos["admin"].Impersonate = user
+	as := rest.CopyConfig(rc)
+	as.Impersonate.UserName = user
 	path := filepath.Join(t.TempDir(), user+".yaml")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+	if err := kubetest.WriteKubeconfig(path, as); err != nil {
 		t.Fatal(err)
 	}
 	return path
