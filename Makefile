@@ -19,7 +19,7 @@ COREDNS        := $(CURDIR)/bin/coredns
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build image run examples test bench bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
+.PHONY: all build image run examples test bench bench-nodes bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -62,6 +62,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -skip '^BenchmarkMCS$$' -benchmem $(BENCHFLAGS) ./bench/...
 	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
 	bin/horizon-load run -scenario hot-service -networks 3 -mode sotw,delta -proxies 100,1000 -endpoints 10,100 -changes 50 -storm=false $(LOADFLAGS)
+
+## bench-nodes: the mesh in pods on two real kubelet nodes (as root), its figures into bin/nodes-report.md (bench/RESULTS.md, "Real nodes")
+bench-nodes: kube-tools node-tools
+	@mkdir -p bin
+	HORIZON_E2E_REPORT=$(CURDIR)/bin/nodes-report.md $(GO) test -count=1 -run TestMeshOnNodes -v ./e2e/
+	@cat bin/nodes-report.md
 
 ## bench-load: the ADS load harness (server and a fleet of simulated proxies in two processes; see bench/README.md)
 bench-load:

@@ -245,7 +245,6 @@ func TestMeshOnNodes(t *testing.T) {
 	runPod(t, *west, echoPod(*west, "echo-3"))
 	waitAnswers(t, *west, client.Name, west.name, time.Now())
 
-	figures.add("control plane memory (RSS of horizon serve)", 0)
 	figures.memory = horizonRSS(t)
 	figures.add("whole test until here", time.Since(begin))
 	figures.log(t)

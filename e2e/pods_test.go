@@ -415,7 +415,7 @@ func (r *report) add(what string, d time.Duration) {
 // a file, there.
 func (r *report) log(t *testing.T) {
 	rows := append([]string{"| figure | value |", "|---|---|"}, r.rows...)
-	rows = append(rows, fmt.Sprintf("| control plane pod memory (VmRSS of `horizon serve`, 2 members, 5 injected or mesh pods, 2 gateways) | %.1f MiB |", float64(r.memory)/(1<<20)))
+	rows = append(rows, fmt.Sprintf("| control plane pod memory (VmRSS of the recreated pod's `horizon serve`: 2 members, the xDS streams of 3 proxyless pods and 2 gateways) | %.1f MiB |", float64(r.memory)/(1<<20)))
 	text := strings.Join(rows, "\n")
 	t.Logf("figures:\n%s", text)
 	if f := os.Getenv("HORIZON_E2E_REPORT"); f != "" {
