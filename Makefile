@@ -48,7 +48,7 @@ image:
 run: build
 	./$(BIN) serve $(ARGS)
 
-## examples: write examples/kubernetes's manifests from the Helm chart charts/horizon (with examples/kubernetes/values.yaml)
+## examples: write examples/kubernetes's manifests from the Helm chart charts/horizon (with examples/kubernetes/values.yaml), and workload-injected.yaml as its injector injects workload.yaml
 examples:
 	$(GO) run ./charts/cmd/render-examples -chart charts/horizon -values examples/kubernetes/values.yaml -out examples/kubernetes
 

@@ -423,6 +423,9 @@ type injectorConfig struct {
 		ExcludeOutboundPorts    []int    `yaml:"excludeOutboundPorts"`
 		ExcludeOutboundIPRanges []string `yaml:"excludeOutboundIPRanges"`
 	} `yaml:"capture"`
+	Clusters map[string]struct {
+		XDSAddress string `yaml:"xdsAddress"`
+	} `yaml:"clusters"`
 }
 
 // TestInjectorContract: the MutatingWebhookConfiguration is the issue's
@@ -564,6 +567,16 @@ func TestInjectorContract(t *testing.T) {
 			}
 			want.Capture.InboundPort, want.Capture.OutboundPort = 15006, 15001
 			want.Capture.ExcludeInboundPorts, want.Capture.ExcludeOutboundPorts, want.Capture.ExcludeOutboundIPRanges = []int{15020, 15021, 15090}, []int{}, []string{}
+			if clusters, _ := c.value("injector.clusters", map[string]any{}).(map[string]any); len(clusters) > 0 {
+				want.Clusters = map[string]struct {
+					XDSAddress string `yaml:"xdsAddress"`
+				}{}
+				for name, v := range clusters {
+					want.Clusters[name] = struct {
+						XDSAddress string `yaml:"xdsAddress"`
+					}{fmt.Sprint(v.(map[string]any)["xdsAddress"])}
+				}
+			}
 			if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", want) {
 				t.Errorf("injector config\n%+v\nwant\n%+v", cfg, want)
 			}

@@ -8,21 +8,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/horizonmesh/horizon/inject/capture"
 )
 
 // Config is the injector's configuration file (--injector-config): what
-// every injected pod gets, whatever its cluster.
+// every injected pod gets, whatever its cluster, but for what Clusters
+// overrides for the pods of one cluster.
 type Config struct {
 	TrustDomain     string            `yaml:"trustDomain" json:"trustDomain"`
 	XDSAddress      string            `yaml:"xdsAddress" json:"xdsAddress"`   // host:port of Horizon's mutual-TLS port
@@ -33,6 +37,25 @@ type Config struct {
 	ImagePullPolicy corev1.PullPolicy `yaml:"imagePullPolicy" json:"imagePullPolicy"`
 	ProxyUID        int64             `yaml:"proxyUID" json:"proxyUID"`
 	Capture         CaptureConfig     `yaml:"capture" json:"capture"`
+	// Clusters overrides settings for the pods of one member cluster, by
+	// its name: the control plane serves the webhook of every member, and
+	// pods in a cluster it does not run in cannot reach its Service.
+	// Names of no member are allowed (the ClusterSet may gain them).
+	Clusters map[string]ClusterConfig `yaml:"clusters,omitempty" json:"clusters,omitempty"`
+}
+
+// ClusterConfig is what the pods of one member cluster get instead of the
+// Config's; an empty field keeps the Config's.
+type ClusterConfig struct {
+	XDSAddress string `yaml:"xdsAddress" json:"xdsAddress,omitempty"` // host:port of Horizon's mutual-TLS port, as that cluster's pods reach it
+}
+
+// xdsAddress is where the pods of cluster reach Horizon's mutual-TLS port.
+func (c Config) xdsAddress(cluster string) string {
+	if a := c.Clusters[cluster].XDSAddress; a != "" {
+		return a
+	}
+	return c.XDSAddress
 }
 
 // CaptureConfig is the capture every sidecar pod gets unless its
@@ -85,43 +108,64 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// check reports the first field of c that is wrong, by its name in the file.
-func (c Config) check() (field string, err error) {
+// check reports the first field of c that is wrong, by its path in the
+// file (["capture", "outboundPort"]).
+func (c Config) check() (field []string, err error) {
 	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
 	if err != nil {
-		return "trustDomain", err
+		return path("trustDomain"), err
 	}
-	if host, port, err := net.SplitHostPort(c.XDSAddress); err != nil || host == "" || port == "" {
-		return "xdsAddress", fmt.Errorf("%q: want host:port of Horizon's mutual-TLS port", c.XDSAddress)
+	if err := checkAddress(c.XDSAddress); err != nil {
+		return path("xdsAddress"), err
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Clusters)) {
+		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+			return []string{"clusters", name}, fmt.Errorf("want a cluster's name, a DNS label: %s", msgs[0])
+		}
+		if a := c.Clusters[name].XDSAddress; a != "" {
+			if err := checkAddress(a); err != nil {
+				return []string{"clusters", name, "xdsAddress"}, err
+			}
+		}
 	}
 	if id, err := spiffeid.FromString(c.XDSServerID); err != nil {
-		return "xdsServerID", err
+		return path("xdsServerID"), err
 	} else if !id.MemberOf(td) {
-		return "xdsServerID", fmt.Errorf("%s is not in trust domain %s", id, td)
+		return path("xdsServerID"), fmt.Errorf("%s is not in trust domain %s", id, td)
 	}
 	if c.HorizonImage == "" {
-		return "horizonImage", errors.New("required")
+		return path("horizonImage"), errors.New("required")
 	}
 	if c.ProxyImage == "" {
-		return "proxyImage", errors.New("required")
+		return path("proxyImage"), errors.New("required")
 	}
 	switch c.ImagePullPolicy {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
 	default:
-		return "imagePullPolicy", fmt.Errorf("%q: want Always, IfNotPresent or Never", c.ImagePullPolicy)
+		return path("imagePullPolicy"), fmt.Errorf("%q: want Always, IfNotPresent or Never", c.ImagePullPolicy)
 	}
 	if c.ProxyUID <= 0 || c.ProxyUID > 1<<31-1 {
-		return "proxyUID", fmt.Errorf("%d: want a uid other than root's", c.ProxyUID)
+		return path("proxyUID"), fmt.Errorf("%d: want a uid other than root's", c.ProxyUID)
 	}
 	if c.Capture.InboundPort == c.Capture.OutboundPort {
-		return "capture.outboundPort", fmt.Errorf("%d is also the inbound port", c.Capture.OutboundPort)
+		return path("capture.outboundPort"), fmt.Errorf("%d is also the inbound port", c.Capture.OutboundPort)
 	}
 	for _, r := range c.Capture.ExcludeOutboundIPRanges {
 		if _, _, err := capture.ParsePrefixes(r); err != nil || r == "*" {
-			return "capture.excludeOutboundIPRanges", fmt.Errorf("%q is not a CIDR", r)
+			return path("capture.excludeOutboundIPRanges"), fmt.Errorf("%q is not a CIDR", r)
 		}
 	}
-	return "", nil
+	return nil, nil
+}
+
+// path splits a field's name in the file at its dots.
+func path(field string) []string { return strings.Split(field, ".") }
+
+func checkAddress(addr string) error {
+	if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+		return fmt.Errorf("%q: want host:port of Horizon's mutual-TLS port", addr)
+	}
+	return nil
 }
 
 // Version is a short content hash of c: the version the status annotation
@@ -171,21 +215,22 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	}
 	c = c.withDefaults()
 	if field, err := c.check(); err != nil {
-		return Config{}, fmt.Errorf("%s:%d: %s: %w", name, fieldLine(data, field), field, err)
+		return Config{}, fmt.Errorf("%s:%d: %s: %w", name, fieldLine(data, field), strings.Join(field, "."), err)
 	}
 	return c, nil
 }
 
-// fieldLine is the line of a field ("capture.outboundPort") in a YAML
-// document, or 1 when it is not there (a default was wrong).
-func fieldLine(data []byte, field string) int {
+// fieldLine is the line of a field (["capture", "outboundPort"]) in a
+// YAML document: of its deepest key there, or 1 when it is not there (a
+// default was wrong).
+func fieldLine(data []byte, field []string) int {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
 		return 1
 	}
 	n := doc.Content[0]
 	line := 1
-	for key := range strings.SplitSeq(field, ".") {
+	for _, key := range field {
 		found := false
 		for i := 0; n != nil && n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == key {

@@ -311,7 +311,7 @@ func bootstrapContainer(c Config, t Target, pod *corev1.Pod, mode string, uid in
 		"--cluster=" + t.Cluster,
 		"--service-account=" + sa,
 		"--trust-domain=" + c.TrustDomain,
-		"--mtls-address=" + c.XDSAddress,
+		"--mtls-address=" + c.xdsAddress(t.Cluster),
 		"--cert-dir=" + CertDir,
 		"--ca-bundle-env=" + EnvCABundle,
 		"--out=" + BootstrapFile,
@@ -366,7 +366,7 @@ func agentContainer(c Config, t Target, uid int64) corev1.Container {
 		RestartPolicy:   ptr.To(corev1.ContainerRestartPolicyAlways),
 		Args: []string{
 			"agent",
-			"--mtls-address=" + c.XDSAddress,
+			"--mtls-address=" + c.xdsAddress(t.Cluster),
 			"--cluster=" + t.Cluster,
 			"--trust-domain=" + c.TrustDomain,
 			"--xds-server-id=" + c.XDSServerID,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/discovery/kube"
+	"github.com/horizonmesh/horizon/internal/testkit/manifests"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -240,5 +241,57 @@ func TestParseConfigErrors(t *testing.T) {
 func TestTLSModeLabelIsDiscoverys(t *testing.T) {
 	if LabelTLSMode != kube.LabelTLSMode || TLSModeMTLS != kube.TLSModeMTLS {
 		t.Fatalf("inject writes %s=%s; discovery/kube reads %s=%s", LabelTLSMode, TLSModeMTLS, kube.LabelTLSMode, kube.TLSModeMTLS)
+	}
+}
+
+// TestClusterXDSAddress: a pod injected for a cluster that
+// testdata/config-clusters.yaml overrides reaches Horizon at that cluster's
+// xdsAddress, in its bootstrap and its agent, in both modes; a pod of
+// another cluster at the file's xdsAddress.
+func TestClusterXDSAddress(t *testing.T) {
+	cfg, err := LoadConfig("testdata/config-clusters.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := file.Load("testdata/clusterset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := os.ReadFile("testdata/bundle.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ cluster, pod, want string }{
+		{"east", "sidecar", "horizon.example.com:15012"},
+		{"east", "proxyless", "horizon.example.com:15012"},
+		{"west", "sidecar", "horizon.horizon-system.svc:15012"},
+		{"west", "proxyless", "horizon.horizon-system.svc:15012"},
+	} {
+		t.Run(tc.cluster+"/"+tc.pod, func(t *testing.T) {
+			tg, err := TargetFor(cs, tc.cluster, nil, bundle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Pod(cfg, tg, readPod(t, "testdata/pods/"+tc.pod+".in.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := 0
+			for _, c := range out.Spec.InitContainers {
+				if c.Name != ContainerBootstrap && c.Name != ContainerAgent {
+					continue
+				}
+				seen++
+				if got := manifests.FlagValues(c.Args, "--mtls-address"); !slices.Equal(got, []string{tc.want}) {
+					t.Errorf("%s --mtls-address %q, want %s", c.Name, got, tc.want)
+				}
+				if got := manifests.FlagValues(c.Args, "--cluster"); !slices.Equal(got, []string{tc.cluster}) {
+					t.Errorf("%s --cluster %q, want %s", c.Name, got, tc.cluster)
+				}
+			}
+			if seen != 2 {
+				t.Errorf("%d of the bootstrap and agent containers, want both", seen)
+			}
+		})
 	}
 }

@@ -46,4 +46,14 @@ func TestInjectCommand(t *testing.T) {
 	if err := run(t.Context(), append([]string{"inject", "-f", td + "pods/sidecar.in.yaml", "--mode", "ambient"}, flags...), &out, &errb); err == nil {
 		t.Error("--mode ambient accepted")
 	}
+
+	// --cluster picks the cluster's xdsAddress from the file's clusters.
+	out.Reset()
+	east := []string{"inject", "-f", td + "pods/sidecar.in.yaml", "--injector-config", td + "config-clusters.yaml", "--cluster", "east", "--clusterset", td + "clusterset.yaml", "--ca-bundle", td + "bundle.pem"}
+	if err := run(t.Context(), east, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); strings.Count(s, "--mtls-address=horizon.example.com:15012") != 2 || strings.Contains(s, "horizon-system.svc") {
+		t.Errorf("--cluster east with an override printed:\n%s", s)
+	}
 }

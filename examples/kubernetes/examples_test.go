@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	mcscrd "sigs.k8s.io/mcs-api/config/crd"
 
+	"github.com/horizonmesh/horizon/charts"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/dnstest"
 	"github.com/horizonmesh/horizon/internal/testkit/manifests"
@@ -68,7 +69,7 @@ func TestExamplesDecode(t *testing.T) {
 			switch obj.(type) {
 			case *corev1.Namespace, *apiextensionsv1.CustomResourceDefinition:
 			default:
-				if file == "workload-agent.yaml" {
+				if file == charts.WorkloadFile || file == charts.InjectedWorkloadFile {
 					continue // a workload, in its own namespace
 				}
 				if file == "coredns.yaml" {

@@ -1,6 +1,7 @@
 // Command render-examples writes examples/kubernetes from the Helm chart
 // charts/horizon (`make examples`): the manifests its templates render with
-// examples/kubernetes/values.yaml, and the CRDs. A test fails when the
+// examples/kubernetes/values.yaml, the CRDs, and workload-injected.yaml:
+// workload.yaml as the rendered injector config injects it. A test fails when the
 // committed files differ from a fresh render.
 package main
 

@@ -79,6 +79,9 @@ templates/validate.yaml runs them, and Helm renders it before the others.
 {{- if and $inj.enabled (not $inj.caBundle) (not (and .Values.controlPlane.enabled (eq .Values.ca.mode "horizon"))) }}
 {{- fail "injector.caBundle: the apiserver needs the PEM bundle that signs the injector's certificate; Horizon keeps it current itself only with ca.mode horizon and controlPlane.enabled" }}
 {{- end }}
+{{- if and $inj.clusters (not (and $inj.enabled .Values.controlPlane.enabled)) }}
+{{- fail "injector.clusters: the control plane's injector reads it; set it in the release with controlPlane.enabled and injector.enabled" }}
+{{- end }}
 {{- if and .Values.gateway.enabled (eq .Values.ca.mode "spire") (eq .Values.gateway.kind "horizon") }}
 {{- fail "gateway.kind: horizon reads its SVID from `horizon agent` files, which ca.mode spire does not provide; use gateway.kind envoy with SPIRE" }}
 {{- end }}
