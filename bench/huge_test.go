@@ -134,4 +134,3 @@ func TestMemoryLinearInEndpoints(t *testing.T) {
 		t.Errorf("heap per endpoint %.0f at 10,000 and %.0f at 100,000 endpoints: not linear", perEndpoint[10_000], perEndpoint[100_000])
 	}
 }
-
