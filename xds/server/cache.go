@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/horizonmesh/horizon/discovery"
@@ -215,7 +216,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	// Envoy waits for the first answer to a wildcard subscription, even an
 	// empty one, before it finishes initialising.
 	force := sub.IsWildcard() && req.GetResponseNonce() == ""
-	if resp := deltaResponse(ts, req, sub, force); resp != nil {
+	if resp := deltaResponse(ts, req, sub, force, c.maxResponseBytes); resp != nil {
 		c.sendDelta(ch, resp)
 		return func() {}, nil
 	}
@@ -418,7 +419,7 @@ func holdsCurrent(ts *typeState, sub cachev3.Subscription, known map[string]stri
 	return covered == len(known)
 }
 
-func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, force bool) cachev3.DeltaResponse {
+func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, force bool, budget int) cachev3.DeltaResponse {
 	known := sub.ReturnedResources()
 	if !force && holdsCurrent(ts, sub, known) {
 		return nil
@@ -455,19 +456,29 @@ func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscri
 	}
 	slices.Sort(changed)
 	slices.Sort(removed)
-	return newDeltaResp(ts, req, known, changed, removed)
+	return newDeltaResp(ts, req, known, changed, removed, budget)
 }
 
 // newDeltaResp answers a client holding known with the changed resources
 // and the removed names (both sorted), and the state it holds after it.
-func newDeltaResp(ts *typeState, req *cachev3.DeltaRequest, known map[string]string, changed, removed []string) *deltaResp {
+// newDeltaResp sends changed and removed to a client holding known. budget
+// (0: none) bounds the bytes of the resources it carries, at least one: a
+// delta response may carry any subset, and the client's next request gets
+// the rest (what it holds says what is still owed).
+func newDeltaResp(ts *typeState, req *cachev3.DeltaRequest, known map[string]string, changed, removed []string, budget int) *deltaResp {
 	returned := maps.Clone(known)
 	if returned == nil {
 		returned = map[string]string{}
 	}
 	resources := make([]*discoverypb.Resource, 0, len(changed))
+	size := 0
 	for _, n := range changed {
 		e := ts.entries[n]
+		sz := proto.Size(e.delta) + 4 // the field's tag and length
+		if budget > 0 && len(resources) > 0 && size+sz > budget {
+			break
+		}
+		size += sz
 		resources = append(resources, e.delta)
 		returned[n] = e.version
 	}
@@ -576,9 +587,9 @@ func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
 			}
 			var resp cachev3.DeltaResponse
 			if old != nil {
-				resp = deltaResponseAfter(diff, ts, w.req, w.sub)
+				resp = deltaResponseAfter(diff, ts, w.req, w.sub, c.maxResponseBytes)
 			} else {
-				resp = deltaResponse(ts, w.req, w.sub, false)
+				resp = deltaResponse(ts, w.req, w.sub, false, c.maxResponseBytes)
 			}
 			if resp != nil {
 				c.sendDelta(w.ch, resp)
@@ -628,7 +639,7 @@ func coversAny(sub cachev3.Subscription, names []string) bool {
 // what its subscription covered of the old state (a watch waits only then,
 // see holdsCurrent), so only the changed names can be owed, and the work
 // is proportional to them instead of to the subscription.
-func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription) cachev3.DeltaResponse {
+func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, budget int) cachev3.DeltaResponse {
 	known := sub.ReturnedResources()
 	subscribed, wildcard := sub.SubscribedResources(), sub.IsWildcard()
 	var changed, removed []string
@@ -646,7 +657,7 @@ func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest,
 	if len(changed) == 0 && len(removed) == 0 {
 		return nil
 	}
-	return newDeltaResp(ts, req, known, changed, removed)
+	return newDeltaResp(ts, req, known, changed, removed, budget)
 }
 
 // Evict drops views nobody has asked for since before, and that no watch

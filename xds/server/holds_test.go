@@ -149,8 +149,9 @@ func TestResponseAfterDiffIsExact(t *testing.T) {
 		sub.SetReturnedResources(known)
 		req := &cachev3.DeltaRequest{TypeUrl: xds.TypeURLs[1]}
 		diff := changedNames(old, cur)
-		full := deltaResponse(cur, req, &sub, false)
-		fast := deltaResponseAfter(diff, cur, req, &sub)
+		budget := []int{0, 0, 12, 30}[rng.IntN(4)] // a resource here takes about 10 bytes
+		full := deltaResponse(cur, req, &sub, false, budget)
+		fast := deltaResponseAfter(diff, cur, req, &sub, budget)
 		if (full == nil) != (fast == nil) {
 			t.Fatalf("case %d: full %v, from the diff %v (subscribed %v, known %v, diff %v)", i, full, fast, subscribed, known, diff)
 		}

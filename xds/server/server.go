@@ -63,9 +63,10 @@ type Options struct {
 	MaxViews int
 	// MaxResponseBytes bounds the resources of one state-of-the-world
 	// response (0 means DefaultMaxResponseBytes, negative: no bound).
-	// Endpoints and routes past it are sent in further responses; listeners,
-	// clusters and single resources over it are sent whole, logged and
-	// counted (horizon_xds_oversize_responses_total).
+	// Endpoints and routes past it are sent in further responses, and so is
+	// every type over delta xDS; SotW listeners and clusters and single
+	// resources over it are sent whole, logged and counted
+	// (horizon_xds_oversize_responses_total).
 	MaxResponseBytes int
 }
 

@@ -85,3 +85,56 @@ func TestLargeEDSIsSplit(t *testing.T) {
 	}
 	t.Logf("%d clusters (%d bytes, one response), %d assignments in %d responses", len(cds.GetResources()), proto.Size(cds), len(eds), responses)
 }
+
+// TestLargeDeltaIsSplit: a delta response may carry any subset, so even the
+// clusters come in several responses within MaxResponseBytes, until the
+// client holds them all.
+func TestLargeDeltaIsSplit(t *testing.T) {
+	const limit = 16 << 10
+	h := newHarness(t, func(o *Options) { o.MaxResponseBytes = limit })
+	cs, err := gen.Generate(gen.Spec{Networks: 2, ClustersPerNetwork: 1, Services: 300, EndpointsPerService: 4, GatewaysPerCluster: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Apply(cs); err != nil {
+		t.Fatal(err)
+	}
+	// The clusters of the view, as a state-of-the-world client gets them.
+	sotw, err := xdstest.Fetch(t, h.conn, &discoverypb.DiscoveryRequest{Node: node("count", gen.ClusterName(0, 0)), TypeUrl: resourcev3.ClusterType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := len(sotw.GetResources())
+	c := xdstest.NewDelta(t, h.conn)
+	c.Send(&discoverypb.DeltaDiscoveryRequest{Node: node("big", gen.ClusterName(0, 0)), TypeUrl: resourcev3.ClusterType})
+	held := map[string]bool{}
+	responses := 0
+	for {
+		r, err := c.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		responses++
+		if size := proto.Size(r); size > limit+1024 {
+			t.Fatalf("delta CDS response %d is %d bytes, over %d", responses, size, limit)
+		}
+		for _, res := range r.GetResources() {
+			if held[res.GetName()] {
+				t.Fatalf("response %d resends %s", responses, res.GetName())
+			}
+			held[res.GetName()] = true
+		}
+		c.ACK(r)
+		if len(held) >= want {
+			break
+		}
+	}
+	c.ExpectNone()
+	if responses < 2 || len(held) != want {
+		t.Fatalf("%d clusters in %d response(s), want %d over several", len(held), responses, want)
+	}
+	// Only the state-of-the-world fetch was over the bound.
+	if got := testutil.ToFloat64(h.metrics.oversized.WithLabelValues("cds")); got != 1 {
+		t.Errorf("oversize responses counted %v, want 1 (the SotW fetch; delta splits)", got)
+	}
+}
