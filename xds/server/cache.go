@@ -259,6 +259,12 @@ func (c *Cache) sendSotw(ch chan cachev3.Response, r *sotwResp) {
 }
 
 func (c *Cache) sendDelta(ch chan cachev3.DeltaResponse, r cachev3.DeltaResponse) {
+	if d, ok := r.(*deltaResp); ok && c.maxResponseBytes > 0 && d.bytes > c.maxResponseBytes {
+		typ := xds.ShortType(d.req.GetTypeUrl())
+		c.metrics.oversize(d.req.GetTypeUrl())
+		c.rlog.Warn("oversize:"+typ, "response larger than the maximum sent whole: its type or its largest resource cannot be split; clients with a smaller receive limit refuse it",
+			"type", typ, "bytes", d.bytes, "limit", c.maxResponseBytes, "resources", len(d.resources))
+	}
 	select {
 	case ch <- r:
 	default:
@@ -485,7 +491,7 @@ func newDeltaResp(ts *typeState, req *cachev3.DeltaRequest, known map[string]str
 	for _, n := range removed {
 		delete(returned, n)
 	}
-	return &deltaResp{req: req, version: ts.version, resources: resources, removed: removed, returned: returned}
+	return &deltaResp{req: req, version: ts.version, resources: resources, removed: removed, returned: returned, bytes: size}
 }
 
 // Update renders every view from a new ClusterSet and answers the watches
@@ -738,6 +744,7 @@ type deltaResp struct {
 	resources []*discoverypb.Resource
 	removed   []string
 	returned  map[string]string
+	bytes     int // of the resources, as encoded in the response
 }
 
 func (r *deltaResp) GetDeltaDiscoveryResponse() (*discoverypb.DeltaDiscoveryResponse, error) {
