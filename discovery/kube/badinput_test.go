@@ -205,3 +205,36 @@ func TestMemberAPIVersions(t *testing.T) {
 	testkit.Eventually(t, time.Minute, "the member syncs", src.Ready)
 	testkit.Eventually(t, wait, "the problem cleared", func() bool { return notServed() == 0 })
 }
+
+// TestMemberWithoutEndpointSlicesV1: a member that does not serve
+// EndpointSlices at discovery.k8s.io/v1 (before Kubernetes 1.21 only
+// v1beta1 existed, which 1.25 removed; this apiserver has it turned off).
+// The member waits with a problem naming the resource; nothing is published
+// without it.
+func TestMemberWithoutEndpointSlicesV1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	c := kubetest.StartWith(t, kubetest.Options{RuntimeConfig: "discovery.k8s.io/v1=false"}, "east")[0]
+	rec := &recorder{}
+	m := NewMetrics(prometheus.NewRegistry())
+	var logs testkit.Buffer
+	src := NewSource(SourceOptions{OnUpdate: rec.update, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := src.Set(memberConfig(c, "net-east")); err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, src)
+	want := "does not serve endpointslices at discovery.k8s.io/v1 (it serves endpointslices at no version)"
+	testkit.Eventually(t, wait, "the problem logged", func() error {
+		if strings.Contains(logs.String(), want) {
+			return nil
+		}
+		return fmt.Errorf("no %q in the log:\n%s", want, logs.String())
+	})
+	if got := testutil.ToFloat64(m.invalid.WithLabelValues("east", "APIResource", ReasonAPINotServed)); got != 1 {
+		t.Errorf("horizon_kube_invalid_objects{kind=APIResource,reason=%s} = %v, want 1", ReasonAPINotServed, got)
+	}
+	if src.Ready() {
+		t.Error("the source published without the member's EndpointSlices")
+	}
+}
