@@ -215,10 +215,11 @@ type apiProblem struct {
 }
 
 // watchError keeps client-go's handling of a failed list or watch, and names
-// a resource the member does not serve, with the versions of its group the
-// member does serve, as a Problem: logged, counted in
-// horizon_kube_invalid_objects, until a list succeeds. What the informer
-// held before keeps serving meanwhile.
+// a resource the member does not serve, with the versions it does serve the
+// resource at, as a Problem: logged, counted in horizon_kube_invalid_objects
+// until a list succeeds. A member that never listed it waits (the Source
+// publishes no view without it); what an informer listed before keeps
+// serving.
 func (m *Member) watchError(inf cache.SharedIndexInformer, gvr schema.GroupVersionResource) cache.WatchErrorHandlerWithContext {
 	return func(ctx context.Context, r *cache.Reflector, err error) {
 		cache.DefaultWatchErrorHandler(ctx, r, err)
