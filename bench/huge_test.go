@@ -109,33 +109,46 @@ func heapOf() uint64 {
 	return ms.HeapAlloc
 }
 
-// TestMemoryLinearInEndpoints measures the heap a ClusterSet and one
-// sidecar view's rendered resources hold per endpoint, at 10,000 and 100,000
-// endpoints in one service: memory grows linearly, so the figure per
-// endpoint stays within a factor of 1.5 (no time is measured).
-func TestMemoryLinearInEndpoints(t *testing.T) {
+// TestMemoryLinear measures the heap a ClusterSet and one sidecar view's
+// rendered resources hold per endpoint (10,000 and 100,000 endpoints in one
+// service) and per service (1,000 and 10,000 services): memory grows
+// linearly, so each figure stays within a factor of 1.5 between the two
+// sizes (no time is measured).
+func TestMemoryLinear(t *testing.T) {
 	if testing.Short() {
 		t.Skip("renders 100,000 endpoints")
 	}
-	perEndpoint := map[int]float64{}
-	var keep []any
-	for _, n := range []int{10_000, 100_000} {
-		before := heapOf()
-		cs, err := gen.Generate(gen.Spec{Networks: 2, ClustersPerNetwork: 1, Services: 1, EndpointsPerService: n, GatewaysPerCluster: 2})
-		if err != nil {
-			t.Fatal(err)
+	for _, dim := range []struct {
+		unit  string
+		sizes [2]int
+		spec  func(n int) gen.Spec
+	}{
+		{"endpoint", [2]int{10_000, 100_000}, func(n int) gen.Spec {
+			return gen.Spec{Networks: 2, ClustersPerNetwork: 1, Services: 1, EndpointsPerService: n, GatewaysPerCluster: 2}
+		}},
+		{"service", [2]int{1_000, 10_000}, func(n int) gen.Spec {
+			return gen.Spec{Networks: 2, ClustersPerNetwork: 1, Services: n, EndpointsPerService: 2, GatewaysPerCluster: 2}
+		}},
+	} {
+		var per [2]float64
+		for i, n := range dim.sizes {
+			before := heapOf()
+			cs, err := gen.Generate(dim.spec(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := xds.Render(cs, view(xds.Sidecar), xds.Policy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := heapOf()
+			runtime.KeepAlive(cs)
+			runtime.KeepAlive(res)
+			per[i] = float64(after-before) / float64(n)
+			t.Logf("%d %ss: %d bytes of heap, %.0f bytes per %s", n, dim.unit, after-before, per[i], dim.unit)
 		}
-		res, err := xds.Render(cs, view(xds.Sidecar), xds.Policy{})
-		if err != nil {
-			t.Fatal(err)
+		if r := per[1] / per[0]; r > 1.5 || r < 1/1.5 {
+			t.Errorf("heap per %s %.0f at %d and %.0f at %d: not linear", dim.unit, per[0], dim.sizes[0], per[1], dim.sizes[1])
 		}
-		after := heapOf()
-		keep = append(keep, cs, res)
-		perEndpoint[n] = float64(after-before) / float64(n)
-		t.Logf("%d endpoints: %d bytes of heap, %.0f bytes per endpoint", n, after-before, perEndpoint[n])
-	}
-	runtime.KeepAlive(keep)
-	if r := perEndpoint[100_000] / perEndpoint[10_000]; r > 1.5 || r < 1/1.5 {
-		t.Errorf("heap per endpoint %.0f at 10,000 and %.0f at 100,000 endpoints: not linear", perEndpoint[10_000], perEndpoint[100_000])
 	}
 }
