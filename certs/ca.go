@@ -250,6 +250,17 @@ func (c *CA) notAfter() time.Time {
 	return end
 }
 
+// notBefore is when the last certificate of the chain to become valid does.
+func (c *CA) notBefore() time.Time {
+	start := c.cert.NotBefore
+	for _, cert := range c.chain[1:] {
+		if cert.NotBefore.After(start) {
+			start = cert.NotBefore
+		}
+	}
+	return start
+}
+
 // GenerateKey makes an ECDSA P-256 key, the kind Horizon gives CAs and
 // workloads.
 func GenerateKey() (crypto.Signer, error) {

@@ -150,6 +150,11 @@ func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration, o is
 	if !notAfter.After(now) {
 		return nil, refuse(ReasonCAExpired, "issue %s: CA %q expired at %s", id, c.cert.Subject, c.notAfter().UTC().Format(time.RFC3339))
 	}
+	// A clock that jumped back before the chain is valid would sign a leaf
+	// that is valid later, or never (NotAfter before NotBefore).
+	if start := c.notBefore(); now.Add(ClockSkew).Before(start) {
+		return nil, refuse(ReasonCAExpired, "issue %s: CA %q is not valid before %s and this host's clock says %s: is the clock behind?", id, c.cert.Subject, start.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
 	notBefore := now.Add(-ClockSkew)
 	if notBefore.Before(c.cert.NotBefore) {
 		notBefore = c.cert.NotBefore

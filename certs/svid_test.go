@@ -283,6 +283,20 @@ func TestIssueRefusals(t *testing.T) {
 			_, err := short.Issue(key.Public(), echoID, 0)
 			return err
 		}, ReasonCAExpired},
+		// F8: the CA's clock jumped back, before its certificate is valid:
+		// the leaf would be valid only later (or never: NotAfter before
+		// NotBefore).
+		{"CA clock behind its certificate", func() error {
+			mu.Lock()
+			now = t0.Add(-3 * time.Hour)
+			mu.Unlock()
+			svid, err := short.Issue(key.Public(), echoID, 0)
+			if err == nil {
+				l := svid.Leaf()
+				t.Logf("issued NotBefore %v NotAfter %v", l.NotBefore, l.NotAfter)
+			}
+			return err
+		}, ReasonCAExpired},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := testutil.ToFloat64(m.refusals.WithLabelValues(string(c.want)))

@@ -34,7 +34,7 @@ const (
 	ReasonCSR       Reason = "csr"        // the certificate request's signature is bad
 	ReasonKey       Reason = "key"        // unsupported or weak public key
 	ReasonTTL       Reason = "ttl"        // negative lifetime
-	ReasonCAExpired Reason = "ca_expired" // the signing CA's chain has expired
+	ReasonCAExpired Reason = "ca_expired" // the signing CA's chain has expired, or is not valid yet by the CA's clock
 	ReasonCluster   Reason = "cluster"    // ForCluster: no DNS label, or the CA is another cluster's
 	ReasonInternal  Reason = "internal"   // signing failed
 )

@@ -190,6 +190,10 @@ const (
 	maxBackoff = 2 * time.Minute
 )
 
+// recheckEvery is the longest the agent sleeps before it reads the wall clock
+// again to see whether a renewal is due.
+const recheckEvery = time.Minute
+
 // Run obtains the SVID if there is none (or it expired), then renews it
 // whenever it is due, until ctx ends. Failures are logged and retried with
 // backoff; Run returns only ctx's error.
@@ -201,10 +205,17 @@ func (a *Agent) Run(ctx context.Context) error {
 			wait = due.Sub(a.cfg.Clock.Now())
 		}
 		if wait > 0 {
+			// Timers run on the monotonic clock, certificates expire by the
+			// wall clock: a wall clock that jumps (a host resumed, NTP
+			// stepping it) would leave a long timer firing after the SVID
+			// expired. Sleep at most recheckEvery and look at the time again.
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-a.cfg.Clock.After(wait):
+			case <-a.cfg.Clock.After(min(wait, recheckEvery)):
+			}
+			if wait > recheckEvery {
+				continue
 			}
 		}
 		if err := a.Renew(ctx); err != nil {

@@ -258,7 +258,8 @@ func TestRunRenewsBeforeExpiry(t *testing.T) {
 	for round := range 3 {
 		svid, _ := a.GetX509SVID()
 		leaf := svid.Certificates[0]
-		due := clock.NextTimer(t)
+		clock.NextTimer(t)
+		due := a.RenewAt()
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		lo := leaf.NotBefore.Add(life * 4 / 10)
 		hi := leaf.NotBefore.Add(life * 6 / 10)
@@ -266,7 +267,7 @@ func TestRunRenewsBeforeExpiry(t *testing.T) {
 			t.Fatalf("round %d: renewal due at %v, want between 40%% and 60%% of [%v, %v]", round, due, leaf.NotBefore, leaf.NotAfter)
 		}
 		updated := a.Updated()
-		clock.Advance(due)
+		advanceTo(t, clock, due)
 		select {
 		case <-updated:
 		case <-time.After(10 * time.Second):
@@ -279,5 +280,70 @@ func TestRunRenewsBeforeExpiry(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(srv.metrics.Issued(certsvc.MethodRenewal)); got != 3 {
 		t.Errorf("renewals %v, want 3 (the first SVID came with the token)", got)
+	}
+}
+
+// advanceTo moves the clock to due the way time passes: timer by timer (the
+// agent sleeps at most recheckEvery at a time), each firing before the next
+// is set.
+func advanceTo(t *testing.T, clock *agenttest.Clock, due time.Time) {
+	t.Helper()
+	for clock.Now().Before(due) {
+		next := clock.Now().Add(recheckEvery)
+		if next.After(due) {
+			next = due
+		}
+		clock.Advance(next)
+		if clock.Now().Before(due) {
+			clock.NextTimer(t)
+		}
+	}
+}
+
+// F8: the wall clock jumps forward past the renewal time while the agent
+// sleeps (a host resumed, an NTP step). Its timers run on the monotonic
+// clock, which did not see the jump; the agent still renews within
+// recheckEvery of the jump, before the SVID expires.
+func TestRunRenewsAfterClockJump(t *testing.T) {
+	clock := agenttest.NewClock(time.Now())
+	srv := startServer(t, clock.Now)
+	a, err := New(srv.config(t, clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	updated := a.Updated()
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case <-updated:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no SVID at start")
+	}
+	svid, _ := a.GetX509SVID()
+	leaf := svid.Certificates[0]
+	clock.NextTimer(t) // the agent sleeps
+	// Jump to five minutes before expiry: well past the renewal time.
+	jump := leaf.NotAfter.Add(-5 * time.Minute).Sub(clock.Now())
+	if due := a.RenewAt(); !leaf.NotAfter.Add(-5 * time.Minute).After(due) {
+		t.Fatalf("test setup: renewal due %v is not before the jump's target", due)
+	}
+	updated = a.Updated()
+	clock.Jump(jump)
+	// One minute of monotonic time passes: a timer set for the renewal time
+	// before the jump would still be far away.
+	clock.Advance(clock.Now().Add(recheckEvery))
+	select {
+	case <-updated:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no renewal within %v of a clock jump to %v before expiry", recheckEvery, leaf.NotAfter.Sub(clock.Now()))
+	}
+	next, _ := a.GetX509SVID()
+	if next.Certificates[0].Equal(leaf) || !clock.Now().Before(leaf.NotAfter) {
+		t.Fatal("not renewed before expiry")
 	}
 }

@@ -242,6 +242,7 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.Float64Var(&cfg.limits.StreamRate, "stream-rate", lim.StreamRate, "new streams admitted per second on each gRPC port: a reconnect storm beyond --stream-burst waits for its turn, up to 10s, rather than being refused")
 	fs.IntVar(&cfg.limits.StreamBurst, "stream-burst", lim.StreamBurst, "new streams admitted at once before --stream-rate paces them")
 	fs.IntVar(&cfg.limits.MaxRecvMsgSize, "max-message-bytes", lim.MaxRecvMsgSize, "largest message a client may send (a stream's first message, before it is identified, at most 1 MiB)")
+	fs.IntVar(&cfg.maxResponseBytes, "max-response-bytes", server.DefaultMaxResponseBytes, "most bytes of resources in one state-of-the-world xDS response: endpoints and routes past it come in further responses; listeners, clusters or one resource over it are sent whole, logged and counted (negative: no bound)")
 	fs.IntVar(&cfg.maxViews, "max-views", server.DefaultMaxViews, "most views (role, cluster, network, locality, labels) rendered at once; a stream that needs one more is refused")
 	fs.Var(&cfg.kube.members, "member", "a Kubernetes member cluster: name=N,network=NET,kubeconfig=FILE[,context=C][,region=R][,zone=Z] (repeatable)")
 	fs.StringVar(&cfg.kube.secretsNamespace, "member-secrets-namespace", "", "watch member-cluster Secrets in this namespace of the control plane's cluster")

@@ -47,6 +47,7 @@ type serveConfig struct {
 	identityClusters     []string
 	gatewayIdentities    []string
 	maxViews             int
+	maxResponseBytes     int
 	limits               connguard.Limits // of each gRPC port; zero fields take the defaults
 	kube                 kubeConfig
 	mtlsAddress          string
@@ -91,7 +92,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	srv := server.New(ctx, server.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != "", Trust: trust, MaxViews: cfg.maxViews})
+	srv := server.New(ctx, server.Options{Logger: log, Metrics: xm, Policy: policy, Debounce: cfg.debounce, AwaitPolicyFile: cfg.policy != "", Trust: trust, MaxViews: cfg.maxViews, MaxResponseBytes: cfg.maxResponseBytes})
 
 	// The pipeline takes every ClusterSet from the sources through the
 	// policy file's topology check and gateway health to srv's views.

@@ -73,6 +73,9 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	if p.Namespace == "" {
+		return fmt.Sprintf("%s %s: %s", p.Kind, p.Name, p.Message)
+	}
 	return fmt.Sprintf("%s %s/%s: %s", p.Kind, p.Namespace, p.Name, p.Message)
 }
 
@@ -222,19 +225,10 @@ func endpoints(cfg MemberConfig, k discovery.ServiceKey, ss []*discoveryv1.Endpo
 				problem("EndpointSlice", s.Namespace, s.Name, "family_mismatch", "address %s is not of the slice's type %s; skipped", addr, s.AddressType)
 				continue
 			}
-			ep := discovery.Endpoint{
-				Address:     addr.String(),
-				Ports:       ports,
-				Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
-				Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
-				Locality:    cfg.Locality,
-			}
+			ep := discovery.Endpoint{Address: addr.String(), Ports: ports, Locality: cfg.Locality}
+			ep.Ready, ep.Serving, ep.Terminating = conditions(e.Conditions)
 			if e.Hostname != nil {
 				ep.Hostname = *e.Hostname
-			}
-			ep.Serving = ep.Ready
-			if e.Conditions.Serving != nil {
-				ep.Serving = *e.Conditions.Serving
 			}
 			if e.NodeName != nil {
 				if n, ok := o.Nodes[*e.NodeName]; ok {
@@ -264,6 +258,27 @@ func endpoints(cfg MemberConfig, k discovery.ServiceKey, ss []*discoveryv1.Endpo
 	}
 	slices.SortFunc(out, func(a, b discovery.Endpoint) int { return cmp.Compare(a.Address, b.Address) })
 	return out
+}
+
+// conditions reads an endpoint's conditions, unset ones as the
+// discovery.k8s.io/v1 API says (EndpointConditions): a nil terminating is
+// false; a nil ready is true, but "an endpoint should be marked ready if it
+// is serving and not terminating" (and before Kubernetes 1.26 "ready should
+// never be true for terminating endpoints"), so a terminating endpoint with
+// no ready condition is not ready; a nil serving is true, unless ready is
+// set, which it then follows (the 1.20-1.25 wording: "defer to the ready
+// condition"). A terminating endpoint that says nothing else drains.
+func conditions(c discoveryv1.EndpointConditions) (ready, serving, terminating bool) {
+	terminating = c.Terminating != nil && *c.Terminating
+	ready = !terminating
+	if c.Ready != nil {
+		ready = *c.Ready
+	}
+	serving = c.Ready == nil || ready
+	if c.Serving != nil {
+		serving = *c.Serving
+	}
+	return ready, serving, terminating
 }
 
 // peerAddresses reads a gateway Service's AnnotationPeerAddresses: the

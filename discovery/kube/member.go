@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,8 @@ type Member struct {
 	// the others.
 	gen  uint64
 	last *memberSnapshot
+	// apiProblems are resources the member does not serve (watchError).
+	apiProblems map[cache.SharedIndexInformer]apiProblem
 	// builds and snapshots count Build calls and Snapshot calls (tests).
 	builds, snapshots int
 }
@@ -163,6 +166,11 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	}
 	m.exports = m.mcsFactory.Multicluster().V1beta1().ServiceExports().Informer()
 	m.imports = m.mcsFactory.Multicluster().V1beta1().ServiceImports().Informer()
+	for inf, gvr := range m.resources() {
+		if err := inf.SetWatchErrorHandlerWithContext(m.watchError(inf, gvr)); err != nil {
+			return nil, err
+		}
+	}
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { m.touch() },
 		UpdateFunc: func(any, any) { m.touch() },
@@ -178,6 +186,104 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 
 func (m *Member) informers() []cache.SharedIndexInformer {
 	return []cache.SharedIndexInformer{m.services, m.slices, m.nodes, m.namespaces, m.pods, m.exports, m.imports}
+}
+
+// resources maps each informer to the API resource (and version) it lists.
+func (m *Member) resources() map[cache.SharedIndexInformer]schema.GroupVersionResource {
+	mcs := mcsv1beta1.SchemeGroupVersion
+	return map[cache.SharedIndexInformer]schema.GroupVersionResource{
+		m.services:   corev1.SchemeGroupVersion.WithResource("services"),
+		m.slices:     discoveryv1.SchemeGroupVersion.WithResource("endpointslices"),
+		m.nodes:      corev1.SchemeGroupVersion.WithResource("nodes"),
+		m.namespaces: corev1.SchemeGroupVersion.WithResource("namespaces"),
+		m.pods:       corev1.SchemeGroupVersion.WithResource("pods"),
+		m.exports:    mcs.WithResource("serviceexports"),
+		m.imports:    mcs.WithResource("serviceimports"),
+	}
+}
+
+// ReasonAPINotServed is the Problem reason of a resource the member's API
+// server does not serve at the version Horizon reads (an older or newer
+// cluster, MCS CRDs of another version).
+const ReasonAPINotServed = "api_version_not_served"
+
+// apiProblem is a resource an informer cannot list, and the informer's
+// resource version when that was seen: a later successful list changes it.
+type apiProblem struct {
+	problem Problem
+	rv      string
+}
+
+// watchError keeps client-go's handling of a failed list or watch, and names
+// a resource the member does not serve, with the versions it does serve the
+// resource at, as a Problem: logged, counted in horizon_kube_invalid_objects
+// until a list succeeds. A member that never listed it waits (the Source
+// publishes no view without it); what an informer listed before keeps
+// serving.
+func (m *Member) watchError(inf cache.SharedIndexInformer, gvr schema.GroupVersionResource) cache.WatchErrorHandlerWithContext {
+	return func(ctx context.Context, r *cache.Reflector, err error) {
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+		if !apierrors.IsNotFound(err) {
+			return
+		}
+		msg := fmt.Sprintf("the member's API server does not serve %s at %s (%s); Horizon reads this version", gvr.Resource, gvr.GroupVersion(), m.servedVersions(gvr))
+		p := Problem{Kind: "APIResource", Name: gvr.Resource + "." + gvr.GroupVersion().String(), Reason: ReasonAPINotServed, Message: msg}
+		m.mu.Lock()
+		if m.apiProblems == nil {
+			m.apiProblems = map[cache.SharedIndexInformer]apiProblem{}
+		}
+		old, known := m.apiProblems[inf]
+		m.apiProblems[inf] = apiProblem{problem: p, rv: inf.LastSyncResourceVersion()}
+		m.mu.Unlock()
+		if !known || old.problem != p {
+			m.log.Error("member cluster does not serve a resource Horizon reads; the member waits for it", "resource", gvr.String(), "detail", msg)
+			m.notify()
+		}
+	}
+}
+
+// servedVersions says at which versions the member serves a resource.
+func (m *Member) servedVersions(gvr schema.GroupVersionResource) string {
+	groups, err := m.kube.Discovery().ServerGroups()
+	if err != nil {
+		return "cannot list its API groups: " + err.Error()
+	}
+	var vs []string
+	for _, g := range groups.Groups {
+		if g.Name != gvr.Group {
+			continue
+		}
+		for _, v := range g.Versions {
+			list, err := m.kube.Discovery().ServerResourcesForGroupVersion(v.GroupVersion)
+			if err != nil {
+				continue
+			}
+			if slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == gvr.Resource }) {
+				vs = append(vs, v.Version)
+			}
+		}
+	}
+	if len(vs) == 0 {
+		return fmt.Sprintf("it serves %s at no version", gvr.Resource)
+	}
+	return fmt.Sprintf("it serves %s at %s", gvr.Resource, strings.Join(vs, ", "))
+}
+
+// APIProblems are the resources the member does not serve at the version
+// Horizon reads, sorted; a resource drops out once its informer lists it.
+func (m *Member) APIProblems() []Problem {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Problem
+	for inf, ap := range m.apiProblems {
+		if inf.LastSyncResourceVersion() != ap.rv {
+			delete(m.apiProblems, inf)
+			continue
+		}
+		out = append(out, ap.problem)
+	}
+	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // trimPod replaces a Pod with the fields Horizon uses.

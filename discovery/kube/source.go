@@ -215,14 +215,16 @@ func (s *Source) publish() {
 			staleFor = time.Since(m.StaleSince())
 		}
 		s.metrics.setState(name, st, m.LastEvent(), staleFor)
+		apiProblems := m.APIProblems()
 		if !m.HasSynced() {
+			s.reportProblems(name, apiProblems)
 			if sl.initial {
 				waiting = append(waiting, name)
 			}
 			continue
 		}
 		c, problems, lag := m.Snapshot()
-		s.reportProblems(name, problems)
+		s.reportProblems(name, append(slices.Clip(problems), apiProblems...))
 		if lag > 0 {
 			s.metrics.lag(name, lag)
 		}

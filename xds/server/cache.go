@@ -16,6 +16,8 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/horizonmesh/horizon/discovery"
@@ -41,6 +43,9 @@ type Cache struct {
 	// maxViews bounds len(views) (0: no bound); rlog logs refusals.
 	maxViews int
 	rlog     *ratelog.Logger
+	// maxResponseBytes bounds a state-of-the-world response (0: no bound):
+	// see sotwResponse.
+	maxResponseBytes int
 
 	mu sync.Mutex
 	cs *discovery.ClusterSet
@@ -186,8 +191,8 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 			known, first = current, false
 		}
 	}
-	if resp := sotwResponse(ts, req, sub, known, first); resp != nil {
-		c.send(ch, resp)
+	if resp := sotwResponse(ts, req, sub, known, first, c.maxResponseBytes); resp != nil {
+		c.sendSotw(ch, resp)
 		return func() {}, nil
 	}
 	c.nextID++
@@ -211,7 +216,7 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	// Envoy waits for the first answer to a wildcard subscription, even an
 	// empty one, before it finishes initialising.
 	force := sub.IsWildcard() && req.GetResponseNonce() == ""
-	if resp := deltaResponse(ts, req, sub, force); resp != nil {
+	if resp := deltaResponse(ts, req, sub, force, c.maxResponseBytes); resp != nil {
 		c.sendDelta(ch, resp)
 		return func() {}, nil
 	}
@@ -241,7 +246,25 @@ func (c *Cache) send(ch chan cachev3.Response, r cachev3.Response) {
 	}
 }
 
+// sendSotw sends r, counting and logging a response over maxResponseBytes
+// that could not be split (see sotwResponse).
+func (c *Cache) sendSotw(ch chan cachev3.Response, r *sotwResp) {
+	if c.maxResponseBytes > 0 && r.bytes > c.maxResponseBytes {
+		typ := xds.ShortType(r.req.GetTypeUrl())
+		c.metrics.oversize(r.req.GetTypeUrl())
+		c.rlog.Warn("oversize:"+typ, "response larger than the maximum sent whole: its type or its largest resource cannot be split; clients with a smaller receive limit refuse it",
+			"type", typ, "bytes", r.bytes, "limit", c.maxResponseBytes, "resources", len(r.resources))
+	}
+	c.send(ch, r)
+}
+
 func (c *Cache) sendDelta(ch chan cachev3.DeltaResponse, r cachev3.DeltaResponse) {
+	if d, ok := r.(*deltaResp); ok && c.maxResponseBytes > 0 && d.bytes > c.maxResponseBytes {
+		typ := xds.ShortType(d.req.GetTypeUrl())
+		c.metrics.oversize(d.req.GetTypeUrl())
+		c.rlog.Warn("oversize:"+typ, "response larger than the maximum sent whole: its type or its largest resource cannot be split; clients with a smaller receive limit refuse it",
+			"type", typ, "bytes", d.bytes, "limit", c.maxResponseBytes, "resources", len(d.resources))
+	}
 	select {
 	case ch <- r:
 	default:
@@ -277,7 +300,15 @@ func currentVersions(ts *typeState, sub cachev3.Subscription) map[string]string 
 // receive, or nil. Listeners and clusters are sent in full whenever anything
 // changed; other types carry only what changed. force answers a client's
 // first request even when there is nothing (it waits for an answer).
-func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription, known map[string]string, force bool) cachev3.Response {
+//
+// budget (0: none) bounds the bytes of the resources one response carries.
+// Endpoints and routes may come in several responses (the protocol lets a
+// SotW response of those types carry a subset; the client keeps what it is
+// not sent): past the budget, the rest waits for the client's next request,
+// which this function answers with the next part, and so on. Listeners and
+// clusters must come whole, and one resource cannot be cut: a response over
+// the budget for those reasons is sent whole, and sendSotw reports it.
+func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription, known map[string]string, force bool, budget int) *sotwResp {
 	if !force && holdsCurrent(ts, sub, known) {
 		return nil // the common case, every ACK: nothing to compute or allocate
 	}
@@ -324,8 +355,17 @@ func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription,
 		slices.Sort(send)
 	}
 	resources := make([]*anypb.Any, 0, len(send))
-	for _, n := range send {
-		resources = append(resources, ts.entries[n].any)
+	size := 0
+	var later []string // past the budget: sent after the client's next request
+	for i, n := range send {
+		a := ts.entries[n].any
+		sz := anyFieldSize(a)
+		if budget > 0 && !full && i > 0 && size+sz > budget {
+			later = send[i:]
+			break
+		}
+		size += sz
+		resources = append(resources, a)
 	}
 	// A client that holds every resource holds the state ts.version names
 	// (newTypeState hashes the same way): no need to hash it again.
@@ -333,7 +373,27 @@ func sotwResponse(ts *typeState, req *cachev3.Request, sub cachev3.Subscription,
 	if len(current) != len(ts.entries) {
 		version = stateVersion(current)
 	}
-	return &sotwResp{req: req, version: version, resources: resources, returned: current}
+	returned := current
+	if later != nil {
+		// The client holds the versions it knew of what it is not sent yet.
+		returned = maps.Clone(current)
+		for _, n := range later {
+			if v, ok := known[n]; ok {
+				returned[n] = v
+			} else {
+				delete(returned, n)
+			}
+		}
+		version = stateVersion(returned)
+	}
+	return &sotwResp{req: req, version: version, resources: resources, returned: returned, bytes: size}
+}
+
+// anyFieldSize is the bytes a resource takes in a DiscoveryResponse: its Any
+// and the field's tag and length.
+func anyFieldSize(a *anypb.Any) int {
+	n := protowire.SizeBytes(len(a.GetTypeUrl())) + protowire.SizeBytes(len(a.GetValue())) + 2
+	return protowire.SizeBytes(n) + 1
 }
 
 // holdsCurrent reports whether a client holding known holds exactly the
@@ -365,7 +425,7 @@ func holdsCurrent(ts *typeState, sub cachev3.Subscription, known map[string]stri
 	return covered == len(known)
 }
 
-func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, force bool) cachev3.DeltaResponse {
+func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, force bool, budget int) cachev3.DeltaResponse {
 	known := sub.ReturnedResources()
 	if !force && holdsCurrent(ts, sub, known) {
 		return nil
@@ -402,26 +462,36 @@ func deltaResponse(ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscri
 	}
 	slices.Sort(changed)
 	slices.Sort(removed)
-	return newDeltaResp(ts, req, known, changed, removed)
+	return newDeltaResp(ts, req, known, changed, removed, budget)
 }
 
 // newDeltaResp answers a client holding known with the changed resources
 // and the removed names (both sorted), and the state it holds after it.
-func newDeltaResp(ts *typeState, req *cachev3.DeltaRequest, known map[string]string, changed, removed []string) *deltaResp {
+// newDeltaResp sends changed and removed to a client holding known. budget
+// (0: none) bounds the bytes of the resources it carries, at least one: a
+// delta response may carry any subset, and the client's next request gets
+// the rest (what it holds says what is still owed).
+func newDeltaResp(ts *typeState, req *cachev3.DeltaRequest, known map[string]string, changed, removed []string, budget int) *deltaResp {
 	returned := maps.Clone(known)
 	if returned == nil {
 		returned = map[string]string{}
 	}
 	resources := make([]*discoverypb.Resource, 0, len(changed))
+	size := 0
 	for _, n := range changed {
 		e := ts.entries[n]
+		sz := proto.Size(e.delta) + 4 // the field's tag and length
+		if budget > 0 && len(resources) > 0 && size+sz > budget {
+			break
+		}
+		size += sz
 		resources = append(resources, e.delta)
 		returned[n] = e.version
 	}
 	for _, n := range removed {
 		delete(returned, n)
 	}
-	return &deltaResp{req: req, version: ts.version, resources: resources, removed: removed, returned: returned}
+	return &deltaResp{req: req, version: ts.version, resources: resources, removed: removed, returned: returned, bytes: size}
 }
 
 // Update renders every view from a new ClusterSet and answers the watches
@@ -512,8 +582,8 @@ func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
 			if w.req.GetTypeUrl() != typeURL || (old != nil && !coversAny(w.sub, diff)) {
 				continue
 			}
-			if resp := sotwResponse(ts, w.req, w.sub, w.known, false); resp != nil {
-				c.send(w.ch, resp)
+			if resp := sotwResponse(ts, w.req, w.sub, w.known, false, c.maxResponseBytes); resp != nil {
+				c.sendSotw(w.ch, resp)
 				delete(v.sotw, id)
 			}
 		}
@@ -523,9 +593,9 @@ func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
 			}
 			var resp cachev3.DeltaResponse
 			if old != nil {
-				resp = deltaResponseAfter(diff, ts, w.req, w.sub)
+				resp = deltaResponseAfter(diff, ts, w.req, w.sub, c.maxResponseBytes)
 			} else {
-				resp = deltaResponse(ts, w.req, w.sub, false)
+				resp = deltaResponse(ts, w.req, w.sub, false, c.maxResponseBytes)
 			}
 			if resp != nil {
 				c.sendDelta(w.ch, resp)
@@ -575,7 +645,7 @@ func coversAny(sub cachev3.Subscription, names []string) bool {
 // what its subscription covered of the old state (a watch waits only then,
 // see holdsCurrent), so only the changed names can be owed, and the work
 // is proportional to them instead of to the subscription.
-func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription) cachev3.DeltaResponse {
+func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest, sub cachev3.Subscription, budget int) cachev3.DeltaResponse {
 	known := sub.ReturnedResources()
 	subscribed, wildcard := sub.SubscribedResources(), sub.IsWildcard()
 	var changed, removed []string
@@ -593,7 +663,7 @@ func deltaResponseAfter(diff []string, ts *typeState, req *cachev3.DeltaRequest,
 	if len(changed) == 0 && len(removed) == 0 {
 		return nil
 	}
-	return newDeltaResp(ts, req, known, changed, removed)
+	return newDeltaResp(ts, req, known, changed, removed, budget)
 }
 
 // Evict drops views nobody has asked for since before, and that no watch
@@ -655,6 +725,7 @@ type sotwResp struct {
 	version   string
 	resources []*anypb.Any
 	returned  map[string]string
+	bytes     int // of the resources, as encoded in the response
 }
 
 func (r *sotwResp) GetDiscoveryResponse() (*discoverypb.DiscoveryResponse, error) {
@@ -673,6 +744,7 @@ type deltaResp struct {
 	resources []*discoverypb.Resource
 	removed   []string
 	returned  map[string]string
+	bytes     int // of the resources, as encoded in the response
 }
 
 func (r *deltaResp) GetDeltaDiscoveryResponse() (*discoverypb.DeltaDiscoveryResponse, error) {

@@ -149,8 +149,9 @@ func TestResponseAfterDiffIsExact(t *testing.T) {
 		sub.SetReturnedResources(known)
 		req := &cachev3.DeltaRequest{TypeUrl: xds.TypeURLs[1]}
 		diff := changedNames(old, cur)
-		full := deltaResponse(cur, req, &sub, false)
-		fast := deltaResponseAfter(diff, cur, req, &sub)
+		budget := []int{0, 0, 12, 30}[rng.IntN(4)] // a resource here takes about 10 bytes
+		full := deltaResponse(cur, req, &sub, false, budget)
+		fast := deltaResponseAfter(diff, cur, req, &sub, budget)
 		if (full == nil) != (fast == nil) {
 			t.Fatalf("case %d: full %v, from the diff %v (subscribed %v, known %v, diff %v)", i, full, fast, subscribed, known, diff)
 		}
@@ -170,7 +171,7 @@ func TestResponseAfterDiffIsExact(t *testing.T) {
 		ssub := streamv3.NewSotwSubscription(subscribed, true)
 		sknown := currentVersions(old, &ssub)
 		ssub.SetReturnedResources(sknown)
-		if !coversAny(&ssub, diff) && sotwResponse(cur, &cachev3.Request{TypeUrl: xds.TypeURLs[1]}, &ssub, sknown, false) != nil {
+		if !coversAny(&ssub, diff) && sotwResponse(cur, &cachev3.Request{TypeUrl: xds.TypeURLs[1]}, &ssub, sknown, false, 0) != nil {
 			t.Fatalf("case %d: a state-of-the-world watch covering none of %v is owed a response", i, diff)
 		}
 	}
@@ -213,22 +214,31 @@ func TestSotwResponseMatchesReference(t *testing.T) {
 		sub.SetReturnedResources(known)
 		req := &cachev3.Request{TypeUrl: ts.typeURL}
 		force := rng.IntN(4) == 0
-		got, want := sotwResponse(ts, req, &sub, known, force), sotwReference(ts, req, &sub, known, force)
+		budget := []int{0, 0, 60, 130, 200}[rng.IntN(5)] // a resource takes about 60 bytes
+		got, want := sotwResponse(ts, req, &sub, known, force, budget), sotwReference(ts, req, &sub, known, force, budget)
 		if (got == nil) != (want == nil) {
 			t.Fatalf("case %d: got %v, want %v", i, got, want)
 		}
 		if got == nil {
 			continue
 		}
-		g, w := got.(*sotwResp), want.(*sotwResp)
+		g, w := got, want
+		if g.bytes != w.bytes {
+			t.Fatalf("case %d: %d bytes, want %d", i, g.bytes, w.bytes)
+		}
+		if budget > 0 && !cachev3.ResourceRequiresFullStateInSotw(ts.typeURL) && len(g.resources) > 1 && g.bytes > budget {
+			t.Fatalf("case %d: %d bytes of %s over the budget %d", i, g.bytes, ts.typeURL, budget)
+		}
 		if g.version != w.version || !maps.Equal(g.returned, w.returned) || !slices.EqualFunc(g.resources, w.resources, func(a, b *anypb.Any) bool { return a == b }) {
 			t.Fatalf("case %d (subscribed %v, known %v, force %v, %s): got %s %v, want %s %v", i, subscribed, known, force, ts.typeURL, g.version, g.returned, w.version, w.returned)
 		}
 	}
 }
 
-// sotwReference is the state-of-the-world response computed plainly.
-func sotwReference(ts *typeState, req *cachev3.Request, sub cachev3.Subscription, known map[string]string, force bool) cachev3.Response {
+// sotwReference is the state-of-the-world response computed plainly: what
+// fits the budget is sent (at least one resource; listeners and clusters
+// whole), and the client holds, of the rest, what it knew.
+func sotwReference(ts *typeState, req *cachev3.Request, sub cachev3.Subscription, known map[string]string, force bool, budget int) *sotwResp {
 	names := subscribedNames(ts, sub)
 	current := map[string]string{}
 	var changed []string
@@ -256,8 +266,25 @@ func sotwReference(ts *typeState, req *cachev3.Request, sub cachev3.Subscription
 		send = names
 	}
 	var resources []*anypb.Any
+	size := 0
+	sent := map[string]bool{}
 	for _, n := range send {
+		sz := anyFieldSize(ts.entries[n].any)
+		if budget > 0 && !full && len(resources) > 0 && size+sz > budget {
+			break
+		}
+		size += sz
+		sent[n] = true
 		resources = append(resources, ts.entries[n].any)
 	}
-	return &sotwResp{req: req, version: stateVersion(current), resources: resources, returned: current}
+	returned := map[string]string{}
+	for _, n := range names {
+		switch v, ok := known[n]; {
+		case sent[n] || !slices.Contains(send, n):
+			returned[n] = current[n]
+		case ok:
+			returned[n] = v
+		}
+	}
+	return &sotwResp{req: req, version: stateVersion(returned), resources: resources, returned: returned, bytes: size}
 }

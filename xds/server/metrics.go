@@ -22,6 +22,7 @@ type Metrics struct {
 	buildErrors    prometheus.Counter
 	dropped        prometheus.Counter
 	clusterSetInfo *prometheus.GaugeVec
+	oversized      *prometheus.CounterVec
 }
 
 // NewMetrics registers the xDS metrics with reg.
@@ -66,6 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_xds_clusterset_info", Help: "The ClusterSet version being served (value 1).",
 		}, []string{"version"}),
 	}
+	m.oversized = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "horizon_xds_oversize_responses_total", Help: "State-of-the-world responses sent larger than --max-response-bytes because they could not be split (listeners, clusters, or one resource over it), by resource type (cds, eds, lds, rds, other).",
+	}, []string{"type"})
+	reg.MustRegister(m.oversized)
 	reg.MustRegister(m.connected, m.pushes, m.pushBytes, m.nacks, m.rejected, m.clamped, m.translate, m.push, m.views, m.buildErrors, m.dropped, m.clusterSetInfo)
 	return m
 }
@@ -130,5 +135,11 @@ func (m *Metrics) buildError() {
 func (m *Metrics) droppedResponse() {
 	if m != nil {
 		m.dropped.Inc()
+	}
+}
+
+func (m *Metrics) oversize(typeURL string) {
+	if m != nil {
+		m.oversized.WithLabelValues(discovery.XDSTypeName(typeURL)).Inc()
 	}
 }

@@ -61,6 +61,13 @@ type Options struct {
 	// (0 means DefaultMaxViews); a stream that would need one more is
 	// refused with ResourceExhausted.
 	MaxViews int
+	// MaxResponseBytes bounds the resources of one state-of-the-world
+	// response (0 means DefaultMaxResponseBytes, negative: no bound).
+	// Endpoints and routes past it are sent in further responses, and so is
+	// every type over delta xDS; SotW listeners and clusters and single
+	// resources over it are sent whole, logged and counted
+	// (horizon_xds_oversize_responses_total).
+	MaxResponseBytes int
 }
 
 // Limits on what one stream's node may make the server hold.
@@ -69,6 +76,9 @@ const (
 	// localities each with sidecars, gateways and proxyless clients in
 	// each, and a few label values ranked by a policy.
 	DefaultMaxViews = 4096
+	// DefaultMaxResponseBytes keeps a response within grpc-go's default
+	// receive limit (4 MiB), with room for the envelope.
+	DefaultMaxResponseBytes = 4<<20 - 64<<10
 	// MaxNodeBytes bounds a node's encoded size (id, metadata, locality,
 	// everything Envoy sends). Envoy's own nodes are a few KiB.
 	MaxNodeBytes = 64 << 10
@@ -129,6 +139,12 @@ func New(ctx context.Context, o Options) *Server {
 	}
 	s.cache = newCache(o.Logger, o.Metrics, s.render)
 	s.cache.maxViews = o.MaxViews
+	switch {
+	case o.MaxResponseBytes == 0:
+		s.cache.maxResponseBytes = DefaultMaxResponseBytes
+	case o.MaxResponseBytes > 0:
+		s.cache.maxResponseBytes = o.MaxResponseBytes
+	}
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
 }

@@ -66,6 +66,18 @@ func (c *Clock) Advance(t time.Time) {
 	c.timers = kept
 }
 
+// Jump moves the wall clock by d without firing any timer, the way a host
+// resumed from suspend or an NTP step moves it: timers run on the monotonic
+// clock, which did not see the jump, so each deadline moves by d too.
+func (c *Clock) Jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for i := range c.timers {
+		c.timers[i].at = c.timers[i].at.Add(d)
+	}
+}
+
 // NextTimer waits (in real time, up to 10s) for a timer to be set and
 // returns its deadline.
 func (c *Clock) NextTimer(t testing.TB) time.Time {

@@ -78,6 +78,10 @@ type Options struct {
 	// ServiceAccount tokens (TokenRequest) like every envtest apiserver: the
 	// issuer is its own URL and the signing key is in its certificate folder.
 	ReachableFromPods bool
+	// RuntimeConfig is kube-apiserver's --runtime-config: API versions to
+	// turn on or off ("discovery.k8s.io/v1=false" makes a member that does
+	// not serve EndpointSlices at v1, as a cluster before 1.21).
+	RuntimeConfig string
 }
 
 // Start starts one member cluster per name, in parallel, and stops them when
@@ -134,6 +138,9 @@ func start(name, assets string, crds []*apiextensionsv1.CustomResourceDefinition
 	api.CertDir = filepath.Join(dir, "apiserver")
 	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
 		return nil, err
+	}
+	if o.RuntimeConfig != "" {
+		api.Configure().Set("runtime-config", o.RuntimeConfig)
 	}
 	if o.ReachableFromPods {
 		// envtest picks a port only when it also picks the (loopback)
