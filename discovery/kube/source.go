@@ -15,9 +15,11 @@ import (
 // Source merges every member cluster into ClusterSet snapshots. Members are
 // added, replaced and removed at run time (Set, Remove); Run starts their
 // watchers and owns them. It publishes nothing until every member configured
-// before the first publish has synced, so a fresh replica never serves a
-// ClusterSet that lacks one of them; members added later join once they have
-// synced. A stale member keeps its last known state.
+// before the first publish has synced, or, with a StateStore, has a valid
+// persisted state and has not synced within SyncWait: then it is served from
+// that state, marked stale, until it syncs. So a fresh replica never serves
+// a ClusterSet that lacks one of them; members added later join once they
+// have synced. A stale member keeps its last known state.
 type Source struct {
 	log      *slog.Logger
 	metrics  *Metrics
@@ -25,6 +27,13 @@ type Source struct {
 	onChange func()
 	staleTTL time.Duration
 	kick     chan struct{} // a member or the configuration changed
+	// The persisted state: where (nil: off), whose, how long a member
+	// may take to sync before it is served from it.
+	state       StateStore
+	trustDomain string
+	syncWait    time.Duration
+	persist     *persister
+	started     time.Time // when Run started
 
 	mu        sync.Mutex
 	slots     map[string]*slot
@@ -43,8 +52,24 @@ type SourceOptions struct {
 	// namespace, an edited import): the MCS controller listens to it.
 	OnChange func()
 	// StaleTTL, when set, drops the endpoints of a member that has been stale
-	// that long; 0 keeps them forever.
+	// that long; 0 keeps them forever. A member served from its persisted
+	// state is stale since the state's save time.
 	StaleTTL time.Duration
+	// State, when set, keeps each live member's state (debounced) and
+	// serves a member configured at start that has not synced within
+	// SyncWait from its persisted state, if it has a valid one.
+	State StateStore
+	// TrustDomain is recorded in persisted states; a state of another
+	// trust domain is refused.
+	TrustDomain string
+	// SyncWait is how long a member configured at start may take to sync
+	// before it is served from its persisted state (0: DefaultSyncWait).
+	SyncWait time.Duration
+	// StateDebounce spaces a member's saves (0: DefaultStateDebounce);
+	// StateRefresh re-saves an unchanged live member this often, so that
+	// its save time says when it was last known current (0:
+	// DefaultStateRefresh).
+	StateDebounce, StateRefresh time.Duration
 }
 
 // NewSource returns a Source with no members.
@@ -53,10 +78,18 @@ func NewSource(o SourceOptions) *Source {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{
+	s := &Source{
 		log: log, metrics: o.Metrics, onUpdate: o.OnUpdate, onChange: o.OnChange, staleTTL: o.StaleTTL,
 		kick: make(chan struct{}, 1), slots: map[string]*slot{}, problems: map[string]map[string]bool{},
+		state: o.State, trustDomain: o.TrustDomain, syncWait: cmp.Or(o.SyncWait, DefaultSyncWait),
 	}
+	if o.State != nil {
+		s.persist = &persister{
+			store: o.State, log: log, metrics: o.Metrics, trustDomain: o.TrustDomain,
+			debounce: cmp.Or(o.StateDebounce, DefaultStateDebounce), refresh: cmp.Or(o.StateRefresh, DefaultStateRefresh),
+		}
+	}
+	return s
 }
 
 // slot is one configured member: the member serving it, and during a
@@ -64,6 +97,10 @@ func NewSource(o SourceOptions) *Source {
 type slot struct {
 	cur, next *running
 	initial   bool // configured before the first publish
+	// persisted is the state served while an initial member has not
+	// synced; loaded says the store was asked for it.
+	persisted *MemberState
+	loaded    bool
 }
 
 // running is a member and, once Run has started its watcher, the means to
@@ -84,6 +121,9 @@ type MemberStatus struct {
 	StaleSince time.Time `json:"stale_since,omitzero"`
 	Endpoints  int       `json:"endpoints"`
 	Rotating   bool      `json:"rotating,omitempty"`
+	// PersistedAt is the save time of the persisted state the member is
+	// served from (State persisted).
+	PersistedAt time.Time `json:"persisted_at,omitzero"`
 }
 
 func (s *Source) nudge() {
@@ -177,6 +217,12 @@ func (s *Source) stopLocked(r *running) {
 func (s *Source) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	s.mu.Lock()
+	s.started = time.Now()
+	s.mu.Unlock()
+	if s.persist != nil {
+		wg.Go(func() { s.persist.run(ctx) })
+	}
 	s.start(ctx, &wg)
 
 	ttl := time.NewTicker(time.Second)
@@ -206,6 +252,7 @@ func (s *Source) publish() {
 		}
 	}
 	var clusters []discovery.Cluster
+	var live []liveMember
 	waiting := []string{}
 	for name, sl := range s.slots {
 		m := sl.cur.m
@@ -214,12 +261,21 @@ func (s *Source) publish() {
 		if st == Stale {
 			staleFor = time.Since(m.StaleSince())
 		}
-		s.metrics.setState(name, st, m.LastEvent(), staleFor)
 		if !m.HasSynced() {
+			if ps := s.persistedLocked(name, sl); ps != nil {
+				clusters = append(clusters, s.fromPersisted(name, ps, m.LastEvent()))
+				continue
+			}
+			s.metrics.setState(name, st, m.LastEvent(), staleFor)
 			if sl.initial {
 				waiting = append(waiting, name)
 			}
 			continue
+		}
+		s.metrics.setState(name, st, m.LastEvent(), staleFor)
+		if sl.persisted != nil {
+			s.log.Info("member cluster synced; its live state replaces the persisted one", "cluster", name)
+			sl.persisted = nil
 		}
 		c, problems, lag := m.Snapshot()
 		s.reportProblems(name, problems)
@@ -234,6 +290,9 @@ func (s *Source) publish() {
 			s.metrics.expired(name)
 		}
 		c.Stale = st == Stale
+		if st == Synced {
+			live = append(live, liveMember{name: name, id: c.Name, server: m.cfg.Rest.Host})
+		}
 		n := 0
 		for _, svc := range c.Services {
 			n += len(svc.Endpoints)
@@ -255,6 +314,7 @@ func (s *Source) publish() {
 		return
 	}
 	if s.published != nil && s.published.Version() == cs.Version() {
+		s.offerState(s.published, live)
 		s.mu.Unlock()
 		if s.onChange != nil {
 			s.onChange()
@@ -262,6 +322,7 @@ func (s *Source) publish() {
 		return
 	}
 	s.published = cs
+	s.offerState(cs, live)
 	s.mu.Unlock()
 	if s.onUpdate != nil {
 		s.onUpdate(cs)
@@ -269,6 +330,65 @@ func (s *Source) publish() {
 	if s.onChange != nil {
 		s.onChange()
 	}
+}
+
+// offerState hands the live members' states to the persister.
+func (s *Source) offerState(cs *discovery.ClusterSet, live []liveMember) {
+	if s.persist != nil {
+		s.persist.put(&stateOffer{cs: cs, live: live, at: time.Now()})
+	}
+}
+
+// persistedLocked returns the persisted state to serve for a member that has
+// not synced: only for a member configured at start, once it has had
+// SyncWait to sync. The store is read once per member; a missing or
+// unusable state is logged once, and the member waits as without a store.
+func (s *Source) persistedLocked(name string, sl *slot) *MemberState {
+	if s.state == nil || !sl.initial || time.Since(s.started) < s.syncWait {
+		return nil
+	}
+	if sl.loaded {
+		return sl.persisted
+	}
+	sl.loaded = true
+	cfg := sl.cur.m.cfg
+	ps, err := s.state.Load(name)
+	if err == nil && ps != nil {
+		err = ps.checkIdentity(cfg.Rest.Host, s.trustDomain, cfg.Network)
+	}
+	switch {
+	case err != nil:
+		s.metrics.stateLoadFailed(stateReason(err))
+		s.log.Warn("member cluster has not synced and its persisted state is refused; waiting for it", "cluster", name, "wait", s.syncWait, "error", err)
+	case ps == nil:
+		s.log.Warn("member cluster has not synced and has no persisted state; waiting for it", "cluster", name, "wait", s.syncWait)
+	default:
+		s.log.Warn("member cluster has not synced; serving its persisted state, marked stale, until it does", "cluster", name, "wait", s.syncWait, "saved", ps.Saved, "origin", ps.Origin)
+		sl.persisted = ps
+	}
+	return sl.persisted
+}
+
+// fromPersisted is a member's part of the ClusterSet from its persisted
+// state: stale since the state was saved, expired past the TTL as a live
+// stale member would be.
+func (s *Source) fromPersisted(name string, ps *MemberState, lastEvent time.Time) discovery.Cluster {
+	c := ps.Cluster.Clone()
+	c.Stale = true
+	staleFor := time.Since(ps.Saved)
+	s.metrics.setState(name, Persisted, lastEvent, staleFor)
+	if s.staleTTL > 0 && staleFor > s.staleTTL {
+		for i := range c.Services {
+			c.Services[i].Endpoints = nil
+		}
+		s.metrics.expired(name)
+	}
+	n := 0
+	for _, svc := range c.Services {
+		n += len(svc.Endpoints)
+	}
+	s.metrics.endpointsSet(name, n)
+	return c
 }
 
 // reportProblems logs problems the first time they are seen and keeps the
@@ -309,7 +429,10 @@ func (s *Source) Members() []MemberStatus {
 			Name: name, ID: m.ID(), Network: m.cfg.Network, Origin: m.cfg.Origin, State: m.State(),
 			LastEvent: m.LastEvent(), StaleSince: m.StaleSince(), Rotating: sl.next != nil,
 		}
-		if !m.HasSynced() {
+		switch {
+		case !m.HasSynced() && sl.persisted != nil:
+			st.State, st.StaleSince, st.PersistedAt = Persisted, sl.persisted.Saved, sl.persisted.Saved
+		case !m.HasSynced():
 			st.State = Syncing
 		}
 		out = append(out, st)
