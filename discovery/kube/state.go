@@ -58,9 +58,9 @@ type StateStore interface {
 // Reasons a persisted state is refused, the label of
 // horizon_kube_state_load_errors_total.
 const (
-	StateCorrupt  = "corrupt"  // not a state document, or an invalid cluster
-	StateVersion  = "version"  // another format
-	StateForeign  = "foreign"  // another member, API server, trust domain or network
+	StateCorrupt  = "corrupt" // not a state document, or an invalid cluster
+	StateVersion  = "version" // another format
+	StateForeign  = "foreign" // another member, API server, trust domain or network
 	StateTooLarge = "too_large"
 	StateIO       = "io"
 )
