@@ -248,6 +248,8 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.StringVar(&cfg.kube.kubeconfig, "kubeconfig", "", "kubeconfig of the control plane's own cluster (default: in-cluster)")
 	fs.BoolVar(&cfg.kube.allowPlugins, "allow-kubeconfig-plugins", false, "accept kubeconfigs whose users run exec or auth-provider plugins")
 	fs.DurationVar(&cfg.kube.staleTTL, "stale-ttl", 0, "drop the endpoints of a member cluster unreachable this long (0: keep them)")
+	fs.StringVar(&cfg.kube.stateDir, "state-dir", "", "keep each member cluster's last known state here (one file per member, rewritten as it changes); a restart while a member's API server is down serves that member from it, marked stale, after --member-sync-wait (\"\": off, a restart waits for every member)")
+	fs.DurationVar(&cfg.kube.syncWait, "member-sync-wait", kube.DefaultSyncWait, "how long a member cluster configured at start may take to sync before it is served from its state in --state-dir")
 	fs.BoolVar(&cfg.kube.mcs, "mcs-controller", true, "write ServiceExport conditions and ServiceImports in the member clusters (one leader at a time)")
 	fs.StringVar(&cfg.kube.clusterSetCIDRs, "clusterset-cidrs", mcs.DefaultCIDR, "ranges ClusterSet IPs are allocated from (at most one IPv4 and one IPv6, comma-separated)")
 	fs.IntVar(&cfg.kube.sliceEndpoints, "mcs-slice-endpoints", mcs.DefaultMaxEndpointsPerSlice, "most endpoints of one MCS EndpointSlice the MCS controller writes in importing members (1-1000)")

@@ -84,6 +84,8 @@ type kubeConfig struct {
 	clusterSetCIDRs  string
 	leaseNamespace   string
 	sliceEndpoints   int // most endpoints of one MCS EndpointSlice
+	stateDir         string        // where members' last known states are kept ("": nowhere)
+	syncWait         time.Duration // how long a member may take to sync before its persisted state is served
 }
 
 func (k *kubeConfig) enabled() bool { return len(k.members) > 0 || k.secretsNamespace != "" }
@@ -162,8 +164,11 @@ type kubeSources struct {
 // sources builds the Kubernetes sources of `horizon serve`: the source
 // publishes each ClusterSet with publish; the MCS controller reads the latest
 // one (every gateway included) with latest.
-func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, publish func(*discovery.ClusterSet), latest func() *discovery.ClusterSet) (*kubeSources, error) {
+func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, trustDomain string, publish func(*discovery.ClusterSet), latest func() *discovery.ClusterSet) (*kubeSources, error) {
 	out := &kubeSources{}
+	if k.syncWait <= 0 {
+		return nil, fmt.Errorf("--member-sync-wait %v: must be positive", k.syncWait)
+	}
 	var source *kube.Source // the MCS controller's members come from it once built
 	members, err := k.memberConfigs()
 	if err != nil {
@@ -198,10 +203,14 @@ func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, publish
 		onChange = controller.Notify
 		out.controller = controller
 	}
-	source = kube.NewSource(kube.SourceOptions{
+	opts := kube.SourceOptions{
 		Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: k.staleTTL, OnChange: onChange,
-		OnUpdate: publish,
-	})
+		OnUpdate: publish, TrustDomain: trustDomain, SyncWait: k.syncWait,
+	}
+	if k.stateDir != "" {
+		opts.State = &kube.FileStore{Dir: k.stateDir}
+	}
+	source = kube.NewSource(opts)
 	reserved := map[string]bool{}
 	for _, m := range members {
 		reserved[m.Name] = true

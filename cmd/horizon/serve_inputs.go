@@ -101,6 +101,9 @@ func printKubeSummary(w io.Writer, k kubeConfig) {
 	if k.secretsNamespace != "" {
 		fmt.Fprintf(w, "  and every member-cluster Secret in namespace %s\n", k.secretsNamespace)
 	}
+	if k.stateDir != "" {
+		fmt.Fprintf(w, "  last known states in %s: a member not synced within %v is served from its state, marked stale\n", k.stateDir, k.syncWait)
+	}
 }
 
 // dialable turns a listen address into one a local client can dial.
