@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -108,7 +109,14 @@ func (p *persister) flush() {
 			continue
 		}
 		s := &MemberState{Member: lm.name, Server: lm.server, TrustDomain: p.trustDomain, Saved: o.at, Cluster: *c}
-		if err := p.store.Save(s); err != nil {
+		err = p.store.Save(s)
+		if errors.Is(err, ErrNotWriter) {
+			// Another replica writes. Try again on a change or after
+			// refresh: a new leader writes within that.
+			p.saved[lm.name] = savedState{sum: sum, at: o.at}
+			continue
+		}
+		if err != nil {
 			p.log.Warn("cannot save a member's state; a restart while it is down would wait for it", "cluster", lm.name, "error", err)
 			p.metrics.stateSaveFailed(lm.name)
 			continue
