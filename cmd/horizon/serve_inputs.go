@@ -101,8 +101,11 @@ func printKubeSummary(w io.Writer, k kubeConfig) {
 	if k.secretsNamespace != "" {
 		fmt.Fprintf(w, "  and every member-cluster Secret in namespace %s\n", k.secretsNamespace)
 	}
-	if k.stateDir != "" {
+	switch {
+	case k.stateDir != "":
 		fmt.Fprintf(w, "  last known states in %s: a member not synced within %v is served from its state, marked stale\n", k.stateDir, k.syncWait)
+	case k.stateNamespace != "":
+		fmt.Fprintf(w, "  last known states in ConfigMaps horizon-state-<member> of namespace %s: a member not synced within %v is served from its state, marked stale\n", k.stateNamespace, k.syncWait)
 	}
 }
 
