@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
@@ -35,16 +39,76 @@ func memberStatus(t *testing.T, h *horizonProcess, name string) (kube.MemberStat
 	return kube.MemberStatus{}, fmt.Errorf("no member %s in %+v", name, members)
 }
 
+// stateStore is where a test's Horizon keeps member states: its flags, how
+// to tell that a member's state is saved, and how to corrupt one (returning
+// the name the error must give).
+type stateStore struct {
+	args    func(cl []*kubetest.Cluster) []string
+	saved   func(t *testing.T, cl []*kubetest.Cluster, member string) error
+	corrupt func(t *testing.T, cl []*kubetest.Cluster, member string) string
+}
+
 // TestE2ERestartWithAMemberDown: the headline fault of issue 20. Horizon
 // restarted while one member's API server is down serves proxies of both
 // members within --member-sync-wait plus a bound, the down member from its
 // persisted state (marked persisted, stale); when the API server returns,
-// its live state replaces the persisted one. A corrupt state file is refused
-// with an error naming it, and the member waits as without --state-dir.
+// its live state replaces the persisted one. A corrupt state is refused
+// with an error naming it, and the member waits as without a store. Once
+// with --state-dir, once with --state-namespace (ConfigMaps in east, the
+// control plane's cluster, written by the MCS leader).
 func TestE2ERestartWithAMemberDown(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts two kube-apiservers")
+		t.Skip("starts two kube-apiservers, twice")
 	}
+	corruptJSON := []byte(`{"format":"horizon.member-state/v1","member":"west",`)
+	t.Run("state dir", func(t *testing.T) {
+		dir := t.TempDir()
+		restartWithAMemberDown(t, stateStore{
+			args: func([]*kubetest.Cluster) []string { return []string{"--state-dir", dir} },
+			saved: func(t *testing.T, _ []*kubetest.Cluster, member string) error {
+				_, err := os.Stat(filepath.Join(dir, member+".json"))
+				return err
+			},
+			corrupt: func(t *testing.T, _ []*kubetest.Cluster, member string) string {
+				path := filepath.Join(dir, member+".json")
+				if err := os.WriteFile(path, corruptJSON, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return path
+			},
+		})
+	})
+	t.Run("state ConfigMaps", func(t *testing.T) {
+		restartWithAMemberDown(t, stateStore{
+			args: func(cl []*kubetest.Cluster) []string {
+				return []string{"--state-namespace", "horizon-system", "--kubeconfig", adminKubeconfigFile(t, cl[0].Config),
+					"--leader-election-namespace", "horizon-system"}
+			},
+			saved: func(t *testing.T, cl []*kubetest.Cluster, member string) error {
+				_, err := cl[0].Kube.CoreV1().ConfigMaps("horizon-system").Get(t.Context(), kube.ConfigMapName(member), metav1.GetOptions{})
+				return err
+			},
+			corrupt: func(t *testing.T, cl []*kubetest.Cluster, member string) string {
+				var buf bytes.Buffer
+				zw := gzip.NewWriter(&buf)
+				zw.Write(corruptJSON)
+				zw.Close()
+				cms := cl[0].Kube.CoreV1().ConfigMaps("horizon-system")
+				cm, err := cms.Get(t.Context(), kube.ConfigMapName(member), metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cm.BinaryData = map[string][]byte{kube.ConfigMapStateKey: buf.Bytes()}
+				if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				return "ConfigMap horizon-system/" + kube.ConfigMapName(member)
+			},
+		})
+	})
+}
+
+func restartWithAMemberDown(t *testing.T, store stateStore) {
 	cl := kubetest.Start(t, "east", "west")
 	east, west := cl[0], cl[1]
 	kubeSeed(t, east, "echo", true, "10.0.1.1", "10.0.1.2")
@@ -56,8 +120,7 @@ func TestE2ERestartWithAMemberDown(t *testing.T) {
 	// Serving both members within the wait, a publish tick and the time
 	// proxies take to fetch.
 	const bound = syncWait + 10*time.Second
-	stateDir := t.TempDir()
-	args := []string{"--state-dir", stateDir, "--member-sync-wait", syncWait.String()}
+	args := append(store.args(cl), "--member-sync-wait", syncWait.String())
 	for _, c := range cl {
 		args = append(args, "--member", fmt.Sprintf("name=%s,network=net-%s,kubeconfig=%s", c.Name, c.Name, adminKubeconfigFile(t, c.Config)))
 	}
@@ -72,7 +135,7 @@ func TestE2ERestartWithAMemberDown(t *testing.T) {
 	waitEDS(t, h, "west", echoSet, westView)
 	testkit.Eventually(t, e2eWait, "both members' states saved", func() error {
 		for _, c := range cl {
-			if _, err := os.Stat(filepath.Join(stateDir, c.Name+".json")); err != nil {
+			if err := store.saved(t, cl, c.Name); err != nil {
 				return err
 			}
 		}
@@ -124,12 +187,9 @@ func TestE2ERestartWithAMemberDown(t *testing.T) {
 	waitEDS(t, h, "west", echoSet, westView)
 	h.stop(t)
 
-	// A corrupt state file: refused with an error naming it, counted, and
-	// west waits: nothing is served until its API server answers.
-	westFile := filepath.Join(stateDir, "west.json")
-	if err := os.WriteFile(westFile, []byte(`{"format":"horizon.member-state/v1","member":"west",`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// A corrupt state: refused with an error naming it, counted, and west
+	// waits: nothing is served until its API server answers.
+	westFile := store.corrupt(t, cl, "west")
 	if err := west.StopAPIServer(); err != nil {
 		t.Fatal(err)
 	}
