@@ -83,7 +83,7 @@ type kubeConfig struct {
 	mcs              bool
 	clusterSetCIDRs  string
 	leaseNamespace   string
-	sliceEndpoints   int // most endpoints of one MCS EndpointSlice
+	sliceEndpoints   int           // most endpoints of one MCS EndpointSlice
 	stateDir         string        // where members' last known states are kept ("": nowhere)
 	stateNamespace   string        // or the namespace of their ConfigMaps in the control plane's cluster
 	syncWait         time.Duration // how long a member may take to sync before its persisted state is served
