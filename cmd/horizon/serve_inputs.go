@@ -94,7 +94,7 @@ func printClusterSet(w io.Writer, cs *discovery.ClusterSet, source string) {
 }
 
 func printKubeSummary(w io.Writer, k kubeConfig) {
-	fmt.Fprintln(w, "Kubernetes member clusters (xDS is served once every one has synced; see /debug/members)")
+	fmt.Fprintln(w, "Kubernetes member clusters (xDS is served once every one has synced or is served from its persisted state; see /debug/members)")
 	for _, m := range k.members {
 		fmt.Fprintf(w, "  %-12s network %-12s kubeconfig %s\n", m.name, m.network, m.kubeconfig)
 	}
