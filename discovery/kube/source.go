@@ -233,8 +233,10 @@ func (s *Source) Run(ctx context.Context) error {
 			return nil
 		case <-s.kick:
 			s.start(ctx, &wg)
+			s.loadStates()
 			s.publish()
 		case <-ttl.C:
+			s.loadStates()
 			s.publish() // staleness gauges, TTL expiry
 		}
 	}
@@ -262,8 +264,8 @@ func (s *Source) publish() {
 			staleFor = time.Since(m.StaleSince())
 		}
 		if !m.HasSynced() {
-			if ps := s.persistedLocked(name, sl); ps != nil {
-				clusters = append(clusters, s.fromPersisted(name, ps, m.LastEvent()))
+			if sl.persisted != nil {
+				clusters = append(clusters, s.fromPersisted(name, sl.persisted, m.LastEvent()))
 				continue
 			}
 			s.metrics.setState(name, st, m.LastEvent(), staleFor)
@@ -339,34 +341,51 @@ func (s *Source) offerState(cs *discovery.ClusterSet, live []liveMember) {
 	}
 }
 
-// persistedLocked returns the persisted state to serve for a member that has
-// not synced: only for a member configured at start, once it has had
-// SyncWait to sync. The store is read once per member; a missing or
-// unusable state is logged once, and the member waits as without a store.
-func (s *Source) persistedLocked(name string, sl *slot) *MemberState {
-	if s.state == nil || !sl.initial || time.Since(s.started) < s.syncWait {
-		return nil
+// loadStates reads, once each, the persisted states of the members
+// configured at start that have not synced within SyncWait, outside the
+// lock (a store may be an API server). A missing or unusable state is logged
+// once, and that member waits as without a store.
+func (s *Source) loadStates() {
+	if s.state == nil {
+		return
 	}
-	if sl.loaded {
-		return sl.persisted
+	type due struct {
+		name string
+		sl   *slot
+		cfg  MemberConfig
 	}
-	sl.loaded = true
-	cfg := sl.cur.m.cfg
-	ps, err := s.state.Load(name)
-	if err == nil && ps != nil {
-		err = ps.checkIdentity(cfg.Rest.Host, s.trustDomain, cfg.Network)
+	var todo []due
+	s.mu.Lock()
+	if time.Since(s.started) >= s.syncWait {
+		for name, sl := range s.slots {
+			if sl.initial && !sl.loaded && !sl.cur.m.HasSynced() {
+				sl.loaded = true
+				todo = append(todo, due{name, sl, sl.cur.m.cfg})
+			}
+		}
 	}
-	switch {
-	case err != nil:
-		s.metrics.stateLoadFailed(stateReason(err))
-		s.log.Warn("member cluster has not synced and its persisted state is refused; waiting for it", "cluster", name, "wait", s.syncWait, "error", err)
-	case ps == nil:
-		s.log.Warn("member cluster has not synced and has no persisted state; waiting for it", "cluster", name, "wait", s.syncWait)
-	default:
-		s.log.Warn("member cluster has not synced; serving its persisted state, marked stale, until it does", "cluster", name, "wait", s.syncWait, "saved", ps.Saved, "origin", ps.Origin)
-		sl.persisted = ps
+	s.mu.Unlock()
+	for _, d := range todo {
+		ps, err := s.state.Load(d.name)
+		if err == nil && ps != nil {
+			err = ps.checkIdentity(d.cfg.Rest.Host, s.trustDomain, d.cfg.Network)
+		}
+		switch {
+		case err != nil:
+			s.metrics.stateLoadFailed(stateReason(err))
+			s.log.Warn("member cluster has not synced and its persisted state is refused; waiting for it", "cluster", d.name, "wait", s.syncWait, "error", err)
+			continue
+		case ps == nil:
+			s.log.Warn("member cluster has not synced and has no persisted state; waiting for it", "cluster", d.name, "wait", s.syncWait)
+			continue
+		}
+		s.mu.Lock()
+		if s.slots[d.name] == d.sl && !d.sl.cur.m.HasSynced() {
+			s.log.Warn("member cluster has not synced; serving its persisted state, marked stale, until it does", "cluster", d.name, "wait", s.syncWait, "saved", ps.Saved, "origin", ps.Origin)
+			d.sl.persisted = ps
+		}
+		s.mu.Unlock()
 	}
-	return sl.persisted
 }
 
 // fromPersisted is a member's part of the ClusterSet from its persisted
