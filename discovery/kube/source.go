@@ -101,6 +101,7 @@ type slot struct {
 	// synced; loaded says the store was asked for it.
 	persisted *MemberState
 	loaded    bool
+	loadFails int // reads that failed for want of the store (retried)
 }
 
 // running is a member and, once Run has started its watcher, the means to
@@ -371,6 +372,19 @@ func (s *Source) loadStates() {
 			err = ps.checkIdentity(d.cfg.Rest.Host, s.trustDomain, d.cfg.Network)
 		}
 		switch {
+		case err != nil && stateReason(err) == StateIO:
+			// The store did not answer (an API server may be slow to start):
+			// asked again on the next round, logged once.
+			s.metrics.stateLoadFailed(StateIO)
+			s.mu.Lock()
+			d.sl.loaded = false
+			d.sl.loadFails++
+			first := d.sl.loadFails == 1
+			s.mu.Unlock()
+			if first {
+				s.log.Warn("member cluster has not synced and its persisted state cannot be read; retrying, waiting for it meanwhile", "cluster", d.name, "error", err)
+			}
+			continue
 		case err != nil:
 			s.metrics.stateLoadFailed(stateReason(err))
 			s.log.Warn("member cluster has not synced and its persisted state is refused; waiting for it", "cluster", d.name, "wait", s.syncWait, "error", err)

@@ -2,9 +2,11 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,6 +111,17 @@ func TestSourcePersistedStateUnreachableMember(t *testing.T) {
 		testkit.Eventually(t, wait, "west a member without endpoints", func() bool { return endpointsOf(rec.latest(), "west", echo) == 0 })
 		if testutil.ToFloat64(m.expiredC.WithLabelValues("west")) == 0 {
 			t.Fatal("expiry not counted")
+		}
+	})
+
+	t.Run("a store that does not answer is asked again", func(t *testing.T) {
+		west := downMember(t, "west")
+		m := NewMetrics(prometheus.NewRegistry())
+		store := &flakyStore{StateStore: saved(t, west, time.Minute), fails: 2}
+		_, rec := startSource(t, SourceOptions{State: store, TrustDomain: "example.org", SyncWait: syncWait, Metrics: m}, west)
+		testkit.Eventually(t, wait, "west served once the store answers", func() bool { return endpointsOf(rec.latest(), "west", echo) == 3 })
+		if n := testutil.ToFloat64(m.loadErrs.WithLabelValues(StateIO)); n != 2 {
+			t.Fatalf("load_errors_total{io} = %v, want 2", n)
 		}
 	})
 
@@ -236,4 +249,21 @@ func TestSourcePersistedStateRestart(t *testing.T) {
 		s, err := store.Load("west")
 		return err == nil && len(s.Cluster.Services) == 2
 	})
+}
+
+// flakyStore fails its first loads as an unreachable store would.
+type flakyStore struct {
+	StateStore
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyStore) Load(member string) (*MemberState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return nil, &StateError{Origin: "test store", Reason: StateIO, Err: errors.New("connection refused")}
+	}
+	return f.StateStore.Load(member)
 }
