@@ -209,6 +209,34 @@ func TestControlPlaneContract(t *testing.T) {
 			if !mapsEqual(secretsRead, map[string]bool{members: true}) {
 				t.Errorf("the control plane reads Secrets in %v, want %s only", secretsRead, members)
 			}
+			// Members' states: in ConfigMaps of the release's namespace, which
+			// the control plane may get, create and update there (and only
+			// there), or nowhere.
+			persist := c.value("controlPlane.persistMemberState", true) == true
+			stateNS := manifests.FlagValues(ctr.Args, "--state-namespace")
+			wait := manifests.FlagValues(ctr.Args, "--member-sync-wait")
+			if persist != (len(stateNS) == 1 && stateNS[0] == namespace) || persist != (len(wait) == 1 && wait[0] == fmt.Sprint(c.value("controlPlane.memberSyncWait", "10s"))) {
+				t.Errorf("--state-namespace %q --member-sync-wait %q with persistMemberState %v", stateNS, wait, persist)
+			}
+			configMapsWritten := map[string]bool{}
+			for _, b := range objects[*rbacv1.RoleBinding](c) {
+				if !slices.Contains(b.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: pod.ServiceAccountName, Namespace: namespace}) {
+					continue
+				}
+				for _, r := range objects[*rbacv1.Role](c) {
+					if r.Name != b.RoleRef.Name || r.Namespace != b.Namespace {
+						continue
+					}
+					for _, rule := range r.Rules {
+						if slices.Contains(rule.Resources, "configmaps") && slices.Contains(rule.Verbs, "get") && slices.Contains(rule.Verbs, "create") && slices.Contains(rule.Verbs, "update") {
+							configMapsWritten[r.Namespace] = true
+						}
+					}
+				}
+			}
+			if want := map[string]bool{namespace: true}; persist && !mapsEqual(configMapsWritten, want) || !persist && len(configMapsWritten) > 0 {
+				t.Errorf("the control plane writes ConfigMaps in %v with persistMemberState %v", configMapsWritten, persist)
+			}
 			if p := listenPort(t, flag1(t, c, ctr.Args, "--mtls-address")); p != 15012 || containerPort(ctr, "tls-xds") != p {
 				t.Errorf("--mtls-address port %d, container port tls-xds %d: want both 15012", p, containerPort(ctr, "tls-xds"))
 			}

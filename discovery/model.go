@@ -143,6 +143,16 @@ func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
 // encode as JSON objects.
 func (k ServiceKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads a key written by MarshalText.
+func (k *ServiceKey) UnmarshalText(b []byte) error {
+	ns, name, ok := strings.Cut(string(b), "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("service key %q: want namespace/name", b)
+	}
+	*k = ServiceKey{Namespace: ns, Name: name}
+	return nil
+}
+
 // Compare orders keys by namespace, then name.
 func (k ServiceKey) Compare(o ServiceKey) int {
 	return cmp.Or(cmp.Compare(k.Namespace, o.Namespace), cmp.Compare(k.Name, o.Name))

@@ -186,11 +186,20 @@ type horizonProcess struct {
 	out               *testkit.Buffer
 	done              chan struct{} // closed when the process has exited
 	err               error         // Wait's result, once done is closed
+	cmd               *exec.Cmd
 }
 
-// startHorizon runs `horizon serve` on file with free loopback ports and
-// waits until it is ready. The process is stopped (SIGTERM) when the test
-// ends; its output goes to the test log if the test failed.
+// stop stops the process with SIGTERM and waits for it to exit.
+func (h *horizonProcess) stop(t *testing.T) {
+	t.Helper()
+	h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.done:
+	case <-time.After(e2eWait):
+		t.Fatalf("horizon serve did not stop within %v of SIGTERM", e2eWait)
+	}
+}
+
 // startHorizon runs `horizon serve` with the given flags (plus free
 // loopback addresses) and waits until it is ready.
 func startHorizon(t *testing.T, bin string, flags ...string) *horizonProcess {
@@ -210,37 +219,10 @@ func startHorizon(t *testing.T, bin string, flags ...string) *horizonProcess {
 }
 
 func tryStartHorizon(t *testing.T, bin string, flags []string) (*horizonProcess, error) {
-	tr := &http.Transport{DisableKeepAlives: true}
-	h := &horizonProcess{
-		xdsAddr: freeLoopbackAddr(t), httpAddr: freeLoopbackAddr(t),
-		http: &http.Client{Transport: tr, Timeout: 5 * time.Second},
-		out:  &testkit.Buffer{}, done: make(chan struct{}),
-	}
-	cmd := exec.Command(bin, append([]string{"serve", "--xds-address", h.xdsAddr, "--http-address", h.httpAddr}, flags...)...)
-	cmd.Stdout, cmd.Stderr = h.out, h.out
-	if err := cmd.Start(); err != nil {
+	h, err := launchHorizon(t, bin, flags...)
+	if err != nil {
 		return h, err
 	}
-	go func() { h.err = cmd.Wait(); close(h.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-h.done:
-		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-h.done:
-			case <-time.After(e2eWait):
-				t.Errorf("horizon serve did not stop within %v of SIGTERM; killing it", e2eWait)
-				cmd.Process.Kill()
-				<-h.done
-			}
-		}
-		tr.CloseIdleConnections()
-		if t.Failed() {
-			t.Logf("horizon serve --xds-address %s --http-address %s (exit: %v):\n%s", h.xdsAddr, h.httpAddr, h.err, h.out)
-		}
-	})
-
 	testkit.Eventually(t, e2eWait, "horizon serve ready (/readyz OK) or exited", func() error {
 		select {
 		case <-h.done:
@@ -263,6 +245,45 @@ func tryStartHorizon(t *testing.T, bin string, flags []string) (*horizonProcess,
 	default:
 		return h, nil
 	}
+}
+
+// launchHorizon starts `horizon serve` with the given flags (plus free
+// loopback addresses) and does not wait for it to be ready. The process is
+// stopped (SIGTERM) when the test ends; its output goes to the test log if
+// the test failed.
+func launchHorizon(t *testing.T, bin string, flags ...string) (*horizonProcess, error) {
+	tr := &http.Transport{DisableKeepAlives: true}
+	h := &horizonProcess{
+		xdsAddr: freeLoopbackAddr(t), httpAddr: freeLoopbackAddr(t),
+		http: &http.Client{Transport: tr, Timeout: 5 * time.Second},
+		out:  &testkit.Buffer{}, done: make(chan struct{}),
+	}
+	cmd := exec.Command(bin, append([]string{"serve", "--xds-address", h.xdsAddr, "--http-address", h.httpAddr}, flags...)...)
+	cmd.Stdout, cmd.Stderr = h.out, h.out
+	h.cmd = cmd
+	if err := cmd.Start(); err != nil {
+		return h, err
+	}
+	go func() { h.err = cmd.Wait(); close(h.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-h.done:
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-h.done:
+			case <-time.After(e2eWait):
+				t.Errorf("horizon serve did not stop within %v of SIGTERM; killing it", e2eWait)
+				cmd.Process.Kill()
+				<-h.done
+			}
+		}
+		tr.CloseIdleConnections()
+		if t.Failed() {
+			t.Logf("horizon serve --xds-address %s --http-address %s (exit: %v):\n%s", h.xdsAddr, h.httpAddr, h.err, h.out)
+		}
+	})
+	return h, nil
 }
 
 func errOrStatus(resp *http.Response, err error) string {

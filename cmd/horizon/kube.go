@@ -83,7 +83,10 @@ type kubeConfig struct {
 	mcs              bool
 	clusterSetCIDRs  string
 	leaseNamespace   string
-	sliceEndpoints   int // most endpoints of one MCS EndpointSlice
+	sliceEndpoints   int           // most endpoints of one MCS EndpointSlice
+	stateDir         string        // where members' last known states are kept ("": nowhere)
+	stateNamespace   string        // or the namespace of their ConfigMaps in the control plane's cluster
+	syncWait         time.Duration // how long a member may take to sync before its persisted state is served
 }
 
 func (k *kubeConfig) enabled() bool { return len(k.members) > 0 || k.secretsNamespace != "" }
@@ -113,7 +116,7 @@ func (k *kubeConfig) controlPlane() (kubernetes.Interface, error) {
 	} else if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		rc, err = rest.InClusterConfig()
 	} else {
-		return nil, errors.New("--member-secrets-namespace needs the control plane's cluster: run in a pod or give --kubeconfig")
+		return nil, errors.New("--member-secrets-namespace and --state-namespace need the control plane's cluster: run in a pod or give --kubeconfig")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("control plane cluster: %w", err)
@@ -162,15 +165,21 @@ type kubeSources struct {
 // sources builds the Kubernetes sources of `horizon serve`: the source
 // publishes each ClusterSet with publish; the MCS controller reads the latest
 // one (every gateway included) with latest.
-func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, publish func(*discovery.ClusterSet), latest func() *discovery.ClusterSet) (*kubeSources, error) {
+func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, trustDomain string, publish func(*discovery.ClusterSet), latest func() *discovery.ClusterSet) (*kubeSources, error) {
 	out := &kubeSources{}
+	if k.syncWait <= 0 {
+		return nil, fmt.Errorf("--member-sync-wait %v: must be positive", k.syncWait)
+	}
+	if k.stateDir != "" && k.stateNamespace != "" {
+		return nil, errors.New("--state-dir and --state-namespace exclude each other")
+	}
 	var source *kube.Source // the MCS controller's members come from it once built
 	members, err := k.memberConfigs()
 	if err != nil {
 		return nil, err
 	}
 	var cp kubernetes.Interface
-	if k.secretsNamespace != "" || k.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+	if k.secretsNamespace != "" || k.stateNamespace != "" || k.kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		if cp, err = k.controlPlane(); err != nil {
 			return nil, err
 		}
@@ -198,10 +207,23 @@ func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, publish
 		onChange = controller.Notify
 		out.controller = controller
 	}
-	source = kube.NewSource(kube.SourceOptions{
+	opts := kube.SourceOptions{
 		Logger: log, Metrics: kube.NewMetrics(reg), StaleTTL: k.staleTTL, OnChange: onChange,
-		OnUpdate: publish,
-	})
+		OnUpdate: publish, TrustDomain: trustDomain, SyncWait: k.syncWait,
+	}
+	switch {
+	case k.stateDir != "":
+		opts.State = &kube.FileStore{Dir: k.stateDir}
+	case k.stateNamespace != "":
+		// Every replica reads the ConfigMaps; the MCS controller's leader
+		// writes them (without a controller, this replica does).
+		store := &kube.ConfigMapStore{Kube: cp, Namespace: k.stateNamespace}
+		if out.controller != nil {
+			store.Writer = out.controller.IsLeader
+		}
+		opts.State = store
+	}
+	source = kube.NewSource(opts)
 	reserved := map[string]bool{}
 	for _, m := range members {
 		reserved[m.Name] = true

@@ -126,7 +126,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	case cfg.kube.enabled() && cfg.clusterSet != "":
 		return errors.New("serve: --clusterset and Kubernetes members exclude each other")
 	case cfg.kube.enabled():
-		k, err := cfg.kube.sources(log, reg, pipe.Publish, latest.Load)
+		k, err := cfg.kube.sources(log, reg, td.Name(), pipe.Publish, latest.Load)
 		if err != nil {
 			return err
 		}

@@ -94,12 +94,18 @@ func printClusterSet(w io.Writer, cs *discovery.ClusterSet, source string) {
 }
 
 func printKubeSummary(w io.Writer, k kubeConfig) {
-	fmt.Fprintln(w, "Kubernetes member clusters (xDS is served once every one has synced; see /debug/members)")
+	fmt.Fprintln(w, "Kubernetes member clusters (xDS is served once every one has synced or is served from its persisted state; see /debug/members)")
 	for _, m := range k.members {
 		fmt.Fprintf(w, "  %-12s network %-12s kubeconfig %s\n", m.name, m.network, m.kubeconfig)
 	}
 	if k.secretsNamespace != "" {
 		fmt.Fprintf(w, "  and every member-cluster Secret in namespace %s\n", k.secretsNamespace)
+	}
+	switch {
+	case k.stateDir != "":
+		fmt.Fprintf(w, "  last known states in %s: a member not synced within %v is served from its state, marked stale\n", k.stateDir, k.syncWait)
+	case k.stateNamespace != "":
+		fmt.Fprintf(w, "  last known states in ConfigMaps horizon-state-<member> of namespace %s: a member not synced within %v is served from its state, marked stale\n", k.stateNamespace, k.syncWait)
 	}
 }
 

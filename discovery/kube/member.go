@@ -55,6 +55,9 @@ const (
 	Synced  State = "synced"  // caches current, API server reachable
 	Stale   State = "stale"   // API server unreachable; serving its last known state
 	Removed State = "removed" // no longer configured
+	// Persisted: not synced since Horizon started; serving the state
+	// persisted before the restart, stale since it was saved.
+	Persisted State = "persisted"
 )
 
 // ClusterPropertyGVR is the about.k8s.io ClusterProperty resource, read with the

@@ -16,13 +16,16 @@ type Metrics struct {
 	expiredC  *prometheus.CounterVec
 	invalid   *prometheus.GaugeVec
 	lagGauge  *prometheus.GaugeVec
+	loadErrs  *prometheus.CounterVec
+	saveErrs  *prometheus.CounterVec
+	savedAt   *prometheus.GaugeVec
 }
 
 // NewMetrics registers the source's metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "horizon_kube_cluster_state", Help: "1 for a member cluster's current state (syncing, synced, stale).",
+			Name: "horizon_kube_cluster_state", Help: "1 for a member cluster's current state (syncing, synced, stale, persisted: served from the state persisted before a restart).",
 		}, []string{"cluster", "state"}),
 		lastEvent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "horizon_kube_last_event_timestamp_seconds", Help: "When a member cluster's informers last reported a change.",
@@ -42,12 +45,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lagGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "horizon_kube_informer_lag_seconds", Help: "For the last change of a member cluster: from the informer's event to the ClusterSet that includes it.",
 		}, []string{"cluster"}),
+		loadErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_kube_state_load_errors_total", Help: "Persisted member states refused at start, by reason (corrupt, version, foreign, too_large, io); the member waits to sync.",
+		}, []string{"reason"}),
+		saveErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_kube_state_save_errors_total", Help: "Failed saves of a member cluster's state.",
+		}, []string{"cluster"}),
+		savedAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_kube_state_saved_timestamp_seconds", Help: "When a member cluster's state was last persisted.",
+		}, []string{"cluster"}),
 	}
-	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge)
+	for _, r := range []string{StateCorrupt, StateVersion, StateForeign, StateTooLarge, StateIO} {
+		m.loadErrs.WithLabelValues(r)
+	}
+	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge, m.loadErrs, m.saveErrs, m.savedAt)
 	return m
 }
 
-var states = []State{Syncing, Synced, Stale}
+var states = []State{Syncing, Synced, Stale, Persisted}
 
 func (m *Metrics) setState(cluster string, s State, lastEvent time.Time, staleFor time.Duration) {
 	if m == nil {
@@ -100,13 +115,31 @@ func (m *Metrics) lag(cluster string, d time.Duration) {
 	}
 }
 
+func (m *Metrics) stateLoadFailed(reason string) {
+	if m != nil {
+		m.loadErrs.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) stateSaveFailed(cluster string) {
+	if m != nil {
+		m.saveErrs.WithLabelValues(cluster).Inc()
+	}
+}
+
+func (m *Metrics) stateSaved(cluster string, at time.Time) {
+	if m != nil {
+		m.savedAt.WithLabelValues(cluster).Set(float64(at.UnixNano()) / 1e9)
+	}
+}
+
 // removed forgets a member that is no longer configured.
 func (m *Metrics) removed(cluster string) {
 	if m == nil {
 		return
 	}
 	l := prometheus.Labels{"cluster": cluster}
-	for _, v := range []*prometheus.GaugeVec{m.state, m.lastEvent, m.endpoints, m.stale, m.invalid, m.lagGauge} {
+	for _, v := range []*prometheus.GaugeVec{m.state, m.lastEvent, m.endpoints, m.stale, m.invalid, m.lagGauge, m.savedAt} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -15,9 +15,11 @@ import (
 // Source merges every member cluster into ClusterSet snapshots. Members are
 // added, replaced and removed at run time (Set, Remove); Run starts their
 // watchers and owns them. It publishes nothing until every member configured
-// before the first publish has synced, so a fresh replica never serves a
-// ClusterSet that lacks one of them; members added later join once they have
-// synced. A stale member keeps its last known state.
+// before the first publish has synced, or, with a StateStore, has a valid
+// persisted state and has not synced within SyncWait: then it is served from
+// that state, marked stale, until it syncs. So a fresh replica never serves
+// a ClusterSet that lacks one of them; members added later join once they
+// have synced. A stale member keeps its last known state.
 type Source struct {
 	log      *slog.Logger
 	metrics  *Metrics
@@ -25,6 +27,13 @@ type Source struct {
 	onChange func()
 	staleTTL time.Duration
 	kick     chan struct{} // a member or the configuration changed
+	// The persisted state: where (nil: off), whose, how long a member
+	// may take to sync before it is served from it.
+	state       StateStore
+	trustDomain string
+	syncWait    time.Duration
+	persist     *persister
+	started     time.Time // when Run started
 
 	mu        sync.Mutex
 	slots     map[string]*slot
@@ -43,8 +52,24 @@ type SourceOptions struct {
 	// namespace, an edited import): the MCS controller listens to it.
 	OnChange func()
 	// StaleTTL, when set, drops the endpoints of a member that has been stale
-	// that long; 0 keeps them forever.
+	// that long; 0 keeps them forever. A member served from its persisted
+	// state is stale since the state's save time.
 	StaleTTL time.Duration
+	// State, when set, keeps each live member's state (debounced) and
+	// serves a member configured at start that has not synced within
+	// SyncWait from its persisted state, if it has a valid one.
+	State StateStore
+	// TrustDomain is recorded in persisted states; a state of another
+	// trust domain is refused.
+	TrustDomain string
+	// SyncWait is how long a member configured at start may take to sync
+	// before it is served from its persisted state (0: DefaultSyncWait).
+	SyncWait time.Duration
+	// StateDebounce spaces a member's saves (0: DefaultStateDebounce);
+	// StateRefresh re-saves an unchanged live member this often, so that
+	// its save time says when it was last known current (0:
+	// DefaultStateRefresh).
+	StateDebounce, StateRefresh time.Duration
 }
 
 // NewSource returns a Source with no members.
@@ -53,10 +78,18 @@ func NewSource(o SourceOptions) *Source {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{
+	s := &Source{
 		log: log, metrics: o.Metrics, onUpdate: o.OnUpdate, onChange: o.OnChange, staleTTL: o.StaleTTL,
 		kick: make(chan struct{}, 1), slots: map[string]*slot{}, problems: map[string]map[string]bool{},
+		state: o.State, trustDomain: o.TrustDomain, syncWait: cmp.Or(o.SyncWait, DefaultSyncWait),
 	}
+	if o.State != nil {
+		s.persist = &persister{
+			store: o.State, log: log, metrics: o.Metrics, trustDomain: o.TrustDomain,
+			debounce: cmp.Or(o.StateDebounce, DefaultStateDebounce), refresh: cmp.Or(o.StateRefresh, DefaultStateRefresh),
+		}
+	}
+	return s
 }
 
 // slot is one configured member: the member serving it, and during a
@@ -64,6 +97,11 @@ func NewSource(o SourceOptions) *Source {
 type slot struct {
 	cur, next *running
 	initial   bool // configured before the first publish
+	// persisted is the state served while an initial member has not
+	// synced; loaded says the store was asked for it.
+	persisted *MemberState
+	loaded    bool
+	loadFails int // reads that failed for want of the store (retried)
 }
 
 // running is a member and, once Run has started its watcher, the means to
@@ -84,6 +122,9 @@ type MemberStatus struct {
 	StaleSince time.Time `json:"stale_since,omitzero"`
 	Endpoints  int       `json:"endpoints"`
 	Rotating   bool      `json:"rotating,omitempty"`
+	// PersistedAt is the save time of the persisted state the member is
+	// served from (State persisted).
+	PersistedAt time.Time `json:"persisted_at,omitzero"`
 }
 
 func (s *Source) nudge() {
@@ -177,6 +218,12 @@ func (s *Source) stopLocked(r *running) {
 func (s *Source) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	s.mu.Lock()
+	s.started = time.Now()
+	s.mu.Unlock()
+	if s.persist != nil {
+		wg.Go(func() { s.persist.run(ctx) })
+	}
 	s.start(ctx, &wg)
 
 	ttl := time.NewTicker(time.Second)
@@ -187,8 +234,10 @@ func (s *Source) Run(ctx context.Context) error {
 			return nil
 		case <-s.kick:
 			s.start(ctx, &wg)
+			s.loadStates()
 			s.publish()
 		case <-ttl.C:
+			s.loadStates()
 			s.publish() // staleness gauges, TTL expiry
 		}
 	}
@@ -206,6 +255,7 @@ func (s *Source) publish() {
 		}
 	}
 	var clusters []discovery.Cluster
+	var live []liveMember
 	waiting := []string{}
 	for name, sl := range s.slots {
 		m := sl.cur.m
@@ -214,14 +264,23 @@ func (s *Source) publish() {
 		if st == Stale {
 			staleFor = time.Since(m.StaleSince())
 		}
-		s.metrics.setState(name, st, m.LastEvent(), staleFor)
 		apiProblems := m.APIProblems()
 		if !m.HasSynced() {
 			s.reportProblems(name, apiProblems)
+			if sl.persisted != nil {
+				clusters = append(clusters, s.fromPersisted(name, sl.persisted, m.LastEvent()))
+				continue
+			}
+			s.metrics.setState(name, st, m.LastEvent(), staleFor)
 			if sl.initial {
 				waiting = append(waiting, name)
 			}
 			continue
+		}
+		s.metrics.setState(name, st, m.LastEvent(), staleFor)
+		if sl.persisted != nil {
+			s.log.Info("member cluster synced; its live state replaces the persisted one", "cluster", name)
+			sl.persisted = nil
 		}
 		c, problems, lag := m.Snapshot()
 		s.reportProblems(name, append(slices.Clip(problems), apiProblems...))
@@ -236,6 +295,9 @@ func (s *Source) publish() {
 			s.metrics.expired(name)
 		}
 		c.Stale = st == Stale
+		if st == Synced {
+			live = append(live, liveMember{name: name, id: c.Name, server: m.cfg.Rest.Host})
+		}
 		n := 0
 		for _, svc := range c.Services {
 			n += len(svc.Endpoints)
@@ -257,6 +319,7 @@ func (s *Source) publish() {
 		return
 	}
 	if s.published != nil && s.published.Version() == cs.Version() {
+		s.offerState(s.published, live)
 		s.mu.Unlock()
 		if s.onChange != nil {
 			s.onChange()
@@ -264,6 +327,7 @@ func (s *Source) publish() {
 		return
 	}
 	s.published = cs
+	s.offerState(cs, live)
 	s.mu.Unlock()
 	if s.onUpdate != nil {
 		s.onUpdate(cs)
@@ -271,6 +335,95 @@ func (s *Source) publish() {
 	if s.onChange != nil {
 		s.onChange()
 	}
+}
+
+// offerState hands the live members' states to the persister.
+func (s *Source) offerState(cs *discovery.ClusterSet, live []liveMember) {
+	if s.persist != nil {
+		s.persist.put(&stateOffer{cs: cs, live: live, at: time.Now()})
+	}
+}
+
+// loadStates reads, once each, the persisted states of the members
+// configured at start that have not synced within SyncWait, outside the
+// lock (a store may be an API server). A missing or unusable state is logged
+// once, and that member waits as without a store.
+func (s *Source) loadStates() {
+	if s.state == nil {
+		return
+	}
+	type due struct {
+		name string
+		sl   *slot
+		cfg  MemberConfig
+	}
+	var todo []due
+	s.mu.Lock()
+	if time.Since(s.started) >= s.syncWait {
+		for name, sl := range s.slots {
+			if sl.initial && !sl.loaded && !sl.cur.m.HasSynced() {
+				sl.loaded = true
+				todo = append(todo, due{name, sl, sl.cur.m.cfg})
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range todo {
+		ps, err := s.state.Load(d.name)
+		if err == nil && ps != nil {
+			err = ps.checkIdentity(d.cfg.Rest.Host, s.trustDomain, d.cfg.Network)
+		}
+		switch {
+		case err != nil && stateReason(err) == StateIO:
+			// The store did not answer (an API server may be slow to start):
+			// asked again on the next round, logged once.
+			s.metrics.stateLoadFailed(StateIO)
+			s.mu.Lock()
+			d.sl.loaded = false
+			d.sl.loadFails++
+			first := d.sl.loadFails == 1
+			s.mu.Unlock()
+			if first {
+				s.log.Warn("member cluster has not synced and its persisted state cannot be read; retrying, waiting for it meanwhile", "cluster", d.name, "error", err)
+			}
+			continue
+		case err != nil:
+			s.metrics.stateLoadFailed(stateReason(err))
+			s.log.Warn("member cluster has not synced and its persisted state is refused; waiting for it", "cluster", d.name, "wait", s.syncWait, "error", err)
+			continue
+		case ps == nil:
+			s.log.Warn("member cluster has not synced and has no persisted state; waiting for it", "cluster", d.name, "wait", s.syncWait)
+			continue
+		}
+		s.mu.Lock()
+		if s.slots[d.name] == d.sl && !d.sl.cur.m.HasSynced() {
+			s.log.Warn("member cluster has not synced; serving its persisted state, marked stale, until it does", "cluster", d.name, "wait", s.syncWait, "saved", ps.Saved, "origin", ps.Origin)
+			d.sl.persisted = ps
+		}
+		s.mu.Unlock()
+	}
+}
+
+// fromPersisted is a member's part of the ClusterSet from its persisted
+// state: stale since the state was saved, expired past the TTL as a live
+// stale member would be.
+func (s *Source) fromPersisted(name string, ps *MemberState, lastEvent time.Time) discovery.Cluster {
+	c := ps.Cluster.Clone()
+	c.Stale = true
+	staleFor := time.Since(ps.Saved)
+	s.metrics.setState(name, Persisted, lastEvent, staleFor)
+	if s.staleTTL > 0 && staleFor > s.staleTTL {
+		for i := range c.Services {
+			c.Services[i].Endpoints = nil
+		}
+		s.metrics.expired(name)
+	}
+	n := 0
+	for _, svc := range c.Services {
+		n += len(svc.Endpoints)
+	}
+	s.metrics.endpointsSet(name, n)
+	return c
 }
 
 // reportProblems logs problems the first time they are seen and keeps the
@@ -311,7 +464,10 @@ func (s *Source) Members() []MemberStatus {
 			Name: name, ID: m.ID(), Network: m.cfg.Network, Origin: m.cfg.Origin, State: m.State(),
 			LastEvent: m.LastEvent(), StaleSince: m.StaleSince(), Rotating: sl.next != nil,
 		}
-		if !m.HasSynced() {
+		switch {
+		case !m.HasSynced() && sl.persisted != nil:
+			st.State, st.StaleSince, st.PersistedAt = Persisted, sl.persisted.Saved, sl.persisted.Saved
+		case !m.HasSynced():
 			st.State = Syncing
 		}
 		out = append(out, st)
