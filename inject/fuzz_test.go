@@ -44,7 +44,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseConfig("fuzz.yaml", data)
 		if err != nil {
-			lines := bytes.Count(data, []byte("\n")) + 1
+			lines := yamlLines(data)
 			for l := range strings.Lines(err.Error()) {
 				m := configLine.FindStringSubmatch(l)
 				if m == nil {
@@ -196,4 +196,10 @@ func wellFormed(pod *corev1.Pod) bool {
 		}
 	}
 	return true
+}
+
+// yamlLines is the number of lines of data as YAML counts them: "\r\n",
+// "\r" and "\n" each end one.
+func yamlLines(data []byte) int {
+	return 1 + bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n"))
 }

@@ -1,6 +1,7 @@
 package policyfile
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,7 +38,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		lines := strings.Count(string(data), "\n") + 1
+		lines := yamlLines(data)
 		checkLines := func(what, text string) {
 			for l := range strings.Lines(text) {
 				m := problemLine.FindStringSubmatch(l)
@@ -82,4 +83,10 @@ func atoi(s string) int { // digits only, as the pattern matched
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// yamlLines is the number of lines of data as YAML counts them: "\r\n",
+// "\r" and "\n" each end one.
+func yamlLines(data []byte) int {
+	return 1 + bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n"))
 }

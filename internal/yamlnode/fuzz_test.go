@@ -93,7 +93,7 @@ func FuzzDocument(f *testing.F) {
 		if err == nil {
 			return
 		}
-		lines := bytes.Count(data, []byte("\n")) + 1
+		lines := yamlLines(data)
 		n := 0
 		for l := range strings.Lines(err.Error()) {
 			n++
@@ -111,4 +111,10 @@ func FuzzDocument(f *testing.F) {
 			t.Fatalf("%d error lines, at most %d", n, MaxErrors+1)
 		}
 	})
+}
+
+// yamlLines is the number of lines of data as YAML counts them: "\r\n",
+// "\r" and "\n" each end one.
+func yamlLines(data []byte) int {
+	return 1 + bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n"))
 }
