@@ -85,8 +85,12 @@ func atoi(s string) int { // digits only, as the pattern matched
 	return n
 }
 
-// yamlLines is the number of lines of data as YAML counts them: "\r\n",
-// "\r" and "\n" each end one.
+// yamlLines is the number of lines of data as yaml.v3 counts them: "\r\n",
+// "\r", "\n" and the Unicode breaks NEL, LS and PS each end one.
 func yamlLines(data []byte) int {
-	return 1 + bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n"))
+	n := 1 + bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n"))
+	for _, br := range []string{"\u0085", "\u2028", "\u2029"} {
+		n += bytes.Count(data, []byte(br))
+	}
+	return n
 }
