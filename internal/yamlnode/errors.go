@@ -229,7 +229,13 @@ func (p *Parser) Document(data []byte, what, want string) *yaml.Node {
 	}
 	root := p.Root(&doc)
 	if IsNull(root) {
-		p.Errorf(root, "", "empty document: want %s", want)
+		at := root
+		if root.Value == "" {
+			// An implicit null ("---" alone) is placed after the marker,
+			// which may be past the end of the input: name the document's start.
+			at = &doc
+		}
+		p.Errorf(at, "", "empty document: want %s", want)
 		return nil
 	}
 	return root
