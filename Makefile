@@ -19,7 +19,7 @@ COREDNS        := $(CURDIR)/bin/coredns
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build image run examples test bench bench-nodes bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
+.PHONY: all build image run examples test fuzz fuzz-smoke bench bench-nodes bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -52,10 +52,23 @@ run: build
 examples:
 	$(GO) run ./charts/cmd/render-examples -chart charts/horizon -values examples/kubernetes/values.yaml -out examples/kubernetes
 
-## test: everything — vet, unit, protocol, golden, and end-to-end tests, with the race detector
+## test: everything — vet, unit, protocol, golden, and end-to-end tests, with the race detector; then every fuzz target briefly (fuzz-smoke)
 test: kube-tools node-tools coredns-tools
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) fuzz-smoke
+
+# How long each fuzz target runs: in `make test` (fuzz-smoke) and `make fuzz`.
+FUZZSMOKE ?= 5s
+FUZZTIME  ?= 1m
+
+## fuzz-smoke: every native Go fuzz target (func FuzzX, found automatically) for $(FUZZSMOKE) each
+fuzz-smoke:
+	GO=$(GO) .ci/fuzz $(FUZZSMOKE)
+
+## fuzz: every fuzz target for $(FUZZTIME) each (FUZZTIME=10m make fuzz); crashers land in the package's testdata/fuzz/FuzzX/
+fuzz:
+	GO=$(GO) .ci/fuzz $(FUZZTIME)
 
 ## bench: the Go benchmarks under bench/, then the load harness's table for one hot service (bench/README.md; 1–2 min)
 bench:

@@ -2,9 +2,12 @@ package inject
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +21,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/internal/testkit/manifests"
@@ -31,9 +35,11 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 type fixture struct {
 	cfg    Config
 	target func(pod *corev1.Pod) Target
+	// resolver finds the same targets for the webhook.
+	resolver Resolver
 }
 
-func loadFixture(t *testing.T) fixture {
+func loadFixture(t testing.TB) fixture {
 	t.Helper()
 	cfg, err := LoadConfig("testdata/config.yaml")
 	if err != nil {
@@ -60,7 +66,18 @@ func loadFixture(t *testing.T) fixture {
 		}
 		nodes[n.Name] = &n
 	}
-	return fixture{cfg: cfg, target: func(pod *corev1.Pod) Target {
+	resolver := Resolver{
+		ClusterSet: func() *discovery.ClusterSet { return cs },
+		Node: func(_ context.Context, _, name string) (*corev1.Node, error) {
+			if n, ok := nodes[name]; ok {
+				return n, nil
+			}
+			return nil, fmt.Errorf("node %q not found", name)
+		},
+		Bundle: func() ([]byte, error) { return bundle, nil },
+		Log:    slog.New(slog.DiscardHandler),
+	}
+	return fixture{cfg: cfg, resolver: resolver, target: func(pod *corev1.Pod) Target {
 		tg, err := TargetFor(cs, "west", nodes[pod.Spec.NodeName], bundle)
 		if err != nil {
 			t.Fatal(err)
@@ -71,7 +88,7 @@ func loadFixture(t *testing.T) fixture {
 
 var podWithoutNode = &corev1.Pod{}
 
-func readPod(t *testing.T, path string) *corev1.Pod {
+func readPod(t testing.TB, path string) *corev1.Pod {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

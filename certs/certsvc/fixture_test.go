@@ -55,7 +55,7 @@ type fixture struct {
 //
 // and the CA store has no CA for cluster "broken", and west's intermediate
 // (wrongly) for cluster "south".
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{log: &logRecorder{}, metrics: NewMetrics(nil), now: time.Now()}
 	var err error

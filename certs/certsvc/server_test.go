@@ -26,7 +26,7 @@ var td = spiffeid.RequireTrustDomainFromString("cluster.local")
 
 // csrFor is a certificate request that asks for id in its URI SAN: the
 // server must ignore what a request asks for.
-func csrFor(t *testing.T, id string) []byte {
+func csrFor(t testing.TB, id string) []byte {
 	t.Helper()
 	key, err := certs.GenerateKey()
 	if err != nil {

@@ -298,10 +298,10 @@ func peerAddresses(cfg MemberConfig, svc *corev1.Service, port uint32, problem p
 		network, addr, ok := strings.Cut(entry, "=")
 		network, addr = strings.TrimSpace(network), strings.TrimSpace(addr)
 		g := discovery.Gateway{Address: addr, Port: port, ForNetwork: network}
-		if ap, err := netip.ParseAddrPort(addr); err == nil {
+		if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Zone() == "" {
 			g.Address, g.Port = ap.Addr().String(), uint32(ap.Port())
-		} else if ip, err := netip.ParseAddr(addr); err == nil {
-			g.Address = ip.String()
+		} else if ip, isIP := gatewayIP(addr); isIP {
+			g.Address = ip
 		} else {
 			ok = false
 		}
@@ -328,12 +328,15 @@ func gateways(cfg MemberConfig, svc *corev1.Service, network string, o Objects, 
 	var sp *corev1.ServicePort
 	for i := range svc.Spec.Ports {
 		p := &svc.Spec.Ports[i]
+		if !validPort(p.Port) {
+			continue
+		}
 		if sp == nil || p.Name == "tls" || (p.Port == DefaultGatewayPort && sp.Name != "tls") {
 			sp = p
 		}
 	}
 	if sp == nil {
-		problem("Service", svc.Namespace, svc.Name, "gateway_port", "gateway Service has no ports; ignored")
+		problem("Service", svc.Namespace, svc.Name, "gateway_port", "gateway Service has no port in 1-65535; ignored")
 		return nil
 	}
 	port := uint32(sp.Port)
@@ -346,22 +349,35 @@ func gateways(cfg MemberConfig, svc *corev1.Service, network string, o Objects, 
 		}
 	}
 	out := peerAddresses(cfg, svc, port, problem)
+	// Addresses are checked here, not only by the apiserver: one bad
+	// gateway address would make the whole ClusterSet invalid.
+	add := func(what, a string) {
+		if ip, ok := gatewayIP(a); ok {
+			out = append(out, discovery.Gateway{Address: ip, Port: port})
+		} else {
+			problem("Service", svc.Namespace, svc.Name, "gateway_address", "%s %q is not an IP address; skipped", what, a)
+		}
+	}
 	for _, ing := range svc.Status.LoadBalancer.Ingress {
 		switch {
 		case ing.IP != "":
-			out = append(out, discovery.Gateway{Address: ing.IP, Port: port})
+			add("load balancer address", ing.IP)
 		case ing.Hostname != "":
 			addrs, ok := o.Resolved[ing.Hostname]
 			if !ok {
 				problem("Service", svc.Namespace, svc.Name, "gateway_unresolved", "gateway host name %s is not resolved (yet)", ing.Hostname)
 			}
 			for _, a := range addrs {
-				out = append(out, discovery.Gateway{Address: a, Port: port})
+				add("address of "+ing.Hostname, a)
 			}
 		}
 	}
 	hasDefault := slices.ContainsFunc(out, func(g discovery.Gateway) bool { return g.ForNetwork == "" })
-	if hasDefault || sp.NodePort == 0 {
+	if hasDefault || sp.NodePort == 0 || !validPort(sp.NodePort) {
+		if !hasDefault && sp.NodePort != 0 {
+			problem("Service", svc.Namespace, svc.Name, "gateway_port", "node port %d is out of range 1-65535", sp.NodePort)
+			return out
+		}
 		if !hasDefault {
 			problem("Service", svc.Namespace, svc.Name, "gateway_address", "gateway Service has no load balancer address and no node port")
 		}
@@ -372,10 +388,22 @@ func gateways(cfg MemberConfig, svc *corev1.Service, network string, o Objects, 
 	}
 	for _, n := range slices.Sorted(maps.Keys(o.Nodes)) {
 		if a := nodeAddress(o.Nodes[n]); a != "" {
-			out = append(out, discovery.Gateway{Address: a, Port: port})
+			add("address of node "+n, a)
 		}
 	}
 	return out
+}
+
+func validPort(p int32) bool { return p >= 1 && p <= 65535 }
+
+// gatewayIP returns a as a gateway address: an IP address in canonical
+// form, without a zone.
+func gatewayIP(a string) (string, bool) {
+	ip, err := netip.ParseAddr(a)
+	if err != nil || ip.Zone() != "" {
+		return "", false
+	}
+	return ip.String(), true
 }
 
 func nodeAddress(n *corev1.Node) string {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -39,6 +40,7 @@ func (e *Error) Error() string {
 
 // Join extends a path with a field name.
 func Join(path, field string) string {
+	field = segment(field)
 	if path == "" {
 		return field
 	}
@@ -47,7 +49,17 @@ func Join(path, field string) string {
 
 // Index extends a path with a list index or a key: clusters[east-1], to[1],
 // weights[east-1].
-func Index(path string, i any) string { return fmt.Sprintf("%s[%v]", path, i) }
+func Index(path string, i any) string { return path + "[" + segment(fmt.Sprint(i)) + "]" }
+
+// segment is a name as a path shows it: quoted when it holds a character
+// that is not printable (a newline in a name would split an error line in
+// two, the second one naming no file).
+func segment(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
 
 // Errors collects the problems of one file: a Reader's Report, warnings, and
 // the YAML parser's own errors. The zero value with File set is ready.
@@ -217,7 +229,13 @@ func (p *Parser) Document(data []byte, what, want string) *yaml.Node {
 	}
 	root := p.Root(&doc)
 	if IsNull(root) {
-		p.Errorf(root, "", "empty document: want %s", want)
+		at := root
+		if root.Value == "" {
+			// An implicit null ("---" alone) is placed after the marker,
+			// which may be past the end of the input: name the document's start.
+			at = &doc
+		}
+		p.Errorf(at, "", "empty document: want %s", want)
 		return nil
 	}
 	return root

@@ -498,3 +498,21 @@ func TestParserBudget(t *testing.T) {
 		t.Errorf("Reader: %q, want no problem", *got)
 	}
 }
+
+// TestPathQuotesUnprintable: a name with a newline or another unprintable
+// character is quoted in a path, so that an error stays on one line; other
+// names are shown as they are.
+func TestPathQuotesUnprintable(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{Index("clusters", "east-1"), "clusters[east-1]"},
+		{Index("to", 1), "to[1]"},
+		{Index("clusters", "0\n00"), `clusters["0\n00"]`},
+		{Join("clusters[a]", "gate\tways"), `clusters[a]."gate\tways"`},
+		{Join("", "services"), "services"},
+		{Index("labels", "zoné"), "labels[zoné]"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %s, want %s", tc.got, tc.want)
+		}
+	}
+}
