@@ -113,6 +113,10 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	return f, nil
 }
 
+// Proxies returns the fleet's proxies, in identity order (to Observe them
+// before Start).
+func (f *Fleet) Proxies() []*Proxy { return f.proxies }
+
 // Start dials the connections and starts every proxy at once.
 func (f *Fleet) Start(ctx context.Context) error {
 	f.mu.Lock()
