@@ -141,3 +141,212 @@ func TestF1MemberDown(t *testing.T) {
 	e.Report()
 	leak(t, e, base)
 }
+
+// restart kills horizon serve with SIGKILL and starts it again on the same
+// addresses; the proxies reconnect on their own.
+func restart(t *testing.T, e *Env) {
+	t.Helper()
+	if err := e.Horizon.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Horizon.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestF3KillRestart: kill -9 Horizon and start it again; proxies keep their
+// views meanwhile (I1) and hold the oracle's again within the bound.
+func TestF3KillRestart(t *testing.T) {
+	skipShort(t)
+	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000)})
+	e.Connect(60 * time.Second)
+	churn(t, e, 2)
+	restart(t, e)
+	start := time.Now()
+	if err := e.Horizon.Ready(t.Context(), 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// A change while the proxies reconnect must reach them too.
+	churn(t, e, 1)
+	took, err := e.Checker.Converged(t.Context(), e.Checker.Bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("F3: after kill -9, ready in %v, every view equals the oracle %v later", time.Since(start).Round(time.Millisecond)-took, took)
+	e.StopChecker()
+	e.Report()
+}
+
+// TestF3KillRestartMemberDown: kill -9 Horizon while a member's apiserver is
+// down. The fixed behaviour (issue 20, item 1): the restarted Horizon serves
+// the down member's last known state from --state-dir, so every proxy,
+// reconnecting or new, gets the full view within the bound.
+func TestF3KillRestartMemberDown(t *testing.T) {
+	skipShort(t)
+	if !HasFlag(bin, "state-dir") {
+		t.Skip("needs persisted member state (horizon serve --state-dir, issue 20 item 1), not in this tree: without it a restart with a member down serves no proxy (Unavailable: no ClusterSet yet)")
+	}
+	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000), Flags: []string{"--state-dir", t.TempDir()}})
+	e.Connect(60 * time.Second)
+	down := e.Members[0]
+	if err := down.Cluster.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	restart(t, e)
+	took, err := e.Checker.Converged(t.Context(), e.Checker.Bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// New proxies too: a fleet that never held anything.
+	t.Logf("F3: killed and restarted with %s down: every view equals the oracle after %v", down.Name, took)
+	time.Sleep(size(2*time.Second, time.Minute))
+	if err := down.Cluster.StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Checker.Converged(t.Context(), e.Checker.Bound); err != nil {
+		t.Fatal(err)
+	}
+	e.StopChecker()
+	e.Report()
+}
+
+// TestF5MemberRemoval: deleting a member's Secret removes its endpoints from
+// every view and touches nothing else: I1 allows only the removed member's
+// addresses to leave, and Horizon's goroutines drop back.
+func TestF5MemberRemoval(t *testing.T) {
+	skipShort(t)
+	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000)}.WithSecrets())
+	e.Connect(60 * time.Second)
+	before := resources(t, e)
+	gone := e.Members[2]
+	at := e.RemoveMember(gone)
+	took, err := e.Checker.Converged(t.Context(), e.Checker.Bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("F5: %s removed; every view equals the oracle without it %v later", gone.Name, time.Since(at).Round(time.Millisecond))
+	_ = took
+	// Its informers and goroutines are released.
+	testkit.Eventually(t, 20*time.Second, "goroutines of the removed member released", func() error {
+		now := resources(t, e)
+		if now.Goroutines >= before.Goroutines {
+			return fmt.Errorf("goroutines %v, %v before the removal", now.Goroutines, before.Goroutines)
+		}
+		return nil
+	})
+	// Nothing else moved: changes elsewhere still flow.
+	churn(t, e, 2)
+	e.StopChecker()
+	e.Report()
+}
+
+// TestF6StuckClients: 1 and then 50 proxies stop reading while the others
+// get changes. The others' p99 stays within 1.5× of the baseline (plus
+// 100 ms of scheduling noise on a shared 2-core machine), and every stuck
+// stream is closed by --send-timeout.
+func TestF6StuckClients(t *testing.T) {
+	skipShort(t)
+	for _, stuck := range []int{1, 50} {
+		t.Run(fmt.Sprint(stuck), func(t *testing.T) {
+			// 30 services × 8 endpoints make every EDS push ~10 KB, so a
+			// stream that does not read fills its flow-control window.
+			e := New(t, bin, Options{Services: 30, Endpoints: 8, Proxies: size(50, 1000) + stuck, Stuck: stuck,
+				Flags: []string{"--send-timeout", "2s"}})
+			e.Connect(120 * time.Second)
+			changes := size(10, 30)
+			base := p99(churn(t, e, changes))
+			for _, r := range e.Recorders {
+				if r.Behaviour == Stuck {
+					r.Stick()
+				}
+			}
+			with := p99(churn(t, e, changes))
+			t.Logf("F6 (%d stuck): p99 %v without, %v with stuck clients", stuck, base, with)
+			if with > base*3/2+100*time.Millisecond {
+				t.Errorf("p99 with %d stuck clients %v > 1.5 × %v + 100ms", stuck, with, base)
+			}
+			testkit.Eventually(t, 30*time.Second, "stuck streams closed by --send-timeout", func() error {
+				// Keep pushing: a stream is closed when a send waits 2s.
+				churn(t, e, 1)
+				n, err := e.Horizon.Metric(t.Context(), "horizon_xds_rejected_streams_total", `reason="send_timeout"`)
+				if err == nil && n < float64(stuck) {
+					err = fmt.Errorf("%v streams closed for send timeout, want %d", n, stuck)
+				}
+				return err
+			})
+			e.StopChecker()
+			e.Report()
+		})
+	}
+}
+
+// TestF7NACKers: 10% of the proxies NACK every version. The others converge
+// as before, and no NACKed version is sent again (I4, checked on every
+// response): with no change, a NACKer gets nothing more.
+func TestF7NACKers(t *testing.T) {
+	skipShort(t)
+	proxies := size(50, 1000)
+	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: proxies, NACKers: proxies / 10})
+	e.Connect(60 * time.Second)
+	lat := churn(t, e, size(10, 30))
+	t.Logf("F7: others' p99 with %d NACKers: %v", proxies/10, p99(lat))
+	var before []int
+	for _, r := range e.Recorders[:proxies/10] {
+		p := r.Pushes()
+		before = append(before, p[0]+p[1]+p[2]+p[3])
+	}
+	time.Sleep(3 * time.Second)
+	for i, r := range e.Recorders[:proxies/10] {
+		p := r.Pushes()
+		if n := p[0] + p[1] + p[2] + p[3]; n != before[i] {
+			t.Errorf("NACKer %s got %d responses with no change: a resend loop", r.ID.ID, n-before[i])
+		}
+	}
+	nacks, err := e.Horizon.Metric(t.Context(), "horizon_xds_nacks_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("F7: horizon_xds_nacks_total %v", nacks)
+	e.StopChecker()
+	e.Report()
+}
+
+// TestF11Flapping: one member's apiserver goes down and up again and again.
+// Nothing it held changes, so each proxy gets at most one push per flap
+// (Horizon's last known state is kept), and I1 holds throughout.
+func TestF11Flapping(t *testing.T) {
+	skipShort(t)
+	e := New(t, bin, Options{Members: size(3, 10), Services: 3, Endpoints: 3, Proxies: size(50, 1000)})
+	e.Connect(60 * time.Second)
+	before := map[*Recorder][4]int{}
+	for _, r := range e.Checked() {
+		before[r] = r.Pushes()
+	}
+	flaps := size(3, 20)
+	m := e.Members[0]
+	for range flaps {
+		if err := m.Cluster.StopAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := m.Cluster.StartAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if _, err := e.Checker.Converged(t.Context(), e.Checker.Bound); err != nil {
+		t.Fatal(err)
+	}
+	most := 0
+	for r, b := range before {
+		p := r.Pushes()
+		n := p[0] + p[1] + p[2] + p[3] - (b[0] + b[1] + b[2] + b[3])
+		most = max(most, n)
+		if n > flaps {
+			t.Errorf("%s got %d responses over %d flaps of %s", r.ID.ID, n, flaps, m.Name)
+		}
+	}
+	t.Logf("F11: %d flaps of %s; the most responses any proxy got: %d", flaps, m.Name, most)
+	e.StopChecker()
+	e.Report()
+}

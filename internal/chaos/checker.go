@@ -150,7 +150,7 @@ func (c *Checker) Sample(ctx context.Context) {
 	defer c.mu.Unlock()
 	c.samples++
 	for _, r := range c.env.Recorders {
-		if r.Behaviour != ACK {
+		if r.Behaviour != ACK || c.env.removed(r.ID.Cluster) {
 			continue
 		}
 		got, _ := r.View()
@@ -180,7 +180,7 @@ func (c *Checker) Converged(ctx context.Context, timeout time.Duration) (time.Du
 		want := c.Expected(ctx)
 		var bad string
 		for _, r := range c.env.Recorders {
-			if r.Behaviour != ACK {
+			if r.Behaviour != ACK || c.env.removed(r.ID.Cluster) {
 				continue
 			}
 			got, _ := r.View()

@@ -201,11 +201,13 @@ func (e *Env) removed(member string) bool {
 	return e.gone[member]
 }
 
-// Checked returns the recorders that ACK (those compared with the oracle).
+// Checked returns the recorders compared with the oracle: those that ACK,
+// in members not removed (a removed member's own proxies are no longer
+// Horizon's to serve).
 func (e *Env) Checked() []*Recorder {
 	var out []*Recorder
 	for _, r := range e.Recorders {
-		if r.Behaviour == ACK {
+		if r.Behaviour == ACK && !e.removed(r.ID.Cluster) {
 			out = append(out, r)
 		}
 	}

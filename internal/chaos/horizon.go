@@ -207,4 +207,3 @@ func (h *Horizon) Resources(ctx context.Context) (Resources, error) {
 	}
 	return r, err
 }
-
