@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -35,6 +36,13 @@ type Options struct {
 	Flags     []string
 	// Bound is I3's: the longest a view may differ from the oracle.
 	Bound time.Duration
+	// Proxied puts a TCP proxy the suite can hang (Member.Hang) between
+	// Horizon and every member's apiserver.
+	Proxied bool
+	// StaticWindow gives the proxies fixed 64 KiB HTTP/2 stream windows
+	// (gRPC's BDP estimation off), as a slow Envoy's: a proxy that stops
+	// reading then blocks Horizon's sends within a few pushes.
+	StaticWindow bool
 
 	secrets bool
 }
@@ -75,6 +83,9 @@ func New(t testing.TB, bin string, o Options) *Env {
 	e.Members = StartMembers(t, o.Members)
 	ctx := t.Context()
 	for _, m := range e.Members {
+		if o.Proxied {
+			m.proxied(t)
+		}
 		for s := range o.Services {
 			if err := m.AddService(ctx, s, o.Endpoints, true); err != nil {
 				t.Fatal(err)
@@ -125,7 +136,11 @@ func New(t testing.TB, bin string, o Options) *Env {
 	for _, m := range e.Members {
 		refs = append(refs, load.ClusterRef{Name: m.Name, Network: m.Network})
 	}
-	fleet, err := load.NewFleet(load.FleetConfig{Address: h.XDS, Proxies: o.Proxies, Clusters: refs})
+	fc := load.FleetConfig{Address: h.XDS, Proxies: o.Proxies, Clusters: refs}
+	if o.StaticWindow {
+		fc.DialOptions = []grpc.DialOption{grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(16 << 20)}
+	}
+	fleet, err := load.NewFleet(fc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
@@ -31,6 +33,8 @@ type Member struct {
 	GatewayIP     string
 	Cluster       *kubetest.Cluster
 	Kubeconfig    string // admin kubeconfig file
+
+	proxy *tcpProxy // with Options.Proxied: the path Horizon reaches the apiserver by
 
 	index int
 	mu    sync.Mutex
@@ -60,6 +64,34 @@ func StartMembers(t testing.TB, n int) []*Member {
 		out = append(out, m)
 	}
 	return out
+}
+
+// Hang makes the member's apiserver a hung TCP peer to Horizon
+// (Options.Proxied only): connections stay open, no byte moves.
+func (m *Member) Hang() { m.proxy.Freeze() }
+
+// Unhang lets the bytes flow again.
+func (m *Member) Unhang() { m.proxy.Thaw() }
+
+// proxied points the member's kubeconfig at a TCP proxy in front of its
+// apiserver (the server certificate is for 127.0.0.1, so TLS still checks).
+func (m *Member) proxied(t testing.TB) {
+	t.Helper()
+	u, err := url.Parse(m.Cluster.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newTCPProxy(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	m.proxy = p
+	cfg := rest.CopyConfig(m.Cluster.Config)
+	cfg.Host = "https://" + p.Addr()
+	if err := kubetest.WriteKubeconfig(m.Kubeconfig, cfg); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // MemberFlag is the member's `horizon serve --member` value.

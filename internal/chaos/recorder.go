@@ -51,6 +51,9 @@ type Recorder struct {
 	updated  time.Time // last accepted EDS response
 	accepted []Accepted
 	pushes   [4]int // responses received, by type
+	same     int    // EDS responses whose every assignment was byte-equal to the one held
+	setEDS   int    // EDS responses that carried a clusterset assignment
+	raw      map[string]string
 	asked    [4]map[string]bool
 	stream   int
 	nacked   [4]string // version NACKed on the current stream
@@ -85,6 +88,25 @@ func (r *Recorder) Pushes() [4]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.pushes
+}
+
+// ClusterSetPushes returns how many responses could have changed the
+// proxy's clusterset assignments: CDS, LDS and RDS responses, and EDS ones
+// that carried one. (A member's own cluster.local services, such as
+// default/kubernetes, whose endpoint the apiserver removes when it stops,
+// are left out.)
+func (r *Recorder) ClusterSetPushes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pushes[load.CDS] + r.pushes[load.LDS] + r.pushes[load.RDS] + r.setEDS
+}
+
+// Redundant returns how many EDS responses changed nothing the proxy held
+// (every assignment byte-equal to the one it had).
+func (r *Recorder) Redundant() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.same
 }
 
 // Accepted returns every version the proxy accepted, in order.
@@ -192,6 +214,30 @@ func (r *Recorder) observe(resp load.Response) error {
 		}
 	case load.EDS:
 		updates = View{}
+		same, cs := len(resp.Resources) > 0, false
+		r.mu.Lock()
+		if r.raw == nil {
+			r.raw = map[string]string{}
+		}
+		for _, a := range resp.Resources {
+			name, err := resourceName(load.EDS, a.GetValue())
+			if err != nil {
+				r.mu.Unlock()
+				return err
+			}
+			same = same && r.raw[name] == string(a.GetValue())
+			if strings.HasSuffix(name, ".svc.clusterset.local") {
+				cs = true
+			}
+			r.raw[name] = string(a.GetValue())
+		}
+		if same {
+			r.same++
+		}
+		if cs {
+			r.setEDS++
+		}
+		r.mu.Unlock()
 		for _, a := range resp.Resources {
 			var cla endpoint.ClusterLoadAssignment
 			if err := proto.Unmarshal(a.GetValue(), &cla); err != nil {
