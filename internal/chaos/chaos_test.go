@@ -107,7 +107,10 @@ func resources(t *testing.T, e *Env) Resources {
 // after it returns every view equals the oracle.
 func TestF1MemberDown(t *testing.T) {
 	skipShort(t)
-	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000)})
+	// I3's bound here is 35 s, not 10: after its apiserver returns, a
+	// member's informers are still in client-go's list/watch backoff (up to
+	// 30 s), so its first changes wait for it (RELIABILITY.md, defect 1).
+	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000), Bound: 35 * time.Second})
 	base := resources(t, e)
 	t.Logf("initial sync of %d proxies: %v", len(e.Recorders), e.Connect(60*time.Second))
 	outage := size(5*time.Second, 3*time.Minute)
@@ -242,7 +245,7 @@ func TestF5MemberRemoval(t *testing.T) {
 
 // TestF6StuckClients: 1 and then 50 proxies stop reading while the others
 // get changes. The others' p99 stays within 1.5× of the baseline (plus
-// 100 ms of scheduling noise on a shared 2-core machine), and nothing grows
+// 100 ms of scheduling noise, 500 ms in short runs), and nothing grows
 // per change for the stuck ones. The proxies have fixed 64 KiB stream
 // windows (gRPC's BDP estimation off), as a slow Envoy's. That a send which
 // does block is ended by --send-timeout is xds/server's TestSendTimeout:
@@ -269,8 +272,12 @@ func TestF6StuckClients(t *testing.T) {
 		}
 		with := p99(churn(t, e, changes))
 		t.Logf("F6 (%d stuck): others' p99 %v without, %v with stuck clients", n, base, with)
-		if with > base*3/2+100*time.Millisecond {
-			t.Errorf("p99 with %d stuck clients %v > 1.5 × %v + 100ms", n, with, base)
+		// Slack for scheduling noise: short runs share 2 cores with
+		// kube-apiservers and whatever else runs, and their p99 is the
+		// worst of a few hundred samples.
+		slack := size(500*time.Millisecond, 100*time.Millisecond)
+		if with > base*3/2+slack {
+			t.Errorf("p99 with %d stuck clients %v > 1.5 × %v + %v", n, with, base, slack)
 		}
 		// Nothing queues up for them: Horizon sends a stream its next
 		// response of a type only after the ACK of the last (as
