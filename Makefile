@@ -19,7 +19,7 @@ COREDNS        := $(CURDIR)/bin/coredns
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build image run examples test fuzz fuzz-smoke bench bench-nodes bench-load bench-scenarios lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
+.PHONY: all build image run examples test fuzz fuzz-smoke bench bench-nodes bench-load bench-scenarios chaos lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -69,6 +69,10 @@ fuzz-smoke:
 ## fuzz: every fuzz target for $(FUZZTIME) each (FUZZTIME=10m make fuzz); crashers land in the package's testdata/fuzz/FuzzX/
 fuzz:
 	GO=$(GO) .ci/fuzz $(FUZZTIME)
+
+## chaos: the fault suite's long scenarios (internal/chaos; minutes of outage, 1,000 proxies; figures in RELIABILITY.md). `make test` runs the same scenarios short
+chaos: kube-tools
+	CHAOS_LONG=1 $(GO) test -race -count=1 -timeout 60m -v -run 'TestF[0-9]' ./internal/chaos/
 
 ## bench: the Go benchmarks under bench/, then the load harness's table for one hot service (bench/README.md; 1–2 min)
 bench:

@@ -23,8 +23,10 @@ type FleetConfig struct {
 	// Conns is the number of gRPC connections the proxies' streams share
 	// (round-robin); 0 means one per 50 proxies. A real Envoy has one each;
 	// sharing keeps the client side's sockets and goroutines affordable.
-	Conns int  `json:"conns"`
-	Delta bool `json:"delta"`
+	Conns int `json:"conns"`
+	// DialOptions are added to the connections' (in-process fleets only).
+	DialOptions []grpc.DialOption `json:"-"`
+	Delta       bool              `json:"delta"`
 	// Clusters are the member clusters proxies are spread over; empty means
 	// those of a bench/gen ClusterSet with Networks × ClustersPerNetwork.
 	Clusters           []ClusterRef `json:"clusters,omitempty"`
@@ -113,6 +115,10 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	return f, nil
 }
 
+// Proxies returns the fleet's proxies, in identity order (to Observe them
+// before Start).
+func (f *Fleet) Proxies() []*Proxy { return f.proxies }
+
 // Start dials the connections and starts every proxy at once.
 func (f *Fleet) Start(ctx context.Context) error {
 	f.mu.Lock()
@@ -122,9 +128,9 @@ func (f *Fleet) Start(ctx context.Context) error {
 	}
 	conns := make([]*grpc.ClientConn, f.cfg.Conns)
 	for i := range conns {
-		c, err := grpc.NewClient(f.cfg.Address,
+		c, err := grpc.NewClient(f.cfg.Address, append([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}, f.cfg.DialOptions...)...)
 		if err != nil {
 			for _, c := range conns[:i] {
 				c.Close()

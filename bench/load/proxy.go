@@ -122,8 +122,9 @@ type ProxyStats struct {
 // names the listeners' HTTP connection managers name. Every response is
 // decoded and ACKed (version and nonce), or NACKed if it does not decode.
 type Proxy struct {
-	id    Identity
-	delta bool
+	id      Identity
+	delta   bool
+	observe func(Response) error
 
 	mu    sync.Mutex
 	stats ProxyStats
@@ -134,6 +135,28 @@ type Proxy struct {
 func NewProxy(id Identity, delta bool) *Proxy {
 	return &Proxy{id: id, delta: delta, stats: ProxyStats{Identity: id, Markers: map[int]int64{}}}
 }
+
+// Response is one state-of-the-world response as a proxy received it, for
+// an observer (see Observe).
+type Response struct {
+	Type       int // CDS, EDS, LDS or RDS
+	Version    string
+	Nonce      string
+	Resources  []*anypb.Any
+	Subscribed []string // the names the proxy had asked for (EDS, RDS), sorted
+	Stream     int      // which of the proxy's streams, from 1
+	Received   time.Time
+}
+
+// Observe has f see every state-of-the-world response that decodes, before
+// the proxy answers it: the proxy NACKs it when f returns an error and ACKs
+// it otherwise, and reads nothing more while f blocks (a stuck Envoy). Set
+// it before Run; delta streams do not call it. The fault suite
+// (internal/chaos) records views with it.
+func (p *Proxy) Observe(f func(Response) error) { p.observe = f }
+
+// Identity is what the proxy tells Horizon about itself.
+func (p *Proxy) Identity() Identity { return p.id }
 
 // Stats returns a copy of what the proxy recorded.
 func (p *Proxy) Stats() ProxyStats {
@@ -324,6 +347,8 @@ func (p *Proxy) runSotW(ctx context.Context, client discoverypb.AggregatedDiscov
 		return err
 	}
 	s := newSession(p)
+	var streamNo int
+	p.count(func(st *ProxyStats) { streamNo = st.Streams })
 	var version, nonce [numTypes]string
 	node := p.id.node()
 	send := func(t int, names []string, nack *rpcstatus.Status) error {
@@ -369,6 +394,10 @@ func (p *Proxy) runSotW(ctx context.Context, client discoverypb.AggregatedDiscov
 			markers = append(markers, d.markers...)
 		}
 		nonce[t] = resp.GetNonce()
+		if derr == nil && p.observe != nil {
+			derr = p.observe(Response{Type: t, Version: resp.GetVersionInfo(), Nonce: resp.GetNonce(),
+				Resources: resp.GetResources(), Subscribed: names(t), Stream: streamNo, Received: time.Now()})
+		}
 		if derr != nil {
 			p.count(func(st *ProxyStats) { st.NACKs++ })
 			if err := send(t, names(t), &rpcstatus.Status{Code: 3, Message: derr.Error()}); err != nil {

@@ -1,0 +1,311 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/horizonmesh/horizon/bench/load"
+	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
+)
+
+// Long reports whether the long scenarios were asked for (CHAOS_LONG=1,
+// `make chaos`).
+func Long() bool { ok, _ := strconv.ParseBool(os.Getenv("CHAOS_LONG")); return ok }
+
+// Options size an Env.
+type Options struct {
+	Members   int // member clusters (3 by default)
+	Services  int // exported services in every member
+	Endpoints int // endpoints of each service in each member
+	Proxies   int // simulated sidecars, spread over the members
+	NACKers   int // of which the first NACKers NACK every version
+	Stuck     int // and the next Stuck stop reading when told
+	Flags     []string
+	// Bound is I3's: the longest a view may differ from the oracle.
+	Bound time.Duration
+	// Proxied puts a TCP proxy the suite can hang (Member.Hang) between
+	// Horizon and every member's apiserver.
+	Proxied bool
+	// StaticWindow gives the proxies fixed 64 KiB HTTP/2 stream windows
+	// (gRPC's BDP estimation off), as a slow Envoy's: a proxy that stops
+	// reading then blocks Horizon's sends within a few pushes.
+	StaticWindow bool
+
+	secrets bool
+}
+
+// Env is one scenario's world: members, Horizon, proxies, checks.
+type Env struct {
+	T          testing.TB
+	Options    Options
+	Members    []*Member
+	Horizon    *Horizon
+	Fleet      *load.Fleet
+	Recorders  []*Recorder
+	Ledger     *Ledger
+	Violations *Violations
+	Checker    *Checker
+
+	central     *kubetest.Cluster
+	changes     int // churn's count, for tests
+	mu          sync.Mutex
+	gone        map[string]bool
+	stopChecker context.CancelFunc
+	checkerDone chan struct{}
+}
+
+// New starts members, seeds them, starts `horizon serve` (bin) with every
+// member and opts.Flags, waits for every proxy to match the oracle, and
+// starts the checker. Everything stops at the test's end.
+func New(t testing.TB, bin string, o Options) *Env {
+	t.Helper()
+	if o.Members == 0 {
+		o.Members = 3
+	}
+	if o.Bound == 0 {
+		o.Bound = 10 * time.Second
+	}
+	e := &Env{T: t, Options: o, Violations: &Violations{}, gone: map[string]bool{}}
+	e.Ledger = &Ledger{addrs: map[string]bool{}, members: map[string]bool{}, removed: map[string]bool{}, owner: ownerOf}
+	e.Members = StartMembers(t, o.Members)
+	ctx := t.Context()
+	for _, m := range e.Members {
+		if o.Proxied {
+			m.proxied(t)
+		}
+		for s := range o.Services {
+			if err := m.AddService(ctx, s, o.Endpoints, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	flags := []string{"--gateway-probe-interval", "0", "--mcs-controller=false"}
+	if o.secrets {
+		e.central = kubetest.Start(t, "central")[0]
+		path := filepath.Join(t.TempDir(), "central.kubeconfig")
+		if err := kubetest.WriteKubeconfig(path, e.central.Config); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.central.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "horizon-system"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range e.Members {
+			if err := addSecret(ctx, bin, m, e.central); err != nil {
+				t.Fatal(err)
+			}
+		}
+		flags = append(flags, "--member-secrets-namespace", "horizon-system", "--kubeconfig", path)
+	} else {
+		for _, m := range e.Members {
+			flags = append(flags, "--member", m.MemberFlag())
+		}
+	}
+	h, err := NewHorizon(bin, append(flags, o.Flags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Horizon = h
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Signal(syscall.SIGTERM, 20*time.Second); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("horizon serve %v:\n%s", h.Flags, tail(h.Out.String(), 8000))
+		}
+	})
+	if err := h.Ready(ctx, 60*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, h.Out)
+	}
+	var refs []load.ClusterRef
+	for _, m := range e.Members {
+		refs = append(refs, load.ClusterRef{Name: m.Name, Network: m.Network})
+	}
+	fc := load.FleetConfig{Address: h.XDS, Proxies: o.Proxies, Clusters: refs}
+	if o.StaticWindow {
+		fc.DialOptions = []grpc.DialOption{grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(16 << 20)}
+	}
+	fleet, err := load.NewFleet(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Fleet = fleet
+	for i, p := range fleet.Proxies() {
+		b := ACK
+		switch {
+		case i < o.NACKers:
+			b = NACK
+		case i < o.NACKers+o.Stuck:
+			b = Stuck
+		}
+		r := newRecorder(e, p.Identity(), b)
+		p.Observe(r.observe)
+		e.Recorders = append(e.Recorders, r)
+	}
+	e.Checker = &Checker{env: e, Interval: 500 * time.Millisecond, Bound: o.Bound,
+		last: map[string]Objects{}, since: map[*Recorder]time.Time{}, reported: map[*Recorder]bool{}}
+	return e
+}
+
+// Connect starts the proxies, waits until every checked one holds the
+// oracle's view, and starts the checker.
+func (e *Env) Connect(timeout time.Duration) time.Duration {
+	e.T.Helper()
+	if err := e.Fleet.Start(context.Background()); err != nil {
+		e.T.Fatal(err)
+	}
+	e.T.Cleanup(func() {
+		for _, r := range e.Recorders {
+			r.Release()
+		}
+		e.Fleet.Stop()
+	})
+	took, err := e.Checker.Converged(e.T.Context(), timeout)
+	if err != nil {
+		e.T.Fatalf("initial sync: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopChecker, e.checkerDone = cancel, make(chan struct{})
+	go func() { defer close(e.checkerDone); e.Checker.Run(ctx) }()
+	e.T.Cleanup(e.StopChecker)
+	return took
+}
+
+// StopChecker stops the continuous checks (idempotent).
+func (e *Env) StopChecker() {
+	if e.stopChecker != nil {
+		e.stopChecker()
+		<-e.checkerDone
+		e.stopChecker = nil
+	}
+}
+
+// Report fails the test for every violation found, printing the first 20.
+func (e *Env) Report() {
+	e.T.Helper()
+	vs := e.Violations.List()
+	for i, v := range vs {
+		if i == 20 {
+			e.T.Errorf("... and %d more violations", len(vs)-20)
+			break
+		}
+		e.T.Errorf("violation: %s", v)
+	}
+	e.T.Logf("checker: %d samples, %d proxy-samples differing from the oracle (within the bound or not), %d violations",
+		e.Checker.samples, e.Checker.divergent, len(vs))
+}
+
+func (e *Env) removed(member string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.gone[member]
+}
+
+// Checked returns the recorders compared with the oracle: those that ACK,
+// in members not removed (a removed member's own proxies are no longer
+// Horizon's to serve).
+func (e *Env) Checked() []*Recorder {
+	var out []*Recorder
+	for _, r := range e.Recorders {
+		if r.Behaviour == ACK && !e.removed(r.ID.Cluster) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Change scales service s of member m to n endpoints (recording removals in
+// the ledger first) and returns when it was written.
+func (e *Env) Change(m *Member, s, n int) time.Time {
+	e.T.Helper()
+	var gone []string
+	for i := n; i < m.Endpoints(s); i++ {
+		gone = append(gone, fmt.Sprintf("%s:%d", m.EndpointAddr(s, i), ServicePort))
+	}
+	if len(gone) > 0 {
+		e.Ledger.RemoveEndpoints(m.Name, gone...)
+	}
+	at := time.Now()
+	if err := m.Scale(e.T.Context(), s, n); err != nil {
+		e.T.Fatal(err)
+	}
+	return at
+}
+
+// Latencies waits until every checked recorder holds the oracle's view of
+// service s and returns, per recorder, the time it accepted it minus since.
+func (e *Env) Latencies(s int, since time.Time, timeout time.Duration) ([]time.Duration, error) {
+	want := e.Checker.Expected(e.T.Context())
+	name := ClusterSetName(ServiceName(s), Namespace, ServicePort)
+	var out []time.Duration
+	deadline := time.After(timeout)
+	for _, r := range e.Checked() {
+		select {
+		case at := <-r.Await(name, want[r.ID.Network][name]):
+			out = append(out, max(0, at.Sub(since)))
+		case <-deadline:
+			got, _ := r.View()
+			return out, fmt.Errorf("%s never held %s = %v within %v (holds %v)", r.ID.ID, name, want[r.ID.Network][name], timeout, got[name])
+		}
+	}
+	return out, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// WithSecrets makes New read members from Secrets in a control-plane
+// cluster of its own (`horizon cluster add-secret`), so that a member can
+// be removed while Horizon runs (F5).
+func (o Options) WithSecrets() Options { o.secrets = true; return o }
+
+// addSecret applies the member Secret `horizon cluster add-secret` prints
+// for m in the control plane's cluster, as an operator would.
+func addSecret(ctx context.Context, bin string, m *Member, central *kubetest.Cluster) error {
+	out, err := exec.CommandContext(ctx, bin, "cluster", "add-secret", "--kubeconfig", m.Kubeconfig, "--name", m.Name, "--network", m.Network).Output()
+	if err != nil {
+		return fmt.Errorf("member %s: horizon cluster add-secret: %w", m.Name, err)
+	}
+	var sec corev1.Secret
+	if err := yaml.UnmarshalStrict(out, &sec); err != nil {
+		return fmt.Errorf("member %s: add-secret printed no Secret: %w", m.Name, err)
+	}
+	if _, err := central.Kube.CoreV1().Secrets(sec.Namespace).Create(ctx, &sec, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("member %s: create Secret: %w", m.Name, err)
+	}
+	return nil
+}
+
+// RemoveMember deletes m's Secret (WithSecrets only): Horizon must drop its
+// endpoints from every view and touch nothing else.
+func (e *Env) RemoveMember(m *Member) time.Time {
+	e.T.Helper()
+	e.Ledger.RemoveMember(m.Name)
+	e.mu.Lock()
+	e.gone[m.Name] = true
+	e.mu.Unlock()
+	at := time.Now()
+	if err := e.central.Kube.CoreV1().Secrets("horizon-system").Delete(e.T.Context(), "member-"+m.Name, metav1.DeleteOptions{}); err != nil {
+		e.T.Fatal(err)
+	}
+	return at
+}
