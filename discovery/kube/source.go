@@ -102,6 +102,11 @@ type slot struct {
 	persisted *MemberState
 	loaded    bool
 	loadFails int // reads that failed for want of the store (retried)
+	// wasStale: cur was stale when last published. A member whose API
+	// server answers again is relisted by a fresh watcher (refresh), since
+	// the stale one's reflectors may sit in client-go's list/watch backoff
+	// for up to a minute after an outage (RELIABILITY.md, defect 1).
+	wasStale bool
 }
 
 // running is a member and, once Run has started its watcher, the means to
@@ -162,6 +167,23 @@ func (s *Source) Set(cfg MemberConfig) error {
 	}
 	s.nudge()
 	return nil
+}
+
+// refreshLocked starts a fresh watcher of a member whose API server answers
+// again after an outage: it lists at once, and replaces the current watcher
+// once synced, as a rotation does (the current one keeps serving the last
+// known state until then). The current watcher's informers would otherwise
+// catch up only when client-go's list/watch backoff, up to 30 s with as much
+// jitter, lets them retry.
+func (s *Source) refreshLocked(name string, sl *slot) {
+	m, err := NewMember(sl.cur.m.cfg, s.log, s.nudge)
+	if err != nil {
+		s.log.Error("member cluster reachable again, but a fresh watcher cannot be made; the current one catches up after its backoff", "cluster", name, "error", err)
+		return
+	}
+	sl.next = &running{m: m}
+	s.log.Info("member cluster reachable again; relisting it with a fresh watcher", "cluster", name)
+	s.nudge()
 }
 
 // Remove stops watching a member and drops it from the ClusterSet.
@@ -264,6 +286,10 @@ func (s *Source) publish() {
 		if st == Stale {
 			staleFor = time.Since(m.StaleSince())
 		}
+		if sl.wasStale && st == Synced && sl.next == nil {
+			s.refreshLocked(name, sl)
+		}
+		sl.wasStale = st == Stale
 		apiProblems := m.APIProblems()
 		if !m.HasSynced() {
 			s.reportProblems(name, apiProblems)

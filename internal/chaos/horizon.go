@@ -28,12 +28,6 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
-// HasFlag reports whether `horizon serve --help` lists flag (--name).
-func HasFlag(bin, flag string) bool {
-	out, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
-	return strings.Contains(string(out), "--"+flag+" ") || strings.Contains(string(out), "--"+flag+"\n")
-}
-
 // Horizon is a `horizon serve` process on fixed loopback addresses, so that
 // it can be killed and started again where its proxies reconnect.
 type Horizon struct {
