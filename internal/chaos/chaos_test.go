@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,6 +238,45 @@ func TestF5MemberRemoval(t *testing.T) {
 	})
 	// Nothing else moved: changes elsewhere still flow.
 	churn(t, e, 2)
+	e.StopChecker()
+	e.Report()
+}
+
+// TestF4CredentialRotation: a member's credentials are rotated (add-secret
+// run again, its Secret replaced) several times while its services and
+// another member's change. No endpoint of the rotated member leaves any view
+// (I1: zero gap, the old connection serves until the new one has synced),
+// every view keeps equal to the oracle within the bound (I3), and Horizon
+// really moves to each new credential.
+func TestF4CredentialRotation(t *testing.T) {
+	skipShort(t)
+	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000)}.WithSecrets())
+	e.Connect(60 * time.Second)
+	rotated := e.Members[0]
+	rotations := size(3, 10)
+	for i := range rotations {
+		at := e.RotateCredentials(rotated)
+		// Changes in the rotated member and in another while the new
+		// connection syncs.
+		for _, m := range []*Member{rotated, e.Members[1]} {
+			e.changes++
+			changed := e.Change(m, 1, e.Options.Endpoints+e.changes%2)
+			if _, err := e.Latencies(1, changed, 30*time.Second); err != nil {
+				t.Fatalf("rotation %d: a change in %s: %v", i, m.Name, err)
+			}
+		}
+		want := i + 1
+		testkit.Eventually(t, 30*time.Second, "Horizon on the rotated credential", func() error {
+			if n := strings.Count(e.Horizon.Out.String(), "member cluster rotated"); n < want {
+				return fmt.Errorf("%d rotations logged, want %d", n, want)
+			}
+			return nil
+		})
+		t.Logf("F4: rotation %d of %s's credentials logged as applied within %v of its Secret being written (two changes delivered meanwhile)", i+1, rotated.Name, time.Since(at).Round(time.Millisecond))
+	}
+	if _, err := e.Checker.Converged(t.Context(), e.Checker.Bound); err != nil {
+		t.Fatal(err)
+	}
 	e.StopChecker()
 	e.Report()
 }

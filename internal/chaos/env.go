@@ -60,7 +60,8 @@ type Env struct {
 	Checker    *Checker
 
 	central     *kubetest.Cluster
-	changes     int // churn's count, for tests
+	bin         string // horizon, for add-secret
+	changes     int    // churn's count, for tests
 	mu          sync.Mutex
 	gone        map[string]bool
 	stopChecker context.CancelFunc
@@ -78,7 +79,7 @@ func New(t testing.TB, bin string, o Options) *Env {
 	if o.Bound == 0 {
 		o.Bound = 10 * time.Second
 	}
-	e := &Env{T: t, Options: o, Violations: &Violations{}, gone: map[string]bool{}}
+	e := &Env{T: t, Options: o, Violations: &Violations{}, gone: map[string]bool{}, bin: bin}
 	e.Ledger = &Ledger{addrs: map[string]bool{}, members: map[string]bool{}, removed: map[string]bool{}, owner: ownerOf}
 	e.Members = StartMembers(t, o.Members)
 	ctx := t.Context()
@@ -281,18 +282,54 @@ func (o Options) WithSecrets() Options { o.secrets = true; return o }
 // addSecret applies the member Secret `horizon cluster add-secret` prints
 // for m in the control plane's cluster, as an operator would.
 func addSecret(ctx context.Context, bin string, m *Member, central *kubetest.Cluster) error {
-	out, err := exec.CommandContext(ctx, bin, "cluster", "add-secret", "--kubeconfig", m.Kubeconfig, "--name", m.Name, "--network", m.Network).Output()
+	sec, err := memberSecret(ctx, bin, m)
 	if err != nil {
-		return fmt.Errorf("member %s: horizon cluster add-secret: %w", m.Name, err)
+		return err
 	}
-	var sec corev1.Secret
-	if err := yaml.UnmarshalStrict(out, &sec); err != nil {
-		return fmt.Errorf("member %s: add-secret printed no Secret: %w", m.Name, err)
-	}
-	if _, err := central.Kube.CoreV1().Secrets(sec.Namespace).Create(ctx, &sec, metav1.CreateOptions{}); err != nil {
+	if _, err := central.Kube.CoreV1().Secrets(sec.Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("member %s: create Secret: %w", m.Name, err)
 	}
 	return nil
+}
+
+// memberSecret is the Secret `horizon cluster add-secret` prints for m: each
+// run mints a new ServiceAccount token.
+func memberSecret(ctx context.Context, bin string, m *Member) (*corev1.Secret, error) {
+	out, err := exec.CommandContext(ctx, bin, "cluster", "add-secret", "--kubeconfig", m.Kubeconfig, "--name", m.Name, "--network", m.Network).Output()
+	if err != nil {
+		return nil, fmt.Errorf("member %s: horizon cluster add-secret: %w", m.Name, err)
+	}
+	var sec corev1.Secret
+	if err := yaml.UnmarshalStrict(out, &sec); err != nil {
+		return nil, fmt.Errorf("member %s: add-secret printed no Secret: %w", m.Name, err)
+	}
+	return &sec, nil
+}
+
+// RotateCredentials runs `horizon cluster add-secret` for m again and
+// replaces its Secret with the new one (WithSecrets only), as an operator
+// rotating a member's token does. It returns when the Secret was written.
+func (e *Env) RotateCredentials(m *Member) time.Time {
+	e.T.Helper()
+	ctx := e.T.Context()
+	sec, err := memberSecret(ctx, e.bin, m)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	secrets := e.central.Kube.CoreV1().Secrets(sec.Namespace)
+	old, err := secrets.Get(ctx, sec.Name, metav1.GetOptions{})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	if string(old.Data["kubeconfig"]) == string(sec.Data["kubeconfig"]) {
+		e.T.Fatalf("member %s: add-secret printed the same kubeconfig again; nothing to rotate", m.Name)
+	}
+	sec.ResourceVersion = old.ResourceVersion
+	at := time.Now()
+	if _, err := secrets.Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		e.T.Fatal(err)
+	}
+	return at
 }
 
 // RemoveMember deletes m's Secret (WithSecrets only): Horizon must drop its
