@@ -41,39 +41,8 @@ func TestE2EGatewayOverMTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer backend.Close()
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.WriteString(c, "west\n") }()
-		}
-	}()
-	backendPort := backend.Addr().(*net.TCPAddr).Port
-
 	gwAddr := freeLoopbackAddr(t)
-	gwHost, gwPort, _ := net.SplitHostPort(gwAddr)
-	file := filepath.Join(t.TempDir(), "clusterset.yaml")
-	cs := fmt.Sprintf(`networks: [east, west]
-clusters:
-  - name: east-1
-    network: east
-    services:
-      - {name: echo, namespace: demo, exported: true, ports: [{name: tls, port: 7070}], endpoints: []}
-  - name: west-1
-    network: west
-    gateways: [{address: %s, port: %s}]
-    services:
-      - name: echo
-        namespace: demo
-        exported: true
-        ports: [{name: tls, port: 7070}]
-        endpoints: [{address: 127.0.0.1, serviceAccount: echo, ports: {tls: %d}}]
-`, gwHost, gwPort, backendPort)
-	if err := os.WriteFile(file, []byte(cs), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := westEchoClusterSet(t, backend, gwAddr)
 	mtls := freeLoopbackAddr(t)
 	bin := buildHorizon(t)
 	startHorizon(t, bin, "--clusterset", file, "--ca-dir", caDir, "--mtls-address", mtls, "--gateway-probe-interval", "0",
@@ -151,4 +120,42 @@ clusters:
 	if _, err := dial("outbound_.7070_._.made-up.demo.svc.clusterset.local"); err == nil {
 		t.Fatal("a made-up SNI was passed through")
 	}
+}
+
+// westEchoClusterSet answers every connection to backend with "west" and
+// writes the ClusterSet file of the gateway tests: echo exported from
+// west-1, whose gateway listens at gwAddr, to east-1's proxies.
+func westEchoClusterSet(t *testing.T, backend net.Listener, gwAddr string) string {
+	t.Helper()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.WriteString(c, "west\n") }()
+		}
+	}()
+	gwHost, gwPort, _ := net.SplitHostPort(gwAddr)
+	file := filepath.Join(t.TempDir(), "clusterset.yaml")
+	cs := fmt.Sprintf(`networks: [east, west]
+clusters:
+  - name: east-1
+    network: east
+    services:
+      - {name: echo, namespace: demo, exported: true, ports: [{name: tls, port: 7070}], endpoints: []}
+  - name: west-1
+    network: west
+    gateways: [{address: %s, port: %s}]
+    services:
+      - name: echo
+        namespace: demo
+        exported: true
+        ports: [{name: tls, port: 7070}]
+        endpoints: [{address: 127.0.0.1, serviceAccount: echo, ports: {tls: %d}}]
+`, gwHost, gwPort, backend.Addr().(*net.TCPAddr).Port)
+	if err := os.WriteFile(file, []byte(cs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -68,39 +67,8 @@ func TestE2EIntermediateRotationThroughGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer backend.Close()
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.WriteString(c, "west\n") }()
-		}
-	}()
-	backendPort := backend.Addr().(*net.TCPAddr).Port
-
 	gwAddr := freeLoopbackAddr(t)
-	gwHost, gwPort, _ := net.SplitHostPort(gwAddr)
-	file := filepath.Join(t.TempDir(), "clusterset.yaml")
-	cs := fmt.Sprintf(`networks: [east, west]
-clusters:
-  - name: east-1
-    network: east
-    services:
-      - {name: echo, namespace: demo, exported: true, ports: [{name: tls, port: 7070}], endpoints: []}
-  - name: west-1
-    network: west
-    gateways: [{address: %s, port: %s}]
-    services:
-      - name: echo
-        namespace: demo
-        exported: true
-        ports: [{name: tls, port: 7070}]
-        endpoints: [{address: 127.0.0.1, serviceAccount: echo, ports: {tls: %d}}]
-`, gwHost, gwPort, backendPort)
-	if err := os.WriteFile(file, []byte(cs), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := westEchoClusterSet(t, backend, gwAddr)
 	mtls := freeLoopbackAddr(t)
 	bin := buildHorizon(t)
 	startHorizon(t, bin, "--clusterset", file, "--ca-dir", caDir, "--mtls-address", mtls, "--gateway-probe-interval", "0",
