@@ -34,14 +34,7 @@ func TestMalformedEndpointSlicesOnRealAPIServer(t *testing.T) {
 	c := kubetest.Start(t, "east")[0]
 	seed(t, c, "demo", "echo", true, "10.0.1.1", "10.0.1.2")
 	echo := discovery.ServiceKey{Namespace: "demo", Name: "echo"}
-	rec := &recorder{}
-	m := NewMetrics(prometheus.NewRegistry())
-	var logs testkit.Buffer
-	src := NewSource(SourceOptions{OnUpdate: rec.update, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := src.Set(memberConfig(c, "net-east")); err != nil {
-		t.Fatal(err)
-	}
-	runSource(t, src)
+	_, rec, m, logs := watchEast(t, c)
 	testkit.Eventually(t, wait, "echo's endpoints", func() bool { return endpointsOf(rec.latest(), "east", echo) == 2 })
 
 	slice := func(name string, at discoveryv1.AddressType, port int32, addrs ...string) *discoveryv1.EndpointSlice {
@@ -168,14 +161,7 @@ func TestMemberAPIVersions(t *testing.T) {
 	}
 	replace("v1alpha1")
 
-	rec := &recorder{}
-	m := NewMetrics(prometheus.NewRegistry())
-	var logs testkit.Buffer
-	src := NewSource(SourceOptions{OnUpdate: rec.update, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := src.Set(memberConfig(c, "net-east")); err != nil {
-		t.Fatal(err)
-	}
-	runSource(t, src)
+	src, _, m, logs := watchEast(t, c)
 	notServed := func() float64 {
 		return testutil.ToFloat64(m.invalid.WithLabelValues("east", "APIResource", ReasonAPINotServed))
 	}
@@ -222,14 +208,7 @@ func TestMemberWithoutEndpointSlicesV1(t *testing.T) {
 		t.Skip("starts a kube-apiserver")
 	}
 	c := kubetest.StartWith(t, kubetest.Options{RuntimeConfig: "discovery.k8s.io/v1=false"}, "east")[0]
-	rec := &recorder{}
-	m := NewMetrics(prometheus.NewRegistry())
-	var logs testkit.Buffer
-	src := NewSource(SourceOptions{OnUpdate: rec.update, Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := src.Set(memberConfig(c, "net-east")); err != nil {
-		t.Fatal(err)
-	}
-	runSource(t, src)
+	src, _, m, logs := watchEast(t, c)
 	want := "does not serve endpointslices at discovery.k8s.io/v1 (it serves endpointslices at no version)"
 	testkit.Eventually(t, wait, "the problem logged", func() error {
 		if strings.Contains(logs.String(), want) {
@@ -243,4 +222,19 @@ func TestMemberWithoutEndpointSlicesV1(t *testing.T) {
 	if src.Ready() {
 		t.Error("the source published without the member's EndpointSlices")
 	}
+}
+
+// watchEast runs a Source on cluster c as member east (network net-east)
+// and returns it, what it publishes, its metrics and its log.
+func watchEast(t *testing.T, c *kubetest.Cluster) (*Source, *recorder, *Metrics, *testkit.Buffer) {
+	t.Helper()
+	rec := &recorder{}
+	m := NewMetrics(prometheus.NewRegistry())
+	logs := &testkit.Buffer{}
+	src := NewSource(SourceOptions{OnUpdate: rec.update, Metrics: m, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err := src.Set(memberConfig(c, "net-east")); err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, src)
+	return src, rec, m, logs
 }
