@@ -96,10 +96,18 @@ func (h *Horizon) Signal(sig syscall.Signal, wait time.Duration) error {
 	case <-done:
 		return nil
 	case <-time.After(wait):
+	}
+	// Stuck: SIGQUIT makes the Go runtime write every goroutine's stack to
+	// the process's output (h.Out) and exit, so the failure says where it
+	// hangs; kill -9 if even that does not end it.
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("horizon serve did not exit within %v of %v", wait, sig)
 	}
+	return fmt.Errorf("horizon serve did not exit within %v of %v; its goroutines at that moment are in its output (SIGQUIT):\n%s", wait, sig, tail(h.Out.String(), 64<<10))
 }
 
 // Kill is kill -9.
