@@ -149,7 +149,7 @@ func (c *Checker) Sample(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.samples++
-	for _, r := range c.env.Recorders {
+	for _, r := range c.env.recorders() {
 		if r.Behaviour != ACK || c.env.removed(r.ID.Cluster) {
 			continue
 		}
@@ -179,7 +179,7 @@ func (c *Checker) Converged(ctx context.Context, timeout time.Duration) (time.Du
 	for {
 		want := c.Expected(ctx)
 		var bad string
-		for _, r := range c.env.Recorders {
+		for _, r := range c.env.recorders() {
 			if r.Behaviour != ACK || c.env.removed(r.ID.Cluster) {
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -43,6 +44,12 @@ type Options struct {
 	// (gRPC's BDP estimation off), as a slow Envoy's: a proxy that stops
 	// reading then blocks Horizon's sends within a few pushes.
 	StaticWindow bool
+	// Replicas runs that many `horizon serve` replicas of the same members
+	// (default 1); proxies reach them through a balancer (balancer.go).
+	Replicas int
+	// Conns is how many gRPC connections the proxies share (0: one per 50),
+	// which the balancer spreads over the replicas.
+	Conns int
 
 	secrets bool
 }
@@ -52,13 +59,16 @@ type Env struct {
 	T          testing.TB
 	Options    Options
 	Members    []*Member
-	Horizon    *Horizon
+	Horizon    *Horizon   // the first replica
+	Horizons   []*Horizon // every replica (Options.Replicas)
 	Fleet      *load.Fleet
 	Recorders  []*Recorder
 	Ledger     *Ledger
 	Violations *Violations
 	Checker    *Checker
 
+	address     string     // where proxies connect: Horizon, or a balancer over the replicas
+	recMu       sync.Mutex // guards Recorders' growth (AddProxies)
 	central     *kubetest.Cluster
 	bin         string // horizon, for add-secret
 	changes     int    // churn's count, for tests
@@ -114,53 +124,103 @@ func New(t testing.TB, bin string, o Options) *Env {
 			flags = append(flags, "--member", m.MemberFlag())
 		}
 	}
-	h, err := NewHorizon(bin, append(flags, o.Flags...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Horizon = h
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Signal(syscall.SIGTERM, 20*time.Second); err != nil {
-			t.Error(err)
+	replicas := max(o.Replicas, 1)
+	for range replicas {
+		h, err := NewHorizon(bin, append(flags, o.Flags...)...)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if t.Failed() {
-			t.Logf("horizon serve %v:\n%s", h.Flags, tail(h.Out.String(), 8000))
+		e.Horizons = append(e.Horizons, h)
+		if err := h.Start(); err != nil {
+			t.Fatal(err)
 		}
-	})
-	if err := h.Ready(ctx, 60*time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, h.Out)
+		t.Cleanup(func() {
+			if err := h.Signal(syscall.SIGTERM, 20*time.Second); err != nil {
+				t.Error(err)
+			}
+			if t.Failed() {
+				t.Logf("horizon serve %v:\n%s", h.Flags, tail(h.Out.String(), 8000))
+			}
+		})
 	}
+	e.Horizon = e.Horizons[0]
+	for _, h := range e.Horizons {
+		if err := h.Ready(ctx, 60*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, h.Out)
+		}
+	}
+	e.address = e.Horizon.XDS
+	if replicas > 1 {
+		var targets []string
+		for _, h := range e.Horizons {
+			targets = append(targets, h.XDS)
+		}
+		lb, err := newBalancer(targets...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(lb.Close)
+		e.address = lb.Addr()
+	}
+	e.Fleet = e.newFleet(o.Proxies, o.NACKers, o.Stuck)
+	e.Checker = &Checker{env: e, Interval: 500 * time.Millisecond, Bound: o.Bound,
+		last: map[string]Objects{}, since: map[*Recorder]time.Time{}, reported: map[*Recorder]bool{}}
+	return e
+}
+
+// newFleet makes a fleet of n proxies, spread over the members, connected
+// through e.address, with a recorder each (the first nackers NACK, the next
+// stuck stop reading when told).
+func (e *Env) newFleet(n, nackers, stuck int) *load.Fleet {
+	e.T.Helper()
+	o := e.Options
 	var refs []load.ClusterRef
 	for _, m := range e.Members {
 		refs = append(refs, load.ClusterRef{Name: m.Name, Network: m.Network})
 	}
-	fc := load.FleetConfig{Address: h.XDS, Proxies: o.Proxies, Clusters: refs}
+	fc := load.FleetConfig{Address: e.address, Proxies: n, Clusters: refs, Conns: o.Conns}
 	if o.StaticWindow {
 		fc.DialOptions = []grpc.DialOption{grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(16 << 20)}
 	}
 	fleet, err := load.NewFleet(fc)
 	if err != nil {
-		t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	e.Fleet = fleet
+	var recs []*Recorder
 	for i, p := range fleet.Proxies() {
 		b := ACK
 		switch {
-		case i < o.NACKers:
+		case i < nackers:
 			b = NACK
-		case i < o.NACKers+o.Stuck:
+		case i < nackers+stuck:
 			b = Stuck
 		}
 		r := newRecorder(e, p.Identity(), b)
 		p.Observe(r.observe)
-		e.Recorders = append(e.Recorders, r)
+		recs = append(recs, r)
 	}
-	e.Checker = &Checker{env: e, Interval: 500 * time.Millisecond, Bound: o.Bound,
-		last: map[string]Objects{}, since: map[*Recorder]time.Time{}, reported: map[*Recorder]bool{}}
-	return e
+	e.recMu.Lock()
+	e.Recorders = append(e.Recorders, recs...)
+	e.recMu.Unlock()
+	return fleet
+}
+
+// AddProxies connects n more proxies that never held anything (checked like
+// the others from now on) and stops them at the test's end.
+func (e *Env) AddProxies(n int) {
+	e.T.Helper()
+	f := e.newFleet(n, 0, 0)
+	if err := f.Start(context.Background()); err != nil {
+		e.T.Fatal(err)
+	}
+	e.T.Cleanup(f.Stop)
+}
+
+// recorders returns the recorders so far (AddProxies may add more).
+func (e *Env) recorders() []*Recorder {
+	e.recMu.Lock()
+	defer e.recMu.Unlock()
+	return slices.Clip(e.Recorders)
 }
 
 // Connect starts the proxies, waits until every checked one holds the
@@ -222,7 +282,7 @@ func (e *Env) removed(member string) bool {
 // Horizon's to serve).
 func (e *Env) Checked() []*Recorder {
 	var out []*Recorder
-	for _, r := range e.Recorders {
+	for _, r := range e.recorders() {
 		if r.Behaviour == ACK && !e.removed(r.ID.Cluster) {
 			out = append(out, r)
 		}
