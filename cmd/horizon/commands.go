@@ -248,6 +248,7 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.StringVar(&cfg.kube.secretsNamespace, "member-secrets-namespace", "", "watch member-cluster Secrets in this namespace of the control plane's cluster")
 	fs.StringVar(&cfg.kube.kubeconfig, "kubeconfig", "", "kubeconfig of the control plane's own cluster (default: in-cluster)")
 	fs.BoolVar(&cfg.kube.allowPlugins, "allow-kubeconfig-plugins", false, "accept kubeconfigs whose users run exec or auth-provider plugins")
+	fs.BoolVar(&cfg.kube.allowInsecureTLS, "allow-kubeconfig-insecure-tls", false, "accept kubeconfigs with insecure-skip-tls-verify, whose apiserver anyone on the path can impersonate (test clusters only)")
 	fs.DurationVar(&cfg.kube.staleTTL, "stale-ttl", 0, "drop the endpoints of a member cluster unreachable this long (0: keep them)")
 	fs.StringVar(&cfg.kube.stateDir, "state-dir", "", "keep each member cluster's last known state here (one file per member, rewritten as it changes); a restart while a member's API server is down serves that member from it, marked stale, after --member-sync-wait (\"\": off; without --state-namespace either, a restart waits for every member)")
 	fs.StringVar(&cfg.kube.stateNamespace, "state-namespace", "", "keep each member cluster's last known state in a ConfigMap horizon-state-<member> in this namespace of the control plane's cluster instead: every replica reads them, the MCS controller's leader writes them")
