@@ -135,6 +135,14 @@ func New(t testing.TB, bin string, o Options) *Env {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
+			if t.Failed() {
+				// What Horizon itself believes, before it stops: the members'
+				// states and the ClusterSet it serves.
+				for _, page := range []string{"/debug/members", "/debug/clusterset"} {
+					code, body, err := h.get(context.Background(), page)
+					t.Logf("horizon serve %s %s: %d %v\n%s", h.XDS, page, code, err, tail(string(body), 32000))
+				}
+			}
 			if err := h.Signal(syscall.SIGTERM, 20*time.Second); err != nil {
 				t.Error(err)
 			}
