@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/bench/load"
+	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 )
 
@@ -345,4 +346,29 @@ func (e *Env) RemoveMember(m *Member) time.Time {
 		e.T.Fatal(err)
 	}
 	return at
+}
+
+// RevokeAccess deletes the ClusterRoleBinding that grants Horizon's member
+// identity (the ServiceAccount `horizon cluster add-secret` made, WithSecrets
+// only) its rights in m, and returns a function that restores it. Requests
+// Horizon makes from then on are refused with 403 Forbidden; watches it
+// already holds run on until they end (Member.Cut ends them).
+func (e *Env) RevokeAccess(m *Member) (restore func()) {
+	e.T.Helper()
+	ctx := e.T.Context()
+	bindings := m.Cluster.Kube.RbacV1().ClusterRoleBindings()
+	b, err := bindings.Get(ctx, kube.ReaderClusterRole, metav1.GetOptions{})
+	if err != nil {
+		e.T.Fatalf("member %s: Horizon's ClusterRoleBinding: %v", m.Name, err)
+	}
+	if err := bindings.Delete(ctx, b.Name, metav1.DeleteOptions{}); err != nil {
+		e.T.Fatalf("member %s: delete ClusterRoleBinding %s: %v", m.Name, b.Name, err)
+	}
+	return func() {
+		e.T.Helper()
+		b.ResourceVersion, b.UID = "", ""
+		if _, err := bindings.Create(e.T.Context(), b, metav1.CreateOptions{}); err != nil {
+			e.T.Fatalf("member %s: restore ClusterRoleBinding %s: %v", m.Name, b.Name, err)
+		}
+	}
 }

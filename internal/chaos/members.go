@@ -73,6 +73,12 @@ func (m *Member) Hang() { m.proxy.Freeze() }
 // Unhang lets the bytes flow again.
 func (m *Member) Unhang() { m.proxy.Thaw() }
 
+// Cut resets every connection Horizon holds to the member's apiserver
+// (Options.Proxied only); Horizon's clients dial again at once. Watches
+// opened before a fault (RBAC revoked, etcd compacted) are not ended by the
+// apiserver; a reset makes Horizon open them again and meet it.
+func (m *Member) Cut() { m.proxy.Cut() }
+
 // proxied points the member's kubeconfig at a TCP proxy in front of its
 // apiserver (the server certificate is for 127.0.0.1, so TLS still checks).
 func (m *Member) proxied(t testing.TB) {
