@@ -19,6 +19,7 @@ type Metrics struct {
 	loadErrs  *prometheus.CounterVec
 	saveErrs  *prometheus.CounterVec
 	savedAt   *prometheus.GaugeVec
+	lwErrs    *prometheus.CounterVec
 }
 
 // NewMetrics registers the source's metrics with reg.
@@ -54,11 +55,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		savedAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "horizon_kube_state_saved_timestamp_seconds", Help: "When a member cluster's state was last persisted.",
 		}, []string{"cluster"}),
+		lwErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_kube_list_watch_errors_total", Help: "Failed lists and watches of a member cluster's informers, by reason (forbidden, unauthorized: the member is stale until allowed again; other).",
+		}, []string{"cluster", "reason"}),
 	}
 	for _, r := range []string{StateCorrupt, StateVersion, StateForeign, StateTooLarge, StateIO} {
 		m.loadErrs.WithLabelValues(r)
 	}
-	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge, m.loadErrs, m.saveErrs, m.savedAt)
+	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge, m.loadErrs, m.saveErrs, m.savedAt, m.lwErrs)
 	return m
 }
 
@@ -115,6 +119,12 @@ func (m *Metrics) lag(cluster string, d time.Duration) {
 	}
 }
 
+func (m *Metrics) listWatchError(cluster, reason string) {
+	if m != nil {
+		m.lwErrs.WithLabelValues(cluster, reason).Inc()
+	}
+}
+
 func (m *Metrics) stateLoadFailed(reason string) {
 	if m != nil {
 		m.loadErrs.WithLabelValues(reason).Inc()
@@ -142,4 +152,5 @@ func (m *Metrics) removed(cluster string) {
 	for _, v := range []*prometheus.GaugeVec{m.state, m.lastEvent, m.endpoints, m.stale, m.invalid, m.lagGauge, m.savedAt} {
 		v.DeletePartialMatch(l)
 	}
+	m.lwErrs.DeletePartialMatch(l)
 }
