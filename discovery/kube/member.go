@@ -136,6 +136,14 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	// shared transport cache, so that stopping the member closes them.
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	rc.Dial = dialer.DialContext
+	// m is made below; the transport counts its informers' relists.
+	var m *Member
+	counter := &relistCounter{collections: map[string]bool{}, relisted: func() {
+		if m.HasSynced() {
+			m.metrics.relist(m.cfg.Name)
+		}
+	}}
+	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
 	httpClient, err := rest.HTTPClientFor(rc)
 	if err != nil {
 		return nil, fmt.Errorf("member %s: %w", cfg.Name, err)
@@ -155,7 +163,7 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Member{
+	m = &Member{
 		cfg: cfg, log: log.With("cluster", cfg.Name), notify: notify, probe: 2 * time.Second,
 		kube: kube, mcs: mcs, dyn: dyn, http: httpClient, id: cfg.Name, state: Syncing,
 	}
@@ -174,6 +182,7 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	m.exports = m.mcsFactory.Multicluster().V1beta1().ServiceExports().Informer()
 	m.imports = m.mcsFactory.Multicluster().V1beta1().ServiceImports().Informer()
 	for inf, gvr := range m.resources() {
+		counter.collections[collectionPath(gvr)] = true
 		if err := inf.SetWatchErrorHandlerWithContext(m.watchError(inf, gvr)); err != nil {
 			return nil, err
 		}
@@ -314,7 +323,7 @@ func (m *Member) recheckRefused(ctx context.Context) bool {
 	m.mu.Unlock()
 	still := false
 	for _, gvr := range refused {
-		_, err := m.dyn.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
+		_, err := m.dyn.Resource(gvr).List(withoutRelistCount(ctx), metav1.ListOptions{Limit: 1})
 		if err != nil && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || ctx.Err() != nil) {
 			still = true
 			continue

@@ -20,6 +20,7 @@ type Metrics struct {
 	saveErrs  *prometheus.CounterVec
 	savedAt   *prometheus.GaugeVec
 	lwErrs    *prometheus.CounterVec
+	relists   *prometheus.CounterVec
 }
 
 // NewMetrics registers the source's metrics with reg.
@@ -58,11 +59,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lwErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "horizon_kube_list_watch_errors_total", Help: "Failed lists and watches of a member cluster's informers, by reason (forbidden, unauthorized: the member is stale until allowed again; other).",
 		}, []string{"cluster", "reason"}),
+		relists: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_kube_relists_total", Help: "Lists of a member cluster's resources after its initial sync: client-go starting a watch over (410 Gone after an etcd compaction, or a failed list or watch).",
+		}, []string{"cluster"}),
 	}
 	for _, r := range []string{StateCorrupt, StateVersion, StateForeign, StateTooLarge, StateIO} {
 		m.loadErrs.WithLabelValues(r)
 	}
-	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge, m.loadErrs, m.saveErrs, m.savedAt, m.lwErrs)
+	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge, m.loadErrs, m.saveErrs, m.savedAt, m.lwErrs, m.relists)
 	return m
 }
 
@@ -125,6 +129,12 @@ func (m *Metrics) listWatchError(cluster, reason string) {
 	}
 }
 
+func (m *Metrics) relist(cluster string) {
+	if m != nil {
+		m.relists.WithLabelValues(cluster).Inc()
+	}
+}
+
 func (m *Metrics) stateLoadFailed(reason string) {
 	if m != nil {
 		m.loadErrs.WithLabelValues(reason).Inc()
@@ -153,4 +163,5 @@ func (m *Metrics) removed(cluster string) {
 		v.DeletePartialMatch(l)
 	}
 	m.lwErrs.DeletePartialMatch(l)
+	m.relists.DeletePartialMatch(l)
 }

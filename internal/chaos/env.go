@@ -40,6 +40,10 @@ type Options struct {
 	// Proxied puts a TCP proxy the suite can hang (Member.Hang) between
 	// Horizon and every member's apiserver.
 	Proxied bool
+	// NoWatchCache starts the members' apiservers without their watch
+	// cache, so that a watch resumed past an etcd compaction
+	// (Cluster.CompactEtcd) is answered 410 Gone (F2/410).
+	NoWatchCache bool
 	// StaticWindow gives the proxies fixed 64 KiB HTTP/2 stream windows
 	// (gRPC's BDP estimation off), as a slow Envoy's: a proxy that stops
 	// reading then blocks Horizon's sends within a few pushes.
@@ -82,7 +86,7 @@ func New(t testing.TB, bin string, o Options) *Env {
 	}
 	e := &Env{T: t, Options: o, Violations: &Violations{}, gone: map[string]bool{}, bin: bin}
 	e.Ledger = &Ledger{addrs: map[string]bool{}, members: map[string]bool{}, removed: map[string]bool{}, owner: ownerOf}
-	e.Members = StartMembers(t, o.Members)
+	e.Members = StartMembers(t, o.Members, kubetest.Options{NoWatchCache: o.NoWatchCache})
 	ctx := t.Context()
 	for _, m := range e.Members {
 		if o.Proxied {

@@ -42,16 +42,16 @@ type Member struct {
 	pods  map[string]bool
 }
 
-// StartMembers starts n member clusters m0..m(n-1), network net-mI, each
-// with an east-west gateway at 198.51.100.(I+1).
-func StartMembers(t testing.TB, n int) []*Member {
+// StartMembers starts n member clusters m0..m(n-1) with o, network net-mI,
+// each with an east-west gateway at 198.51.100.(I+1).
+func StartMembers(t testing.TB, n int, o kubetest.Options) []*Member {
 	t.Helper()
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("m%d", i)
 	}
 	var out []*Member
-	for i, c := range kubetest.Start(t, names...) {
+	for i, c := range kubetest.StartWith(t, o, names...) {
 		m := &Member{Name: c.Name, Network: "net-" + c.Name, GatewayIP: fmt.Sprintf("198.51.100.%d", i+1),
 			Cluster: c, index: i, eps: map[string]int{}, pods: map[string]bool{}}
 		m.Kubeconfig = filepath.Join(t.TempDir(), c.Name+".kubeconfig")
