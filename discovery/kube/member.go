@@ -301,8 +301,9 @@ func (m *Member) refuse(gvr schema.GroupVersionResource, reason string, err erro
 	}
 }
 
-// Reason is why a stale member is stale while its API server answers
-// (ReasonUnauthorized before ReasonForbidden), or "".
+// Reason is why the member's API server refuses Horizon a resource
+// (ReasonUnauthorized before ReasonForbidden), or "" if it refuses none: a
+// synced member is stale for it, one that never synced waits for it.
 func (m *Member) Reason() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()

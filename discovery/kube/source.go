@@ -125,8 +125,9 @@ type MemberStatus struct {
 	State      State     `json:"state"`
 	LastEvent  time.Time `json:"last_event"`
 	StaleSince time.Time `json:"stale_since,omitzero"`
-	// Reason says why a stale member is stale when its API server answers
-	// but refuses Horizon (ReasonForbidden, ReasonUnauthorized).
+	// Reason says why a member is stale, or still syncing, when its API
+	// server answers but refuses Horizon (ReasonForbidden,
+	// ReasonUnauthorized).
 	Reason    string `json:"reason,omitempty"`
 	Endpoints int    `json:"endpoints"`
 	Rotating  bool   `json:"rotating,omitempty"`
@@ -495,7 +496,7 @@ func (s *Source) Members() []MemberStatus {
 			Name: name, ID: m.ID(), Network: m.cfg.Network, Origin: m.cfg.Origin, State: m.State(),
 			LastEvent: m.LastEvent(), StaleSince: m.StaleSince(), Rotating: sl.next != nil,
 		}
-		if st.State == Stale {
+		if st.State == Stale || st.State == Syncing {
 			st.Reason = m.Reason()
 		}
 		switch {
