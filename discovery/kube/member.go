@@ -316,25 +316,27 @@ func (m *Member) Reason() string {
 	return reason
 }
 
-// recheckRefused lists each refused resource (one object) and forgets those
-// the API server allows again; it reports whether any is still refused.
+// recheckRefused lists the refused resources (one object each) until one is
+// still refused, and forgets those the API server allows again; it reports
+// whether any is still refused. While refused, that is one request a probe.
 func (m *Member) recheckRefused(ctx context.Context) bool {
 	m.mu.Lock()
 	refused := slices.Collect(maps.Keys(m.refused))
 	m.mu.Unlock()
-	still := false
 	for _, gvr := range refused {
 		_, err := m.dyn.Resource(gvr).List(withoutRelistCount(ctx), metav1.ListOptions{Limit: 1})
-		if err != nil && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || ctx.Err() != nil) {
-			still = true
-			continue
+		// Only an answer other than a refusal clears it: a timeout or the
+		// client's rate limiter says nothing about the rights.
+		var status apierrors.APIStatus
+		if err != nil && (!errors.As(err, &status) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
+			return true // one is enough; the others are asked once it is allowed
 		}
 		m.mu.Lock()
 		delete(m.refused, gvr)
 		m.mu.Unlock()
 		m.log.Info("member cluster allows Horizon the resource again", "resource", gvr.Resource+"."+gvr.GroupVersion().String())
 	}
-	return still
+	return false
 }
 
 // servedVersions says at which versions the member serves a resource.

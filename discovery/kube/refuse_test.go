@@ -44,6 +44,10 @@ func TestMemberRefused(t *testing.T) {
 			case <-r.Context().Done():
 			case <-stop:
 			}
+		case req.verb == "list" && r.URL.Query().Get("limit") == "1":
+			// The health probe's recheck, with the dynamic client: it
+			// needs a kind, as a real API server gives.
+			io.WriteString(w, `{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}`)
 		case req.verb == "list":
 			io.WriteString(w, `{"metadata":{"resourceVersion":"1"},"items":[]}`)
 		default:
@@ -59,7 +63,7 @@ func TestMemberRefused(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	m.metrics = NewMetrics(reg)
-	m.probe = 100 * time.Millisecond
+	m.probe = 300 * time.Millisecond
 	done := make(chan error, 1)
 	ctx := t.Context()
 	go func() { done <- m.Run(ctx) }()
