@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/bench/load"
+	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 )
 
@@ -40,6 +41,10 @@ type Options struct {
 	// Proxied puts a TCP proxy the suite can hang (Member.Hang) between
 	// Horizon and every member's apiserver.
 	Proxied bool
+	// NoWatchCache starts the members' apiservers without their watch
+	// cache, so that a watch resumed past an etcd compaction
+	// (Cluster.CompactEtcd) is answered 410 Gone (F2/410).
+	NoWatchCache bool
 	// StaticWindow gives the proxies fixed 64 KiB HTTP/2 stream windows
 	// (gRPC's BDP estimation off), as a slow Envoy's: a proxy that stops
 	// reading then blocks Horizon's sends within a few pushes.
@@ -91,7 +96,7 @@ func New(t testing.TB, bin string, o Options) *Env {
 	}
 	e := &Env{T: t, Options: o, Violations: &Violations{}, gone: map[string]bool{}, bin: bin}
 	e.Ledger = &Ledger{addrs: map[string]bool{}, members: map[string]bool{}, removed: map[string]bool{}, owner: ownerOf}
-	e.Members = StartMembers(t, o.Members)
+	e.Members = StartMembers(t, o.Members, kubetest.Options{NoWatchCache: o.NoWatchCache})
 	ctx := t.Context()
 	for _, m := range e.Members {
 		if o.Proxied {
@@ -413,4 +418,29 @@ func (e *Env) RemoveMember(m *Member) time.Time {
 		e.T.Fatal(err)
 	}
 	return at
+}
+
+// RevokeAccess deletes the ClusterRoleBinding that grants Horizon's member
+// identity (the ServiceAccount `horizon cluster add-secret` made, WithSecrets
+// only) its rights in m, and returns a function that restores it. Requests
+// Horizon makes from then on are refused with 403 Forbidden; watches it
+// already holds run on until they end (Member.Cut ends them).
+func (e *Env) RevokeAccess(m *Member) (restore func()) {
+	e.T.Helper()
+	ctx := e.T.Context()
+	bindings := m.Cluster.Kube.RbacV1().ClusterRoleBindings()
+	b, err := bindings.Get(ctx, kube.ReaderClusterRole, metav1.GetOptions{})
+	if err != nil {
+		e.T.Fatalf("member %s: Horizon's ClusterRoleBinding: %v", m.Name, err)
+	}
+	if err := bindings.Delete(ctx, b.Name, metav1.DeleteOptions{}); err != nil {
+		e.T.Fatalf("member %s: delete ClusterRoleBinding %s: %v", m.Name, b.Name, err)
+	}
+	return func() {
+		e.T.Helper()
+		b.ResourceVersion, b.UID = "", ""
+		if _, err := bindings.Create(e.T.Context(), b, metav1.CreateOptions{}); err != nil {
+			e.T.Fatalf("member %s: restore ClusterRoleBinding %s: %v", m.Name, b.Name, err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
@@ -208,4 +210,24 @@ func (h *Horizon) Resources(ctx context.Context) (Resources, error) {
 		err = nil
 	}
 	return r, err
+}
+
+// Members reads /debug/members: each member's state as Horizon reports it.
+func (h *Horizon) Members(ctx context.Context) (map[string]kube.MemberStatus, error) {
+	code, body, err := h.get(ctx, "/debug/members")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("/debug/members: %d: %s", code, body)
+	}
+	var list []kube.MemberStatus
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("/debug/members: %w", err)
+	}
+	out := map[string]kube.MemberStatus{}
+	for _, m := range list {
+		out[m.Name] = m
+	}
+	return out, nil
 }
