@@ -202,10 +202,10 @@ func TestForgedSubZones(t *testing.T) {
 }
 
 // TestRateSearch runs a tiny stepping search in process: one step per
-// rate, every change of every step converged and counted.
+// rate, every change of every step converged and counted, then the storm.
 func TestRateSearch(t *testing.T) {
 	sc := Scenario{Name: Churn, Proxies: 20, Endpoints: 10, Services: 3, Changes: 4, Delta: true,
-		Rates: []float64{50, 100}, StepFor: 10 * time.Millisecond, MaxStepChanges: 6, Timeout: 10 * time.Second, Conns: 2}
+		Rates: []float64{50, 100}, StepFor: 10 * time.Millisecond, MaxStepChanges: 6, Timeout: 10 * time.Second, Conns: 2, Storm: true}
 	r, err := Run(context.Background(), sc, inProcess(t), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -223,10 +223,13 @@ func TestRateSearch(t *testing.T) {
 	if len(r.Changes) != total || len(r.Latencies) != total || r.UnaffectedBytes != 0 || r.ViewsSynced < 1 {
 		t.Errorf("%d changes recorded, %d converged, want %d; %d bytes to unaffected proxies; %d views", len(r.Changes), len(r.Latencies), total, r.UnaffectedBytes, r.ViewsSynced)
 	}
+	if r.StormTime <= 0 {
+		t.Errorf("no storm after the search")
+	}
 
 	// A limit no step can keep stops the search after the first, and is
 	// the search's answer, not an error.
-	sc.P99Limit = time.Nanosecond
+	sc.P99Limit, sc.Storm = time.Nanosecond, false
 	r, err = Run(context.Background(), sc, inProcess(t), nil)
 	if err != nil {
 		t.Fatal(err)

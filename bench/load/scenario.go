@@ -438,10 +438,9 @@ type target struct {
 }
 
 // drive connects the fleet to t, waits for its sync, makes the scenario's
-// changes through t.apply and measures them (and, with sc.Storm, a
-// reconnect storm).
+// changes through t.apply (or, with sc.Rates, the steps of its search)
+// and measures them, and, with sc.Storm, a reconnect storm.
 func drive(ctx context.Context, sc Scenario, res *Result, startFleet StartFleet, t target, log *slog.Logger) (*Result, error) {
-	changes := res.Changes
 	res.Idle0 = t.mem()
 	fleet, err := startFleet(ctx, FleetConfig{
 		Address: t.address, Proxies: sc.Proxies, Conns: sc.Conns, Delta: sc.Delta,
@@ -473,13 +472,43 @@ func drive(ctx context.Context, sc Scenario, res *Result, startFleet StartFleet,
 	if err != nil {
 		return nil, err
 	}
+	var errs []error
 	if t.more != nil {
-		return search(sc, res, fleet, t, before, log)
+		errs, err = search(sc, res, fleet, t, before, log)
+	} else {
+		errs, err = changeAll(sc, res, fleet, t, before, log)
+	}
+	if err != nil {
+		return nil, err
 	}
 
-	// Changes.
+	if sc.Storm {
+		peak := startPeakWatch()
+		cpu := t.cpu()
+		at, err := fleet.Storm()
+		if err != nil {
+			return nil, err
+		}
+		last, err := fleet.Sync(1, sc.Timeout)
+		res.StormCPU = t.cpu() - cpu
+		res.StormTime = time.Duration(last - at)
+		res.StormPeak = peak()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("storm: %w", err))
+		}
+		log.Info("storm done", "duration", res.StormTime)
+	}
+	res.Errors = errs
+	return res, errors.Join(errs...)
+}
+
+// changeAll makes the scenario's changes (at sc.Rate for churn, else each
+// waited for) and measures them. Changes that did not converge are the
+// errors it returns first; the second is a failure of the run.
+func changeAll(sc Scenario, res *Result, fleet *FleetClient, t target, before []ProxyStats, log *slog.Logger) ([]error, error) {
+	changes := res.Changes
 	res.Applied = make([]int64, len(changes))
-	cpu = t.cpu()
+	cpu := t.cpu()
 	t0 := time.Now()
 	var errs []error
 	prev := before
@@ -529,25 +558,7 @@ func drive(ctx context.Context, sc Scenario, res *Result, startFleet StartFleet,
 	res.ViewsEnd = views(t)
 	res.compute(before, after)
 	log.Info("changes done", "changes", len(changes), "p50", res.P50, "max", res.Max)
-
-	if sc.Storm {
-		peak := startPeakWatch()
-		cpu := t.cpu()
-		at, err := fleet.Storm()
-		if err != nil {
-			return nil, err
-		}
-		last, err := fleet.Sync(1, sc.Timeout)
-		res.StormCPU = t.cpu() - cpu
-		res.StormTime = time.Duration(last - at)
-		res.StormPeak = peak()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("storm: %w", err))
-		}
-		log.Info("storm done", "duration", res.StormTime)
-	}
-	res.Errors = errs
-	return res, errors.Join(errs...)
+	return errs, nil
 }
 
 func views(t target) int {
@@ -562,8 +573,9 @@ func views(t target) int {
 // awaited; the step's convergence and server CPU are the step's. It stops
 // after the first step over sc.P99Limit or with a change that did not
 // converge. Traffic (bytes to unaffected proxies, CDS) is counted over all
-// steps.
-func search(sc Scenario, res *Result, fleet *FleetClient, t target, before []ProxyStats, log *slog.Logger) (*Result, error) {
+// steps. A step over the limit is the search's answer, not an error; a
+// change that never converged is (the first result, as changeAll's).
+func search(sc Scenario, res *Result, fleet *FleetClient, t target, before []ProxyStats, log *slog.Logger) ([]error, error) {
 	var errs []error
 	for _, rate := range sc.Rates {
 		n := sc.stepChanges(rate)
@@ -627,8 +639,5 @@ func search(sc Scenario, res *Result, fleet *FleetClient, t target, before []Pro
 	res.FleetHeap = fleetHeap
 	res.ViewsEnd = views(t)
 	res.compute(before, after)
-	res.Errors = errs
-	// A step over the limit is the search's answer, not a failure; a
-	// change that never converged is.
-	return res, errors.Join(errs...)
+	return errs, nil
 }

@@ -117,12 +117,17 @@ func runMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return errors.Join(runErr, err)
 }
 
-// report prints the targets, the details and the extrapolation.
+// report prints the targets, the details and the extrapolation; an
+// extrapolation the figures do not determine (some rows were not run) is
+// noted, not an error.
 func report(w io.Writer, fig *scale.Figures, m scale.Mesh) error {
 	scale.WriteTargets(w, fig)
 	scale.WriteDetails(w, fig)
 	fmt.Fprintln(w)
-	return scale.WriteExtrapolation(w, fig, m)
+	if err := scale.WriteExtrapolation(w, fig, m); err != nil {
+		fmt.Fprintf(w, "\nExtrapolation not computed for every label and protocol: %v\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return nil
 }
 
 func readFigures(paths []string) (*scale.Figures, error) {
