@@ -32,6 +32,7 @@ func runBench(ctx context.Context, cfg Config, fig *Figures) error {
 	for round := range BenchRounds {
 		for _, b := range cfg.Bench {
 			la := loadAvg()
+			fig.Load = append(fig.Load, la)
 			fmt.Fprintf(cfg.Raw, "\n## BenchmarkTranslate · round %d · %s\n# loadavg before: %.2f\n", round+1, b.Label, la)
 			if cfg.Progress != nil {
 				fmt.Fprintf(cfg.Progress, "BenchmarkTranslate round %d %s (loadavg %.2f)\n", round+1, b.Label, la)
