@@ -5,7 +5,7 @@
 # average, table and figures) to $OUT and prints the markdown tables for
 # bench/RESULTS.md, "Scale (issue 21)", and the replica extrapolation.
 # About 15 minutes for both binaries on two cores; QUICK=1 is a smoke check
-# of the tooling (26 tiny runs: ~40 s with one binary on a quiet machine, 75–95 s at load 15; nothing meaningful).
+# of the tooling (26 tiny runs, each with a 1 s settle: 75–95 s with one binary at load 15–26 here, not timed on a quiet machine; nothing meaningful).
 #
 # Usage: BEFORE=/path/old/horizon-load [AFTER=/path/new/horizon-load]
 #        [BENCH_BEFORE=old-bench.test BENCH_AFTER=new-bench.test]  # go test -c ./bench/
