@@ -11,6 +11,10 @@
 #        [BENCH_BEFORE=old-bench.test BENCH_AFTER=new-bench.test]  # go test -c ./bench/
 #        [QUICK=1] [MODES=sotw,delta] [ROWS=c,d,...] [OUT=bench/results/scale-X.txt] bench/scale.sh
 set -euo pipefail
+if [[ ! -f go.mod || ! -d bench/scale ]]; then
+	echo "$0: run it from the repository root" >&2
+	exit 2
+fi
 args=(run)
 [[ -n "${BEFORE:-}" ]] && args+=(-before "$BEFORE")
 [[ -n "${AFTER:-}" ]] && args+=(-after "$AFTER")
