@@ -19,7 +19,7 @@ COREDNS        := $(CURDIR)/bin/coredns
 SPIRE_TOOLS    := cmd/horizon/spire-tools
 SPIRE_ASSETS   := $(CURDIR)/bin/spire
 
-.PHONY: all build image run examples test fuzz fuzz-smoke bench bench-nodes bench-load bench-scenarios chaos lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
+.PHONY: all build image run examples test fuzz fuzz-smoke bench bench-nodes bench-load bench-scenarios bench-scale chaos lint fmt clean kube-tools node-tools coredns-tools spire-tools test-spire
 
 all: build
 
@@ -90,6 +90,12 @@ bench-nodes: kube-tools node-tools
 bench-load:
 	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
 	bin/horizon-load run -scenario hot-service,churn -mode sotw,delta -proxies 100,1000 -endpoints 10,100 -changes 20 $(LOADFLAGS)
+
+## bench-scale: the scale issue's target matrix (bench/scale.sh): BEFORE=old horizon-load, this tree's as AFTER; BENCH_BEFORE=old `go test -c ./bench/` adds BenchmarkTranslate (~15 min; QUICK=1 for a smoke check)
+bench-scale:
+	$(GO) build -o bin/horizon-load ./bench/cmd/horizon-load
+	$(if $(BENCH_BEFORE),$(GO) test -c -o bin/bench.test ./bench/)
+	AFTER=$${AFTER:-bin/horizon-load} $(if $(BENCH_BEFORE),BENCH_AFTER=$${BENCH_AFTER:-bin/bench.test}) bench/scale.sh
 
 ## bench-scenarios: every load scenario of the benchmarks issue at its size, through real kube-apiservers, and the MCS EndpointSlice scenario with CoreDNS (about 12 min; bench/RESULTS.md)
 bench-scenarios: kube-tools coredns-tools build

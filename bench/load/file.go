@@ -35,6 +35,9 @@ func RunFile(ctx context.Context, sc Scenario, startFleet StartFleet, horizon st
 	if sc.Storm {
 		return nil, errors.New("the file run measures no reconnect storm (its peak memory is another process's): use -storm=false")
 	}
+	if len(sc.Rates) > 0 {
+		return nil, errors.New("the file run takes no -rates search: use -rate")
+	}
 	res := &Result{Scenario: sc}
 	base, changes, err := sc.Build()
 	if err != nil {

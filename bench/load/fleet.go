@@ -32,6 +32,9 @@ type FleetConfig struct {
 	Clusters           []ClusterRef `json:"clusters,omitempty"`
 	Networks           int          `json:"networks"`
 	ClustersPerNetwork int          `json:"clusters_per_network"`
+	// ForgeSubZone has proxy i declare, in its zone, a sub-zone of its own
+	// ("forged-<i>") that no endpoint has.
+	ForgeSubZone bool `json:"forge_sub_zone,omitempty"`
 }
 
 // ClusterRef is a member cluster a proxy may claim: its name, network and
@@ -70,6 +73,9 @@ func (c FleetConfig) Identities() []Identity {
 		loc := discovery.Locality{}
 		if len(cl.Localities) > 0 {
 			loc = cl.Localities[(i/len(clusters))%len(cl.Localities)]
+		}
+		if c.ForgeSubZone {
+			loc.SubZone = fmt.Sprintf("forged-%05d", i)
 		}
 		ns := gen.NamespaceName(0)
 		ids[i] = Identity{

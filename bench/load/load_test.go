@@ -177,3 +177,64 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("kinds table: %d lines, want 5:\n%s", got, buf.String())
 	}
 }
+
+// TestForgedSubZones: with ForgeSubZone every proxy declares its own
+// sub-zone, in its cluster's region and zone; without, none does.
+func TestForgedSubZones(t *testing.T) {
+	cfg := FleetConfig{Proxies: 40, Networks: 2, ClustersPerNetwork: 1}
+	for _, id := range cfg.Identities() {
+		if id.Locality.SubZone != "" {
+			t.Fatalf("%s declares sub-zone %q without ForgeSubZone", id.ID, id.Locality.SubZone)
+		}
+	}
+	cfg.ForgeSubZone = true
+	seen := map[string]bool{}
+	honest := FleetConfig{Proxies: 40, Networks: 2, ClustersPerNetwork: 1}.Identities()
+	for i, id := range cfg.Identities() {
+		if id.Locality.SubZone == "" || seen[id.Locality.SubZone] {
+			t.Errorf("%s: sub-zone %q, empty or not its own", id.ID, id.Locality.SubZone)
+		}
+		seen[id.Locality.SubZone] = true
+		if id.Locality.Region != honest[i].Locality.Region || id.Locality.Zone != honest[i].Locality.Zone {
+			t.Errorf("%s: %v, want the honest proxy's region and zone %v", id.ID, id.Locality, honest[i].Locality)
+		}
+	}
+}
+
+// TestRateSearch runs a tiny stepping search in process: one step per
+// rate, every change of every step converged and counted, then the storm.
+func TestRateSearch(t *testing.T) {
+	sc := Scenario{Name: Churn, Proxies: 20, Endpoints: 10, Services: 3, Changes: 4, Delta: true,
+		Rates: []float64{50, 100}, StepFor: 10 * time.Millisecond, MaxStepChanges: 6, Timeout: 10 * time.Second, Conns: 2, Storm: true}
+	r, err := Run(context.Background(), sc, inProcess(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Steps) != 2 {
+		t.Fatalf("%d steps: without a p99 limit every rate runs", len(r.Steps))
+	}
+	total := 0
+	for _, st := range r.Steps {
+		if st.Changes != sc.Changes || st.Converged != st.Changes || !st.Within {
+			t.Errorf("step %+v: want %d changes, all converged", st, sc.Changes)
+		}
+		total += st.Changes
+	}
+	if len(r.Changes) != total || len(r.Latencies) != total || r.UnaffectedBytes != 0 || r.ViewsSynced < 1 {
+		t.Errorf("%d changes recorded, %d converged, want %d; %d bytes to unaffected proxies; %d views", len(r.Changes), len(r.Latencies), total, r.UnaffectedBytes, r.ViewsSynced)
+	}
+	if r.StormTime <= 0 {
+		t.Errorf("no storm after the search")
+	}
+
+	// A limit no step can keep stops the search after the first, and is
+	// the search's answer, not an error.
+	sc.P99Limit, sc.Storm = time.Nanosecond, false
+	r, err = Run(context.Background(), sc, inProcess(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Steps) != 1 || r.Steps[0].Within || r.Steps[0].Converged != sc.Changes {
+		t.Errorf("with a 1 ns limit: steps %+v, want one, over the limit, converged", r.Steps)
+	}
+}

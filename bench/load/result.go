@@ -49,7 +49,24 @@ type Result struct {
 	StormTime            time.Duration
 	StormCPU             float64
 	StormPeak            Mem
-	Errors               []error
+	// Views is horizon_xds_views with the fleet synced and idle, and after
+	// the changes (-1: not visible, RunFile).
+	ViewsSynced, ViewsEnd int
+	// Steps are the steps of a Rates search, in order.
+	Steps  []Step
+	Errors []error
+}
+
+// Step is one rate of a stepping search (Scenario.Rates).
+type Step struct {
+	Rate          float64
+	Changes       int
+	Converged     int
+	P50, P99, Max time.Duration
+	CPU           float64 // server CPU seconds from the step's first change to its last convergence
+	Wall          time.Duration
+	// Within: every change converged, p99 within Scenario.P99Limit.
+	Within bool
 }
 
 // Mem is a process's memory.
@@ -238,7 +255,7 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# machine: %s\n", machine)
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tpeak/steady RSS\tstorm peak heap\tB/change cds/eds/lds/rds\tCDS B on ep. changes\t")
+	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tpeak/steady RSS\tstorm peak heap\tB/change cds/eds/lds/rds\tCDS B on ep. changes\tviews\tconns\tsync CPU s (share)\t")
 	for _, r := range results {
 		sc := r.Scenario
 		mode := "sotw"
@@ -269,11 +286,21 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 		if r.ByKind[KindEndpoint] != nil || sc.Name == HotService || sc.Name == Churn {
 			cdsOnEp = strconv.FormatInt(r.CDSOnEndpointChanges, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		views := "–"
+		if r.ViewsSynced >= 0 {
+			views = fmt.Sprintf("%d→%d", r.ViewsSynced, r.ViewsEnd)
+		}
+		syncCPU := fmt.Sprintf("%.2f", r.SyncCPU)
+		if r.SyncTime > 0 {
+			// The server's CPU over the sync, as a share of all the machine's.
+			syncCPU += fmt.Sprintf(" (%.0f%%)", 100*r.SyncCPU/r.SyncTime.Seconds()/float64(runtime.NumCPU()))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
 			sc.Name, mode, sc.Proxies, sc.Endpoints, sc.Services, len(r.Changes),
 			len(r.Latencies), len(r.Changes), ms(r.P50), ms(r.P99), ms(r.Max),
 			cpu, perProxy, float64(r.Bytes)/n, unaff, r.UnaffectedEDSBytes,
-			heapCol, kib(rss), ms(r.SyncTime), storm, peakRSS, ratio, peakHeap, byType(r.BytesByType, n), cdsOnEp)
+			heapCol, kib(rss), ms(r.SyncTime), storm, peakRSS, ratio, peakHeap, byType(r.BytesByType, n), cdsOnEp,
+			views, fleetConns(sc.Proxies, sc.Conns), syncCPU)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -86,6 +86,12 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	timeout := fs.Duration("timeout", 2*time.Minute, "longest wait for a sync or a change")
 	verbose := fs.Bool("v", false, "log progress to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write the server's CPU profile (every scenario) to this file")
+	forge := fs.Bool("forge-subzone", false, "every proxy declares a sub-zone of its own that no endpoint has (forged-<i>)")
+	rates := fs.String("rates", "", "churn: a stepping search instead of -rate: a step at each rate (comma-separated changes/s) on one synced fleet, max(-changes, rate × -step) changes each, until a step's p99 exceeds -p99-limit")
+	step := fs.Duration("step", 3*time.Second, "with -rates: how long a step lasts")
+	maxStep := fs.Int("max-step-changes", 300, "with -rates: most changes in a step")
+	p99Limit := fs.Duration("p99-limit", 0, "with -rates: stop after the first step whose p99 exceeds this (0: run every rate)")
+	jsonOut := fs.String("json", "", "also write every result's figures to this file, one JSON object per line (bench/scale reads them)")
 	horizon := fs.String("horizon", "", "serve from this horizon binary (`horizon serve` in a process of its own), changing its ClusterSet file, instead of in-process: hot-service, churn and gateway")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -109,6 +115,16 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("-endpoints: %w", err)
 	}
+	var rs []float64
+	if *rates != "" {
+		for _, f := range strings.Split(*rates, ",") {
+			r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || r <= 0 {
+				return fmt.Errorf("-rates: %q is not a rate", f)
+			}
+			rs = append(rs, r)
+		}
+	}
 	log := slog.New(slog.DiscardHandler)
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
@@ -124,6 +140,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 						Name: name, Proxies: p, Endpoints: e, Services: *services, Changes: *changes, Rate: *rate,
 						Networks: *networks, ClustersPerNetwork: *clustersPerNetwork,
 						Delta: mode == "delta", Conns: *conns, Debounce: *debounce, Storm: *storm, Timeout: *timeout,
+						ForgeSubZone: *forge, Rates: rs, StepFor: *step, MaxStepChanges: *maxStep, P99Limit: *p99Limit,
 					}
 					log.Info("scenario", "name", name, "mode", mode, "proxies", p, "endpoints", e)
 					var r *load.Result
@@ -151,6 +168,18 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if err := load.WriteKinds(stdout, results); err != nil {
 		return err
+	}
+	if err := load.WriteSteps(stdout, results); err != nil {
+		return err
+	}
+	if *jsonOut != "" {
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(load.WriteJSON(f, results), f.Close()); err != nil {
+			return fmt.Errorf("-json: %w", err)
+		}
 	}
 	return errors.Join(errs...)
 }
