@@ -13,9 +13,12 @@ package server
 //
 // For every stream and type it has asked for, the model keeps what the
 // client subscribes to (a wildcard, or names), what it has been sent (as the
-// server must believe it: every response applies, ACKed or NACKed, and an
-// unsubscribed name is dropped by both ends), what it has ACKed, the
-// response it has not answered yet, and the NACKed content. What a stream
+// server must believe it: every response applies, ACKed or NACKed; an
+// unsubscribed name is dropped by both ends, except that a delta client
+// leaving the wildcard "*" is sent the removal of what it no longer covers;
+// a SotW reconnect tells the server everything or nothing, by its version),
+// what it has ACKed, the response it has not answered yet, and the NACKed
+// content. What a stream
 // should hold is the expected view of its node — xds.Render of the current
 // ClusterSet for the node's xds.Group, the pure renderer, not the cache —
 // restricted to what its subscription covers. Resources are compared by
@@ -60,8 +63,10 @@ package server
 //	I6 flow control: at most one unanswered response per type per stream.
 //	I7 no redundant push: a response changes what the client holds, or
 //	   answers a first request (SotW, and delta wildcards, must answer those
-//	   even with nothing). Versions are content hashes: a reconnect holding
-//	   the current state, an ACK, an unchanged ClusterSet push nothing.
+//	   even with nothing; a delta subscription that becomes a wildcard before
+//	   the stream was sent that type may be answered so). Versions are
+//	   content hashes: a reconnect holding the current state, an ACK, an
+//	   unchanged ClusterSet push nothing.
 //	I8 make-before-break (issue 20's I6 at the protocol layer): a stream
 //	   that holds clusters by wildcard CDS, and has answered its last
 //	   cluster response, is never sent a listener or route that references a
@@ -75,6 +80,14 @@ package server
 // routes: every covered name at its current content; extra names it still
 // holds are the client's to drop, as SotW sends no removals of those types).
 //
+// # Known defects
+//
+// modelKnownDefects names the current engine's two defects the model found;
+// each has its own skipped, failing-first test (TestModelDefect...), and
+// the model tolerates exactly that case while the entry is set: I7 on a SotW
+// type after a quiet reconnect, and I8 while a split delta stream is still
+// owed clusters. Clear the entries to hold a new engine to the full model.
+//
 // # Not modelled
 //
 // Delta's legacy wildcard followed by names (go-control-plane keeps the
@@ -83,7 +96,6 @@ package server
 // unknown types and other bad input are the BadInput tests' (badinput_test.go).
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -213,7 +225,10 @@ func TestModel(t *testing.T) {
 }
 
 // FuzzADSModel runs the model on operation sequences decoded from the fuzz
-// input: each byte chooses among the choices of one step.
+// input: each byte makes one choice of a step (which stream, type,
+// operation, names); the sequence ends with the input. The seed corpus
+// (testdata/fuzz/FuzzADSModel) is random bytes; make fuzz-smoke and
+// .ci/fuzz find the target by its declaration.
 func FuzzADSModel(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -282,10 +297,16 @@ type modelType struct {
 	unanswered   *modelResp
 	mustAnswer   bool // a first request the protocol says is answered
 	// quietReconnect: a SotW reconnect presented the current state and got
-	// no push; until the next response, the current engine may answer the
-	// next request in full (modelKnownDefects["sotw-quiet-reconnect"]).
+	// no push; the current engine then does not know what the client holds
+	// and may resend it, in one response or (split) several, after any
+	// later request (modelKnownDefects["sotw-quiet-reconnect"]). Until the
+	// stream's next reconnect, I7 is not checked on this type.
 	quietReconnect bool
-	rejectNext     bool
+	// mayAnswer: a delta request that made the subscription a wildcard on
+	// a stream not yet sent this type may be answered even with nothing
+	// (as a first wildcard request must be).
+	mayAnswer  bool
+	rejectNext bool
 	// nackedSotw is the last NACKed SotW response (version and content),
 	// while the covered expected state is unchanged; nackedDelta the
 	// NACKed delta resources, by name, while their content is unchanged.
@@ -630,6 +651,7 @@ func (m *model) subscribe(s *modelStream, typ string, wildcard bool, names []str
 		}
 		if mt.wildcard && !wasWildcard {
 			sub = append(sub, "*")
+			mt.mayAnswer = mt.nonce == ""
 		}
 		if !mt.wildcard && wasWildcard {
 			unsub = append(unsub, "*")
@@ -779,7 +801,11 @@ func (m *model) reconnect(s *modelStream) {
 		// push exactly when that is the current state.
 		mt.mustAnswer = !maps.Equal(mt.ackedState, m.expected(s, typ, mt)) || mt.ackedVersion == ""
 		mt.quietReconnect = !mt.mustAnswer
-		if mt.ackedVersion != "" {
+		// The server knows what the client holds only through the version:
+		// all of it when the version is current, nothing otherwise (it then
+		// sends everything, and the client takes it again).
+		mt.sent = map[string]string{}
+		if !mt.mustAnswer {
 			mt.sent = maps.Clone(mt.ackedState)
 		}
 		m.send(s, &discoverypb.DiscoveryRequest{Node: node, TypeUrl: typ, ResourceNames: mt.request(), VersionInfo: mt.ackedVersion}, nil)
@@ -971,16 +997,16 @@ func (m *model) onSotw(s *modelStream, r *discoverypb.DiscoveryResponse) {
 		}
 	}
 	if redundant && !mt.mustAnswer && !(mt.quietReconnect && modelKnownDefects["sotw-quiet-reconnect"]) {
-		m.fail(s, "I7: a %s response (version %s, %d resources) that changes nothing the client holds", xds.ShortType(typ), r.GetVersionInfo(), len(got))
+		m.fail(s, "I7: a %s response (version %s, %v) that changes nothing the client holds (%v)", xds.ShortType(typ), r.GetVersionInfo(), slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(before)))
 	}
 	m.checkReferences(s, typ, got)
-	mt.mustAnswer, mt.quietReconnect = false, false
+	mt.mustAnswer = false
 	mt.nonce = r.GetNonce()
 	mt.unanswered = &modelResp{nonce: r.GetNonce(), version: r.GetVersionInfo()}
 	if mt.rejectNext {
 		mt.nackedSotw = &sotwNACK{version: r.GetVersionInfo(), content: got}
 	}
-	m.logf("stream %d got %s version %.8s nonce %s: %d resources", s.id, xds.ShortType(typ), r.GetVersionInfo(), r.GetNonce(), len(got))
+	m.logf("stream %d got %s version %.8s nonce %s: %v", s.id, xds.ShortType(typ), r.GetVersionInfo(), r.GetNonce(), slices.Sorted(maps.Keys(got)))
 	m.stats["sotw "+xds.ShortType(typ)]++
 	if !isFullState(typ) && m.owed(s, typ, mt) {
 		m.stats["sotw partial"]++
@@ -1038,11 +1064,11 @@ func (m *model) onDelta(s *modelStream, r *discoverypb.DeltaDiscoveryResponse) {
 		delete(mt.sent, n)
 		delete(mt.sentVer, n)
 	}
-	if maps.Equal(before, mt.sent) && !mt.mustAnswer && len(r.GetRemovedResources()) == 0 {
+	if maps.Equal(before, mt.sent) && !mt.mustAnswer && !mt.mayAnswer && len(r.GetRemovedResources()) == 0 {
 		m.fail(s, "I7: a %s response (%d resources) that changes nothing the client holds", xds.ShortType(typ), len(got))
 	}
 	m.checkReferences(s, typ, got)
-	mt.mustAnswer = false
+	mt.mustAnswer, mt.mayAnswer = false, false
 	mt.nonce = r.GetNonce()
 	mt.unanswered = &modelResp{nonce: r.GetNonce()}
 	if mt.rejectNext {
@@ -1260,31 +1286,6 @@ func (m *model) handle(ev modelEvent) {
 		m.onSotw(s, ev.sotw)
 	default:
 		m.onDelta(s, ev.delta)
-	}
-}
-
-// seedCorpus writes the fuzz seed corpus (go test -run TestWriteModelCorpus
-// -model.corpus): a few sequences from the PRNG, in go test's corpus format.
-var writeCorpus = flag.Bool("model.corpus", false, "write FuzzADSModel's seed corpus to testdata/fuzz/FuzzADSModel")
-
-func TestWriteModelCorpus(t *testing.T) {
-	if !*writeCorpus {
-		t.Skip("writes the seed corpus with -model.corpus")
-	}
-	dir := "testdata/fuzz/FuzzADSModel"
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for seed := range 6 {
-		rng := rand.New(rand.NewPCG(uint64(seed), 7))
-		var b bytes.Buffer
-		for range 100 {
-			b.WriteByte(byte(rng.IntN(256)))
-		}
-		text := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b.Bytes())
-		if err := os.WriteFile(fmt.Sprintf("%s/seed-%d", dir, seed), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
