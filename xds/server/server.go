@@ -350,10 +350,10 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamClosedFunc:      closed(false),
 		DeltaStreamClosedFunc: closed(true),
 		StreamRequestFunc: func(id int64, req *discoverypb.DiscoveryRequest) error {
-			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoverypb.DeltaDiscoveryRequest) error {
-			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverypb.DiscoveryRequest, resp *discoverypb.DiscoveryResponse) {
 			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), resourceBytes(resp.GetResources()))
@@ -436,7 +436,7 @@ func protocolName(delta bool) string {
 // would silently accept that). The node the cache sees is rewritten to what
 // was checked (canonicalNode). It also records ACKs and NACKs; a NACK is
 // data, logged (rate-limited) and counted.
-func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version string, nack *rpcstatus.Status) error {
+func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce string, nack *rpcstatus.Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[k]
@@ -498,13 +498,13 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 			"node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", msg)
 		return nil
 	}
-	if k.delta {
-		version = st.sent[typeURL].version
-		if st.sent[typeURL].nonce != nonce {
-			return nil
-		}
+	// An ACK answers the last response by its nonce, and accepts what it
+	// carried: a request with any other nonce (stale, or never sent)
+	// accepts nothing, whatever version it claims.
+	if st.sent[typeURL].nonce != nonce {
+		return nil
 	}
-	st.acked[typeURL] = version
+	st.acked[typeURL] = st.sent[typeURL].version
 	return nil
 }
 
