@@ -57,8 +57,10 @@ func ServerListenerName(host string, port uint32) string {
 // and the cache answers per name, so the view may hold more than any one node
 // uses.
 func (t *translator) proxyless() {
-	for _, h := range t.services() {
-		r := t.host(&h, func(r *hostResult) { t.proxylessHost(&h, r) })
+	hosts := t.services()
+	t.expectHosts(len(hosts))
+	for _, h := range hosts {
+		r := t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
 		t.out.Listeners = append(t.out.Listeners, r.listener)
 		t.out.Routes = append(t.out.Routes, r.route)
 		t.out.Clusters = append(t.out.Clusters, r.cluster)
@@ -71,7 +73,7 @@ func (t *translator) proxyless() {
 // assignment for one host and port.
 func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 	target := net.JoinHostPort(h.host, strconv.Itoa(int(h.port.Port)))
-	set := t.policy.settings(h.key, h.scope)
+	set := t.settings(h)
 	r.listener = apiListener(target)
 	r.route = &route.RouteConfiguration{
 		Name: target,
