@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"slices"
 	"time"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -81,10 +82,11 @@ type parts struct {
 	sanExact  map[string]*tlsv3.SubjectAltNameMatcher
 	sanDomain []*tlsv3.SubjectAltNameMatcher // any ID of the trust domain
 	commonTLS map[string][]byte              // a sidecar's CommonTlsContext, marshalled, by its SPIFFE IDs
-	sans      map[*tlsv3.SubjectAltNameMatcher][]byte
 	// secretBytes are the marshalled SdsSecretConfigs of SecretDefault
-	// and SecretRootCA.
+	// and SecretRootCA, anyIDBytes the marshalled matcher of any SPIFFE ID
+	// of the trust domain.
 	secretBytes [2][]byte
+	anyIDBytes  []byte
 	addresses   map[gatewayKey]*endpoint.LbEndpoint_Endpoint
 	localities  map[discovery.Locality]*core.Locality
 	weights     map[uint32]*wrapperspb.UInt32Value
@@ -242,6 +244,9 @@ var (
 	combinedDefaultField   = fieldNumber(&tlsv3.CommonTlsContext_CombinedCertificateValidationContext{}, "default_validation_context")
 	combinedSDSField       = fieldNumber(&tlsv3.CommonTlsContext_CombinedCertificateValidationContext{}, "validation_context_sds_secret_config")
 	validationSANsField    = fieldNumber(&tlsv3.CertificateValidationContext{}, "match_typed_subject_alt_names")
+	sanTypeField           = fieldNumber(&tlsv3.SubjectAltNameMatcher{}, "san_type")
+	sanMatcherField        = fieldNumber(&tlsv3.SubjectAltNameMatcher{}, "matcher")
+	stringExactField       = fieldNumber(&matcher.StringMatcher{}, "exact")
 )
 
 func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
@@ -261,17 +266,10 @@ func mustMarshal(m proto.Message) []byte {
 	return b
 }
 
-// sanBytes returns a SAN matcher, marshalled, once per render.
-func (p *parts) sanBytes(m *tlsv3.SubjectAltNameMatcher) []byte {
-	if b, ok := p.sans[m]; ok {
-		return b
-	}
-	if p.sans == nil {
-		p.sans = map[*tlsv3.SubjectAltNameMatcher][]byte{}
-	}
-	b := mustMarshal(m)
-	p.sans[m] = b
-	return b
+// messageFieldSize is the size of a message-typed field holding an n-byte
+// message.
+func messageFieldSize(num protowire.Number, n int) int {
+	return protowire.SizeTag(num) + protowire.SizeBytes(n)
 }
 
 // appendMessageField appends a message-typed field holding the marshalled
@@ -282,24 +280,61 @@ func appendMessageField(b []byte, num protowire.Number, m []byte) []byte {
 	return protowire.AppendBytes(b, m)
 }
 
+// exactURISANSize is the size of appendExactURISAN's encoding.
+func exactURISANSize(id string) int {
+	return protowire.SizeTag(sanTypeField) + protowire.SizeVarint(uint64(tlsv3.SubjectAltNameMatcher_URI)) +
+		messageFieldSize(sanMatcherField, messageFieldSize(stringExactField, len(id)))
+}
+
+// appendExactURISAN appends the encoding of the SubjectAltNameMatcher that
+// matches the URI SAN id exactly (translator.peerSANs): san_type URI, then
+// matcher {exact: id}, the only fields set, in number order (exact is a
+// oneof field of a message with no other field set).
+func appendExactURISAN(b []byte, id string) []byte {
+	b = protowire.AppendTag(b, sanTypeField, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(tlsv3.SubjectAltNameMatcher_URI))
+	b = protowire.AppendTag(b, sanMatcherField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(messageFieldSize(stringExactField, len(id))))
+	b = protowire.AppendTag(b, stringExactField, protowire.BytesType)
+	return protowire.AppendString(b, id)
+}
+
 // appendCommonTLS appends to b the encoding of the CommonTlsContext that
-// translator.commonTLS builds from the SAN matchers whose encodings are sans,
-// with no ALPN: tls_certificate_sds_secret_configs [secretDefault], then
-// combined_validation_context {default_validation_context
-// {match_typed_subject_alt_names sans}, validation_context_sds_secret_config
-// secretRootCA}. Those are the only fields set; protobuf-go writes the
-// regular fields of a message in number order and then its oneofs
-// (combined_validation_context is one), which here is number order too.
+// translator.commonTLS builds with no ALPN from the SAN matchers of the
+// SPIFFE IDs ids (exact URI matchers), or, with none, from the one matcher
+// whose encoding is anyID: tls_certificate_sds_secret_configs
+// [secretDefault], then combined_validation_context
+// {default_validation_context {match_typed_subject_alt_names: the
+// matchers}, validation_context_sds_secret_config: secretRootCA}. Those are
+// the only fields set; protobuf-go writes a message's regular fields in
+// number order and then its oneofs (combined_validation_context is one),
+// which here is number order too. It allocates b once, to size.
 // TestCommonTLSEncoding holds it to proto.Marshal.
-func appendCommonTLS(b, secretDefault, secretRootCA []byte, sans [][]byte) []byte {
-	var validation []byte
-	for _, m := range sans {
-		validation = appendMessageField(validation, validationSANsField, m)
+func appendCommonTLS(b, secretDefault, secretRootCA []byte, ids []string, anyID []byte) []byte {
+	validation := 0
+	for _, id := range ids {
+		validation += messageFieldSize(validationSANsField, exactURISANSize(id))
 	}
-	combined := appendMessageField(nil, combinedDefaultField, validation)
-	combined = appendMessageField(combined, combinedSDSField, secretRootCA)
+	if len(ids) == 0 {
+		validation = messageFieldSize(validationSANsField, len(anyID))
+	}
+	combined := messageFieldSize(combinedDefaultField, validation) + messageFieldSize(combinedSDSField, len(secretRootCA))
+	size := messageFieldSize(commonTLSSecretsField, len(secretDefault)) + messageFieldSize(commonTLSCombinedField, combined)
+	b = slices.Grow(b, size)
 	b = appendMessageField(b, commonTLSSecretsField, secretDefault)
-	return appendMessageField(b, commonTLSCombinedField, combined)
+	b = protowire.AppendTag(b, commonTLSCombinedField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(combined))
+	b = protowire.AppendTag(b, combinedDefaultField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(validation))
+	for _, id := range ids {
+		b = protowire.AppendTag(b, validationSANsField, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(exactURISANSize(id)))
+		b = appendExactURISAN(b, id)
+	}
+	if len(ids) == 0 {
+		b = appendMessageField(b, validationSANsField, anyID)
+	}
+	return appendMessageField(b, combinedSDSField, secretRootCA)
 }
 
 // upstreamTLSSize is the size of appendUpstreamTLS's encoding.

@@ -153,8 +153,8 @@ func (t *translator) peerSANs(ids []string) []*tlsv3.SubjectAltNameMatcher {
 
 // upstreamCommonTLS returns the marshalled common_tls_context of a
 // sidecar's upstream TLS to a host whose servers present the given SPIFFE
-// IDs: proto.Marshal(t.commonTLS(t.peerSANs(ids), nil)), composed from the
-// marshalled secrets and SAN matchers (appendCommonTLS), once per render for
+// IDs: proto.Marshal(t.commonTLS(t.peerSANs(ids), nil)), encoded from the
+// IDs and the marshalled secrets (appendCommonTLS), once per render for
 // each list of IDs (a service's cluster.local and clusterset.local hosts
 // share it).
 func (t *translator) upstreamCommonTLS(ids []string) []byte {
@@ -171,12 +171,9 @@ func (t *translator) upstreamCommonTLS(ids []string) []byte {
 	}
 	if t.parts.secretBytes[0] == nil {
 		t.parts.secretBytes = [2][]byte{mustMarshal(t.secret(SecretDefault)), mustMarshal(t.secret(SecretRootCA))}
+		t.parts.anyIDBytes = mustMarshal(t.peerSANs(nil)[0])
 	}
-	sans := make([][]byte, 0, max(1, len(ids)))
-	for _, m := range t.peerSANs(ids) {
-		sans = append(sans, t.parts.sanBytes(m))
-	}
-	b := appendCommonTLS(nil, t.parts.secretBytes[0], t.parts.secretBytes[1], sans)
+	b := appendCommonTLS(nil, t.parts.secretBytes[0], t.parts.secretBytes[1], ids, t.parts.anyIDBytes)
 	if t.parts.commonTLS == nil {
 		t.parts.commonTLS = map[string][]byte{}
 	}

@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -170,6 +171,8 @@ type translator struct {
 	proxy  *policyfile.Attributes
 	eps    []lbEndpoint
 	shares []lbEndpoint
+	// builtin is the settings of every host when the policy has no file.
+	builtin *policyfile.Settings
 	// digestBuf is the scratch buffer the memo's digests are hashed from.
 	digestBuf []byte
 }
@@ -198,17 +201,27 @@ type hostPort struct {
 	clusterIP string
 	backends  []backend
 	// set caches the host's settings (translator.settings) once looked up.
-	set    policyfile.Settings
-	hasSet bool
+	set *policyfile.Settings
 }
 
 // settings returns the traffic settings of a host's service as reached by
-// it: t.policy.settings, looked up once per host.
+// it, t.policy.settings, looked up once per host; without a policy file
+// they are the same for every host, and made once per render.
 func (t *translator) settings(h *hostPort) *policyfile.Settings {
-	if !h.hasSet {
-		h.set, h.hasSet = t.policy.settings(h.key, h.scope), true
+	if h.set != nil {
+		return h.set
 	}
-	return &h.set
+	if t.policy.File == nil {
+		if t.builtin == nil {
+			s := t.policy.settings(h.key, h.scope)
+			t.builtin = &s
+		}
+		h.set = t.builtin
+		return h.set
+	}
+	s := t.policy.settings(h.key, h.scope)
+	h.set = &s
+	return h.set
 }
 
 // name is the Envoy cluster name (and SNI) of the host and port.
@@ -248,8 +261,7 @@ func (t *translator) services() []*hostPort {
 		backends := make([]backend, 0, len(ex.Clusters))
 		for _, name := range ex.Clusters {
 			c, _ := t.cs.Cluster(name)
-			s, _ := c.Service(ex.Key)
-			backends = append(backends, backend{cluster: c, svc: s})
+			backends = append(backends, backend{cluster: c, svc: serviceOf(c, ex.Key)})
 		}
 		vip := ""
 		if len(ex.IPs) > 0 {
@@ -275,6 +287,16 @@ func (t *translator) services() []*hostPort {
 	}
 	slices.SortFunc(out, func(a, b *hostPort) int { return strings.Compare(a.cluster, b.cluster) })
 	return out
+}
+
+// serviceOf returns an exporting cluster's definition of a service:
+// c.Service(k), found without copying a Service per comparison.
+func serviceOf(c *discovery.Cluster, k discovery.ServiceKey) *discovery.Service {
+	i := sort.Search(len(c.Services), func(i int) bool { return c.Services[i].Key().Compare(k) >= 0 })
+	if i < len(c.Services) && c.Services[i].Key() == k {
+		return &c.Services[i]
+	}
+	return nil // as c.Service: never for a cluster that exports k
 }
 
 // hostNames returns a service's host name in a scope and the Envoy cluster
