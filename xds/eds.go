@@ -465,12 +465,22 @@ func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery
 		}
 		t.out.fixedWeights[name] = true
 	}
-	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
 	if len(eps) == 0 {
-		return cla
+		return &endpoint.ClusterLoadAssignment{ClusterName: name}
 	}
-	lles := make([]endpoint.LocalityLbEndpoints, groups)
-	cla.Endpoints = make([]*endpoint.LocalityLbEndpoints, groups)
+	var cla *endpoint.ClusterLoadAssignment
+	var lles []endpoint.LocalityLbEndpoints
+	if groups == 1 {
+		// Most assignments have one locality: allocate it with them.
+		p := &oneLocalityAssignment{}
+		cla, lles = &p.cla, p.locality[:]
+		cla.Endpoints = p.localities[:]
+	} else {
+		cla = &endpoint.ClusterLoadAssignment{}
+		lles = make([]endpoint.LocalityLbEndpoints, groups)
+		cla.Endpoints = make([]*endpoint.LocalityLbEndpoints, groups)
+	}
+	cla.ClusterName = name
 	lbs := make([]endpoint.LbEndpoint, len(eps))
 	lbPtrs := make([]*endpoint.LbEndpoint, len(eps))
 	level, g, start := uint32(0), -1, 0
@@ -511,6 +521,14 @@ func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery
 	}
 	closeGroup(len(eps))
 	return cla
+}
+
+// oneLocalityAssignment is an assignment with its one locality, allocated
+// together.
+type oneLocalityAssignment struct {
+	cla        endpoint.ClusterLoadAssignment
+	locality   [1]endpoint.LocalityLbEndpoints
+	localities [1]*endpoint.LocalityLbEndpoints
 }
 
 // localityOf reads an Envoy locality back into the model's.

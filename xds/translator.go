@@ -15,7 +15,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -171,6 +170,8 @@ type translator struct {
 	proxy  *policyfile.Attributes
 	eps    []lbEndpoint
 	shares []lbEndpoint
+	// ids and accounts are spiffeIDs' scratch lists.
+	ids, accounts []string
 	// builtin is the settings of every host when the policy has no file.
 	builtin *policyfile.Settings
 	// digestBuf is the scratch buffer the memo's digests are hashed from.
@@ -256,12 +257,16 @@ func (t *translator) services() []*hostPort {
 			all = append(all, h)
 		}
 	}
+	// Exports are sorted by key, and so are each cluster's services: each
+	// exporting cluster's definition is found by walking its services
+	// forward from where the previous export's was.
+	cursors := make(map[*discovery.Cluster]int, len(t.cs.Clusters))
 	for i := range t.cs.Exports {
 		ex := &t.cs.Exports[i]
 		backends := make([]backend, 0, len(ex.Clusters))
 		for _, name := range ex.Clusters {
 			c, _ := t.cs.Cluster(name)
-			backends = append(backends, backend{cluster: c, svc: serviceOf(c, ex.Key)})
+			backends = append(backends, backend{cluster: c, svc: nextService(c, cursors, ex.Key)})
 		}
 		vip := ""
 		if len(ex.IPs) > 0 {
@@ -289,14 +294,20 @@ func (t *translator) services() []*hostPort {
 	return out
 }
 
-// serviceOf returns an exporting cluster's definition of a service:
-// c.Service(k), found without copying a Service per comparison.
-func serviceOf(c *discovery.Cluster, k discovery.ServiceKey) *discovery.Service {
-	i := sort.Search(len(c.Services), func(i int) bool { return c.Services[i].Key().Compare(k) >= 0 })
+// nextService returns a cluster's definition of service k, as c.Service(k),
+// for keys asked for in increasing order: it looks from cursors[c], where
+// the previous key's search stopped, and leaves the cursor there.
+func nextService(c *discovery.Cluster, cursors map[*discovery.Cluster]int, k discovery.ServiceKey) *discovery.Service {
+	i := cursors[c]
+	for i < len(c.Services) && c.Services[i].Key().Compare(k) < 0 {
+		i++
+	}
+	cursors[c] = i
 	if i < len(c.Services) && c.Services[i].Key() == k {
 		return &c.Services[i]
 	}
-	return nil // as c.Service: never for a cluster that exports k
+	s, _ := c.Service(k) // keys out of order: as c.Service
+	return s
 }
 
 // hostNames returns a service's host name in a scope and the Envoy cluster
@@ -330,10 +341,12 @@ func (t *translator) sort() {
 }
 
 // spiffeIDs returns the sorted SPIFFE IDs of the service accounts that back a
-// host and port: what a client checks the server's certificate against.
+// host and port: what a client checks the server's certificate against. The
+// list is scratch space, valid until the next call.
 func (t *translator) spiffeIDs(h *hostPort) []string {
-	var ids []string
-	var seen smallSet // service accounts
+	ids := t.ids[:0]
+	seen := smallSet{list: t.accounts[:0]} // service accounts
+	defer func() { t.ids, t.accounts = ids[:0], seen.list[:0] }()
 	for _, b := range h.backends {
 		for i := range b.svc.Endpoints {
 			if !b.svc.Endpoints[i].MTLS {
