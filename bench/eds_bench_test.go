@@ -151,7 +151,7 @@ func BenchmarkTranslate(b *testing.B) {
 // BenchmarkRender measures what the server does for a view it has not
 // rendered before (the "whole-view render"): xds.RenderFrom with no
 // previous memo (Translate, then Check), then, for every resource of every
-// type, what xds/entry.go's newEntry does.
+// type, what xds/server/entry.go's newEntry does.
 func BenchmarkRender(b *testing.B) {
 	for _, role := range roles {
 		for _, s := range shapes {
