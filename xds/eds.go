@@ -426,6 +426,37 @@ var mtlsMetadata = &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
 	transportSocketMatchKey: {Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeMTLS)}},
 }}
 
+// hoistTLSMode moves the tlsMode=mtls metadata of a locality's endpoints
+// onto the locality when every endpoint carries it: the same for Envoy, 27
+// bytes less per endpoint (a sidecar's assignment of 100,000 endpoints
+// shrinks from 4.25 MB to 1.5 MB). Envoy picks an endpoint's transport socket
+// from the cluster's transport_socket_matches by the endpoint's
+// envoy.transport_socket_match metadata first, then, when no match's
+// criteria hold there, by its locality's, and falls back to the cluster's
+// transport_socket
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto#envoy-v3-api-field-config-cluster-v3-cluster-transport-socket-matches).
+// That is why a sidecar cluster has no catch-all match (an empty criteria
+// matches any endpoint's metadata before the locality is read) and plain TCP
+// as its transport_socket instead (sidecarCluster). A locality whose
+// endpoints are mixed keeps the metadata per endpoint: two
+// LocalityLbEndpoints of one locality must differ in priority.
+// TestTransportSocketPerEndpoint checks the result against that rule.
+//
+// It writes only to lle and its own LbEndpoints (assemble allocates them
+// per assignment): the metadata it moves is the shared mtlsMetadata, set by
+// pointer and never written to.
+func hoistTLSMode(lle *endpoint.LocalityLbEndpoints) {
+	for _, lb := range lle.LbEndpoints {
+		if lb.Metadata != mtlsMetadata {
+			return
+		}
+	}
+	lle.Metadata = mtlsMetadata
+	for _, lb := range lle.LbEndpoints {
+		lb.Metadata = nil
+	}
+}
+
 // assemble groups endpoints by (priority, locality), compacts priorities and
 // sorts everything so that equal input gives byte-equal output. A locality
 // weighs the sum of its endpoints' weights, or what fixed gives it.
@@ -493,6 +524,9 @@ func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery
 			w = f
 		}
 		cur.LoadBalancingWeight = t.parts.weight(w)
+		if t.group.Role == Sidecar {
+			hoistTLSMode(cur)
+		}
 	}
 	for i := range eps {
 		e := &eps[i]

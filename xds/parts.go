@@ -26,7 +26,7 @@ import (
 
 // Shared parts. Most of what a view's resources hold is the same from one
 // resource to the next: the EDS config source, the load balancing config,
-// the plain-TCP transport socket match, a route's "/" match, the secrets, a
+// the plain-TCP transport socket, the tlsMode metadata, a route's "/" match, the secrets, a
 // SPIFFE ID matcher, a gateway's address, a locality. Rendering builds each
 // such sub-message once (package variables for the fixed ones, parts for
 // those that depend on the view or policy) and points every resource that
@@ -42,16 +42,13 @@ var (
 	edsClusterType   = &cluster.Cluster_Type{Type: cluster.Cluster_EDS}
 	edsClusterConfig = &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource}
 	commonLBConfig   = commonLB()
-	// plainTCPMatch is the transport socket match of endpoints without
-	// tlsMode=mtls: plain TCP.
-	plainTCPMatch = &cluster.Cluster_TransportSocketMatch{
-		Name:            "tlsMode-disabled",
-		Match:           &structpb.Struct{},
-		TransportSocket: typedSocket(wellknown.TransportSocketRawBuffer, &rawbuffer.RawBuffer{}),
-	}
-	mtlsMatch    = &structpb.Struct{Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeMTLS)}}
-	prefixRoot   = &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}}
-	zeroDuration = durationpb.New(0)
+	// plainTCPSocket is a sidecar cluster's transport_socket, what its
+	// endpoints without tlsMode=mtls (their own or their locality's) get:
+	// plain TCP.
+	plainTCPSocket = typedSocket(wellknown.TransportSocketRawBuffer, &rawbuffer.RawBuffer{})
+	mtlsMatch      = &structpb.Struct{Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeMTLS)}}
+	prefixRoot     = &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}}
+	zeroDuration   = durationpb.New(0)
 	// http2Options are the protocol options of a cluster whose port
 	// carries HTTP/2.
 	http2Options = map[string]*anyMsg{

@@ -115,7 +115,7 @@ func TestSharedPartsUnchanged(t *testing.T) {
 	if err != nil || len(inputs) == 0 {
 		t.Fatalf("no golden inputs: %v", err)
 	}
-	shared := []proto.Message{edsClusterConfig, commonLBConfig, plainTCPMatch, mtlsMatch, prefixRoot, zeroDuration, mtlsMetadata, adsSource}
+	shared := []proto.Message{edsClusterConfig, commonLBConfig, plainTCPSocket, mtlsMatch, prefixRoot, zeroDuration, mtlsMetadata, adsSource}
 	before := marshalAll(t, shared)
 	type rendered struct {
 		name  string

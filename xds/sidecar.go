@@ -185,7 +185,7 @@ func (t *translator) upstreamCommonTLS(ids []string) []byte {
 // holds, allocated together (the shared ones are in parts.go).
 type sidecarClusterParts struct {
 	cluster cluster.Cluster
-	matches [2]*cluster.Cluster_TransportSocketMatch
+	matches [1]*cluster.Cluster_TransportSocketMatch
 	mtls    cluster.Cluster_TransportSocketMatch
 	socket  core.TransportSocket
 	typed   core.TransportSocket_TypedConfig
@@ -205,12 +205,15 @@ func (t *translator) sidecarCluster(h *hostPort) *cluster.Cluster {
 	p.typed.TypedConfig = &p.config
 	p.socket.Name = wellknown.TransportSocketTLS
 	p.socket.ConfigType = &p.typed
-	// Mesh endpoints (tlsMode=mtls in their EDS metadata) get mutual TLS
-	// with the destination's SPIFFE IDs checked; the rest plain TCP.
+	// Mesh endpoints (tlsMode=mtls in their EDS metadata, or their
+	// locality's: see hoistTLSMode) get mutual TLS with the destination's
+	// SPIFFE IDs checked; the rest the cluster's plain TCP. No catch-all
+	// match: it would match every endpoint's own metadata before Envoy
+	// reads the locality's.
 	p.mtls.Name = "tlsMode-" + tlsModeMTLS
 	p.mtls.Match = mtlsMatch
 	p.mtls.TransportSocket = &p.socket
-	p.matches = [2]*cluster.Cluster_TransportSocketMatch{&p.mtls, plainTCPMatch}
+	p.matches = [1]*cluster.Cluster_TransportSocketMatch{&p.mtls}
 	c := &p.cluster
 	c.Name = name
 	c.AltStatName = name
@@ -221,6 +224,7 @@ func (t *translator) sidecarCluster(h *hostPort) *cluster.Cluster {
 	c.CommonLbConfig = commonLBConfig
 	c.OutlierDetection = t.parts.outlierDetection(set.OutlierDetection)
 	c.TransportSocketMatches = p.matches[:]
+	c.TransportSocket = plainTCPSocket
 	if h.port.IsHTTP2() {
 		c.TypedExtensionProtocolOptions = http2Options
 	}
