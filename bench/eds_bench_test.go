@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -134,14 +136,74 @@ func BenchmarkTranslate(b *testing.B) {
 				cs := generate(b, s)
 				g := view(role)
 				b.ReportAllocs()
+				cpu := startCPU()
 				for b.Loop() {
 					if _, err := xds.Translate(cs, g, xds.Policy{}); err != nil {
 						b.Fatal(err)
 					}
 				}
+				cpu.report(b)
 			})
 		}
 	}
+}
+
+// BenchmarkRender measures what the server does for a view it has not
+// rendered before (the "whole-view render"): xds.RenderFrom with no
+// previous memo (Translate, then Check), then, for every resource of every
+// type, what xds/server/entry.go's newEntry does.
+func BenchmarkRender(b *testing.B) {
+	for _, role := range roles {
+		for _, s := range shapes {
+			b.Run("role="+string(role)+"/"+s.String(), func(b *testing.B) {
+				cs := generate(b, s)
+				g := view(role)
+				var viewBytes int
+				b.ReportAllocs()
+				cpu := startCPU()
+				for b.Loop() {
+					res, _, err := xds.RenderFrom(cs, g, xds.Policy{}, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					viewBytes = 0
+					for _, typeURL := range xds.TypeURLs {
+						for _, r := range res.ByType(typeURL) {
+							n, err := entry(r)
+							if err != nil {
+								b.Fatal(err)
+							}
+							viewBytes += n
+						}
+					}
+				}
+				cpu.report(b)
+				b.ReportMetric(float64(viewBytes), "view-bytes/op")
+			})
+		}
+	}
+}
+
+// cpuClock reads the process's CPU time (user + system, every thread: the
+// garbage collector's too). On a shared machine a benchmark's wall time per
+// op includes waiting for a core; its CPU time per op does not.
+type cpuClock struct{ start time.Duration }
+
+func startCPU() cpuClock { return cpuClock{processCPU()} }
+
+// report adds the CPU time per op since startCPU as cpu-ns/op.
+func (c cpuClock) report(b *testing.B) {
+	if b.N > 0 {
+		b.ReportMetric(float64((processCPU()-c.start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkTranslateView measures a whole view: xds.Translate, then, for every

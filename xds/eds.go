@@ -2,10 +2,10 @@ package xds
 
 import (
 	"cmp"
-	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -86,10 +86,10 @@ var healthStatus = [...]core.HealthStatus{healthy: core.HealthStatus_HEALTHY, dr
 //     follow by their ranking or are left out (see distribute).
 func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment {
 	name, port := h.name(), h.port.Port
-	set := t.policy.settings(h.key, h.scope)
+	set := t.settings(h)
 	loc := set.Locality
 	withUnhealthy := set.NotReady == policyfile.NotReadyUnhealthy
-	proxy := policyfile.Attributes{Locality: t.group.Locality, Cluster: t.group.Cluster, Network: t.group.Network, Labels: t.group.labels()}
+	proxy := t.proxyAttributes()
 	if loc.Enabled {
 		for _, k := range loc.FailoverPriority {
 			if k.IsLabel() && proxy.Labels[string(k)] == "" {
@@ -98,8 +98,9 @@ func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment
 			}
 		}
 	}
-	var eps []lbEndpoint
-	gateways := map[string]*lbEndpoint{} // "addr:port" -> aggregated share
+	eps := t.eps[:0]
+	var shares gatewayShares // the gateways' aggregated shares
+	shares.list = t.shares[:0]
 	for _, b := range h.backends {
 		cw := set.Clusters.Weight(b.cluster.Name)
 		if cw == 0 {
@@ -163,17 +164,18 @@ func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment
 			behind, state = down, unhealthy
 		}
 		weights := spread(behind, len(gws), name)
-		attrs := policyfile.Attributes{Locality: b.cluster.Locality, Cluster: b.cluster.Name, Network: b.cluster.Network, Labels: sharedLabels(b.svc)}
+		attrs := policyfile.Attributes{Locality: b.cluster.Locality, Cluster: b.cluster.Name, Network: b.cluster.Network}
+		if ranksByLabel(loc) {
+			attrs.Labels = sharedLabels(b.svc)
+		}
 		prio := loc.Priority(proxy, attrs)
 		for i, gw := range gws {
 			if weights[i] == 0 {
 				continue
 			}
-			key := gw.String()
-			s, ok := gateways[key]
+			s, ok := shares.find(gw)
 			if !ok {
-				s = &lbEndpoint{address: gw.Address, port: gw.Port, mtls: true, locality: b.cluster.Locality, priority: prio, health: state}
-				gateways[key] = s
+				*s = lbEndpoint{address: gw.Address, port: gw.Port, mtls: true, locality: b.cluster.Locality, priority: prio, health: state}
 			}
 			s.weight += weights[i] * cw
 			s.health = min(s.health, state)
@@ -182,18 +184,69 @@ func (t *translator) loadAssignment(h *hostPort) *endpoint.ClusterLoadAssignment
 			}
 		}
 	}
-	for _, s := range gateways {
-		eps = append(eps, *s)
-	}
+	eps = append(eps, shares.list...)
+	t.shares = shares.list[:0]
 	var fixed map[discovery.Locality]uint32
 	if d, ok := loc.DistributeFor(t.group.Locality); ok && loc.Enabled {
 		eps, fixed = t.distribute(name, d, eps, loc.RanksUnshared(t.group.Locality))
 	}
 	cla := t.assemble(name, eps, fixed)
+	t.eps = eps[:0] // assemble copied what it needs
 	if f := set.OverprovisioningFactor; f != 0 && f != envoyOverprovisioning {
 		cla.Policy = &endpoint.ClusterLoadAssignment_Policy{OverprovisioningFactor: wrapperspb.UInt32(f)}
 	}
 	return cla
+}
+
+// gatewayShares are the entries of an assignment's gateways, one per address
+// and port: a list searched in order while it is short (an assignment
+// usually has a few), indexed beyond.
+type gatewayShares struct {
+	list  []lbEndpoint
+	index map[gatewayKey]int
+}
+
+// find returns the share of a gateway, and whether it was there; a new one
+// is zero.
+func (s *gatewayShares) find(gw discovery.Gateway) (*lbEndpoint, bool) {
+	k := gatewayKey{gw.Address, gw.Port}
+	if s.index != nil {
+		if i, ok := s.index[k]; ok {
+			return &s.list[i], true
+		}
+	} else {
+		for i := range s.list {
+			if e := &s.list[i]; e.address == k.address && e.port == k.port {
+				return e, true
+			}
+		}
+	}
+	s.list = append(s.list, lbEndpoint{})
+	if s.index == nil && len(s.list) > 16 {
+		s.index = make(map[gatewayKey]int, 2*len(s.list))
+		for i, e := range s.list[:len(s.list)-1] {
+			s.index[gatewayKey{e.address, e.port}] = i
+		}
+	}
+	if s.index != nil {
+		s.index[k] = len(s.list) - 1
+	}
+	return &s.list[len(s.list)-1], false
+}
+
+// ranksByLabel reports whether a locality ranking reads endpoint labels:
+// only a label key in its failoverPriority does (policyfile's rank).
+func ranksByLabel(loc policyfile.LocalityLB) bool {
+	return loc.Enabled && slices.ContainsFunc(loc.FailoverPriority, policyfile.Key.IsLabel)
+}
+
+// proxyAttributes are the view's attributes as locality rankings compare
+// them, made once per render.
+func (t *translator) proxyAttributes() policyfile.Attributes {
+	if t.proxy == nil {
+		t.proxy = &policyfile.Attributes{Locality: t.group.Locality, Cluster: t.group.Cluster, Network: t.group.Network, Labels: t.group.labels()}
+	}
+	return *t.proxy
 }
 
 // sharedLabels returns the labels every endpoint of a service carries with
@@ -316,18 +369,29 @@ func apportion(n uint64, w []uint64) []uint64 {
 
 // usableGateways returns the cluster's gateways that a proxy can be sent to:
 // those advertised to the view's network (Cluster.GatewaysFor) with an IP
-// address (hostnames are resolved by the source).
+// address (hostnames are resolved by the source). It looks once per render
+// and cluster, and notes what it skips every time it is asked.
 func (t *translator) usableGateways(c *discovery.Cluster) []discovery.Gateway {
-	gws := c.GatewaysFor(t.group.Network)
-	out := make([]discovery.Gateway, 0, len(gws))
-	for _, g := range gws {
-		if _, err := netip.ParseAddr(g.Address); err != nil {
-			t.notef("cluster %s: gateway %s is not an IP address and is skipped", c.Name, g)
-			continue
+	u, ok := t.parts.gateways[c]
+	if !ok {
+		gws := c.GatewaysFor(t.group.Network)
+		u.gateways = make([]discovery.Gateway, 0, len(gws))
+		for _, g := range gws {
+			if _, err := netip.ParseAddr(g.Address); err != nil {
+				u.notes = append(u.notes, "cluster "+c.Name+": gateway "+g.String()+" is not an IP address and is skipped")
+				continue
+			}
+			u.gateways = append(u.gateways, g)
 		}
-		out = append(out, g)
+		if t.parts.gateways == nil {
+			t.parts.gateways = map[*discovery.Cluster]usableGateways{}
+		}
+		t.parts.gateways[c] = u
 	}
-	return out
+	for _, n := range u.notes {
+		t.notef("%s", n)
+	}
+	return u.gateways
 }
 
 // spread divides n endpoints evenly over k gateways. When n is not a multiple
@@ -337,9 +401,7 @@ func (t *translator) usableGateways(c *discovery.Cluster) []discovery.Gateway {
 func spread(n uint32, k int, name string) []uint32 {
 	out := make([]uint32, k)
 	base, rem := n/uint32(k), int(n%uint32(k))
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	start := int(h.Sum32() % uint32(k))
+	start := int(fnv32a(name) % uint32(k))
 	for i := range out {
 		out[i] = base
 	}
@@ -347,6 +409,17 @@ func spread(n uint32, k int, name string) []uint32 {
 		out[(start+i)%k]++
 	}
 	return out
+}
+
+// fnv32a is the 32-bit FNV-1a hash of s, as hash/fnv's New32a computes it.
+func fnv32a(s string) uint32 {
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= prime32
+	}
+	return h
 }
 
 var mtlsMetadata = &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
@@ -368,6 +441,10 @@ var mtlsMetadata = &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
 // endpoints are mixed keeps the metadata per endpoint: two
 // LocalityLbEndpoints of one locality must differ in priority.
 // TestTransportSocketPerEndpoint checks the result against that rule.
+//
+// It writes only to lle and its own LbEndpoints (assemble allocates them
+// per assignment): the metadata it moves is the shared mtlsMetadata, set by
+// pointer and never written to.
 func hoistTLSMode(lle *endpoint.LocalityLbEndpoints) {
 	for _, lb := range lle.LbEndpoints {
 		if lb.Metadata != mtlsMetadata {
@@ -383,62 +460,109 @@ func hoistTLSMode(lle *endpoint.LocalityLbEndpoints) {
 // assemble groups endpoints by (priority, locality), compacts priorities and
 // sorts everything so that equal input gives byte-equal output. A locality
 // weighs the sum of its endpoints' weights, or what fixed gives it.
+//
+// The assignment's LbEndpoints and LocalityLbEndpoints are allocated in one
+// array each, and what is the same from one endpoint (or assignment) to the
+// next is shared (parts.go): its address, its locality, weights, metadata.
 func (t *translator) assemble(name string, eps []lbEndpoint, fixed map[discovery.Locality]uint32) *endpoint.ClusterLoadAssignment {
 	slices.SortFunc(eps, func(a, b lbEndpoint) int {
-		return cmp.Or(cmp.Compare(a.priority, b.priority), a.locality.Compare(b.locality),
-			cmp.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
+		if c := cmp.Compare(a.priority, b.priority); c != 0 {
+			return c
+		}
+		if c := a.locality.Compare(b.locality); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.address, b.address); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.port, b.port)
 	})
-	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
-	var cur *endpoint.LocalityLbEndpoints
-	var curPrio int
-	var curLoc discovery.Locality
-	level := uint32(0)
+	// Drop repeats (defensive: one address once per assignment) and count
+	// the localities.
+	kept, groups := eps[:0], 0
 	for i, e := range eps {
-		if cur == nil || e.priority != curPrio || e.locality != curLoc {
-			if cur != nil && e.priority != curPrio {
-				level++
-			}
-			cur = &endpoint.LocalityLbEndpoints{
-				Locality:            &core.Locality{Region: e.locality.Region, Zone: e.locality.Zone, SubZone: e.locality.SubZone},
-				Priority:            level,
-				LoadBalancingWeight: wrapperspb.UInt32(0),
-			}
-			cla.Endpoints = append(cla.Endpoints, cur)
-			curPrio, curLoc = e.priority, e.locality
-		}
 		if i > 0 && eps[i-1].address == e.address && eps[i-1].port == e.port && eps[i-1].priority == e.priority && eps[i-1].locality == e.locality {
-			continue // defensive: one address once per assignment
+			continue
 		}
-		lb := &endpoint.LbEndpoint{
-			HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
-				Address: socketAddress(e.address, e.port),
-			}},
-			HealthStatus:        healthStatus[e.health],
-			LoadBalancingWeight: wrapperspb.UInt32(e.weight),
+		if len(kept) == 0 || e.priority != kept[len(kept)-1].priority || e.locality != kept[len(kept)-1].locality {
+			groups++
 		}
-		if e.mtls && t.group.Role == Sidecar {
-			lb.Metadata = mtlsMetadata
-		}
-		cur.LbEndpoints = append(cur.LbEndpoints, lb)
-		cur.LoadBalancingWeight.Value += e.weight
+		kept = append(kept, e)
 	}
-	if t.group.Role == Sidecar {
-		for _, lle := range cla.Endpoints {
-			hoistTLSMode(lle)
-		}
-	}
+	eps = kept
 	if fixed != nil {
-		for _, lle := range cla.Endpoints {
-			if w, ok := fixed[localityOf(lle.GetLocality())]; ok {
-				lle.LoadBalancingWeight.Value = w
-			}
-		}
 		if t.out.fixedWeights == nil {
 			t.out.fixedWeights = map[string]bool{}
 		}
 		t.out.fixedWeights[name] = true
 	}
+	if len(eps) == 0 {
+		return &endpoint.ClusterLoadAssignment{ClusterName: name}
+	}
+	var cla *endpoint.ClusterLoadAssignment
+	var lles []endpoint.LocalityLbEndpoints
+	if groups == 1 {
+		// Most assignments have one locality: allocate it with them.
+		p := &oneLocalityAssignment{}
+		cla, lles = &p.cla, p.locality[:]
+		cla.Endpoints = p.localities[:]
+	} else {
+		cla = &endpoint.ClusterLoadAssignment{}
+		lles = make([]endpoint.LocalityLbEndpoints, groups)
+		cla.Endpoints = make([]*endpoint.LocalityLbEndpoints, groups)
+	}
+	cla.ClusterName = name
+	lbs := make([]endpoint.LbEndpoint, len(eps))
+	lbPtrs := make([]*endpoint.LbEndpoint, len(eps))
+	level, g, start := uint32(0), -1, 0
+	sum := uint32(0)
+	closeGroup := func(end int) {
+		cur := &lles[g]
+		cur.LbEndpoints = lbPtrs[start:end:end]
+		w := sum
+		if f, ok := fixed[localityOf(cur.Locality)]; ok {
+			w = f
+		}
+		cur.LoadBalancingWeight = t.parts.weight(w)
+		if t.group.Role == Sidecar {
+			hoistTLSMode(cur)
+		}
+	}
+	for i := range eps {
+		e := &eps[i]
+		if g < 0 || e.priority != eps[i-1].priority || e.locality != eps[i-1].locality {
+			if g >= 0 {
+				closeGroup(i)
+				if e.priority != eps[i-1].priority {
+					level++
+				}
+			}
+			g++
+			start, sum = i, 0
+			lles[g].Locality = t.parts.locality(e.locality)
+			lles[g].Priority = level
+			cla.Endpoints[g] = &lles[g]
+		}
+		lb := &lbs[i]
+		lb.HostIdentifier = t.parts.endpointAddress(e.address, e.port)
+		lb.HealthStatus = healthStatus[e.health]
+		lb.LoadBalancingWeight = t.parts.weight(e.weight)
+		if e.mtls && t.group.Role == Sidecar {
+			lb.Metadata = mtlsMetadata
+		}
+		lbPtrs[i] = lb
+		sum += e.weight
+	}
+	closeGroup(len(eps))
 	return cla
+}
+
+// oneLocalityAssignment is an assignment with its one locality, allocated
+// together.
+type oneLocalityAssignment struct {
+	cla        endpoint.ClusterLoadAssignment
+	locality   [1]endpoint.LocalityLbEndpoints
+	localities [1]*endpoint.LocalityLbEndpoints
 }
 
 // localityOf reads an Envoy locality back into the model's.

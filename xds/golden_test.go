@@ -39,7 +39,7 @@ type goldenCase struct {
 }
 
 // loadCase splits an .in.yaml into its proxy, policy and ClusterSet.
-func loadCase(t *testing.T, path string) (*discovery.ClusterSet, Group, Policy) {
+func loadCase(t testing.TB, path string) (*discovery.ClusterSet, Group, Policy) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

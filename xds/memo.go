@@ -73,7 +73,8 @@ type hostResult struct {
 // hostDigest hashes the inputs of a host and port; ok is false when a
 // backend has no recorded digest (then nothing is reused or remembered).
 func (t *translator) hostDigest(h *hostPort) (d discovery.Digest, ok bool) {
-	b := make([]byte, 0, 128+len(h.backends)*48)
+	b := t.digestBuf[:0]
+	defer func() { t.digestBuf = b[:0] }()
 	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
 	num := func(n uint64) { b = binary.AppendUvarint(b, n) }
 	str(h.host)
@@ -97,6 +98,14 @@ func (t *translator) hostDigest(h *hostPort) (d discovery.Digest, ok bool) {
 	}
 	sum := sha256.Sum256(b)
 	return discovery.Digest(sum[:16]), true
+}
+
+// expectHosts sizes the memo for a view of n hosts and ports.
+func (t *translator) expectHosts(n int) {
+	t.memo.hosts = make(map[string]*hostResult, n)
+	if t.prev != nil {
+		t.memo.reused = make(map[types.Resource]bool, 4*n)
+	}
 }
 
 // host returns what the view renders for h: the previous render's result
@@ -142,7 +151,9 @@ func (t *translator) host(h *hostPort, build func(*hostResult)) *hostResult {
 // port returns a sidecar view's listener and route configuration for an
 // HTTP port: the previous render's when the hosts on it are the same.
 func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult)) *portResult {
-	b := binary.AppendUvarint(nil, uint64(port))
+	// The hosts' fields are hashed as they are written, a host at a time.
+	hash := sha256.New()
+	b := binary.AppendUvarint(t.digestBuf[:0], uint64(port))
 	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
 	for _, h := range hosts {
 		str(h.host)
@@ -151,9 +162,13 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 		b = binary.AppendUvarint(b, uint64(h.scope))
 		str(h.clusterIP)
 		str(h.name())
+		hash.Write(b)
+		b = b[:0]
 	}
-	sum := sha256.Sum256(b)
-	d := discovery.Digest(sum[:16])
+	hash.Write(b)
+	t.digestBuf = b[:0]
+	var sum [sha256.Size]byte
+	d := discovery.Digest(hash.Sum(sum[:0])[:16])
 	if t.prev != nil {
 		if r := t.prev.ports[port]; r != nil && r.digest == d {
 			t.memo.ports[port] = r

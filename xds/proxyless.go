@@ -18,7 +18,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/discovery"
@@ -57,8 +56,10 @@ func ServerListenerName(host string, port uint32) string {
 // and the cache answers per name, so the view may hold more than any one node
 // uses.
 func (t *translator) proxyless() {
-	for _, h := range t.services() {
-		r := t.host(&h, func(r *hostResult) { t.proxylessHost(&h, r) })
+	hosts := t.services()
+	t.expectHosts(len(hosts))
+	for _, h := range hosts {
+		r := t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
 		t.out.Listeners = append(t.out.Listeners, r.listener)
 		t.out.Routes = append(t.out.Routes, r.route)
 		t.out.Clusters = append(t.out.Clusters, r.cluster)
@@ -71,7 +72,7 @@ func (t *translator) proxyless() {
 // assignment for one host and port.
 func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 	target := net.JoinHostPort(h.host, strconv.Itoa(int(h.port.Port)))
-	set := t.policy.settings(h.key, h.scope)
+	set := t.settings(h)
 	r.listener = apiListener(target)
 	r.route = &route.RouteConfiguration{
 		Name: target,
@@ -84,11 +85,11 @@ func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 	r.cla = t.loadAssignment(h)
 	c := &cluster.Cluster{
 		Name:                 h.name(),
-		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
-		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
-		ConnectTimeout:       durationpb.New(set.ConnectTimeout),
+		ClusterDiscoveryType: edsClusterType,
+		EdsClusterConfig:     edsClusterConfig,
+		ConnectTimeout:       t.parts.duration(set.ConnectTimeout),
 		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
-		CommonLbConfig:       commonLB(),
+		CommonLbConfig:       commonLBConfig,
 	}
 	if set.OutlierDetection != nil {
 		t.notef("%s: outlier detection is not sent to proxyless gRPC: grpc-go implements only success-rate and failure-percentage ejection, not consecutive errors", h.host)
@@ -268,11 +269,12 @@ func apiListener(target string) *listener.Listener {
 	}
 }
 
-func routerFilter() *hcm.HttpFilter {
-	return &hcm.HttpFilter{
-		Name:       wellknown.Router,
-		ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&router.Router{})},
-	}
+// routerFilter is the router HTTP filter, shared (parts.go).
+func routerFilter() *hcm.HttpFilter { return routerHTTPFilter }
+
+var routerHTTPFilter = &hcm.HttpFilter{
+	Name:       wellknown.Router,
+	ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&router.Router{})},
 }
 
 type anyMsg = anypb.Any

@@ -3,22 +3,22 @@ package xds
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	origdst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	rawbuffer "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	httpopts "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/discovery"
@@ -52,9 +52,11 @@ const (
 // inbound listener.
 func (t *translator) sidecar() {
 	hosts := t.services()
+	t.expectHosts(len(hosts))
+	t.out.Clusters = make([]*cluster.Cluster, 0, len(hosts)+2)
+	t.out.Endpoints = make([]*endpoint.ClusterLoadAssignment, 0, len(hosts))
 	httpPorts := map[uint32][]*hostPort{}
-	for i := range hosts {
-		h := &hosts[i]
+	for _, h := range hosts {
 		r := t.host(h, func(r *hostResult) {
 			r.cluster = t.sidecarCluster(h)
 			r.cla = t.loadAssignment(h)
@@ -114,7 +116,7 @@ func SecretRef(provider SVIDProvider, name string) *tlsv3.SdsSecretConfig {
 }
 
 func (t *translator) secret(name string) *tlsv3.SdsSecretConfig {
-	return SecretRef(t.policy.svidProvider(), name)
+	return t.parts.secret(t.policy.svidProvider(), name)
 }
 
 func (t *translator) commonTLS(sans []*tlsv3.SubjectAltNameMatcher, alpn []string) *tlsv3.CommonTlsContext {
@@ -134,57 +136,97 @@ func (t *translator) commonTLS(sans []*tlsv3.SubjectAltNameMatcher, alpn []strin
 // trust domain.
 func (t *translator) peerSANs(ids []string) []*tlsv3.SubjectAltNameMatcher {
 	if len(ids) == 0 {
-		return []*tlsv3.SubjectAltNameMatcher{{
-			SanType: tlsv3.SubjectAltNameMatcher_URI,
-			Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: t.policy.TrustDomainOrDefault().IDString() + "/"}},
-		}}
+		if t.parts.sanDomain == nil {
+			t.parts.sanDomain = []*tlsv3.SubjectAltNameMatcher{{
+				SanType: tlsv3.SubjectAltNameMatcher_URI,
+				Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: t.policy.TrustDomainOrDefault().IDString() + "/"}},
+			}}
+		}
+		return t.parts.sanDomain
 	}
 	out := make([]*tlsv3.SubjectAltNameMatcher, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, &tlsv3.SubjectAltNameMatcher{
-			SanType: tlsv3.SubjectAltNameMatcher_URI,
-			Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: id}},
-		})
+		out = append(out, t.parts.sanExactMatcher(id))
 	}
 	return out
 }
 
+// upstreamCommonTLS returns the marshalled common_tls_context of a
+// sidecar's upstream TLS to a host whose servers present the given SPIFFE
+// IDs: proto.Marshal(t.commonTLS(t.peerSANs(ids), nil)), encoded from the
+// IDs and the marshalled secrets (appendCommonTLS), once per render for
+// each list of IDs (a service's cluster.local and clusterset.local hosts
+// share it).
+func (t *translator) upstreamCommonTLS(ids []string) []byte {
+	key := ""
+	switch len(ids) {
+	case 0:
+	case 1:
+		key = ids[0]
+	default:
+		key = strings.Join(ids, "\n") // a SPIFFE ID has no newline
+	}
+	if b, ok := t.parts.commonTLS[key]; ok {
+		return b
+	}
+	if t.parts.secretBytes[0] == nil {
+		t.parts.secretBytes = [2][]byte{mustMarshal(t.secret(SecretDefault)), mustMarshal(t.secret(SecretRootCA))}
+		t.parts.anyIDBytes = mustMarshal(t.peerSANs(nil)[0])
+	}
+	b := appendCommonTLS(nil, t.parts.secretBytes[0], t.parts.secretBytes[1], ids, t.parts.anyIDBytes)
+	if t.parts.commonTLS == nil {
+		t.parts.commonTLS = map[string][]byte{}
+	}
+	t.parts.commonTLS[key] = b
+	return b
+}
+
+// sidecarClusterParts is a sidecar's EDS cluster with the messages only it
+// holds, allocated together (the shared ones are in parts.go).
+type sidecarClusterParts struct {
+	cluster cluster.Cluster
+	matches [1]*cluster.Cluster_TransportSocketMatch
+	mtls    cluster.Cluster_TransportSocketMatch
+	socket  core.TransportSocket
+	typed   core.TransportSocket_TypedConfig
+	config  anypb.Any
+}
+
+// sidecarCluster is the EDS cluster of a host and port. Its upstream TLS
+// context is encoded directly (appendUpstreamTLS): the shared
+// common_tls_context of the host's SPIFFE IDs with the cluster's SNI.
 func (t *translator) sidecarCluster(h *hostPort) *cluster.Cluster {
 	name := h.name()
-	set := t.policy.settings(h.key, h.scope)
-	upstreamTLS := &tlsv3.UpstreamTlsContext{
-		Sni:              name,
-		CommonTlsContext: t.commonTLS(t.peerSANs(t.spiffeIDs(h)), nil),
-	}
-	c := &cluster.Cluster{
-		Name:                 name,
-		AltStatName:          name,
-		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
-		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource},
-		ConnectTimeout:       durationpb.New(set.ConnectTimeout),
-		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
-		CommonLbConfig:       commonLB(),
-		OutlierDetection:     outlierDetection(set.OutlierDetection),
-		// Mesh endpoints (tlsMode=mtls in their EDS metadata, or their
-		// locality's: see hoistTLSMode) get mutual TLS with the
-		// destination's SPIFFE IDs checked; the rest the cluster's plain
-		// TCP. No catch-all match: it would match every endpoint's own
-		// metadata before Envoy reads the locality's.
-		TransportSocketMatches: []*cluster.Cluster_TransportSocketMatch{{
-			Name:            "tlsMode-" + tlsModeMTLS,
-			Match:           &structpb.Struct{Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeMTLS)}},
-			TransportSocket: typedSocket(wellknown.TransportSocketTLS, upstreamTLS),
-		}},
-		TransportSocket: typedSocket(wellknown.TransportSocketRawBuffer, &rawbuffer.RawBuffer{}),
-	}
+	set := t.settings(h)
+	commonTLS := t.upstreamCommonTLS(t.spiffeIDs(h))
+	p := &sidecarClusterParts{}
+	p.config.TypeUrl = upstreamTLSType
+	p.config.Value = appendUpstreamTLS(make([]byte, 0, upstreamTLSSize(commonTLS, name)), commonTLS, name)
+	p.typed.TypedConfig = &p.config
+	p.socket.Name = wellknown.TransportSocketTLS
+	p.socket.ConfigType = &p.typed
+	// Mesh endpoints (tlsMode=mtls in their EDS metadata, or their
+	// locality's: see hoistTLSMode) get mutual TLS with the destination's
+	// SPIFFE IDs checked; the rest the cluster's plain TCP. No catch-all
+	// match: it would match every endpoint's own metadata before Envoy
+	// reads the locality's.
+	p.mtls.Name = "tlsMode-" + tlsModeMTLS
+	p.mtls.Match = mtlsMatch
+	p.mtls.TransportSocket = &p.socket
+	p.matches = [1]*cluster.Cluster_TransportSocketMatch{&p.mtls}
+	c := &p.cluster
+	c.Name = name
+	c.AltStatName = name
+	c.ClusterDiscoveryType = edsClusterType
+	c.EdsClusterConfig = edsClusterConfig
+	c.ConnectTimeout = t.parts.duration(set.ConnectTimeout)
+	c.LbPolicy = cluster.Cluster_ROUND_ROBIN
+	c.CommonLbConfig = commonLBConfig
+	c.OutlierDetection = t.parts.outlierDetection(set.OutlierDetection)
+	c.TransportSocketMatches = p.matches[:]
+	c.TransportSocket = plainTCPSocket
 	if h.port.IsHTTP2() {
-		c.TypedExtensionProtocolOptions = map[string]*anyMsg{
-			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&httpopts.HttpProtocolOptions{
-				UpstreamProtocolOptions: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &httpopts.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}},
-				}},
-			}),
-		}
+		c.TypedExtensionProtocolOptions = http2Options
 	}
 	return c
 }
@@ -248,26 +290,17 @@ func (t *translator) httpListener(port uint32, routeName string) *listener.Liste
 // (with the short names a client in the same cluster may use), and
 // everything else passed through.
 func (t *translator) routeConfig(name string, port uint32, hosts []*hostPort) *route.RouteConfiguration {
-	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false), VirtualHosts: make([]*route.VirtualHost, 0, len(hosts)+1)}
 	p := strconv.Itoa(int(port))
-	for _, h := range hosts {
-		domains := []string{h.host, h.host + ":" + p}
-		if h.scope == discovery.ClusterLocal {
-			short := h.key.Name + "." + h.key.Namespace
-			domains = append(domains, short, short+":"+p, short+".svc", short+".svc:"+p)
-		}
-		if h.clusterIP != "" {
-			ip := h.clusterIP
-			if addr, err := netip.ParseAddr(ip); err == nil && addr.Is6() {
-				ip = "[" + ip + "]"
-			}
-			domains = append(domains, ip, ip+":"+p)
-		}
-		rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{
-			Name:    h.host + ":" + p,
-			Domains: domains,
-			Routes:  []*route.Route{clusterRoute(h.name(), sidecarRetries(t.policy.settings(h.key, h.scope).Retries))},
-		})
+	vhosts := make([]virtualHostParts, len(hosts)) // allocated together
+	for i, h := range hosts {
+		vp := &vhosts[i]
+		domains := vp.domains(h, p)
+		vp.vhost.Name = domains[1] // host:port
+		vp.vhost.Domains = domains
+		vp.routes[0] = vp.route.fill(h.name(), t.parts.sidecarRetries(t.settings(h).Retries))
+		vp.vhost.Routes = vp.routes[:]
+		rc.VirtualHosts = append(rc.VirtualHosts, &vp.vhost)
 	}
 	rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{
 		Name: "allow_any", Domains: []string{"*"}, Routes: []*route.Route{clusterRoute(PassthroughCluster, nil)},
@@ -275,17 +308,93 @@ func (t *translator) routeConfig(name string, port uint32, hosts []*hostPort) *r
 	return rc
 }
 
+// virtualHostParts is a virtual host of routeConfig with the messages and
+// strings only it holds.
+type virtualHostParts struct {
+	vhost      route.VirtualHost
+	routes     [1]*route.Route
+	route      routeParts
+	domainList [8]string
+}
+
+// domains returns the names a host is reached by on port p: its host name,
+// the short names a client in the same cluster may use (cluster.local
+// only), its virtual IP, each alone and with the port. They are cut out of
+// one string.
+func (vp *virtualHostParts) domains(h *hostPort, p string) []string {
+	short := ""
+	if h.scope == discovery.ClusterLocal {
+		short = h.key.Name + "." + h.key.Namespace
+	}
+	ip := h.clusterIP
+	if ip != "" {
+		if addr, err := netip.ParseAddr(ip); err == nil && addr.Is6() {
+			ip = "[" + ip + "]"
+		}
+	}
+	var b strings.Builder
+	b.Grow(2*len(h.host) + 4*len(short) + len(".svc")*2 + 2*len(ip) + 4*(1+len(p)))
+	var ends [len(vp.domainList)]int
+	n := 0
+	add := func(name, suffix string, withPort bool) {
+		b.WriteString(name)
+		b.WriteString(suffix)
+		if withPort {
+			b.WriteByte(':')
+			b.WriteString(p)
+		}
+		ends[n] = b.Len()
+		n++
+	}
+	add(h.host, "", false)
+	add(h.host, "", true)
+	if short != "" {
+		add(short, "", false)
+		add(short, "", true)
+		add(short, ".svc", false)
+		add(short, ".svc", true)
+	}
+	if ip != "" {
+		add(ip, "", false)
+		add(ip, "", true)
+	}
+	all := b.String()
+	for i := range n {
+		start := 0
+		if i > 0 {
+			start = ends[i-1]
+		}
+		vp.domainList[i] = all[start:ends[i]]
+	}
+	return vp.domainList[:n:n]
+}
+
+// routeParts is a route to one cluster with the messages only it holds,
+// allocated together.
+type routeParts struct {
+	route   route.Route
+	action  route.Route_Route
+	target  route.RouteAction
+	cluster route.RouteAction_Cluster
+}
+
+// fill makes rp the route of everything to one cluster, retried as retries
+// says (nil: not retried), and returns it.
+func (rp *routeParts) fill(clusterName string, retries *route.RetryPolicy) *route.Route {
+	rp.cluster.Cluster = clusterName
+	rp.target.ClusterSpecifier = &rp.cluster
+	rp.target.Timeout = zeroDuration
+	rp.target.RetryPolicy = retries
+	rp.action.Route = &rp.target
+	rp.route.Match = prefixRoot
+	rp.route.Action = &rp.action
+	return &rp.route
+}
+
 // clusterRoute routes everything to one cluster, retried as retries says
 // (nil: not retried).
 func clusterRoute(clusterName string, retries *route.RetryPolicy) *route.Route {
-	return &route.Route{
-		Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
-		Action: &route.Route_Route{Route: &route.RouteAction{
-			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: clusterName},
-			Timeout:          durationpb.New(0),
-			RetryPolicy:      retries,
-		}},
-	}
+	return new(routeParts).fill(clusterName, retries)
 }
 
 func (t *translator) outboundListener() *listener.Listener {

@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -24,6 +25,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/policyfile"
 	"github.com/horizonmesh/horizon/gateway"
 )
 
@@ -161,6 +163,19 @@ type translator struct {
 	// a host is rendered, for the memo.
 	prev, memo *Memo
 	capture    *[]string
+	// parts are the sub-messages the view's resources share (parts.go).
+	parts parts
+	// proxy is the view's attributes (proxyAttributes); eps is
+	// loadAssignment's scratch list, reused from host to host.
+	proxy  *policyfile.Attributes
+	eps    []lbEndpoint
+	shares []lbEndpoint
+	// ids and accounts are spiffeIDs' scratch lists.
+	ids, accounts []string
+	// builtin is the settings of every host when the policy has no file.
+	builtin *policyfile.Settings
+	// digestBuf is the scratch buffer the memo's digests are hashed from.
+	digestBuf []byte
 }
 
 func (t *translator) notef(format string, args ...any) {
@@ -180,61 +195,129 @@ func (t *translator) notef(format string, args ...any) {
 // hostPort is one (host, port) a view routes to, with what backs it.
 type hostPort struct {
 	host      string
+	cluster   string // the Envoy cluster name, discovery.ClusterName(host, port)
 	key       discovery.ServiceKey
 	scope     discovery.Scope
 	port      discovery.Port
 	clusterIP string
 	backends  []backend
+	// set caches the host's settings (translator.settings) once looked up.
+	set *policyfile.Settings
+}
+
+// settings returns the traffic settings of a host's service as reached by
+// it, t.policy.settings, looked up once per host; without a policy file
+// they are the same for every host, and made once per render.
+func (t *translator) settings(h *hostPort) *policyfile.Settings {
+	if h.set != nil {
+		return h.set
+	}
+	if t.policy.File == nil {
+		if t.builtin == nil {
+			s := t.policy.settings(h.key, h.scope)
+			t.builtin = &s
+		}
+		h.set = t.builtin
+		return h.set
+	}
+	s := t.policy.settings(h.key, h.scope)
+	h.set = &s
+	return h.set
 }
 
 // name is the Envoy cluster name (and SNI) of the host and port.
-func (h *hostPort) name() string { return discovery.ClusterName(h.host, h.port.Port) }
+func (h *hostPort) name() string { return h.cluster }
 
 // services lists every (host, port) the view can reach: the view cluster's own
 // services under cluster.local, and every exported service under
 // clusterset.local, backed by every exporting cluster. Sorted by name.
-func (t *translator) services() []hostPort {
-	var out []hostPort
+func (t *translator) services() []*hostPort {
 	own, _ := t.cs.Cluster(t.group.Cluster)
+	n := 0
+	for i := range own.Services {
+		n += len(own.Services[i].Ports)
+	}
+	for i := range t.cs.Exports {
+		n += len(t.cs.Exports[i].Ports)
+	}
+	all := make([]hostPort, 0, n)
+	// One backing array for the own services' single backends.
+	ownBackends := make([]backend, len(own.Services))
 	for i := range own.Services {
 		s := &own.Services[i]
+		ownBackends[i] = backend{cluster: own, svc: s}
+		var host string
 		for _, p := range s.Ports {
 			if !t.proxied(s.Key(), p) {
 				continue
 			}
-			out = append(out, hostPort{
-				host: discovery.Host(s.Key(), discovery.ClusterLocal), key: s.Key(), scope: discovery.ClusterLocal,
-				port: p, clusterIP: s.ClusterIP, backends: []backend{{cluster: own, svc: s}},
-			})
+			h := hostPort{key: s.Key(), scope: discovery.ClusterLocal, port: p, clusterIP: s.ClusterIP, backends: ownBackends[i : i+1 : i+1]}
+			h.host, h.cluster = hostNames(host, s.Key(), discovery.ClusterLocal, p.Port)
+			host = h.host
+			all = append(all, h)
 		}
 	}
+	// Exports are sorted by key, and so are each cluster's services: each
+	// exporting cluster's definition is found by walking its services
+	// forward from where the previous export's was.
+	cursors := make(map[*discovery.Cluster]int, len(t.cs.Clusters))
 	for i := range t.cs.Exports {
 		ex := &t.cs.Exports[i]
-		var backends []backend
+		backends := make([]backend, 0, len(ex.Clusters))
 		for _, name := range ex.Clusters {
 			c, _ := t.cs.Cluster(name)
-			s, _ := c.Service(ex.Key)
-			backends = append(backends, backend{cluster: c, svc: s})
+			backends = append(backends, backend{cluster: c, svc: nextService(c, cursors, ex.Key)})
 		}
 		vip := ""
 		if len(ex.IPs) > 0 {
 			vip = ex.IPs[0] // the ClusterSet IP clients resolve the name to
 		}
+		var host string
 		for _, p := range ex.Ports {
 			if !t.proxied(ex.Key, p) {
 				continue
 			}
-			out = append(out, hostPort{
-				host: discovery.Host(ex.Key, discovery.ClusterSetWide), key: ex.Key, scope: discovery.ClusterSetWide,
-				port: p, clusterIP: vip, backends: backends,
-			})
+			h := hostPort{key: ex.Key, scope: discovery.ClusterSetWide, port: p, clusterIP: vip, backends: backends}
+			h.host, h.cluster = hostNames(host, ex.Key, discovery.ClusterSetWide, p.Port)
+			host = h.host
+			all = append(all, h)
 		}
 		for _, c := range ex.Conflicts {
 			t.notef("export %s: %s", ex.Key, c.Message)
 		}
 	}
-	slices.SortFunc(out, func(a, b hostPort) int { return cmp.Compare(a.name(), b.name()) })
+	out := make([]*hostPort, len(all))
+	for i := range all {
+		out[i] = &all[i]
+	}
+	slices.SortFunc(out, func(a, b *hostPort) int { return strings.Compare(a.cluster, b.cluster) })
 	return out
+}
+
+// nextService returns a cluster's definition of service k, as c.Service(k),
+// for keys asked for in increasing order: it looks from cursors[c], where
+// the previous key's search stopped, and leaves the cursor there.
+func nextService(c *discovery.Cluster, cursors map[*discovery.Cluster]int, k discovery.ServiceKey) *discovery.Service {
+	i := cursors[c]
+	for i < len(c.Services) && c.Services[i].Key().Compare(k) < 0 {
+		i++
+	}
+	cursors[c] = i
+	if i < len(c.Services) && c.Services[i].Key() == k {
+		return &c.Services[i]
+	}
+	s, _ := c.Service(k) // keys out of order: as c.Service
+	return s
+}
+
+// hostNames returns a service's host name in a scope and the Envoy cluster
+// name of one of its ports; host is the host name when the caller has it
+// already (from another port), else "".
+func hostNames(host string, k discovery.ServiceKey, scope discovery.Scope, port uint32) (string, string) {
+	if host == "" {
+		host = discovery.Host(k, scope)
+	}
+	return host, discovery.ClusterName(host, port)
 }
 
 // proxied reports whether proxies carry a port's traffic: TCP only (Envoy
@@ -258,10 +341,12 @@ func (t *translator) sort() {
 }
 
 // spiffeIDs returns the sorted SPIFFE IDs of the service accounts that back a
-// host and port: what a client checks the server's certificate against.
+// host and port: what a client checks the server's certificate against. The
+// list is scratch space, valid until the next call.
 func (t *translator) spiffeIDs(h *hostPort) []string {
-	var ids []string
-	seen := map[string]bool{}
+	ids := t.ids[:0]
+	seen := smallSet{list: t.accounts[:0]} // service accounts
+	defer func() { t.ids, t.accounts = ids[:0], seen.list[:0] }()
 	for _, b := range h.backends {
 		for i := range b.svc.Endpoints {
 			if !b.svc.Endpoints[i].MTLS {
@@ -271,18 +356,66 @@ func (t *translator) spiffeIDs(h *hostPort) []string {
 			if sa == "" {
 				sa = "default"
 			}
-			if seen[sa] {
+			if !seen.add(sa) {
 				continue
 			}
-			seen[sa] = true
-			id, err := discovery.WorkloadID(t.policy.TrustDomainOrDefault(), b.svc.Namespace, sa)
-			if err != nil {
+			id := t.workloadID(b.svc.Namespace, sa)
+			if id.err != nil {
 				t.notef("%s: service account %q of %s is not a valid SPIFFE path segment", h.name(), sa, b.svc.Key())
 				continue
 			}
-			ids = append(ids, id.String())
+			ids = append(ids, id.id)
 		}
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids)
+}
+
+// workloadID returns the SPIFFE ID of a service account, made once per
+// render.
+func (t *translator) workloadID(namespace, sa string) workloadID {
+	k := workload{namespace, sa}
+	if w, ok := t.parts.workloads[k]; ok {
+		return w
+	}
+	if t.parts.workloads == nil {
+		t.parts.workloads = map[workload]workloadID{}
+	}
+	id, err := discovery.WorkloadID(t.policy.TrustDomainOrDefault(), namespace, sa)
+	w := workloadID{err: err}
+	if err == nil {
+		w.id = id.String()
+	}
+	t.parts.workloads[k] = w
+	return w
+}
+
+// smallSet is a set of strings for the few distinct values a service's
+// endpoints usually carry: a list while it is short, a map beyond.
+type smallSet struct {
+	list []string
+	m    map[string]bool
+}
+
+// add adds s and reports whether it was new.
+func (set *smallSet) add(s string) bool {
+	if set.m != nil {
+		if set.m[s] {
+			return false
+		}
+		set.m[s] = true
+		return true
+	}
+	if slices.Contains(set.list, s) {
+		return false
+	}
+	set.list = append(set.list, s)
+	if len(set.list) > 16 {
+		set.m = make(map[string]bool, 2*len(set.list))
+		for _, x := range set.list {
+			set.m[x] = true
+		}
+		set.list = nil
+	}
+	return true
 }
