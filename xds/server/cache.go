@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -57,6 +58,9 @@ type Cache struct {
 	labelKeys []string
 	views     map[xds.Group]*view
 	nextID    uint64
+	// epoch counts Renders: a stream resolves its view again when it
+	// changed (a new ClusterSet or label keys), see follow.
+	epoch uint64
 }
 
 var _ cachev3.Cache = (*Cache)(nil)
@@ -71,7 +75,15 @@ type view struct {
 	sotw     map[uint64]*sotwWatch
 	delta    map[uint64]*deltaWatch
 	lastUsed time.Time
+	// gen is types by index of xds.TypeURLs, for the streams of
+	// EngineHorizon to read without the lock.
+	gen atomic.Pointer[[numTypes]*typeState]
+	// followers are the streams of EngineHorizon on the view.
+	followers map[*adsStream]struct{}
 }
+
+// current returns the view's published state, by index of xds.TypeURLs.
+func (v *view) current() *[numTypes]*typeState { return v.gen.Load() }
 
 type sotwWatch struct {
 	req   *cachev3.Request
@@ -134,7 +146,7 @@ func (c *Cache) viewLocked(g xds.Group) (*view, error) {
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "render view %s: %v", g, err)
 	}
-	v := &view{group: g, sotw: map[uint64]*sotwWatch{}, delta: map[uint64]*deltaWatch{}, lastUsed: time.Now()}
+	v := &view{group: g, sotw: map[uint64]*sotwWatch{}, delta: map[uint64]*deltaWatch{}, lastUsed: time.Now(), followers: map[*adsStream]struct{}{}}
 	if err := v.publish(res, memo, c.input); err != nil {
 		return nil, status.Errorf(codes.Internal, "publish view %s: %v", g, err)
 	}
@@ -155,7 +167,12 @@ func (v *view) publish(res *xds.Resources, memo *xds.Memo, input string) error {
 		}
 		types[typeURL] = ts
 	}
+	var gen [numTypes]*typeState
+	for i, typeURL := range xds.TypeURLs {
+		gen[i] = types[typeURL]
+	}
 	v.res, v.memo, v.types, v.input = res, memo, types, input
+	v.gen.Store(&gen)
 	return nil
 }
 
@@ -517,6 +534,7 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 	input := cs.Version() + "\x00" + version
 	c.mu.Lock()
 	c.cs, c.input, c.labelKeys = cs, input, labelKeys
+	c.epoch++
 	type rendered struct {
 		group xds.Group
 		res   *xds.Resources
@@ -569,6 +587,7 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 // has nothing for any of its watches, and is skipped. Otherwise only the
 // names whose entries changed can be owed (see changedNames).
 func (c *Cache) notifyLocked(v *view, prev map[string]*typeState) {
+	c.wakeLocked(v, prev)
 	for _, typeURL := range xds.TypeURLs {
 		ts, old := v.types[typeURL], prev[typeURL]
 		if old != nil && old.version == ts.version {
@@ -672,7 +691,7 @@ func (c *Cache) Evict(before time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for g, v := range c.views {
-		if v.lastUsed.Before(before) && len(v.sotw) == 0 && len(v.delta) == 0 {
+		if v.lastUsed.Before(before) && len(v.sotw) == 0 && len(v.delta) == 0 && len(v.followers) == 0 {
 			delete(c.views, g)
 		}
 	}
@@ -715,7 +734,7 @@ func (v *view) info() ViewInfo {
 	for t, ts := range v.types {
 		versions[t] = ts.version
 	}
-	return ViewInfo{Group: v.group, Versions: versions, Resources: v.res, Watches: len(v.sotw) + len(v.delta)}
+	return ViewInfo{Group: v.group, Versions: versions, Resources: v.res, Watches: len(v.sotw) + len(v.delta) + len(v.followers)}
 }
 
 // sotwResp is a state-of-the-world response whose resources are the view's

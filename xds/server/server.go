@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -68,6 +69,9 @@ type Options struct {
 	// resources over it are sent whole, logged and counted
 	// (horizon_xds_oversize_responses_total).
 	MaxResponseBytes int
+	// Engine is the implementation of the ADS service ("" means
+	// EngineHorizon).
+	Engine Engine
 }
 
 // Limits on what one stream's node may make the server hold.
@@ -105,7 +109,11 @@ type Server struct {
 	debounce    time.Duration
 	awaitPolicy bool
 	cache       *Cache
-	xds         serverv3.Server
+	engine      Engine
+	xds         serverv3.Server // EngineGoControlPlane
+	names       *interner       // EngineHorizon: the names streams subscribe to
+	streamIDs   atomic.Int64
+	done        <-chan struct{} // New's context's: streams end with it
 	trust       Trust
 	rlog        *ratelog.Logger
 
@@ -136,6 +144,10 @@ func New(ctx context.Context, o Options) *Server {
 		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce, awaitPolicy: o.AwaitPolicyFile,
 		kick: make(chan struct{}, 1), streams: map[streamKey]*stream{},
 		trust: o.Trust, rlog: ratelog.New(o.Logger, logInterval),
+		engine: o.Engine, names: newInterner(), done: ctx.Done(),
+	}
+	if s.engine == "" {
+		s.engine = defaultEngine
 	}
 	s.cache = newCache(o.Logger, o.Metrics, s.render)
 	s.cache.maxViews = o.MaxViews
@@ -145,7 +157,9 @@ func New(ctx context.Context, o Options) *Server {
 	case o.MaxResponseBytes > 0:
 		s.cache.maxResponseBytes = o.MaxResponseBytes
 	}
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	if s.engine == EngineGoControlPlane {
+		s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	}
 	return s
 }
 
@@ -170,8 +184,16 @@ func (s *Server) SetBundles(b x509bundle.Source) { s.trust.Bundles = b }
 
 // Register adds the aggregated discovery service (both protocols) to g.
 func (s *Server) Register(g *grpc.Server) {
-	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	if s.engine == EngineGoControlPlane {
+		discoverypb.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+		return
+	}
+	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, adsService{s: s})
 }
+
+// defaultEngine is the Engine of Options that name none; the package's
+// tests run under each (see TestMain).
+var defaultEngine = EngineHorizon
 
 // Update hands the server a new ClusterSet. It never blocks; changes that
 // arrive within the debounce window are rendered once, from the latest.
@@ -322,27 +344,22 @@ type NACK struct {
 func (s *Server) callbacks() serverv3.Callbacks {
 	open := func(delta bool) func(context.Context, int64, string) error {
 		return func(ctx context.Context, id int64, _ string) error {
-			ident, err := s.trust.streamIdentity(ctx, s.Policy().TrustDomainOrDefault())
+			k, err := s.openStream(ctx, delta)
 			if err != nil {
-				return s.refuse("identity", codes.Unauthenticated, "the client certificate is not a usable X509-SVID of the trust domain", "", err)
+				return err
 			}
-			k := streamKey{delta, id}
+			// go-control-plane names its streams: keep its id.
 			s.mu.Lock()
-			s.streams[k] = &stream{key: k, identity: ident, opened: time.Now(), acked: map[string]string{}, sent: map[string]sent{}, lastNACK: map[string]NACK{}}
+			st := s.streams[k]
+			delete(s.streams, k)
+			st.key = streamKey{delta, id}
+			s.streams[st.key] = st
 			s.mu.Unlock()
 			return nil
 		}
 	}
 	closed := func(delta bool) func(int64, *core.Node) {
-		return func(id int64, _ *core.Node) {
-			s.mu.Lock()
-			st := s.streams[streamKey{delta, id}]
-			delete(s.streams, streamKey{delta, id})
-			s.mu.Unlock()
-			if st != nil && st.proxy != nil {
-				s.metrics.streamOpened(st.proxy.Role, protocolName(delta), -1)
-			}
-		}
+		return func(id int64, _ *core.Node) { s.closeStream(streamKey{delta, id}) }
 	}
 	return serverv3.CallbackFuncs{
 		StreamOpenFunc:        open(false),
@@ -350,10 +367,12 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamClosedFunc:      closed(false),
 		DeltaStreamClosedFunc: closed(true),
 		StreamRequestFunc: func(id int64, req *discoverypb.DiscoveryRequest) error {
-			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+			_, err := s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+			return err
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoverypb.DeltaDiscoveryRequest) error {
-			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+			_, err := s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+			return err
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverypb.DiscoveryRequest, resp *discoverypb.DiscoveryResponse) {
 			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), resourceBytes(resp.GetResources()))
@@ -436,34 +455,34 @@ func protocolName(delta bool) string {
 // would silently accept that). The node the cache sees is rewritten to what
 // was checked (canonicalNode). It also records ACKs and NACKs; a NACK is
 // data, logged (rate-limited) and counted.
-func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version string, nack *rpcstatus.Status) error {
+func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version string, nack *rpcstatus.Status) (*stream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[k]
 	if st == nil {
-		return status.Error(codes.Internal, "unknown stream")
+		return nil, status.Error(codes.Internal, "unknown stream")
 	}
 	if node != nil && node != st.canonical {
 		if err := checkNodeSize(node); err != nil {
-			return s.refuse("node_too_large", codes.ResourceExhausted, "the node exceeds Horizon's size limits", node.GetId(), err)
+			return nil, s.refuse("node_too_large", codes.ResourceExhausted, "the node exceeds Horizon's size limits", node.GetId(), err)
 		}
 	}
 	if st.proxy == nil {
 		if s.current == nil {
 			s.metrics.rejectedStream("not_ready")
-			return errNotReady
+			return nil, errNotReady
 		}
 		p, err := xds.ResolveNode(node, s.current)
 		if errors.Is(err, xds.ErrNetworkClaim) && st.identity != nil {
-			return s.refuse("claim_network", codes.PermissionDenied, xds.MetaNetwork+" contradicts the cluster's network", node.GetId(), err)
+			return nil, s.refuse("claim_network", codes.PermissionDenied, xds.MetaNetwork+" contradicts the cluster's network", node.GetId(), err)
 		}
 		if err != nil {
-			return s.refuse("bad_node", codes.InvalidArgument, "the node metadata is missing or malformed (see the node-metadata contract)", node.GetId(), err)
+			return nil, s.refuse("bad_node", codes.InvalidArgument, "the node metadata is missing or malformed (see the node-metadata contract)", node.GetId(), err)
 		}
 		if err := s.trust.checkClaims(p, st.identity); err != nil {
 			var c *claimError
 			errors.As(err, &c)
-			return s.refuse(c.reason, codes.PermissionDenied, c.field+" is not supported by the client certificate", node.GetId(), err)
+			return nil, s.refuse(c.reason, codes.PermissionDenied, c.field+" is not supported by the client certificate", node.GetId(), err)
 		}
 		if p.Declared != (discovery.Locality{}) {
 			s.metrics.clampedLocality()
@@ -476,14 +495,14 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 		s.metrics.streamOpened(p.Role, protocolName(k.delta), 1)
 	} else if node != nil && node != st.canonical {
 		if nodeSum(node) != st.nodeSum {
-			return s.refuse("node_changed", codes.InvalidArgument, "the node changed on an open stream; open a new stream", st.proxy.ID,
+			return nil, s.refuse("node_changed", codes.InvalidArgument, "the node changed on an open stream; open a new stream", st.proxy.ID,
 				fmt.Errorf("node %q sent different node fields (id %q) on an open stream", st.proxy.ID, ratelog.Truncate(node.GetId(), 128)))
 		}
 		canonicalNode(node, st.proxy)
 		st.canonical = node
 	}
 	if nonce == "" {
-		return nil
+		return st, nil
 	}
 	if nack != nil {
 		rejected := st.sent[typeURL]
@@ -496,16 +515,16 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 		s.metrics.nacked(typeURL)
 		s.rlog.Warn(fmt.Sprintf("nack %v/%d %s %s", k.delta, k.id, typeURL, ratelog.Truncate(rejected.version, 64)), "proxy rejected config",
 			"node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", msg)
-		return nil
+		return st, nil
 	}
 	if k.delta {
 		version = st.sent[typeURL].version
 		if st.sent[typeURL].nonce != nonce {
-			return nil
+			return st, nil
 		}
 	}
 	st.acked[typeURL] = version
-	return nil
+	return st, nil
 }
 
 func (s *Server) onResponse(k streamKey, typeURL, nonce, version string, bytes int) {
