@@ -100,14 +100,40 @@ func (st *adsStream) deltaSubscribe(i int, t *typeStream, subscribe, unsubscribe
 // names it holds that are gone or no longer subscribed to. A wildcard
 // type's first request is answered even if there is nothing.
 func (st *adsStream) deltaRespond(t *typeStream, typeURL string, sub *subscription, cur *typeState) error {
+	r := deltaCompute(t, sub, cur, st.srv.cache.maxResponseBytes)
+	if r == nil {
+		return nil
+	}
+	nonce := st.nextNonce()
+	resp := &discoverypb.DeltaDiscoveryResponse{SystemVersionInfo: cur.version, Resources: r.resources, RemovedResources: r.removed, TypeUrl: typeURL, Nonce: nonce}
+	bytes := 0
+	for _, res := range r.resources {
+		bytes += len(res.GetResource().GetValue())
+	}
+	st.srv.onResponse(st.key, typeURL, nonce, cur.version, bytes)
+	st.oversize(typeURL, r.bytes, len(r.resources))
+	t.armed, t.force, t.nonce = false, false, nonce
+	return st.ss.SendMsg(resp)
+}
+
+// deltaResult is an incremental response's content.
+type deltaResult struct {
+	resources []*discoverypb.Resource
+	removed   []string
+	bytes     int // of the resources, as encoded in the response
+}
+
+// deltaCompute computes what an armed type is owed (nil: nothing), and
+// records that the client holds it once sent. budget (0: none) bounds the
+// bytes of a response's resources, but for the first.
+func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) *deltaResult {
 	changed, gone, candidates := t.state.owed(sub, cur)
 	if !t.force && len(changed) == 0 && len(gone) == 0 {
 		t.state.rebase(sub, cur, candidates)
 		return nil
 	}
-	budget := st.srv.cache.maxResponseBytes
 	resources := make([]*discoverypb.Resource, 0, len(changed))
-	size, bytes := 0, 0
+	size := 0
 	for _, n := range changed {
 		e := cur.entries[n]
 		sz := proto.Size(e.delta) + 4 // the field's tag and length
@@ -115,7 +141,6 @@ func (st *adsStream) deltaRespond(t *typeStream, typeURL string, sub *subscripti
 			break
 		}
 		size += sz
-		bytes += len(e.any.GetValue())
 		resources = append(resources, e.delta)
 	}
 	t.state.rebase(sub, cur, candidates)
@@ -125,10 +150,5 @@ func (st *adsStream) deltaRespond(t *typeStream, typeURL string, sub *subscripti
 	for _, n := range gone {
 		t.state.set(sub, n, held{})
 	}
-	nonce := st.nextNonce()
-	resp := &discoverypb.DeltaDiscoveryResponse{SystemVersionInfo: cur.version, Resources: resources, RemovedResources: gone, TypeUrl: typeURL, Nonce: nonce}
-	st.srv.onResponse(st.key, typeURL, nonce, cur.version, bytes)
-	st.oversize(typeURL, size, len(resources))
-	t.armed, t.force, t.nonce = false, false, nonce
-	return st.ss.SendMsg(resp)
+	return &deltaResult{resources: resources, removed: gone, bytes: size}
 }

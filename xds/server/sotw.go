@@ -100,6 +100,29 @@ func presentNames(sub *subscription, cur *typeState) ([]string, string) {
 // keeps what it is not sent). A type's first response is owed even if it
 // is empty.
 func (st *adsStream) sotwRespond(t *typeStream, typeURL string, sub *subscription, cur *typeState) error {
+	r := sotwCompute(t, typeURL, sub, cur, st.srv.cache.maxResponseBytes)
+	if r == nil {
+		return nil
+	}
+	nonce := st.nextNonce()
+	resp := &discoverypb.DiscoveryResponse{VersionInfo: r.version, Resources: r.resources, TypeUrl: typeURL, Nonce: nonce}
+	st.srv.onResponse(st.key, typeURL, nonce, r.version, resourceBytes(r.resources))
+	st.oversize(typeURL, r.bytes, len(r.resources))
+	t.armed, t.force, t.nonce = false, false, nonce
+	return st.ss.SendMsg(resp)
+}
+
+// sotwResult is a state-of-the-world response's content.
+type sotwResult struct {
+	version   string
+	resources []*anypb.Any
+	bytes     int // of the resources, as encoded in the response
+}
+
+// sotwCompute computes what an armed type is owed (nil: nothing), and
+// records that the client holds it once sent. budget (0: none) bounds
+// the bytes of a response's resources.
+func sotwCompute(t *typeStream, typeURL string, sub *subscription, cur *typeState, budget int) *sotwResult {
 	changed, gone, candidates := t.state.owed(sub, cur)
 	full := cachev3.ResourceRequiresFullStateInSotw(typeURL)
 	if !t.force && len(changed) == 0 && !(full && len(gone) > 0) {
@@ -111,7 +134,6 @@ func (st *adsStream) sotwRespond(t *typeStream, typeURL string, sub *subscriptio
 	if t.force || full {
 		send = present
 	}
-	budget := st.srv.cache.maxResponseBytes
 	resources := make([]*anypb.Any, 0, len(send))
 	size := 0
 	var later []string // past the budget: sent after the client's next request
@@ -138,10 +160,5 @@ func (st *adsStream) sotwRespond(t *typeStream, typeURL string, sub *subscriptio
 	if later != nil {
 		version = stateVersion(t.state.snapshot(sub))
 	}
-	nonce := st.nextNonce()
-	resp := &discoverypb.DiscoveryResponse{VersionInfo: version, Resources: resources, TypeUrl: typeURL, Nonce: nonce}
-	st.srv.onResponse(st.key, typeURL, nonce, version, resourceBytes(resources))
-	st.oversize(typeURL, size, len(resources))
-	t.armed, t.force, t.nonce = false, false, nonce
-	return st.ss.SendMsg(resp)
+	return &sotwResult{version: version, resources: resources, bytes: size}
 }
