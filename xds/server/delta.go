@@ -129,7 +129,7 @@ type deltaResult struct {
 func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) *deltaResult {
 	changed, gone, candidates := t.state.owed(sub, cur)
 	if !t.force && len(changed) == 0 && len(gone) == 0 {
-		t.state.rebase(sub, cur, candidates)
+		t.state.rebase(sub, cur, candidates, nil)
 		return nil
 	}
 	resources := make([]*discoverypb.Resource, 0, len(changed))
@@ -143,12 +143,15 @@ func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) 
 		size += sz
 		resources = append(resources, e.delta)
 	}
-	t.state.rebase(sub, cur, candidates)
-	for _, r := range resources {
-		t.state.set(sub, r.GetName(), held{r.GetVersion(), true})
-	}
-	for _, n := range gone {
-		t.state.set(sub, n, held{})
-	}
+	sent := changed[:len(resources)]
+	t.state.rebase(sub, cur, candidates, func(n string, h held) held {
+		if _, ok := slices.BinarySearch(sent, n); ok {
+			return held{cur.entries[n].version, true}
+		}
+		if _, ok := slices.BinarySearch(gone, n); ok {
+			return held{}
+		}
+		return h
+	})
 	return &deltaResult{resources: resources, removed: gone, bytes: size}
 }

@@ -62,6 +62,9 @@ func baseHeld(base *typeState, sub *subscription, n string) held {
 func (c *clientState) set(sub *subscription, n string, h held) {
 	if h == baseHeld(c.base, sub, n) {
 		delete(c.over, n)
+		if len(c.over) == 0 {
+			c.over = nil // a map keeps its buckets
+		}
 		return
 	}
 	if c.over == nil {
@@ -70,20 +73,29 @@ func (c *clientState) set(sub *subscription, n string, h held) {
 	c.over[n] = h
 }
 
-// rebase moves the client's state onto cur, unchanged: afterwards base is
-// cur and over holds the names (of candidates, which must include every
-// name where the client differs from cur) the client holds otherwise.
-func (c *clientState) rebase(sub *subscription, cur *typeState, candidates []string) {
-	if c.base == cur {
+// rebase moves the client's state onto cur: afterwards base is cur and
+// over holds the names the client holds otherwise. candidates must include
+// every name where the client differs from cur; final (nil: none) says
+// what the client holds of each of them afterwards, given what it held.
+// Only the exceptions that remain are allocated.
+func (c *clientState) rebase(sub *subscription, cur *typeState, candidates []string, final func(n string, h held) held) {
+	if c.base == cur && final == nil {
 		return
 	}
 	next := clientState{base: cur}
-	for n := range c.over {
-		next.set(sub, n, c.over[n])
+	for n, h := range c.over {
+		if final != nil {
+			h = final(n, h)
+		}
+		next.set(sub, n, h)
 	}
 	for _, n := range candidates {
 		if _, done := c.over[n]; !done {
-			next.set(sub, n, baseHeld(c.base, sub, n))
+			h := baseHeld(c.base, sub, n)
+			if final != nil {
+				h = final(n, h)
+			}
+			next.set(sub, n, h)
 		}
 	}
 	*c = next

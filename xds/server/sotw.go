@@ -126,7 +126,7 @@ func sotwCompute(t *typeStream, typeURL string, sub *subscription, cur *typeStat
 	changed, gone, candidates := t.state.owed(sub, cur)
 	full := cachev3.ResourceRequiresFullStateInSotw(typeURL)
 	if !t.force && len(changed) == 0 && !(full && len(gone) > 0) {
-		t.state.rebase(sub, cur, candidates)
+		t.state.rebase(sub, cur, candidates, nil)
 		return nil
 	}
 	present, version := presentNames(sub, cur)
@@ -150,13 +150,16 @@ func sotwCompute(t *typeStream, typeURL string, sub *subscription, cur *typeStat
 	// The client now holds what it is sent, and no longer what its
 	// subscription does not find in cur (it is not told so, but it is
 	// owed it again should it come back).
-	t.state.rebase(sub, cur, candidates)
-	for _, n := range send[:len(resources)] {
-		t.state.set(sub, n, held{cur.entries[n].version, true})
-	}
-	for _, n := range gone {
-		t.state.set(sub, n, held{})
-	}
+	sent := send[:len(resources)]
+	t.state.rebase(sub, cur, candidates, func(n string, h held) held {
+		if _, ok := slices.BinarySearch(sent, n); ok {
+			return held{cur.entries[n].version, true}
+		}
+		if _, ok := slices.BinarySearch(gone, n); ok {
+			return held{}
+		}
+		return h
+	})
 	if later != nil {
 		version = stateVersion(t.state.snapshot(sub))
 	}
