@@ -27,21 +27,6 @@ import (
 // asks for one assignment and one route per service port in its view.
 const MaxSubscribedNames = 100_000
 
-// Engine names an implementation of the ADS service.
-type Engine string
-
-const (
-	// EngineHorizon is Horizon's own stream engine (ads.go): per stream and
-	// type, a reference to the view state the client holds, the interned
-	// names it subscribes to, and the response in flight; changes fan out
-	// from each view's diff to the streams they touch. The default.
-	EngineHorizon Engine = "horizon"
-	// EngineGoControlPlane serves through go-control-plane's pkg/server
-	// with Cache as its ConfigWatcher: the engine before EngineHorizon,
-	// kept while the new one proves itself.
-	EngineGoControlPlane Engine = "go-control-plane"
-)
-
 // numTypes is len(xds.TypeURLs): the types a stream follows.
 const numTypes = 4
 
@@ -56,7 +41,7 @@ func typeIndex(typeURL string) int {
 	return -1
 }
 
-// adsService is the aggregated discovery service of EngineHorizon.
+// adsService is Horizon's aggregated discovery service.
 type adsService struct {
 	discoverypb.UnimplementedAggregatedDiscoveryServiceServer
 	s *Server
@@ -99,7 +84,7 @@ func recvRequest(ss grpc.ServerStream, delta bool) (*request, error) {
 		nack: m.GetErrorDetail(), names: m.GetResourceNames()}, nil
 }
 
-// adsStream is one ADS stream of EngineHorizon. Its goroutine (serveADS)
+// adsStream is one ADS stream. Its goroutine (serveADS)
 // owns everything but subs and kick, which the publishing goroutine reads.
 type adsStream struct {
 	srv   *Server
@@ -216,7 +201,7 @@ func (st *adsStream) handle(r *request, delta bool) error {
 		return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
 	}
 	if r.node == nil && st.rec == nil {
-		r.node = &core.Node{} // as go-control-plane: the first request's node is checked, even if absent
+		r.node = &core.Node{} // the first request's node is checked, even if absent
 	}
 	rec, err := st.srv.onRequest(st.key, r.node, r.typeURL, r.nonce, r.version, r.nack)
 	if err != nil {

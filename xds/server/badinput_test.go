@@ -140,9 +140,6 @@ func manyNames(n int) []string {
 // gRPC's message limit (a million names) is refused by gRPC itself. The
 // names such streams held are let go.
 func TestTooManyNames(t *testing.T) {
-	if defaultEngine != EngineHorizon {
-		t.Skip("go-control-plane's engine has no bound on names")
-	}
 	h := newHarness(t)
 	good := watchEcho(t, h)
 	over := manyNames(MaxSubscribedNames + 1)

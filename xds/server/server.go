@@ -1,13 +1,26 @@
 // Package server is the last stage of the pipeline: it serves the views
-// xds renders over ADS (state of the world and delta) through
-// go-control-plane's server.
+// xds renders over ADS (state of the world and delta) with its own stream
+// engine (ads.go); go-control-plane provides the API types.
 //
 //	pipeline ──Update(ClusterSet)──► Server ──► Cache: per view (xds.Group) one
 //	                                             rendered, checked, once-marshalled
-//	                                             resource set (xds.RenderFrom)
-//	                                                   │ answers per resource name
+//	                                             resource set (xds.RenderFrom),
+//	                                             published as immutable states
+//	                                                   │ per publish, per type: the diff,
+//	                                                   │ once; wakes only the streams
+//	                                                   │ whose subscription it touches
 //	                                                   ▼
-//	                      Envoy sidecars · gateways · proxyless gRPC (ADS streams)
+//	                      ADS streams: per type, the subscription (interned names),
+//	                      a reference to the state the client holds, the response
+//	                      in flight ──► Envoy sidecars · gateways · proxyless gRPC
+//
+// A stream's state does not grow with its view: what the client holds is a
+// pointer to a published state plus exceptions (clientState), so an ACK
+// costs no per-resource work, and a change costs each stream it touches the
+// diff between the state it holds and the current one, computed once for
+// all the streams equally behind (typeState.diffFrom). Flow control is
+// ACK-paced: one state-of-the-world response in flight per type and stream;
+// a stream that is behind gets the latest state, never a backlog.
 //
 // It checks every node against its verified credential (Identity), pins a
 // stream's node, remembers NACKs, bounds how long a stream may not read
@@ -28,7 +41,6 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -69,9 +81,6 @@ type Options struct {
 	// resources over it are sent whole, logged and counted
 	// (horizon_xds_oversize_responses_total).
 	MaxResponseBytes int
-	// Engine is the implementation of the ADS service ("" means
-	// EngineHorizon).
-	Engine Engine
 }
 
 // Limits on what one stream's node may make the server hold.
@@ -102,16 +111,14 @@ const (
 const DefaultDebounce = 20 * time.Millisecond
 
 // Server renders views from the latest ClusterSet and serves them over ADS
-// (state of the world and delta) through go-control-plane's server.
+// (state of the world and delta).
 type Server struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	debounce    time.Duration
 	awaitPolicy bool
 	cache       *Cache
-	engine      Engine
-	xds         serverv3.Server // EngineGoControlPlane
-	names       *interner       // EngineHorizon: the names streams subscribe to
+	names       *interner // the names streams subscribe to
 	streamIDs   atomic.Int64
 	done        <-chan struct{} // New's context's: streams end with it
 	trust       Trust
@@ -144,10 +151,7 @@ func New(ctx context.Context, o Options) *Server {
 		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce, awaitPolicy: o.AwaitPolicyFile,
 		kick: make(chan struct{}, 1), streams: map[streamKey]*stream{},
 		trust: o.Trust, rlog: ratelog.New(o.Logger, logInterval),
-		engine: o.Engine, names: newInterner(), done: ctx.Done(),
-	}
-	if s.engine == "" {
-		s.engine = defaultEngine
+		names: newInterner(), done: ctx.Done(),
 	}
 	s.cache = newCache(o.Logger, o.Metrics, s.render)
 	s.cache.maxViews = o.MaxViews
@@ -156,9 +160,6 @@ func New(ctx context.Context, o Options) *Server {
 		s.cache.maxResponseBytes = DefaultMaxResponseBytes
 	case o.MaxResponseBytes > 0:
 		s.cache.maxResponseBytes = o.MaxResponseBytes
-	}
-	if s.engine == EngineGoControlPlane {
-		s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	}
 	return s
 }
@@ -184,16 +185,8 @@ func (s *Server) SetBundles(b x509bundle.Source) { s.trust.Bundles = b }
 
 // Register adds the aggregated discovery service (both protocols) to g.
 func (s *Server) Register(g *grpc.Server) {
-	if s.engine == EngineGoControlPlane {
-		discoverypb.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
-		return
-	}
 	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, adsService{s: s})
 }
-
-// defaultEngine is the Engine of Options that name none; the package's
-// tests run under each (see TestMain).
-var defaultEngine = EngineHorizon
 
 // Update hands the server a new ClusterSet. It never blocks; changes that
 // arrive within the debounce window are rendered once, from the latest.
@@ -341,52 +334,6 @@ type NACK struct {
 	At      time.Time `json:"at"`
 }
 
-func (s *Server) callbacks() serverv3.Callbacks {
-	open := func(delta bool) func(context.Context, int64, string) error {
-		return func(ctx context.Context, id int64, _ string) error {
-			k, err := s.openStream(ctx, delta)
-			if err != nil {
-				return err
-			}
-			// go-control-plane names its streams: keep its id.
-			s.mu.Lock()
-			st := s.streams[k]
-			delete(s.streams, k)
-			st.key = streamKey{delta, id}
-			s.streams[st.key] = st
-			s.mu.Unlock()
-			return nil
-		}
-	}
-	closed := func(delta bool) func(int64, *core.Node) {
-		return func(id int64, _ *core.Node) { s.closeStream(streamKey{delta, id}) }
-	}
-	return serverv3.CallbackFuncs{
-		StreamOpenFunc:        open(false),
-		DeltaStreamOpenFunc:   open(true),
-		StreamClosedFunc:      closed(false),
-		DeltaStreamClosedFunc: closed(true),
-		StreamRequestFunc: func(id int64, req *discoverypb.DiscoveryRequest) error {
-			_, err := s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
-			return err
-		},
-		StreamDeltaRequestFunc: func(id int64, req *discoverypb.DeltaDiscoveryRequest) error {
-			_, err := s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
-			return err
-		},
-		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverypb.DiscoveryRequest, resp *discoverypb.DiscoveryResponse) {
-			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), resourceBytes(resp.GetResources()))
-		},
-		StreamDeltaResponseFunc: func(id int64, _ *discoverypb.DeltaDiscoveryRequest, resp *discoverypb.DeltaDiscoveryResponse) {
-			n := 0
-			for _, r := range resp.GetResources() {
-				n += len(r.GetResource().GetValue())
-			}
-			s.onResponse(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), n)
-		},
-	}
-}
-
 // refuse counts a refused stream under reason, logs the detail (at most
 // once a minute per reason and node id) and returns the opaque status the client gets:
 // the reason word and a fixed hint.
@@ -415,10 +362,9 @@ func nodeSum(n *core.Node) [sha256.Size]byte {
 
 // canonicalNode rewrites n, in place, to the node of p: its id, user agent
 // and exactly the metadata Horizon reads, as checked (claims filled in from
-// the credential, locality clamped). go-control-plane keeps the stream's
-// node and hands it to the cache with every request, so the cache resolves
-// the view that was checked, and a stream holds no more of its node than
-// that.
+// the credential, locality clamped). The stream keeps it and resolves its
+// view from it (Cache.follow), so it resolves the view that was checked,
+// and holds no more of its node than that.
 func canonicalNode(n *core.Node, p *xds.Proxy) {
 	id, ua := n.GetId(), n.GetUserAgentName()
 	proto.Reset(n)
@@ -449,10 +395,9 @@ func protocolName(delta bool) string {
 	return "sotw"
 }
 
-// onRequest checks a request's node before the cache sees it: the first
+// onRequest checks a request's node before the stream uses it: the first
 // request must carry valid metadata for a member cluster that its
-// credential supports, and a later one may not change it (go-control-plane
-// would silently accept that). The node the cache sees is rewritten to what
+// credential supports, and a later one may not change it. The node the cache sees is rewritten to what
 // was checked (canonicalNode). It also records ACKs and NACKs; a NACK is
 // data, logged (rate-limited) and counted.
 func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version string, nack *rpcstatus.Status) (*stream, error) {

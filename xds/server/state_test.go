@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -65,9 +64,8 @@ func anyNames(rs []*anypb.Any) []string {
 
 // TestSotwStateMatchesReference: over random sequences of requests (names
 // added, dropped, wildcard, legacy wildcard), publishes and responses
-// (with and without a byte budget), a state-of-the-world stream of
-// EngineHorizon, which holds a reference to a published state and
-// exceptions, sends exactly what the plain computation (go-control-plane's
+// (with and without a byte budget), a state-of-the-world stream, which
+// holds a reference to a published state and exceptions, sends exactly what the plain computation (go-control-plane's
 // subscription, a name -> version map of what the client holds, and
 // sotwReference) sends, and holds exactly the same afterwards.
 func TestSotwStateMatchesReference(t *testing.T) {
@@ -111,7 +109,7 @@ func TestSotwStateMatchesReference(t *testing.T) {
 				continue
 			}
 			sub := st.subs[idx].Load()
-			want := sotwReference(cur, &cachev3.Request{TypeUrl: typeURL}, &ref, ref.ReturnedResources(), force, budget)
+			want := sotwReference(cur, &ref, ref.ReturnedResources(), force, budget)
 			got := sotwCompute(ts, typeURL, sub, cur, budget)
 			if (got == nil) != (want == nil) {
 				t.Fatalf("case %d step %d (%s, wildcard %v, subscribed %v): response %v, want %v", i, step, xds.ShortType(typeURL), ref.IsWildcard(), ref.SubscribedResources(), got, want)
@@ -191,10 +189,7 @@ func TestDeltaStateMatchesReference(t *testing.T) {
 			if sub.wildcard != ref.IsWildcard() {
 				t.Fatalf("case %d step %d: wildcard %v, want %v", i, step, sub.wildcard, ref.IsWildcard())
 			}
-			var want *deltaResp
-			if r := deltaResponse(cur, &cachev3.DeltaRequest{TypeUrl: typeURL}, &ref, force, budget); r != nil {
-				want = r.(*deltaResp)
-			}
+			want := deltaReference(cur, &ref, force, budget)
 			got := deltaCompute(ts, sub, cur, budget)
 			if (got == nil) != (want == nil) {
 				t.Fatalf("case %d step %d: response %v, want %v", i, step, got, want)

@@ -6,7 +6,7 @@ import (
 	"github.com/horizonmesh/horizon/xds"
 )
 
-// follow puts a stream of EngineHorizon on the view of its node, rendering
+// follow puts a stream on the view of its node, rendering
 // the view on first use. The node is resolved again after a Render (a new
 // ClusterSet, or new label keys), as the first request resolved it
 // (canonicalNode); otherwise the stream stays where it is.
