@@ -1,6 +1,9 @@
 package server
 
 import (
+	"fmt"
+	"unicode/utf8"
+
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -29,7 +32,68 @@ type codec struct{ base encoding.CodecV2 }
 
 func (c codec) Name() string { return grpcproto.Name }
 
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*discoverypb.DiscoveryRequest); ok {
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		defer buf.Free()
+		return decodeSotwRequest(buf.ReadOnlyData(), m)
+	}
+	return c.base.Unmarshal(data, v)
+}
+
+// fieldRequestNames is DiscoveryRequest.resource_names.
+const fieldRequestNames = 3
+
+// decodeSotwRequest is proto.Unmarshal for a state-of-the-world request,
+// but that its resource names share one string: a sidecar repeats every
+// name it subscribes to (one per service in its view) in every ACK, and
+// the proto decoder allocates each of them. The other fields are decoded
+// by proto.Unmarshal.
+func decodeSotwRequest(b []byte, m *discoverypb.DiscoveryRequest) error {
+	var rest, names []byte
+	var lens []int
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		if num == fieldRequestNames && typ == protowire.BytesType {
+			v, vn := protowire.ConsumeBytes(in[n:])
+			if vn < 0 {
+				return protowire.ParseError(vn)
+			}
+			if !utf8.Valid(v) {
+				return fmt.Errorf("resource_names: invalid UTF-8")
+			}
+			if names == nil {
+				names = make([]byte, 0, len(b))
+			}
+			names = append(names, v...)
+			lens = append(lens, len(v))
+			in = in[n+vn:]
+			continue
+		}
+		vn := protowire.ConsumeFieldValue(num, typ, in[n:])
+		if vn < 0 {
+			return protowire.ParseError(vn)
+		}
+		rest = append(rest, in[:n+vn]...)
+		in = in[n+vn:]
+	}
+	if err := proto.Unmarshal(rest, m); err != nil {
+		return err
+	}
+	if lens != nil {
+		all := string(names)
+		m.ResourceNames = make([]string, len(lens))
+		off := 0
+		for i, l := range lens {
+			m.ResourceNames[i] = all[off : off+l]
+			off += l
+		}
+	}
+	return nil
+}
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {

@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_xds_nacks_total", Help: "Responses rejected by proxies, by resource type (cds, eds, lds, rds, other).",
 		}, []string{"type"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_xds_rejected_streams_total", Help: "Streams refused or closed by Horizon, by reason (identity, cluster_unbound, claim_cluster, claim_role, claim_namespace, claim_service_account, claim_network, bad_node, node_too_large, node_changed, views, not_ready).",
+			Name: "horizon_xds_rejected_streams_total", Help: "Streams refused or closed by Horizon, by reason (identity, cluster_unbound, claim_cluster, claim_role, claim_namespace, claim_service_account, claim_network, bad_node, node_too_large, node_changed, views, not_ready, send_timeout, too_many_names).",
 		}, []string{"reason"}),
 		clamped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "horizon_xds_clamped_localities_total", Help: "Streams whose declared locality the ClusterSet does not know in their cluster, clamped to the nearest known one.",
