@@ -12,6 +12,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -121,6 +122,10 @@ type typeStream struct {
 	nonce        string // of the last response, "" before the first
 	namesHash    uint64 // SotW: of the last request's names, as sent
 	hashed       bool
+	// presented is the version a SotW client presented on its first
+	// request that matched the current state (a reconnect), until the
+	// first response.
+	presented string
 }
 
 func (st *adsStream) wake() {
@@ -250,19 +255,27 @@ func (st *adsStream) setSubscription(i int, sub *subscription) {
 }
 
 // flush sends, in push order (CDS, EDS, LDS, RDS), every armed type's
-// response, if it is owed one.
+// response, if it is owed one. A type waits while one before it is owed
+// something it has not been sent (its response is in flight, or split), so
+// that a listener or route never reaches a client before the cluster it
+// references (xds_protocol#eventual-consistency-considerations).
 func (st *adsStream) flush(delta bool) error {
 	if st.view == nil {
 		return nil
 	}
 	gen := st.view.current()
+	blocked := false
 	for i, typeURL := range xds.TypeURLs {
 		t := st.types[i]
-		if t == nil || !t.armed {
+		if t == nil {
 			continue
 		}
 		cur := gen[i]
 		sub := st.subs[i].Load()
+		if !t.armed || blocked {
+			blocked = blocked || t.owes(sub, cur, typeURL, delta)
+			continue
+		}
 		var err error
 		if delta {
 			err = st.deltaRespond(t, typeURL, sub, cur)
@@ -272,8 +285,22 @@ func (st *adsStream) flush(delta bool) error {
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "send %s: %v", xds.ShortType(typeURL), err)
 		}
+		blocked = !t.armed && t.owes(sub, cur, typeURL, delta) // split: the rest comes first
 	}
 	return nil
+}
+
+// owes reports whether the client is owed something of the type it has
+// not been sent (what its next request brings).
+func (t *typeStream) owes(sub *subscription, cur *typeState, typeURL string, delta bool) bool {
+	if t.state.base == cur && len(t.state.over) == 0 {
+		return false // the common case: it holds cur
+	}
+	changed, gone, _ := t.state.owed(sub, cur)
+	if delta {
+		return len(changed) > 0 || len(gone) > 0
+	}
+	return len(changed) > 0 || (cachev3.ResourceRequiresFullStateInSotw(typeURL) && len(gone) > 0)
 }
 
 func (st *adsStream) nextNonce() string {

@@ -29,17 +29,25 @@ func (st *adsStream) sotwRequest(i int, r *request) error {
 		return err
 	}
 	t.armed = true
-	t.force = r.nonce == "" // only before the type's first response: see handle
-	if t.force {
-		// The client has been sent nothing of the type on this stream; it
-		// may hold a state from an earlier one. If that is the current
-		// state, there is nothing to send.
-		t.state = clientState{}
-		if r.version != "" {
-			cur := st.view.current()[i]
-			if _, version := presentNames(st.subs[i].Load(), cur); version == r.version {
-				t.state.base, t.force = cur, false
-			}
+	if r.nonce != "" {
+		t.force = false
+		return nil
+	}
+	// Nothing has been sent of the type on this stream (see handle). A
+	// client that presented a state it holds, and presents it again, still
+	// holds it (of the names it still asks for).
+	if t.presented != "" && r.version == t.presented {
+		t.force = false
+		return nil
+	}
+	// Otherwise the client may hold a state from an earlier stream: if
+	// that is the current state, there is nothing to send; if not, it is
+	// owed the whole state, even if empty.
+	t.state, t.presented, t.force = clientState{}, "", true
+	if r.version != "" {
+		cur := st.view.current()[i]
+		if _, version := presentNames(st.subs[i].Load(), cur); version == r.version {
+			t.state.base, t.presented, t.force = cur, r.version, false
 		}
 	}
 	return nil
