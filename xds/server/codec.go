@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -50,47 +51,56 @@ const fieldRequestNames = 3
 // the proto decoder allocates each of them. The other fields are decoded
 // by proto.Unmarshal.
 func decodeSotwRequest(b []byte, m *discoverypb.DiscoveryRequest) error {
-	var rest, names []byte
-	var lens []int
+	// First the fields' bounds: the other fields' bytes, and how many
+	// names there are and how long they are together.
+	var rest []byte
+	count, size := 0, 0
 	for in := b; len(in) > 0; {
 		num, typ, n := protowire.ConsumeTag(in)
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
-		if num == fieldRequestNames && typ == protowire.BytesType {
-			v, vn := protowire.ConsumeBytes(in[n:])
-			if vn < 0 {
-				return protowire.ParseError(vn)
-			}
-			if !utf8.Valid(v) {
-				return fmt.Errorf("resource_names: invalid UTF-8")
-			}
-			if names == nil {
-				names = make([]byte, 0, len(b))
-			}
-			names = append(names, v...)
-			lens = append(lens, len(v))
-			in = in[n+vn:]
-			continue
-		}
 		vn := protowire.ConsumeFieldValue(num, typ, in[n:])
 		if vn < 0 {
 			return protowire.ParseError(vn)
 		}
-		rest = append(rest, in[:n+vn]...)
+		if num == fieldRequestNames && typ == protowire.BytesType {
+			count++
+			size += vn
+		} else {
+			rest = append(rest, in[:n+vn]...)
+		}
 		in = in[n+vn:]
 	}
 	if err := proto.Unmarshal(rest, m); err != nil {
 		return err
 	}
-	if lens != nil {
-		all := string(names)
-		m.ResourceNames = make([]string, len(lens))
-		off := 0
-		for i, l := range lens {
-			m.ResourceNames[i] = all[off : off+l]
-			off += l
+	if count == 0 {
+		return nil
+	}
+	// Then the names, into one string.
+	var all strings.Builder
+	all.Grow(size)
+	lens := make([]int, 0, count)
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		vn := protowire.ConsumeFieldValue(num, typ, in[n:])
+		if num == fieldRequestNames && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(in[n:])
+			if !utf8.Valid(v) {
+				return fmt.Errorf("resource_names: invalid UTF-8")
+			}
+			all.Write(v)
+			lens = append(lens, len(v))
 		}
+		in = in[n+vn:]
+	}
+	names := all.String()
+	m.ResourceNames = make([]string, count)
+	off := 0
+	for i, l := range lens {
+		m.ResourceNames[i] = names[off : off+l]
+		off += l
 	}
 	return nil
 }
