@@ -12,7 +12,6 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -122,6 +121,9 @@ type typeStream struct {
 	nonce        string // of the last response, "" before the first
 	namesHash    uint64 // SotW: of the last request's names, as sent
 	hashed       bool
+	// split: the last response left part of the state it was computed
+	// from for the client's next request (the byte budget).
+	split bool
 	// presented is the version a SotW client presented on its first
 	// request that matched the current state (a reconnect), until the
 	// first response.
@@ -208,7 +210,7 @@ func (st *adsStream) handle(r *request, delta bool) error {
 	if r.node == nil && st.rec == nil {
 		r.node = &core.Node{} // the first request's node is checked, even if absent
 	}
-	rec, err := st.srv.onRequest(st.key, r.node, r.typeURL, r.nonce, r.version, r.nack)
+	rec, err := st.srv.onRequest(st.key, r.node, r.typeURL, r.nonce, r.nack)
 	if err != nil {
 		return err
 	}
@@ -255,10 +257,12 @@ func (st *adsStream) setSubscription(i int, sub *subscription) {
 }
 
 // flush sends, in push order (CDS, EDS, LDS, RDS), every armed type's
-// response, if it is owed one. A type waits while one before it is owed
-// something it has not been sent (its response is in flight, or split), so
-// that a listener or route never reaches a client before the cluster it
-// references (xds_protocol#eventual-consistency-considerations).
+// response, if it is owed one. A type waits while one before it is split
+// (the byte budget left part of its state for the client's next request),
+// so that a listener or route never reaches a client between the parts of
+// the clusters it references (xds_protocol#eventual-consistency-considerations).
+// A type whose response is merely in flight blocks nothing, as each type's
+// flow control is its own.
 func (st *adsStream) flush(delta bool) error {
 	if st.view == nil {
 		return nil
@@ -270,37 +274,20 @@ func (st *adsStream) flush(delta bool) error {
 		if t == nil {
 			continue
 		}
-		cur := gen[i]
-		sub := st.subs[i].Load()
-		if !t.armed || blocked {
-			blocked = blocked || t.owes(sub, cur, typeURL, delta)
-			continue
+		if t.armed && !blocked {
+			var err error
+			if delta {
+				err = st.deltaRespond(t, typeURL, st.subs[i].Load(), gen[i])
+			} else {
+				err = st.sotwRespond(t, typeURL, st.subs[i].Load(), gen[i])
+			}
+			if err != nil {
+				return status.Errorf(codes.Unavailable, "send %s: %v", xds.ShortType(typeURL), err)
+			}
 		}
-		var err error
-		if delta {
-			err = st.deltaRespond(t, typeURL, sub, cur)
-		} else {
-			err = st.sotwRespond(t, typeURL, sub, cur)
-		}
-		if err != nil {
-			return status.Errorf(codes.Unavailable, "send %s: %v", xds.ShortType(typeURL), err)
-		}
-		blocked = !t.armed && t.owes(sub, cur, typeURL, delta) // split: the rest comes first
+		blocked = blocked || t.split
 	}
 	return nil
-}
-
-// owes reports whether the client is owed something of the type it has
-// not been sent (what its next request brings).
-func (t *typeStream) owes(sub *subscription, cur *typeState, typeURL string, delta bool) bool {
-	if t.state.base == cur && len(t.state.over) == 0 {
-		return false // the common case: it holds cur
-	}
-	changed, gone, _ := t.state.owed(sub, cur)
-	if delta {
-		return len(changed) > 0 || len(gone) > 0
-	}
-	return len(changed) > 0 || (cachev3.ResourceRequiresFullStateInSotw(typeURL) && len(gone) > 0)
 }
 
 func (st *adsStream) nextNonce() string {

@@ -112,7 +112,7 @@ func (st *adsStream) deltaRespond(t *typeStream, typeURL string, sub *subscripti
 	}
 	st.srv.onResponse(st.key, typeURL, nonce, cur.version, bytes)
 	st.oversize(typeURL, r.bytes, len(r.resources))
-	t.armed, t.force, t.nonce = false, false, nonce
+	t.armed, t.force, t.nonce, t.split = false, false, nonce, r.split
 	return st.ss.SendMsg(resp)
 }
 
@@ -120,7 +120,8 @@ func (st *adsStream) deltaRespond(t *typeStream, typeURL string, sub *subscripti
 type deltaResult struct {
 	resources []*discoverypb.Resource
 	removed   []string
-	bytes     int // of the resources, as encoded in the response
+	bytes     int  // of the resources, as encoded in the response
+	split     bool // the budget left some of what is owed for later
 }
 
 // deltaCompute computes what an armed type is owed (nil: nothing), and
@@ -153,5 +154,5 @@ func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) 
 		}
 		return h
 	})
-	return &deltaResult{resources: resources, removed: gone, bytes: size}
+	return &deltaResult{resources: resources, removed: gone, bytes: size, split: len(resources) < len(changed)}
 }

@@ -400,7 +400,7 @@ func protocolName(delta bool) string {
 // credential supports, and a later one may not change it. The node the cache sees is rewritten to what
 // was checked (canonicalNode). It also records ACKs and NACKs; a NACK is
 // data, logged (rate-limited) and counted.
-func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version string, nack *rpcstatus.Status) (*stream, error) {
+func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce string, nack *rpcstatus.Status) (*stream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[k]
@@ -462,13 +462,13 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce, version
 			"node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", msg)
 		return st, nil
 	}
-	if k.delta {
-		version = st.sent[typeURL].version
-		if st.sent[typeURL].nonce != nonce {
-			return st, nil
-		}
+	// An ACK answers the last response by its nonce, and accepts what it
+	// carried: a request with any other nonce (stale, or never sent)
+	// accepts nothing, whatever version it claims.
+	if st.sent[typeURL].nonce != nonce {
+		return st, nil
 	}
-	st.acked[typeURL] = version
+	st.acked[typeURL] = st.sent[typeURL].version
 	return st, nil
 }
 

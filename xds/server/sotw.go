@@ -116,7 +116,7 @@ func (st *adsStream) sotwRespond(t *typeStream, typeURL string, sub *subscriptio
 	resp := &discoverypb.DiscoveryResponse{VersionInfo: r.version, Resources: r.resources, TypeUrl: typeURL, Nonce: nonce}
 	st.srv.onResponse(st.key, typeURL, nonce, r.version, resourceBytes(r.resources))
 	st.oversize(typeURL, r.bytes, len(r.resources))
-	t.armed, t.force, t.nonce = false, false, nonce
+	t.armed, t.force, t.nonce, t.split = false, false, nonce, r.split
 	return st.ss.SendMsg(resp)
 }
 
@@ -124,7 +124,8 @@ func (st *adsStream) sotwRespond(t *typeStream, typeURL string, sub *subscriptio
 type sotwResult struct {
 	version   string
 	resources []*anypb.Any
-	bytes     int // of the resources, as encoded in the response
+	bytes     int  // of the resources, as encoded in the response
+	split     bool // the budget left some of what is owed for later
 }
 
 // sotwCompute computes what an armed type is owed (nil: nothing), and
@@ -171,5 +172,5 @@ func sotwCompute(t *typeStream, typeURL string, sub *subscription, cur *typeStat
 	if later != nil {
 		version = stateVersion(t.state.snapshot(sub))
 	}
-	return &sotwResult{version: version, resources: resources, bytes: size}
+	return &sotwResult{version: version, resources: resources, bytes: size, split: later != nil}
 }

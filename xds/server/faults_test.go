@@ -72,8 +72,14 @@ func TestNonceNeverSent(t *testing.T) {
 	c := xdstest.NewSotW(t, h.conn)
 	c.Send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
 	r := c.Expect()
-	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: r.GetVersionInfo(), ResponseNonce: "never-sent", ResourceNames: []string{echoSet, emptySet}})
+	c.ACK(r, echoSet)
+	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: "forged", ResponseNonce: "never-sent", ResourceNames: []string{echoSet, emptySet}})
 	c.ExpectNone()
+	for _, ps := range h.srv.Syncz() {
+		if ps.ID == "a" && ps.Acked["assignment"] != r.GetVersionInfo() {
+			t.Errorf("SotW: acked %q after a request with a nonce never sent, want %q (the last real ACK)", ps.Acked["assignment"], r.GetVersionInfo())
+		}
+	}
 	// The same request with the right nonce is answered.
 	c.Send(&discoverypb.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce(), ResourceNames: []string{echoSet, emptySet}})
 	if got := responseNames(t, c.Expect()); !slices.Equal(got, []string{emptySet}) {
@@ -125,8 +131,8 @@ func TestNACKOfVersionNeverSent(t *testing.T) {
 	stillServed(t, h, good, "10.0.1.8")
 }
 
-// manyNames returns n distinct short names.
-func manyNames(n int) []string {
+// distinctNames returns n distinct short names.
+func distinctNames(n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("n%d", i)
@@ -142,7 +148,7 @@ func manyNames(n int) []string {
 func TestTooManyNames(t *testing.T) {
 	h := newHarness(t)
 	good := watchEcho(t, h)
-	over := manyNames(MaxSubscribedNames + 1)
+	over := distinctNames(MaxSubscribedNames + 1)
 
 	c := xdstest.NewSotW(t, h.conn)
 	c.Send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: over})
@@ -169,7 +175,7 @@ func TestTooManyNames(t *testing.T) {
 	}
 
 	m := xdstest.NewSotW(t, h.conn)
-	m.Send(&discoverypb.DiscoveryRequest{Node: node("m", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: manyNames(1_000_000)})
+	m.Send(&discoverypb.DiscoveryRequest{Node: node("m", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: distinctNames(1_000_000)})
 	m.ExpectError(codes.ResourceExhausted, "larger than max")
 
 	good.Close()
