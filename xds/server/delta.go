@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/horizonmesh/horizon/xds"
 )
@@ -137,12 +136,17 @@ func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) 
 	size := 0
 	for _, n := range changed {
 		e := cur.entries[n]
-		sz := proto.Size(e.delta) + 4 // the field's tag and length
+		sz := e.deltaSize + 4 // the field's tag and length
 		if budget > 0 && len(resources) > 0 && size+sz > budget {
 			break
 		}
 		size += sz
 		resources = append(resources, e.delta)
+	}
+	if len(resources) == len(changed) {
+		// Sent all it was owed: it holds cur, exactly.
+		t.state = clientState{base: cur}
+		return &deltaResult{resources: resources, removed: gone, bytes: size}
 	}
 	sent := changed[:len(resources)]
 	t.state.rebase(sub, cur, candidates, func(n string, h held) held {
@@ -154,5 +158,5 @@ func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) 
 		}
 		return h
 	})
-	return &deltaResult{resources: resources, removed: gone, bytes: size, split: len(resources) < len(changed)}
+	return &deltaResult{resources: resources, removed: gone, bytes: size, split: true}
 }

@@ -25,6 +25,8 @@ type entry struct {
 	msg     types.Resource
 	any     *anypb.Any
 	delta   *discoverypb.Resource
+	// deltaSize is proto.Size(delta).
+	deltaSize int
 }
 
 func newEntry(typeURL string, res types.Resource) (*entry, error) {
@@ -40,6 +42,7 @@ func newEntry(typeURL string, res types.Resource) (*entry, error) {
 		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
 	}
 	e.delta = &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}
+	e.deltaSize = proto.Size(e.delta)
 	return e, nil
 }
 

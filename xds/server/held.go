@@ -131,8 +131,15 @@ func (c *clientState) candidates(sub *subscription, cur *typeState) []string {
 
 // owed compares what the client holds with cur: the names it lacks or
 // holds at another version (changed), and those it holds that cur does not
-// have for it (gone), each sorted; and the candidates compared.
+// have for it (gone), each sorted; and the candidates compared. The
+// slices may be shared: callers do not modify them.
 func (c *clientState) owed(sub *subscription, cur *typeState) (changed, gone, candidates []string) {
+	if c.base == nil && len(c.over) == 0 {
+		// A client that holds nothing (a first request) lacks every
+		// resource its subscription covers: shared, not computed per stream.
+		present, _ := presentNames(sub, cur)
+		return present, nil, present
+	}
 	candidates = c.candidates(sub, cur)
 	for _, n := range candidates {
 		k := c.known(sub, n)

@@ -159,6 +159,11 @@ func sotwCompute(t *typeStream, typeURL string, sub *subscription, cur *typeStat
 	// The client now holds what it is sent, and no longer what its
 	// subscription does not find in cur (it is not told so, but it is
 	// owed it again should it come back).
+	if later == nil {
+		// Sent all it was owed: it holds cur, exactly.
+		t.state = clientState{base: cur}
+		return &sotwResult{version: version, resources: resources, bytes: size}
+	}
 	sent := send[:len(resources)]
 	t.state.rebase(sub, cur, candidates, func(n string, h held) held {
 		if _, ok := slices.BinarySearch(sent, n); ok {
@@ -169,8 +174,5 @@ func sotwCompute(t *typeStream, typeURL string, sub *subscription, cur *typeStat
 		}
 		return h
 	})
-	if later != nil {
-		version = stateVersion(t.state.snapshot(sub))
-	}
-	return &sotwResult{version: version, resources: resources, bytes: size, split: later != nil}
+	return &sotwResult{version: stateVersion(t.state.snapshot(sub)), resources: resources, bytes: size, split: true}
 }

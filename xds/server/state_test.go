@@ -9,6 +9,7 @@ import (
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/horizonmesh/horizon/xds"
@@ -23,6 +24,7 @@ func randomState(rng *rand.Rand, typeURL string, names []string) *typeState {
 			e := &entry{name: n, version: fmt.Sprint("v", rng.IntN(3))}
 			e.any = &anypb.Any{TypeUrl: typeURL, Value: []byte(n + e.version)}
 			e.delta = &discoverypb.Resource{Name: n, Version: e.version, Resource: e.any}
+			e.deltaSize = proto.Size(e.delta)
 			ts.entries[n], ts.names = e, append(ts.names, n)
 			versions[n] = e.version
 		}
