@@ -209,8 +209,9 @@ type vtMarshaler interface {
 // of a view: the protobuf-go reflection-based marshal (default and
 // deterministic) and vtprotobuf's generated MarshalVTStrict (skipped unless
 // built with -tags vtprotobuf). The proxyless view has the same endpoints as
-// the sidecar view without the per-endpoint tlsMode metadata, which isolates
-// what that metadata costs.
+// the sidecar view without the tlsMode metadata, which the sidecar's carry
+// once per locality (per endpoint only where a locality mixes mesh and
+// plaintext endpoints: xds hoistTLSMode).
 func BenchmarkMarshalVT(b *testing.B) {
 	marshallers := []struct {
 		name    string
@@ -324,7 +325,8 @@ func weight(cla *endpoint.ClusterLoadAssignment) int {
 // the marshaller.
 //
 // vtprotobuf also writes map entries in Go map order. The only maps in an
-// assignment are metadata's filter_metadata and the Struct fields under it,
+// assignment are metadata's filter_metadata and the Struct fields under it
+// (on a locality, or an endpoint),
 // which Horizon fills with one entry each, so the output is stable here; it
 // would not be with two or more entries.
 func TestMarshalVTStrict(t *testing.T) {

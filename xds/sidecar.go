@@ -165,20 +165,17 @@ func (t *translator) sidecarCluster(h *hostPort) *cluster.Cluster {
 		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
 		CommonLbConfig:       commonLB(),
 		OutlierDetection:     outlierDetection(set.OutlierDetection),
-		// Mesh endpoints (tlsMode=mtls in their EDS metadata) get mutual TLS
-		// with the destination's SPIFFE IDs checked; the rest plain TCP.
-		TransportSocketMatches: []*cluster.Cluster_TransportSocketMatch{
-			{
-				Name:            "tlsMode-" + tlsModeMTLS,
-				Match:           &structpb.Struct{Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeMTLS)}},
-				TransportSocket: typedSocket(wellknown.TransportSocketTLS, upstreamTLS),
-			},
-			{
-				Name:            "tlsMode-disabled",
-				Match:           &structpb.Struct{},
-				TransportSocket: typedSocket(wellknown.TransportSocketRawBuffer, &rawbuffer.RawBuffer{}),
-			},
-		},
+		// Mesh endpoints (tlsMode=mtls in their EDS metadata, or their
+		// locality's: see hoistTLSMode) get mutual TLS with the
+		// destination's SPIFFE IDs checked; the rest the cluster's plain
+		// TCP. No catch-all match: it would match every endpoint's own
+		// metadata before Envoy reads the locality's.
+		TransportSocketMatches: []*cluster.Cluster_TransportSocketMatch{{
+			Name:            "tlsMode-" + tlsModeMTLS,
+			Match:           &structpb.Struct{Fields: map[string]*structpb.Value{tlsModeKey: structpb.NewStringValue(tlsModeMTLS)}},
+			TransportSocket: typedSocket(wellknown.TransportSocketTLS, upstreamTLS),
+		}},
+		TransportSocket: typedSocket(wellknown.TransportSocketRawBuffer, &rawbuffer.RawBuffer{}),
 	}
 	if h.port.IsHTTP2() {
 		c.TypedExtensionProtocolOptions = map[string]*anyMsg{

@@ -50,6 +50,7 @@ type bootstrapConfig struct {
 	xdsAddress, mtlsAddress, provider, trustDomain, serverID string
 	svids                                                    bootstrap.SVIDSource
 	adminPort, readinessPort                                 int
+	maxReceiveBytes                                          uint32
 	gateway                                                  bootstrap.GatewayLimits
 	out                                                      string          // a file, or "" for stdout
 	caBundleEnv                                              string          // write the PEM bundle in this variable into the cert dir
@@ -85,12 +86,19 @@ func (cfg bootstrapConfig) run(h bootstrap.Host, stdout io.Writer) error {
 	}
 	switch xds.Role(p.Role) {
 	case xds.Proxyless:
+		if cfg.given["xds-max-receive-bytes"] {
+			return fmt.Errorf("bootstrap: --xds-max-receive-bytes: grpc-go's xDS client has no setting for its receive limit (4 MiB); Envoy only")
+		}
 		if cfg.given["xds-server-id"] {
 			// grpc-go checks the chain of Horizon's certificate on the xDS
 			// channel, not its SPIFFE ID: a pin it would ignore is refused.
 			return fmt.Errorf("bootstrap: --xds-server-id: proxyless gRPC cannot check Horizon's SPIFFE ID (it checks the trust bundle only); Envoy only")
 		}
 	case xds.Sidecar, xds.Gateway:
+		if cfg.maxReceiveBytes == 0 {
+			return fmt.Errorf("bootstrap: --xds-max-receive-bytes 0: want a limit (Envoy's 0, unlimited, is not offered)")
+		}
+		server.MaxReceiveBytes = cfg.maxReceiveBytes
 	default:
 		return fmt.Errorf("bootstrap: --role %q: want sidecar, gateway or proxyless", p.Role)
 	}

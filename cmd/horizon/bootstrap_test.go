@@ -81,6 +81,9 @@ func TestBootstrapRejects(t *testing.T) {
 		// grpc-go cannot check Horizon's SPIFFE ID: a pin it would ignore.
 		{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--mtls-address", "h:15012", "--xds-server-id", "spiffe://cluster.local/ns/horizon-system/sa/horizon"},
 		{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--mtls-address", "h"},
+		// grpc-go's receive limit is fixed; Envoy's 0 would be unlimited.
+		{"bootstrap", "--role", "proxyless", "--cluster", "east-1", "--xds-max-receive-bytes", "67108864"},
+		{"bootstrap", "--role", "sidecar", "--cluster", "east-1", "--xds-max-receive-bytes", "0"},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(t.Context(), args, &out, &errb); err == nil || out.Len() != 0 {
@@ -142,7 +145,8 @@ var bootstrapCases = []struct {
 		"--mtls-address", "horizon.horizon-system.svc:15012"}},
 	{"gateway-limits", []string{"--role", "gateway", "--id", "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", "--cluster", "east-1",
 		"--network", "east", "--namespace", "horizon-system", "--service-account", "horizon-eastwest",
-		"--max-downstream-connections", "20000", "--max-heap-bytes", "858993459", "--readiness-port", "8021"}},
+		"--max-downstream-connections", "20000", "--max-heap-bytes", "858993459", "--readiness-port", "8021",
+		"--xds-max-receive-bytes", "134217728"}},
 	{"proxyless", []string{"--role", "proxyless", "--id", "proxyless~10.0.1.8~client-6c4d.demo~east-1", "--cluster", "east-1",
 		"--namespace", "demo", "--service-account", "client", "--region", "us-east", "--zone", "us-east-1a"}},
 	{"proxyless-mtls", []string{"--role", "proxyless", "--id", "proxyless~10.0.1.8~client-6c4d.demo~east-1", "--cluster", "east-1",

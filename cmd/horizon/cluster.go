@@ -86,8 +86,9 @@ func (c *addSecretConfig) validate() error {
 // ensure makes sure the member holds the ServiceAccount and its rights, and
 // returns the Secret for the control plane. Progress goes to progress.
 func (c *addSecretConfig) ensure(ctx context.Context, progress io.Writer) (*corev1.Secret, error) {
-	// The operator's own kubeconfig: plugins (cloud logins) are fine here.
-	rc, err := kube.LoadKubeconfigFile(c.kubeconfig, c.context, true)
+	// The operator's own kubeconfig: plugins (cloud logins) and their own
+	// choice of TLS are fine here.
+	rc, err := kube.LoadKubeconfigFile(c.kubeconfig, c.context, kube.Trust{AllowPlugins: true, AllowInsecureTLS: true})
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +127,7 @@ func (c *addSecretConfig) ensure(ctx context.Context, progress io.Writer) (*core
 	}
 	switch {
 	case rc.Insecure:
-		say("warning: the kubeconfig skips TLS verification; so will the control plane")
+		say("warning: the kubeconfig skips TLS verification; horizon serve refuses it unless --allow-kubeconfig-insecure-tls (test clusters only)")
 	case len(rc.CAData) == 0:
 		say("note: the kubeconfig holds no CA; the control plane will verify %s with its system roots", server)
 	}
@@ -140,8 +141,9 @@ func (c *addSecretConfig) ensure(ctx context.Context, progress io.Writer) (*core
 	if err != nil {
 		return nil, err
 	}
-	// What the control plane will do with it: refuse nothing.
-	if _, err := kube.LoadKubeconfig(data, "", false); err != nil {
+	// What the control plane will do with it: refuse nothing but the
+	// insecure TLS warned about above.
+	if _, err := kube.LoadKubeconfig(data, "", kube.Trust{AllowInsecureTLS: rc.Insecure}); err != nil {
 		return nil, fmt.Errorf("the kubeconfig for the Secret: %w", err)
 	}
 

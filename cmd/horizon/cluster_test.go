@@ -83,7 +83,7 @@ func TestClusterAddSecret(t *testing.T) {
 		}
 	}
 	// The control plane accepts the kubeconfig as it is: no plugin, no file.
-	rc, err := kube.LoadKubeconfig(sec.Data[kube.SecretKubeconfigKey], "", false)
+	rc, err := kube.LoadKubeconfig(sec.Data[kube.SecretKubeconfigKey], "", kube.Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestClusterAddSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	sec2 := addSecret(t)
-	rc2, err := kube.LoadKubeconfig(sec2.Data[kube.SecretKubeconfigKey], "", false)
+	rc2, err := kube.LoadKubeconfig(sec2.Data[kube.SecretKubeconfigKey], "", kube.Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,6 +79,7 @@ type kubeConfig struct {
 	secretsNamespace string
 	kubeconfig       string // the control plane's own cluster
 	allowPlugins     bool
+	allowInsecureTLS bool
 	staleTTL         time.Duration
 	mcs              bool
 	clusterSetCIDRs  string
@@ -89,13 +90,18 @@ type kubeConfig struct {
 	syncWait         time.Duration // how long a member may take to sync before its persisted state is served
 }
 
+// trust is what the operator lets kubeconfigs ask for.
+func (k *kubeConfig) trust() kube.Trust {
+	return kube.Trust{AllowPlugins: k.allowPlugins, AllowInsecureTLS: k.allowInsecureTLS}
+}
+
 func (k *kubeConfig) enabled() bool { return len(k.members) > 0 || k.secretsNamespace != "" }
 
 // memberConfigs loads every --member's kubeconfig.
 func (k *kubeConfig) memberConfigs() ([]kube.MemberConfig, error) {
 	var out []kube.MemberConfig
 	for _, f := range k.members {
-		rc, err := kube.LoadKubeconfigFile(f.kubeconfig, f.context, k.allowPlugins)
+		rc, err := kube.LoadKubeconfigFile(f.kubeconfig, f.context, k.trust())
 		if err != nil {
 			return nil, fmt.Errorf("--member %s: %w", f.name, err)
 		}
@@ -112,7 +118,7 @@ func (k *kubeConfig) controlPlane() (kubernetes.Interface, error) {
 	var rc *rest.Config
 	var err error
 	if k.kubeconfig != "" {
-		rc, err = kube.LoadKubeconfigFile(k.kubeconfig, "", k.allowPlugins)
+		rc, err = kube.LoadKubeconfigFile(k.kubeconfig, "", k.trust())
 	} else if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		rc, err = rest.InClusterConfig()
 	} else {
@@ -234,7 +240,7 @@ func (k kubeConfig) sources(log *slog.Logger, reg prometheus.Registerer, trustDo
 	if k.secretsNamespace != "" {
 		out.secrets = &kube.SecretWatcher{
 			Kube: cp, Namespace: k.secretsNamespace, Members: flagMembers{Members: source, reserved: reserved},
-			AllowPlugins: k.allowPlugins, Logger: log, Metrics: kube.NewSecretMetrics(reg),
+			AllowPlugins: k.allowPlugins, AllowInsecureTLS: k.allowInsecureTLS, Logger: log, Metrics: kube.NewSecretMetrics(reg),
 		}
 	}
 	out.source = source

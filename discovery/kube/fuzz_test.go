@@ -41,15 +41,16 @@ func kubeconfigSeeds(f *testing.F) [][]byte {
 // kubeconfig ("kubeconfig: ...") and wraps ErrPluginRefused only when
 // plugins are not allowed; an accepted one has a server, reads no file of
 // the control plane (no CA, certificate, key or token file) and, without
-// allowPlugins, runs no plugin; and allowing plugins never refuses what is
-// accepted without.
+// allowPlugins, runs no plugin; never skips TLS verification (insecure TLS
+// is not allowed here); and allowing plugins never refuses what is accepted
+// without.
 func FuzzLoadKubeconfig(f *testing.F) {
 	for _, data := range kubeconfigSeeds(f) {
 		f.Add(data, false)
 		f.Add(data, true)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, allowPlugins bool) {
-		rc, err := LoadKubeconfig(data, "", allowPlugins)
+		rc, err := LoadKubeconfig(data, "", Trust{AllowPlugins: allowPlugins})
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "kubeconfig: ") {
 				t.Fatalf("error %q does not name the kubeconfig", err)
@@ -66,9 +67,11 @@ func FuzzLoadKubeconfig(f *testing.F) {
 			t.Fatalf("accepted a file reference: ca %q cert %q key %q token %q", rc.CAFile, rc.CertFile, rc.KeyFile, rc.BearerTokenFile)
 		case !allowPlugins && (rc.ExecProvider != nil || rc.AuthProvider != nil):
 			t.Fatalf("plugins not allowed, but accepted exec %v auth-provider %v", rc.ExecProvider, rc.AuthProvider)
+		case rc.Insecure:
+			t.Fatal("insecure TLS not allowed, but accepted")
 		}
 		if !allowPlugins {
-			if _, err := LoadKubeconfig(data, "", true); err != nil {
+			if _, err := LoadKubeconfig(data, "", Trust{AllowPlugins: true}); err != nil {
 				t.Fatalf("accepted without plugins, refused with: %v", err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"path/filepath"
 	"slices"
 
@@ -16,6 +17,22 @@ import (
 // exec or auth-provider plugin when plugins are not allowed.
 var ErrPluginRefused = errors.New("credential plugins are not allowed")
 
+// ErrInsecureTLSRefused is wrapped by the error for a kubeconfig cluster with
+// insecure-skip-tls-verify when that is not allowed.
+var ErrInsecureTLSRefused = errors.New("insecure-skip-tls-verify is not allowed")
+
+// Trust is what a kubeconfig may ask for beyond the safe default, each an
+// operator's explicit choice (horizon serve's --allow-kubeconfig-* flags).
+type Trust struct {
+	// AllowPlugins lets a user run an exec or auth-provider plugin, a
+	// program inside the control plane.
+	AllowPlugins bool
+	// AllowInsecureTLS accepts insecure-skip-tls-verify: the apiserver's
+	// certificate is not checked, so anyone on the path can answer for it
+	// (test clusters only).
+	AllowInsecureTLS bool
+}
+
 // LoadKubeconfig turns a kubeconfig into a connection to a member cluster.
 // context picks the kubeconfig context; "" means its current-context. Only
 // that context, its cluster and its user are checked and used.
@@ -23,14 +40,20 @@ var ErrPluginRefused = errors.New("credential plugins are not allowed")
 // A kubeconfig is data, often from a Secret someone else wrote, so it may not
 // make the control plane run programs or read its own files:
 //   - a user with an exec or auth-provider plugin is refused (the error wraps
-//     ErrPluginRefused) unless allowPlugins is set;
+//     ErrPluginRefused) unless trust.AllowPlugins is set;
 //   - references to local files (certificate-authority, client-certificate,
 //     client-key, tokenFile) are always refused: they would be read from the
 //     control plane's file system (its own ServiceAccount token, say) and sent
 //     to whatever server the kubeconfig names. Inline them
 //     (`kubectl config view --flatten --raw`), or load a file of your own
-//     with LoadKubeconfigFile.
-func LoadKubeconfig(data []byte, context string, allowPlugins bool) (*rest.Config, error) {
+//     with LoadKubeconfigFile;
+//   - insecure-skip-tls-verify is refused unless trust.AllowInsecureTLS is
+//     set: with it, whoever sits between Horizon and the apiserver can answer
+//     for it and feed the mesh forged endpoints;
+//   - a proxy-url is accepted with the schemes client-go supports (http,
+//     https, socks5) and refused with any other. The apiserver's certificate
+//     is still checked through the proxy.
+func LoadKubeconfig(data []byte, context string, trust Trust) (*rest.Config, error) {
 	cfg, err := clientcmd.Load(data)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -39,7 +62,7 @@ func LoadKubeconfig(data []byte, context string, allowPlugins bool) (*rest.Confi
 	if err != nil {
 		return nil, err
 	}
-	if err := sel.check(allowPlugins, false); err != nil {
+	if err := sel.check(trust, false); err != nil {
 		return nil, err
 	}
 	return sel.restConfig(cfg)
@@ -49,8 +72,8 @@ func LoadKubeconfig(data []byte, context string, allowPlugins bool) (*rest.Confi
 // controls (a --kubeconfig flag): the chosen context's file references are
 // resolved against the file's folder and read now, so the configuration holds
 // data, not paths (a tokenFile stays a path: client-go rereads it, which is
-// how projected tokens rotate). Plugins are refused unless allowPlugins is set.
-func LoadKubeconfigFile(path, context string, allowPlugins bool) (*rest.Config, error) {
+// how projected tokens rotate). What trust does not allow is refused.
+func LoadKubeconfigFile(path, context string, trust Trust) (*rest.Config, error) {
 	cfg, err := clientcmd.LoadFromFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
@@ -81,7 +104,7 @@ func LoadKubeconfigFile(path, context string, allowPlugins bool) (*rest.Config, 
 			sel.user.TokenFile = filepath.Join(base, f)
 		}
 	}
-	if err := sel.check(allowPlugins, true); err != nil {
+	if err := sel.check(trust, true); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	rc, err := sel.restConfig(cfg)
@@ -131,17 +154,33 @@ func selectContext(cfg *clientcmdapi.Config, context string) (selection, error) 
 	return s, nil
 }
 
-// check refuses plugins (unless allowed) and local file references; a
-// tokenFile passes when allowTokenFile is set (an operator's own file).
-func (s selection) check(allowPlugins, allowTokenFile bool) error {
+// proxySchemes are the proxy-url schemes client-go dials through.
+var proxySchemes = []string{"http", "https", "socks5"}
+
+// check refuses what trust does not allow (plugins, insecure TLS), proxies
+// other than client-go's, and local file references; a tokenFile passes
+// when allowTokenFile is set (an operator's own file).
+func (s selection) check(trust Trust, allowTokenFile bool) error {
 	if f := s.cluster.CertificateAuthority; f != "" {
 		return fmt.Errorf("kubeconfig: cluster %q reads certificate-authority from the file %s; inline it as certificate-authority-data", s.ctx.Cluster, f)
+	}
+	if s.cluster.InsecureSkipTLSVerify && !trust.AllowInsecureTLS {
+		return fmt.Errorf("kubeconfig: cluster %q sets insecure-skip-tls-verify: its apiserver's certificate would not be checked; give certificate-authority-data (or pass --allow-kubeconfig-insecure-tls, test clusters only): %w", s.ctx.Cluster, ErrInsecureTLSRefused)
+	}
+	if p := s.cluster.ProxyURL; p != "" {
+		u, err := url.Parse(p)
+		if err != nil {
+			return fmt.Errorf("kubeconfig: cluster %q: proxy-url %q: %w", s.ctx.Cluster, p, err)
+		}
+		if !slices.Contains(proxySchemes, u.Scheme) {
+			return fmt.Errorf("kubeconfig: cluster %q: proxy-url %q: scheme %q is not http, https or socks5", s.ctx.Cluster, p, u.Scheme)
+		}
 	}
 	u := s.user
 	if u == nil {
 		return nil
 	}
-	if !allowPlugins {
+	if !trust.AllowPlugins {
 		if u.Exec != nil {
 			return fmt.Errorf("kubeconfig: user %q runs the exec plugin %q: %w", s.ctx.AuthInfo, u.Exec.Command, ErrPluginRefused)
 		}

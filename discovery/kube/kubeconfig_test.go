@@ -13,6 +13,7 @@ func TestLoadKubeconfig(t *testing.T) {
 		file         string
 		context      string
 		allowPlugins bool
+		insecureTLS  bool
 		wantHost     string // when it loads
 		wantErr      string // when it does not
 		wantPlugin   bool   // the error wraps ErrPluginRefused
@@ -38,6 +39,16 @@ func TestLoadKubeconfig(t *testing.T) {
 		{file: "token-file.yaml", allowPlugins: true, wantErr: `reads tokenFile from the file`},
 		{file: "ca-file.yaml", wantErr: `cluster "east" reads certificate-authority from the file files/ca.crt`},
 		{file: "client-cert-file.yaml", wantErr: "from the file files/ca.crt"},
+		// An unverified apiserver: anyone on the path can feed forged
+		// endpoints. Only --allow-kubeconfig-insecure-tls accepts it.
+		{file: "insecure.yaml", wantErr: `cluster "east" sets insecure-skip-tls-verify: its apiserver's certificate would not be checked; give certificate-authority-data (or pass --allow-kubeconfig-insecure-tls, test clusters only)`},
+		{file: "insecure.yaml", allowPlugins: true, wantErr: `sets insecure-skip-tls-verify`},
+		{file: "insecure.yaml", insecureTLS: true, wantHost: "https://east.example.com:6443"},
+		// Proxies client-go supports are fine; other schemes are refused.
+		{file: "proxy-http.yaml", wantHost: "https://east.example.com:6443"},
+		{file: "proxy-socks5.yaml", wantHost: "https://east.example.com:6443"},
+		{file: "proxy-file.yaml", wantErr: `cluster "east": proxy-url "file:///var/run/secrets/kubernetes.io/serviceaccount/token": scheme "file" is not http, https or socks5`},
+		{file: "proxy-noscheme.yaml", wantErr: `cluster "east": proxy-url "proxy.corp.example:3128": scheme "proxy.corp.example" is not http, https or socks5`},
 	} {
 		name := strings.TrimSuffix(tc.file, ".yaml")
 		if tc.context != "" {
@@ -46,12 +57,15 @@ func TestLoadKubeconfig(t *testing.T) {
 		if tc.allowPlugins {
 			name += "/plugins"
 		}
+		if tc.insecureTLS {
+			name += "/insecure-tls"
+		}
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("testdata", "kubeconfig", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
-			rc, err := LoadKubeconfig(data, tc.context, tc.allowPlugins)
+			rc, err := LoadKubeconfig(data, tc.context, Trust{AllowPlugins: tc.allowPlugins, AllowInsecureTLS: tc.insecureTLS})
 			if tc.wantErr != "" {
 				if err == nil {
 					t.Fatalf("loaded (host %s), want error %q", rc.Host, tc.wantErr)
@@ -80,7 +94,7 @@ func TestLoadKubeconfigCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := LoadKubeconfig(data, "", false)
+	rc, err := LoadKubeconfig(data, "", Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +109,7 @@ func TestLoadKubeconfigCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err = LoadKubeconfig(data, "", true)
+	rc, err = LoadKubeconfig(data, "", Trust{AllowPlugins: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +121,7 @@ func TestLoadKubeconfigCredentials(t *testing.T) {
 func TestLoadKubeconfigFile(t *testing.T) {
 	dir := filepath.Join("testdata", "kubeconfig")
 	// Paths relative to the kubeconfig's folder are read into the config.
-	rc, err := LoadKubeconfigFile(filepath.Join(dir, "client-cert-file.yaml"), "", false)
+	rc, err := LoadKubeconfigFile(filepath.Join(dir, "client-cert-file.yaml"), "", Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +135,7 @@ func TestLoadKubeconfigFile(t *testing.T) {
 	}
 
 	// An operator's own file may name a token file (a projected token).
-	rc, err = LoadKubeconfigFile(filepath.Join(dir, "token-file-relative.yaml"), "", false)
+	rc, err = LoadKubeconfigFile(filepath.Join(dir, "token-file-relative.yaml"), "", Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +147,7 @@ func TestLoadKubeconfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadKubeconfig(data, "", true); err == nil {
+	if _, err := LoadKubeconfig(data, "", Trust{AllowPlugins: true}); err == nil {
 		t.Error("LoadKubeconfig read a token file")
 	}
 
@@ -142,7 +156,7 @@ func TestLoadKubeconfigFile(t *testing.T) {
 		"no-server.yaml": `cluster "east" has no server`,
 		"missing.yaml":   "no such file",
 	} {
-		_, err := LoadKubeconfigFile(filepath.Join(dir, file), "", false)
+		_, err := LoadKubeconfigFile(filepath.Join(dir, file), "", Trust{})
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), file) {
 			t.Errorf("%s: error %v, want one naming the file and containing %q", file, err, want)
 		}

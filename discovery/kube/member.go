@@ -70,10 +70,11 @@ const ClusterIDProperty = "cluster.clusterset.k8s.io"
 // Member watches one member cluster. Informer callbacks only record that
 // something changed and nudge the Source; the Source reads the caches.
 type Member struct {
-	cfg    MemberConfig
-	log    *slog.Logger
-	notify func()
-	probe  time.Duration
+	cfg     MemberConfig
+	log     *slog.Logger
+	notify  func()
+	probe   time.Duration
+	metrics *Metrics // set by the Source; nil records nothing
 
 	kube kubernetes.Interface
 	mcs  mcsclient.Interface
@@ -108,6 +109,9 @@ type Member struct {
 	last *memberSnapshot
 	// apiProblems are resources the member does not serve (watchError).
 	apiProblems map[cache.SharedIndexInformer]apiProblem
+	// refused are the resources the API server refuses Horizon (401, 403),
+	// with the reason: the member is stale until each lists again.
+	refused map[schema.GroupVersionResource]string
 	// builds and snapshots count Build calls and Snapshot calls (tests).
 	builds, snapshots int
 }
@@ -132,6 +136,14 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	// shared transport cache, so that stopping the member closes them.
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	rc.Dial = dialer.DialContext
+	// m is made below; the transport counts its informers' relists.
+	var m *Member
+	counter := &relistCounter{collections: map[string]bool{}, relisted: func() {
+		if m.HasSynced() {
+			m.metrics.relist(m.cfg.Name)
+		}
+	}}
+	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
 	httpClient, err := rest.HTTPClientFor(rc)
 	if err != nil {
 		return nil, fmt.Errorf("member %s: %w", cfg.Name, err)
@@ -151,7 +163,7 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Member{
+	m = &Member{
 		cfg: cfg, log: log.With("cluster", cfg.Name), notify: notify, probe: 2 * time.Second,
 		kube: kube, mcs: mcs, dyn: dyn, http: httpClient, id: cfg.Name, state: Syncing,
 	}
@@ -170,6 +182,7 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	m.exports = m.mcsFactory.Multicluster().V1beta1().ServiceExports().Informer()
 	m.imports = m.mcsFactory.Multicluster().V1beta1().ServiceImports().Informer()
 	for inf, gvr := range m.resources() {
+		counter.collections[collectionPath(gvr)] = true
 		if err := inf.SetWatchErrorHandlerWithContext(m.watchError(inf, gvr)); err != nil {
 			return nil, err
 		}
@@ -210,6 +223,15 @@ func (m *Member) resources() map[cache.SharedIndexInformer]schema.GroupVersionRe
 // cluster, MCS CRDs of another version).
 const ReasonAPINotServed = "api_version_not_served"
 
+// Reasons a member is stale while its API server answers: it refuses
+// Horizon's credentials (401) or their rights (403). They are also
+// horizon_kube_list_watch_errors_total's reason label, with ReasonOther.
+const (
+	ReasonForbidden    = "forbidden"
+	ReasonUnauthorized = "unauthorized"
+	ReasonOther        = "other"
+)
+
 // apiProblem is a resource an informer cannot list, and the informer's
 // resource version when that was seen: a later successful list changes it.
 type apiProblem struct {
@@ -226,6 +248,15 @@ type apiProblem struct {
 func (m *Member) watchError(inf cache.SharedIndexInformer, gvr schema.GroupVersionResource) cache.WatchErrorHandlerWithContext {
 	return func(ctx context.Context, r *cache.Reflector, err error) {
 		cache.DefaultWatchErrorHandler(ctx, r, err)
+		switch {
+		case apierrors.IsForbidden(err):
+			m.refuse(gvr, ReasonForbidden, err)
+			return
+		case apierrors.IsUnauthorized(err):
+			m.refuse(gvr, ReasonUnauthorized, err)
+			return
+		}
+		m.metrics.listWatchError(m.cfg.Name, ReasonOther)
 		if !apierrors.IsNotFound(err) {
 			return
 		}
@@ -243,6 +274,69 @@ func (m *Member) watchError(inf cache.SharedIndexInformer, gvr schema.GroupVersi
 			m.notify()
 		}
 	}
+}
+
+// refuse records that the API server refuses Horizon a resource. The
+// informers keep what they listed and client-go retries with backoff; its
+// /readyz still answers (it is public), so without this the member would
+// pass for synced while nothing of it moves. It becomes stale instead (its
+// last known state served, --stale-ttl running) until checkHealth lists
+// every refused resource again.
+func (m *Member) refuse(gvr schema.GroupVersionResource, reason string, err error) {
+	m.metrics.listWatchError(m.cfg.Name, reason)
+	m.mu.Lock()
+	if m.refused == nil {
+		m.refused = map[schema.GroupVersionResource]string{}
+	}
+	old, known := m.refused[gvr]
+	m.refused[gvr] = reason
+	synced := m.synced
+	m.mu.Unlock()
+	if !known || old != reason {
+		m.log.Error("member cluster refuses Horizon a resource; serving its last known state until it is allowed again",
+			"resource", gvr.Resource+"."+gvr.GroupVersion().String(), "reason", reason, "error", err)
+	}
+	if synced {
+		m.setState(Stale)
+	}
+}
+
+// Reason is why the member's API server refuses Horizon a resource
+// (ReasonUnauthorized before ReasonForbidden), or "" if it refuses none: a
+// synced member is stale for it, one that never synced waits for it.
+func (m *Member) Reason() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	reason := ""
+	for _, r := range m.refused {
+		if r == ReasonUnauthorized || reason == "" {
+			reason = r
+		}
+	}
+	return reason
+}
+
+// recheckRefused lists the refused resources (one object each) until one is
+// still refused, and forgets those the API server allows again; it reports
+// whether any is still refused. While refused, that is one request a probe.
+func (m *Member) recheckRefused(ctx context.Context) bool {
+	m.mu.Lock()
+	refused := slices.Collect(maps.Keys(m.refused))
+	m.mu.Unlock()
+	for _, gvr := range refused {
+		_, err := m.dyn.Resource(gvr).List(withoutRelistCount(ctx), metav1.ListOptions{Limit: 1})
+		// Only an answer other than a refusal clears it: a timeout or the
+		// client's rate limiter says nothing about the rights.
+		var status apierrors.APIStatus
+		if err != nil && (!errors.As(err, &status) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
+			return true // one is enough; the others are asked once it is allowed
+		}
+		m.mu.Lock()
+		delete(m.refused, gvr)
+		m.mu.Unlock()
+		m.log.Info("member cluster allows Horizon the resource again", "resource", gvr.Resource+"."+gvr.GroupVersion().String())
+	}
+	return false
 }
 
 // servedVersions says at which versions the member serves a resource.
@@ -383,7 +477,9 @@ func unstructuredString(obj map[string]any, path ...string) (string, bool, error
 }
 
 // checkHealth asks the API server whether it is ready. Two failures in a row
-// make the member stale; its caches keep the last known state meanwhile.
+// make the member stale; its caches keep the last known state meanwhile. A
+// member whose API server refuses Horizon a resource (refuse) stays stale
+// until that resource lists again.
 func (m *Member) checkHealth(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, m.probe)
 	defer cancel()
@@ -399,10 +495,13 @@ func (m *Member) checkHealth(ctx context.Context) {
 	}
 	failures := m.failures
 	m.mu.Unlock()
+	refused := err == nil && m.recheckRefused(ctx)
 	switch {
 	case err != nil && failures == 2:
 		m.log.Warn("member cluster unreachable; serving its last known state", "error", err)
 		m.setState(Stale)
+	case refused:
+		// Stays stale: refuse made it so.
 	case err == nil && m.State() == Stale:
 		m.log.Info("member cluster reachable again")
 		m.setState(Synced)

@@ -19,6 +19,8 @@ type Metrics struct {
 	loadErrs  *prometheus.CounterVec
 	saveErrs  *prometheus.CounterVec
 	savedAt   *prometheus.GaugeVec
+	lwErrs    *prometheus.CounterVec
+	relists   *prometheus.CounterVec
 }
 
 // NewMetrics registers the source's metrics with reg.
@@ -54,11 +56,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		savedAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "horizon_kube_state_saved_timestamp_seconds", Help: "When a member cluster's state was last persisted.",
 		}, []string{"cluster"}),
+		lwErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_kube_list_watch_errors_total", Help: "Failed lists and watches of a member cluster's informers, by reason (forbidden, unauthorized: the member is stale until allowed again; other).",
+		}, []string{"cluster", "reason"}),
+		relists: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_kube_relists_total", Help: "Lists of a member cluster's resources after its initial sync: client-go starting a watch over (410 Gone after an etcd compaction, or a failed list or watch).",
+		}, []string{"cluster"}),
 	}
 	for _, r := range []string{StateCorrupt, StateVersion, StateForeign, StateTooLarge, StateIO} {
 		m.loadErrs.WithLabelValues(r)
 	}
-	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge, m.loadErrs, m.saveErrs, m.savedAt)
+	reg.MustRegister(m.state, m.lastEvent, m.endpoints, m.stale, m.expiredC, m.invalid, m.lagGauge, m.loadErrs, m.saveErrs, m.savedAt, m.lwErrs, m.relists)
 	return m
 }
 
@@ -115,6 +123,18 @@ func (m *Metrics) lag(cluster string, d time.Duration) {
 	}
 }
 
+func (m *Metrics) listWatchError(cluster, reason string) {
+	if m != nil {
+		m.lwErrs.WithLabelValues(cluster, reason).Inc()
+	}
+}
+
+func (m *Metrics) relist(cluster string) {
+	if m != nil {
+		m.relists.WithLabelValues(cluster).Inc()
+	}
+}
+
 func (m *Metrics) stateLoadFailed(reason string) {
 	if m != nil {
 		m.loadErrs.WithLabelValues(reason).Inc()
@@ -142,4 +162,6 @@ func (m *Metrics) removed(cluster string) {
 	for _, v := range []*prometheus.GaugeVec{m.state, m.lastEvent, m.endpoints, m.stale, m.invalid, m.lagGauge, m.savedAt} {
 		v.DeletePartialMatch(l)
 	}
+	m.lwErrs.DeletePartialMatch(l)
+	m.relists.DeletePartialMatch(l)
 }

@@ -11,7 +11,8 @@ package kube
 //   - data.kubeconfig (required) says how to reach the member: a kubeconfig
 //     whose current-context is used, with everything inline (see
 //     LoadKubeconfig). Users with exec or auth-provider plugins are refused
-//     unless the control plane allows plugins.
+//     unless the control plane allows plugins, and clusters with
+//     insecure-skip-tls-verify unless it allows that (AllowInsecureTLS).
 //   - Annotations: multicluster.horizon.io/cluster-name (default: the
 //     Secret's name), multicluster.horizon.io/network (required), and
 //     optionally multicluster.horizon.io/region and multicluster.horizon.io/zone,
@@ -77,13 +78,14 @@ const (
 	ReasonKubeconfigMissing = "kubeconfig_missing"
 	ReasonKubeconfigInvalid = "kubeconfig_invalid"
 	ReasonPluginRefused     = "plugin_refused"
+	ReasonInsecureTLS       = "insecure_tls_refused"
 	ReasonNetworkMissing    = "network_missing"
 	ReasonClusterName       = "cluster_name_invalid"
 	ReasonDuplicateName     = "duplicate_name"
 	ReasonMember            = "member_failed"
 )
 
-var secretReasons = []string{ReasonKubeconfigMissing, ReasonKubeconfigInvalid, ReasonPluginRefused,
+var secretReasons = []string{ReasonKubeconfigMissing, ReasonKubeconfigInvalid, ReasonPluginRefused, ReasonInsecureTLS,
 	ReasonNetworkMissing, ReasonClusterName, ReasonDuplicateName, ReasonMember}
 
 // Members is what the SecretWatcher drives; *Source satisfies it.
@@ -103,8 +105,11 @@ type SecretWatcher struct {
 	// AllowPlugins lets kubeconfigs use exec and auth-provider plugins,
 	// which run programs inside the control plane.
 	AllowPlugins bool
-	Logger       *slog.Logger
-	Metrics      *SecretMetrics
+	// AllowInsecureTLS accepts kubeconfigs with insecure-skip-tls-verify
+	// (test clusters).
+	AllowInsecureTLS bool
+	Logger           *slog.Logger
+	Metrics          *SecretMetrics
 	// Resync, when set, replays every Secret that often; unchanged Secrets
 	// do nothing. 0 (the default) relies on the watch alone.
 	Resync time.Duration
@@ -405,9 +410,12 @@ func (w *SecretWatcher) memberConfig(sec *corev1.Secret) (cfg MemberConfig, hash
 	case len(kubeconfig) == 0:
 		return cfg, hash, ReasonKubeconfigMissing, fmt.Errorf("no kubeconfig: data.%s is required", SecretKubeconfigKey)
 	}
-	rc, err := LoadKubeconfig(kubeconfig, "", w.AllowPlugins)
+	rc, err := LoadKubeconfig(kubeconfig, "", Trust{AllowPlugins: w.AllowPlugins, AllowInsecureTLS: w.AllowInsecureTLS})
 	if errors.Is(err, ErrPluginRefused) {
 		return cfg, hash, ReasonPluginRefused, err
+	}
+	if errors.Is(err, ErrInsecureTLSRefused) {
+		return cfg, hash, ReasonInsecureTLS, err
 	}
 	if err != nil {
 		return cfg, hash, ReasonKubeconfigInvalid, err

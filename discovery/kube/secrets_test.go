@@ -256,6 +256,13 @@ func TestSecretWatcher(t *testing.T) {
 		// An exec plugin, without AllowPlugins: refused the same way.
 		update("east", setKubeconfig(kubeconfigFixture(t, "exec.yaml")))
 		testkit.Eventually(t, 15*time.Second, "plugin refused", func() bool { return invalid(ReasonPluginRefused) == 1 })
+		// An unverified apiserver, without AllowInsecureTLS: refused, counted
+		// under its own reason, logged naming the Secret and the setting.
+		update("east", setKubeconfig(kubeconfigFixture(t, "insecure.yaml")))
+		testkit.Eventually(t, 15*time.Second, "insecure TLS refused", func() bool { return invalid(ReasonInsecureTLS) == 1 })
+		if !strings.Contains(logs.String(), "reason=insecure_tls_refused") || !strings.Contains(logs.String(), "insecure-skip-tls-verify") {
+			t.Errorf("no warning naming the insecure kubeconfig:\n%s", logs.String())
+		}
 		// No network: refused.
 		update("east", func(s *corev1.Secret) { s.Data[SecretKubeconfigKey] = good; delete(s.Annotations, AnnotationNetwork) })
 		testkit.Eventually(t, 15*time.Second, "network missing", func() bool { return invalid(ReasonNetworkMissing) == 1 })

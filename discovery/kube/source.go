@@ -125,8 +125,12 @@ type MemberStatus struct {
 	State      State     `json:"state"`
 	LastEvent  time.Time `json:"last_event"`
 	StaleSince time.Time `json:"stale_since,omitzero"`
-	Endpoints  int       `json:"endpoints"`
-	Rotating   bool      `json:"rotating,omitempty"`
+	// Reason says why a member is stale, or still syncing, when its API
+	// server answers but refuses Horizon (ReasonForbidden,
+	// ReasonUnauthorized).
+	Reason    string `json:"reason,omitempty"`
+	Endpoints int    `json:"endpoints"`
+	Rotating  bool   `json:"rotating,omitempty"`
 	// PersistedAt is the save time of the persisted state the member is
 	// served from (State persisted).
 	PersistedAt time.Time `json:"persisted_at,omitzero"`
@@ -150,6 +154,7 @@ func (s *Source) Set(cfg MemberConfig) error {
 	if err != nil {
 		return err
 	}
+	m.metrics = s.metrics
 	sl, ok := s.slots[cfg.Name]
 	if !ok {
 		sl = &slot{initial: s.published == nil}
@@ -181,6 +186,7 @@ func (s *Source) refreshLocked(name string, sl *slot) {
 		s.log.Error("member cluster reachable again, but a fresh watcher cannot be made; the current one catches up after its backoff", "cluster", name, "error", err)
 		return
 	}
+	m.metrics = s.metrics
 	sl.next = &running{m: m}
 	s.log.Info("member cluster reachable again; relisting it with a fresh watcher", "cluster", name)
 	s.nudge()
@@ -489,6 +495,9 @@ func (s *Source) Members() []MemberStatus {
 		st := MemberStatus{
 			Name: name, ID: m.ID(), Network: m.cfg.Network, Origin: m.cfg.Origin, State: m.State(),
 			LastEvent: m.LastEvent(), StaleSince: m.StaleSince(), Rotating: sl.next != nil,
+		}
+		if st.State == Stale || st.State == Syncing {
+			st.Reason = m.Reason()
 		}
 		switch {
 		case !m.HasSynced() && sl.persisted != nil:

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
@@ -188,19 +190,34 @@ func TestF3KillRestart(t *testing.T) {
 // reconnecting or new, gets the full view within the bound.
 func TestF3KillRestartMemberDown(t *testing.T) {
 	skipShort(t)
-	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000), Flags: []string{"--state-dir", t.TempDir()}})
+	e := New(t, bin, Options{Services: 3, Endpoints: 3, Proxies: size(50, 1000), Flags: []string{"--state-dir", t.TempDir(), "--member-sync-wait", "3s"}})
 	e.Connect(60 * time.Second)
 	down := e.Members[0]
 	if err := down.Cluster.StopAPIServer(); err != nil {
 		t.Fatal(err)
 	}
 	restart(t, e)
+	start := time.Now()
+	// The connected proxies keep their views while Horizon is down (I1), so
+	// they equal the oracle throughout; what the restart must give them is
+	// xDS again within the member sync wait, and new proxies the full view.
+	if err := e.Horizon.Ready(t.Context(), 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	took, err := e.Checker.Converged(t.Context(), e.Checker.Bound)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// New proxies too: a fleet that never held anything.
-	t.Logf("F3: killed and restarted with %s down: every view equals the oracle after %v", down.Name, took)
+	t.Logf("F3: killed and restarted with %s down (--member-sync-wait 3s): ready after %v, every view equals the oracle %v later",
+		down.Name, (time.Since(start) - took).Round(time.Millisecond), took)
+	// New proxies too: a fleet that never held anything gets the whole view,
+	// the down member's endpoints included, from the persisted state.
+	e.AddProxies(size(10, 100))
+	took, err = e.Checker.Converged(t.Context(), e.Checker.Bound)
+	if err != nil {
+		t.Fatalf("new proxies with %s down: %v", down.Name, err)
+	}
+	t.Logf("F3: %d new proxies hold the full view after %v", size(10, 100), took)
 	time.Sleep(size(2*time.Second, time.Minute))
 	if err := down.Cluster.StartAPIServer(); err != nil {
 		t.Fatal(err)
@@ -210,6 +227,116 @@ func TestF3KillRestartMemberDown(t *testing.T) {
 	}
 	e.StopChecker()
 	e.Report()
+}
+
+// TestF3TwoReplicas: two replicas of horizon serve behind a balancer (a
+// Service), sharing persisted member state through ConfigMaps in the
+// control-plane cluster (--state-namespace). kill -9 one replica: its
+// proxies reconnect to the other and keep their views (I1), and a change
+// reaches everyone. Then, with a member's apiserver down, kill -9 both and
+// start both: every proxy, and new ones, hold the full view within the
+// bound, the down member's part from the ConfigMaps.
+func TestF3TwoReplicas(t *testing.T) {
+	skipShort(t)
+	e := New(t, bin, Options{
+		Services: 3, Endpoints: 3, Proxies: size(50, 1000), Conns: size(10, 40), Replicas: 2,
+		Flags: []string{"--state-namespace", "horizon-system", "--member-sync-wait", "5s"},
+	}.WithSecrets())
+	e.Connect(60 * time.Second)
+	ctx := t.Context()
+	for _, h := range e.Horizons {
+		if n, err := h.Metric(ctx, "horizon_xds_connected_proxies"); err != nil || n == 0 {
+			t.Fatalf("replica %s serves %v proxies (%v): the balancer should spread them", h.XDS, n, err)
+		}
+	}
+	churn(t, e, 2)
+	// The states must be in the ConfigMaps before anything is killed.
+	waitStates(t, e)
+
+	// One replica dies; its proxies move to the other.
+	if err := e.Horizons[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	churn(t, e, 1)
+	if _, err := e.Checker.Converged(ctx, e.Checker.Bound); err != nil {
+		t.Fatalf("one replica killed: %v", err)
+	}
+	if n, err := e.Horizons[1].Metric(ctx, "horizon_xds_connected_proxies"); err != nil || int(n) != len(e.Recorders) {
+		t.Fatalf("the surviving replica serves %v proxies (%v), want all %d", n, err, len(e.Recorders))
+	}
+	t.Logf("F3: one of two replicas killed: its proxies moved to the other, every view equals the oracle")
+	if err := e.Horizons[0].Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Horizons[0].Ready(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every replica dies while a member is down.
+	down := e.Members[0]
+	if err := down.Cluster.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range e.Horizons {
+		if err := h.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for _, h := range e.Horizons {
+		if err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range e.Horizons {
+		if err := h.Ready(ctx, 60*time.Second); err != nil {
+			t.Fatalf("replica %s with %s down: %v\n%s", h.XDS, down.Name, err, tail(h.Out.String(), 4000))
+		}
+	}
+	took, err := e.Checker.Converged(ctx, e.Checker.Bound)
+	if err != nil {
+		t.Fatalf("both replicas killed with %s down: %v", down.Name, err)
+	}
+	t.Logf("F3: both replicas killed and restarted with %s down: ready %v after the restart, every view equals the oracle %v later",
+		down.Name, (time.Since(start) - took).Round(time.Millisecond), took)
+	e.AddProxies(size(10, 100))
+	if _, err := e.Checker.Converged(ctx, e.Checker.Bound); err != nil {
+		t.Fatalf("new proxies with %s down: %v", down.Name, err)
+	}
+	for _, h := range e.Horizons {
+		if n, err := h.Metric(ctx, "horizon_kube_cluster_state", `cluster="`+down.Name+`"`, `state="persisted"`); err != nil || n != 1 {
+			t.Errorf("replica %s: %s not served from its persisted state (%v, %v)", h.XDS, down.Name, n, err)
+		}
+	}
+	if err := down.Cluster.StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Checker.Converged(ctx, e.Checker.Bound); err != nil {
+		t.Fatal(err)
+	}
+	e.StopChecker()
+	e.Report()
+}
+
+// waitStates waits until every member's state is in a ConfigMap of the
+// control-plane cluster's horizon-system namespace.
+func waitStates(t *testing.T, e *Env) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := e.central.Kube.CoreV1().ConfigMaps("horizon-system").List(t.Context(), metav1.ListOptions{})
+		if err == nil && len(list.Items) >= len(e.Members) {
+			return
+		}
+		if time.Now().After(deadline) {
+			n := 0
+			if list != nil {
+				n = len(list.Items)
+			}
+			t.Fatalf("persisted states: %d ConfigMaps in horizon-system, want one per member (%d): %v", n, len(e.Members), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestF5MemberRemoval: deleting a member's Secret removes its endpoints from

@@ -2,10 +2,12 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -125,10 +127,7 @@ func (c *Checker) Expected(ctx context.Context) map[string]View {
 		if c.env.removed(m.Name) {
 			continue
 		}
-		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		o, err := m.List(lctx)
-		cancel()
-		if err == nil {
+		if o, err := listMember(ctx, m); err == nil {
 			c.last[m.Name] = o
 		}
 		if o, ok := c.last[m.Name]; ok {
@@ -142,6 +141,25 @@ func (c *Checker) Expected(ctx context.Context) map[string]View {
 	return out
 }
 
+// listMember lists a member for the oracle. A member whose apiserver is
+// down (connection refused) is not listed: the caller keeps its last
+// listing, as Horizon keeps serving it. Any other failure (a loaded
+// apiserver timing out) is retried for up to 30 s: falling back to the last
+// listing then would make the oracle expect a state older than the one
+// Horizon rightly serves.
+func listMember(ctx context.Context, m *Member) (Objects, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		o, err := m.List(lctx)
+		cancel()
+		if err == nil || errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil || time.Now().After(deadline) {
+			return o, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // Sample compares every checked recorder with the oracle once.
 func (c *Checker) Sample(ctx context.Context) {
 	want := c.Expected(ctx)
@@ -149,7 +167,7 @@ func (c *Checker) Sample(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.samples++
-	for _, r := range c.env.Recorders {
+	for _, r := range c.env.recorders() {
 		if r.Behaviour != ACK || c.env.removed(r.ID.Cluster) {
 			continue
 		}
@@ -179,7 +197,7 @@ func (c *Checker) Converged(ctx context.Context, timeout time.Duration) (time.Du
 	for {
 		want := c.Expected(ctx)
 		var bad string
-		for _, r := range c.env.Recorders {
+		for _, r := range c.env.recorders() {
 			if r.Behaviour != ACK || c.env.removed(r.ID.Cluster) {
 				continue
 			}

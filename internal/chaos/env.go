@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/bench/load"
+	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 )
 
@@ -39,10 +41,20 @@ type Options struct {
 	// Proxied puts a TCP proxy the suite can hang (Member.Hang) between
 	// Horizon and every member's apiserver.
 	Proxied bool
+	// NoWatchCache starts the members' apiservers without their watch
+	// cache, so that a watch resumed past an etcd compaction
+	// (Cluster.CompactEtcd) is answered 410 Gone (F2/410).
+	NoWatchCache bool
 	// StaticWindow gives the proxies fixed 64 KiB HTTP/2 stream windows
 	// (gRPC's BDP estimation off), as a slow Envoy's: a proxy that stops
 	// reading then blocks Horizon's sends within a few pushes.
 	StaticWindow bool
+	// Replicas runs that many `horizon serve` replicas of the same members
+	// (default 1); proxies reach them through a balancer (balancer.go).
+	Replicas int
+	// Conns is how many gRPC connections the proxies share (0: one per 50),
+	// which the balancer spreads over the replicas.
+	Conns int
 
 	secrets bool
 }
@@ -52,13 +64,16 @@ type Env struct {
 	T          testing.TB
 	Options    Options
 	Members    []*Member
-	Horizon    *Horizon
+	Horizon    *Horizon   // the first replica
+	Horizons   []*Horizon // every replica (Options.Replicas)
 	Fleet      *load.Fleet
 	Recorders  []*Recorder
 	Ledger     *Ledger
 	Violations *Violations
 	Checker    *Checker
 
+	address     string     // where proxies connect: Horizon, or a balancer over the replicas
+	recMu       sync.Mutex // guards Recorders' growth (AddProxies)
 	central     *kubetest.Cluster
 	bin         string // horizon, for add-secret
 	changes     int    // churn's count, for tests
@@ -81,7 +96,7 @@ func New(t testing.TB, bin string, o Options) *Env {
 	}
 	e := &Env{T: t, Options: o, Violations: &Violations{}, gone: map[string]bool{}, bin: bin}
 	e.Ledger = &Ledger{addrs: map[string]bool{}, members: map[string]bool{}, removed: map[string]bool{}, owner: ownerOf}
-	e.Members = StartMembers(t, o.Members)
+	e.Members = StartMembers(t, o.Members, kubetest.Options{NoWatchCache: o.NoWatchCache})
 	ctx := t.Context()
 	for _, m := range e.Members {
 		if o.Proxied {
@@ -114,53 +129,111 @@ func New(t testing.TB, bin string, o Options) *Env {
 			flags = append(flags, "--member", m.MemberFlag())
 		}
 	}
-	h, err := NewHorizon(bin, append(flags, o.Flags...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Horizon = h
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Signal(syscall.SIGTERM, 20*time.Second); err != nil {
-			t.Error(err)
+	replicas := max(o.Replicas, 1)
+	for range replicas {
+		h, err := NewHorizon(bin, append(flags, o.Flags...)...)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if t.Failed() {
-			t.Logf("horizon serve %v:\n%s", h.Flags, tail(h.Out.String(), 8000))
+		e.Horizons = append(e.Horizons, h)
+		if err := h.Start(); err != nil {
+			t.Fatal(err)
 		}
-	})
-	if err := h.Ready(ctx, 60*time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, h.Out)
+		t.Cleanup(func() {
+			if t.Failed() {
+				// What Horizon itself believes, before it stops: the members'
+				// states and the ClusterSet it serves.
+				for _, page := range []string{"/debug/members", "/debug/clusterset"} {
+					code, body, err := h.get(context.Background(), page)
+					t.Logf("horizon serve %s %s: %d %v\n%s", h.XDS, page, code, err, tail(string(body), 32000))
+				}
+			}
+			if err := h.Signal(syscall.SIGTERM, 20*time.Second); err != nil {
+				t.Error(err)
+			}
+			if t.Failed() {
+				t.Logf("horizon serve %v:\n%s", h.Flags, tail(h.Out.String(), 8000))
+			}
+		})
 	}
+	e.Horizon = e.Horizons[0]
+	for _, h := range e.Horizons {
+		if err := h.Ready(ctx, 60*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, h.Out)
+		}
+	}
+	e.address = e.Horizon.XDS
+	if replicas > 1 {
+		var targets []string
+		for _, h := range e.Horizons {
+			targets = append(targets, h.XDS)
+		}
+		lb, err := newBalancer(targets...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(lb.Close)
+		e.address = lb.Addr()
+	}
+	e.Fleet = e.newFleet(o.Proxies, o.NACKers, o.Stuck)
+	e.Checker = &Checker{env: e, Interval: 500 * time.Millisecond, Bound: o.Bound,
+		last: map[string]Objects{}, since: map[*Recorder]time.Time{}, reported: map[*Recorder]bool{}}
+	return e
+}
+
+// newFleet makes a fleet of n proxies, spread over the members, connected
+// through e.address, with a recorder each (the first nackers NACK, the next
+// stuck stop reading when told).
+func (e *Env) newFleet(n, nackers, stuck int) *load.Fleet {
+	e.T.Helper()
+	o := e.Options
 	var refs []load.ClusterRef
 	for _, m := range e.Members {
 		refs = append(refs, load.ClusterRef{Name: m.Name, Network: m.Network})
 	}
-	fc := load.FleetConfig{Address: h.XDS, Proxies: o.Proxies, Clusters: refs}
+	fc := load.FleetConfig{Address: e.address, Proxies: n, Clusters: refs, Conns: o.Conns}
 	if o.StaticWindow {
 		fc.DialOptions = []grpc.DialOption{grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(16 << 20)}
 	}
 	fleet, err := load.NewFleet(fc)
 	if err != nil {
-		t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	e.Fleet = fleet
+	var recs []*Recorder
 	for i, p := range fleet.Proxies() {
 		b := ACK
 		switch {
-		case i < o.NACKers:
+		case i < nackers:
 			b = NACK
-		case i < o.NACKers+o.Stuck:
+		case i < nackers+stuck:
 			b = Stuck
 		}
 		r := newRecorder(e, p.Identity(), b)
 		p.Observe(r.observe)
-		e.Recorders = append(e.Recorders, r)
+		recs = append(recs, r)
 	}
-	e.Checker = &Checker{env: e, Interval: 500 * time.Millisecond, Bound: o.Bound,
-		last: map[string]Objects{}, since: map[*Recorder]time.Time{}, reported: map[*Recorder]bool{}}
-	return e
+	e.recMu.Lock()
+	e.Recorders = append(e.Recorders, recs...)
+	e.recMu.Unlock()
+	return fleet
+}
+
+// AddProxies connects n more proxies that never held anything (checked like
+// the others from now on) and stops them at the test's end.
+func (e *Env) AddProxies(n int) {
+	e.T.Helper()
+	f := e.newFleet(n, 0, 0)
+	if err := f.Start(context.Background()); err != nil {
+		e.T.Fatal(err)
+	}
+	e.T.Cleanup(f.Stop)
+}
+
+// recorders returns the recorders so far (AddProxies may add more).
+func (e *Env) recorders() []*Recorder {
+	e.recMu.Lock()
+	defer e.recMu.Unlock()
+	return slices.Clip(e.Recorders)
 }
 
 // Connect starts the proxies, waits until every checked one holds the
@@ -222,7 +295,7 @@ func (e *Env) removed(member string) bool {
 // Horizon's to serve).
 func (e *Env) Checked() []*Recorder {
 	var out []*Recorder
-	for _, r := range e.Recorders {
+	for _, r := range e.recorders() {
 		if r.Behaviour == ACK && !e.removed(r.ID.Cluster) {
 			out = append(out, r)
 		}
@@ -345,4 +418,29 @@ func (e *Env) RemoveMember(m *Member) time.Time {
 		e.T.Fatal(err)
 	}
 	return at
+}
+
+// RevokeAccess deletes the ClusterRoleBinding that grants Horizon's member
+// identity (the ServiceAccount `horizon cluster add-secret` made, WithSecrets
+// only) its rights in m, and returns a function that restores it. Requests
+// Horizon makes from then on are refused with 403 Forbidden; watches it
+// already holds run on until they end (Member.Cut ends them).
+func (e *Env) RevokeAccess(m *Member) (restore func()) {
+	e.T.Helper()
+	ctx := e.T.Context()
+	bindings := m.Cluster.Kube.RbacV1().ClusterRoleBindings()
+	b, err := bindings.Get(ctx, kube.ReaderClusterRole, metav1.GetOptions{})
+	if err != nil {
+		e.T.Fatalf("member %s: Horizon's ClusterRoleBinding: %v", m.Name, err)
+	}
+	if err := bindings.Delete(ctx, b.Name, metav1.DeleteOptions{}); err != nil {
+		e.T.Fatalf("member %s: delete ClusterRoleBinding %s: %v", m.Name, b.Name, err)
+	}
+	return func() {
+		e.T.Helper()
+		b.ResourceVersion, b.UID = "", ""
+		if _, err := bindings.Create(e.T.Context(), b, metav1.CreateOptions{}); err != nil {
+			e.T.Fatalf("member %s: restore ClusterRoleBinding %s: %v", m.Name, b.Name, err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/internal/testkit"
 )
 
@@ -96,10 +98,18 @@ func (h *Horizon) Signal(sig syscall.Signal, wait time.Duration) error {
 	case <-done:
 		return nil
 	case <-time.After(wait):
+	}
+	// Stuck: SIGQUIT makes the Go runtime write every goroutine's stack to
+	// the process's output (h.Out) and exit, so the failure says where it
+	// hangs; kill -9 if even that does not end it.
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("horizon serve did not exit within %v of %v", wait, sig)
 	}
+	return fmt.Errorf("horizon serve did not exit within %v of %v; its goroutines at that moment are in its output (SIGQUIT):\n%s", wait, sig, tail(h.Out.String(), 64<<10))
 }
 
 // Kill is kill -9.
@@ -200,4 +210,24 @@ func (h *Horizon) Resources(ctx context.Context) (Resources, error) {
 		err = nil
 	}
 	return r, err
+}
+
+// Members reads /debug/members: each member's state as Horizon reports it.
+func (h *Horizon) Members(ctx context.Context) (map[string]kube.MemberStatus, error) {
+	code, body, err := h.get(ctx, "/debug/members")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("/debug/members: %d: %s", code, body)
+	}
+	var list []kube.MemberStatus
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("/debug/members: %w", err)
+	}
+	out := map[string]kube.MemberStatus{}
+	for _, m := range list {
+		out[m.Name] = m
+	}
+	return out, nil
 }

@@ -42,16 +42,16 @@ type Member struct {
 	pods  map[string]bool
 }
 
-// StartMembers starts n member clusters m0..m(n-1), network net-mI, each
-// with an east-west gateway at 198.51.100.(I+1).
-func StartMembers(t testing.TB, n int) []*Member {
+// StartMembers starts n member clusters m0..m(n-1) with o, network net-mI,
+// each with an east-west gateway at 198.51.100.(I+1).
+func StartMembers(t testing.TB, n int, o kubetest.Options) []*Member {
 	t.Helper()
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("m%d", i)
 	}
 	var out []*Member
-	for i, c := range kubetest.Start(t, names...) {
+	for i, c := range kubetest.StartWith(t, o, names...) {
 		m := &Member{Name: c.Name, Network: "net-" + c.Name, GatewayIP: fmt.Sprintf("198.51.100.%d", i+1),
 			Cluster: c, index: i, eps: map[string]int{}, pods: map[string]bool{}}
 		m.Kubeconfig = filepath.Join(t.TempDir(), c.Name+".kubeconfig")
@@ -72,6 +72,12 @@ func (m *Member) Hang() { m.proxy.Freeze() }
 
 // Unhang lets the bytes flow again.
 func (m *Member) Unhang() { m.proxy.Thaw() }
+
+// Cut resets every connection Horizon holds to the member's apiserver
+// (Options.Proxied only); Horizon's clients dial again at once. Watches
+// opened before a fault (RBAC revoked, etcd compacted) are not ended by the
+// apiserver; a reset makes Horizon open them again and meet it.
+func (m *Member) Cut() { m.proxy.Cut() }
 
 // proxied points the member's kubeconfig at a TCP proxy in front of its
 // apiserver (the server certificate is for 127.0.0.1, so TLS still checks).

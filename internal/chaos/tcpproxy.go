@@ -51,6 +51,18 @@ func (p *tcpProxy) wait() {
 	p.mu.Unlock()
 }
 
+// Cut closes every open connection and keeps listening: each client sees
+// its connections reset and dials again, as after a network blip.
+func (p *tcpProxy) Cut() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
 // Close stops listening and closes every connection.
 func (p *tcpProxy) Close() {
 	p.ln.Close()

@@ -161,6 +161,10 @@ type Server struct {
 	Port uint32
 	MTLS bool
 	ID   spiffeid.ID // with MTLS, Envoy only
+	// MaxReceiveBytes is the largest xDS message Envoy accepts from Horizon
+	// (0: DefaultEnvoyMaxReceiveBytes). Envoy only: grpc-go's limit is
+	// fixed (GRPCMaxReceiveBytes).
+	MaxReceiveBytes uint32
 }
 
 // Config is everything a bootstrap says: the proxy, where Horizon is, where

@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -27,6 +28,40 @@ import (
 // (ADS).
 const XDSCluster = "xds-grpc"
 
+// Receive limits of the xDS connection: the largest message a proxy's xDS
+// client accepts from Horizon.
+const (
+	// DefaultEnvoyMaxReceiveBytes is the xDS connection's
+	// GrpcService.EnvoyGrpc.max_receive_message_length in the Envoy
+	// bootstraps Horizon writes (sidecar and gateway), unless
+	// Server.MaxReceiveBytes says otherwise. Envoy's own default, 0, is
+	// unlimited: a control plane's bug or a huge input would then make every
+	// proxy buffer any message whole. 64 MiB is five times the largest
+	// state-of-the-world message bench/huge_test.go renders (a sidecar's
+	// clusters of 10,000 services, 12 MB), so such a view fits with room to
+	// grow, while a runaway message is refused, the stream closed with
+	// RESOURCE_EXHAUSTED
+	// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/grpc_service.proto#envoy-v3-api-field-config-core-v3-grpcservice-envoygrpc-max-receive-message-length).
+	DefaultEnvoyMaxReceiveBytes = 64 << 20
+	// GRPCMaxReceiveBytes is what a proxyless client accepts: grpc-go's
+	// default receive limit (defaultClientMaxReceiveMessageSize, 4 MiB, in
+	// grpc-go's clientconn.go). Its xDS client does not change it: the
+	// channel to the management server is made in
+	// internal/xds/clients/grpctransport/grpc_transport.go (Builder.Build)
+	// with keepalive, the bootstrap's channel credentials and a byte codec
+	// only, and the grpc bootstrap has no field for it (grpc-go v1.85.0).
+	GRPCMaxReceiveBytes = 4 << 20
+)
+
+// MaxReceiveBytes is the largest xDS message a proxy of role accepts from
+// Horizon with the bootstrap Horizon writes by default.
+func MaxReceiveBytes(role xds.Role) int {
+	if role == xds.Proxyless {
+		return GRPCMaxReceiveBytes
+	}
+	return DefaultEnvoyMaxReceiveBytes
+}
+
 // Keepalives of the xDS connection (cluster xds-grpc). Envoy keeps serving
 // its last configuration when Horizon goes away, but it reconnects, to
 // another replica, only once it notices: a Horizon that vanished without
@@ -49,7 +84,8 @@ const (
 // xds.SecretDefault and xds.SecretRootCA, either static secrets read from the
 // agent's files (watched for the agent's atomic directory swap) or SDS from a
 // SPIRE agent. On Horizon's mTLS port the xDS connection itself uses them.
-// The xDS connection has keepalives; stats carry tags for Horizon's cluster
+// The xDS connection has keepalives and a receive limit
+// (Server.MaxReceiveBytes, else DefaultEnvoyMaxReceiveBytes); stats carry tags for Horizon's cluster
 // names (statsTags); admin listens on loopback only. A gateway's bootstrap
 // adds its overload manager and readiness listener (GatewayLimits). The
 // result passes the protos' validation rules, typed_configs included.
@@ -148,7 +184,10 @@ func Envoy(p Proxy, server Server, svids SVIDSource, adminPort uint32, gw Gatewa
 				TransportApiVersion:       core.ApiVersion_V3,
 				SetNodeOnFirstMessageOnly: true,
 				GrpcServices: []*core.GrpcService{{TargetSpecifier: &core.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &core.GrpcService_EnvoyGrpc{ClusterName: XDSCluster},
+					EnvoyGrpc: &core.GrpcService_EnvoyGrpc{
+						ClusterName:             XDSCluster,
+						MaxReceiveMessageLength: wrapperspb.UInt32(cmp.Or(server.MaxReceiveBytes, DefaultEnvoyMaxReceiveBytes)),
+					},
 				}}},
 			},
 			CdsConfig: ads,

@@ -52,7 +52,7 @@ func goldenCases() []goldenCase {
 		{"gateway-limits", Config{
 			Proxy: Proxy{ID: "gateway~10.0.0.9~eastwest-5f6b.horizon-system~east-1", Role: "gateway", Cluster: "east-1",
 				Network: "east", Namespace: "horizon-system", ServiceAccount: "horizon-eastwest"},
-			Server: local, SVIDs: agent, AdminPort: 15000,
+			Server: Server{Host: local.Host, Port: local.Port, ID: local.ID, MaxReceiveBytes: 128 << 20}, SVIDs: agent, AdminPort: 15000,
 			Gateway: GatewayLimits{MaxConnections: 20000, MaxHeapBytes: 858993459, ReadinessPort: 8021},
 		}},
 		{"proxyless", Config{

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/horizonmesh/horizon/bench/gen"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 // TestLargeEDSIsSplit: with 300 services, a sidecar's endpoints are more
@@ -136,5 +138,55 @@ func TestLargeDeltaIsSplit(t *testing.T) {
 	// Only the state-of-the-world fetch was over the bound.
 	if got := testutil.ToFloat64(h.metrics.oversized.WithLabelValues("cds")); got != 1 {
 		t.Errorf("oversize responses counted %v, want 1 (the SotW fetch; delta splits)", got)
+	}
+}
+
+// TestByNameSotWGetsOnlyItsNames: grpc-go subscribes to listeners and
+// clusters by name, never by wildcard (it asks for the listeners of the
+// targets it dials and the clusters their routes name). Listeners and
+// clusters come whole in a state-of-the-world response, but "whole" is the
+// subscription's: a proxyless client subscribed to two of a view's 600
+// listeners and clusters gets those two, not the view, so its responses grow
+// with what it dials rather than with the mesh.
+func TestByNameSotWGetsOnlyItsNames(t *testing.T) {
+	h := newHarness(t)
+	cs, err := gen.Generate(gen.Spec{Networks: 2, ClustersPerNetwork: 1, Services: 300, EndpointsPerService: 4, GatewaysPerCluster: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Apply(cs); err != nil {
+		t.Fatal(err)
+	}
+	n := xdstest.Node("pl", xds.MetaClusterID, gen.ClusterName(0, 0), xds.MetaRole, string(xds.Proxyless))
+	for _, typeURL := range []string{resourcev3.ListenerType, resourcev3.ClusterType} {
+		all, err := xdstest.Fetch(t, h.conn, &discoverypb.DiscoveryRequest{Node: n, TypeUrl: typeURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all.GetResources()) < 600 {
+			t.Fatalf("test setup: %s view has %d resources, want 600 or more", typeURL, len(all.GetResources()))
+		}
+		var want []string
+		for _, a := range all.GetResources()[:2] {
+			m, err := a.UnmarshalNew()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, m.(interface{ GetName() string }).GetName())
+		}
+		c := xdstest.NewSotW(t, h.conn)
+		c.Send(&discoverypb.DiscoveryRequest{Node: n, TypeUrl: typeURL, ResourceNames: want})
+		r := c.Expect()
+		var got []string
+		for _, a := range r.GetResources() {
+			m, err := a.UnmarshalNew()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m.(interface{ GetName() string }).GetName())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: subscribed to %q, got %d resources %q", typeURL, want, len(got), got)
+		}
 	}
 }

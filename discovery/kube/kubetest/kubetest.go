@@ -82,6 +82,11 @@ type Options struct {
 	// turn on or off ("discovery.k8s.io/v1=false" makes a member that does
 	// not serve EndpointSlices at v1, as a cluster before 1.21).
 	RuntimeConfig string
+	// NoWatchCache starts kube-apiserver with --watch-cache=false: every
+	// watch is an etcd watch, so a watch resumed from a resource version
+	// that CompactEtcd compacted away is answered 410 Gone at once (the
+	// watch cache would serve it from its own history).
+	NoWatchCache bool
 }
 
 // Start starts one member cluster per name, in parallel, and stops them when
@@ -141,6 +146,9 @@ func start(name, assets string, crds []*apiextensionsv1.CustomResourceDefinition
 	}
 	if o.RuntimeConfig != "" {
 		api.Configure().Set("runtime-config", o.RuntimeConfig)
+	}
+	if o.NoWatchCache {
+		api.Configure().Set("watch-cache", "false")
 	}
 	if o.ReachableFromPods {
 		// envtest picks a port only when it also picks the (loopback)
