@@ -1,9 +1,6 @@
 package server
 
-import (
-	"maps"
-	"slices"
-)
+import "slices"
 
 // subscription is what a stream asks for of one type: every resource
 // (wildcard), and/or the resources of an interned set of names. It is
@@ -224,8 +221,8 @@ func appendIfIn(out []string, ts *typeState, n string) []string {
 	return out
 }
 
-// snapshot returns the client's state as a map (name -> version), for
-// tests and debug pages only.
+// snapshot returns the client's state as a map (name -> version): for a
+// split response's version, and tests.
 func (c *clientState) snapshot(sub *subscription) map[string]string {
 	out := map[string]string{}
 	if c.base != nil {
@@ -242,5 +239,5 @@ func (c *clientState) snapshot(sub *subscription) map[string]string {
 			delete(out, n)
 		}
 	}
-	return maps.Clone(out)
+	return out
 }
