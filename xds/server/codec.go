@@ -1,6 +1,10 @@
 package server
 
 import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -29,7 +33,77 @@ type codec struct{ base encoding.CodecV2 }
 
 func (c codec) Name() string { return grpcproto.Name }
 
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*discoverypb.DiscoveryRequest); ok {
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		defer buf.Free()
+		return decodeSotwRequest(buf.ReadOnlyData(), m)
+	}
+	return c.base.Unmarshal(data, v)
+}
+
+// fieldRequestNames is DiscoveryRequest.resource_names.
+const fieldRequestNames = 3
+
+// decodeSotwRequest is proto.Unmarshal for a state-of-the-world request,
+// but that its resource names share one string: a sidecar repeats every
+// name it subscribes to (one per service in its view) in every ACK, and
+// the proto decoder allocates each of them. The other fields are decoded
+// by proto.Unmarshal.
+func decodeSotwRequest(b []byte, m *discoverypb.DiscoveryRequest) error {
+	// First the fields' bounds: the other fields' bytes, and how many
+	// names there are and how long they are together.
+	var rest []byte
+	count, size := 0, 0
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		vn := protowire.ConsumeFieldValue(num, typ, in[n:])
+		if vn < 0 {
+			return protowire.ParseError(vn)
+		}
+		if num == fieldRequestNames && typ == protowire.BytesType {
+			count++
+			size += vn
+		} else {
+			rest = append(rest, in[:n+vn]...)
+		}
+		in = in[n+vn:]
+	}
+	if err := proto.Unmarshal(rest, m); err != nil {
+		return err
+	}
+	if count == 0 {
+		return nil
+	}
+	// Then the names, into one string.
+	var all strings.Builder
+	all.Grow(size)
+	lens := make([]int, 0, count)
+	for in := b; len(in) > 0; {
+		num, typ, n := protowire.ConsumeTag(in)
+		vn := protowire.ConsumeFieldValue(num, typ, in[n:])
+		if num == fieldRequestNames && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(in[n:])
+			if !utf8.Valid(v) {
+				return fmt.Errorf("resource_names: invalid UTF-8")
+			}
+			all.Write(v)
+			lens = append(lens, len(v))
+		}
+		in = in[n+vn:]
+	}
+	names := all.String()
+	m.ResourceNames = make([]string, count)
+	off := 0
+	for i, l := range lens {
+		m.ResourceNames[i] = names[off : off+l]
+		off += l
+	}
+	return nil
+}
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {

@@ -1,11 +1,16 @@
 package server
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -113,5 +118,54 @@ func TestCodecKnowsEveryField(t *testing.T) {
 		if fd := c.m.ProtoReflect().Descriptor().Fields().ByNumber(c.num); fd == nil || fd.Name() != "resources" {
 			t.Errorf("%T: field %d is not resources", c.m, c.num)
 		}
+	}
+}
+
+// TestDecodeSotwRequest: the codec decodes a state-of-the-world request as
+// proto.Unmarshal does (every field, unknown ones kept, invalid UTF-8 in a
+// name refused), its names sharing one string.
+func TestDecodeSotwRequest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := range 2000 {
+		req := &discoverypb.DiscoveryRequest{TypeUrl: xds.TypeURLs[rng.IntN(4)], VersionInfo: fmt.Sprint(rng.IntN(3)), ResponseNonce: fmt.Sprint(rng.IntN(3))}
+		for range rng.IntN(6) {
+			req.ResourceNames = append(req.ResourceNames, fmt.Sprintf("outbound|%d||name-%d", rng.IntN(9000), rng.IntN(100)))
+		}
+		if rng.IntN(2) == 0 {
+			req.ResourceNames = append(req.ResourceNames, "")
+		}
+		if rng.IntN(3) == 0 {
+			req.Node = &core.Node{Id: fmt.Sprint("n", i), Cluster: "c"}
+		}
+		if rng.IntN(4) == 0 {
+			req.ErrorDetail = &rpcstatus.Status{Code: 3, Message: "bad"}
+		}
+		b, err := proto.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rng.IntN(4) == 0 {
+			b = protowire.AppendTag(b, 99, protowire.VarintType) // a field this version does not know
+			b = protowire.AppendVarint(b, 7)
+		}
+		var want, got discoverypb.DiscoveryRequest
+		if err := proto.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &got); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !proto.Equal(&got, &want) {
+			t.Fatalf("case %d: decoded %v, want %v", i, &got, &want)
+		}
+	}
+	bad := protowire.AppendTag(nil, fieldRequestNames, protowire.BytesType)
+	bad = protowire.AppendBytes(bad, []byte{0xff, 0xfe})
+	var want, got discoverypb.DiscoveryRequest
+	if proto.Unmarshal(bad, &want) == nil || Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(bad)}, &got) == nil {
+		t.Fatal("a name of invalid UTF-8 decoded")
+	}
+	if err := Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer([]byte{0x1a, 0x05, 'a'})}, &got); err == nil {
+		t.Fatal("a truncated name decoded")
 	}
 }

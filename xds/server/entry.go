@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -24,6 +25,8 @@ type entry struct {
 	msg     types.Resource
 	any     *anypb.Any
 	delta   *discoverypb.Resource
+	// deltaSize is proto.Size(delta).
+	deltaSize int
 }
 
 func newEntry(typeURL string, res types.Resource) (*entry, error) {
@@ -39,6 +42,7 @@ func newEntry(typeURL string, res types.Resource) (*entry, error) {
 		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
 	}
 	e.delta = &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}
+	e.deltaSize = proto.Size(e.delta)
 	return e, nil
 }
 
@@ -48,6 +52,41 @@ type typeState struct {
 	entries map[string]*entry
 	names   []string // sorted
 	version string   // hash of every (name, version): the type's system version
+
+	// diffs memoises diffFrom: the streams equally far behind share one.
+	mu    sync.Mutex
+	diffs [4]diffMemo
+	next  int // round-robin slot of diffs to replace
+}
+
+// typeDiff is what differs between two states of a type: the names added,
+// changed or removed, sorted.
+type typeDiff struct{ names []string }
+
+type diffMemo struct {
+	from *typeState
+	d    *typeDiff
+}
+
+// diffFrom returns the names whose entry differs between from (nil: an
+// empty state) and ts. Views compute it once per publish for the previous
+// state (the diff that decides which streams are woken), and streams
+// behind by more ask for theirs: those equally behind share it.
+func (ts *typeState) diffFrom(from *typeState) *typeDiff {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, m := range ts.diffs {
+		if m.d != nil && m.from == from {
+			return m.d
+		}
+	}
+	d := &typeDiff{names: ts.names}
+	if from != nil {
+		d.names = changedNames(from, ts)
+	}
+	ts.diffs[ts.next] = diffMemo{from: from, d: d}
+	ts.next = (ts.next + 1) % len(ts.diffs)
+	return d
 }
 
 // newTypeState marshals a view's resources of one type. A resource that is

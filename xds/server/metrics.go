@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_xds_nacks_total", Help: "Responses rejected by proxies, by resource type (cds, eds, lds, rds, other).",
 		}, []string{"type"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "horizon_xds_rejected_streams_total", Help: "Streams refused or closed by Horizon, by reason (identity, cluster_unbound, claim_cluster, claim_role, claim_namespace, claim_service_account, claim_network, bad_node, node_too_large, node_changed, views, not_ready).",
+			Name: "horizon_xds_rejected_streams_total", Help: "Streams refused or closed by Horizon, by reason (identity, cluster_unbound, claim_cluster, claim_role, claim_namespace, claim_service_account, claim_network, bad_node, node_too_large, node_changed, views, not_ready, send_timeout, too_many_names).",
 		}, []string{"reason"}),
 		clamped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "horizon_xds_clamped_localities_total", Help: "Streams whose declared locality the ClusterSet does not know in their cluster, clamped to the nearest known one.",
@@ -61,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "horizon_xds_view_build_errors_total", Help: "Views that failed to render or check; the last good one kept serving.",
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "horizon_xds_dropped_responses_total", Help: "Responses dropped because a stream's queue was full (should stay 0).",
+			Name: "horizon_xds_dropped_responses_total", Help: "Responses dropped because a stream's queue was full. Horizon's stream engine queues none (a stream computes its response when it can send it), so it stays 0; kept for dashboards.",
 		}),
 		clusterSetInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "horizon_xds_clusterset_info", Help: "The ClusterSet version being served (value 1).",
@@ -129,12 +129,6 @@ func (m *Metrics) setViews(n int) {
 func (m *Metrics) buildError() {
 	if m != nil {
 		m.buildErrors.Inc()
-	}
-}
-
-func (m *Metrics) droppedResponse() {
-	if m != nil {
-		m.dropped.Inc()
 	}
 }
 

@@ -314,9 +314,36 @@ func (m *model) owed(s *modelStream, typ string, mt *modelType) bool {
 	if mt.unanswered != nil {
 		return false // ACK-paced: nothing more until the client answers
 	}
+	if m.behindSplit(s, typ) {
+		return false // even a first request's answer waits (behindSplit)
+	}
 	if mt.mustAnswer {
 		return true
 	}
+	return m.differs(s, typ, mt)
+}
+
+// behindSplit reports whether a type waits for one before it in push order
+// (CDS, EDS, LDS, RDS) whose state came split and is not all sent: the
+// server sends a listener or route only once the clusters it may reference
+// are all out (xds_protocol#eventual-consistency-considerations), so a
+// client that does not answer the first part (paused) is owed nothing of
+// the later types meanwhile.
+func (m *model) behindSplit(s *modelStream, typ string) bool {
+	for _, before := range allTypes {
+		if before == typ {
+			return false
+		}
+		if mt := s.types[before]; mt != nil && mt.unanswered != nil && m.differs(s, before, mt) {
+			return true
+		}
+	}
+	return false
+}
+
+// differs reports whether what a stream holds of a type (what it was sent,
+// answered or not) differs from what it must hold.
+func (m *model) differs(s *modelStream, typ string, mt *modelType) bool {
 	want := m.expected(s, typ, mt)
 	if isFullState(typ) || s.delta {
 		held := map[string]string{}

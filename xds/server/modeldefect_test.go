@@ -26,7 +26,6 @@ import (
 // and Horizon's cache treats any request without a nonce as a first one).
 // The model found it at seed 2 (TestModel, 60 steps, split).
 func TestModelDefectSotwQuietReconnect(t *testing.T) {
-	t.Skip("issue 21: after a quiet SotW reconnect the current engine answers the next request in full; fixed by the new engine")
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	cs := modelClusterSet(t)
 	_, conn := newModelServer(t, cs, Options{})
@@ -60,7 +59,6 @@ func TestModelDefectSotwQuietReconnect(t *testing.T) {
 // Envoy otherwise routes to a cluster it does not have (503 NC) until the
 // cluster arrives. The model found it at seed 4 (TestModel, 60 steps).
 func TestModelDefectSplitOrder(t *testing.T) {
-	t.Skip("issue 21: with split delta responses the current engine sends a route before the cluster it references; fixed by the new engine")
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	cs := modelClusterSet(t)
 	srv, conn := newModelServer(t, cs, Options{MaxResponseBytes: 700}) // about one cluster per response

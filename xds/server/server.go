@@ -1,13 +1,26 @@
 // Package server is the last stage of the pipeline: it serves the views
-// xds renders over ADS (state of the world and delta) through
-// go-control-plane's server.
+// xds renders over ADS (state of the world and delta) with its own stream
+// engine (ads.go); go-control-plane provides the API types.
 //
 //	pipeline ──Update(ClusterSet)──► Server ──► Cache: per view (xds.Group) one
 //	                                             rendered, checked, once-marshalled
-//	                                             resource set (xds.RenderFrom)
-//	                                                   │ answers per resource name
+//	                                             resource set (xds.RenderFrom),
+//	                                             published as immutable states
+//	                                                   │ per publish, per type: the diff,
+//	                                                   │ once; wakes only the streams
+//	                                                   │ whose subscription it touches
 //	                                                   ▼
-//	                      Envoy sidecars · gateways · proxyless gRPC (ADS streams)
+//	                      ADS streams: per type, the subscription (interned names),
+//	                      a reference to the state the client holds, the response
+//	                      in flight ──► Envoy sidecars · gateways · proxyless gRPC
+//
+// A stream's state does not grow with its view: what the client holds is a
+// pointer to a published state plus exceptions (clientState), so an ACK
+// costs no per-resource work, and a change costs each stream it touches the
+// diff between the state it holds and the current one, computed once for
+// all the streams equally behind (typeState.diffFrom). Flow control is
+// ACK-paced: one state-of-the-world response in flight per type and stream;
+// a stream that is behind gets the latest state, never a backlog.
 //
 // It checks every node against its verified credential (Identity), pins a
 // stream's node, remembers NACKs, bounds how long a stream may not read
@@ -23,11 +36,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -98,14 +111,16 @@ const (
 const DefaultDebounce = 20 * time.Millisecond
 
 // Server renders views from the latest ClusterSet and serves them over ADS
-// (state of the world and delta) through go-control-plane's server.
+// (state of the world and delta).
 type Server struct {
 	log         *slog.Logger
 	metrics     *Metrics
 	debounce    time.Duration
 	awaitPolicy bool
 	cache       *Cache
-	xds         serverv3.Server
+	names       *interner // the names streams subscribe to
+	streamIDs   atomic.Int64
+	done        <-chan struct{} // New's context's: streams end with it
 	trust       Trust
 	rlog        *ratelog.Logger
 
@@ -136,6 +151,7 @@ func New(ctx context.Context, o Options) *Server {
 		log: o.Logger, metrics: o.Metrics, policy: o.Policy, debounce: o.Debounce, awaitPolicy: o.AwaitPolicyFile,
 		kick: make(chan struct{}, 1), streams: map[streamKey]*stream{},
 		trust: o.Trust, rlog: ratelog.New(o.Logger, logInterval),
+		names: newInterner(), done: ctx.Done(),
 	}
 	s.cache = newCache(o.Logger, o.Metrics, s.render)
 	s.cache.maxViews = o.MaxViews
@@ -145,7 +161,6 @@ func New(ctx context.Context, o Options) *Server {
 	case o.MaxResponseBytes > 0:
 		s.cache.maxResponseBytes = o.MaxResponseBytes
 	}
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
 }
 
@@ -170,7 +185,7 @@ func (s *Server) SetBundles(b x509bundle.Source) { s.trust.Bundles = b }
 
 // Register adds the aggregated discovery service (both protocols) to g.
 func (s *Server) Register(g *grpc.Server) {
-	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, adsService{s: s})
 }
 
 // Update hands the server a new ClusterSet. It never blocks; changes that
@@ -319,55 +334,6 @@ type NACK struct {
 	At      time.Time `json:"at"`
 }
 
-func (s *Server) callbacks() serverv3.Callbacks {
-	open := func(delta bool) func(context.Context, int64, string) error {
-		return func(ctx context.Context, id int64, _ string) error {
-			ident, err := s.trust.streamIdentity(ctx, s.Policy().TrustDomainOrDefault())
-			if err != nil {
-				return s.refuse("identity", codes.Unauthenticated, "the client certificate is not a usable X509-SVID of the trust domain", "", err)
-			}
-			k := streamKey{delta, id}
-			s.mu.Lock()
-			s.streams[k] = &stream{key: k, identity: ident, opened: time.Now(), acked: map[string]string{}, sent: map[string]sent{}, lastNACK: map[string]NACK{}}
-			s.mu.Unlock()
-			return nil
-		}
-	}
-	closed := func(delta bool) func(int64, *core.Node) {
-		return func(id int64, _ *core.Node) {
-			s.mu.Lock()
-			st := s.streams[streamKey{delta, id}]
-			delete(s.streams, streamKey{delta, id})
-			s.mu.Unlock()
-			if st != nil && st.proxy != nil {
-				s.metrics.streamOpened(st.proxy.Role, protocolName(delta), -1)
-			}
-		}
-	}
-	return serverv3.CallbackFuncs{
-		StreamOpenFunc:        open(false),
-		DeltaStreamOpenFunc:   open(true),
-		StreamClosedFunc:      closed(false),
-		DeltaStreamClosedFunc: closed(true),
-		StreamRequestFunc: func(id int64, req *discoverypb.DiscoveryRequest) error {
-			return s.onRequest(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
-		},
-		StreamDeltaRequestFunc: func(id int64, req *discoverypb.DeltaDiscoveryRequest) error {
-			return s.onRequest(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
-		},
-		StreamResponseFunc: func(_ context.Context, id int64, _ *discoverypb.DiscoveryRequest, resp *discoverypb.DiscoveryResponse) {
-			s.onResponse(streamKey{false, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), resourceBytes(resp.GetResources()))
-		},
-		StreamDeltaResponseFunc: func(id int64, _ *discoverypb.DeltaDiscoveryRequest, resp *discoverypb.DeltaDiscoveryResponse) {
-			n := 0
-			for _, r := range resp.GetResources() {
-				n += len(r.GetResource().GetValue())
-			}
-			s.onResponse(streamKey{true, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), n)
-		},
-	}
-}
-
 // refuse counts a refused stream under reason, logs the detail (at most
 // once a minute per reason and node id) and returns the opaque status the client gets:
 // the reason word and a fixed hint.
@@ -396,10 +362,9 @@ func nodeSum(n *core.Node) [sha256.Size]byte {
 
 // canonicalNode rewrites n, in place, to the node of p: its id, user agent
 // and exactly the metadata Horizon reads, as checked (claims filled in from
-// the credential, locality clamped). go-control-plane keeps the stream's
-// node and hands it to the cache with every request, so the cache resolves
-// the view that was checked, and a stream holds no more of its node than
-// that.
+// the credential, locality clamped). The stream keeps it and resolves its
+// view from it (Cache.follow), so it resolves the view that was checked,
+// and holds no more of its node than that.
 func canonicalNode(n *core.Node, p *xds.Proxy) {
 	id, ua := n.GetId(), n.GetUserAgentName()
 	proto.Reset(n)
@@ -430,40 +395,39 @@ func protocolName(delta bool) string {
 	return "sotw"
 }
 
-// onRequest checks a request's node before the cache sees it: the first
+// onRequest checks a request's node before the stream uses it: the first
 // request must carry valid metadata for a member cluster that its
-// credential supports, and a later one may not change it (go-control-plane
-// would silently accept that). The node the cache sees is rewritten to what
+// credential supports, and a later one may not change it. The node the cache sees is rewritten to what
 // was checked (canonicalNode). It also records ACKs and NACKs; a NACK is
 // data, logged (rate-limited) and counted.
-func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce string, nack *rpcstatus.Status) error {
+func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce string, nack *rpcstatus.Status) (*stream, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[k]
 	if st == nil {
-		return status.Error(codes.Internal, "unknown stream")
+		return nil, status.Error(codes.Internal, "unknown stream")
 	}
 	if node != nil && node != st.canonical {
 		if err := checkNodeSize(node); err != nil {
-			return s.refuse("node_too_large", codes.ResourceExhausted, "the node exceeds Horizon's size limits", node.GetId(), err)
+			return nil, s.refuse("node_too_large", codes.ResourceExhausted, "the node exceeds Horizon's size limits", node.GetId(), err)
 		}
 	}
 	if st.proxy == nil {
 		if s.current == nil {
 			s.metrics.rejectedStream("not_ready")
-			return errNotReady
+			return nil, errNotReady
 		}
 		p, err := xds.ResolveNode(node, s.current)
 		if errors.Is(err, xds.ErrNetworkClaim) && st.identity != nil {
-			return s.refuse("claim_network", codes.PermissionDenied, xds.MetaNetwork+" contradicts the cluster's network", node.GetId(), err)
+			return nil, s.refuse("claim_network", codes.PermissionDenied, xds.MetaNetwork+" contradicts the cluster's network", node.GetId(), err)
 		}
 		if err != nil {
-			return s.refuse("bad_node", codes.InvalidArgument, "the node metadata is missing or malformed (see the node-metadata contract)", node.GetId(), err)
+			return nil, s.refuse("bad_node", codes.InvalidArgument, "the node metadata is missing or malformed (see the node-metadata contract)", node.GetId(), err)
 		}
 		if err := s.trust.checkClaims(p, st.identity); err != nil {
 			var c *claimError
 			errors.As(err, &c)
-			return s.refuse(c.reason, codes.PermissionDenied, c.field+" is not supported by the client certificate", node.GetId(), err)
+			return nil, s.refuse(c.reason, codes.PermissionDenied, c.field+" is not supported by the client certificate", node.GetId(), err)
 		}
 		if p.Declared != (discovery.Locality{}) {
 			s.metrics.clampedLocality()
@@ -476,14 +440,14 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce string, 
 		s.metrics.streamOpened(p.Role, protocolName(k.delta), 1)
 	} else if node != nil && node != st.canonical {
 		if nodeSum(node) != st.nodeSum {
-			return s.refuse("node_changed", codes.InvalidArgument, "the node changed on an open stream; open a new stream", st.proxy.ID,
+			return nil, s.refuse("node_changed", codes.InvalidArgument, "the node changed on an open stream; open a new stream", st.proxy.ID,
 				fmt.Errorf("node %q sent different node fields (id %q) on an open stream", st.proxy.ID, ratelog.Truncate(node.GetId(), 128)))
 		}
 		canonicalNode(node, st.proxy)
 		st.canonical = node
 	}
 	if nonce == "" {
-		return nil
+		return st, nil
 	}
 	if nack != nil {
 		rejected := st.sent[typeURL]
@@ -496,16 +460,16 @@ func (s *Server) onRequest(k streamKey, node *core.Node, typeURL, nonce string, 
 		s.metrics.nacked(typeURL)
 		s.rlog.Warn(fmt.Sprintf("nack %v/%d %s %s", k.delta, k.id, typeURL, ratelog.Truncate(rejected.version, 64)), "proxy rejected config",
 			"node", st.proxy.ID, "type", discovery.XDSTypeName(typeURL), "version", rejected.version, "error", msg)
-		return nil
+		return st, nil
 	}
 	// An ACK answers the last response by its nonce, and accepts what it
 	// carried: a request with any other nonce (stale, or never sent)
 	// accepts nothing, whatever version it claims.
 	if st.sent[typeURL].nonce != nonce {
-		return nil
+		return st, nil
 	}
 	st.acked[typeURL] = st.sent[typeURL].version
-	return nil
+	return st, nil
 }
 
 func (s *Server) onResponse(k streamKey, typeURL, nonce, version string, bytes int) {

@@ -30,7 +30,7 @@ func (s *stuckStream) SendMsg(any) error {
 }
 
 // TestSendTimeout: the interceptor gives up on a send the peer does not take
-// within the bound, so go-control-plane's handler returns and gRPC ends the
+// within the bound, so the stream's handler returns and gRPC ends the
 // stream; the stuck send then fails with it and its goroutine ends.
 func TestSendTimeout(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
