@@ -153,14 +153,6 @@ func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) 
 		return &deltaResult{resources: resources, removed: gone, bytes: size}
 	}
 	sent := changed[:len(resources)]
-	t.state.rebase(sub, cur, candidates, func(n string, h held) held {
-		if _, ok := slices.BinarySearch(sent, n); ok {
-			return held{cur.entries[n].version, true}
-		}
-		if _, ok := slices.BinarySearch(gone, n); ok {
-			return held{}
-		}
-		return h
-	})
+	t.state.sentPart(sub, cur, candidates, sent, gone)
 	return &deltaResult{resources: resources, removed: gone, bytes: size, split: true}
 }

@@ -70,6 +70,22 @@ func (c *clientState) set(sub *subscription, n string, h held) {
 	c.over[n] = h
 }
 
+// sentPart moves the client's state onto cur after a response that carried
+// only part of what it was owed (the byte budget): it holds the sent names
+// (sorted) at cur's versions, none of the gone ones (sorted), and what it
+// held before of the rest.
+func (c *clientState) sentPart(sub *subscription, cur *typeState, candidates, sent, gone []string) {
+	c.rebase(sub, cur, candidates, func(n string, h held) held {
+		if _, ok := slices.BinarySearch(sent, n); ok {
+			return held{cur.entries[n].version, true}
+		}
+		if _, ok := slices.BinarySearch(gone, n); ok {
+			return held{}
+		}
+		return h
+	})
+}
+
 // rebase moves the client's state onto cur: afterwards base is cur and
 // over holds the names the client holds otherwise. candidates must include
 // every name where the client differs from cur; final (nil: none) says

@@ -169,14 +169,6 @@ func sotwCompute(t *typeStream, typeURL string, sub *subscription, cur *typeStat
 		return &sotwResult{version: version, resources: resources, bytes: size}
 	}
 	sent := send[:len(resources)]
-	t.state.rebase(sub, cur, candidates, func(n string, h held) held {
-		if _, ok := slices.BinarySearch(sent, n); ok {
-			return held{cur.entries[n].version, true}
-		}
-		if _, ok := slices.BinarySearch(gone, n); ok {
-			return held{}
-		}
-		return h
-	})
+	t.state.sentPart(sub, cur, candidates, sent, gone)
 	return &sotwResult{version: stateVersion(t.state.snapshot(sub)), resources: resources, bytes: size, split: true}
 }
