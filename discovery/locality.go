@@ -9,6 +9,8 @@ import "sync"
 type localities struct {
 	once      sync.Once
 	byCluster map[string]map[Locality]bool
+	// all is every locality of a cluster or an endpoint, in any cluster.
+	all map[Locality]bool
 }
 
 // ClampLocality returns the locality the ClusterSet knows in cluster that is
@@ -35,10 +37,12 @@ func (cs *ClusterSet) ClampLocality(cluster string, l Locality) Locality {
 
 func (cs *ClusterSet) indexLocalities() {
 	cs.locs.byCluster = make(map[string]map[Locality]bool, len(cs.Clusters))
+	cs.locs.all = map[Locality]bool{}
 	for i := range cs.Clusters {
 		c := &cs.Clusters[i]
 		known := map[Locality]bool{}
 		add := func(l Locality) {
+			cs.locs.all[l] = true
 			if l.Region == "" {
 				return
 			}
@@ -53,5 +57,18 @@ func (cs *ClusterSet) indexLocalities() {
 			}
 		}
 		cs.locs.byCluster[c.Name] = known
+	}
+}
+
+// Localities calls f with every locality of a cluster or an endpoint of the
+// ClusterSet, each once: the localities an endpoint ranking can compare a
+// proxy's with.
+func (cs *ClusterSet) Localities(f func(Locality)) {
+	if cs.locs == nil {
+		return
+	}
+	cs.locs.once.Do(cs.indexLocalities)
+	for l := range cs.locs.all {
+		f(l)
 	}
 }

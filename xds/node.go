@@ -108,6 +108,17 @@ func (p *Proxy) GroupFor(labelKeys []string) Group {
 	return g
 }
 
+// DeclaredGroupFor is GroupFor with the locality the proxy declared rather
+// than the one Resolve clamped it to: what ViewKeys.Of reduces to a view,
+// clamping it against the ClusterSet of the day.
+func (p *Proxy) DeclaredGroupFor(labelKeys []string) Group {
+	g := p.GroupFor(labelKeys)
+	if p.Declared != (discovery.Locality{}) {
+		g.Locality = p.Declared
+	}
+	return g
+}
+
 // ErrBadNode marks node metadata that is missing or malformed.
 var ErrBadNode = errors.New("bad node metadata")
 

@@ -107,7 +107,8 @@ func RenderFrom(cs *discovery.ClusterSet, g Group, p Policy, prev *Memo) (*Resou
 // (memo.go); it returns this render's memo too. The resources are
 // byte-equal to Translate's.
 func translate(cs *discovery.ClusterSet, g Group, p Policy, prev *Memo) (*Resources, *Memo, error) {
-	if _, ok := cs.Cluster(g.Cluster); !ok {
+	if _, ok := cs.Cluster(g.Cluster); !ok && (g.Role != Gateway || g.Cluster != "") {
+		// A gateway's view may be its network's alone (ViewKeys).
 		return nil, nil, fmt.Errorf("view %s: cluster %q is not in the ClusterSet", g, g.Cluster)
 	}
 	if _, err := ParseSVIDProvider(string(p.SVIDProvider)); err != nil {

@@ -420,3 +420,17 @@ func (l LocalityLB) DistributeFor(proxy discovery.Locality) (Distribute, bool) {
 	}
 	return l.Distribute[best], true
 }
+
+// EachLocality calls f with the locality load balancing of every set of
+// settings the file can give a host: the defaults' and every rule's as
+// merged for its services and hosts. What a proxy's locality or labels can
+// change in its view is bounded by these (xds.ViewKeys).
+func (p *File) EachLocality(f func(LocalityLB)) {
+	f(p.Defaults.Locality)
+	for _, s := range p.byService {
+		f(s.Locality)
+	}
+	for _, s := range p.byHost {
+		f(s.Locality)
+	}
+}

@@ -101,7 +101,8 @@ type adsStream struct {
 	types [numTypes]*typeStream
 
 	view  *view     // the view followed; set under Cache.mu
-	group xds.Group // of view
+	raw   xds.Group // the group the node resolved to (Proxy.DeclaredGroupFor)
+	group xds.Group // of view: raw reduced (Cache.keyOfLocked)
 	epoch uint64    // Cache.epoch group was resolved at
 }
 
@@ -183,6 +184,9 @@ func (s *Server) serveADS(ss grpc.ServerStream, delta bool) error {
 				return err
 			}
 		case <-st.kick:
+			if err := st.srv.cache.refollow(st); err != nil {
+				return err
+			}
 		}
 		if err := st.flush(delta); err != nil {
 			return err

@@ -51,10 +51,19 @@ type Cache struct {
 	// labelKeys are the label keys the policy ranks on (Policy.LabelKeys):
 	// the labels a request's Group carries, see Render.
 	labelKeys []string
-	views     map[xds.Group]*view
+	// views are keyed by what their render reads of a proxy (keys.Of): a
+	// proxy's group is reduced to its view's key.
+	views map[xds.Group]*view
+	// viewKeys returns the view keys of a ClusterSet under the policy being
+	// rendered (nil: every group is its own view); keys are the current
+	// ClusterSet's.
+	viewKeys func(*discovery.ClusterSet) *xds.ViewKeys
+	keys     *xds.ViewKeys
 	// epoch counts Renders: a stream resolves its view again when it
-	// changed (a new ClusterSet or label keys), see follow.
-	epoch uint64
+	// changed (a new ClusterSet or label keys), see follow. epochNow
+	// mirrors it for streams to read without the lock.
+	epoch    uint64
+	epochNow atomic.Uint64
 }
 
 // view is the published state of one Group and the streams following it.
@@ -68,8 +77,11 @@ type view struct {
 	// gen is types by index of xds.TypeURLs, for the streams to read
 	// without the lock.
 	gen atomic.Pointer[[numTypes]*typeState]
-	// followers are the streams on the view.
+	// followers are the streams on the view; groups counts them by the
+	// group each resolved to (adsStream.raw), the groups keys reduced to
+	// this view.
 	followers map[*adsStream]struct{}
+	groups    map[xds.Group]int
 }
 
 // current returns the view's published state, by index of xds.TypeURLs.
@@ -105,7 +117,24 @@ func (c *Cache) groupOfLocked(node *core.Node) (xds.Group, error) {
 	if err != nil {
 		return xds.Group{}, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return p.GroupFor(c.labelKeys), nil
+	return p.DeclaredGroupFor(c.labelKeys), nil
+}
+
+// keyOfLocked returns the view a group is served under the current
+// ClusterSet and policy.
+func (c *Cache) keyOfLocked(g xds.Group) xds.Group {
+	if c.keys == nil {
+		return g
+	}
+	return c.keys.Of(g)
+}
+
+// ViewOf returns the view a proxy's group (Proxy.DeclaredGroupFor) is
+// served now.
+func (c *Cache) ViewOf(g xds.Group) xds.Group {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keyOfLocked(g)
 }
 
 // viewLocked returns the view of a group, rendering it on first use.
@@ -123,7 +152,7 @@ func (c *Cache) viewLocked(g xds.Group) (*view, error) {
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "render view %s: %v", g, err)
 	}
-	v := &view{group: g, lastUsed: time.Now(), followers: map[*adsStream]struct{}{}}
+	v := &view{group: g, lastUsed: time.Now(), followers: map[*adsStream]struct{}{}, groups: map[xds.Group]int{}}
 	if err := v.publish(res, memo, c.input); err != nil {
 		return nil, status.Errorf(codes.Internal, "publish view %s: %v", g, err)
 	}
@@ -180,9 +209,14 @@ func (c *Cache) Update(cs *discovery.ClusterSet) error { return c.Render(cs, "",
 // the labels of the old keys; views nobody asks for any more are evicted.
 func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []string) error {
 	input := cs.Version() + "\x00" + version
+	var keys *xds.ViewKeys
+	if c.viewKeys != nil {
+		keys = c.viewKeys(cs) // before the lock: it reads the server's policy
+	}
 	c.mu.Lock()
-	c.cs, c.input, c.labelKeys = cs, input, labelKeys
+	c.cs, c.input, c.labelKeys, c.keys = cs, input, labelKeys, keys
 	c.epoch++
+	c.epochNow.Store(c.epoch)
 	type rendered struct {
 		group xds.Group
 		res   *xds.Resources
@@ -226,7 +260,27 @@ func (c *Cache) Render(cs *discovery.ClusterSet, version string, labelKeys []str
 		}
 		c.wakeLocked(v, prev)
 	}
+	c.regroupLocked()
 	return errors.Join(errs...)
+}
+
+// regroupLocked wakes the streams whose group the new ClusterSet or policy
+// reduces to another view than the one they follow (an endpoint now carries
+// a locality or label value they declare, or none does any more), so that
+// they move (follow) before their next response rather than after it.
+func (c *Cache) regroupLocked() {
+	for _, v := range c.views {
+		for g := range v.groups {
+			if c.keyOfLocked(g) == v.group {
+				continue
+			}
+			for st := range v.followers {
+				if st.raw == g {
+					st.wake()
+				}
+			}
+		}
+	}
 }
 
 // changedNames lists, sorted, the names whose entry differs between two

@@ -55,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}),
 		views: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "horizon_xds_views", Help: "Distinct views (role, cluster, network, locality) currently rendered.",
+			Name: "horizon_xds_views", Help: "Distinct views currently rendered: proxies whose resources would be identical share one (xds.ViewKeys).",
 		}),
 		buildErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "horizon_xds_view_build_errors_total", Help: "Views that failed to render or check; the last good one kept serving.",

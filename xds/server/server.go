@@ -155,6 +155,7 @@ func New(ctx context.Context, o Options) *Server {
 	}
 	s.cache = newCache(o.Logger, o.Metrics, s.render)
 	s.cache.maxViews = o.MaxViews
+	s.cache.viewKeys = func(cs *discovery.ClusterSet) *xds.ViewKeys { return xds.NewViewKeys(cs, s.Policy()) }
 	switch {
 	case o.MaxResponseBytes == 0:
 		s.cache.maxResponseBytes = DefaultMaxResponseBytes
@@ -508,16 +509,17 @@ type ProxyStatus struct {
 // Syncz lists every identified stream, sorted by proxy id.
 func (s *Server) Syncz() []ProxyStatus {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []ProxyStatus
+	var groups []xds.Group // of out, as the proxies declared them
 	labelKeys := s.policy.LabelKeys()
 	for _, st := range s.streams {
 		if st.proxy == nil {
 			continue
 		}
+		groups = append(groups, st.proxy.DeclaredGroupFor(labelKeys))
 		ps := ProxyStatus{
 			ID: st.proxy.ID, Role: st.proxy.Role, Cluster: st.proxy.Cluster, Network: st.proxy.Network,
-			Locality: st.proxy.Locality.String(), View: st.proxy.GroupFor(labelKeys).String(), Protocol: protocolName(st.key.delta),
+			Locality: st.proxy.Locality.String(), Protocol: protocolName(st.key.delta),
 			Connected: st.opened, Sent: map[string]string{}, Acked: map[string]string{}, NACKs: st.nackCount,
 		}
 		for t, v := range st.sent {
@@ -534,6 +536,10 @@ func (s *Server) Syncz() []ProxyStatus {
 		}
 		out = append(out, ps)
 	}
+	s.mu.Unlock()
+	for i, g := range groups { // the view each is served, outside s.mu (Cache.Render takes it under Cache.mu)
+		out[i].View = s.cache.ViewOf(g).String()
+	}
 	slices.SortFunc(out, func(a, b ProxyStatus) int {
 		return strings.Compare(a.ID+"\x00"+a.Protocol, b.ID+"\x00"+b.Protocol)
 	})
@@ -549,7 +555,7 @@ func (s *Server) ProxyView(id string) (ViewInfo, error) {
 	var g *xds.Group
 	for _, st := range s.streams {
 		if st.proxy != nil && st.proxy.ID == id {
-			grp := st.proxy.GroupFor(s.policy.LabelKeys())
+			grp := st.proxy.DeclaredGroupFor(s.policy.LabelKeys())
 			g = &grp
 			break
 		}
@@ -558,6 +564,7 @@ func (s *Server) ProxyView(id string) (ViewInfo, error) {
 	if g == nil {
 		return ViewInfo{}, fmt.Errorf("%w: %q", ErrUnknownProxy, id)
 	}
+	*g = s.cache.ViewOf(*g)
 	v, ok := s.cache.View(*g)
 	if !ok {
 		return ViewInfo{}, fmt.Errorf("proxy %q: view %s is not rendered", id, g)

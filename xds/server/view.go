@@ -16,34 +16,54 @@ func (c *Cache) follow(st *adsStream) error {
 	if st.view != nil && st.epoch == c.epoch && c.views[st.group] == st.view {
 		return nil
 	}
-	g, err := c.groupOfLocked(st.rec.canonical)
+	raw, err := c.groupOfLocked(st.rec.canonical)
 	if err != nil {
 		return err
 	}
+	g := c.keyOfLocked(raw)
 	v, err := c.viewLocked(g)
 	if err != nil {
 		return err
 	}
-	if st.view != v {
-		if st.view != nil {
-			delete(st.view.followers, st)
-			st.view.lastUsed = time.Now()
-		}
+	if st.view != v || st.raw != raw {
+		c.leaveLocked(st)
 		v.followers[st] = struct{}{}
-		st.view = v
+		v.groups[raw]++
+		st.view, st.raw = v, raw
 	}
 	st.group, st.epoch = g, c.epoch
 	return nil
+}
+
+// refollow is follow for a woken stream: it resolves the stream's view
+// again only when a Render happened since it last did, without the lock
+// otherwise.
+func (c *Cache) refollow(st *adsStream) error {
+	if st.view == nil || st.epoch == c.epochNow.Load() {
+		return nil
+	}
+	return c.follow(st)
+}
+
+// leaveLocked takes a stream off the view it follows.
+func (c *Cache) leaveLocked(st *adsStream) {
+	v := st.view
+	if v == nil {
+		return
+	}
+	delete(v.followers, st)
+	if v.groups[st.raw]--; v.groups[st.raw] <= 0 {
+		delete(v.groups, st.raw)
+	}
+	v.lastUsed = time.Now()
+	st.view = nil
 }
 
 // unfollow takes a closed stream off its view.
 func (c *Cache) unfollow(st *adsStream) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.view != nil {
-		delete(st.view.followers, st)
-		st.view.lastUsed = time.Now()
-	}
+	c.leaveLocked(st)
 }
 
 // wakeLocked wakes the streams of a view just published over prev that the
