@@ -9,7 +9,8 @@ import (
 // Metrics counts a Watcher's reloads. A nil *Metrics records nothing.
 type Metrics struct {
 	*filewatch.Reloads
-	mismatches prometheus.Gauge
+	mismatches  prometheus.Gauge
+	routeErrors prometheus.Gauge
 }
 
 // NewMetrics creates the policy metrics and registers them with reg (unless
@@ -21,6 +22,10 @@ type Metrics struct {
 //   - horizon_policy_topology_mismatch: 1 while the serving policy does not
 //     pass the check against the current topology (a cluster or region it
 //     names went away), else 0
+//   - horizon_policy_route_errors: the problems the last check of the file
+//     found in its routes: section (route rules that contradict each other,
+//     unknown subsets, clusters or services, weights not adding up to 100);
+//     0 when it passed
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Reloads: filewatch.NewReloads(reg, "horizon_policy", "the failover policy file"),
@@ -29,8 +34,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the serving failover policy names clusters or localities the current ClusterSet lacks.",
 		}),
 	}
+	m.routeErrors = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "horizon_policy_route_errors",
+		Help: "Problems the last check of the policy file found in its routes: section; 0 when it passed.",
+	})
 	if reg != nil {
-		reg.MustRegister(m.mismatches)
+		reg.MustRegister(m.mismatches, m.routeErrors)
 	}
 	return m
 }
@@ -51,4 +60,13 @@ func (m *Metrics) mismatch(on bool) {
 		v = 1
 	}
 	m.mismatches.Set(v)
+}
+
+// routeProblems records how many of the last check's errors are in the
+// routes: section.
+func (m *Metrics) routeProblems(n int) {
+	if m == nil {
+		return
+	}
+	m.routeErrors.Set(float64(n))
 }

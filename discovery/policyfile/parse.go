@@ -18,7 +18,7 @@ import (
 
 // Field names of each object of the format.
 var (
-	topFields        = []string{"defaults", "services"}
+	topFields        = []string{"defaults", "services", "routes"}
 	settingsFields   = []string{"connectTimeout", "overprovisioningFactor", "notReadyEndpoints", "locality", "outlierDetection", "retries", "clusters"}
 	ruleFields       = append([]string{"match"}, settingsFields...)
 	matchFields      = []string{"service", "host"}
@@ -131,6 +131,8 @@ func merge(base Settings, origins map[string]*layer, l *layer) (Settings, map[st
 type checker struct {
 	p    *parser
 	topo Topology
+	// routeHosts are the hosts routes: has seen, with their lines.
+	routeHosts map[string]int
 }
 
 func (c *checker) document(data []byte) *File {
@@ -228,6 +230,7 @@ func (c *checker) document(data []byte) *File {
 			pol.byHost[r.match.Host] = s
 		}
 	}
+	c.routes(top, pol) // routeparse.go
 	return pol
 }
 
@@ -721,7 +724,8 @@ func fingerprint(p *File) string {
 	v := struct {
 		Defaults Settings
 		Rules    []rule
-	}{Defaults: p.Defaults}
+		Routes   string
+	}{Defaults: p.Defaults, Routes: describeRoutes(p)}
 	for _, r := range p.Rules {
 		v.Rules = append(v.Rules, rule{r.Match.String(), r.Settings})
 	}

@@ -29,12 +29,17 @@ type File struct {
 	Defaults Settings
 	// Rules are the file's service rules, in file order.
 	Rules []Rule
+	// Routes are the HTTP route rules per host (routes:), in file order;
+	// RoutesFor looks one up.
+	Routes []HostRoutes
 	// Warnings are things worth knowing that do not reject the file, such
 	// as a rule for a service no cluster has (yet).
 	Warnings []*Error
 
 	byService map[discovery.ServiceKey]Settings
 	byHost    map[string]Settings
+	// routesByHost indexes Routes.
+	routesByHost map[string]*HostRoutes
 }
 
 // Match names what a rule applies to: a service in every scope, or one host

@@ -195,6 +195,7 @@ func (s *watch) check(force bool) error {
 	s.lastErr = err
 	if err != nil {
 		s.w.Metrics.reloads().Rejected()
+		s.w.Metrics.routeProblems(RouteErrors(err))
 		mismatch := seen == s.good // the serving file, failing a new topology
 		s.w.Metrics.mismatch(mismatch)
 		s.w.mu.Lock()
@@ -216,6 +217,7 @@ func (s *watch) check(force bool) error {
 	s.good = seen
 	s.w.Metrics.reloads().OK(now)
 	s.w.Metrics.mismatch(false)
+	s.w.Metrics.routeProblems(0)
 	var warnings []string
 	for _, e := range pol.Warnings {
 		warnings = append(warnings, e.Error())
