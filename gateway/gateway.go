@@ -64,6 +64,12 @@ type Options struct {
 	// limit on each connection's read and write buffers); 0 means
 	// DefaultBufferLimitBytes.
 	BufferLimitBytes uint32
+	// Subsets are the subsets of each service that route rules send to
+	// (policyfile.File.GatewaySubsets): for each, the gateway routes the
+	// subset's SNI (discovery.SubsetClusterName of the service's
+	// clusterset.local host) to the subset's endpoints in the network
+	// alone. The gateway's SNI names the subset; nothing else does.
+	Subsets map[discovery.ServiceKey][]discovery.Subset
 }
 
 func (o Options) port() uint32 {
@@ -134,14 +140,17 @@ func Translate(cs *discovery.ClusterSet, network string, opts Options) (Resource
 				t.notef("%s port %d/%s: not proxied", ex.Key, p.Port, p.Protocol)
 				continue
 			}
-			name := discovery.ClusterName(discovery.Host(ex.Key, discovery.ClusterSetWide), p.Port)
-			cla := t.loadAssignment(name, ex, p.Port)
-			if len(cla.GetEndpoints()) == 0 {
-				continue
+			host := discovery.Host(ex.Key, discovery.ClusterSetWide)
+			for _, sub := range append([]discovery.Subset{{}}, opts.Subsets[ex.Key]...) {
+				name := discovery.SubsetClusterName(host, p.Port, sub)
+				cla := t.loadAssignment(name, ex, p.Port, sub)
+				if len(cla.GetEndpoints()) == 0 {
+					continue
+				}
+				t.out.Clusters = append(t.out.Clusters, t.edsCluster(name))
+				t.out.Endpoints = append(t.out.Endpoints, cla)
+				chains = append(chains, passthroughChain(name))
 			}
-			t.out.Clusters = append(t.out.Clusters, t.edsCluster(name))
-			t.out.Endpoints = append(t.out.Endpoints, cla)
-			chains = append(chains, passthroughChain(name))
 		}
 	}
 	if len(chains) > 0 {
@@ -253,8 +262,9 @@ type lbEndpoint struct {
 // terminating endpoint drains), but only those that accept mutual TLS: what
 // arrives through the gateway is always mutual TLS. Each endpoint weighs 1 and
 // each locality the number of its endpoints; there are no priorities (the
-// caller's side chose this network already).
-func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, port uint32) *endpoint.ClusterLoadAssignment {
+// caller's side chose this network already). A subset (not zero) keeps its
+// endpoints alone.
+func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, port uint32, sub discovery.Subset) *endpoint.ClusterLoadAssignment {
 	var eps []lbEndpoint
 	from := map[string]string{} // "addr:port" -> cluster that listed it first
 	for _, cn := range ex.Clusters {
@@ -273,7 +283,7 @@ func (t *translator) loadAssignment(name string, ex *discovery.ExportedService, 
 		for i := range svc.Endpoints {
 			e := &svc.Endpoints[i]
 			switch {
-			case !e.Usable():
+			case !e.Usable() || !sub.Has(c.Name, e):
 				continue
 			case !e.MTLS:
 				t.notef("%s: endpoint %s in cluster %s does not accept mutual TLS and is not reachable through the gateway", name, e.Address, c.Name)

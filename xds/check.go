@@ -64,8 +64,10 @@ func check(r *Resources, cs *discovery.ClusterSet, g Group, reused map[types.Res
 		routes[rc.GetName()] = true
 		for _, vh := range rc.GetVirtualHosts() {
 			for _, rt := range vh.GetRoutes() {
-				if c := rt.GetRoute().GetCluster(); c != "" && clusters[c] == nil {
-					fail("route %q: virtual host %q: unknown cluster %q", rc.GetName(), vh.GetName(), c)
+				for _, c := range routeClusters(rt) { // a cluster or weighted clusters
+					if clusters[c] == nil {
+						fail("route %q: virtual host %q: unknown cluster %q", rc.GetName(), vh.GetName(), c)
+					}
 				}
 			}
 		}

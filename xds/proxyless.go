@@ -58,13 +58,21 @@ func ServerListenerName(host string, port uint32) string {
 func (t *translator) proxyless() {
 	hosts := t.services()
 	t.expectHosts(len(hosts))
+	t.routedHosts(hosts) // routes.go
 	for _, h := range hosts {
-		r := t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
+		var r *hostResult
+		if t.routed(h) {
+			r = &hostResult{} // route rules read other hosts: not remembered
+			t.proxylessHost(h, r)
+		} else {
+			r = t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
+		}
 		t.out.Listeners = append(t.out.Listeners, r.listener)
 		t.out.Routes = append(t.out.Routes, r.route)
 		t.out.Clusters = append(t.out.Clusters, r.cluster)
 		t.out.Endpoints = append(t.out.Endpoints, r.cla)
 	}
+	t.subsetResources(t.proxylessCluster)
 	t.out.Listeners = append(t.out.Listeners, t.serverListeners()...)
 }
 
@@ -74,15 +82,26 @@ func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 	target := net.JoinHostPort(h.host, strconv.Itoa(int(h.port.Port)))
 	set := t.settings(h)
 	r.listener = apiListener(target)
+	routes := []*route.Route{clusterRoute(h.name(), t.proxylessRetries(h, set.Retries))}
+	if t.routed(h) {
+		routes = t.ruleRoutes(h, routes[0], true) // routes.go
+	}
 	r.route = &route.RouteConfiguration{
 		Name: target,
 		VirtualHosts: []*route.VirtualHost{{
 			Name:    target,
 			Domains: []string{target, h.host},
-			Routes:  []*route.Route{clusterRoute(h.name(), t.proxylessRetries(h, set.Retries))},
+			Routes:  routes,
 		}},
 	}
 	r.cla = t.loadAssignment(h)
+	r.cluster = t.proxylessCluster(h)
+}
+
+// proxylessCluster is a proxyless client's EDS cluster of a host and port
+// (or of a subset of it: routes.go).
+func (t *translator) proxylessCluster(h *hostPort) *cluster.Cluster {
+	set := t.settings(h)
 	c := &cluster.Cluster{
 		Name:                 h.name(),
 		ClusterDiscoveryType: edsClusterType,
@@ -100,7 +119,7 @@ func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 			t.notef("%s: %d endpoints without mutual TLS share a cluster with mesh workloads; a proxyless client's TLS handshake with them fails", h.name(), n)
 		}
 	}
-	r.cluster = c
+	return c
 }
 
 // meshBacked reports whether any endpoint behind a host and port is a mesh

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,6 +54,7 @@ const (
 func (t *translator) sidecar() {
 	hosts := t.services()
 	t.expectHosts(len(hosts))
+	t.routedHosts(hosts) // routes.go
 	t.out.Clusters = make([]*cluster.Cluster, 0, len(hosts)+2)
 	t.out.Endpoints = make([]*endpoint.ClusterLoadAssignment, 0, len(hosts))
 	httpPorts := map[uint32][]*hostPort{}
@@ -77,13 +79,21 @@ func (t *translator) sidecar() {
 	}
 	for port, hs := range httpPorts {
 		name := strconv.Itoa(int(port))
-		r := t.port(port, hs, func(r *portResult) {
+		build := func(r *portResult) {
 			r.listener = t.httpListener(port, name)
 			r.route = t.routeConfig(name, port, hs)
-		})
+		}
+		var r *portResult
+		if slices.ContainsFunc(hs, t.routed) {
+			r = &portResult{} // route rules read other hosts: not remembered
+			build(r)
+		} else {
+			r = t.port(port, hs, build)
+		}
 		t.out.Listeners = append(t.out.Listeners, r.listener)
 		t.out.Routes = append(t.out.Routes, r.route)
 	}
+	t.subsetResources(t.sidecarCluster)
 	t.out.Clusters = append(t.out.Clusters, t.passthroughCluster(PassthroughCluster, ""), t.passthroughCluster(InboundPassthroughCluster, "127.0.0.6"))
 	t.out.Listeners = append(t.out.Listeners, t.outboundListener(), t.inboundListener())
 }
@@ -300,6 +310,9 @@ func (t *translator) routeConfig(name string, port uint32, hosts []*hostPort) *r
 		vp.vhost.Domains = domains
 		vp.routes[0] = vp.route.fill(h.name(), t.parts.sidecarRetries(t.settings(h).Retries))
 		vp.vhost.Routes = vp.routes[:]
+		if t.routed(h) {
+			vp.vhost.Routes = t.ruleRoutes(h, vp.routes[0], false)
+		}
 		rc.VirtualHosts = append(rc.VirtualHosts, &vp.vhost)
 	}
 	rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{

@@ -140,7 +140,7 @@ func translate(cs *discovery.ClusterSet, g Group, p Policy, prev *Memo) (*Resour
 // name; the view holds exactly one assignment per EDS cluster, so every
 // request is answered.
 func (t *translator) gateway() error {
-	r, err := gateway.Translate(t.cs, t.group.Network, gateway.Options{ConnectTimeout: t.policy.defaultConnectTimeout()})
+	r, err := gateway.Translate(t.cs, t.group.Network, gateway.Options{ConnectTimeout: t.policy.defaultConnectTimeout(), Subsets: t.policy.File.GatewaySubsets()})
 	if err != nil {
 		return err
 	}
@@ -177,6 +177,9 @@ type translator struct {
 	builtin *policyfile.Settings
 	// digestBuf is the scratch buffer the memo's digests are hashed from.
 	digestBuf []byte
+	// byName indexes the view's hosts and ports by cluster name, and
+	// subsets holds the subsets route rules send to (routes.go).
+	byName, subsets map[string]*hostPort
 }
 
 func (t *translator) notef(format string, args ...any) {

@@ -25,6 +25,8 @@ import (
 //     that level (failoverPriority) and some cluster or endpoint has the
 //     same value there, or when a failover entry (From) or a distribute
 //     pattern (From) names it; otherwise it is dropped ("").
+//   - a region, zone or sub-zone a route rule's from: locality names is
+//     kept too: the rule is in the views of the localities it matches;
 //   - a label value is kept when some endpoint carries it under that key;
 //     otherwise it is dropped, as if the proxy did not declare it.
 //
@@ -91,6 +93,14 @@ func NewViewKeys(cs *discovery.ClusterSet, p Policy) *ViewKeys {
 		add(builtinLocality)
 	} else {
 		p.File.EachLocality(add)
+		// A route rule's from: locality selects the rule per view
+		// (routes.go): the values it names must stay apart.
+		p.File.EachRouteLocality(func(pat policyfile.Pattern) {
+			k.enabled = true
+			k.named[levelRegion][pat.Region] = true
+			k.named[levelZone][pat.Zone] = true
+			k.named[levelSubZone][pat.SubZone] = true
+		})
 	}
 	return k
 }
