@@ -60,10 +60,16 @@ func (s Subset) Has(cluster string, e *Endpoint) bool {
 }
 
 // String renders the subset as explain and notes show it:
-// "v2 {version=v2} in west-1".
+// "subset v2 {version=v2} in west-1", "cluster west-1's share".
 func (s Subset) String() string {
+	if s.Name == "" {
+		if s.Cluster == "" {
+			return "the whole service"
+		}
+		return "cluster " + s.Cluster + "'s share"
+	}
 	var b strings.Builder
-	b.WriteString(cmp.Or(s.Name, AllSubset))
+	b.WriteString("subset " + s.Name)
 	if len(s.Labels) > 0 {
 		b.WriteString(" {")
 		for i, k := range slices.Sorted(maps.Keys(s.Labels)) {

@@ -378,9 +378,9 @@ func newExplainCommand() *cobra.Command {
 
 	cmd := &cobra.Command{
 		Use:   "explain",
-		Short: "explain a proxy's view: 'explain failover'",
+		Short: "explain a proxy's view: 'explain failover', 'explain route'",
 	}
-	cmd.AddCommand(failover)
+	cmd.AddCommand(failover, newExplainRouteCommand()) // explainroute.go
 	return cmd
 }
 

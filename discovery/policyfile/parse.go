@@ -724,7 +724,7 @@ func fingerprint(p *File) string {
 	v := struct {
 		Defaults Settings
 		Rules    []rule
-		Routes   string
+		Routes   string `json:",omitempty"` // a file without routes keeps its version
 	}{Defaults: p.Defaults, Routes: describeRoutes(p)}
 	for _, r := range p.Rules {
 		v.Rules = append(v.Rules, rule{r.Match.String(), r.Settings})

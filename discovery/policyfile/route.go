@@ -194,7 +194,7 @@ type Request struct {
 // condition that fails, or "" when it takes it.
 func (r *RouteRule) Why(req Request) string {
 	if !r.From.Holds(req.Cluster, req.Locality) {
-		return fmt.Sprintf("from: the source proxy (cluster %s, locality %s) is not selected", req.Cluster, req.Locality)
+		return fmt.Sprintf("from: the source proxy (cluster %s, locality %s) is not selected", req.Cluster, localityText(req.Locality))
 	}
 	if r.Path != nil && !r.Path.Matches(req.Path) {
 		return fmt.Sprintf("path %q does not match %s", req.Path, r.Path)
@@ -208,6 +208,19 @@ func (r *RouteRule) Why(req Request) string {
 		}
 	}
 	return ""
+}
+
+// localityText writes a locality as region/zone/subZone, without empty
+// trailing levels ("none" for none).
+func localityText(l discovery.Locality) string {
+	parts := []string{l.Region, l.Zone, l.SubZone}
+	for len(parts) > 0 && parts[len(parts)-1] == "" {
+		parts = parts[:len(parts)-1]
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "/")
 }
 
 // Select returns the index of the rule a request takes, -1 for none (the
