@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 )
@@ -66,5 +67,20 @@ func TestExplainRoute(t *testing.T) {
 	}
 	if err := explain([]string{"route", "--host", "echo.demo.svc.clusterset.local", "--from", "north-9"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "north-9") {
 		t.Errorf("unknown source cluster: %v", err)
+	}
+}
+
+// TestViewSubsets: `horizon view --host` lists the subsets the host's route
+// rules send to with the host, each with its endpoints in the view.
+func TestViewSubsets(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"view", "--policy", "../../examples/policy/routes.yaml", "--cluster", "east-1", "--host", "echo.demo.svc.clusterset.local"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	for _, w := range []string{"echo.demo.svc.clusterset.local:8080\n", "echo.demo.svc.clusterset.local:8080 subset all.west-1\n", "echo.demo.svc.clusterset.local:8080 subset v2\n"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("missing %q:\n%s", w, out.String())
+		}
 	}
 }

@@ -71,7 +71,8 @@ func (cfg viewConfig) run(stdout, stderr io.Writer) error {
 	}
 	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes}
 	for _, cla := range res.Endpoints {
-		if h, _, err := discovery.ParseClusterName(cla.GetClusterName()); cfg.host == "" || (err == nil && h == cfg.host) {
+		// Subsets a route rule sends to (outbound_.PORT_.SUBSET_.HOST) are the host's too.
+		if h, _, _, err := discovery.ParseSubsetClusterName(cla.GetClusterName()); cfg.host == "" || (err == nil && h == cfg.host) {
 			v.endpoints = append(v.endpoints, cla)
 		}
 	}
@@ -118,8 +119,10 @@ func (v renderedView) text(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "view %s (ClusterSet %s, %s)\n", v.group, v.clusterSet, pol)
 	for _, cla := range v.endpoints {
-		if h, port, err := discovery.ParseClusterName(cla.GetClusterName()); err == nil {
+		if h, port, seg, err := discovery.ParseSubsetClusterName(cla.GetClusterName()); err == nil && seg == "" {
 			fmt.Fprintf(&b, "\n%s:%d\n", h, port)
+		} else if err == nil {
+			fmt.Fprintf(&b, "\n%s:%d subset %s\n", h, port, seg)
 		} else {
 			fmt.Fprintf(&b, "\n%s\n", cla.GetClusterName())
 		}
