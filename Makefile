@@ -1,6 +1,8 @@
 # Horizon: the two commands a new user runs are `make run` and `make test`.
 GO      ?= go
 BIN     := bin/horizon
+# RUN_POLICY is the traffic policy `make run` serves (one routed host).
+RUN_POLICY ?= examples/local/policy.yaml
 PKGS    := ./...
 
 # Real kube-apiserver and etcd for the Kubernetes tests, built from their Go
@@ -44,9 +46,9 @@ image:
 		-version $(VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" -source $(IMAGE_SOURCE) \
 		-ref $(IMAGE_REF) -out $(IMAGE_OUT) -tarball $(IMAGE_OUT).tar
 
-## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed)
+## run: the control plane on the embedded examples/local/clusterset.yaml (no Kubernetes needed), with the traffic policy $(RUN_POLICY) (RUN_POLICY= for none)
 run: build
-	./$(BIN) serve $(ARGS)
+	./$(BIN) serve $(if $(RUN_POLICY),--policy $(RUN_POLICY)) $(ARGS)
 
 ## examples: write examples/kubernetes's manifests from the Helm chart charts/horizon (with examples/kubernetes/values.yaml), and workload-injected.yaml as its injector injects workload.yaml
 examples:

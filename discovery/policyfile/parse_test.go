@@ -44,6 +44,7 @@ func TestExamples(t *testing.T) {
 	if len(paths) < 3 {
 		t.Fatalf("examples: %v", paths)
 	}
+	paths = append(paths, "../../examples/local/policy.yaml") // what `make run` serves
 	for _, path := range paths {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			p := mustParse(t, path)

@@ -69,6 +69,8 @@ type Status struct {
 	// Warnings of the serving policy.
 	Warnings []string `json:"warnings,omitempty"`
 	Rules    int      `json:"rules"`
+	// RoutedHosts is how many hosts have route rules.
+	RoutedHosts int `json:"routedHosts,omitempty"`
 }
 
 // SetTopology gives the watcher the topology to check the policy against:
@@ -228,6 +230,7 @@ func (s *watch) check(force bool) error {
 	st := &s.w.status
 	st.CheckedAt, st.CheckOK, st.LastError, st.TopologyMismatch = now, true, "", false
 	st.Version, st.Hash, st.Warnings, st.Rules = pol.Version, hex.EncodeToString(sum[:]), warnings, len(pol.Rules)
+	st.RoutedHosts = len(pol.Routes)
 	if changed {
 		st.LoadedAt = now
 	}
@@ -239,7 +242,7 @@ func (s *watch) check(force bool) error {
 		s.log.Info("policy checked, no change", "version", pol.Version)
 		return nil
 	}
-	s.log.Info("policy loaded", "version", pol.Version, "rules", len(pol.Rules))
+	s.log.Info("policy loaded", "version", pol.Version, "rules", len(pol.Rules), "routedHosts", len(pol.Routes))
 	if s.w.OnUpdate != nil {
 		s.w.OnUpdate(pol)
 	}
