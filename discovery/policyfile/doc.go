@@ -22,6 +22,28 @@
 //	services:
 //	  - match: {service: demo/echo}          # or {host: echo.demo.svc.clusterset.local}
 //	    <any field of defaults>
+//	routes:                                  # route.go, routeparse.go
+//	  - host: echo.demo.svc.clusterset.local
+//	    subsets: {v2: {version: v2}}         # name -> endpoint labels
+//	    rules:                               # first match wins
+//	      - name: testers
+//	        match: {path: {prefix: /api}, headers: {x-user: {exact: tester}},
+//	                from: {cluster: east-1, locality: us-east/*}}
+//	        to: [{subset: v2, weight: 70}, {cluster: west-1, weight: 30}]
+//	        timeout: 2s
+//	        retries: {attempts: 2}
+//	        headers: {add: {x-routed: "1"}, remove: [x-debug]}
+//
+// # Routes
+//
+// A host's rules are tried in order; a request no rule takes goes to the
+// whole service. Parse rejects a rule after one that takes every request,
+// a rule with the same match as an earlier one, destination weights that do
+// not add up to 100, unknown subsets, clusters, services and regions, a
+// cluster without the service, a cluster share of a cluster.local host,
+// subsets with the same labels, invalid RE2 expressions, header names not
+// in lower case and rewrites of host, grpc-* and x-envoy-* headers.
+// RouteErrors counts the problems in routes: (horizon_policy_route_errors).
 //
 // # distribute with failover
 //
