@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"net/http"
 
 	"fmt"
 	"github.com/spf13/cobra"
@@ -30,9 +32,6 @@ type explainRouteConfig struct {
 // from a proxy of cluster from takes, why the rules before it do not, and
 // where its destinations send it in that proxy's view.
 func (cfg explainRouteConfig) run(stdout io.Writer) error {
-	if cfg.host == "" || cfg.from == "" {
-		return errors.New("explain route: the host and the source cluster are required")
-	}
 	cs, err := loadClusterSet(cfg.clusterSet)
 	if err != nil {
 		return err
@@ -74,6 +73,9 @@ func newExplainRouteCommand() *cobra.Command {
 
 // explainRoute writes the rule a request takes and why.
 func explainRoute(w io.Writer, cs *discovery.ClusterSet, policy xds.Policy, cfg explainRouteConfig) error {
+	if cfg.host == "" || cfg.from == "" {
+		return errors.New("explain route: the host and the source cluster are required")
+	}
 	host, port := cfg.host, uint32(0)
 	if h, ps, err := net.SplitHostPort(cfg.host); err == nil {
 		n, err := strconv.ParseUint(ps, 10, 16)
@@ -183,6 +185,34 @@ func explainRoute(w io.Writer, cs *discovery.ClusterSet, policy xds.Policy, cfg 
 		fmt.Fprintf(w, "  with %s\n", strings.Join(extra, "; "))
 	}
 	return nil
+}
+
+// explainRouteHandler answers /debug/explain/route?host=H[:PORT]&from=CLUSTER
+// [&path=P][&header=k=v...][&locality=R/Z]: `horizon explain route` on the
+// served ClusterSet and policy.
+func explainRouteHandler(w http.ResponseWriter, r *http.Request, cs *discovery.ClusterSet, policy xds.Policy) {
+	if cs == nil {
+		http.Error(w, "no ClusterSet yet", http.StatusServiceUnavailable)
+		return
+	}
+	q := r.URL.Query()
+	var headers labelFlags
+	for _, kv := range q["header"] {
+		if err := headers.Set(kv); err != nil {
+			http.Error(w, "header "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	var b bytes.Buffer
+	err := explainRoute(&b, cs, policy, explainRouteConfig{
+		host: q.Get("host"), from: q.Get("from"), path: q.Get("path"), locality: q.Get("locality"), headers: headers,
+	})
+	if err != nil {
+		http.Error(w, err.Error()+"\n(ask /debug/explain/route?host=HOST[:PORT]&from=CLUSTER[&path=P][&header=k=v...][&locality=R/Z])", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(b.Bytes())
 }
 
 // describeMatch says what a rule matches, in words.

@@ -123,6 +123,9 @@ func newHTTPHandler(srv *server.Server, watcher *file.Watcher, source *kube.Sour
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(b.Bytes())
 	})
+	debug.HandleFunc("GET /debug/explain/route", func(w http.ResponseWriter, r *http.Request) {
+		explainRouteHandler(w, r, srv.Current(), srv.Policy()) // explainroute.go
+	})
 	debug.HandleFunc("GET /debug/gateways", func(w http.ResponseWriter, _ *http.Request) {
 		if prober == nil {
 			writeJSON(w, health.Status{})

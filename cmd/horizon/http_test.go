@@ -59,6 +59,9 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"/debug/explain?service=echo.demo.svc.clusterset.local:7070&from=us-east/us-east-1a", "127.0.0.1:4", 200, "pod in cluster east-1, same network: same zone"},
 		{"/debug/explain?service=echo.demo.svc.clusterset.local:7070", "127.0.0.1:4", 400, "source locality"},
 		{"/debug/gateways", "127.0.0.1:4", 200, `"Gateways"`},
+		{"/debug/explain/route?host=echo.demo.svc.clusterset.local&from=east-1&header=x-user=tester", "10.1.2.3:4", 403, "loopback"},
+		{"/debug/explain/route?host=echo.demo.svc.clusterset.local&from=east-1&header=x-user=tester", "127.0.0.1:4", 200, "headers {x-user=tester}, from a proxy in cluster east-1"},
+		{"/debug/explain/route?host=echo.demo.svc.clusterset.local", "127.0.0.1:4", 400, "source cluster are required"},
 	} {
 		code, body := get(tt.path, tt.remote)
 		if code != tt.code || !strings.Contains(body, tt.contains) {
