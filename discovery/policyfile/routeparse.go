@@ -160,7 +160,7 @@ func (c *checker) hostRoutes(o *yamlnode.Object, item *yaml.Node) (HostRoutes, b
 			case !ok1 || !ok2:
 			case !discovery.IsLabelKey(key):
 				p.Errorf(lk, index(spath, key), "%q is not a label name", key)
-			case s.Labels[key] != "":
+			case func() bool { _, dup := s.Labels[key]; return dup }():
 				p.Errorf(lk, index(spath, key), "label %s given twice", key)
 			default:
 				s.Labels[key] = val
