@@ -152,7 +152,7 @@ func (t *translator) ruleRoutes(h *hostPort, fallback *route.Route, proxyless bo
 		if !r.From.Holds(t.group.Cluster, t.group.Locality) {
 			continue
 		}
-		rt := t.ruleRoute(h, hr, r, set, proxyless)
+		rt := t.ruleRoute(h, r, set, proxyless)
 		if rt == nil {
 			continue
 		}
@@ -166,7 +166,7 @@ func (t *translator) ruleRoutes(h *hostPort, fallback *route.Route, proxyless bo
 
 // ruleRoute renders one rule, nil when none of its destinations is in the
 // view (noted).
-func (t *translator) ruleRoute(h *hostPort, hr *policyfile.HostRoutes, r *policyfile.RouteRule, set *policyfile.Settings, proxyless bool) *route.Route {
+func (t *translator) ruleRoute(h *hostPort, r *policyfile.RouteRule, set *policyfile.Settings, proxyless bool) *route.Route {
 	var clusters []*route.WeightedCluster_ClusterWeight
 	for _, d := range r.To {
 		dh, ok := t.destination(h, d)
@@ -190,8 +190,8 @@ func (t *translator) ruleRoute(h *hostPort, hr *policyfile.HostRoutes, r *policy
 		action.ClusterSpecifier = &route.RouteAction_WeightedClusters{WeightedClusters: &route.WeightedCluster{Clusters: clusters}}
 	}
 	retries := r.Retries
-	if retries == nil {
-		retries = set.Retries
+	if retries == nil && !r.RetriesOff {
+		retries = set.Retries // the host's
 	}
 	rt := &route.Route{Name: r.Name, Match: routeMatch(r), Action: &route.Route_Route{Route: action}}
 	if proxyless {

@@ -93,6 +93,14 @@ func TestRoutesEnvoy(t *testing.T) {
 	if rm := testers.GetRequestHeadersToRemove(); !slices.Equal(rm, []string{"x-debug"}) {
 		t.Errorf("request_headers_to_remove: %v", rm)
 	}
+	// A rule without retries has the host's (echo's: 1 on connect-failure);
+	// attempts: 0 has none.
+	if rp := vh.GetRoutes()[1].GetRoute().GetRetryPolicy(); rp.GetNumRetries().GetValue() != 1 || rp.GetRetryOn() != "connect-failure" {
+		t.Errorf("geo-west retry_policy: %v, want the host's", rp)
+	}
+	if rp := vh.GetRoutes()[3].GetRoute().GetRetryPolicy(); rp != nil {
+		t.Errorf("split retry_policy: %v, want none (attempts: 0)", rp)
+	}
 	split := vh.GetRoutes()[3].GetRoute().GetWeightedClusters()
 	var sum uint32
 	for _, c := range split.GetClusters() {

@@ -52,9 +52,13 @@ type RouteRule struct {
 	// Timeout of the whole request (0: none, Envoy's default is off here
 	// as for every route Horizon renders).
 	Timeout time.Duration
-	// Retries is nil when the rule does not retry (the host's settings'
-	// retries do not apply to a rule's requests).
+	// Retries is nil when the rule gives none (or attempts: 0): its
+	// requests are then retried as the host's settings say, unless
+	// RetriesOff.
 	Retries *Retries
+	// RetriesOff is set by retries: {attempts: 0}: the rule's requests are
+	// not retried, whatever the host's settings say.
+	RetriesOff bool
 	// AddHeaders are request headers set (replacing any of the same
 	// name), sorted by name; RemoveHeaders are removed, sorted.
 	AddHeaders    []HeaderValue

@@ -289,7 +289,7 @@ func (c *checker) routeRule(o *yamlnode.Object, hr *HostRoutes, i int) (r RouteR
 	if n, ok := o.Set("retries"); ok {
 		if ro := p.Object(n, join(o.Where(), "retries"), retriesFields...); ro != nil {
 			if v, ok := c.retries(ro); ok {
-				r.Retries = v
+				r.Retries, r.RetriesOff = v, v == nil
 			}
 		}
 	}
@@ -610,7 +610,7 @@ func describeRoutes(p *File) string {
 			for _, d := range r.To {
 				fmt.Fprintf(&b, "  to %s %s %v %d\n", d.Service, d.Subset.Segment(), d.Subset.Labels, d.Weight)
 			}
-			fmt.Fprintf(&b, "  %s %+v %v %v\n", r.Timeout, r.Retries, r.AddHeaders, r.RemoveHeaders)
+			fmt.Fprintf(&b, "  %s %+v %v %v %v\n", r.Timeout, r.Retries, r.RetriesOff, r.AddHeaders, r.RemoveHeaders)
 		}
 	}
 	return b.String()
