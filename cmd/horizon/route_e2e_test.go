@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,8 +19,10 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/internal/testkit"
 )
@@ -51,6 +54,48 @@ func (c *e2eClient) callWith(timeout time.Duration, headers ...string) (string, 
 	return v[0], nil
 }
 
+// sleepyBackend is an e2eBackend that sleeps as long as the request's
+// x-sleep header says before it answers.
+type sleepyBackend struct{ *e2eBackend }
+
+func (b sleepyBackend) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("x-sleep"); len(v) == 1 {
+		d, err := time.ParseDuration(v[0])
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "x-sleep: %v", err)
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return b.e2eBackend.Check(ctx, req)
+}
+
+// startSleepyBackend serves a sleepyBackend on ip and a random port until
+// the test ends, as startE2EBackend serves an e2eBackend.
+func startSleepyBackend(t *testing.T, cluster, ip string) *e2eBackend {
+	t.Helper()
+	lis, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Skipf("cannot listen on %s (this test needs 127.0.0.2-127.0.0.5, which Linux routes to loopback): %v", ip, err)
+	}
+	b := &e2eBackend{cluster: cluster, port: lis.Addr().(*net.TCPAddr).Port}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, sleepyBackend{b})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("backend %s (%s): %v", cluster, lis.Addr(), err)
+		}
+	})
+	return b
+}
+
 // binomialBand returns the counts a Binomial(n, p) draw falls within with
 // probability about 99.9 %: n·p ± 3.29·sqrt(n·p·(1-p)) (normal
 // approximation, z = 3.29 for a two-sided 99.9 % interval).
@@ -62,6 +107,9 @@ func binomialBand(n int, p float64) (lo, hi int) {
 
 // TestE2ERoutes is the acceptance test of route rules with a real client:
 //
+//   - an RPC under rule short-deadline fails with DeadlineExceeded when the
+//     backend is slower than the rule's timeout, and the same slow RPC
+//     succeeds under a rule without one;
 //   - RPCs with x-user: tester all reach the v2 subset (rule "testers",
 //     the first whose match holds);
 //   - RPCs without it take rule "split": east-1's v1 endpoint and east-2
@@ -81,9 +129,9 @@ func TestE2ERoutes(t *testing.T) {
 			goleak.VerifyNone(t, leaks)
 		}
 	})
-	v1 := startE2EBackend(t, "east-1-v1", "127.0.0.2")
-	v2 := startE2EBackend(t, "east-1-v2", "127.0.0.3")
-	east2 := startE2EBackend(t, "east-2-v1", "127.0.0.5")
+	v1 := startSleepyBackend(t, "east-1-v1", "127.0.0.2")
+	v2 := startSleepyBackend(t, "east-1-v2", "127.0.0.3")
+	east2 := startSleepyBackend(t, "east-2-v1", "127.0.0.5")
 	backends := []*e2eBackend{v1, v2, east2}
 
 	var buf bytes.Buffer
@@ -130,6 +178,17 @@ func TestE2ERoutes(t *testing.T) {
 	t.Log("header x-user: tester: rule testers, subset v2 only")
 	if got := count("header", "x-user", "tester"); got[v2.cluster] != routeRPCs {
 		t.Errorf("header: %v, want all %d at %s", got, routeRPCs, v2.cluster)
+	}
+
+	t.Log("a rule's timeout: grpc-go ends the RPC at the route's max_stream_duration")
+	// The backend sleeps 2s when asked (x-sleep). Without a route timeout
+	// the RPC waits and succeeds; under rule short-deadline (200ms) it
+	// fails with DeadlineExceeded, though the caller allows 10s.
+	if _, err := c.callWith(10*time.Second, "x-sleep", "2s"); err != nil {
+		t.Errorf("a slow RPC without a route timeout: %v", err)
+	}
+	if _, err := c.callWith(10*time.Second, "x-sleep", "2s", "x-deadline", "short"); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a slow RPC under rule short-deadline: %v, want DeadlineExceeded", err)
 	}
 
 	t.Log("another x-user, and no header: rule split, 70/30")
