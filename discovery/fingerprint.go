@@ -131,6 +131,7 @@ func (e *encoder) service(s *Service) {
 		e.flag(ep.Terminating)
 		e.str(ep.ServiceAccount)
 		e.flag(ep.MTLS)
+		e.str(ep.Workload)
 		var buf [8]string
 		e.num(uint64(len(ep.Ports)))
 		for _, k := range sortedInto(buf[:0], ep.Ports) {

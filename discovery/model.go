@@ -258,6 +258,9 @@ type Endpoint struct {
 	// do not are never reachable from another network.
 	MTLS   bool
 	Labels map[string]string
+	// Workload names the workload group an endpoint outside Kubernetes
+	// comes from (WorkloadSource); "" for a pod.
+	Workload string
 }
 
 // TargetPort returns the endpoint's port for the given service port.
@@ -328,6 +331,9 @@ type ClusterSet struct {
 	// by cluster name, then service (see ServiceDigest).
 	digests map[string]map[ServiceKey]Digest
 	locs    *localities // ClampLocality's index
+	// WorkloadGroups are the workload groups merged into the clusters'
+	// services, sorted by key (see WithWorkloads).
+	WorkloadGroups []WorkloadGroup
 }
 
 // New validates clusters, sorts everything, merges exports and fingerprints
