@@ -230,7 +230,11 @@ func (cs *ClusterSet) WithWorkloads(extraClusters []Cluster, extra []WorkloadGro
 			errs = append(errs, fmt.Errorf("workload group %s: defined twice; the first is used", g.Key()))
 			continue
 		}
-		if err := mergeGroup(clusters, byCluster, g, live[g.Key()]); err != nil {
+		skipped, err := mergeGroup(clusters, byCluster, g, live[g.Key()])
+		for _, e := range skipped {
+			errs = append(errs, fmt.Errorf("workload group %s: %w", g.Key(), e))
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("workload group %s: %w", g.Key(), err))
 			continue
 		}
@@ -266,41 +270,44 @@ func (cs *ClusterSet) Declare(groups []WorkloadGroup) *ClusterSet {
 	return &out
 }
 
-// mergeGroup adds a group's instances to its service in its cluster.
-func mergeGroup(clusters []Cluster, byCluster map[string]int, g *WorkloadGroup, registered []WorkloadInstance) error {
+// mergeGroup adds a group's instances to its service in its cluster. A
+// registered instance whose address the service has already is left out
+// (skipped); anything else wrong leaves the whole group out (err), and
+// then nothing was added.
+func mergeGroup(clusters []Cluster, byCluster map[string]int, g *WorkloadGroup, registered []WorkloadInstance) (skipped []error, err error) {
 	if err := g.Check(); err != nil {
-		return err
+		return nil, err
 	}
 	ci, ok := byCluster[g.Cluster]
 	if !ok {
-		return fmt.Errorf("cluster %q is not in the ClusterSet", g.Cluster)
+		return nil, fmt.Errorf("cluster %q is not in the ClusterSet", g.Cluster)
 	}
 	c := &clusters[ci]
-	var svc *Service
-	for i := range c.Services {
-		if c.Services[i].Key() == g.ServiceKey() {
-			svc = &c.Services[i]
-		}
-	}
-	if svc == nil {
-		c.Services = append(c.Services, Service{Namespace: g.Namespace, Name: g.Service, Type: ClusterSetIP, Exported: g.Exported, Ports: slices.Clone(g.Ports)})
-		svc = &c.Services[len(c.Services)-1]
-	} else if svc.Exported != g.Exported {
-		return fmt.Errorf("exported is %t but service %s of cluster %s has exported %t", g.Exported, svc.Key(), c.Name, svc.Exported)
+	si := slices.IndexFunc(c.Services, func(s Service) bool { return s.Key() == g.ServiceKey() })
+	if si >= 0 && c.Services[si].Exported != g.Exported {
+		s := &c.Services[si]
+		return nil, fmt.Errorf("exported is %t but service %s of cluster %s has exported %t", g.Exported, s.Key(), c.Name, s.Exported)
 	}
 	taken := map[string]bool{}
-	for _, e := range svc.Endpoints {
-		taken[e.Address] = true
+	if si >= 0 {
+		for _, e := range c.Services[si].Endpoints {
+			taken[e.Address] = true
+		}
 	}
 	loc := c.Locality
 	if g.Locality != (Locality{}) {
 		loc = g.Locality
 	}
 	var add []Endpoint
-	instances := slices.Concat(g.Instances, registered)
-	for i, in := range instances {
+	for i, in := range slices.Concat(g.Instances, registered) {
+		declared := i < len(g.Instances)
 		if taken[in.Address] {
-			return fmt.Errorf("instance %s: service %s of cluster %s already has an endpoint with that address", in.Address, svc.Key(), c.Name)
+			err := fmt.Errorf("instance %s: service %s of cluster %s already has an endpoint with that address", in.Address, g.ServiceKey(), c.Name)
+			if declared {
+				return nil, err
+			}
+			skipped = append(skipped, err)
+			continue
 		}
 		taken[in.Address] = true
 		labels := maps.Clone(g.Labels)
@@ -311,11 +318,15 @@ func mergeGroup(clusters []Cluster, byCluster map[string]int, g *WorkloadGroup, 
 		add = append(add, Endpoint{
 			Address: in.Address, Locality: loc, Ready: in.Ready, Serving: in.Ready,
 			ServiceAccount: g.ServiceAccount, MTLS: true, Labels: labels,
-			Workload: WorkloadSource(g.Key(), i >= len(g.Instances)),
+			Workload: WorkloadSource(g.Key(), !declared),
 		})
 	}
-	svc.Endpoints = append(svc.Endpoints, add...)
-	return nil
+	if si < 0 {
+		c.Services = append(c.Services, Service{Namespace: g.Namespace, Name: g.Service, Type: ClusterSetIP, Exported: g.Exported, Ports: slices.Clone(g.Ports)})
+		si = len(c.Services) - 1
+	}
+	c.Services[si].Endpoints = append(c.Services[si].Endpoints, add...)
+	return skipped, nil
 }
 
 // workloadVersion folds the groups into a ClusterSet's version: a group's
