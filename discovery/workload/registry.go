@@ -159,6 +159,14 @@ func New(opts Options) *Registry {
 	}
 }
 
+// SetOut sets where merged ClusterSets go (Options.Out); call it before
+// the first In.
+func (r *Registry) SetOut(out func(*discovery.ClusterSet)) {
+	r.outMu.Lock()
+	r.opts.Out = out
+	r.outMu.Unlock()
+}
+
 // StaleAfter is how long after its last report an instance stays ready.
 func (r *Registry) StaleAfter() time.Duration { return 3 * r.opts.ReportInterval }
 
@@ -240,6 +248,12 @@ func (r *Registry) build() (*discovery.ClusterSet, error) {
 		in := r.instances[k]
 		in.ready = in.healthy && now.Sub(in.last) <= r.StaleAfter()
 		live = append(live, discovery.WorkloadInstance{Group: k.group, Address: k.address, Labels: in.labels, Ready: in.ready})
+	}
+	if len(r.base.WorkloadGroups) == 0 && r.file == nil && len(live) == 0 {
+		// Nothing to merge: the ClusterSet as the sources made it.
+		r.lastErr = nil
+		r.opts.Metrics.set(r.base, nil)
+		return r.base, nil
 	}
 	merged, err := r.base.WithWorkloads(extraClusters, extraGroups, live)
 	if err != nil && !errors.Is(err, r.lastErr) && (r.lastErr == nil || err.Error() != r.lastErr.Error()) {
