@@ -325,7 +325,7 @@ func (r *Registry) Join(group discovery.ServiceKey, address string, labels map[s
 }
 
 func (r *Registry) join(group discovery.ServiceKey, address string, labels map[string]string, authorize func(discovery.WorkloadGroup) error) (discovery.WorkloadGroup, error) {
-	if !r.joins.Allow() {
+	if !r.joins.AllowN(r.opts.Now(), 1) {
 		return discovery.WorkloadGroup{}, refuse(ReasonRateLimited, "more than %g joins a second", r.opts.Limits.JoinsPerSecond)
 	}
 	ip, err := netip.ParseAddr(address)
@@ -422,7 +422,7 @@ func (r *Registry) Report(group discovery.ServiceKey, address string, healthy bo
 }
 
 func (r *Registry) report(group discovery.ServiceKey, address string, healthy bool, authorize func(discovery.WorkloadGroup) error) (discovery.WorkloadGroup, bool, error) {
-	if !r.reps.Allow() {
+	if !r.reps.AllowN(r.opts.Now(), 1) {
 		return discovery.WorkloadGroup{}, false, refuse(ReasonRateLimited, "more than %g reports a second", r.opts.Limits.ReportsPerSecond)
 	}
 	if ip, err := netip.ParseAddr(address); err == nil {
