@@ -124,18 +124,21 @@ func (s *Server) Register(g *grpc.Server) { workloadpb.RegisterWorkloadsServer(g
 
 // refusal is a refused call: its reason, code and the error behind it.
 type refusal struct {
-	reason string
-	code   codes.Code
-	err    error
+	reason  string
+	code    codes.Code
+	err     error
+	counted bool // by the registry already
 }
 
 func refuse(reason string, code codes.Code, format string, a ...any) *refusal {
-	return &refusal{reason, code, fmt.Errorf(format, a...)}
+	return &refusal{reason: reason, code: code, err: fmt.Errorf(format, a...)}
 }
 
 // fail counts and logs a refusal and returns what the client is told.
 func (s *Server) fail(ctx context.Context, call string, r *refusal) error {
-	s.cfg.Refused(r.reason)
+	if !r.counted {
+		s.cfg.Refused(r.reason)
+	}
 	from := peerAddr(ctx)
 	s.logs.Warn(r.reason+" "+peerHost(from), "workload "+call+" refused", "reason", r.reason, "peer", from, "error", ratelog.Truncate(r.err.Error(), 1024))
 	msg := r.reason
@@ -162,9 +165,9 @@ func registryRefusal(err error) *refusal {
 		case "address_taken":
 			code = codes.AlreadyExists
 		}
-		return &refusal{rr.RefusalReason(), code, err}
+		return &refusal{reason: rr.RefusalReason(), code: code, err: err, counted: true}
 	}
-	return &refusal{"error", codes.Internal, err}
+	return &refusal{reason: "error", code: codes.Internal, err: err}
 }
 
 // Join implements workloadpb.WorkloadsServer.

@@ -56,6 +56,11 @@ func (m *Metrics) set(cs *discovery.ClusterSet, counts map[discovery.ServiceKey]
 	m.groups.Set(float64(len(cs.WorkloadGroups)))
 }
 
+// RefusalsFor is the refusal counter of a reason (tests read it).
+func (m *Metrics) RefusalsFor(reason string) prometheus.Counter {
+	return m.refusals.WithLabelValues(reason)
+}
+
 // Refused counts a refusal by reason (the join service's own reasons too).
 func (m *Metrics) Refused(reason string) { m.refused(reason) }
 
