@@ -131,7 +131,6 @@ func (e *encoder) service(s *Service) {
 		e.flag(ep.Terminating)
 		e.str(ep.ServiceAccount)
 		e.flag(ep.MTLS)
-		e.str(ep.Workload)
 		var buf [8]string
 		e.num(uint64(len(ep.Ports)))
 		for _, k := range sortedInto(buf[:0], ep.Ports) {
@@ -142,6 +141,12 @@ func (e *encoder) service(s *Service) {
 		for _, k := range sortedInto(buf[:0], ep.Labels) {
 			e.str(k)
 			e.str(ep.Labels[k])
+		}
+		if ep.Workload != "" {
+			// Only a workload's endpoint has one, so that pods' hashes
+			// stay as they were; "wl" is never an address, what follows an endpoint.
+			e.str("wl")
+			e.str(ep.Workload)
 		}
 	}
 }
