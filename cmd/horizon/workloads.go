@@ -91,6 +91,20 @@ func (w *workloads) handleDebug(mux *http.ServeMux) {
 	}))
 }
 
+// workloadSources maps each VM endpoint's host:port to "  <source>", what
+// `horizon view` writes after its health.
+func workloadSources(cs *discovery.ClusterSet) map[string]string {
+	out := map[string]string{}
+	for addr, origins := range indexEndpoints(cs) {
+		for _, o := range origins {
+			if o.workload != "" {
+				out[addr] = "  " + o.workload
+			}
+		}
+	}
+	return out
+}
+
 // workloadTokenConfig is what `horizon workload token` is asked for.
 type workloadTokenConfig struct {
 	caDir, group, trustDomain string
