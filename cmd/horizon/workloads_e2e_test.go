@@ -24,6 +24,7 @@ import (
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/kube/kubetest"
 	"github.com/horizonmesh/horizon/internal/testkit"
 	"github.com/horizonmesh/horizon/internal/testkit/certtest"
 	"github.com/horizonmesh/horizon/internal/testkit/xdstest"
@@ -199,4 +200,44 @@ func TestE2EWorkloadAgent(t *testing.T) {
 		map[string]string{"10.0.0.100:15443": "HEALTHY"},
 		map[string]string{"10.0.0.2:8080": "HEALTHY"})
 	metric(`horizon_workload_removals_total{reason="grace period passed"} 1`)
+}
+
+// TestE2EWorkloadsWithMembers: `horizon serve --member ... --workloads
+// FILE` serves a Kubernetes member together with workload groups: one on
+// a VM network the file declares, one on the member itself. Each network
+// gets its own pods and VMs directly and the other's gateway weighted by
+// both; an edit of the workloads file that drops a group takes its VM out
+// of the views.
+func TestE2EWorkloadsWithMembers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	cl := kubetest.Start(t, "east")
+	east := cl[0]
+	kubeSeed(t, east, "echo", true, "10.0.1.1")
+	kubeGateway(t, east, "net-east", "198.51.100.1")
+	data, err := os.ReadFile("testdata/workloads/members.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf := filepath.Join(t.TempDir(), "workloads.yaml")
+	os.WriteFile(wf, data, 0o644)
+
+	bin := buildHorizon(t)
+	h := startHorizon(t, bin, "--member", fmt.Sprintf("name=east,network=net-east,kubeconfig=%s", adminKubeconfigFile(t, east.Config)),
+		"--workloads", wf, "--gateway-probe-interval", "0")
+	echo := "outbound_.7070_._.echo.demo.svc.clusterset.local"
+	waitEDS(t, h, "east", echo, map[string]string{"10.0.1.1:7070": "1@0", "10.0.1.50:7070": "1@0", "203.0.113.10:15443": "1@0"})
+	// vm-net is in region eu-west, east in none: east's gateway is a
+	// lower priority there.
+	waitEDS(t, h, "vm-net", echo, map[string]string{"10.9.0.5:7070": "1@0", "198.51.100.1:15443": "2@1"})
+
+	// Drop the group on the member: its VM leaves every view.
+	tmp := wf + ".tmp"
+	os.WriteFile(tmp, data[:strings.Index(string(data), "  - name: echo-east")], 0o644)
+	if err := os.Rename(tmp, wf); err != nil {
+		t.Fatal(err)
+	}
+	waitEDS(t, h, "east", echo, map[string]string{"10.0.1.1:7070": "1@0", "203.0.113.10:15443": "1@0"})
+	waitEDS(t, h, "vm-net", echo, map[string]string{"10.9.0.5:7070": "1@0", "198.51.100.1:15443": "1@1"})
 }
