@@ -6,8 +6,10 @@
 package file
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -320,4 +322,46 @@ func LoadWorkloads(path string) (*discovery.ClusterSet, error) {
 		return nil, err
 	}
 	return ParseWorkloads(path, data)
+}
+
+// ParseWorkloadGroup parses one workload group written as YAML (with its
+// name and namespace), as the WorkloadGroup custom resource's spec is
+// read: the same fields and checks as the file's. Its errors read
+// "object: spec.path: message", one per line.
+func ParseWorkloadGroup(object string, data []byte) (discovery.WorkloadGroup, error) {
+	p := newParser(object)
+	root := p.Document(data, "WorkloadGroup", "a mapping")
+	var g discovery.WorkloadGroup
+	if root != nil {
+		g, _, _ = p.workloadGroup(root, 0)
+	}
+	err := p.Err()
+	if err == nil {
+		if err = g.Check(); err != nil {
+			return g, fmt.Errorf("%s: %w", object, err)
+		}
+		return g, nil
+	}
+	var lines []string
+	for _, e := range unjoin(err) {
+		var ye *Error
+		if !errors.As(e, &ye) {
+			lines = append(lines, e.Error())
+			continue
+		}
+		path := ye.Path
+		if i := strings.Index(path, "]"); strings.HasPrefix(path, "workloadGroups[") && i >= 0 {
+			path = "spec" + path[i+1:]
+		}
+		lines = append(lines, object+": "+path+": "+ye.Msg)
+	}
+	return g, errors.New(strings.Join(lines, "\n"))
+}
+
+// unjoin returns the errors errors.Join joined, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

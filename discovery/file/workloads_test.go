@@ -104,3 +104,19 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+// TestParseWorkloadGroup: one group as the custom resource gives it;
+// errors name the object and the spec's path.
+func TestParseWorkloadGroup(t *testing.T) {
+	g, err := ParseWorkloadGroup("WorkloadGroup shop/vms", []byte("{name: vms, namespace: shop, service: ratings, cluster: vm-net, ports: [{port: 80}], probe: {type: TCP, port: 80}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "group", g.Probe.Kind, discovery.ProbeTCP)
+	equal(t, "account", g.ServiceAccount, "default")
+	_, err = ParseWorkloadGroup("WorkloadGroup shop/vms", []byte("{name: vms, namespace: shop, service: ratings, cluster: vm-net, probe: {type: UDP, port: 80}, hostname: x}"))
+	want := "WorkloadGroup shop/vms: spec.probe.type: \"UDP\" is not HTTP, TCP or GRPC\nWorkloadGroup shop/vms: spec.hostname: unknown field \"hostname\""
+	if err == nil || err.Error() != want {
+		t.Errorf("err =\n%v\nwant\n%s", err, want)
+	}
+}
