@@ -116,7 +116,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	if cfg.kube.enabled() || cfg.injector.enabled() {
 		stages.Observers = append(stages.Observers, func(cs *discovery.ClusterSet) { latest.Store(cs) })
 	}
-	wl, err := setupWorkloads(cfg.workloads, reg, log)
+	wl, err := setupWorkloads(cfg.workloads, &cfg.kube, reg, log)
 	if err != nil {
 		return err
 	}
@@ -317,6 +317,9 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	if wl.watcher != nil {
 		pipe.Add("workloads file", wl.watcher.Run)
+	}
+	if wl.crd != nil {
+		pipe.Add("workload groups", wl.crd.Run)
 	}
 	if secrets != nil {
 		pipe.Add("member secrets", secrets.Run)

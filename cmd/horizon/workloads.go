@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/horizonmesh/horizon/certs/workloadsvc"
 	"github.com/horizonmesh/horizon/discovery"
@@ -24,7 +25,10 @@ import (
 type workloadsConfig struct {
 	// file is --workloads: workload groups (and VM networks) served with
 	// any source, Kubernetes members included.
-	file           string
+	file string
+	// crd is --workload-groups-crd: WorkloadGroup objects of the control
+	// plane's cluster.
+	crd            bool
 	limits         workload.Limits
 	reportInterval time.Duration
 }
@@ -36,12 +40,13 @@ type workloads struct {
 	registry *workload.Registry
 	metrics  *workload.Metrics
 	watcher  *file.Watcher
+	crd      *workload.CRDWatcher // nil without --workload-groups-crd
 	register func(*grpc.Server)
 }
 
 // setupWorkloads makes the registry and loads the workloads file once, so
 // that the first ClusterSet has its groups.
-func setupWorkloads(cfg workloadsConfig, reg prometheus.Registerer, log *slog.Logger) (*workloads, error) {
+func setupWorkloads(cfg workloadsConfig, kc *kubeConfig, reg prometheus.Registerer, log *slog.Logger) (*workloads, error) {
 	m := workload.NewMetrics(reg)
 	w := &workloads{metrics: m, registry: workload.New(workload.Options{
 		Limits: cfg.limits, ReportInterval: cfg.reportInterval,
@@ -54,6 +59,17 @@ func setupWorkloads(cfg workloadsConfig, reg prometheus.Registerer, log *slog.Lo
 		}
 		w.registry.SetFile(cs)
 		w.watcher = &file.Watcher{Path: cfg.file, Workloads: true, Logger: log.With("component", "workloads-file"), OnUpdate: w.registry.SetFile}
+	}
+	if cfg.crd {
+		rc, err := kc.controlPlaneConfig()
+		if err != nil {
+			return nil, err
+		}
+		client, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("--workload-groups-crd: %w", err)
+		}
+		w.crd = &workload.CRDWatcher{Client: client, OnUpdate: w.registry.SetCRDGroups, Log: log.With("component", "workload-groups"), Rejected: workload.NewCRDMetrics(reg)}
 	}
 	return w, nil
 }
@@ -86,6 +102,9 @@ func (w *workloads) handleDebug(mux *http.ServeMux) {
 		out := map[string]any{"instances": w.registry.Instances()}
 		if err := w.registry.LastError(); err != nil {
 			out["error"] = err.Error()
+		}
+		if w.crd != nil {
+			out["rejectedObjects"] = w.crd.Errors()
 		}
 		writeJSON(rw, out)
 	}))

@@ -121,6 +121,7 @@ type Registry struct {
 	mu        sync.Mutex
 	base      *discovery.ClusterSet // the sources' latest
 	file      *discovery.ClusterSet // the workloads file's, nil without one
+	crd       []discovery.WorkloadGroup // from WorkloadGroup objects
 	merged    *discovery.ClusterSet // the last published
 	instances map[instanceKey]*instance
 	lastErr   error
@@ -208,6 +209,14 @@ func (r *Registry) SetFile(cs *discovery.ClusterSet) {
 	r.publish()
 }
 
+// SetCRDGroups takes the groups of the WorkloadGroup objects (CRDWatcher).
+func (r *Registry) SetCRDGroups(groups []discovery.WorkloadGroup) {
+	r.mu.Lock()
+	r.crd = groups
+	r.mu.Unlock()
+	r.publish()
+}
+
 // LastError is why the last merge left something out, nil if it did not.
 func (r *Registry) LastError() error {
 	r.mu.Lock()
@@ -243,13 +252,14 @@ func (r *Registry) build() (*discovery.ClusterSet, error) {
 	if r.file != nil {
 		extraClusters, extraGroups = r.file.Clusters, r.file.WorkloadGroups
 	}
+	extraGroups = slices.Concat(extraGroups, r.crd)
 	live := make([]discovery.WorkloadInstance, 0, len(r.instances))
 	for _, k := range slices.SortedFunc(maps.Keys(r.instances), compareKeys) {
 		in := r.instances[k]
 		in.ready = in.healthy && now.Sub(in.last) <= r.StaleAfter()
 		live = append(live, discovery.WorkloadInstance{Group: k.group, Address: k.address, Labels: in.labels, Ready: in.ready})
 	}
-	if len(r.base.WorkloadGroups) == 0 && r.file == nil && len(live) == 0 {
+	if len(r.base.WorkloadGroups) == 0 && len(extraGroups) == 0 && len(extraClusters) == 0 && len(live) == 0 {
 		// Nothing to merge: the ClusterSet as the sources made it.
 		r.lastErr = nil
 		r.opts.Metrics.set(r.base, nil)

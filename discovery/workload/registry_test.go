@@ -332,3 +332,19 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+// TestCRDGroups: groups from WorkloadGroup objects are merged like the
+// file's, and agents may join them.
+func TestCRDGroups(t *testing.T) {
+	f := newFixture(t, Limits{})
+	crd := discovery.WorkloadGroup{Namespace: "shop", Name: "from-crd", Service: "ratings", ServiceAccount: "ratings", Cluster: "east-1", Exported: true,
+		Instances: []discovery.WorkloadInstance{{Group: discovery.ServiceKey{Namespace: "shop", Name: "from-crd"}, Address: "10.0.0.60", Ready: true}}}
+	f.reg.SetCRDGroups([]discovery.WorkloadGroup{crd})
+	want(t, "declared by the object", f.endpoints("east-1", ratings), []string{"10.0.0.2 ready", "10.0.0.60 ready"})
+	if _, err := f.reg.Join(crd.Key(), "10.0.0.61", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "joined", f.endpoints("east-1", ratings), []string{"10.0.0.2 ready", "10.0.0.60 ready", "10.0.0.61 ready"})
+	f.reg.SetCRDGroups(nil)
+	want(t, "object deleted", f.endpoints("east-1", ratings), []string{"10.0.0.2 ready"})
+}
