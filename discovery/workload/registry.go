@@ -119,10 +119,10 @@ type Registry struct {
 	outMu sync.Mutex // one Out call at a time, in order of builds
 
 	mu        sync.Mutex
-	base      *discovery.ClusterSet // the sources' latest
-	file      *discovery.ClusterSet // the workloads file's, nil without one
+	base      *discovery.ClusterSet     // the sources' latest
+	file      *discovery.ClusterSet     // the workloads file's, nil without one
 	crd       []discovery.WorkloadGroup // from WorkloadGroup objects
-	merged    *discovery.ClusterSet // the last published
+	merged    *discovery.ClusterSet     // the last published
 	instances map[instanceKey]*instance
 	lastErr   error
 }
