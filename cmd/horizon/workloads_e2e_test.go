@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -183,6 +184,23 @@ func TestE2EWorkloadAgent(t *testing.T) {
 		})
 	}
 	metric(`horizon_workloads{group="shop/ratings-vms",health="ready"} 1`)
+	resp, err := h.http.Get("http://" + h.httpAddr + "/debug/workloads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var debug struct {
+		Instances []struct {
+			Group, Address string
+			Ready          bool
+			Labels         map[string]string
+		}
+	}
+	err = json.NewDecoder(resp.Body).Decode(&debug)
+	resp.Body.Close()
+	if err != nil || len(debug.Instances) != 1 || debug.Instances[0].Group != "shop/ratings-vms" || debug.Instances[0].Address != "10.2.0.5" ||
+		!debug.Instances[0].Ready || debug.Instances[0].Labels["host"] != "vm-5" {
+		t.Errorf("/debug/workloads: %+v (%v)", debug, err)
+	}
 
 	healthy.Store(false)
 	views("VM failing its probe",
