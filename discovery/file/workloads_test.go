@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/horizonmesh/horizon/discovery"
 )
 
@@ -119,4 +121,39 @@ func TestParseWorkloadGroup(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("err =\n%v\nwant\n%s", err, want)
 	}
+}
+
+// TestVMExamples: examples/vm parses: the workloads file, and the
+// WorkloadGroup object's spec with the custom resource's checks.
+func TestVMExamples(t *testing.T) {
+	wf, err := LoadWorkloads("../../examples/vm/workloads.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "groups", len(wf.WorkloadGroups), 1)
+	g := wf.WorkloadGroups[0]
+	equal(t, "probe path", g.Probe.Path, "/health")
+	equal(t, "instances", len(g.Instances), 1)
+	// Served beside a member, the group's instance is an endpoint.
+	cs, err := mustParse(t, "testdata/valid/minimal.yaml").WithWorkloads(wf.Clusters, wf.WorkloadGroups, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := service(t, cluster(t, cs, "vm-network"), "production", "user-service")
+	equal(t, "endpoint", s.Endpoints[0].Address, "10.10.10.10")
+
+	var obj struct {
+		Metadata struct{ Name, Namespace string }
+		Spec     map[string]any
+	}
+	if err := yaml.Unmarshal(mustRead(t, "../../examples/vm/workloadgroup.yaml"), &obj); err != nil {
+		t.Fatal(err)
+	}
+	obj.Spec["name"], obj.Spec["namespace"] = obj.Metadata.Name, obj.Metadata.Namespace
+	data, _ := yaml.Marshal(obj.Spec)
+	crd, err := ParseWorkloadGroup("WorkloadGroup production/user-service-group", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "object's probe", *crd.Probe, *g.Probe)
 }
