@@ -432,9 +432,6 @@ func (r *Registry) Report(group discovery.ServiceKey, address string, healthy bo
 }
 
 func (r *Registry) report(group discovery.ServiceKey, address string, healthy bool, authorize func(discovery.WorkloadGroup) error) (discovery.WorkloadGroup, bool, error) {
-	if !r.reps.AllowN(r.opts.Now(), 1) {
-		return discovery.WorkloadGroup{}, false, refuse(ReasonRateLimited, "more than %g reports a second", r.opts.Limits.ReportsPerSecond)
-	}
 	if ip, err := netip.ParseAddr(address); err == nil {
 		address = ip.String()
 	}
@@ -453,9 +450,23 @@ func (r *Registry) report(group discovery.ServiceKey, address string, healthy bo
 	if !ok {
 		return g, false, refuse(ReasonNotRegistered, "%s is not registered in group %s; join again", address, group)
 	}
-	in.healthy, in.last = healthy, r.opts.Now()
+	// One instance reports at most every MinReportGap; only then does it
+	// take from the shared bucket, so that one agent's flood neither
+	// drains it nor keeps the others from reporting.
+	now := r.opts.Now()
+	if gap := r.MinReportGap(); now.Sub(in.last) < gap {
+		return g, false, refuse(ReasonRateLimited, "%s reports more often than every %s", address, gap)
+	}
+	if !r.reps.AllowN(now, 1) {
+		return g, false, refuse(ReasonRateLimited, "more than %g reports a second", r.opts.Limits.ReportsPerSecond)
+	}
+	in.healthy, in.last = healthy, now
 	return g, in.ready != healthy, nil
 }
+
+// MinReportGap is the shortest time between two reports of one instance
+// that are taken: a tenth of the report interval.
+func (r *Registry) MinReportGap() time.Duration { return r.opts.ReportInterval / 10 }
 
 // Sweep marks instances whose reports stopped not ready, and removes those
 // past their group's grace period or of groups that are gone. It publishes

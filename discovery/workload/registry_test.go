@@ -133,6 +133,7 @@ func TestLifecycle(t *testing.T) {
 	gauge := func(group, health string) float64 {
 		return testutil.ToFloat64(f.m.instances.WithLabelValues(group, health))
 	}
+	f.advance(f.reg.MinReportGap())
 	if _, err := f.reg.Report(vms, "10.2.0.5", true, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +146,15 @@ func TestLifecycle(t *testing.T) {
 	want(t, "exporters", exp.Clusters, []string{"east-1", "vm-west"})
 
 	n := f.published()
+	f.advance(f.reg.MinReportGap())
 	f.reg.Report(vms, "10.2.0.5", true, nil)
 	if f.published() != n {
 		t.Error("a report that changes nothing published a ClusterSet")
 	}
+	f.advance(f.reg.MinReportGap())
 	f.reg.Report(vms, "10.2.0.5", false, nil)
 	want(t, "unhealthy", f.endpoints("vm-west", ratings), []string{"10.2.0.5 not-ready"})
+	f.advance(f.reg.MinReportGap())
 	f.reg.Report(vms, "10.2.0.5", true, nil)
 	want(t, "healthy again", f.endpoints("vm-west", ratings), []string{"10.2.0.5 ready"})
 
@@ -219,6 +223,7 @@ func TestRefusals(t *testing.T) {
 		}, ReasonTooManyLabels, true},
 		{"registry full", func() error { _, err := f.reg.Join(batch, "10.0.0.31", nil, nil); return err }, ReasonRegistryFull, true},
 		{"report not registered", func() error { _, err := f.reg.Report(vms, "10.2.0.7", true, nil); return err }, ReasonNotRegistered, true},
+		{"report right after the join", func() error { _, err := f.reg.Report(vms, "10.2.0.1", true, nil); return err }, ReasonRateLimited, true},
 		{"report denied", func() error {
 			_, err := f.reg.Report(vms, "10.2.0.1", true, func(discovery.WorkloadGroup) error { return errDenied })
 			if !errors.Is(err, errDenied) {
@@ -347,4 +352,35 @@ func TestCRDGroups(t *testing.T) {
 	want(t, "joined", f.endpoints("east-1", ratings), []string{"10.0.0.2 ready", "10.0.0.60 ready", "10.0.0.61 ready"})
 	f.reg.SetCRDGroups(nil)
 	want(t, "object deleted", f.endpoints("east-1", ratings), []string{"10.0.0.2 ready"})
+}
+
+// TestReportFlood: one agent reporting as fast as it can is refused
+// (rate_limited) past one report per MinReportGap, and the other agents'
+// reports are still taken.
+func TestReportFlood(t *testing.T) {
+	f := newFixture(t, Limits{ReportsPerSecond: 10, ReportBurst: 10})
+	for _, a := range []string{"10.2.0.1", "10.2.0.2"} {
+		if _, err := f.reg.Join(vms, a, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.advance(f.reg.MinReportGap())
+	taken := 0
+	for range 1000 {
+		if _, err := f.reg.Report(vms, "10.2.0.1", true, nil); err == nil {
+			taken++
+		} else if reasonOf(err) != ReasonRateLimited {
+			t.Fatal(err)
+		}
+	}
+	if taken != 1 {
+		t.Errorf("%d of the flood's reports taken, want 1", taken)
+	}
+	if _, err := f.reg.Report(vms, "10.2.0.2", true, nil); err != nil {
+		t.Errorf("the other agent's report during the flood: %v", err)
+	}
+	want(t, "both ready", f.endpoints("vm-west", ratings), []string{"10.2.0.1 ready", "10.2.0.2 ready"})
+	if got := testutil.ToFloat64(f.m.refusals.WithLabelValues(ReasonRateLimited)); got != 999 {
+		t.Errorf("rate_limited = %v, want 999", got)
+	}
 }
