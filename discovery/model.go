@@ -259,8 +259,9 @@ type Endpoint struct {
 	MTLS   bool
 	Labels map[string]string
 	// Workload names the workload group an endpoint outside Kubernetes
-	// comes from (WorkloadSource); "" for a pod.
-	Workload string
+	// comes from (WorkloadSource); "" for a pod (and then left out of
+	// encodings, as a pod's state was before workloads existed).
+	Workload string `json:",omitempty" yaml:",omitempty"`
 }
 
 // TargetPort returns the endpoint's port for the given service port.
