@@ -123,7 +123,7 @@ func startHorizon(t *testing.T, probePort int) *horizon {
 
 	signer := func(string) (*certs.CA, error) { return h.root, nil }
 	self := certsvc.NewSelf(horizonID, time.Hour, func() (*certs.CA, error) { return h.root, nil }, time.Now)
-	svc, err := New(Config{TrustDomain: td, Signer: signer, JoinKey: h.key, Registry: h.reg, Refused: h.metrics.Refused, Log: slog.New(slog.DiscardHandler)})
+	svc, err := New(Config{TrustDomain: td, Signer: signer, JoinKey: h.key, Registry: h.reg, Reserved: []spiffeid.ID{horizonID}, Refused: h.metrics.Refused, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,10 @@ func TestRefusals(t *testing.T) {
 			return err
 		}, codes.PermissionDenied, ReasonIdentityMismatch},
 		{"report as another group", func() error { return asBilling.report("shop/ratings-vms", "10.2.0.50", true) }, codes.PermissionDenied, ReasonIdentityMismatch},
+		{"a group with Horizon's own identity", func() error {
+			_, err := anon.join(withToken(h.token(t, "horizon-system/sneaky", time.Hour)), "", "10.2.0.77")
+			return err
+		}, codes.PermissionDenied, ReasonReserved},
 		{"report without a certificate", func() error { return anon.report("shop/billing-vms", "10.2.0.50", false) }, codes.Unauthenticated, ReasonNoCertificate},
 		{"report for an address not joined", func() error { return asBilling.report("shop/billing-vms", "10.2.0.51", true) }, codes.NotFound, "not_registered"},
 	}
@@ -156,6 +160,11 @@ func TestRefusals(t *testing.T) {
 	}
 	if e, ok := vmEndpoint(h.cs(), "10.2.0.5"); ok {
 		t.Errorf("a refused join registered %+v", e)
+	}
+	for _, in := range h.reg.Instances() {
+		if in.Address != "10.2.0.50" {
+			t.Errorf("a refused join registered %+v", in)
+		}
 	}
 }
 

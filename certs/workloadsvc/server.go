@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,7 @@ const (
 	ReasonBadRequest       = "bad_request"       // malformed CSR, ttl or group name
 	ReasonNoCA             = "no_ca"             // no CA signs for the group's cluster
 	ReasonIssue            = "issue"             // the CA refused
+	ReasonReserved         = "reserved_identity" // the group's identity is one the API never issues (Config.Reserved)
 )
 
 // Registry is where instances are registered: *workload.Registry.
@@ -80,6 +82,9 @@ type Config struct {
 	Signer   func(cluster string) (*certs.CA, error)
 	JoinKey  []byte
 	Registry Registry
+	// Reserved are SPIFFE IDs never issued to a workload, whatever group
+	// names them: Horizon's own, the gateways'.
+	Reserved []spiffeid.ID
 	MaxTTL   time.Duration
 	// Refused counts a refusal by reason (the registry's metric).
 	Refused func(reason string)
@@ -227,7 +232,20 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 	if ttl == 0 || ttl > s.cfg.MaxTTL {
 		ttl = s.cfg.MaxTTL
 	}
-	g, err := s.cfg.Registry.Join(key, req.GetAddress(), req.GetLabels(), authorize)
+	// Nothing is registered for a group whose identity is reserved.
+	check := func(g discovery.WorkloadGroup) error {
+		if id, err := spiffeid.FromSegments(s.cfg.TrustDomain, "ns", g.Namespace, "sa", g.ServiceAccount); err == nil && slices.Contains(s.cfg.Reserved, id) {
+			return errReserved
+		}
+		if authorize != nil {
+			return authorize(g)
+		}
+		return nil
+	}
+	g, err := s.cfg.Registry.Join(key, req.GetAddress(), req.GetLabels(), check)
+	if errors.Is(err, errReserved) {
+		return nil, refuse(ReasonReserved, codes.PermissionDenied, "group %s has an identity that is never issued to a workload", key)
+	}
 	if errors.Is(err, errIdentity) {
 		return nil, refuse(ReasonIdentityMismatch, codes.PermissionDenied, "the client certificate is not the identity of group %s", key)
 	}
@@ -294,7 +312,10 @@ func (s *Server) report(ctx context.Context, req *workloadpb.ReportRequest) (*wo
 	return &workloadpb.ReportResponse{Group: s.groupMessage(g)}, nil
 }
 
-var errIdentity = errors.New("identity mismatch")
+var (
+	errIdentity = errors.New("identity mismatch")
+	errReserved = errors.New("reserved identity")
+)
 
 // identity verifies the caller's client certificate and returns the check
 // that it is the identity of a group: the group's service account, bound

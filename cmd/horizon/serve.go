@@ -176,7 +176,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	defer port.close()
 	srv.SetBundles(port.bundles)
-	if err := wl.api(port, td, cfg.identity.svidTTL, log); err != nil {
+	if err := wl.api(port, td, cfg.identity.svidTTL, trust.Gateways, log); err != nil {
 		return err
 	}
 	plainAddr, err := cfg.plaintextAddress(port.conf != nil)

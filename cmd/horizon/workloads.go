@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,16 +77,25 @@ func setupWorkloads(cfg workloadsConfig, kc *kubeConfig, reg prometheus.Register
 
 // api makes the registration API when Horizon is the CA (port.signer),
 // with the join key in the CA directory (created if missing).
-func (w *workloads) api(port mtlsPort, td spiffeid.TrustDomain, ttl time.Duration, log *slog.Logger) error {
+//
+// Horizon's own identity and the exact gateway identities (gateways) are
+// never issued to a workload.
+func (w *workloads) api(port mtlsPort, td spiffeid.TrustDomain, ttl time.Duration, gateways []string, log *slog.Logger) error {
 	if port.signer == nil {
 		return nil
+	}
+	reserved := []spiffeid.ID{port.identity}
+	for _, g := range gateways {
+		if id, err := spiffeid.FromString(g); err == nil && !strings.Contains(g, "*") {
+			reserved = append(reserved, id)
+		}
 	}
 	key, err := workloadsvc.LoadJoinKey(port.caDir, true)
 	if err != nil {
 		return fmt.Errorf("--ca-dir: %w", err)
 	}
 	svc, err := workloadsvc.New(workloadsvc.Config{
-		TrustDomain: td, Signer: port.signer, JoinKey: key, Registry: w.registry, MaxTTL: ttl,
+		TrustDomain: td, Signer: port.signer, JoinKey: key, Registry: w.registry, MaxTTL: ttl, Reserved: reserved,
 		Refused: w.metrics.Refused, Log: log.With("component", "workload-api"),
 	})
 	if err != nil {
