@@ -142,6 +142,12 @@ func (e *encoder) service(s *Service) {
 			e.str(k)
 			e.str(ep.Labels[k])
 		}
+		if ep.Workload != "" {
+			// Only a workload's endpoint has one, so that pods' hashes
+			// stay as they were; "wl" is never an address, what follows an endpoint.
+			e.str("wl")
+			e.str(ep.Workload)
+		}
 	}
 }
 

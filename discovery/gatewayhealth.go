@@ -28,6 +28,8 @@ func (cs *ClusterSet) WithoutGateways(withdraw func(Gateway) bool) *ClusterSet {
 				byName:   cs.byName,
 				byExport: cs.byExport,
 				locs:     cs.locs, // gateways hold no locality
+
+				WorkloadGroups: cs.WorkloadGroups,
 			}
 		}
 		kept := slices.DeleteFunc(slices.Clone(gws), withdraw)
@@ -39,6 +41,6 @@ func (cs *ClusterSet) WithoutGateways(withdraw func(Gateway) bool) *ClusterSet {
 	if out == nil {
 		return cs
 	}
-	out.version = fingerprint(out)
+	out.version = workloadVersion(fingerprint(out), out.WorkloadGroups)
 	return out
 }

@@ -258,6 +258,10 @@ type Endpoint struct {
 	// do not are never reachable from another network.
 	MTLS   bool
 	Labels map[string]string
+	// Workload names the workload group an endpoint outside Kubernetes
+	// comes from (WorkloadSource); "" for a pod (and then left out of
+	// encodings, as a pod's state was before workloads existed).
+	Workload string `json:",omitempty" yaml:",omitempty"`
 }
 
 // TargetPort returns the endpoint's port for the given service port.
@@ -328,6 +332,9 @@ type ClusterSet struct {
 	// by cluster name, then service (see ServiceDigest).
 	digests map[string]map[ServiceKey]Digest
 	locs    *localities // ClampLocality's index
+	// WorkloadGroups are the workload groups merged into the clusters'
+	// services, sorted by key (see WithWorkloads).
+	WorkloadGroups []WorkloadGroup
 }
 
 // New validates clusters, sorts everything, merges exports and fingerprints

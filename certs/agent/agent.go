@@ -68,6 +68,9 @@ type Config struct {
 	// already has.
 	TokenFile string
 	Cluster   string
+	// Join, when set, is how every SVID is obtained, the first and each
+	// renewal: a workload outside Kubernetes joining its group (vm.go).
+	Join func(ctx context.Context, req *certpb.SignRequest) (*certpb.SignResponse, error)
 	// Dir is where the files are written (and a valid SVID is picked up
 	// from at start).
 	Dir string
@@ -254,6 +257,16 @@ func (a *Agent) Renew(ctx context.Context) error {
 		req.Ttl = durationpb.New(a.cfg.TTL)
 	}
 
+	if a.cfg.Join != nil {
+		// A workload outside Kubernetes renews by joining again, which
+		// also refreshes its registration.
+		resp, err := a.cfg.Join(ctx, req)
+		if err != nil {
+			a.cfg.Metrics.attempt("error")
+			return fmt.Errorf("join: %w", err)
+		}
+		return a.accept(resp, key, "join")
+	}
 	var errs []error
 	if current := a.current(); current != nil {
 		resp, err := a.call(ctx, req, current, "")

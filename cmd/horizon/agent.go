@@ -29,6 +29,7 @@ type agentConfig struct {
 	check                              bool
 	metricsAddress                     string
 	logLevel, logFormat                string
+	vm                                 vmAgentConfig
 }
 
 // run runs `horizon agent`: it keeps a workload's SVID current in a
@@ -70,11 +71,15 @@ func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 
 	reg := prometheus.NewRegistry()
-	a, err := agent.New(agent.Config{
+	acfg := agent.Config{
 		Address: cfg.mtlsAddress, TrustDomain: td, ServerID: sid, Bundle: roots,
 		TokenFile: cfg.tokenFile, Cluster: cfg.cluster, Dir: cfg.certDir, TTL: cfg.ttl,
 		Log: log, Metrics: agent.NewMetrics(reg),
-	})
+	}
+	if cfg.vm.enabled() {
+		return cfg.vm.run(ctx, acfg, cfg.metricsAddress, reg, stdout)
+	}
+	a, err := agent.New(acfg)
 	if err != nil {
 		return err
 	}

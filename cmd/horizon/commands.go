@@ -19,6 +19,7 @@ import (
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
+	"github.com/horizonmesh/horizon/discovery/workload"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/gateway/proxy/sni"
@@ -55,6 +56,7 @@ next argument.`,
 		newClusterCommand(),
 		newCACommand(),
 		newAgentCommand(),
+		newWorkloadCommand(),
 		newCaptureCommand(),
 		newInjectCommand(),
 		newGatewayCommand(),
@@ -267,8 +269,14 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.StringVar(&ij.cert, "injector-cert", "", "PEM serving certificate of the injector, instead of one from Horizon's CA (e.g. with SPIRE); reloaded on change")
 	fs.StringVar(&ij.key, "injector-key", "", "PEM private key for --injector-cert")
 	fs.StringVar(&ij.webhookConfig, "injector-webhook-config", "", "name of the MutatingWebhookConfiguration in the control plane's cluster whose caBundle Horizon keeps equal to its CA's root bundle (with --ca-dir)")
+	fs.StringVar(&cfg.workloads.file, "workloads", "", "workload groups (VMs outside Kubernetes) and the clusters of VM networks, in the ClusterSet file's format, served with any source, Kubernetes members included; watched")
+	fs.BoolVar(&cfg.workloads.crd, "workload-groups-crd", false, "also read workload groups from WorkloadGroup objects (mesh.horizon.io/v1alpha1, the chart's CRD) in the control plane's cluster (--kubeconfig or in-cluster)")
+	fs.IntVar(&cfg.workloads.limits.PerGroup, "max-workloads-per-group", 200, "most registered instances of one workload group; more joins are refused (group_full)")
+	fs.IntVar(&cfg.workloads.limits.Total, "max-workloads", 5000, "most registered workload instances in all; more joins are refused (registry_full)")
+	fs.Float64Var(&cfg.workloads.limits.JoinsPerSecond, "workload-join-rate", 20, "workload joins admitted per second (burst 50); more are refused (rate_limited)")
+	fs.DurationVar(&cfg.workloads.reportInterval, "workload-report-interval", workload.DefaultReportInterval, "how often workload agents report; an instance is not ready 3 intervals after its last report")
 	completeWords(cmd, "svid-provider", string(xds.SVIDFromAgent), string(xds.SVIDFromSPIRE))
-	completeYAML(cmd, "clusterset", "policy", "injector-config")
+	completeYAML(cmd, "clusterset", "policy", "injector-config", "workloads")
 	return cmd
 }
 
@@ -548,6 +556,11 @@ func newAgentCommand() *cobra.Command {
 	fs.BoolVar(&cfg.check, "check", false, "exit 0 if --cert-dir holds a valid SVID and its key, else 1, and do nothing else: the startup probe of the injected agent")
 	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", "", "serve /metrics here (e.g. 127.0.0.1:15020)")
+	fs.StringVar(&cfg.vm.joinTokenFile, "join-token-file", "", "a workload outside Kubernetes (VM): the join token of its workload group ('horizon workload token'); the agent joins the group, keeps the group's SVID current and reports the group's probe")
+	fs.StringVar(&cfg.vm.group, "workload-group", "", "with --join-token-file: the workload group, namespace/name")
+	fs.StringVar(&cfg.vm.address, "workload-address", "", "with --join-token-file: this instance's IP address, as the mesh reaches it")
+	fs.Var((*repeated)(&cfg.vm.labels), "workload-label", "with --join-token-file: key=value label of this instance, added to the group's (repeatable)")
+	fs.StringVar(&cfg.vm.probeHost, "probe-host", "127.0.0.1", "with --join-token-file: where the group's probe reaches the workload")
 	logFlags(cmd, &cfg.logLevel, &cfg.logFormat)
 	return cmd
 }

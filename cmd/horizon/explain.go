@@ -179,6 +179,7 @@ type origin struct {
 	gateway  bool // a gateway of cluster's network
 	locality discovery.Locality
 	labels   map[string]string // a pod's
+	workload string            // a VM's source (discovery.WorkloadSource), "" for a pod
 }
 
 // indexEndpoints maps every endpoint and gateway address (host:port) of a
@@ -199,7 +200,7 @@ func indexEndpoints(cs *discovery.ClusterSet) map[string][]origin {
 				for _, sp := range s.Ports {
 					key := net.JoinHostPort(e.Address, strconv.Itoa(int(e.TargetPort(sp))))
 					if !slices.ContainsFunc(idx[key], func(o origin) bool { return o.cluster == c && !o.gateway }) {
-						idx[key] = append(idx[key], origin{cluster: c, locality: loc, labels: e.Labels})
+						idx[key] = append(idx[key], origin{cluster: c, locality: loc, labels: e.Labels, workload: e.Workload})
 					}
 				}
 			}
@@ -257,6 +258,9 @@ func why(origins []origin, p *xds.Proxy, src *discovery.Cluster, loc policyfile.
 		}
 		return fmt.Sprintf("gateway of network %s (clusters %s): its pods are not reachable from network %s, and its weight is theirs; %s",
 			o.cluster.Network, strings.Join(clusters, ", "), src.Network, rank)
+	}
+	if o.workload != "" {
+		return fmt.Sprintf("VM of %s, in cluster %s, same network: %s", o.workload, o.cluster.Name, rank)
 	}
 	return fmt.Sprintf("pod in cluster %s, same network: %s", o.cluster.Name, rank)
 }

@@ -140,6 +140,10 @@ type mtlsPort struct {
 	// Horizon is the CA (--ca-dir): the injector's serving certificate.
 	ca       func() (*certs.CA, error)
 	identity spiffeid.ID
+	// signer is the CA that signs for a member cluster, when Horizon is
+	// the CA (the workload registration API's SVIDs); caDir holds it.
+	signer func(cluster string) (*certs.CA, error)
+	caDir  string
 }
 
 // bundleFunc is an x509bundle.Source made of a function.
@@ -185,7 +189,8 @@ func mtlsSetupPort(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain
 			}
 			return top.Bundle(), nil
 		})
-		return mtlsPort{conf: ca.tls, register: ca.register, bundles: current, ca: ca.store.Current, identity: spiffeid.RequireFromString(ic.identity)}, nil
+		return mtlsPort{conf: ca.tls, register: ca.register, bundles: current, ca: ca.store.Current, identity: spiffeid.RequireFromString(ic.identity),
+			signer: ca.store.Signer, caDir: ic.caDir}, nil
 	case cfg.spireSocket != "":
 		conf, src, err := spireServerTLS(ctx, cfg.spireSocket, td, DefaultSPIRETimeout, log)
 		if err != nil {

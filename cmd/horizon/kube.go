@@ -115,6 +115,15 @@ func (k *kubeConfig) memberConfigs() ([]kube.MemberConfig, error) {
 // controlPlane returns a client for the cluster Horizon runs in: --kubeconfig,
 // or the in-cluster service account.
 func (k *kubeConfig) controlPlane() (kubernetes.Interface, error) {
+	rc, err := k.controlPlaneConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// controlPlaneConfig is the REST configuration of controlPlane's client.
+func (k *kubeConfig) controlPlaneConfig() (*rest.Config, error) {
 	var rc *rest.Config
 	var err error
 	if k.kubeconfig != "" {
@@ -122,12 +131,12 @@ func (k *kubeConfig) controlPlane() (kubernetes.Interface, error) {
 	} else if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		rc, err = rest.InClusterConfig()
 	} else {
-		return nil, errors.New("--member-secrets-namespace and --state-namespace need the control plane's cluster: run in a pod or give --kubeconfig")
+		return nil, errors.New("--member-secrets-namespace, --state-namespace and --workload-groups-crd need the control plane's cluster: run in a pod or give --kubeconfig")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("control plane cluster: %w", err)
 	}
-	return kubernetes.NewForConfig(rc)
+	return rc, nil
 }
 
 // flagMembers stops member Secrets from taking over a cluster configured by

@@ -60,6 +60,7 @@ type serveConfig struct {
 	gatewayProbeInterval time.Duration
 	policy               string
 	injector             injectorConfig
+	workloads            workloadsConfig
 }
 
 // run runs `horizon serve`: the control plane, until ctx ends.
@@ -115,6 +116,11 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	if cfg.kube.enabled() || cfg.injector.enabled() {
 		stages.Observers = append(stages.Observers, func(cs *discovery.ClusterSet) { latest.Store(cs) })
 	}
+	wl, err := setupWorkloads(cfg.workloads, &cfg.kube, reg, log)
+	if err != nil {
+		return err
+	}
+	stages.Workloads = wl.registry
 	pipe := pipeline.New(stages)
 
 	var watcher *file.Watcher
@@ -124,7 +130,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	var summary func(w io.Writer)
 	switch {
 	case cfg.kube.enabled() && cfg.clusterSet != "":
-		return errors.New("serve: --clusterset and Kubernetes members exclude each other")
+		return errors.New("serve: --clusterset and Kubernetes members exclude each other (workload groups and VM networks beside members go in --workloads)")
 	case cfg.kube.enabled():
 		k, err := cfg.kube.sources(log, reg, td.Name(), pipe.Publish, latest.Load)
 		if err != nil {
@@ -148,7 +154,11 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 			// The first views carry the policy: check it now, so that a bad
 			// file stops serve before anything listens. The watcher loads
 			// the same version again and hands it over without a change.
-			pol, err := loadPolicy(cfg.policy, cs)
+			merged, err := wl.registry.Merge(cs)
+			if merged == nil {
+				return fmt.Errorf("workloads: %w", err)
+			}
+			pol, err := loadPolicy(cfg.policy, merged)
 			if err != nil {
 				return err
 			}
@@ -166,6 +176,9 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 	}
 	defer port.close()
 	srv.SetBundles(port.bundles)
+	if err := wl.api(port, td, cfg.identity.svidTTL, trust.Gateways, log); err != nil {
+		return err
+	}
 	plainAddr, err := cfg.plaintextAddress(port.conf != nil)
 	if err != nil {
 		return err
@@ -242,9 +255,13 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		if port.register != nil {
 			port.register(mtlsServer)
 		}
+		if wl.register != nil {
+			wl.register(mtlsServer)
+		}
 	}
 	mux, debug := newHTTPHandler(srv, watcher, source, pipe.Prober(), reg)
 	handleMCSDebug(debug, controller)
+	wl.handleDebug(debug)
 	if policyWatcher != nil {
 		debug.Handle("GET /debug/policy", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, policyWatcher.Status())
@@ -273,6 +290,9 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		if port.register != nil {
 			fmt.Fprintf(stdout, "  certificate API (mutual TLS)    %s\n", mtlsLis.Addr().String())
 		}
+		if wl.register != nil {
+			fmt.Fprintf(stdout, "  workload API (VMs, mutual TLS)  %s\n", mtlsLis.Addr().String())
+		}
 	}
 	fmt.Fprintf(stdout, "  HTTP                            http://%s/metrics  /healthz  /readyz  /debug/ (loopback)\n", httpLis.Addr().String())
 	if debugLis != nil {
@@ -294,6 +314,12 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 
 	if watcher != nil {
 		pipe.Add("clusterset file", watcher.Run)
+	}
+	if wl.watcher != nil {
+		pipe.Add("workloads file", wl.watcher.Run)
+	}
+	if wl.crd != nil {
+		pipe.Add("workload groups", wl.crd.Run)
 	}
 	if secrets != nil {
 		pipe.Add("member secrets", secrets.Run)

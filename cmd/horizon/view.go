@@ -69,7 +69,7 @@ func (cfg viewConfig) run(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes}
+	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes, sources: workloadSources(cs)}
 	for _, cla := range res.Endpoints {
 		// Subsets a route rule sends to (outbound_.PORT_.SUBSET_.HOST) are the host's too.
 		if h, _, _, err := discovery.ParseSubsetClusterName(cla.GetClusterName()); cfg.host == "" || (err == nil && h == cfg.host) {
@@ -106,6 +106,9 @@ type renderedView struct {
 	policy     xds.Policy
 	endpoints  []*endpoint.ClusterLoadAssignment
 	notes      []string
+	// sources names the workload group of each VM endpoint (host:port),
+	// which text shows after its health (workloads.go).
+	sources map[string]string
 }
 
 // text writes the assignments for a reader: per service port, each
@@ -138,8 +141,8 @@ func (v renderedView) text(w io.Writer) {
 			fmt.Fprintf(&b, "  priority %d  %-32s locality weight %d\n", lle.GetPriority(), loc, lle.GetLoadBalancingWeight().GetValue())
 			for _, lb := range lle.GetLbEndpoints() {
 				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-				fmt.Fprintf(&b, "    %-24s weight %-4d %s\n", fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()),
-					lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus())
+				addr := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
+				fmt.Fprintf(&b, "    %-24s weight %-4d %s%s\n", addr, lb.GetLoadBalancingWeight().GetValue(), lb.GetHealthStatus(), v.sources[addr])
 			}
 		}
 	}

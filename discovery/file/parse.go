@@ -54,10 +54,14 @@ func readFile(path string) ([]byte, error) {
 func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 	p := newParser(name)
 	clusters := p.document(data)
+	p.checkGroups(p.groups, clusters, true)
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	cs, err := discovery.New(clusters)
+	if err == nil && len(p.groups) > 0 {
+		cs, err = cs.WithWorkloads(nil, groupsOf(p.groups), nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -66,7 +70,7 @@ func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 
 // Field names of each object of the format.
 var (
-	topFields      = []string{"clusters", "networks"}
+	topFields      = []string{"clusters", "networks", "workloadGroups"}
 	clusterFields  = []string{"name", "network", "locality", "gateways", "services"}
 	localityFields = []string{"region", "zone", "subZone"}
 	gatewayFields  = []string{"address", "port", "forNetwork"}
@@ -87,8 +91,11 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 		return nil
 	}
 	networks := p.networks(top)
+	p.groups = p.workloadGroups(top)
 	n := top.Get("clusters")
 	switch {
+	case p.workloadsFile && (n == nil || n.ShortTag() == "!!null"):
+		return nil
 	case n == nil:
 		p.Errorf(root, "", "missing clusters: (write clusters: [] for a ClusterSet without clusters)")
 		return nil

@@ -150,6 +150,7 @@ func TestParseValid(t *testing.T) {
 				t.Error("demo/other exported, want not")
 			}
 		},
+		"workloads.yaml": checkWorkloadsFile, // workloads_test.go
 		"order-a.yaml": func(t *testing.T, cs *discovery.ClusterSet) {
 			equal(t, "version", cs.Version(), mustParse(t, "testdata/valid/order-b.yaml").Version())
 		},

@@ -32,6 +32,9 @@ type Watcher struct {
 	// systems, a watch limit reached). Zero means 2s.
 	PollInterval time.Duration
 
+	// Workloads makes it a workloads file's watcher (ParseWorkloads).
+	Workloads bool
+
 	pollOnly bool // tests: watch without fsnotify
 
 	mu      sync.Mutex
@@ -103,7 +106,10 @@ func (s *watch) check() error {
 	initial := s.version == ""
 
 	var cs *discovery.ClusterSet
-	if err == nil {
+	switch {
+	case err == nil && s.w.Workloads:
+		cs, err = ParseWorkloads(s.w.Path, data)
+	case err == nil:
 		cs, err = Parse(s.w.Path, data)
 	}
 	if err != nil {

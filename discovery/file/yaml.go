@@ -14,7 +14,13 @@ import (
 )
 
 // parser collects the problems of one file while it walks its nodes.
-type parser struct{ yamlnode.Parser }
+type parser struct {
+	yamlnode.Parser
+	// workloadsFile: a workloads file (ParseWorkloads), where clusters:
+	// is optional.
+	workloadsFile bool
+	groups        []groupAt // the workloadGroups: list, read by document
+}
 
 func newParser(file string) *parser {
 	p := &parser{}

@@ -5,6 +5,10 @@
 //	sources: file.Watcher (a ClusterSet file) or kube.Source (member clusters)
 //	   │ Publish (their OnUpdate), or Seed once at start
 //	   ▼
+//	0. workloads          workload.Registry: the workloads outside Kubernetes
+//	   │                  (workload groups, registered instances) merged in
+//	   │                  (optional; it republishes when they change)
+//	   ▼
 //	1. observers          see every ClusterSet as discovered, every gateway
 //	   │                  included (the MCS controller's latest)
 //	2. policy topology    policyfile.Watcher.SetTopology: the policy file is
@@ -64,6 +68,22 @@ type Config struct {
 	// Observers see every ClusterSet first, as the sources publish it. They
 	// are called on the sources' goroutines and must not block.
 	Observers []func(*discovery.ClusterSet)
+	// Workloads, when set, merges the workloads outside Kubernetes into
+	// every ClusterSet before the other stages see it.
+	Workloads Workloads
+}
+
+// Workloads is the stage that merges workloads outside Kubernetes into
+// each ClusterSet. *workload.Registry is one; New sets its output to the
+// rest of the pipeline (SetOut).
+type Workloads interface {
+	// In takes a source's ClusterSet and hands the merged one on.
+	In(*discovery.ClusterSet)
+	// Merge merges at once (the first ClusterSet, Seed).
+	Merge(*discovery.ClusterSet) (*discovery.ClusterSet, error)
+	// SetOut sets where merged ClusterSets go, before Run.
+	SetOut(func(*discovery.ClusterSet))
+	Run(ctx context.Context) error
 }
 
 // Pipeline runs the stages of Config in order. Create it with New.
@@ -72,6 +92,7 @@ type Pipeline struct {
 	policy    Policy
 	prober    *health.Prober
 	observers []func(*discovery.ClusterSet)
+	workloads Workloads
 
 	mu      sync.Mutex
 	parts   []part
@@ -90,8 +111,12 @@ func New(cfg Config) *Pipeline {
 	if cfg.Views == nil {
 		panic("pipeline.New: Config.Views is nil")
 	}
-	p := &Pipeline{views: cfg.Views, policy: cfg.Policy, observers: cfg.Observers}
+	p := &Pipeline{views: cfg.Views, policy: cfg.Policy, observers: cfg.Observers, workloads: cfg.Workloads}
 	p.Add("views", cfg.Views.Run)
+	if p.workloads != nil {
+		p.workloads.SetOut(p.publish)
+		p.Add("workloads", p.workloads.Run)
+	}
 	if cfg.Health != nil {
 		opts := *cfg.Health
 		opts.Out = cfg.Views.Update
@@ -113,6 +138,15 @@ func (p *Pipeline) Publish(cs *discovery.ClusterSet) {
 	if cs == nil {
 		return
 	}
+	if p.workloads != nil {
+		p.workloads.In(cs) // calls publish with the merged ClusterSet
+		return
+	}
+	p.publish(cs)
+}
+
+// publish takes a ClusterSet with its workloads through the other stages.
+func (p *Pipeline) publish(cs *discovery.ClusterSet) {
 	p.enter(cs)
 	if p.prober != nil {
 		p.prober.In(cs) // calls Views.Update with what it lets through
@@ -126,6 +160,13 @@ func (p *Pipeline) Publish(cs *discovery.ClusterSet) {
 // source's first load). Gateway health then starts probing; nothing is
 // withdrawn before a probe fails.
 func (p *Pipeline) Seed(cs *discovery.ClusterSet) error {
+	if p.workloads != nil {
+		merged, err := p.workloads.Merge(cs)
+		if merged == nil {
+			return fmt.Errorf("initial ClusterSet: workloads: %w", err)
+		}
+		cs = merged
+	}
 	p.enter(cs)
 	if err := p.views.Apply(cs); err != nil {
 		return fmt.Errorf("initial ClusterSet: %w", err)

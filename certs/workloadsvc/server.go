@@ -1,0 +1,396 @@
+// Package workloadsvc is the workload registration API
+// (workloadpb.Workloads) on Horizon's mutual-TLS port: the agent of a
+// workload outside Kubernetes joins its workload group with a join token
+// Horizon issued for that group (token.go), gets the X509-SVID of the
+// group's service account bound to the group's cluster, and then reports
+// its probe's verdict with that SVID.
+//
+// Who may do what:
+//   - Join: the token's group is the only group the caller may join (a
+//     request naming another is refused); expired tokens, tokens of another
+//     join key or trust domain are refused. The SVID is
+//     spiffe://<td>/ns/<group ns>/sa/<group service account>.
+//   - Report: the caller's verified certificate must be the group's
+//     identity, bound to the group's cluster; a VM of one group cannot
+//     report for another group with a different identity. (Two groups that
+//     share a service account and cluster share an identity.)
+//
+// The registry (discovery/workload) holds the instances and their limits;
+// refusals are counted by reason (horizon_workload_refusals_total) and
+// logged at most once a minute per reason and peer host, and a refused
+// client is told the reason with a fixed hint.
+package workloadsvc
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/certs/workloadpb"
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/ratelog"
+)
+
+// Reasons of the service itself (the registry adds its own: see
+// discovery/workload).
+const (
+	ReasonPlaintext        = "plaintext"         // not a TLS connection
+	ReasonNoToken          = "no_token"          // Join without a join token
+	ReasonTokenMalformed   = "token_malformed"   // not a join token
+	ReasonTokenForeign     = "token_foreign"     // signed by another key or for another trust domain
+	ReasonTokenExpired     = "token_expired"     // past its expiry
+	ReasonTokenGroup       = "token_group"       // the request names another group than the token
+	ReasonNoCertificate    = "no_certificate"    // Report without a client certificate
+	ReasonBadCertificate   = "bad_certificate"   // not a valid SVID of the trust domain
+	ReasonIdentityMismatch = "identity_mismatch" // the SVID is not the group's identity
+	ReasonBadRequest       = "bad_request"       // malformed CSR, ttl or group name
+	ReasonNoCA             = "no_ca"             // no CA signs for the group's cluster
+	ReasonIssue            = "issue"             // the CA refused
+	ReasonReserved         = "reserved_identity" // the group's identity is one the API never issues (Config.Reserved)
+)
+
+// Registry is where instances are registered: *workload.Registry.
+type Registry interface {
+	// Join asks authorize (when not nil) before it changes anything.
+	Join(group discovery.ServiceKey, address string, labels map[string]string, authorize func(discovery.WorkloadGroup) error) (discovery.WorkloadGroup, error)
+	// Report asks authorize before it changes anything.
+	Report(group discovery.ServiceKey, address string, healthy bool, authorize func(discovery.WorkloadGroup) error) (discovery.WorkloadGroup, error)
+	ReportInterval() time.Duration
+}
+
+// Config configures a Server.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// Signer returns the CA that signs for a member cluster (as
+	// certsvc.Config.Signer).
+	Signer   func(cluster string) (*certs.CA, error)
+	JoinKey  []byte
+	Registry Registry
+	// Reserved are SPIFFE IDs never issued to a workload, whatever group
+	// names them: Horizon's own, the gateways'.
+	Reserved []spiffeid.ID
+	MaxTTL   time.Duration
+	// Refused counts a refusal by reason (the registry's metric).
+	Refused func(reason string)
+	Now     func() time.Time
+	Log     *slog.Logger
+}
+
+// Server implements workloadpb.WorkloadsServer.
+type Server struct {
+	workloadpb.UnimplementedWorkloadsServer
+	cfg  Config
+	logs *ratelog.Logger
+}
+
+// New makes a Server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.TrustDomain.IsZero():
+		return nil, errors.New("workloadsvc: no trust domain")
+	case cfg.Signer == nil || cfg.Registry == nil:
+		return nil, errors.New("workloadsvc: no signer or registry")
+	case len(cfg.JoinKey) < 32:
+		return nil, errors.New("workloadsvc: join key shorter than 32 bytes")
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = certs.DefaultSVIDTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Refused == nil {
+		cfg.Refused = func(string) {}
+	}
+	return &Server{cfg: cfg, logs: ratelog.NewWithClock(cfg.Log, time.Minute, cfg.Now)}, nil
+}
+
+// Register adds the service to a gRPC server, which must be a TLS one.
+func (s *Server) Register(g *grpc.Server) { workloadpb.RegisterWorkloadsServer(g, s) }
+
+// refusal is a refused call: its reason, code and the error behind it.
+type refusal struct {
+	reason  string
+	code    codes.Code
+	err     error
+	counted bool // by the registry already
+}
+
+func refuse(reason string, code codes.Code, format string, a ...any) *refusal {
+	return &refusal{reason: reason, code: code, err: fmt.Errorf(format, a...)}
+}
+
+// fail counts and logs a refusal and returns what the client is told.
+func (s *Server) fail(ctx context.Context, call string, r *refusal) error {
+	if !r.counted {
+		s.cfg.Refused(r.reason)
+	}
+	from := peerAddr(ctx)
+	s.logs.Warn(r.reason+" "+peerHost(from), "workload "+call+" refused", "reason", r.reason, "peer", from, "error", ratelog.Truncate(r.err.Error(), 1024))
+	msg := r.reason
+	if r.code != codes.Internal {
+		// The registry's and the token's errors name only what the
+		// caller sent and the group it asked for.
+		msg += ": " + r.err.Error()
+	}
+	return status.Error(r.code, msg)
+}
+
+// registryRefusal turns a registry error into a refusal.
+func registryRefusal(err error) *refusal {
+	var rr interface{ RefusalReason() string }
+	if errors.As(err, &rr) {
+		code := codes.FailedPrecondition
+		switch rr.RefusalReason() {
+		case "rate_limited", "group_full", "registry_full":
+			code = codes.ResourceExhausted
+		case "unknown_group", "not_registered":
+			code = codes.NotFound
+		case "bad_address", "too_many_labels":
+			code = codes.InvalidArgument
+		case "address_taken":
+			code = codes.AlreadyExists
+		}
+		return &refusal{reason: rr.RefusalReason(), code: code, err: err, counted: true}
+	}
+	return &refusal{reason: "error", code: codes.Internal, err: err}
+}
+
+// Join implements workloadpb.WorkloadsServer.
+func (s *Server) Join(ctx context.Context, req *workloadpb.JoinRequest) (*workloadpb.JoinResponse, error) {
+	resp, r := s.join(ctx, req)
+	if r != nil {
+		return nil, s.fail(ctx, "join", r)
+	}
+	return resp, nil
+}
+
+func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*workloadpb.JoinResponse, *refusal) {
+	if _, ok := tlsPeer(ctx); !ok {
+		return nil, refuse(ReasonPlaintext, codes.Unauthenticated, "not a TLS connection")
+	}
+	// The caller proves it may join with the group's join token, or with
+	// its current SVID, the group's identity (renewal, or a join again
+	// after Horizon restarted).
+	var key discovery.ServiceKey
+	var authorize func(discovery.WorkloadGroup) error
+	if token, ok := bearerToken(ctx); ok {
+		claims, err := VerifyToken(s.cfg.JoinKey, s.cfg.TrustDomain.Name(), token, s.cfg.Now())
+		if err != nil {
+			reason := ReasonTokenMalformed
+			switch {
+			case errors.Is(err, ErrTokenForeign):
+				reason = ReasonTokenForeign
+			case errors.Is(err, ErrTokenExpired):
+				reason = ReasonTokenExpired
+			}
+			return nil, refuse(reason, codes.Unauthenticated, "%v", err)
+		}
+		if req.GetGroup() != "" && req.GetGroup() != claims.Group {
+			return nil, refuse(ReasonTokenGroup, codes.PermissionDenied, "the token is for group %s, not %s", claims.Group, req.GetGroup())
+		}
+		if err := key.UnmarshalText([]byte(claims.Group)); err != nil {
+			return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "%v", err)
+		}
+	} else {
+		if err := key.UnmarshalText([]byte(req.GetGroup())); err != nil {
+			return nil, refuse(ReasonNoToken, codes.Unauthenticated, "send the group's join token (authorization: Bearer), or connect with the SVID of the group named")
+		}
+		check, r := s.identity(ctx, key)
+		if r != nil {
+			return nil, r
+		}
+		authorize = check
+	}
+	csr, err := x509.ParseCertificateRequest(req.GetCsr())
+	if err != nil || csr.CheckSignature() != nil {
+		return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "malformed certificate request")
+	}
+	ttl := req.GetTtl().AsDuration()
+	if ttl < 0 {
+		return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "negative ttl")
+	}
+	if ttl == 0 || ttl > s.cfg.MaxTTL {
+		ttl = s.cfg.MaxTTL
+	}
+	// Nothing is registered for a group whose identity is reserved.
+	check := func(g discovery.WorkloadGroup) error {
+		if id, err := spiffeid.FromSegments(s.cfg.TrustDomain, "ns", g.Namespace, "sa", g.ServiceAccount); err == nil && slices.Contains(s.cfg.Reserved, id) {
+			return errReserved
+		}
+		if authorize != nil {
+			return authorize(g)
+		}
+		return nil
+	}
+	g, err := s.cfg.Registry.Join(key, req.GetAddress(), req.GetLabels(), check)
+	if errors.Is(err, errReserved) {
+		return nil, refuse(ReasonReserved, codes.PermissionDenied, "group %s has an identity that is never issued to a workload", key)
+	}
+	if errors.Is(err, errIdentity) {
+		return nil, refuse(ReasonIdentityMismatch, codes.PermissionDenied, "the client certificate is not the identity of group %s", key)
+	}
+	if err != nil {
+		return nil, registryRefusal(err)
+	}
+	id, err := spiffeid.FromSegments(s.cfg.TrustDomain, "ns", g.Namespace, "sa", g.ServiceAccount)
+	if err != nil {
+		return nil, refuse(ReasonBadRequest, codes.Internal, "group %s: %v", key, err)
+	}
+	ca, err := s.cfg.Signer(g.Cluster)
+	if err != nil {
+		return nil, refuse(ReasonNoCA, codes.Unavailable, "no CA signs for cluster %q: %v", g.Cluster, err)
+	}
+	svid, err := ca.SignCSR(csr, id, ttl, certs.ForCluster(g.Cluster))
+	if err != nil {
+		return nil, refuse(ReasonIssue, codes.Internal, "%v", err)
+	}
+	s.cfg.Log.Info("workload joined; issued X509-SVID", "group", key.String(), "address", req.GetAddress(), "id", id.String(),
+		"cluster", g.Cluster, "peer", peerAddr(ctx), "expires", svid.Leaf().NotAfter.UTC().Format(time.RFC3339))
+	resp := &workloadpb.JoinResponse{SpiffeId: id.String(), Cluster: g.Cluster, Group: s.groupMessage(g)}
+	for _, c := range svid.Certificates {
+		resp.CertChain = append(resp.CertChain, c.Raw)
+	}
+	for _, c := range ca.Bundle().X509Authorities() {
+		resp.Bundle = append(resp.Bundle, c.Raw)
+	}
+	return resp, nil
+}
+
+// Report implements workloadpb.WorkloadsServer.
+func (s *Server) Report(ctx context.Context, req *workloadpb.ReportRequest) (*workloadpb.ReportResponse, error) {
+	resp, r := s.report(ctx, req)
+	if r != nil {
+		return nil, s.fail(ctx, "report", r)
+	}
+	return resp, nil
+}
+
+func (s *Server) report(ctx context.Context, req *workloadpb.ReportRequest) (*workloadpb.ReportResponse, *refusal) {
+	if _, ok := tlsPeer(ctx); !ok {
+		return nil, refuse(ReasonPlaintext, codes.Unauthenticated, "not a TLS connection")
+	}
+	var key discovery.ServiceKey
+	if err := key.UnmarshalText([]byte(req.GetGroup())); err != nil {
+		return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "%v", err)
+	}
+	check, r := s.identity(ctx, key)
+	if r != nil {
+		return nil, r
+	}
+	// The identity check comes before the registry changes anything, so
+	// a caller of another identity changes nothing.
+	g, err := s.cfg.Registry.Report(key, req.GetAddress(), req.GetHealthy(), check)
+	if errors.Is(err, errIdentity) {
+		return nil, refuse(ReasonIdentityMismatch, codes.PermissionDenied, "the client certificate is not the identity of group %s", key)
+	}
+	if err != nil {
+		return nil, registryRefusal(err)
+	}
+	if !req.GetHealthy() && req.GetDetail() != "" {
+		s.logs.Info("unhealthy "+key.String()+" "+req.GetAddress(), "workload probe failing", "group", key.String(), "address", req.GetAddress(), "detail", ratelog.Truncate(req.GetDetail(), 256))
+	}
+	return &workloadpb.ReportResponse{Group: s.groupMessage(g)}, nil
+}
+
+var (
+	errIdentity = errors.New("identity mismatch")
+	errReserved = errors.New("reserved identity")
+)
+
+// identity verifies the caller's client certificate and returns the check
+// that it is the identity of a group: the group's service account, bound
+// to the group's cluster.
+func (s *Server) identity(ctx context.Context, key discovery.ServiceKey) (func(discovery.WorkloadGroup) error, *refusal) {
+	info, _ := tlsPeer(ctx)
+	chain := info.State.PeerCertificates
+	if len(chain) == 0 {
+		return nil, refuse(ReasonNoCertificate, codes.Unauthenticated, "connect with the SVID Join issued")
+	}
+	top, err := s.cfg.Signer("")
+	if err != nil {
+		return nil, refuse(ReasonNoCA, codes.Unavailable, "no CA: %v", err)
+	}
+	id, verified, err := certs.VerifyChain(chain, top.Bundle(), s.cfg.Now())
+	if err != nil || id.TrustDomain() != s.cfg.TrustDomain {
+		return nil, refuse(ReasonBadCertificate, codes.Unauthenticated, "client certificate is not a valid SVID of trust domain %s", s.cfg.TrustDomain)
+	}
+	cluster := certs.ClusterOf(verified)
+	return func(g discovery.WorkloadGroup) error {
+		want := "spiffe://" + s.cfg.TrustDomain.Name() + "/ns/" + g.Namespace + "/sa/" + g.ServiceAccount
+		if id.String() != want || cluster != g.Cluster {
+			return errIdentity
+		}
+		return nil
+	}, nil
+}
+
+// groupMessage is what an agent is told of its group.
+func (s *Server) groupMessage(g discovery.WorkloadGroup) *workloadpb.Group {
+	m := &workloadpb.Group{
+		Name:           g.Key().String(),
+		ReportInterval: durationpb.New(s.cfg.Registry.ReportInterval()),
+		GracePeriod:    durationpb.New(g.GracePeriod),
+	}
+	if p := g.Probe; p != nil {
+		q := p.WithDefaults()
+		m.Probe = &workloadpb.Probe{
+			Type: string(q.Kind), Port: q.Port, Path: q.Path, Service: q.Service,
+			InitialDelay: durationpb.New(q.InitialDelay), Interval: durationpb.New(q.Interval), Timeout: durationpb.New(q.Timeout),
+			SuccessThreshold: int32(q.SuccessThreshold), FailureThreshold: int32(q.FailureThreshold),
+		}
+	}
+	return m
+}
+
+func tlsPeer(ctx context.Context) (credentials.TLSInfo, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return credentials.TLSInfo{}, false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	return info, ok
+}
+
+func bearerToken(ctx context.Context) (string, bool) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if tok, ok := strings.CutPrefix(v, "Bearer "); ok && strings.TrimSpace(tok) != "" {
+			return strings.TrimSpace(tok), true
+		}
+	}
+	return "", false
+}
+
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+func peerHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}

@@ -1,0 +1,152 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/yaml"
+
+	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/file"
+)
+
+// WorkloadGroupResource is the WorkloadGroup custom resource
+// (charts/horizon/crds/mesh.horizon.io_workloadgroups.yaml).
+var WorkloadGroupResource = schema.GroupVersionResource{Group: "mesh.horizon.io", Version: "v1alpha1", Resource: "workloadgroups"}
+
+// MaxCRDGroups bounds the WorkloadGroup objects the watcher takes; more are
+// left out (the first by namespace/name are kept) and counted.
+const MaxCRDGroups = 1000
+
+// CRDWatcher reads WorkloadGroup objects from the control plane's cluster
+// and hands every valid one to OnUpdate, after each change. An object
+// whose spec the file parser refuses is left out with an error naming it
+// (logged once per object version, counted as
+// horizon_workload_group_rejected_total); the others keep serving.
+type CRDWatcher struct {
+	Client   dynamic.Interface
+	OnUpdate func([]discovery.WorkloadGroup)
+	Log      *slog.Logger
+	// Rejected counts objects left out (NewCRDMetrics); nil counts none.
+	Rejected prometheus.Counter
+
+	mu     sync.Mutex
+	errors map[string]string // object -> the error of its current version
+}
+
+// NewCRDMetrics makes horizon_workload_group_rejected_total and registers
+// it with reg (unless nil).
+func NewCRDMetrics(reg prometheus.Registerer) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "horizon_workload_group_rejected_total", Help: "WorkloadGroup objects left out because their spec is invalid (per version of an object)."})
+	if reg != nil {
+		reg.MustRegister(c)
+	}
+	return c
+}
+
+// Errors returns the errors of the objects left out now, by object.
+func (w *CRDWatcher) Errors() map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]string, len(w.errors))
+	for k, v := range w.errors {
+		out[k] = v
+	}
+	return out
+}
+
+// Run watches until ctx is done.
+func (w *CRDWatcher) Run(ctx context.Context) error {
+	if w.Log == nil {
+		w.Log = slog.New(slog.DiscardHandler)
+	}
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(w.Client, 0)
+	inf := factory.ForResource(WorkloadGroupResource).Informer()
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return nil
+	}
+	poke(nil)
+	seen := map[string]string{} // object -> resourceVersion whose error was logged
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+		w.OnUpdate(w.groups(inf.GetStore().List(), seen))
+	}
+}
+
+// groups converts the objects, leaving out and reporting invalid ones.
+func (w *CRDWatcher) groups(objs []any, seen map[string]string) []discovery.WorkloadGroup {
+	var us []*unstructured.Unstructured
+	for _, o := range objs {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			us = append(us, u)
+		}
+	}
+	slices.SortFunc(us, func(a, b *unstructured.Unstructured) int {
+		return discovery.ServiceKey{Namespace: a.GetNamespace(), Name: a.GetName()}.Compare(discovery.ServiceKey{Namespace: b.GetNamespace(), Name: b.GetName()})
+	})
+	errs := map[string]string{}
+	var out []discovery.WorkloadGroup
+	for i, u := range us {
+		object := "WorkloadGroup " + u.GetNamespace() + "/" + u.GetName()
+		g, err := convert(object, u)
+		if err == nil && i >= MaxCRDGroups {
+			err = fmt.Errorf("%s: more than %d WorkloadGroup objects", object, MaxCRDGroups)
+		}
+		if err != nil {
+			errs[object] = err.Error()
+			if seen[object] != u.GetResourceVersion() {
+				seen[object] = u.GetResourceVersion()
+				w.Log.Warn("WorkloadGroup left out", "object", object, "error", err)
+				if w.Rejected != nil {
+					w.Rejected.Inc()
+				}
+			}
+			continue
+		}
+		delete(seen, object)
+		out = append(out, g)
+	}
+	w.mu.Lock()
+	w.errors = errs
+	w.mu.Unlock()
+	return out
+}
+
+// convert reads one object with the file's parser.
+func convert(object string, u *unstructured.Unstructured) (discovery.WorkloadGroup, error) {
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	if spec == nil {
+		spec = map[string]any{}
+	}
+	spec["name"], spec["namespace"] = u.GetName(), u.GetNamespace()
+	data, err := yaml.Marshal(spec)
+	if err != nil {
+		return discovery.WorkloadGroup{}, fmt.Errorf("%s: %w", object, err)
+	}
+	return file.ParseWorkloadGroup(object, data)
+}
