@@ -109,6 +109,11 @@ type WorkloadGroup struct {
 	// Probe is the health check the agents run; nil: an instance is ready
 	// while its agent reports.
 	Probe *Probe
+	// Addresses are the prefixes an agent may register an address in
+	// without connecting from it (VMs behind NAT or a proxy). Otherwise an
+	// agent registers only the address it connects from: the address is a
+	// claim, checked against the connection (workloadsvc).
+	Addresses []netip.Prefix
 	// GracePeriod is how long an instance whose agent stopped reporting
 	// stays registered (not ready) before it is removed.
 	GracePeriod time.Duration
@@ -340,6 +345,9 @@ func workloadVersion(version string, groups []WorkloadGroup) string {
 	h.Write([]byte(version))
 	for _, g := range groups {
 		fmt.Fprintf(h, "\x00%s|%s|%s|%s|%s|%v|%t|%v|%d", g.Key(), g.Service, g.ServiceAccount, g.Cluster, g.Locality, g.Ports, g.Exported, g.GracePeriod, len(g.Instances))
+		if len(g.Addresses) > 0 {
+			fmt.Fprintf(h, "|addresses=%v", g.Addresses)
+		}
 		if g.Probe != nil {
 			fmt.Fprintf(h, "|%+v", *g.Probe)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -115,6 +117,15 @@ func (v *VM) call(ctx context.Context, withSVID bool, token string, f func(conte
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(conf))}
 	if a.cfg.Dial != nil {
 		opts = append(opts, a.cfg.Dial)
+	} else if ip, err := netip.ParseAddr(v.cfg.Address); err == nil && ip.Unmap().IsLoopback() {
+		// Horizon checks the address an agent registers against the one
+		// it connects from (workloadsvc). A VM's own address is the
+		// source its kernel picks towards Horizon on a single-homed VM;
+		// a loopback one is not (127.0.0.1 is), so connect from it.
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.Unmap().AsSlice()}}
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}))
 	}
 	target := a.cfg.Address
 	if target == "" {

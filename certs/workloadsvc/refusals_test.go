@@ -114,6 +114,11 @@ func TestRefusals(t *testing.T) {
 		}
 		time.Sleep(h.reg.MinReportGap())
 	}
+	// A VM of inventory-vms, which lists no addresses, registers the
+	// address it connects from.
+	if _, err := anon.join(withToken(h.token(t, "shop/inventory-vms", time.Hour)), "", "127.0.0.1"); err != nil {
+		t.Fatalf("inventory joins at the address it connects from: %v", err)
+	}
 	afterBilling := h.cs().Version()
 
 	cases := []struct {
@@ -142,6 +147,18 @@ func TestRefusals(t *testing.T) {
 		}, codes.PermissionDenied, ReasonReserved},
 		{"report without a certificate", func() error { return anon.report("shop/billing-vms", "10.2.0.50", false) }, codes.Unauthenticated, ReasonNoCertificate},
 		{"report for an address not joined", func() error { return asBilling.report("shop/billing-vms", "10.2.0.51", true) }, codes.NotFound, "not_registered"},
+		// The address is a claim: a token holder cannot register another
+		// workload's address (one it does not connect from, outside the
+		// group's addresses).
+		{"join at an address it does not connect from", func() error {
+			_, err := anon.join(withToken(h.token(t, "shop/inventory-vms", time.Hour)), "", "10.0.0.2")
+			return err
+		}, codes.PermissionDenied, ReasonAddressClaim},
+		{"join outside the group's addresses", func() error {
+			_, err := anon.join(withToken(h.token(t, "shop/billing-vms", time.Hour)), "", "10.2.0.60")
+			return err
+		}, codes.PermissionDenied, ReasonAddressClaim},
+		{"report for an address outside the group's addresses", func() error { return asBilling.report("shop/billing-vms", "10.2.0.99", true) }, codes.PermissionDenied, ReasonAddressClaim},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -162,7 +179,7 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("a refused join registered %+v", e)
 	}
 	for _, in := range h.reg.Instances() {
-		if in.Address != "10.2.0.50" {
+		if in.Address != "10.2.0.50" && in.Address != "127.0.0.1" {
 			t.Errorf("a refused join registered %+v", in)
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -63,6 +64,7 @@ const (
 	ReasonNoCA             = "no_ca"             // no CA signs for the group's cluster
 	ReasonIssue            = "issue"             // the CA refused
 	ReasonReserved         = "reserved_identity" // the group's identity is one the API never issues (Config.Reserved)
+	ReasonAddressClaim     = "address_claim"     // the address is not the one the agent connects from, nor in the group's addresses
 )
 
 // Registry is where instances are registered: *workload.Registry.
@@ -238,11 +240,16 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 			return errReserved
 		}
 		if authorize != nil {
-			return authorize(g)
+			if err := authorize(g); err != nil {
+				return err
+			}
 		}
-		return nil
+		return claimedAddress(ctx, g, req.GetAddress())
 	}
 	g, err := s.cfg.Registry.Join(key, req.GetAddress(), req.GetLabels(), check)
+	if errors.Is(err, errAddress) {
+		return nil, refuse(ReasonAddressClaim, codes.PermissionDenied, "%v", err)
+	}
 	if errors.Is(err, errReserved) {
 		return nil, refuse(ReasonReserved, codes.PermissionDenied, "group %s has an identity that is never issued to a workload", key)
 	}
@@ -299,7 +306,15 @@ func (s *Server) report(ctx context.Context, req *workloadpb.ReportRequest) (*wo
 	}
 	// The identity check comes before the registry changes anything, so
 	// a caller of another identity changes nothing.
-	g, err := s.cfg.Registry.Report(key, req.GetAddress(), req.GetHealthy(), check)
+	g, err := s.cfg.Registry.Report(key, req.GetAddress(), req.GetHealthy(), func(g discovery.WorkloadGroup) error {
+		if err := check(g); err != nil {
+			return err
+		}
+		return claimedAddress(ctx, g, req.GetAddress())
+	})
+	if errors.Is(err, errAddress) {
+		return nil, refuse(ReasonAddressClaim, codes.PermissionDenied, "%v", err)
+	}
 	if errors.Is(err, errIdentity) {
 		return nil, refuse(ReasonIdentityMismatch, codes.PermissionDenied, "the client certificate is not the identity of group %s", key)
 	}
@@ -315,7 +330,31 @@ func (s *Server) report(ctx context.Context, req *workloadpb.ReportRequest) (*wo
 var (
 	errIdentity = errors.New("identity mismatch")
 	errReserved = errors.New("reserved identity")
+	errAddress  = errors.New("address claim")
 )
+
+// claimedAddress checks the address an agent registers against its
+// connection: an agent registers the address it connects from, or one in
+// the group's Addresses (a VM behind NAT). Otherwise a holder of a group's
+// token could register any address (another workload's, a service's
+// ClusterSet IP) as an endpoint of the group.
+func claimedAddress(ctx context.Context, g discovery.WorkloadGroup, address string) error {
+	claim, err := netip.ParseAddr(address)
+	if err != nil {
+		return nil // the registry refuses it as bad_address
+	}
+	claim = claim.Unmap()
+	for _, p := range g.Addresses {
+		if p.Contains(claim) {
+			return nil
+		}
+	}
+	from := peerHost(peerAddr(ctx))
+	if ip, err := netip.ParseAddr(from); err == nil && ip.Unmap() == claim {
+		return nil
+	}
+	return fmt.Errorf("%w: the agent registers %s but connects from %s, and group %s lists no addresses prefix holding it (workloadGroups[].addresses, for VMs behind NAT)", errAddress, claim, from, g.Key())
+}
 
 // identity verifies the caller's client certificate and returns the check
 // that it is the identity of a group: the group's service account, bound

@@ -32,11 +32,12 @@ const (
 var (
 	groupsBound    = yamlnode.Bound{Max: MaxWorkloadGroups, What: "workload groups"}
 	instancesBound = yamlnode.Bound{Max: MaxDeclaredInstances, What: "instances"}
+	addressesBound = yamlnode.Bound{Max: 64, What: "address prefixes"}
 )
 
 // Field names of a workload group and its parts.
 var (
-	groupFields    = []string{"name", "namespace", "service", "serviceAccount", "cluster", "locality", "ports", "labels", "exported", "probe", "gracePeriod", "instances"}
+	groupFields    = []string{"name", "namespace", "service", "serviceAccount", "cluster", "locality", "ports", "labels", "exported", "probe", "gracePeriod", "instances", "addresses"}
 	probeFields    = []string{"type", "port", "path", "service", "initialDelay", "interval", "timeout", "successThreshold", "failureThreshold"}
 	instanceFields = []string{"address", "labels", "ready"}
 )
@@ -109,6 +110,14 @@ func (p *parser) workloadGroup(n *yaml.Node, index int) (discovery.WorkloadGroup
 	}
 	g.Ports = p.ports(o.List("ports", portsBound), where)
 	g.Labels = p.labels(o, where)
+	for i, item := range o.List("addresses", addressesBound) {
+		pfx, err := netip.ParsePrefix(item.Value)
+		if err != nil || item.Kind != yaml.ScalarNode {
+			p.Errorf(item, yamlnode.Index(yamlnode.Join(where, "addresses"), i), "%q is not a CIDR prefix like 10.2.0.0/24", item.Value)
+			continue
+		}
+		g.Addresses = append(g.Addresses, pfx.Masked())
+	}
 	if pn, ok := o.Set("probe"); ok {
 		g.Probe = p.probe(pn, yamlnode.Join(where, "probe"))
 	}
