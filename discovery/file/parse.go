@@ -70,7 +70,7 @@ var (
 	clusterFields  = []string{"name", "network", "locality", "gateways", "services"}
 	localityFields = []string{"region", "zone", "subZone"}
 	gatewayFields  = []string{"address", "port", "forNetwork"}
-	serviceFields  = []string{"name", "namespace", "type", "clusterIP", "exported", "exportedAt", "ports", "endpoints"}
+	serviceFields  = []string{"name", "namespace", "type", "clusterIP", "exported", "exportedAt", "ports", "endpoints", "aliases"}
 	portFields     = []string{"name", "port", "targetPort", "protocol", "appProtocol"}
 	endpointFields = []string{"address", "network", "region", "zone", "subZone", "ready", "serving", "terminating",
 		"serviceAccount", "mtls", "ports", "labels"}
@@ -315,6 +315,9 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 		}
 		lines[e.Address] = item.Line
 		s.Endpoints = append(s.Endpoints, e)
+	}
+	if s.Name != "" && s.Namespace != "" {
+		s.Aliases = p.aliases(o, where, c.Name, s.Key())
 	}
 	return s, s.Name != "" && s.Namespace != ""
 }

@@ -14,7 +14,11 @@ import (
 )
 
 // parser collects the problems of one file while it walks its nodes.
-type parser struct{ yamlnode.Parser }
+type parser struct {
+	yamlnode.Parser
+	// claims holds the aliases claimed so far (aliases.go).
+	claims map[string]aliasClaim
+}
 
 func newParser(file string) *parser {
 	p := &parser{}

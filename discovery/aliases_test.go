@@ -1,0 +1,72 @@
+package discovery
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestNewRefusesAliasClaimedTwice: sources other than the file (Kubernetes
+// annotations) meet New's check only; two services claiming one alias, or
+// a bad alias, fail New with both claims named.
+func TestNewRefusesAliasClaimedTwice(t *testing.T) {
+	svc := func(name string, aliases ...string) Service {
+		return Service{Namespace: "prod", Name: name, Ports: []Port{{Port: 80}}, Aliases: aliases}
+	}
+	for _, tc := range []struct {
+		name     string
+		clusters []Cluster
+		want     string
+	}{
+		{"two services", []Cluster{
+			{Name: "east-1", Network: "east", Services: []Service{svc("users", "users.global")}},
+			{Name: "west-1", Network: "west", Services: []Service{svc("orders", "users.global")}},
+		}, `alias "users.global": claimed by service prod/users (cluster east-1) and by service prod/orders (cluster west-1)`},
+		{"service domain", []Cluster{
+			{Name: "east-1", Network: "east", Services: []Service{svc("users", "orders.prod.svc.cluster.local")}},
+		}, `is in a service domain`},
+		{"listed twice", []Cluster{
+			{Name: "east-1", Network: "east", Services: []Service{svc("users", "a.global", "a.global")}},
+		}, `alias "a.global": listed twice`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.clusters)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	// One service may list an alias in every cluster that defines it.
+	cs, err := New([]Cluster{
+		{Name: "east-1", Network: "east", Services: []Service{svc("users", "users.global")}},
+		{Name: "west-1", Network: "west", Services: []Service{svc("users", "users.global")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := cs.AliasOf("users.global"); !ok || k.Name != "users" {
+		t.Fatalf("AliasOf = %v, %v", k, ok)
+	}
+}
+
+// TestAliasesChangeTheVersion: adding an alias changes the ClusterSet's
+// version and the service's digest, so views are rendered again.
+func TestAliasesChangeTheVersion(t *testing.T) {
+	mk := func(aliases ...string) *ClusterSet {
+		cs, err := New([]Cluster{{Name: "east-1", Network: "east", Services: []Service{
+			{Namespace: "prod", Name: "users", Ports: []Port{{Port: 80}}, Aliases: aliases}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	a, b := mk(), mk("users.global")
+	if a.Version() == b.Version() {
+		t.Fatal("an alias does not change the version")
+	}
+	k := ServiceKey{Namespace: "prod", Name: "users"}
+	da, _ := a.ServiceDigest("east-1", k)
+	db, _ := b.ServiceDigest("east-1", k)
+	if da == db {
+		t.Fatal("an alias does not change the service digest")
+	}
+}
