@@ -135,8 +135,9 @@ func (cs *ClusterSet) AliasNames() []string {
 
 // AliasHost returns the host name an alias stands for in a view of the
 // given cluster: the service's clusterset.local host when it is exported,
-// else its cluster.local host when the cluster defines it; ok is false when
-// the alias names nothing reachable from that cluster.
+// else its cluster.local host when the cluster's own definition of the
+// service lists the alias; ok is false when the alias names nothing
+// reachable from that cluster.
 func (cs *ClusterSet) AliasHost(alias, cluster string) (host string, ok bool) {
 	k, ok := cs.aliases[alias]
 	if !ok {
@@ -146,7 +147,7 @@ func (cs *ClusterSet) AliasHost(alias, cluster string) (host string, ok bool) {
 		return Host(k, ClusterSetWide), true
 	}
 	if c, ok := cs.Cluster(cluster); ok {
-		if _, ok := c.Service(k); ok {
+		if s, ok := c.Service(k); ok && slices.Contains(s.Aliases, alias) {
 			return Host(k, ClusterLocal), true
 		}
 	}

@@ -66,6 +66,9 @@ type hostResult struct {
 	cla      *endpoint.ClusterLoadAssignment
 	listener *listener.Listener        // a sidecar's TCP listener, a proxyless API listener
 	route    *route.RouteConfiguration // proxyless
+	// aliasListeners are a proxyless view's API listeners of the host's
+	// aliases (aliases.go).
+	aliasListeners []*listener.Listener
 	notes    []string                  // what rendering it noted
 	fixed    bool                      // the assignment's weights are the policy's (Resources.fixedWeights)
 }
@@ -87,6 +90,10 @@ func (t *translator) hostDigest(h *hostPort) (d discovery.Digest, ok bool) {
 	str(h.port.Protocol)
 	str(h.port.AppProtocol)
 	str(h.clusterIP)
+	num(uint64(len(h.aliases)))
+	for _, a := range h.aliases {
+		str(a)
+	}
 	num(uint64(len(h.backends)))
 	for _, be := range h.backends {
 		sd, ok := t.cs.ServiceDigest(be.cluster.Name, h.key)
@@ -134,6 +141,9 @@ func (t *translator) host(h *hostPort, build func(*hostResult)) *hostResult {
 			if r.route != nil {
 				t.memo.reused[r.route] = true
 			}
+			for _, l := range r.aliasListeners {
+				t.memo.reused[l] = true
+			}
 			return r
 		}
 	}
@@ -162,6 +172,10 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 		b = binary.AppendUvarint(b, uint64(h.scope))
 		str(h.clusterIP)
 		str(h.name())
+		b = binary.AppendUvarint(b, uint64(len(h.aliases)))
+		for _, a := range h.aliases {
+			str(a)
+		}
 		hash.Write(b)
 		b = b[:0]
 	}

@@ -61,6 +61,7 @@ func (t *translator) proxyless() {
 	for _, h := range hosts {
 		r := t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
 		t.out.Listeners = append(t.out.Listeners, r.listener)
+		t.out.Listeners = append(t.out.Listeners, r.aliasListeners...)
 		t.out.Routes = append(t.out.Routes, r.route)
 		t.out.Clusters = append(t.out.Clusters, r.cluster)
 		t.out.Endpoints = append(t.out.Endpoints, r.cla)
@@ -78,10 +79,11 @@ func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 		Name: target,
 		VirtualHosts: []*route.VirtualHost{{
 			Name:    target,
-			Domains: []string{target, h.host},
+			Domains: appendAliasDomains([]string{target, h.host}, h.aliases, strconv.Itoa(int(h.port.Port))),
 			Routes:  []*route.Route{clusterRoute(h.name(), t.proxylessRetries(h, set.Retries))},
 		}},
 	}
+	r.aliasListeners = aliasListeners(h, target)
 	r.cla = t.loadAssignment(h)
 	c := &cluster.Cluster{
 		Name:                 h.name(),

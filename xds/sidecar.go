@@ -319,8 +319,8 @@ type virtualHostParts struct {
 
 // domains returns the names a host is reached by on port p: its host name,
 // the short names a client in the same cluster may use (cluster.local
-// only), its virtual IP, each alone and with the port. They are cut out of
-// one string.
+// only), its virtual IP, each alone and with the port, then its aliases
+// (aliases.go). They are cut out of one string.
 func (vp *virtualHostParts) domains(h *hostPort, p string) []string {
 	short := ""
 	if h.scope == discovery.ClusterLocal {
@@ -365,6 +365,9 @@ func (vp *virtualHostParts) domains(h *hostPort, p string) []string {
 			start = ends[i-1]
 		}
 		vp.domainList[i] = all[start:ends[i]]
+	}
+	if len(h.aliases) > 0 {
+		return appendAliasDomains(vp.domainList[:n:n], h.aliases, p)
 	}
 	return vp.domainList[:n:n]
 }
