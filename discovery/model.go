@@ -332,7 +332,7 @@ type ClusterSet struct {
 	// digests hold each cluster's share of each service's content hash,
 	// by cluster name, then service (see ServiceDigest).
 	digests map[string]map[ServiceKey]Digest
-	locs    *localities // ClampLocality's index
+	locs    *localities           // ClampLocality's index
 	aliases map[string]ServiceKey // alias -> service (aliases.go)
 }
 

@@ -69,8 +69,8 @@ type hostResult struct {
 	// aliasListeners are a proxyless view's API listeners of the host's
 	// aliases (aliases.go).
 	aliasListeners []*listener.Listener
-	notes    []string                  // what rendering it noted
-	fixed    bool                      // the assignment's weights are the policy's (Resources.fixedWeights)
+	notes          []string // what rendering it noted
+	fixed          bool     // the assignment's weights are the policy's (Resources.fixedWeights)
 }
 
 // hostDigest hashes the inputs of a host and port; ok is false when a
