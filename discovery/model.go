@@ -332,8 +332,10 @@ type ClusterSet struct {
 	// digests hold each cluster's share of each service's content hash,
 	// by cluster name, then service (see ServiceDigest).
 	digests map[string]map[ServiceKey]Digest
-	locs    *localities           // ClampLocality's index
-	aliases map[string]ServiceKey // alias -> service (aliases.go)
+	locs    *localities // ClampLocality's index
+
+	// aliases maps every alias to the service it names (aliases.go).
+	aliases map[string]ServiceKey
 }
 
 // New validates clusters, sorts everything, merges exports and fingerprints

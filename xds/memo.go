@@ -66,11 +66,12 @@ type hostResult struct {
 	cla      *endpoint.ClusterLoadAssignment
 	listener *listener.Listener        // a sidecar's TCP listener, a proxyless API listener
 	route    *route.RouteConfiguration // proxyless
+	notes    []string                  // what rendering it noted
+	fixed    bool                      // the assignment's weights are the policy's (Resources.fixedWeights)
+
 	// aliasListeners are a proxyless view's API listeners of the host's
 	// aliases (aliases.go).
 	aliasListeners []*listener.Listener
-	notes          []string // what rendering it noted
-	fixed          bool     // the assignment's weights are the policy's (Resources.fixedWeights)
 }
 
 // hostDigest hashes the inputs of a host and port; ok is false when a
