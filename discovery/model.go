@@ -336,6 +336,8 @@ type ClusterSet struct {
 
 	// aliases maps every alias to the service it names (aliases.go).
 	aliases map[string]ServiceKey
+	// External are the external services (external.go), sorted by host.
+	External []ExternalService
 }
 
 // New validates clusters, sorts everything, merges exports and fingerprints

@@ -58,6 +58,9 @@ func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 		return nil, err
 	}
 	cs, err := discovery.New(clusters)
+	if err == nil && p.external != nil {
+		cs, err = cs.WithExternal(p.external)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -66,7 +69,7 @@ func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 
 // Field names of each object of the format.
 var (
-	topFields      = []string{"clusters", "networks"}
+	topFields      = []string{"clusters", "networks", "externalServices"}
 	clusterFields  = []string{"name", "network", "locality", "gateways", "services"}
 	localityFields = []string{"region", "zone", "subZone"}
 	gatewayFields  = []string{"address", "port", "forNetwork"}
@@ -110,6 +113,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 		lines[c.Name] = item.Line
 		clusters = append(clusters, c)
 	}
+	p.external = p.externalServices(top, networks)
 	return clusters
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/internal/yamlnode"
 )
 
@@ -18,6 +19,8 @@ type parser struct {
 	yamlnode.Parser
 	// claims holds the aliases claimed so far (aliases.go).
 	claims map[string]aliasClaim
+	// external are the file's external services (external.go).
+	external []discovery.ExternalService
 }
 
 func newParser(file string) *parser {
