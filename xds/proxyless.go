@@ -66,6 +66,7 @@ func (t *translator) proxyless() {
 		t.out.Clusters = append(t.out.Clusters, r.cluster)
 		t.out.Endpoints = append(t.out.Endpoints, r.cla)
 	}
+	t.proxylessExternals()
 	t.out.Listeners = append(t.out.Listeners, t.serverListeners()...)
 }
 

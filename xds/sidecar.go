@@ -75,6 +75,7 @@ func (t *translator) sidecar() {
 			t.notef("%s: TCP port without a virtual IP; reachable only through a headless address", h.name())
 		}
 	}
+	t.sidecarExternals(httpPorts)
 	for port, hs := range httpPorts {
 		name := strconv.Itoa(int(port))
 		r := t.port(port, hs, func(r *portResult) {
