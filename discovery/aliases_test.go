@@ -70,3 +70,39 @@ func TestAliasesChangeTheVersion(t *testing.T) {
 		t.Fatal("an alias does not change the service digest")
 	}
 }
+
+// TestWithoutGatewaysKeepsAliasesAndExternal: withdrawing a gateway (gateway
+// health) keeps the ClusterSet's aliases and external services, and its
+// version still covers the external services.
+func TestWithoutGatewaysKeepsAliasesAndExternal(t *testing.T) {
+	cs, err := New([]Cluster{
+		{Name: "east-1", Network: "east", Gateways: []Gateway{{Address: "192.0.2.1", Port: 15443}},
+			Services: []Service{{Namespace: "prod", Name: "users", Ports: []Port{{Port: 80}}, Aliases: []string{"users.global"}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := func(addr string) []ExternalService {
+		return []ExternalService{{Host: "api.example.com", Ports: []Port{{Port: 443}}, Resolution: ResolveStatic,
+			Endpoints: []ExternalEndpoint{{Address: addr}}}}
+	}
+	a, err := cs.WithExternal(ext("192.0.2.10"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cs.WithExternal(ext("192.0.2.11"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := func(Gateway) bool { return true }
+	wa, wb := a.WithoutGateways(all), b.WithoutGateways(all)
+	if _, ok := wa.AliasOf("users.global"); !ok {
+		t.Error("alias lost")
+	}
+	if len(wa.External) != 1 {
+		t.Errorf("external services %v", wa.External)
+	}
+	if wa.Version() == wb.Version() {
+		t.Error("versions equal for different external services")
+	}
+}

@@ -79,6 +79,9 @@ type ExternalService struct {
 	// name of Endpoints (proxyless views serve them as EDS endpoints),
 	// sorted; nil before the first resolution.
 	Resolved map[string][]string
+	// ResolveErrors says, by DNS name, why its last resolution failed
+	// (Resolved then keeps the last good addresses).
+	ResolveErrors map[string]string
 	// Line is where the file declares the service (0 for other sources),
 	// for debug pages.
 	Line int
@@ -313,6 +316,16 @@ func externalVersion(base string, ext []ExternalService) string {
 			e.str(n)
 			e.strs(x.Resolved[n])
 		}
+		names = names[:0]
+		for n := range x.ResolveErrors {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		e.num(uint64(len(names)))
+		for _, n := range names {
+			e.str(n)
+			e.str(x.ResolveErrors[n])
+		}
 	}
 	sum := sha256.Sum256(e.b)
 	return hex.EncodeToString(sum[:16])
@@ -321,10 +334,12 @@ func externalVersion(base string, ext []ExternalService) string {
 // WithResolved returns a ClusterSet whose external services carry the
 // addresses resolved for their DNS names (ExternalService.Resolved): for
 // each name in resolved, its addresses, sorted and at most
-// MaxResolvedAddresses. Names not in resolved keep none. cs is not
-// modified; its version and resolved give the result's version, so the
-// same ClusterSet with the same answers has the same version.
-func (cs *ClusterSet) WithResolved(resolved map[string][]string) *ClusterSet {
+// MaxResolvedAddresses. Names not in resolved keep none. failed says why
+// the last resolution of a name failed (ExternalService.ResolveErrors).
+// cs is not modified; its version and the answers give the result's
+// version, so the same ClusterSet with the same answers has the same
+// version.
+func (cs *ClusterSet) WithResolved(resolved map[string][]string, failed map[string]string) *ClusterSet {
 	if len(cs.External) == 0 {
 		return cs
 	}
@@ -332,8 +347,14 @@ func (cs *ClusterSet) WithResolved(resolved map[string][]string) *ClusterSet {
 	out.External = slices.Clone(cs.External)
 	for i := range out.External {
 		e := &out.External[i]
-		e.Resolved = nil
+		e.Resolved, e.ResolveErrors = nil, nil
 		for _, name := range e.DNSNames() {
+			if why, ok := failed[name]; ok {
+				if e.ResolveErrors == nil {
+					e.ResolveErrors = map[string]string{}
+				}
+				e.ResolveErrors[name] = why
+			}
 			addrs, ok := resolved[name]
 			if !ok {
 				continue

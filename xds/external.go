@@ -230,7 +230,12 @@ func (t *translator) externalAssignment(x *externalPort) *endpoint.ClusterLoadAs
 			continue
 		}
 		addrs, ok := e.Resolved[ep.Address]
-		if !ok {
+		switch why, failed := e.ResolveErrors[ep.Address]; {
+		case failed && ok:
+			t.notef("external service %s: resolving %s failed (%s); proxyless clients keep its last good addresses", e.Host, ep.Address, why)
+		case failed:
+			t.notef("external service %s: resolving %s failed (%s); proxyless clients get no address for it", e.Host, ep.Address, why)
+		case !ok:
 			t.notef("external service %s: %s not resolved yet; proxyless clients get no address for it", e.Host, ep.Address)
 		}
 		for _, a := range addrs {

@@ -74,7 +74,7 @@ func loadCase(t testing.TB, path string) (*discovery.ClusterSet, Group, Policy) 
 		t.Fatalf("%s: %v", path, err)
 	}
 	if tc.Resolved != nil {
-		cs = cs.WithResolved(tc.Resolved)
+		cs = cs.WithResolved(tc.Resolved, nil)
 	}
 	p := &Proxy{ID: "test", Role: tc.Proxy.Role, Cluster: tc.Proxy.Cluster, Network: tc.Proxy.Network,
 		Locality: discovery.Locality{Region: tc.Proxy.Region, Zone: tc.Proxy.Zone, SubZone: tc.Proxy.SubZone}}

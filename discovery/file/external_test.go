@@ -48,12 +48,12 @@ func TestParseExternal(t *testing.T) {
 	if cs.Version() == plain.Version() {
 		t.Error("external services do not change the version")
 	}
-	r1 := cs.WithResolved(map[string][]string{"api.example.net": {"192.0.2.7"}})
-	r2 := cs.WithResolved(map[string][]string{"api.example.net": {"192.0.2.8"}})
+	r1 := cs.WithResolved(map[string][]string{"api.example.net": {"192.0.2.7"}}, nil)
+	r2 := cs.WithResolved(map[string][]string{"api.example.net": {"192.0.2.8"}}, nil)
 	if r1.Version() == r2.Version() || r1.Version() == cs.Version() {
 		t.Error("resolved addresses do not change the version")
 	}
-	if r1.Version() != cs.WithResolved(map[string][]string{"api.example.net": {"192.0.2.7"}}).Version() {
+	if r1.Version() != cs.WithResolved(map[string][]string{"api.example.net": {"192.0.2.7"}}, nil).Version() {
 		t.Error("the same answers give another version")
 	}
 	api1, _ := r1.ExternalService("api.example.com")
