@@ -24,7 +24,11 @@ type outputs struct {
 	list []*discovery.ClusterSet
 }
 
-func (o *outputs) add(cs *discovery.ClusterSet) { o.mu.Lock(); o.list = append(o.list, cs); o.mu.Unlock() }
+func (o *outputs) add(cs *discovery.ClusterSet) {
+	o.mu.Lock()
+	o.list = append(o.list, cs)
+	o.mu.Unlock()
+}
 
 func (o *outputs) last() *discovery.ClusterSet {
 	o.mu.Lock()
