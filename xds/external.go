@@ -41,6 +41,10 @@ import (
 // go out through the passthrough cluster, where the network allows it) —
 // the network has no path to the host, and Horizon does not pretend one.
 
+// externalLocality is the locality of external endpoints in a proxyless
+// client's assignment: outside every member cluster.
+var externalLocality = &core.Locality{Region: "external"}
+
 // externalPort is one port of an external service a view reaches.
 type externalPort struct {
 	hostPort
@@ -210,7 +214,9 @@ func (t *translator) proxylessExternals() {
 // DNS name, with the endpoint's port.
 func (t *translator) externalAssignment(x *externalPort) *endpoint.ClusterLoadAssignment {
 	e := x.ext
-	lle := &endpoint.LocalityLbEndpoints{}
+	// grpc-go refuses an assignment with a locality without an ID
+	// (xdsresource's EDS parser: "a locality without ID").
+	lle := &endpoint.LocalityLbEndpoints{Locality: externalLocality}
 	seen := map[string]bool{}
 	add := func(addr string, port uint32) {
 		key := net.JoinHostPort(addr, strconv.Itoa(int(port)))

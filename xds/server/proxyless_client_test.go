@@ -46,9 +46,16 @@ func (b *testBackend) Check(ctx context.Context, _ *healthpb.HealthCheckRequest)
 // ends.
 func startBackend(t *testing.T, name, ip string) *testBackend {
 	t.Helper()
-	lis, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	return startBackendOn(t, name, net.JoinHostPort(ip, "0"))
+}
+
+// startBackendOn serves a testBackend on addr (host:port) until the test
+// ends.
+func startBackendOn(t *testing.T, name, addr string) *testBackend {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s (Linux routes all of 127/8 to loopback): %v", ip, err)
+		t.Skipf("cannot listen on %s (Linux routes all of 127/8 to loopback): %v", addr, err)
 	}
 	b := &testBackend{name: name, port: lis.Addr().(*net.TCPAddr).Port}
 	g := grpc.NewServer()

@@ -9,6 +9,8 @@
 //	   │                  included (the MCS controller's latest)
 //	2. policy topology    policyfile.Watcher.SetTopology: the policy file is
 //	   │                  checked against the ClusterSet it will be used with
+//	2b. external DNS      resolve.Resolver: external services' DNS names
+//	   │                  resolved for proxyless views (optional)
 //	3. gateway health     health.Prober: the ClusterSet minus the gateways
 //	   │                  that are down (optional; without it, straight on)
 //	   ▼
@@ -33,6 +35,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/discovery/resolve"
 	"github.com/horizonmesh/horizon/gateway/health"
 )
 
@@ -64,6 +67,9 @@ type Config struct {
 	// Observers see every ClusterSet first, as the sources publish it. They
 	// are called on the sources' goroutines and must not block.
 	Observers []func(*discovery.ClusterSet)
+	// Resolve, when set, resolves external services' DNS names before
+	// gateway health; its Out is the next stage (any Out given is replaced).
+	Resolve *resolve.Options
 }
 
 // Pipeline runs the stages of Config in order. Create it with New.
@@ -71,6 +77,7 @@ type Pipeline struct {
 	views     Views
 	policy    Policy
 	prober    *health.Prober
+	resolver  *resolve.Resolver
 	observers []func(*discovery.ClusterSet)
 
 	mu      sync.Mutex
@@ -101,7 +108,22 @@ func New(cfg Config) *Pipeline {
 	if cfg.Policy != nil {
 		p.Add("policy", cfg.Policy.Run)
 	}
+	if cfg.Resolve != nil {
+		opts := *cfg.Resolve
+		opts.Out = p.afterResolve
+		p.resolver = resolve.New(opts)
+		p.Add("external dns", p.resolver.Run)
+	}
 	return p
+}
+
+// afterResolve takes a ClusterSet on from the external DNS stage.
+func (p *Pipeline) afterResolve(cs *discovery.ClusterSet) {
+	if p.prober != nil {
+		p.prober.In(cs) // calls Views.Update with what it lets through
+		return
+	}
+	p.views.Update(cs)
 }
 
 // Prober is the gateway health stage, nil without one (for debug pages).
@@ -114,11 +136,11 @@ func (p *Pipeline) Publish(cs *discovery.ClusterSet) {
 		return
 	}
 	p.enter(cs)
-	if p.prober != nil {
-		p.prober.In(cs) // calls Views.Update with what it lets through
+	if p.resolver != nil {
+		p.resolver.In(cs) // calls afterResolve
 		return
 	}
-	p.views.Update(cs)
+	p.afterResolve(cs)
 }
 
 // Seed takes the first ClusterSet through the stages and renders its views
@@ -129,6 +151,10 @@ func (p *Pipeline) Seed(cs *discovery.ClusterSet) error {
 	p.enter(cs)
 	if err := p.views.Apply(cs); err != nil {
 		return fmt.Errorf("initial ClusterSet: %w", err)
+	}
+	if p.resolver != nil {
+		p.resolver.In(cs) // resolves, then on to gateway health and the views
+		return nil
 	}
 	if p.prober != nil {
 		p.prober.In(cs)
