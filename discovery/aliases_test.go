@@ -106,3 +106,30 @@ func TestWithoutGatewaysKeepsAliasesAndExternal(t *testing.T) {
 		t.Error("versions equal for different external services")
 	}
 }
+
+// TestWithExternalRefusesTakenAddress: an external service's address that
+// a service holds as its cluster IP, or another external service holds, is
+// refused, as is a host that is an alias.
+func TestWithExternalRefusesTakenAddress(t *testing.T) {
+	cs, err := New([]Cluster{{Name: "east-1", Network: "east", Services: []Service{
+		{Namespace: "prod", Name: "users", ClusterIP: "10.96.0.1", Ports: []Port{{Port: 80}}, Aliases: []string{"users.global"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := func(host, addr string) ExternalService {
+		return ExternalService{Host: host, Address: addr, Ports: []Port{{Port: 443}}, Resolution: ResolveStatic,
+			Endpoints: []ExternalEndpoint{{Address: "192.0.2.1"}}}
+	}
+	for _, tc := range []struct {
+		ext  []ExternalService
+		want string
+	}{
+		{[]ExternalService{ext("a.example.com", "10.96.0.1")}, "address 10.96.0.1 is service prod/users (cluster east-1)'s already"},
+		{[]ExternalService{ext("a.example.com", "240.0.0.1"), ext("b.example.com", "240.0.0.1")}, "address 240.0.0.1 is external service a.example.com's already"},
+		{[]ExternalService{ext("users.global", "")}, "the name is an alias of service prod/users"},
+	} {
+		if _, err := cs.WithExternal(tc.ext); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("WithExternal: %v, want an error containing %q", err, tc.want)
+		}
+	}
+}

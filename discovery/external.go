@@ -152,6 +152,7 @@ func (e *ExternalService) DNSNames() []string {
 func (cs *ClusterSet) WithExternal(ext []ExternalService) (*ClusterSet, error) {
 	var errs []error
 	slices.SortFunc(ext, func(a, b ExternalService) int { return cmp.Compare(a.Host, b.Host) })
+	vips := cs.virtualIPs()
 	for i := range ext {
 		e := &ext[i]
 		if i > 0 && ext[i-1].Host == e.Host {
@@ -163,6 +164,13 @@ func (cs *ClusterSet) WithExternal(ext []ExternalService) (*ClusterSet, error) {
 		}
 		if k, ok := cs.AliasOf(e.Host); ok {
 			errs = append(errs, fmt.Errorf("external service %s: the name is an alias of service %s", e.Host, k))
+		}
+		if e.Address != "" {
+			if owner, taken := vips[e.Address]; taken {
+				errs = append(errs, fmt.Errorf("external service %s: address %s is %s's already: a virtual IP names one thing", e.Host, e.Address, owner))
+			} else {
+				vips[e.Address] = "external service " + e.Host
+			}
 		}
 	}
 	if len(ext) > MaxExternalServices {
@@ -373,4 +381,26 @@ func (cs *ClusterSet) WithResolved(resolved map[string][]string, failed map[stri
 	}
 	out.version = externalVersion(cs.version, out.External)
 	return &out
+}
+
+// virtualIPs returns the virtual IPs the ClusterSet's services hold (their
+// cluster IPs and ClusterSet IPs), with what holds each: an external
+// service's address must be none of them, or listeners and virtual hosts
+// would match two services by one address.
+func (cs *ClusterSet) virtualIPs() map[string]string {
+	out := map[string]string{}
+	for i := range cs.Clusters {
+		c := &cs.Clusters[i]
+		for j := range c.Services {
+			if ip := c.Services[j].ClusterIP; ip != "" {
+				out[ip] = "service " + c.Services[j].Key().String() + " (cluster " + c.Name + ")"
+			}
+		}
+	}
+	for i := range cs.Exports {
+		for _, ip := range cs.Exports[i].IPs {
+			out[ip] = "service " + cs.Exports[i].Key.String() + " (ClusterSet IP)"
+		}
+	}
+	return out
 }
