@@ -404,3 +404,6 @@ func (cs *ClusterSet) virtualIPs() map[string]string {
 	}
 	return out
 }
+
+// String returns the resolution as the file writes it.
+func (r Resolution) String() string { return string(r) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/resolve"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
@@ -65,11 +67,16 @@ func (cfg viewConfig) run(stdout, stderr io.Writer) error {
 		return err
 	}
 	g := p.GroupFor(policy.LabelKeys())
+	if g.Role == xds.Proxyless && len(cs.External) > 0 {
+		// What the server's external DNS stage would serve proxyless
+		// clients: the names resolved now, by this host's resolver.
+		cs = resolve.Once(context.Background(), cs, resolve.Options{Timeout: viewDNSTimeout})
+	}
 	res, err := xds.Render(cs, g, policy)
 	if err != nil {
 		return err
 	}
-	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes}
+	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes, external: externalViews(cs, g, res, cfg.host)}
 	for _, cla := range res.Endpoints {
 		if h, _, err := discovery.ParseClusterName(cla.GetClusterName()); cfg.host == "" || (err == nil && h == cfg.host) {
 			v.endpoints = append(v.endpoints, cla)
@@ -105,6 +112,7 @@ type renderedView struct {
 	policy     xds.Policy
 	endpoints  []*endpoint.ClusterLoadAssignment
 	notes      []string
+	external   []externalView // view_external.go
 }
 
 // text writes the assignments for a reader: per service port, each
@@ -140,6 +148,9 @@ func (v renderedView) text(w io.Writer) {
 			}
 		}
 	}
+	for _, x := range v.external {
+		x.text(&b)
+	}
 	for _, n := range v.notes {
 		fmt.Fprintf(&b, "\nnote: %s", n)
 	}
@@ -167,6 +178,9 @@ func (v renderedView) document() ([]byte, error) {
 		list = append(list, b)
 	}
 	doc[resourcev3.EndpointType] = list
+	if len(v.external) > 0 {
+		doc["externalServices"] = v.external
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")

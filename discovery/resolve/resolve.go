@@ -296,3 +296,16 @@ func names(cs *discovery.ClusterSet) map[string]bool {
 	}
 	return out
 }
+
+// Once resolves every DNS name of cs's external services now, once, and
+// returns cs with the answers (failures included): for one-shot tools such
+// as `horizon view`, which show what a running server would serve. o.Out
+// is not used.
+func Once(ctx context.Context, cs *discovery.ClusterSet, o Options) *discovery.ClusterSet {
+	out := cs
+	o.Out = func(c *discovery.ClusterSet) { out = c }
+	r := New(o)
+	r.In(cs)
+	r.round(ctx, false)
+	return out
+}
