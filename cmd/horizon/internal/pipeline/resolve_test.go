@@ -20,7 +20,11 @@ type lockedViews struct {
 	got []*discovery.ClusterSet
 }
 
-func (v *lockedViews) Update(cs *discovery.ClusterSet) { v.mu.Lock(); v.got = append(v.got, cs); v.mu.Unlock() }
+func (v *lockedViews) Update(cs *discovery.ClusterSet) {
+	v.mu.Lock()
+	v.got = append(v.got, cs)
+	v.mu.Unlock()
+}
 func (v *lockedViews) Apply(cs *discovery.ClusterSet) error {
 	v.Update(cs)
 	return nil
