@@ -62,3 +62,15 @@ func TestParseExternal(t *testing.T) {
 		t.Error("WithResolved modified the ClusterSet it was called on")
 	}
 }
+
+// TestSeedExamples: the examples that restate seed 003's ServiceEntries
+// parse.
+func TestSeedExamples(t *testing.T) {
+	cs := mustParse(t, "../../examples/seed003/external-and-aliases.yaml")
+	if _, ok := cs.ExternalService("api.external.com"); !ok {
+		t.Error("no api.external.com")
+	}
+	if host, ok := cs.AliasHost("users.api.example.com", "remote"); !ok || host != "user-service.production.svc.clusterset.local" {
+		t.Errorf("users.api.example.com stands for %q", host)
+	}
+}
