@@ -21,10 +21,12 @@ import (
 // TLS to the external host) and be actively health-checked.
 //
 // Proxyless gRPC clients get the subset grpc-go supports: grpc-go has no
-// STRICT_DNS or LOGICAL_DNS cluster of its own (LOGICAL_DNS only inside an
-// aggregate cluster) and no active health checks, so Horizon resolves DNS
-// names itself (ExternalService.Resolved, filled by discovery/external's
-// resolver) and serves the addresses as EDS endpoints; the views' notes say
+// STRICT_DNS cluster (its CDS parser, xdsresource/unmarshal_cds.go, takes
+// EDS, LOGICAL_DNS of one host, and aggregate clusters) and no active
+// health checks, so Horizon resolves DNS names itself
+// (ExternalService.Resolved, filled by discovery/resolve) and serves the
+// addresses as EDS endpoints, for STRICT_DNS and LOGICAL_DNS alike (one
+// shape for both, and the view shows the addresses); the views' notes say
 // what proxyless clients do not get.
 
 // Resolution is how an external service's endpoints become addresses.

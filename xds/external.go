@@ -204,7 +204,7 @@ func (t *translator) proxylessExternals() {
 			t.notef("external service %s: active health checks are not sent to proxyless gRPC (grpc-go has none)", e.Host)
 		}
 		if e.Resolution != discovery.ResolveStatic {
-			t.notef("external service %s: %s is resolved by Horizon for proxyless gRPC (grpc-go has no DNS clusters outside aggregate clusters) and served as EDS endpoints", e.Host, e.Resolution)
+			t.notef("external service %s: %s is resolved by Horizon for proxyless gRPC (grpc-go has no STRICT_DNS cluster) and served as EDS endpoints", e.Host, e.Resolution)
 		}
 	}
 }

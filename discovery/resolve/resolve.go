@@ -1,9 +1,10 @@
 // Package resolve is a control-plane stage of Horizon's pipeline: it
 // resolves the DNS names of external services (discovery/external.go) for
 // the views that cannot resolve them themselves. Envoy resolves a
-// STRICT_DNS or LOGICAL_DNS cluster on its own, but grpc-go has no such
-// cluster outside aggregate clusters, so a proxyless client is served the
-// addresses Horizon found, as EDS endpoints.
+// STRICT_DNS or LOGICAL_DNS cluster on its own; grpc-go has no STRICT_DNS
+// cluster (its CDS parser accepts EDS, LOGICAL_DNS and aggregate clusters
+// only), so a proxyless client is served the addresses Horizon found, as
+// EDS endpoints, for both DNS resolutions alike.
 //
 //	file.Watcher / kube.Source ──OnUpdate──► Resolver.In
 //	                                             │ ClusterSet.WithResolved(answers)
