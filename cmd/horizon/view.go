@@ -76,6 +76,9 @@ func (cfg viewConfig) run(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if canonical, ok := cs.AliasHost(cfg.host, g.Cluster); ok {
+		cfg.host = canonical // an alias: its host's endpoints
+	}
 	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes, external: externalViews(cs, g, res, cfg.host)}
 	for _, cla := range res.Endpoints {
 		if h, _, err := discovery.ParseClusterName(cla.GetClusterName()); cfg.host == "" || (err == nil && h == cfg.host) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/horizonmesh/horizon/internal/testkit/golden"
@@ -35,5 +36,25 @@ func TestViewExternal(t *testing.T) {
 			got := resolveFailure.ReplaceAll(out.Bytes(), []byte("failed (...)"))
 			golden.Check(t, filepath.Join("testdata", "external", tc.name+".txt"), got)
 		})
+	}
+}
+
+// TestViewAndExplainByAlias: `horizon view --host` and `horizon explain
+// failover --service` take an alias (the embedded example's
+// greeter.demo.global) for the host it stands for.
+func TestViewAndExplainByAlias(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := view([]string{"--cluster", "east-1", "--host", "greeter.demo.global"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "greeter.demo.svc.clusterset.local:50051\n  priority 0") {
+		t.Errorf("view by alias:\n%s", out.String())
+	}
+	out.Reset()
+	if err := explain([]string{"failover", "--service", "greeter.demo.global", "--from", "us-east/us-east-1a"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "alias: greeter.demo.global stands for greeter.demo.svc.clusterset.local") {
+		t.Errorf("explain by alias:\n%s", out.String())
 	}
 }
