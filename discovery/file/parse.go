@@ -7,7 +7,10 @@
 // MaxClusters clusters and MaxNetworks networks (1000), and per cluster
 // MaxGateways gateways (256) and MaxServices services (20,000); per service
 // MaxPorts ports (100) and MaxEndpoints endpoints (100,000); per endpoint
-// MaxPorts port overrides and MaxLabels labels (64). YAML aliases may expand
+// MaxPorts port overrides and MaxLabels labels (64); per service
+// discovery.MaxAliases aliases (32); at most discovery.MaxExternalServices
+// external services (1000) of discovery.MaxExternalEndpoints endpoints
+// (64) each (aliases.go, external.go). YAML aliases may expand
 // the document to ten times its own nodes, and to MaxFileSize/2+10,000 nodes at
 // most (yamlnode.Reader.Root).
 package file
