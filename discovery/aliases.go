@@ -15,8 +15,8 @@ import (
 // when some cluster exports the service (the same Envoy cluster, the same
 // ClusterSet IP, the same policy), else beside the cluster.local host of the
 // clusters that define it. Each cluster's definition lists the aliases it
-// declares (Service.Aliases); an export carries the union of its exporting
-// clusters' (ExportedService.Aliases).
+// declares (Service.Aliases); an export carries the union of every
+// cluster's definition's (ExportedService.Aliases).
 //
 // An alias is claimed once: two services claiming one name, or an alias in
 // the service domains Horizon names services in, make New fail (and the
@@ -98,17 +98,18 @@ func (cs *ClusterSet) indexAliases() error {
 	return errors.Join(errs...)
 }
 
-// mergeAliases sets every export's aliases: the union of its exporting
-// clusters'.
+// mergeAliases sets every export's aliases: the union of the aliases of
+// every cluster's definition of the service, exporting or not (an alias
+// stands for the clusterset.local host once the service is exported
+// anywhere, so one a non-exporting cluster lists must be rendered there).
 func (cs *ClusterSet) mergeAliases() {
 	if len(cs.aliases) == 0 {
 		return
 	}
 	for i := range cs.Exports {
 		ex := &cs.Exports[i]
-		for _, name := range ex.Clusters {
-			c, _ := cs.Cluster(name)
-			if s, ok := c.Service(ex.Key); ok {
+		for j := range cs.Clusters {
+			if s, ok := cs.Clusters[j].Service(ex.Key); ok {
 				ex.Aliases = append(ex.Aliases, s.Aliases...)
 			}
 		}

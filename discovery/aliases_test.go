@@ -133,3 +133,24 @@ func TestWithExternalRefusesTakenAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestExportCarriesNonExportingClustersAliases: an alias listed only by a
+// cluster that defines the service without exporting it still stands for
+// the clusterset.local host (the service is exported elsewhere), so the
+// export carries it and views render it.
+func TestExportCarriesNonExportingClustersAliases(t *testing.T) {
+	cs, err := New([]Cluster{
+		{Name: "east-1", Network: "east", Services: []Service{{Namespace: "prod", Name: "users", Exported: true, Ports: []Port{{Port: 80}}}}},
+		{Name: "west-1", Network: "west", Services: []Service{{Namespace: "prod", Name: "users", Ports: []Port{{Port: 80}}, Aliases: []string{"users.global"}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, _ := cs.Export(ServiceKey{Namespace: "prod", Name: "users"})
+	if len(ex.Aliases) != 1 || ex.Aliases[0] != "users.global" {
+		t.Fatalf("export aliases %v", ex.Aliases)
+	}
+	if host, ok := cs.AliasHost("users.global", "east-1"); !ok || host != "users.prod.svc.clusterset.local" {
+		t.Fatalf("AliasHost = %q, %v", host, ok)
+	}
+}
