@@ -143,11 +143,12 @@ func (e *encoder) service(s *Service) {
 			e.str(ep.Labels[k])
 		}
 	}
-	if len(s.Aliases) > 0 {
+	if len(s.Aliases) > 0 || len(s.DroppedAliases) > 0 {
 		// Last, and only when there are any: the digests of services
 		// without aliases stay what they were.
 		e.str("aliases")
 		e.strs(s.Aliases)
+		e.strs(s.DroppedAliases)
 	}
 }
 

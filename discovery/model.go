@@ -121,6 +121,7 @@ func (c Cluster) Clone() Cluster {
 		s.Ports = slices.Clone(s.Ports)
 		s.Endpoints = slices.Clone(s.Endpoints)
 		s.Aliases = slices.Clone(s.Aliases)
+		s.DroppedAliases = slices.Clone(s.DroppedAliases)
 	}
 	if c.ImportIPs != nil {
 		out.ImportIPs = make(map[ServiceKey][]string, len(c.ImportIPs))
@@ -217,6 +218,9 @@ type Service struct {
 	Endpoints  []Endpoint // sorted by (Address)
 	// Aliases are extra host names of the service (aliases.go), sorted.
 	Aliases []string
+	// DroppedAliases are aliases the source dropped from Aliases because
+	// another service claims them (Kubernetes; aliases.go), sorted.
+	DroppedAliases []string
 }
 
 // Key returns the service's ClusterSet-wide key.

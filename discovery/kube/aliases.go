@@ -61,12 +61,14 @@ func (c AliasConflict) String() string {
 	return fmt.Sprintf("alias %q of Service %s in cluster %s is claimed by service %s already; dropped", c.Alias, c.Loser, c.Cluster, c.Winner)
 }
 
-// dropAliasConflicts keeps every alias with one service, so that
+// DropAliasConflicts keeps every alias with one service, so that
 // discovery.New does not refuse the members' ClusterSet over it: the
 // service whose key sorts first keeps an alias several services claim, the
-// others' claims are dropped and returned. Services are not modified in
-// place: a Services list or Aliases list that changes is replaced.
-func dropAliasConflicts(clusters []discovery.Cluster) []AliasConflict {
+// others' claims are dropped (moved to Service.DroppedAliases, which the
+// MCS controller reports as the ServiceExport's AliasConflict condition)
+// and returned. Services are not modified in place: a Services list or
+// Aliases list that changes is replaced.
+func DropAliasConflicts(clusters []discovery.Cluster) []AliasConflict {
 	owner := map[string]discovery.ServiceKey{}
 	for _, c := range clusters {
 		for _, s := range c.Services {
@@ -96,6 +98,7 @@ func dropAliasConflicts(clusters []discovery.Cluster) []AliasConflict {
 				c.Services, cloned = slices.Clone(c.Services), true
 				s = &c.Services[j]
 			}
+			s.DroppedAliases = slices.DeleteFunc(slices.Clone(s.Aliases), func(a string) bool { return owner[a] == s.Key() })
 			s.Aliases = keep
 		}
 	}

@@ -23,7 +23,7 @@ func TestDropAliasConflicts(t *testing.T) {
 		t.Fatal("discovery.New accepts an alias two services claim; the test proves nothing")
 	}
 	west := clusters[1].Services // the caller's list, which must not change
-	got := dropAliasConflicts(clusters)
+	got := DropAliasConflicts(clusters)
 	want := []AliasConflict{{Alias: "users.global", Winner: discovery.ServiceKey{Namespace: "prod", Name: "accounts"},
 		Loser: discovery.ServiceKey{Namespace: "prod", Name: "users"}, Cluster: "east-1"},
 		{Alias: "users.global", Winner: discovery.ServiceKey{Namespace: "prod", Name: "accounts"},
@@ -33,6 +33,16 @@ func TestDropAliasConflicts(t *testing.T) {
 	}
 	if !reflect.DeepEqual(west[1].Aliases, []string{"users.global"}) {
 		t.Errorf("the caller's service was modified in place: %v", west[1].Aliases)
+	}
+	for _, c := range clusters {
+		for _, s := range c.Services {
+			if want := []string(nil); s.Name == "users" {
+				want = []string{"users.global"}
+				if !reflect.DeepEqual(s.DroppedAliases, want) {
+					t.Errorf("%s %s: dropped aliases %v, want %v", c.Name, s.Key(), s.DroppedAliases, want)
+				}
+			}
+		}
 	}
 	cs, err := discovery.New(clusters)
 	if err != nil {
