@@ -149,6 +149,13 @@ func (e *encoder) service(s *Service) {
 			e.str(ep.Workload)
 		}
 	}
+	if len(s.Aliases) > 0 || len(s.DroppedAliases) > 0 {
+		// Last, and only when there are any: the digests of services
+		// without aliases stay what they were.
+		e.str("aliases")
+		e.strs(s.Aliases)
+		e.strs(s.DroppedAliases)
+	}
 }
 
 // sortedInto appends m's keys to buf, sorted: with a buffer on the caller's

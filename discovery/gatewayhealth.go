@@ -28,6 +28,8 @@ func (cs *ClusterSet) WithoutGateways(withdraw func(Gateway) bool) *ClusterSet {
 				byName:   cs.byName,
 				byExport: cs.byExport,
 				locs:     cs.locs, // gateways hold no locality
+				aliases:  cs.aliases,
+				External: cs.External,
 
 				WorkloadGroups: cs.WorkloadGroups,
 			}
@@ -42,5 +44,8 @@ func (cs *ClusterSet) WithoutGateways(withdraw func(Gateway) bool) *ClusterSet {
 		return cs
 	}
 	out.version = workloadVersion(fingerprint(out), out.WorkloadGroups)
+	if len(out.External) > 0 {
+		out.version = externalVersion(out.version, out.External)
+	}
 	return out
 }

@@ -120,6 +120,8 @@ func (c Cluster) Clone() Cluster {
 		s := &out.Services[i]
 		s.Ports = slices.Clone(s.Ports)
 		s.Endpoints = slices.Clone(s.Endpoints)
+		s.Aliases = slices.Clone(s.Aliases)
+		s.DroppedAliases = slices.Clone(s.DroppedAliases)
 	}
 	if c.ImportIPs != nil {
 		out.ImportIPs = make(map[ServiceKey][]string, len(c.ImportIPs))
@@ -214,6 +216,11 @@ type Service struct {
 	ExportedAt time.Time
 	Ports      []Port     // sorted by Port
 	Endpoints  []Endpoint // sorted by (Address)
+	// Aliases are extra host names of the service (aliases.go), sorted.
+	Aliases []string
+	// DroppedAliases are aliases the source dropped from Aliases because
+	// another service claims them (Kubernetes; aliases.go), sorted.
+	DroppedAliases []string
 }
 
 // Key returns the service's ClusterSet-wide key.
@@ -301,6 +308,8 @@ type ExportedService struct {
 	// IPs are the ClusterSet IPs allocated to a ClusterSetIP service, one per
 	// IP family, when a source allocates them (Kubernetes does; files may not).
 	IPs []string
+	// Aliases are the exporting clusters' aliases of the service, sorted.
+	Aliases []string
 }
 
 // Conflict reasons, as the MCS API names them on the Conflict condition.
@@ -335,6 +344,11 @@ type ClusterSet struct {
 	// WorkloadGroups are the workload groups merged into the clusters'
 	// services, sorted by key (see WithWorkloads).
 	WorkloadGroups []WorkloadGroup
+
+	// aliases maps every alias to the service it names (aliases.go).
+	aliases map[string]ServiceKey
+	// External are the external services (external.go), sorted by host.
+	External []ExternalService
 }
 
 // New validates clusters, sorts everything, merges exports and fingerprints
@@ -364,7 +378,11 @@ func New(clusters []Cluster) (*ClusterSet, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if err := cs.indexAliases(); err != nil {
+		return nil, err
+	}
 	cs.mergeExports()
+	cs.mergeAliases()
 	cs.version = fingerprint(cs)
 	return cs, nil
 }
@@ -419,6 +437,9 @@ func normalizeService(s *Service) error {
 		if i > 0 && comparePorts(s.Ports[i-1], p) == 0 {
 			errs = append(errs, fmt.Errorf("port %d/%s: defined twice", p.Port, p.Protocol))
 		}
+	}
+	if err := normalizeAliases(s); err != nil {
+		errs = append(errs, err)
 	}
 	slices.SortFunc(s.Endpoints, func(a, b Endpoint) int { return cmp.Compare(a.Address, b.Address) })
 	for i, e := range s.Endpoints {

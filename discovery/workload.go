@@ -251,6 +251,10 @@ func (cs *ClusterSet) WithWorkloads(extraClusters []Cluster, extra []WorkloadGro
 	}
 	out.WorkloadGroups = kept
 	out.version = workloadVersion(out.version, kept)
+	if len(cs.External) > 0 { // external services are not in the clusters: carried over
+		out.External = cs.External
+		out.version = externalVersion(out.version, out.External)
+	}
 	return out, errors.Join(errs...)
 }
 

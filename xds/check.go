@@ -73,6 +73,7 @@ func check(r *Resources, cs *discovery.ClusterSet, g Group, reused map[types.Res
 		}
 	}
 	for _, c := range r.Clusters {
+		checkInlineCluster(c, fail)
 		if c.GetType() == cluster.Cluster_EDS {
 			name := c.GetEdsClusterConfig().GetServiceName()
 			if name == "" {
@@ -296,6 +297,7 @@ func addressBook(cs *discovery.ClusterSet, g Group) (gateways, pods map[string]b
 			}
 		}
 	}
+	addExternalAddresses(cs, g.Network, pods)
 	return gateways, pods
 }
 

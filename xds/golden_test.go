@@ -36,6 +36,9 @@ type goldenCase struct {
 		Network string `yaml:"network"`
 		NodeID  string `yaml:"id"`
 	} `yaml:"proxy"`
+	// Resolved are the addresses Horizon's resolver found for external
+	// services' DNS names (discovery.ClusterSet.WithResolved).
+	Resolved map[string][]string `yaml:"resolved"`
 }
 
 // loadCase splits an .in.yaml into its proxy, policy and ClusterSet.
@@ -56,7 +59,7 @@ func loadCase(t testing.TB, path string) (*discovery.ClusterSet, Group, Policy) 
 	// Drop the proxy and the policy: the rest is a ClusterSet file.
 	root := doc.Content[0]
 	for i := 0; i < len(root.Content); {
-		if k := root.Content[i].Value; k == "proxy" || k == "policy" {
+		if k := root.Content[i].Value; k == "proxy" || k == "policy" || k == "resolved" {
 			root.Content = append(root.Content[:i], root.Content[i+2:]...)
 			continue
 		}
@@ -69,6 +72,9 @@ func loadCase(t testing.TB, path string) (*discovery.ClusterSet, Group, Policy) 
 	cs, err := file.Parse(path, rest)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+	if tc.Resolved != nil {
+		cs = cs.WithResolved(tc.Resolved, nil)
 	}
 	p := &Proxy{ID: "test", Role: tc.Proxy.Role, Cluster: tc.Proxy.Cluster, Network: tc.Proxy.Network,
 		Locality: discovery.Locality{Region: tc.Proxy.Region, Zone: tc.Proxy.Zone, SubZone: tc.Proxy.SubZone}}

@@ -68,6 +68,10 @@ type hostResult struct {
 	route    *route.RouteConfiguration // proxyless
 	notes    []string                  // what rendering it noted
 	fixed    bool                      // the assignment's weights are the policy's (Resources.fixedWeights)
+
+	// aliasListeners are a proxyless view's API listeners of the host's
+	// aliases (aliases.go).
+	aliasListeners []*listener.Listener
 }
 
 // hostDigest hashes the inputs of a host and port; ok is false when a
@@ -87,6 +91,10 @@ func (t *translator) hostDigest(h *hostPort) (d discovery.Digest, ok bool) {
 	str(h.port.Protocol)
 	str(h.port.AppProtocol)
 	str(h.clusterIP)
+	num(uint64(len(h.aliases)))
+	for _, a := range h.aliases {
+		str(a)
+	}
 	num(uint64(len(h.backends)))
 	for _, be := range h.backends {
 		sd, ok := t.cs.ServiceDigest(be.cluster.Name, h.key)
@@ -134,6 +142,9 @@ func (t *translator) host(h *hostPort, build func(*hostResult)) *hostResult {
 			if r.route != nil {
 				t.memo.reused[r.route] = true
 			}
+			for _, l := range r.aliasListeners {
+				t.memo.reused[l] = true
+			}
 			return r
 		}
 	}
@@ -162,6 +173,10 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 		b = binary.AppendUvarint(b, uint64(h.scope))
 		str(h.clusterIP)
 		str(h.name())
+		b = binary.AppendUvarint(b, uint64(len(h.aliases)))
+		for _, a := range h.aliases {
+			str(a)
+		}
 		hash.Write(b)
 		b = b[:0]
 	}

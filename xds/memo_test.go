@@ -96,6 +96,18 @@ func TestIncrementalRenderIsExact(t *testing.T) {
 			}
 			return drop != ""
 		}},
+		{"aliases", func(cs []discovery.Cluster) bool {
+			changed := false
+			for i := range cs {
+				cs[i].Services = slices.Clone(cs[i].Services)
+				for j := range cs[i].Services {
+					s := &cs[i].Services[j]
+					s.Aliases = append(slices.Clone(s.Aliases), s.Name+"."+s.Namespace+".global")
+					changed = true
+				}
+			}
+			return changed
+		}},
 		{"nothing", func([]discovery.Cluster) bool { return true }},
 	}
 	reused := 0

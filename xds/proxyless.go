@@ -68,11 +68,13 @@ func (t *translator) proxyless() {
 			r = t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
 		}
 		t.out.Listeners = append(t.out.Listeners, r.listener)
+		t.out.Listeners = append(t.out.Listeners, r.aliasListeners...)
 		t.out.Routes = append(t.out.Routes, r.route)
 		t.out.Clusters = append(t.out.Clusters, r.cluster)
 		t.out.Endpoints = append(t.out.Endpoints, r.cla)
 	}
 	t.subsetResources(t.proxylessCluster)
+	t.proxylessExternals()
 	t.out.Listeners = append(t.out.Listeners, t.serverListeners()...)
 }
 
@@ -90,10 +92,11 @@ func (t *translator) proxylessHost(h *hostPort, r *hostResult) {
 		Name: target,
 		VirtualHosts: []*route.VirtualHost{{
 			Name:    target,
-			Domains: []string{target, h.host},
+			Domains: appendAliasDomains([]string{target, h.host}, h.aliases, strconv.Itoa(int(h.port.Port))),
 			Routes:  routes,
 		}},
 	}
+	r.aliasListeners = aliasListeners(h, target)
 	r.cla = t.loadAssignment(h)
 	r.cluster = t.proxylessCluster(h)
 }

@@ -77,6 +77,7 @@ func (t *translator) sidecar() {
 			t.notef("%s: TCP port without a virtual IP; reachable only through a headless address", h.name())
 		}
 	}
+	t.sidecarExternals(httpPorts)
 	for port, hs := range httpPorts {
 		name := strconv.Itoa(int(port))
 		build := func(r *portResult) {
@@ -332,8 +333,8 @@ type virtualHostParts struct {
 
 // domains returns the names a host is reached by on port p: its host name,
 // the short names a client in the same cluster may use (cluster.local
-// only), its virtual IP, each alone and with the port. They are cut out of
-// one string.
+// only), its virtual IP, each alone and with the port, then its aliases
+// (aliases.go). They are cut out of one string.
 func (vp *virtualHostParts) domains(h *hostPort, p string) []string {
 	short := ""
 	if h.scope == discovery.ClusterLocal {
@@ -378,6 +379,9 @@ func (vp *virtualHostParts) domains(h *hostPort, p string) []string {
 			start = ends[i-1]
 		}
 		vp.domainList[i] = all[start:ends[i]]
+	}
+	if len(h.aliases) > 0 {
+		return appendAliasDomains(vp.domainList[:n:n], h.aliases, p)
 	}
 	return vp.domainList[:n:n]
 }

@@ -204,7 +204,9 @@ type hostPort struct {
 	scope     discovery.Scope
 	port      discovery.Port
 	clusterIP string
-	backends  []backend
+	// aliases are the host's extra names (discovery/aliases.go), sorted.
+	aliases  []string
+	backends []backend
 	// set caches the host's settings (translator.settings) once looked up.
 	set *policyfile.Settings
 }
@@ -256,6 +258,9 @@ func (t *translator) services() []*hostPort {
 				continue
 			}
 			h := hostPort{key: s.Key(), scope: discovery.ClusterLocal, port: p, clusterIP: s.ClusterIP, backends: ownBackends[i : i+1 : i+1]}
+			if len(s.Aliases) > 0 {
+				h.aliases = t.localAliases(s)
+			}
 			h.host, h.cluster = hostNames(host, s.Key(), discovery.ClusterLocal, p.Port)
 			host = h.host
 			all = append(all, h)
@@ -281,7 +286,7 @@ func (t *translator) services() []*hostPort {
 			if !t.proxied(ex.Key, p) {
 				continue
 			}
-			h := hostPort{key: ex.Key, scope: discovery.ClusterSetWide, port: p, clusterIP: vip, backends: backends}
+			h := hostPort{key: ex.Key, scope: discovery.ClusterSetWide, port: p, clusterIP: vip, aliases: ex.Aliases, backends: backends}
 			h.host, h.cluster = hostNames(host, ex.Key, discovery.ClusterSetWide, p.Port)
 			host = h.host
 			all = append(all, h)

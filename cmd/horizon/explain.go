@@ -90,6 +90,10 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 	if err := p.Resolve(cs); err != nil {
 		return err
 	}
+	alias := ""
+	if canonical, ok := cs.AliasHost(host, p.Cluster); ok {
+		alias, host = host, canonical // the same cluster, settings and endpoints
+	}
 	// The settings the renderer uses for host: the policy file's, else the
 	// built-in ones, whose [region, zone] ranking explain says in brief.
 	settings := policy.HostSettings(host)
@@ -105,6 +109,9 @@ func explainFailover(stdout io.Writer, cs *discovery.ClusterSet, policy xds.Poli
 	idx := indexEndpoints(cs)
 	src, _ := cs.Cluster(p.Cluster)
 	fmt.Fprintf(stdout, "from %s in cluster %s (network %s), to %s\n", localityString(p.Locality), p.Cluster, src.Network, service)
+	if alias != "" {
+		fmt.Fprintf(stdout, "alias: %s stands for %s\n", alias, host)
+	}
 	if len(cs.Networks()) > 1 {
 		rule += "; other networks only through their gateway"
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/kube"
 	"github.com/horizonmesh/horizon/discovery/kube/mcs"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/discovery/resolve"
 	"github.com/horizonmesh/horizon/examples/local"
 	"github.com/horizonmesh/horizon/gateway/health"
 	"github.com/horizonmesh/horizon/internal/connguard"
@@ -112,6 +113,7 @@ func (cfg serveConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 			Logger:   log.With("component", "gateway-health"), Metrics: health.NewMetrics(reg),
 		}
 	}
+	stages.Resolve = &resolve.Options{Logger: log.With("component", "external-dns"), Metrics: resolve.NewMetrics(reg)}
 	var latest atomic.Pointer[discovery.ClusterSet] // the MCS controller's: every gateway, probed or not
 	if cfg.kube.enabled() || cfg.injector.enabled() {
 		stages.Observers = append(stages.Observers, func(cs *discovery.ClusterSet) { latest.Store(cs) })

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/resolve"
 	"github.com/horizonmesh/horizon/xds"
 	"github.com/horizonmesh/horizon/xds/bootstrap"
 )
@@ -65,11 +67,19 @@ func (cfg viewConfig) run(stdout, stderr io.Writer) error {
 		return err
 	}
 	g := p.GroupFor(policy.LabelKeys())
+	if g.Role == xds.Proxyless && len(cs.External) > 0 {
+		// What the server's external DNS stage would serve proxyless
+		// clients: the names resolved now, by this host's resolver.
+		cs = resolve.Once(context.Background(), cs, resolve.Options{Timeout: viewDNSTimeout})
+	}
 	res, err := xds.Render(cs, g, policy)
 	if err != nil {
 		return err
 	}
-	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes, sources: workloadSources(cs)}
+	if canonical, ok := cs.AliasHost(cfg.host, g.Cluster); ok {
+		cfg.host = canonical // an alias: its host's endpoints
+	}
+	v := renderedView{group: g, clusterSet: cs.Version(), policy: policy, notes: res.Notes, sources: workloadSources(cs), external: externalViews(cs, g, res, cfg.host)}
 	for _, cla := range res.Endpoints {
 		// Subsets a route rule sends to (outbound_.PORT_.SUBSET_.HOST) are the host's too.
 		if h, _, _, err := discovery.ParseSubsetClusterName(cla.GetClusterName()); cfg.host == "" || (err == nil && h == cfg.host) {
@@ -108,7 +118,8 @@ type renderedView struct {
 	notes      []string
 	// sources names the workload group of each VM endpoint (host:port),
 	// which text shows after its health (workloads.go).
-	sources map[string]string
+	sources  map[string]string
+	external []externalView // view_external.go
 }
 
 // text writes the assignments for a reader: per service port, each
@@ -146,6 +157,9 @@ func (v renderedView) text(w io.Writer) {
 			}
 		}
 	}
+	for _, x := range v.external {
+		x.text(&b)
+	}
 	for _, n := range v.notes {
 		fmt.Fprintf(&b, "\nnote: %s", n)
 	}
@@ -173,6 +187,9 @@ func (v renderedView) document() ([]byte, error) {
 		list = append(list, b)
 	}
 	doc[resourcev3.EndpointType] = list
+	if len(v.external) > 0 {
+		doc["externalServices"] = v.external
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")

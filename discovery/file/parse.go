@@ -7,7 +7,10 @@
 // MaxClusters clusters and MaxNetworks networks (1000), and per cluster
 // MaxGateways gateways (256) and MaxServices services (20,000); per service
 // MaxPorts ports (100) and MaxEndpoints endpoints (100,000); per endpoint
-// MaxPorts port overrides and MaxLabels labels (64). YAML aliases may expand
+// MaxPorts port overrides and MaxLabels labels (64); per service
+// discovery.MaxAliases aliases (32); at most discovery.MaxExternalServices
+// external services (1000) of discovery.MaxExternalEndpoints endpoints
+// (64) each (aliases.go, external.go). YAML aliases may expand
 // the document to ten times its own nodes, and to MaxFileSize/2+10,000 nodes at
 // most (yamlnode.Reader.Root).
 package file
@@ -62,6 +65,9 @@ func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 	if err == nil && len(p.groups) > 0 {
 		cs, err = cs.WithWorkloads(nil, groupsOf(p.groups), nil)
 	}
+	if err == nil && p.external != nil {
+		cs, err = cs.WithExternal(p.external)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -70,11 +76,11 @@ func Parse(name string, data []byte) (*discovery.ClusterSet, error) {
 
 // Field names of each object of the format.
 var (
-	topFields      = []string{"clusters", "networks", "workloadGroups"}
+	topFields      = []string{"clusters", "networks", "workloadGroups", "externalServices"}
 	clusterFields  = []string{"name", "network", "locality", "gateways", "services"}
 	localityFields = []string{"region", "zone", "subZone"}
 	gatewayFields  = []string{"address", "port", "forNetwork"}
-	serviceFields  = []string{"name", "namespace", "type", "clusterIP", "exported", "exportedAt", "ports", "endpoints"}
+	serviceFields  = []string{"name", "namespace", "type", "clusterIP", "exported", "exportedAt", "ports", "endpoints", "aliases"}
 	portFields     = []string{"name", "port", "targetPort", "protocol", "appProtocol"}
 	endpointFields = []string{"address", "network", "region", "zone", "subZone", "ready", "serving", "terminating",
 		"serviceAccount", "mtls", "ports", "labels"}
@@ -117,6 +123,7 @@ func (p *parser) document(data []byte) []discovery.Cluster {
 		lines[c.Name] = item.Line
 		clusters = append(clusters, c)
 	}
+	p.external = p.externalServices(top, networks)
 	return clusters
 }
 
@@ -322,6 +329,9 @@ func (p *parser) service(n *yaml.Node, index int, cluster string, c *discovery.C
 		}
 		lines[e.Address] = item.Line
 		s.Endpoints = append(s.Endpoints, e)
+	}
+	if s.Name != "" && s.Namespace != "" {
+		s.Aliases = p.aliases(o, where, c.Name, s.Key())
 	}
 	return s, s.Name != "" && s.Namespace != ""
 }

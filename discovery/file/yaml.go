@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/internal/yamlnode"
 )
 
@@ -20,6 +21,10 @@ type parser struct {
 	// is optional.
 	workloadsFile bool
 	groups        []groupAt // the workloadGroups: list, read by document
+	// claims holds the aliases claimed so far (aliases.go).
+	claims map[string]aliasClaim
+	// external are the file's external services (external.go).
+	external []discovery.ExternalService
 }
 
 func newParser(file string) *parser {

@@ -185,6 +185,7 @@ func Build(cfg MemberConfig, o Objects) (discovery.Cluster, []Problem) {
 			ds.Ports = append(ds.Ports, port)
 		}
 		ds.Endpoints = endpoints(cfg, k, slicesBySvc[k], o, problem)
+		ds.Aliases = serviceAliases(svc, problem)
 		c.Services = append(c.Services, ds)
 	}
 	slices.SortFunc(c.Services, func(a, b discovery.Service) int { return a.Key().Compare(b.Key()) })

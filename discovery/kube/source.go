@@ -343,6 +343,10 @@ func (s *Source) publish() {
 		s.log.Debug("waiting for the initial sync", "clusters", waiting)
 		return
 	}
+	for _, c := range DropAliasConflicts(clusters) {
+		s.log.Warn("alias claimed twice", "cluster", c.Cluster, "service", c.Loser.String(), "alias", c.Alias, "owner", c.Winner.String())
+		s.metrics.invalidObject(c.Cluster, "Service", "alias_conflict")
+	}
 	cs, err := discovery.New(clusters)
 	if err != nil {
 		s.mu.Unlock()

@@ -193,6 +193,10 @@ func (c *checker) document(data []byte) *File {
 			serviceLines[m.Service] = item.Line
 		} else {
 			if first := hostLines[m.Host]; first != 0 {
+				if m.Alias != "" {
+					p.Errorf(o.At("match"), join(path, "match"), "alias %s stands for host %s, which has a rule already (at line %d)", m.Alias, m.Host, first)
+					continue
+				}
 				p.Errorf(o.At("match"), join(path, "match"), "host %s has a rule already (at line %d)", m.Host, first)
 				continue
 			}
@@ -261,8 +265,12 @@ func (c *checker) match(rule *yamlnode.Object) (Match, bool) {
 		return Match{Service: discovery.ServiceKey{Namespace: ns, Name: name}}, true
 	default:
 		k, _, err := discovery.ParseHost(host)
+		if target, ok := c.topo.Aliases[host]; ok && err != nil {
+			k, _, _ = discovery.ParseHost(target)
+			return Match{Service: k, Host: target, Alias: host}, true
+		}
 		if err != nil || !discovery.IsDNSLabel(k.Namespace) || !discovery.IsDNSLabel(k.Name) {
-			o.Errorf("host", "%q is not a service host <name>.<namespace>.svc.cluster.local or .svc.clusterset.local", host)
+			o.Errorf("host", "%q is not a service host <name>.<namespace>.svc.cluster.local or .svc.clusterset.local, nor an alias of a service", host)
 			return Match{}, false
 		}
 		return Match{Service: k, Host: host}, true

@@ -47,10 +47,17 @@ type File struct {
 type Match struct {
 	Service discovery.ServiceKey
 	Host    string // "" for a match by service
+	// Alias is the alias the file matched, when it matched one: Host is
+	// the host it stands for (aliases.go).
+	Alias string
 }
 
-// String renders the match as the file writes it: ns/name or a host.
+// String renders the match as the file writes it: ns/name, a host or an
+// alias.
 func (m Match) String() string {
+	if m.Alias != "" {
+		return m.Alias
+	}
 	if m.Host != "" {
 		return m.Host
 	}

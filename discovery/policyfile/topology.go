@@ -13,6 +13,9 @@ import (
 // write it by hand.
 type Topology struct {
 	Clusters []TopologyCluster
+	// Aliases maps every alias of a service to the host it stands for
+	// (aliases.go).
+	Aliases map[string]string
 }
 
 // TopologyCluster is one member cluster as the checker sees it.
@@ -46,13 +49,14 @@ func TopologyOf(cs *discovery.ClusterSet) Topology {
 		}
 		t.Clusters = append(t.Clusters, tc)
 	}
+	t.Aliases = aliasHosts(cs)
 	return t.normalized()
 }
 
 // normalized returns a sorted, deduplicated copy, so that equal topologies
 // compare equal.
 func (t Topology) normalized() Topology {
-	out := Topology{Clusters: slices.Clone(t.Clusters)}
+	out := Topology{Clusters: slices.Clone(t.Clusters), Aliases: t.Aliases}
 	slices.SortFunc(out.Clusters, func(a, b TopologyCluster) int { return cmp.Compare(a.Name, b.Name) })
 	for i := range out.Clusters {
 		c := &out.Clusters[i]
@@ -69,7 +73,7 @@ func (t Topology) normalized() Topology {
 // Equal reports whether two topologies hold the same facts.
 func (t Topology) Equal(o Topology) bool {
 	a, b := t.normalized(), o.normalized()
-	return slices.EqualFunc(a.Clusters, b.Clusters, func(x, y TopologyCluster) bool {
+	return aliasesEqual(a.Aliases, b.Aliases) && slices.EqualFunc(a.Clusters, b.Clusters, func(x, y TopologyCluster) bool {
 		return x.Name == y.Name && x.Network == y.Network && slices.Equal(x.Localities, y.Localities) && slices.Equal(x.Services, y.Services)
 	})
 }

@@ -153,7 +153,11 @@ func Desired(cs *discovery.ClusterSet, members []MemberState, alloc *Allocator) 
 	for _, m := range members {
 		for _, e := range m.Exports {
 			ref := Ref{m.ID, e.Namespace, e.Name}
-			plan.Exports = append(plan.Exports, ExportStatus{Ref: ref, Conditions: exportConditions(cs, ref, e, services[ref.key()].conflict)})
+			conds := exportConditions(cs, ref, e, services[ref.key()].conflict)
+			if a := aliasCondition(cs, ref); a != nil && e.HasService {
+				conds = append(conds, *a)
+			}
+			plan.Exports = append(plan.Exports, ExportStatus{Ref: ref, Conditions: conds})
 		}
 	}
 

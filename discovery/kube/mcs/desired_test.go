@@ -198,6 +198,7 @@ func load(t *testing.T, path string) (fixture, *discovery.ClusterSet, []mcs.Memb
 		clusters = append(clusters, c)
 		states = append(states, mcs.State(m))
 	}
+	kube.DropAliasConflicts(clusters) // as the Kubernetes source does
 	cs, err := discovery.New(clusters)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)

@@ -13,6 +13,8 @@
 //	   │                  included (the MCS controller's latest)
 //	2. policy topology    policyfile.Watcher.SetTopology: the policy file is
 //	   │                  checked against the ClusterSet it will be used with
+//	2b. external DNS      resolve.Resolver: external services' DNS names
+//	   │                  resolved for proxyless views (optional)
 //	3. gateway health     health.Prober: the ClusterSet minus the gateways
 //	   │                  that are down (optional; without it, straight on)
 //	   ▼
@@ -37,6 +39,7 @@ import (
 
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
+	"github.com/horizonmesh/horizon/discovery/resolve"
 	"github.com/horizonmesh/horizon/gateway/health"
 )
 
@@ -68,6 +71,9 @@ type Config struct {
 	// Observers see every ClusterSet first, as the sources publish it. They
 	// are called on the sources' goroutines and must not block.
 	Observers []func(*discovery.ClusterSet)
+	// Resolve, when set, resolves external services' DNS names before
+	// gateway health; its Out is the next stage (any Out given is replaced).
+	Resolve *resolve.Options
 	// Workloads, when set, merges the workloads outside Kubernetes into
 	// every ClusterSet before the other stages see it.
 	Workloads Workloads
@@ -91,6 +97,7 @@ type Pipeline struct {
 	views     Views
 	policy    Policy
 	prober    *health.Prober
+	resolver  *resolve.Resolver
 	observers []func(*discovery.ClusterSet)
 	workloads Workloads
 
@@ -126,7 +133,22 @@ func New(cfg Config) *Pipeline {
 	if cfg.Policy != nil {
 		p.Add("policy", cfg.Policy.Run)
 	}
+	if cfg.Resolve != nil {
+		opts := *cfg.Resolve
+		opts.Out = p.afterResolve
+		p.resolver = resolve.New(opts)
+		p.Add("external dns", p.resolver.Run)
+	}
 	return p
+}
+
+// afterResolve takes a ClusterSet on from the external DNS stage.
+func (p *Pipeline) afterResolve(cs *discovery.ClusterSet) {
+	if p.prober != nil {
+		p.prober.In(cs) // calls Views.Update with what it lets through
+		return
+	}
+	p.views.Update(cs)
 }
 
 // Prober is the gateway health stage, nil without one (for debug pages).
@@ -148,11 +170,11 @@ func (p *Pipeline) Publish(cs *discovery.ClusterSet) {
 // publish takes a ClusterSet with its workloads through the other stages.
 func (p *Pipeline) publish(cs *discovery.ClusterSet) {
 	p.enter(cs)
-	if p.prober != nil {
-		p.prober.In(cs) // calls Views.Update with what it lets through
+	if p.resolver != nil {
+		p.resolver.In(cs) // calls afterResolve
 		return
 	}
-	p.views.Update(cs)
+	p.afterResolve(cs)
 }
 
 // Seed takes the first ClusterSet through the stages and renders its views
@@ -170,6 +192,10 @@ func (p *Pipeline) Seed(cs *discovery.ClusterSet) error {
 	p.enter(cs)
 	if err := p.views.Apply(cs); err != nil {
 		return fmt.Errorf("initial ClusterSet: %w", err)
+	}
+	if p.resolver != nil {
+		p.resolver.In(cs) // resolves, then on to gateway health and the views
+		return nil
 	}
 	if p.prober != nil {
 		p.prober.In(cs)
