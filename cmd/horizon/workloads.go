@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/horizonmesh/horizon/certs/workloadsvc"
@@ -29,7 +31,10 @@ type workloadsConfig struct {
 	file string
 	// crd is --workload-groups-crd: WorkloadGroup objects of the control
 	// plane's cluster.
-	crd            bool
+	crd bool
+	// crdNamespaces is --workload-groups-namespace: the only namespaces
+	// whose WorkloadGroups are read (empty: every namespace).
+	crdNamespaces  []string
 	limits         workload.Limits
 	reportInterval time.Duration
 }
@@ -61,6 +66,14 @@ func setupWorkloads(cfg workloadsConfig, kc *kubeConfig, reg prometheus.Register
 		w.registry.SetFile(cs)
 		w.watcher = &file.Watcher{Path: cfg.file, Workloads: true, Logger: log.With("component", "workloads-file"), OnUpdate: w.registry.SetFile}
 	}
+	if len(cfg.crdNamespaces) > 0 && !cfg.crd {
+		return nil, errors.New("--workload-groups-namespace needs --workload-groups-crd")
+	}
+	for _, ns := range cfg.crdNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("--workload-groups-namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
 	if cfg.crd {
 		rc, err := kc.controlPlaneConfig()
 		if err != nil {
@@ -70,7 +83,7 @@ func setupWorkloads(cfg workloadsConfig, kc *kubeConfig, reg prometheus.Register
 		if err != nil {
 			return nil, fmt.Errorf("--workload-groups-crd: %w", err)
 		}
-		w.crd = &workload.CRDWatcher{Client: client, OnUpdate: w.registry.SetCRDGroups, Log: log.With("component", "workload-groups"), Rejected: workload.NewCRDMetrics(reg)}
+		w.crd = &workload.CRDWatcher{Client: client, Namespaces: cfg.crdNamespaces, OnUpdate: w.registry.SetCRDGroups, Log: log.With("component", "workload-groups"), Rejected: workload.NewCRDMetrics(reg)}
 	}
 	return w, nil
 }

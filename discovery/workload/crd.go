@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -28,14 +29,19 @@ var WorkloadGroupResource = schema.GroupVersionResource{Group: "mesh.horizon.io"
 const MaxCRDGroups = 1000
 
 // CRDWatcher reads WorkloadGroup objects from the control plane's cluster
-// and hands every valid one to OnUpdate, after each change. An object
+// (every namespace, or only Namespaces) and hands every valid one to
+// OnUpdate, after each change. An object
 // whose spec the file parser refuses is left out with an error naming it
 // (logged once per object version, counted as
 // horizon_workload_group_rejected_total); the others keep serving.
 type CRDWatcher struct {
-	Client   dynamic.Interface
-	OnUpdate func([]discovery.WorkloadGroup)
-	Log      *slog.Logger
+	Client dynamic.Interface
+	// Namespaces, when not empty, are the only namespaces watched (one
+	// informer each, so that a Role per namespace is all the watcher needs);
+	// empty watches every namespace (a cluster-wide read).
+	Namespaces []string
+	OnUpdate   func([]discovery.WorkloadGroup)
+	Log        *slog.Logger
 	// Rejected counts objects left out (NewCRDMetrics); nil counts none.
 	Rejected prometheus.Counter
 
@@ -69,8 +75,6 @@ func (w *CRDWatcher) Run(ctx context.Context) error {
 	if w.Log == nil {
 		w.Log = slog.New(slog.DiscardHandler)
 	}
-	factory := dynamicinformer.NewDynamicSharedInformerFactory(w.Client, 0)
-	inf := factory.ForResource(WorkloadGroupResource).Informer()
 	changed := make(chan struct{}, 1)
 	poke := func(any) {
 		select {
@@ -78,13 +82,30 @@ func (w *CRDWatcher) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}); err != nil {
-		return err
+	// The informers stop (and Shutdown waits for them) when Run returns.
+	ctx, cancel := context.WithCancel(ctx)
+	var factories []dynamicinformer.DynamicSharedInformerFactory
+	defer func() {
+		cancel()
+		for _, f := range factories {
+			f.Shutdown()
+		}
+	}()
+	var informers []cache.SharedIndexInformer
+	for _, ns := range w.namespaces() {
+		factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.Client, 0, ns, nil)
+		inf := factory.ForResource(WorkloadGroupResource).Informer()
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}); err != nil {
+			return err
+		}
+		factory.Start(ctx.Done())
+		factories = append(factories, factory)
+		informers = append(informers, inf)
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return nil
+	for _, inf := range informers {
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			return nil
+		}
 	}
 	poke(nil)
 	seen := map[string]string{} // object -> resourceVersion whose error was logged
@@ -94,8 +115,23 @@ func (w *CRDWatcher) Run(ctx context.Context) error {
 			return nil
 		case <-changed:
 		}
-		w.OnUpdate(w.groups(inf.GetStore().List(), seen))
+		var objs []any
+		for _, inf := range informers {
+			objs = append(objs, inf.GetStore().List()...)
+		}
+		w.OnUpdate(w.groups(objs, seen))
 	}
+}
+
+// namespaces are the namespaces to watch, each once: Namespaces, or
+// metav1.NamespaceAll.
+func (w *CRDWatcher) namespaces() []string {
+	if len(w.Namespaces) == 0 {
+		return []string{metav1.NamespaceAll}
+	}
+	out := slices.Clone(w.Namespaces)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // groups converts the objects, leaving out and reporting invalid ones.
