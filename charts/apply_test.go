@@ -30,7 +30,9 @@ func TestChartApplies(t *testing.T) {
 	cases := renderCases(t)
 	cluster := kubetest.Start(t, "east")[0]
 	ctx := t.Context()
-	for _, ns := range []string{namespace, "horizon-members"} { // ci/ha-values.yaml's member Secrets
+	// ci/ha-values.yaml's member Secrets, ci/workload-groups-values.yaml's
+	// WorkloadGroups.
+	for _, ns := range []string{namespace, "horizon-members", "shop", "payments"} {
 		if _, err := cluster.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}

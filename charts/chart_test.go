@@ -35,7 +35,8 @@ type renderCase struct {
 // renderCases renders the chart with every values file in horizon/ci, and
 // decodes every document strictly. There must be the cases the chart
 // promises: the defaults, SPIRE, Horizon's gateway, the injector by URL,
-// HA with a ServiceMonitor, and the own-cluster reader.
+// HA with a ServiceMonitor, the own-cluster reader, and WorkloadGroups read
+// in listed namespaces and in the release's.
 func renderCases(t *testing.T) []renderCase {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
@@ -68,7 +69,7 @@ func renderCases(t *testing.T) []renderCase {
 	for _, c := range cases {
 		names = append(names, c.name)
 	}
-	for _, want := range []string{"default", "spire", "spire-hostpath", "gateway-horizon", "injector-url", "ha", "own-cluster-reader"} {
+	for _, want := range []string{"default", "spire", "spire-hostpath", "gateway-horizon", "injector-url", "ha", "own-cluster-reader", "workload-groups", "workload-groups-release-namespace"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("no case %s in %s/ci (have %q)", want, chartDir, names)
 		}
@@ -136,6 +137,9 @@ func TestRenderedManifests(t *testing.T) {
 				case *rbacv1.Role, *rbacv1.RoleBinding:
 					if m.GetNamespace() == members && m.GetName() == "horizon" {
 						continue // reading the member Secrets where they are
+					}
+					if m.GetName() == workloadGroupsRBAC && slices.Contains(workloadGroupsNamespaces(c), m.GetNamespace()) && grantsOnlyWorkloadGroups(obj) {
+						continue // reading WorkloadGroups where they are, and nothing more
 					}
 				}
 				t.Errorf("%T %s in namespace %s, want the release's %s", obj, m.GetName(), m.GetNamespace(), namespace)

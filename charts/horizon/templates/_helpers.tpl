@@ -29,6 +29,13 @@ app.kubernetes.io/name: horizon
 {{ .Values.controlPlane.memberSecretsNamespace | default .Release.Namespace }}
 {{- end }}
 
+{{- /* The namespaces whose WorkloadGroups the control plane reads, a JSON
+list (fromJsonArray): controlPlane.workloadGroups.namespaces, or the
+release's namespace. */}}
+{{- define "horizon.workloadGroupsNamespaces" -}}
+{{ .Values.controlPlane.workloadGroups.namespaces | default (list .Release.Namespace) | uniq | toJson }}
+{{- end }}
+
 {{- define "horizon.spireSocket" -}}
 {{ .Values.ca.spire.socketDir }}/{{ .Values.ca.spire.socketName }}
 {{- end }}
