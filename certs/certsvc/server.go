@@ -28,21 +28,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/certs/certpb"
+	"github.com/horizonmesh/horizon/internal/grpcpeer"
 	"github.com/horizonmesh/horizon/internal/ratelog"
 )
 
@@ -180,11 +176,11 @@ const (
 
 // Sign implements certpb.CertificatesServer.
 func (s *Server) Sign(ctx context.Context, req *certpb.SignRequest) (*certpb.SignResponse, error) {
-	from := peerAddr(ctx)
+	from := grpcpeer.Addr(ctx)
 	is, r := s.sign(ctx, req)
 	if r != nil {
 		s.cfg.Metrics.refused(r.reason)
-		s.refusals.Warn(r.reason+" "+peerHost(from), "certificate request refused",
+		s.refusals.Warn(r.reason+" "+grpcpeer.Host(from), "certificate request refused",
 			"reason", r.reason, "peer", from, "cluster", ratelog.Truncate(req.GetCluster(), maxLoggedCluster),
 			"error", ratelog.Truncate(r.err.Error(), maxLoggedError))
 		return nil, r.status()
@@ -227,7 +223,7 @@ type issuance struct {
 }
 
 func (s *Server) sign(ctx context.Context, req *certpb.SignRequest) (issuance, *refusal) {
-	tlsInfo, ok := tlsPeer(ctx)
+	tlsInfo, ok := grpcpeer.TLS(ctx)
 	if !ok {
 		return issuance{}, refuse(ReasonPlaintext, codes.Unauthenticated, "not a TLS connection")
 	}
@@ -248,7 +244,7 @@ func (s *Server) sign(ctx context.Context, req *certpb.SignRequest) (issuance, *
 		is issuance
 		r  *refusal
 	)
-	if token, ok := bearerToken(ctx); ok {
+	if token, ok := grpcpeer.BearerToken(ctx); ok {
 		// A token says who the caller is now, even if it also shows an
 		// older certificate. The SVID is bound to the cluster that
 		// reviewed it.
@@ -335,38 +331,4 @@ func (s *Server) verifyRenewal(chain []*x509.Certificate) (spiffeid.ID, string, 
 		return spiffeid.ID{}, "", refuse(ReasonBadCertificate, codes.Unauthenticated, "client certificate %s is not in trust domain %s", id, s.cfg.TrustDomain)
 	}
 	return id, certs.ClusterOf(verified), nil
-}
-
-func tlsPeer(ctx context.Context) (credentials.TLSInfo, bool) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return credentials.TLSInfo{}, false
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	return info, ok
-}
-
-func bearerToken(ctx context.Context) (string, bool) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
-		if tok, ok := strings.CutPrefix(v, "Bearer "); ok && strings.TrimSpace(tok) != "" {
-			return strings.TrimSpace(tok), true
-		}
-	}
-	return "", false
-}
-
-func peerAddr(ctx context.Context) string {
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		return p.Addr.String()
-	}
-	return ""
-}
-
-// peerHost is addr without its port: a client's new connections share it.
-func peerHost(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
-	}
-	return addr
 }

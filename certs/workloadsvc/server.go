@@ -27,24 +27,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/horizonmesh/horizon/certs"
 	"github.com/horizonmesh/horizon/certs/workloadpb"
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/internal/grpcpeer"
 	"github.com/horizonmesh/horizon/internal/ratelog"
 )
 
@@ -146,8 +142,8 @@ func (s *Server) fail(ctx context.Context, call string, r *refusal) error {
 	if !r.counted {
 		s.cfg.Refused(r.reason)
 	}
-	from := peerAddr(ctx)
-	s.logs.Warn(r.reason+" "+peerHost(from), "workload "+call+" refused", "reason", r.reason, "peer", from, "error", ratelog.Truncate(r.err.Error(), 1024))
+	from := grpcpeer.Addr(ctx)
+	s.logs.Warn(r.reason+" "+grpcpeer.Host(from), "workload "+call+" refused", "reason", r.reason, "peer", from, "error", ratelog.Truncate(r.err.Error(), 1024))
 	msg := r.reason
 	if r.code != codes.Internal {
 		// The registry's and the token's errors name only what the
@@ -187,7 +183,7 @@ func (s *Server) Join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 }
 
 func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*workloadpb.JoinResponse, *refusal) {
-	if _, ok := tlsPeer(ctx); !ok {
+	if _, ok := grpcpeer.TLS(ctx); !ok {
 		return nil, refuse(ReasonPlaintext, codes.Unauthenticated, "not a TLS connection")
 	}
 	// The caller proves it may join with the group's join token, or with
@@ -195,7 +191,7 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 	// after Horizon restarted).
 	var key discovery.ServiceKey
 	var authorize func(discovery.WorkloadGroup) error
-	if token, ok := bearerToken(ctx); ok {
+	if token, ok := grpcpeer.BearerToken(ctx); ok {
 		claims, err := VerifyToken(s.cfg.JoinKey, s.cfg.TrustDomain.Name(), token, s.cfg.Now())
 		if err != nil {
 			reason := ReasonTokenMalformed
@@ -272,7 +268,7 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 		return nil, refuse(ReasonIssue, codes.Internal, "%v", err)
 	}
 	s.cfg.Log.Info("workload joined; issued X509-SVID", "group", key.String(), "address", req.GetAddress(), "id", id.String(),
-		"cluster", g.Cluster, "peer", peerAddr(ctx), "expires", svid.Leaf().NotAfter.UTC().Format(time.RFC3339))
+		"cluster", g.Cluster, "peer", grpcpeer.Addr(ctx), "expires", svid.Leaf().NotAfter.UTC().Format(time.RFC3339))
 	resp := &workloadpb.JoinResponse{SpiffeId: id.String(), Cluster: g.Cluster, Group: s.groupMessage(g)}
 	for _, c := range svid.Certificates {
 		resp.CertChain = append(resp.CertChain, c.Raw)
@@ -293,7 +289,7 @@ func (s *Server) Report(ctx context.Context, req *workloadpb.ReportRequest) (*wo
 }
 
 func (s *Server) report(ctx context.Context, req *workloadpb.ReportRequest) (*workloadpb.ReportResponse, *refusal) {
-	if _, ok := tlsPeer(ctx); !ok {
+	if _, ok := grpcpeer.TLS(ctx); !ok {
 		return nil, refuse(ReasonPlaintext, codes.Unauthenticated, "not a TLS connection")
 	}
 	var key discovery.ServiceKey
@@ -349,7 +345,7 @@ func claimedAddress(ctx context.Context, g discovery.WorkloadGroup, address stri
 			return nil
 		}
 	}
-	from := peerHost(peerAddr(ctx))
+	from := grpcpeer.Host(grpcpeer.Addr(ctx))
 	if ip, err := netip.ParseAddr(from); err == nil && ip.Unmap() == claim {
 		return nil
 	}
@@ -360,7 +356,7 @@ func claimedAddress(ctx context.Context, g discovery.WorkloadGroup, address stri
 // that it is the identity of a group: the group's service account, bound
 // to the group's cluster.
 func (s *Server) identity(ctx context.Context, key discovery.ServiceKey) (func(discovery.WorkloadGroup) error, *refusal) {
-	info, _ := tlsPeer(ctx)
+	info, _ := grpcpeer.TLS(ctx)
 	chain := info.State.PeerCertificates
 	if len(chain) == 0 {
 		return nil, refuse(ReasonNoCertificate, codes.Unauthenticated, "connect with the SVID Join issued")
@@ -399,37 +395,4 @@ func (s *Server) groupMessage(g discovery.WorkloadGroup) *workloadpb.Group {
 		}
 	}
 	return m
-}
-
-func tlsPeer(ctx context.Context) (credentials.TLSInfo, bool) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return credentials.TLSInfo{}, false
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	return info, ok
-}
-
-func bearerToken(ctx context.Context) (string, bool) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get("authorization") {
-		if tok, ok := strings.CutPrefix(v, "Bearer "); ok && strings.TrimSpace(tok) != "" {
-			return strings.TrimSpace(tok), true
-		}
-	}
-	return "", false
-}
-
-func peerAddr(ctx context.Context) string {
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		return p.Addr.String()
-	}
-	return ""
-}
-
-func peerHost(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
-	}
-	return addr
 }
