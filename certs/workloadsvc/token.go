@@ -112,6 +112,10 @@ func VerifyToken(key []byte, trustDomain, token string, now time.Time) (Claims, 
 	return c, nil
 }
 
+// ErrNoJoinKey marks a join key that is missing and could not be made (the
+// directory is read-only, as a mounted Secret is).
+var ErrNoJoinKey = errors.New("no join key")
+
 // LoadJoinKey reads the join key from dir, creating it (mode 0600) when
 // create is set and there is none.
 func LoadJoinKey(dir string, create bool) ([]byte, error) {
@@ -127,7 +131,7 @@ func LoadJoinKey(dir string, create bool) ([]byte, error) {
 			return LoadJoinKey(dir, false) // made by another process meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("join key: %w", err)
+			return nil, fmt.Errorf("%w: %s is missing and cannot be made: %w", ErrNoJoinKey, path, err)
 		}
 		if _, err := f.Write(key); err != nil {
 			f.Close()

@@ -104,6 +104,13 @@ func (w *workloads) api(port mtlsPort, td spiffeid.TrustDomain, ttl time.Duratio
 		}
 	}
 	key, err := workloadsvc.LoadJoinKey(port.caDir, true)
+	if errors.Is(err, workloadsvc.ErrNoJoinKey) {
+		// A CA directory mounted read-only (the chart's Secret) without a
+		// join key: Horizon serves on, without the registration API.
+		log.Warn("workload registration API off: the CA directory has no join key and Horizon cannot write one; put a 32-byte "+workloadsvc.JoinKeyFile+" into it to let VMs join",
+			"dir", port.caDir, "error", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("--ca-dir: %w", err)
 	}
