@@ -95,17 +95,11 @@ func (cfg agentConfig) run(ctx context.Context, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "%s: %s until %s\n", cfg.certDir, svid.ID, svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339))
 		return nil
 	}
-	if cfg.metricsAddress != "" {
-		lis, err := net.Listen("tcp", cfg.metricsAddress)
-		if err != nil {
-			return fmt.Errorf("--metrics-address: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(lis)
-		defer hs.Close()
+	stop, err := serveAgentMetrics(cfg.metricsAddress, reg)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	fmt.Fprintf(stdout, "horizon agent: keeping the SVID in %s current from %s\n", cfg.certDir, cfg.mtlsAddress)
 	if err := a.Run(ctx); !errors.Is(err, context.Canceled) {
 		return err
@@ -133,4 +127,21 @@ func checkSVID(dir string, now time.Time, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: valid until %s\n", dir, leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// serveAgentMetrics serves reg's /metrics on addr ("" serves nothing)
+// until stop.
+func serveAgentMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-address: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(lis)
+	return func() { hs.Close() }, nil
 }

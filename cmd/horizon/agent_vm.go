@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/horizonmesh/horizon/certs/agent"
 )
@@ -46,17 +42,11 @@ func (c vmAgentConfig) run(ctx context.Context, acfg agent.Config, metricsAddres
 	if err != nil {
 		return err
 	}
-	if metricsAddress != "" {
-		lis, err := net.Listen("tcp", metricsAddress)
-		if err != nil {
-			return fmt.Errorf("--metrics-address: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go hs.Serve(lis)
-		defer hs.Close()
+	stop, err := serveAgentMetrics(metricsAddress, reg)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	fmt.Fprintf(stdout, "horizon agent: joining workload group %s as %s at %s; SVID in %s\n", c.group, c.address, acfg.Address, acfg.Dir)
 	if err := vm.Run(ctx); !errors.Is(err, context.Canceled) {
 		return err

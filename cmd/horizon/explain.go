@@ -26,17 +26,11 @@ type explainConfig struct {
 // each priority level of a service's endpoints with its localities,
 // endpoints or gateways and weights, and why each endpoint is where it is.
 func (cfg explainConfig) run(stdout io.Writer) error {
-	cs, err := loadClusterSet(cfg.clusterSet)
+	cs, pol, err := loadInputs(cfg.clusterSet, cfg.policy)
 	if err != nil {
 		return err
 	}
-	var pol *policyfile.File
-	if cfg.policy != "" {
-		if pol, err = loadPolicy(cfg.policy, cs); err != nil {
-			return err
-		}
-	}
-	return explainFailover(stdout, cs, xds.Policy{File: pol}, cfg.query)
+	return explainFailover(stdout, cs, pol, cfg.query)
 }
 
 // explainQuery is what `horizon explain failover` and /debug/explain ask.

@@ -32,17 +32,11 @@ type explainRouteConfig struct {
 // from a proxy of cluster from takes, why the rules before it do not, and
 // where its destinations send it in that proxy's view.
 func (cfg explainRouteConfig) run(stdout io.Writer) error {
-	cs, err := loadClusterSet(cfg.clusterSet)
+	cs, pol, err := loadInputs(cfg.clusterSet, cfg.policy)
 	if err != nil {
 		return err
 	}
-	var pol *policyfile.File
-	if cfg.policy != "" {
-		if pol, err = loadPolicy(cfg.policy, cs); err != nil {
-			return err
-		}
-	}
-	return explainRoute(stdout, cs, xds.Policy{File: pol}, cfg)
+	return explainRoute(stdout, cs, pol, cfg)
 }
 
 func newExplainRouteCommand() *cobra.Command {

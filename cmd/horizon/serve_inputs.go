@@ -11,6 +11,7 @@ import (
 	"github.com/horizonmesh/horizon/discovery/file"
 	"github.com/horizonmesh/horizon/discovery/policyfile"
 	"github.com/horizonmesh/horizon/examples/local"
+	"github.com/horizonmesh/horizon/xds"
 )
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -37,6 +38,23 @@ func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.File, error)
 		return nil, fmt.Errorf("--policy: %w", err)
 	}
 	return pol, nil
+}
+
+// loadInputs reads what view and explain render from: the ClusterSet file
+// (loadClusterSet) and, when policy is not "", the policy file checked
+// against it (loadPolicy).
+func loadInputs(clusterSet, policy string) (*discovery.ClusterSet, xds.Policy, error) {
+	cs, err := loadClusterSet(clusterSet)
+	if err != nil {
+		return nil, xds.Policy{}, err
+	}
+	var pol xds.Policy
+	if policy != "" {
+		if pol.File, err = loadPolicy(policy, cs); err != nil {
+			return nil, xds.Policy{}, err
+		}
+	}
+	return cs, pol, nil
 }
 
 // loadClusterSet reads a ClusterSet file, or the embedded example for "",

@@ -45,15 +45,11 @@ func (cfg viewConfig) run(stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("view: --output %q: want text, json or yaml", cfg.output)
 	}
-	cs, err := loadClusterSet(cfg.clusterSet)
+	cs, policy, err := loadInputs(cfg.clusterSet, cfg.policy)
 	if err != nil {
 		return err
 	}
-	var policy xds.Policy
-	if cfg.policy != "" {
-		if policy.File, err = loadPolicy(cfg.policy, cs); err != nil {
-			return err
-		}
+	if policy.File != nil {
 		for _, w := range policy.File.Warnings {
 			fmt.Fprintf(stderr, "warning: %v\n", w)
 		}
