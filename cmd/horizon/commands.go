@@ -344,6 +344,7 @@ func newViewCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
 	fs.StringVar(&cfg.policy, "policy", "", "failover and traffic policy file, read and checked against the ClusterSet as 'horizon serve --policy' does")
+	fs.StringVar(&cfg.workloads, "workloads", "", "workloads file (groups of VMs and their networks) merged into the ClusterSet, as 'horizon serve --workloads' reads it: its declared instances")
 	fs.StringVar(&id.Cluster, "cluster", "", "the proxy's cluster (CLUSTER_ID, required)")
 	fs.StringVar(&id.Network, "network", "", "the proxy's network (NETWORK; default: its cluster's, the only one the server accepts)")
 	fs.StringVar(&id.Role, "role", "sidecar", "sidecar, proxyless or gateway (ROLE)")
@@ -355,7 +356,7 @@ func newViewCommand() *cobra.Command {
 	fs.StringVar(&cfg.output, "output", "text", "text; or json or yaml: the ClusterLoadAssignments exactly as the server sends them, as /debug/config_dump shows them")
 	completeWords(cmd, "role", string(xds.Sidecar), string(xds.Proxyless), string(xds.Gateway))
 	completeWords(cmd, "output", "text", "json", "yaml")
-	completeYAML(cmd, "clusterset", "policy")
+	completeYAML(cmd, "clusterset", "policy", "workloads")
 	return cmd
 }
 
@@ -377,13 +378,14 @@ func newExplainCommand() *cobra.Command {
 	fs := failover.Flags()
 	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
 	fs.StringVar(&cfg.policy, "policy", "", "a traffic policy file, as 'horizon serve --policy' reads it")
+	fs.StringVar(&cfg.workloads, "workloads", "", "workloads file (groups of VMs and their networks) merged into the ClusterSet, as 'horizon serve --workloads' reads it: its declared instances")
 	fs.StringVar(&q.service, "service", "", "the destination host, optionally with a port (required), e.g. echo.demo.svc.clusterset.local:7070")
 	fs.StringVar(&q.from, "from", "", "the source locality, REGION[/ZONE[/SUBZONE]] (required)")
 	fs.StringVar(&q.cluster, "cluster", "", "the source cluster (default: the first cluster, by name, with a locality in --from's region)")
 	fs.StringVar(&q.role, "role", "sidecar", "sidecar or proxyless")
 	fs.Var((*labelFlags)(&q.labels), "label", "a label of the source proxy, key=value (repeatable), for label keys of the policy's failoverPriority")
 	completeWords(failover, "role", string(xds.Sidecar), string(xds.Proxyless))
-	completeYAML(failover, "clusterset", "policy")
+	completeYAML(failover, "clusterset", "policy", "workloads")
 
 	cmd := &cobra.Command{
 		Use:   "explain",

@@ -19,6 +19,7 @@ import (
 // explainConfig is what `horizon explain failover` is asked for.
 type explainConfig struct {
 	clusterSet, policy string
+	workloads          string // --workloads, as serve reads it
 	query              explainQuery
 }
 
@@ -26,7 +27,7 @@ type explainConfig struct {
 // each priority level of a service's endpoints with its localities,
 // endpoints or gateways and weights, and why each endpoint is where it is.
 func (cfg explainConfig) run(stdout io.Writer) error {
-	cs, pol, err := loadInputs(cfg.clusterSet, cfg.policy)
+	cs, pol, err := loadInputs(cfg.clusterSet, cfg.workloads, cfg.policy)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 // explainRouteConfig is what `horizon explain route` is asked for.
 type explainRouteConfig struct {
 	clusterSet, policy string
+	workloads          string // --workloads, as serve reads it
 	host, path, from   string
 	locality           string
 	headers            map[string]string
@@ -32,7 +33,7 @@ type explainRouteConfig struct {
 // from a proxy of cluster from takes, why the rules before it do not, and
 // where its destinations send it in that proxy's view.
 func (cfg explainRouteConfig) run(stdout io.Writer) error {
-	cs, pol, err := loadInputs(cfg.clusterSet, cfg.policy)
+	cs, pol, err := loadInputs(cfg.clusterSet, cfg.workloads, cfg.policy)
 	if err != nil {
 		return err
 	}
@@ -56,12 +57,13 @@ func newExplainRouteCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.clusterSet, "clusterset", "", "ClusterSet YAML file (default: the embedded "+local.Name+")")
 	fs.StringVar(&cfg.policy, "policy", "", "the policy file with the routes, as 'horizon serve --policy' reads it")
+	fs.StringVar(&cfg.workloads, "workloads", "", "workloads file (groups of VMs and their networks) merged into the ClusterSet, as 'horizon serve --workloads' reads it: its declared instances")
 	fs.StringVar(&cfg.host, "host", "", "the destination host, optionally with a port (required), e.g. echo.demo.svc.clusterset.local:8080")
 	fs.StringVar(&cfg.path, "path", "/", "the request's path")
 	fs.Var((*labelFlags)(&cfg.headers), "header", "a request header, name=value (repeatable)")
 	fs.StringVar(&cfg.from, "from", "", "the source proxy's cluster (required)")
 	fs.StringVar(&cfg.locality, "locality", "", "the source proxy's locality, REGION[/ZONE[/SUBZONE]] (default: its cluster's)")
-	completeYAML(cmd, "clusterset", "policy")
+	completeYAML(cmd, "clusterset", "policy", "workloads")
 	return cmd
 }
 

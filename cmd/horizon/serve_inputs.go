@@ -41,12 +41,24 @@ func loadPolicy(path string, cs *discovery.ClusterSet) (*policyfile.File, error)
 }
 
 // loadInputs reads what view and explain render from: the ClusterSet file
-// (loadClusterSet) and, when policy is not "", the policy file checked
-// against it (loadPolicy).
-func loadInputs(clusterSet, policy string) (*discovery.ClusterSet, xds.Policy, error) {
+// (loadClusterSet); when workloads is not "", a workloads file's groups
+// and VM networks merged into it as serve --workloads merges them (its
+// declared instances; agents' registrations live only in a running
+// server); and when policy is not "", the policy file checked against the
+// result (loadPolicy).
+func loadInputs(clusterSet, workloads, policy string) (*discovery.ClusterSet, xds.Policy, error) {
 	cs, err := loadClusterSet(clusterSet)
 	if err != nil {
 		return nil, xds.Policy{}, err
+	}
+	if workloads != "" {
+		w, err := file.LoadWorkloads(workloads)
+		if err != nil {
+			return nil, xds.Policy{}, fmt.Errorf("--workloads: %w", err)
+		}
+		if cs, err = cs.WithWorkloads(w.Clusters, w.WorkloadGroups, nil); err != nil {
+			return nil, xds.Policy{}, fmt.Errorf("--workloads %s: %w", workloads, err)
+		}
 	}
 	var pol xds.Policy
 	if policy != "" {

@@ -23,6 +23,7 @@ import (
 type viewConfig struct {
 	proxy                            bootstrap.Proxy // as `horizon bootstrap` takes it
 	clusterSet, policy, host, output string
+	workloads                        string // --workloads, as serve reads it
 }
 
 // run runs `horizon view`: it prints, without a server, the endpoints
@@ -45,7 +46,7 @@ func (cfg viewConfig) run(stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("view: --output %q: want text, json or yaml", cfg.output)
 	}
-	cs, policy, err := loadInputs(cfg.clusterSet, cfg.policy)
+	cs, policy, err := loadInputs(cfg.clusterSet, cfg.workloads, cfg.policy)
 	if err != nil {
 		return err
 	}

@@ -34,3 +34,36 @@ func TestWorkloadsViewAndExplain(t *testing.T) {
 	}
 	golden.Claimed(t, filepath.Join("testdata", "workloads", "golden", "*.txt"), files)
 }
+
+// TestViewAndExplainReadWorkloadsFile: view and both explains take
+// --workloads as serve does, merged into the ClusterSet (here the embedded
+// example): the VM network is a cluster a proxy can be in, and its VM an
+// endpoint named by its group. Without the file, that cluster is unknown.
+func TestViewAndExplainReadWorkloadsFile(t *testing.T) {
+	wl := filepath.Join("testdata", "workloads", "vms-beside.yaml")
+	host := "echo.demo.svc.clusterset.local"
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"view", "--workloads", wl, "--cluster", "vm-net", "--host", host}, []string{"10.3.1.5:7070", "workload group demo/echo-vms (declared)"}},
+		{[]string{"view", "--workloads", wl, "--cluster", "east-1", "--host", host}, []string{"10.3.0.100:15443"}},
+		{[]string{"explain", "failover", "--workloads", wl, "--cluster", "vm-net", "--from", "us-west", "--service", host + ":7070"}, []string{"10.3.1.5"}},
+		{[]string{"explain", "route", "--workloads", wl, "--from", "vm-net", "--host", host + ":7070"}, []string{host}},
+	} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), tc.args, &out, &errb); err != nil {
+			t.Errorf("%q: %v\n%s", tc.args, err, errb.String())
+			continue
+		}
+		for _, w := range tc.want {
+			if !bytes.Contains(out.Bytes(), []byte(w)) {
+				t.Errorf("%q: no %q in\n%s", tc.args, w, out.String())
+			}
+		}
+	}
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"view", "--cluster", "vm-net"}, &out, &errb); err == nil {
+		t.Error("view of cluster vm-net without --workloads: no error")
+	}
+}
