@@ -28,11 +28,11 @@ import (
 // TestWorkloadGroupsRBACSuffices: in a real kube-apiserver holding the
 // chart's WorkloadGroup CRD and every RBAC object ci/workload-groups renders,
 // the authorizer (SubjectAccessReview) lets the control plane's
-// ServiceAccount get, list and watch WorkloadGroups in shop and payments and
-// nowhere else, and Horizon's WorkloadGroup watcher, run as the control plane's ServiceAccount
+// ServiceAccount get, list and watch WorkloadGroups and update their status
+// (not the objects) in shop and payments and nowhere else, and Horizon's WorkloadGroup watcher, run as the control plane's ServiceAccount
 // with the namespaces of the Deployment's --workload-groups-namespace flags,
 // syncs and serves the groups of those namespaces (shop, payments) and not
-// those of another (other); a list of every namespace, what the watcher
+// those of another (other), writing their Accepted condition; a list of every namespace, what the watcher
 // does without the flag, is forbidden to that ServiceAccount.
 func TestWorkloadGroupsRBACSuffices(t *testing.T) {
 	if testing.Short() {
@@ -100,17 +100,20 @@ func TestWorkloadGroupsRBACSuffices(t *testing.T) {
 	// elsewhere or cluster-wide.
 	user := asHorizon.Impersonate
 	for _, ns := range []string{"shop", "payments", "other", ""} {
-		for _, verb := range []string{"get", "list", "watch"} {
+		for _, access := range []struct {
+			verb, subresource string
+			listed            bool // allowed in the listed namespaces
+		}{{"get", "", true}, {"list", "", true}, {"watch", "", true}, {"update", "status", true}, {"update", "", false}, {"patch", "status", false}} {
 			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 				User: user.UserName, Groups: user.Groups,
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: "mesh.horizon.io", Resource: "workloadgroups"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: access.verb, Group: "mesh.horizon.io", Resource: "workloadgroups", Subresource: access.subresource},
 			}}
 			got, err := cluster.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := slices.Contains(namespaces, ns); got.Status.Allowed != want {
-				t.Errorf("%s WorkloadGroups in namespace %q: allowed %v, want %v", verb, ns, got.Status.Allowed, want)
+			if want := access.listed && slices.Contains(namespaces, ns); got.Status.Allowed != want {
+				t.Errorf("%s WorkloadGroups (subresource %q) in namespace %q: allowed %v, want %v", access.verb, access.subresource, ns, got.Status.Allowed, want)
 			}
 		}
 	}
@@ -121,7 +124,7 @@ func TestWorkloadGroupsRBACSuffices(t *testing.T) {
 
 	var mu sync.Mutex
 	var updates [][]string
-	w := &workload.CRDWatcher{Client: client, Namespaces: namespaces, OnUpdate: func(gs []discovery.WorkloadGroup) {
+	w := &workload.CRDWatcher{Client: client, Namespaces: namespaces, WriteStatus: true, OnUpdate: func(gs []discovery.WorkloadGroup) {
 		var names []string
 		for _, g := range gs {
 			names = append(names, g.Key().String())
@@ -147,4 +150,20 @@ func TestWorkloadGroupsRBACSuffices(t *testing.T) {
 		}
 		return nil
 	})
+	// The status writes the Role allows: each served object says so.
+	for _, ns := range []string{"shop", "payments"} {
+		testkit.Eventually(t, 30*time.Second, ns+"/"+ns+"-vms Accepted", func() error {
+			u, err := admin.Namespace(ns).Get(ctx, ns+"-vms", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, _ := c.(map[string]any); m["type"] == workload.ConditionAccepted && m["status"] == "True" && m["reason"] == workload.ReasonValid {
+					return nil
+				}
+			}
+			return fmt.Errorf("status %v, want Accepted=True", u.Object["status"])
+		})
+	}
 }

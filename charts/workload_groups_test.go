@@ -15,8 +15,12 @@ import (
 // plane read WorkloadGroups in one namespace (templates/workload-groups.yaml).
 const workloadGroupsRBAC = "horizon-workload-groups"
 
-// workloadGroupsRule is all that Role may grant.
-var workloadGroupsRule = rbacv1.PolicyRule{APIGroups: []string{"mesh.horizon.io"}, Resources: []string{"workloadgroups"}, Verbs: []string{"get", "list", "watch"}}
+// workloadGroupsRules are all that Role may grant: reading WorkloadGroups,
+// and updating their status (the Accepted condition).
+var workloadGroupsRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{"mesh.horizon.io"}, Resources: []string{"workloadgroups"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{"mesh.horizon.io"}, Resources: []string{"workloadgroups/status"}, Verbs: []string{"update"}},
+}
 
 // workloadGroupsNamespaces are the namespaces whose WorkloadGroups the case
 // means the control plane to read: controlPlane.workloadGroups.namespaces,
@@ -37,12 +41,12 @@ func workloadGroupsNamespaces(c renderCase) []string {
 }
 
 // grantsOnlyWorkloadGroups: obj is the Role horizon-workload-groups with
-// workloadGroupsRule alone, or the RoleBinding of that Role to the control
+// workloadGroupsRules alone, or the RoleBinding of that Role to the control
 // plane's ServiceAccount alone.
 func grantsOnlyWorkloadGroups(obj runtime.Object) bool {
 	switch o := obj.(type) {
 	case *rbacv1.Role:
-		return o.Name == workloadGroupsRBAC && slices.EqualFunc(o.Rules, []rbacv1.PolicyRule{workloadGroupsRule}, ruleEqual)
+		return o.Name == workloadGroupsRBAC && slices.EqualFunc(o.Rules, workloadGroupsRules, ruleEqual)
 	case *rbacv1.RoleBinding:
 		return o.Name == workloadGroupsRBAC && o.RoleRef == (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: workloadGroupsRBAC}) &&
 			slices.Equal(o.Subjects, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "horizon", Namespace: namespace}})
@@ -55,7 +59,7 @@ func grantsOnlyWorkloadGroups(obj runtime.Object) bool {
 // --workload-groups-namespace per namespace the values list (the release's
 // by default), and each of those namespaces, and no other, has the Role
 // horizon-workload-groups granting get, list and watch on WorkloadGroups and
-// nothing else, bound to the control plane's ServiceAccount alone. No other
+// update on their status and nothing else, bound to the control plane's ServiceAccount alone. No other
 // Role or ClusterRole of the chart grants anything on mesh.horizon.io.
 // Without the value, none of it is rendered.
 func TestWorkloadGroupsContract(t *testing.T) {
@@ -81,8 +85,8 @@ func TestWorkloadGroupsContract(t *testing.T) {
 			for _, r := range objects[*rbacv1.Role](c) {
 				if r.Name == workloadGroupsRBAC {
 					roles = append(roles, r.Namespace)
-					if !slices.EqualFunc(r.Rules, []rbacv1.PolicyRule{workloadGroupsRule}, ruleEqual) {
-						t.Errorf("Role %s/%s grants %+v, want only %+v", r.Namespace, r.Name, r.Rules, workloadGroupsRule)
+					if !slices.EqualFunc(r.Rules, workloadGroupsRules, ruleEqual) {
+						t.Errorf("Role %s/%s grants %+v, want only %+v", r.Namespace, r.Name, r.Rules, workloadGroupsRules)
 					}
 					continue
 				}

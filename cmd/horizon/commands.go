@@ -272,6 +272,7 @@ for a ClusterSet, read from a file (--clusterset, default the embedded
 	fs.StringVar(&cfg.workloads.file, "workloads", "", "workload groups (VMs outside Kubernetes) and the clusters of VM networks, in the ClusterSet file's format, served with any source, Kubernetes members included; watched")
 	fs.BoolVar(&cfg.workloads.crd, "workload-groups-crd", false, "also read workload groups from WorkloadGroup objects (mesh.horizon.io/v1alpha1, the chart's CRD) in the control plane's cluster (--kubeconfig or in-cluster)")
 	fs.Var((*repeated)(&cfg.workloads.crdNamespaces), "workload-groups-namespace", "with --workload-groups-crd: read WorkloadGroup objects in this namespace only, a Role's read rather than a cluster-wide one (repeatable; default every namespace)")
+	fs.BoolVar(&cfg.workloads.crdStatus, "workload-groups-status", true, "with --workload-groups-crd: write each WorkloadGroup's Accepted condition (served, or why not) through its status subresource (needs update on workloadgroups/status; without it Horizon logs once and serves on)")
 	fs.IntVar(&cfg.workloads.limits.PerGroup, "max-workloads-per-group", 200, "most registered instances of one workload group; more joins are refused (group_full)")
 	fs.IntVar(&cfg.workloads.limits.Total, "max-workloads", 5000, "most registered workload instances in all; more joins are refused (registry_full)")
 	fs.Float64Var(&cfg.workloads.limits.JoinsPerSecond, "workload-join-rate", 20, "workload joins admitted per second (burst 50); more are refused (rate_limited)")

@@ -34,7 +34,10 @@ type workloadsConfig struct {
 	crd bool
 	// crdNamespaces is --workload-groups-namespace: the only namespaces
 	// whose WorkloadGroups are read (empty: every namespace).
-	crdNamespaces  []string
+	crdNamespaces []string
+	// crdStatus is --workload-groups-status: write each object's Accepted
+	// condition.
+	crdStatus      bool
 	limits         workload.Limits
 	reportInterval time.Duration
 }
@@ -83,7 +86,7 @@ func setupWorkloads(cfg workloadsConfig, kc *kubeConfig, reg prometheus.Register
 		if err != nil {
 			return nil, fmt.Errorf("--workload-groups-crd: %w", err)
 		}
-		w.crd = &workload.CRDWatcher{Client: client, Namespaces: cfg.crdNamespaces, OnUpdate: w.registry.SetCRDGroups, Log: log.With("component", "workload-groups"), Rejected: workload.NewCRDMetrics(reg)}
+		w.crd = &workload.CRDWatcher{Client: client, Namespaces: cfg.crdNamespaces, OnUpdate: w.registry.SetCRDGroups, Log: log.With("component", "workload-groups"), Rejected: workload.NewCRDMetrics(reg), WriteStatus: cfg.crdStatus}
 	}
 	return w, nil
 }

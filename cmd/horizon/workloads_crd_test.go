@@ -52,3 +52,24 @@ func TestWorkloadGroupsNamespaceFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkloadGroupsStatusFlag: serve writes WorkloadGroup status unless
+// --workload-groups-status=false, and the flag reaches the watcher.
+func TestWorkloadGroupsStatusFlag(t *testing.T) {
+	if f := newServeCommand().Flags().Lookup("workload-groups-status"); f == nil || f.DefValue != "true" {
+		t.Fatalf("--workload-groups-status %+v, want a flag defaulting to true", f)
+	}
+	kc := filepath.Join(t.TempDir(), "control.kubeconfig")
+	if err := kubetest.WriteKubeconfig(kc, &rest.Config{Host: "https://127.0.0.1:1", BearerToken: "unused"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, on := range []bool{true, false} {
+		w, err := setupWorkloads(workloadsConfig{crd: true, crdStatus: on}, &kubeConfig{kubeconfig: kc}, nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.crd.WriteStatus != on {
+			t.Errorf("--workload-groups-status=%v: watcher WriteStatus %v", on, w.crd.WriteStatus)
+		}
+	}
+}

@@ -32,8 +32,9 @@ const MaxCRDGroups = 1000
 // (every namespace, or only Namespaces) and hands every valid one to
 // OnUpdate, after each change. An object
 // whose spec the file parser refuses is left out with an error naming it
-// (logged once per object version, counted as
-// horizon_workload_group_rejected_total); the others keep serving.
+// (logged once per object generation, counted as
+// horizon_workload_group_rejected_total); the others keep serving. With
+// WriteStatus each object's status says whether it is served, and why not.
 type CRDWatcher struct {
 	Client dynamic.Interface
 	// Namespaces, when not empty, are the only namespaces watched (one
@@ -44,6 +45,12 @@ type CRDWatcher struct {
 	Log        *slog.Logger
 	// Rejected counts objects left out (NewCRDMetrics); nil counts none.
 	Rejected prometheus.Counter
+	// WriteStatus: write each object's Accepted condition (crd_status.go)
+	// through the status subresource when it changes, at most
+	// StatusWritesPerSecond (0: DefaultStatusWritesPerSecond) updates a
+	// second.
+	WriteStatus           bool
+	StatusWritesPerSecond int
 
 	mu     sync.Mutex
 	errors map[string]string // object -> the error of its current version
@@ -107,8 +114,15 @@ func (w *CRDWatcher) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+	var status *statusWriter
+	if w.WriteStatus {
+		status = newStatusWriter(w)
+		done := make(chan struct{})
+		go func() { status.run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+	}
 	poke(nil)
-	seen := map[string]string{} // object -> resourceVersion whose error was logged
+	seen := map[string]int64{} // object -> generation whose error was logged
 	for {
 		select {
 		case <-ctx.Done():
@@ -119,7 +133,11 @@ func (w *CRDWatcher) Run(ctx context.Context) error {
 		for _, inf := range informers {
 			objs = append(objs, inf.GetStore().List()...)
 		}
-		w.OnUpdate(w.groups(objs, seen))
+		groups, writes := w.groups(objs, seen)
+		w.OnUpdate(groups)
+		if status != nil {
+			status.offer(writes)
+		}
 	}
 }
 
@@ -134,8 +152,9 @@ func (w *CRDWatcher) namespaces() []string {
 	return slices.Compact(out)
 }
 
-// groups converts the objects, leaving out and reporting invalid ones.
-func (w *CRDWatcher) groups(objs []any, seen map[string]string) []discovery.WorkloadGroup {
+// groups converts the objects, leaving out and reporting invalid ones, and
+// says which condition each object should carry.
+func (w *CRDWatcher) groups(objs []any, seen map[string]int64) ([]discovery.WorkloadGroup, []statusWrite) {
 	var us []*unstructured.Unstructured
 	for _, o := range objs {
 		if u, ok := o.(*unstructured.Unstructured); ok {
@@ -147,6 +166,7 @@ func (w *CRDWatcher) groups(objs []any, seen map[string]string) []discovery.Work
 	})
 	errs := map[string]string{}
 	var out []discovery.WorkloadGroup
+	writes := make([]statusWrite, 0, len(us))
 	for i, u := range us {
 		object := "WorkloadGroup " + u.GetNamespace() + "/" + u.GetName()
 		g, err := convert(object, u)
@@ -155,8 +175,11 @@ func (w *CRDWatcher) groups(objs []any, seen map[string]string) []discovery.Work
 		}
 		if err != nil {
 			errs[object] = err.Error()
-			if seen[object] != u.GetResourceVersion() {
-				seen[object] = u.GetResourceVersion()
+			writes = append(writes, statusWrite{obj: u, err: err.Error()})
+			// By generation, not resourceVersion: writing the status makes
+			// a new version of the same spec.
+			if g, ok := seen[object]; !ok || g != u.GetGeneration() {
+				seen[object] = u.GetGeneration()
 				w.Log.Warn("WorkloadGroup left out", "object", object, "error", err)
 				if w.Rejected != nil {
 					w.Rejected.Inc()
@@ -166,11 +189,12 @@ func (w *CRDWatcher) groups(objs []any, seen map[string]string) []discovery.Work
 		}
 		delete(seen, object)
 		out = append(out, g)
+		writes = append(writes, statusWrite{obj: u})
 	}
 	w.mu.Lock()
 	w.errors = errs
 	w.mu.Unlock()
-	return out
+	return out, writes
 }
 
 // convert reads one object with the file's parser.

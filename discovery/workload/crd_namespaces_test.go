@@ -3,8 +3,12 @@ package workload
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +29,9 @@ import (
 // the chart's controlPlane.workloadGroups renders): a watcher given those
 // namespaces (one twice) syncs and serves their objects and not those of
 // the namespace other, before and after changes. A watcher of every
-// namespace could not even list as that user.
+// namespace could not even list as that user. That user may not write
+// their status either: the watcher (WriteStatus on) tries each object, logs
+// that once, and serves on.
 func TestCRDWatcherNamespaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a kube-apiserver")
@@ -72,6 +78,17 @@ func TestCRDWatcherNamespaces(t *testing.T) {
 
 	restricted := rest.CopyConfig(c.Config)
 	restricted.Impersonate = rest.ImpersonationConfig{UserName: user}
+	var refused atomic.Int64 // status updates the apiserver refused
+	restricted.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			resp, err := rt.RoundTrip(r)
+			if err == nil && r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/status") && resp.StatusCode == http.StatusForbidden {
+				refused.Add(1)
+			}
+			return resp, err
+		})
+	}
+	var logs syncBuffer
 	// The user's rights are as meant: a list of every namespace is refused.
 	if _, err := dynamic.NewForConfigOrDie(restricted).Resource(WorkloadGroupResource).List(ctx, metav1.ListOptions{}); err == nil {
 		t.Fatal("the restricted user lists WorkloadGroups of every namespace")
@@ -80,8 +97,10 @@ func TestCRDWatcherNamespaces(t *testing.T) {
 	var mu sync.Mutex
 	var updates [][]string
 	w := &CRDWatcher{
-		Client:     dynamic.NewForConfigOrDie(restricted),
-		Namespaces: []string{"shop", "default", "shop"},
+		Client:      dynamic.NewForConfigOrDie(restricted),
+		Namespaces:  []string{"shop", "default", "shop"},
+		WriteStatus: true,
+		Log:         slog.New(slog.NewTextHandler(&logs, nil)),
 		OnUpdate: func(gs []discovery.WorkloadGroup) {
 			var names []string
 			for _, g := range gs {
@@ -131,6 +150,17 @@ func TestCRDWatcherNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	await("after a delete in default", []string{"shop/cart", "shop/checkout"})
+	// cart and checkout at least were tried (ratings perhaps deleted
+	// first); one warning in all.
+	testkit.Eventually(t, 30*time.Second, "refused status updates", func() error {
+		if n := refused.Load(); n < 2 {
+			return fmt.Errorf("%d refused status updates, want at least 2", n)
+		}
+		return nil
+	})
+	if n := strings.Count(logs.String(), "cannot write WorkloadGroup status"); n != 1 {
+		t.Errorf("%d warnings about the refused status updates, want 1:\n%s", n, logs.String())
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, u := range updates {
