@@ -18,8 +18,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -179,8 +181,24 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 	if err := m.pods.SetTransform(trimPod); err != nil {
 		return nil, err
 	}
-	m.exports = m.mcsFactory.Multicluster().V1beta1().ServiceExports().Informer()
-	m.imports = m.mcsFactory.Multicluster().V1beta1().ServiceImports().Informer()
+	m.exports = m.mcsFactory.InformerFor(&mcsv1beta1.ServiceExport{}, func(c mcsclient.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return mcsInformer(&mcsv1beta1.ServiceExport{}, resync,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return c.MulticlusterV1beta1().ServiceExports("").List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return c.MulticlusterV1beta1().ServiceExports("").Watch(ctx, o)
+			})
+	})
+	m.imports = m.mcsFactory.InformerFor(&mcsv1beta1.ServiceImport{}, func(c mcsclient.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return mcsInformer(&mcsv1beta1.ServiceImport{}, resync,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return c.MulticlusterV1beta1().ServiceImports("").List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return c.MulticlusterV1beta1().ServiceImports("").Watch(ctx, o)
+			})
+	})
 	for inf, gvr := range m.resources() {
 		counter.collections[collectionPath(gvr)] = true
 		if err := inf.SetWatchErrorHandlerWithContext(m.watchError(inf, gvr)); err != nil {
@@ -198,6 +216,15 @@ func NewMember(cfg MemberConfig, log *slog.Logger, notify func()) (*Member, erro
 		}
 	}
 	return m, nil
+}
+
+// mcsInformer is an informer of an MCS API type whose lists and watches
+// take the informer's context. The MCS API's generated informers call the
+// API with context.TODO, so a list retrying an unavailable server (a
+// Retry-After sleep) outlived Member.Run; these stop with it.
+func mcsInformer(obj runtime.Object, resync time.Duration, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) cache.SharedIndexInformer {
+	return cache.NewSharedIndexInformer(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, obj, resync,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }
 
 func (m *Member) informers() []cache.SharedIndexInformer {
