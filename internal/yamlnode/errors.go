@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -67,6 +68,51 @@ type Errors struct {
 	File     string
 	List     []*Error
 	Warnings []*Error
+
+	// endLine and endCol are where the input ends (set by
+	// Parser.Document; zero: not known). yaml.v3 places an implicit null
+	// (a lone "?" key, "key:" at the end) after the text that implies it,
+	// which may be a line past the input's last: such a position is
+	// reported at the end of the input, never at a line the file lacks.
+	endLine, endCol int
+}
+
+// at is line:col, moved to the end of the input when it lies beyond it.
+func (c *Errors) at(line, col int) (int, int) {
+	if c.endLine > 0 && (line > c.endLine || line == c.endLine && col > c.endCol) {
+		return c.endLine, c.endCol
+	}
+	return line, col
+}
+
+// newError is an error at line:col of c's file (see at).
+func (c *Errors) newError(line, col int, path, msg string) *Error {
+	line, col = c.at(line, col)
+	return &Error{File: c.File, Line: line, Col: col, Path: path, Msg: msg}
+}
+
+// inputEnd is the line and column just past the last character of data, as
+// yaml.v3 counts them: lines end at "\r\n", "\r", "\n", NEL, LS and PS;
+// columns count runes from 1.
+func inputEnd(data []byte) (line, col int) {
+	line, col = 1, 1
+	s := string(data)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		switch r {
+		case '\r':
+			if i < len(s) && s[i] == '\n' {
+				i++
+			}
+			fallthrough
+		case '\n', '\u0085', '\u2028', '\u2029':
+			line, col = line+1, 1
+		default:
+			col++
+		}
+	}
+	return line, col
 }
 
 // Collect turns a Reader's problem into an Error at the path of the value at
@@ -85,25 +131,25 @@ func (c *Errors) Collect(pr Problem) {
 			path = Index(path, pr.Key.Value)
 		}
 	}
-	c.List = append(c.List, &Error{File: c.File, Line: pr.Line, Col: pr.Col, Path: path, Msg: pr.Msg})
+	c.List = append(c.List, c.newError(pr.Line, pr.Col, path, pr.Msg))
 }
 
 // Add records an error at n.
 func (c *Errors) Add(n *yaml.Node, path, format string, args ...any) {
-	c.List = append(c.List, &Error{File: c.File, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+	c.List = append(c.List, c.newError(n.Line, n.Column, path, fmt.Sprintf(format, args...)))
 }
 
 // Warnf records a warning at n: something worth knowing that does not
 // reject the file.
 func (c *Errors) Warnf(n *yaml.Node, path, format string, args ...any) {
-	c.Warnings = append(c.Warnings, &Error{File: c.File, Line: n.Line, Col: n.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
+	c.Warnings = append(c.Warnings, c.newError(n.Line, n.Column, path, fmt.Sprintf(format, args...)))
 }
 
 // Syntax records an error of the YAML parser, at its line (it gives no
 // column).
 func (c *Errors) Syntax(data []byte, err error) {
 	line, msg := SyntaxError(data, err)
-	c.List = append(c.List, &Error{File: c.File, Line: line, Col: 1, Msg: msg})
+	c.List = append(c.List, c.newError(line, 1, "", msg))
 }
 
 // MaxErrors is how many errors Err lists: a file wrong throughout (the
@@ -206,6 +252,7 @@ func (p *Parser) Document(data []byte, what, want string) *yaml.Node {
 		p.List = append(p.List, TooLarge(p.File, what, p.maxSize))
 		return nil
 	}
+	p.endLine, p.endCol = inputEnd(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {

@@ -417,6 +417,40 @@ func TestDocumentSize(t *testing.T) {
 	}
 }
 
+// TestErrorsInsideInput checks that a value yaml.v3 places past the end of
+// the input (the implicit null of a lone "?" key, or of a last "key:") is
+// reported at the input's end: an editor jumping to "f.yaml:2:1" in a
+// one-line file finds nothing. Found by FuzzDocument.
+func TestErrorsInsideInput(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		want string
+	}{
+		{"?", "f.yaml:1:2: want a string, got null"},
+		{"a: 1\n?", "f.yaml:1:4: want a string, got integer 1\nf.yaml:2:2: want a string, got null"},
+		{"a: 1\r\n?", "f.yaml:1:4: want a string, got integer 1\nf.yaml:2:2: want a string, got null"},
+		{"a: 1\u2028?", "f.yaml:1:4: want a string, got integer 1\nf.yaml:2:2: want a string, got null"},
+		{"é: x\nb:", "f.yaml:2:3: want a string, got null"},
+	} {
+		var p Parser
+		p.Init("f.yaml", false, 1<<10)
+		root := p.Document([]byte(tc.data), "thing", "a thing")
+		if root == nil || root.Kind != yaml.MappingNode {
+			t.Fatalf("Document(%q): root %v, error %v", tc.data, root, p.Err())
+		}
+		for i := 1; i < len(root.Content); i += 2 {
+			p.ScalarString(root.Content[i], "", "")
+		}
+		got := ""
+		if err := p.Err(); err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("Document(%q): error %q, want %q", tc.data, got, tc.want)
+		}
+	}
+}
+
 // TestDeepNesting locks in yaml.v3's own bound on nesting, which this
 // package relies on (its walk recurses).
 func TestDeepNesting(t *testing.T) {
