@@ -37,8 +37,11 @@ type Result struct {
 	ChangeWall time.Duration
 	// Traffic is what the proxies received over all changes.
 	Traffic
-	Idle0, Idle1 Mem    // server before the fleet connected, and synced and idle
-	FleetHeap    uint64 // fleet process heap in use, for the record
+	Idle0, Idle1 Mem // server before the fleet connected, and synced and idle
+	// Idle2 is the server after the changes (before a storm): what it
+	// keeps of them. 0 where not measured (a Rates search, RunFile).
+	Idle2     Mem
+	FleetHeap uint64 // fleet process heap in use, for the record
 	// ByKind (new-service only) attributes bytes and convergence to each
 	// kind of change; the fleet reports after every change.
 	ByKind map[string]*KindResult
@@ -255,7 +258,7 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# machine: %s\n", machine)
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tpeak/steady RSS\tstorm peak heap\tB/change cds/eds/lds/rds\tCDS B on ep. changes\tviews\tconns\tsync CPU s (share)\t")
+	fmt.Fprintln(tw, "scenario\tmode\tP\tE\tS\tchanges\tconverged\tp50\tp99\tmax\tCPU s/change\tCPU µs/aff.proxy\tbytes/change\tbytes unaffected\tEDS B unaff.\theap/proxy\tRSS/proxy\tsync\tstorm\tstorm peak RSS\tpeak/steady RSS\tstorm peak heap\tB/change cds/eds/lds/rds\tCDS B on ep. changes\tviews\tconns\tsync CPU s (share)\theap kept/change\t")
 	for _, r := range results {
 		sc := r.Scenario
 		mode := "sotw"
@@ -295,12 +298,18 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 			// The server's CPU over the sync, as a share of all the machine's.
 			syncCPU += fmt.Sprintf(" (%.0f%%)", 100*r.SyncCPU/r.SyncTime.Seconds()/float64(runtime.NumCPU()))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
+		kept := "–"
+		if r.Idle2.Heap > 0 && r.Idle1.Heap > 0 {
+			// Live heap after the changes less before them, per change:
+			// what the server keeps of each change once it is served.
+			kept = kib((float64(r.Idle2.Heap) - float64(r.Idle1.Heap)) / n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
 			sc.Name, mode, sc.Proxies, sc.Endpoints, sc.Services, len(r.Changes),
 			len(r.Latencies), len(r.Changes), ms(r.P50), ms(r.P99), ms(r.Max),
 			cpu, perProxy, float64(r.Bytes)/n, unaff, r.UnaffectedEDSBytes,
 			heapCol, kib(rss), ms(r.SyncTime), storm, peakRSS, ratio, peakHeap, byType(r.BytesByType, n), cdsOnEp,
-			views, fleetConns(sc.Proxies, sc.Conns), syncCPU)
+			views, fleetConns(sc.Proxies, sc.Conns), syncCPU, kept)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

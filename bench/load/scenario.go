@@ -477,6 +477,7 @@ func drive(ctx context.Context, sc Scenario, res *Result, startFleet StartFleet,
 		errs, err = search(sc, res, fleet, t, before, log)
 	} else {
 		errs, err = changeAll(sc, res, fleet, t, before, log)
+		res.Idle2 = t.mem()
 	}
 	if err != nil {
 		return nil, err
