@@ -82,10 +82,9 @@ func TestCRDWatcher(t *testing.T) {
 		}
 	}
 	create(workloadGroup("default", "ratings-vms", map[string]any{
-		"service": "ratings", "serviceAccount": "ratings", "cluster": "vm-west", "exported": true, "gracePeriod": "20s",
-		"tokenReviewCluster": "east-1",
-		"ports":              []any{map[string]any{"name": "http", "port": int64(8080)}},
-		"probe":              map[string]any{"type": "HTTP", "port": int64(8080), "path": "/healthz", "interval": "2s"},
+		"service": "ratings", "serviceAccount": "ratings", "cluster": "vm-west", "exported": true, "gracePeriod": "20s", "tokenReviewCluster": "east-1",
+		"ports": []any{map[string]any{"name": "http", "port": int64(8080)}},
+		"probe": map[string]any{"type": "HTTP", "port": int64(8080), "path": "/healthz", "interval": "2s"},
 	}))
 	// Valid for the API server's schema, refused by Horizon's checks: the
 	// timeout is longer than the interval.
