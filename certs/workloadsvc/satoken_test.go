@@ -2,8 +2,12 @@ package workloadsvc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/horizonmesh/horizon/certs/agent"
 	"github.com/horizonmesh/horizon/certs/certsvc"
 	"github.com/horizonmesh/horizon/certs/workloadpb"
 	"github.com/horizonmesh/horizon/discovery"
@@ -246,5 +251,72 @@ func TestServiceAccountTokenReviewsLimited(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.metrics.RefusalsFor("rate_limited")); got != 1 {
 		t.Errorf("refusals{reason=rate_limited} = %v, want 1", got)
+	}
+}
+
+// TestVMAgentWithServiceAccountToken runs `horizon agent
+// --join-token-file` in process with a ServiceAccount token file, as a
+// projected token or `kubectl create token` gives one: the agent reads the
+// file afresh for each join, so a token replaced in place (rotated) is the
+// one it sends; once joined, a renewal goes with the SVID and does not
+// depend on the token, which may have expired.
+func TestVMAgentWithServiceAccountToken(t *testing.T) {
+	f := &fakeReviewer{}
+	h := startHorizonWith(t, 1, func(c *Config) { c.Review = f.review })
+	f.h = h
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	write := func(token string) {
+		t.Helper()
+		if err := os.WriteFile(tokenFile+".tmp", []byte(token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tokenFile+".tmp", tokenFile); err != nil { // as the kubelet swaps a projected token
+			t.Fatal(err)
+		}
+	}
+	write("sa-rejected")
+	vm, err := agent.NewVM(agent.VMConfig{
+		Config:        agent.Config{Address: h.addr, TrustDomain: td, ServerID: horizonID, Bundle: []*x509.Certificate{h.root.Root()}, Dir: t.TempDir(), Log: slog.New(slog.DiscardHandler)},
+		JoinTokenFile: tokenFile, Group: "shop/reviews-vms", Address: "10.2.0.40",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { vm.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	reviewed := func(token string) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return slices.Contains(f.calls, "east-1/"+token)
+	}
+	h.await(t, "the rejected token reviewed", func(*discovery.ClusterSet) bool { return reviewed("sa-rejected") })
+	write("sa-reviews")
+	reviews := discovery.ServiceKey{Namespace: "shop", Name: "reviews"}
+	h.await(t, "the VM joined with the rotated token", func(cs *discovery.ClusterSet) bool {
+		c, _ := cs.Cluster("vm-west")
+		s, ok := c.Service(reviews)
+		_, err := vm.Agent().GetX509SVID()
+		return ok && slices.ContainsFunc(s.Endpoints, func(e discovery.Endpoint) bool { return e.Address == "10.2.0.40" && e.Ready }) && err == nil
+	})
+	svid, err := vm.Agent().GetX509SVID()
+	if err != nil || svid.ID.String() != "spiffe://cluster.local/ns/shop/sa/reviews" {
+		t.Fatalf("SVID %v (%v), want the group's service account", svid, err)
+	}
+
+	// The token expires (the member rejects it now): renewal goes on with
+	// the SVID.
+	write("sa-rejected")
+	calls := f.count()
+	if err := vm.Agent().Renew(context.Background()); err != nil {
+		t.Fatalf("renewal with an expired token in the file: %v", err)
+	}
+	if f.count() != calls {
+		t.Errorf("the renewal had the token reviewed: %v", f.calls[calls:])
+	}
+	if renewed, _ := vm.Agent().GetX509SVID(); renewed.Certificates[0].Equal(svid.Certificates[0]) {
+		t.Error("the SVID was not renewed")
 	}
 }
