@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -245,9 +246,18 @@ func TestSourcePersistedStateRestart(t *testing.T) {
 			t.Fatalf("ClusterSet %d lacks a member's endpoints: west %d east %d", i, endpointsOf(cs, "west", echo), endpointsOf(cs, "east", echo))
 		}
 	}
-	testkit.Eventually(t, wait, "west's new state saved", func() bool {
+	testkit.Eventually(t, wait, "west's new state saved", func() error {
 		s, err := store.Load("west")
-		return err == nil && len(s.Cluster.Services) == 2
+		if err == nil && len(s.Cluster.Services) == 2 {
+			return nil
+		}
+		// What a failure needs to be understood: the store's answer and
+		// what the Source thinks of west.
+		st := memberState(t, src2, "west")
+		if err != nil {
+			return fmt.Errorf("load: %v; west %+v", err, st)
+		}
+		return fmt.Errorf("saved at %v with %d services; west %+v", s.Saved, len(s.Cluster.Services), st)
 	})
 }
 

@@ -55,7 +55,7 @@ func TestBehindGetsLatestOnce(t *testing.T) {
 func TestWakeOnlyTouched(t *testing.T) {
 	in := newInterner()
 	state := func(versions ...string) *typeState {
-		ts := &typeState{typeURL: xds.TypeURLs[1], entries: map[string]*entry{}}
+		ts := &typeState{typeURL: xds.TypeURLs[1], entries: map[string]*entry{}, seq: typeStates.Add(1)}
 		vs := map[string]string{}
 		for i := 0; i+1 < len(versions); i += 2 {
 			ts.entries[versions[i]] = &entry{name: versions[i], version: versions[i+1]}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -52,8 +53,15 @@ type typeState struct {
 	entries map[string]*entry
 	names   []string // sorted
 	version string   // hash of every (name, version): the type's system version
+	// seq tells states apart without holding them: unique in the process,
+	// never 0 (a diff from nothing).
+	seq uint64
 
 	// diffs memoises diffFrom: the streams equally far behind share one.
+	// A memo names the state it is from by its seq, not a pointer: each
+	// publish memoises the diff from the previous state, and a pointer
+	// would keep every state the view ever published reachable through
+	// the next one's memo.
 	mu    sync.Mutex
 	diffs [4]diffMemo
 	next  int // round-robin slot of diffs to replace
@@ -64,8 +72,19 @@ type typeState struct {
 type typeDiff struct{ names []string }
 
 type diffMemo struct {
-	from *typeState
+	from uint64 // the seq of the state the diff is from; 0: nothing
 	d    *typeDiff
+}
+
+// typeStates numbers typeStates (typeState.seq).
+var typeStates atomic.Uint64
+
+// seqOf is the seq of ts, 0 for nil.
+func seqOf(ts *typeState) uint64 {
+	if ts == nil {
+		return 0
+	}
+	return ts.seq
 }
 
 // diffFrom returns the names whose entry differs between from (nil: an
@@ -75,8 +94,9 @@ type diffMemo struct {
 func (ts *typeState) diffFrom(from *typeState) *typeDiff {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	seq := seqOf(from)
 	for _, m := range ts.diffs {
-		if m.d != nil && m.from == from {
+		if m.d != nil && m.from == seq {
 			return m.d
 		}
 	}
@@ -84,7 +104,7 @@ func (ts *typeState) diffFrom(from *typeState) *typeDiff {
 	if from != nil {
 		d.names = changedNames(from, ts)
 	}
-	ts.diffs[ts.next] = diffMemo{from: from, d: d}
+	ts.diffs[ts.next] = diffMemo{from: seq, d: d}
 	ts.next = (ts.next + 1) % len(ts.diffs)
 	return d
 }
@@ -93,7 +113,7 @@ func (ts *typeState) diffFrom(from *typeState) *typeDiff {
 // the very message prev holds under its name (the render reused it) keeps
 // prev's entry: published messages are never modified.
 func newTypeState(typeURL string, resources []types.Resource, prev *typeState) (*typeState, error) {
-	ts := &typeState{typeURL: typeURL, entries: make(map[string]*entry, len(resources))}
+	ts := &typeState{typeURL: typeURL, entries: make(map[string]*entry, len(resources)), seq: typeStates.Add(1)}
 	for _, r := range resources {
 		if prev != nil {
 			if e := prev.entries[xds.ResourceName(r)]; e != nil && e.msg == r {

@@ -17,7 +17,7 @@ import (
 
 // randomState is a published state of typeURL over some of names.
 func randomState(rng *rand.Rand, typeURL string, names []string) *typeState {
-	ts := &typeState{typeURL: typeURL, entries: map[string]*entry{}}
+	ts := &typeState{typeURL: typeURL, entries: map[string]*entry{}, seq: typeStates.Add(1)}
 	versions := map[string]string{}
 	for _, n := range names {
 		if rng.IntN(4) > 0 {
