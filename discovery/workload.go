@@ -117,6 +117,12 @@ type WorkloadGroup struct {
 	// GracePeriod is how long an instance whose agent stopped reporting
 	// stays registered (not ready) before it is removed.
 	GracePeriod time.Duration
+	// TokenReviewCluster is the Kubernetes member cluster whose TokenReview
+	// admits a ServiceAccount token as a join credential of this group: the
+	// token's account must be the group's Namespace/ServiceAccount. Empty:
+	// only Horizon's join tokens (and the group's own SVID) join. Cluster is
+	// often a VM network without Kubernetes, hence a field of its own.
+	TokenReviewCluster string
 	// Instances are instances declared with the group (static, like Istio's
 	// WorkloadEntry); agents register the others.
 	Instances []WorkloadInstance
@@ -153,6 +159,9 @@ func (g *WorkloadGroup) Check() error {
 	}
 	if g.Cluster == "" {
 		errs = append(errs, errors.New("no cluster"))
+	}
+	if g.TokenReviewCluster != "" && !IsDNSLabel(g.TokenReviewCluster) {
+		errs = append(errs, fmt.Errorf("tokenReviewCluster %q is not a DNS label", g.TokenReviewCluster))
 	}
 	if g.Probe != nil {
 		p := g.Probe
@@ -351,6 +360,9 @@ func workloadVersion(version string, groups []WorkloadGroup) string {
 		fmt.Fprintf(h, "\x00%s|%s|%s|%s|%s|%v|%t|%v|%d", g.Key(), g.Service, g.ServiceAccount, g.Cluster, g.Locality, g.Ports, g.Exported, g.GracePeriod, len(g.Instances))
 		if len(g.Addresses) > 0 {
 			fmt.Fprintf(h, "|addresses=%v", g.Addresses)
+		}
+		if g.TokenReviewCluster != "" {
+			fmt.Fprintf(h, "|tokenReviewCluster=%s", g.TokenReviewCluster)
 		}
 		if g.Probe != nil {
 			fmt.Fprintf(h, "|%+v", *g.Probe)

@@ -33,7 +33,9 @@ type VMConfig struct {
 	// not used.
 	Config
 	// JoinTokenFile holds the join token Horizon issued for the group
-	// (`horizon workload token`), read afresh for each join.
+	// (`horizon workload token`), or a Kubernetes ServiceAccount token of
+	// the group's identity for a group with a tokenReviewCluster; it is
+	// read afresh for each join.
 	JoinTokenFile string
 	// Group is the workload group, namespace/name.
 	Group string
@@ -82,22 +84,33 @@ func (v *VM) Agent() *Agent { return v.agent }
 
 // join asks Horizon to register the instance and issue its SVID: with the
 // current SVID when there is one (renewal, or a Horizon that restarted and
-// forgot the instance), and the join token when the file is there.
+// forgot the instance), else (or if Horizon refuses it) with the token in
+// the token file, read afresh for each join: a join token, or a Kubernetes
+// ServiceAccount token that is rotated in place (a projected token). A
+// token that expired since the first join does not stop a renewal.
 func (v *VM) join(ctx context.Context, sign *certpb.SignRequest) (*certpb.SignResponse, error) {
 	req := &workloadpb.JoinRequest{Csr: sign.GetCsr(), Ttl: sign.GetTtl(), Group: v.cfg.Group, Address: v.cfg.Address, Labels: v.cfg.Labels}
-	withSVID := v.agent.current() != nil
-	token, err := os.ReadFile(v.cfg.JoinTokenFile)
-	if err != nil && !withSVID {
-		return nil, fmt.Errorf("join token: %w", err)
-	}
 	var resp *workloadpb.JoinResponse
-	err = v.call(ctx, withSVID, strings.TrimSpace(string(token)), func(ctx context.Context, c workloadpb.WorkloadsClient) error {
+	joinCall := func(ctx context.Context, c workloadpb.WorkloadsClient) error {
 		var err error
 		resp, err = c.Join(ctx, req)
 		return err
-	})
+	}
+	var errs []error
+	if v.agent.current() != nil {
+		err := v.call(ctx, true, "", joinCall)
+		if err == nil {
+			v.setGroup(resp.GetGroup())
+			return &certpb.SignResponse{SpiffeId: resp.GetSpiffeId(), CertChain: resp.GetCertChain(), Bundle: resp.GetBundle()}, nil
+		}
+		errs = append(errs, fmt.Errorf("with the current SVID: %w", err))
+	}
+	token, err := os.ReadFile(v.cfg.JoinTokenFile)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(append(errs, fmt.Errorf("join token: %w", err))...)
+	}
+	if err := v.call(ctx, false, strings.TrimSpace(string(token)), joinCall); err != nil {
+		return nil, errors.Join(append(errs, fmt.Errorf("with the token from %s: %w", v.cfg.JoinTokenFile, err))...)
 	}
 	v.setGroup(resp.GetGroup())
 	return &certpb.SignResponse{SpiffeId: resp.GetSpiffeId(), CertChain: resp.GetCertChain(), Bundle: resp.GetBundle()}, nil

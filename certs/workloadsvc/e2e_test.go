@@ -96,6 +96,13 @@ type horizon struct {
 
 func startHorizon(t *testing.T, probePort int) *horizon {
 	t.Helper()
+	return startHorizonWith(t, probePort, nil)
+}
+
+// startHorizonWith is startHorizon with the service's Config changed by
+// configure (when not nil) before the service is made.
+func startHorizonWith(t *testing.T, probePort int, configure func(*Config)) *horizon {
+	t.Helper()
 	h := &horizon{root: certtest.Root(t, td), key: make([]byte, 32), changed: make(chan struct{}, 1), metrics: workload.NewMetrics(nil)}
 	rand.Read(h.key)
 	data, err := os.ReadFile("testdata/clusterset.yaml")
@@ -123,7 +130,11 @@ func startHorizon(t *testing.T, probePort int) *horizon {
 
 	signer := func(string) (*certs.CA, error) { return h.root, nil }
 	self := certsvc.NewSelf(horizonID, time.Hour, func() (*certs.CA, error) { return h.root, nil }, time.Now)
-	svc, err := New(Config{TrustDomain: td, Signer: signer, JoinKey: h.key, Registry: h.reg, Reserved: []spiffeid.ID{horizonID}, Refused: h.metrics.Refused, Log: slog.New(slog.DiscardHandler)})
+	cfg := Config{TrustDomain: td, Signer: signer, JoinKey: h.key, Registry: h.reg, Reserved: []spiffeid.ID{horizonID}, Refused: h.metrics.Refused, Log: slog.New(slog.DiscardHandler)}
+	if configure != nil {
+		configure(&cfg)
+	}
+	svc, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,18 @@
 // Package workloadsvc is the workload registration API
 // (workloadpb.Workloads) on Horizon's mutual-TLS port: the agent of a
 // workload outside Kubernetes joins its workload group with a join token
-// Horizon issued for that group (token.go), gets the X509-SVID of the
-// group's service account bound to the group's cluster, and then reports
-// its probe's verdict with that SVID.
+// Horizon issued for that group (token.go), or with a Kubernetes
+// ServiceAccount token of the group's identity when the group names a
+// tokenReviewCluster (satoken.go), gets the X509-SVID of the group's
+// service account bound to the group's cluster, and then reports its
+// probe's verdict with that SVID.
 //
 // Who may do what:
 //   - Join: the token's group is the only group the caller may join (a
 //     request naming another is refused); expired tokens, tokens of another
-//     join key or trust domain are refused. The SVID is
+//     join key or trust domain are refused. A ServiceAccount token joins
+//     only the group the request names, only if that group opts in, and
+//     only if the token's account is the group's. The SVID is
 //     spiffe://<td>/ns/<group ns>/sa/<group service account>.
 //   - Report: the caller's verified certificate must be the group's
 //     identity, bound to the group's cluster; a VM of one group cannot
@@ -32,12 +36,14 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/horizonmesh/horizon/certs"
+	"github.com/horizonmesh/horizon/certs/certsvc"
 	"github.com/horizonmesh/horizon/certs/workloadpb"
 	"github.com/horizonmesh/horizon/discovery"
 	"github.com/horizonmesh/horizon/internal/grpcpeer"
@@ -70,6 +76,8 @@ type Registry interface {
 	// Report asks authorize before it changes anything.
 	Report(group discovery.ServiceKey, address string, healthy bool, authorize func(discovery.WorkloadGroup) error) (discovery.WorkloadGroup, error)
 	ReportInterval() time.Duration
+	// Group returns a group as the registry serves it now.
+	Group(discovery.ServiceKey) (discovery.WorkloadGroup, bool)
 }
 
 // Config configures a Server.
@@ -84,6 +92,14 @@ type Config struct {
 	// names them: Horizon's own, the gateways'.
 	Reserved []spiffeid.ID
 	MaxTTL   time.Duration
+	// Review asks a Kubernetes member cluster whose ServiceAccount token a
+	// caller sent (certsvc's reviewer); nil: no ServiceAccount token joins.
+	Review certsvc.Reviewer
+	// ReviewsPerSecond and ReviewBurst bound the token reviews Horizon
+	// asks members for (defaults DefaultReviewsPerSecond,
+	// DefaultReviewBurst); more are refused as rate_limited.
+	ReviewsPerSecond float64
+	ReviewBurst      int
 	// Refused counts a refusal by reason (the registry's metric).
 	Refused func(reason string)
 	Now     func() time.Time
@@ -93,8 +109,9 @@ type Config struct {
 // Server implements workloadpb.WorkloadsServer.
 type Server struct {
 	workloadpb.UnimplementedWorkloadsServer
-	cfg  Config
-	logs *ratelog.Logger
+	cfg     Config
+	logs    *ratelog.Logger
+	reviews *rate.Limiter
 }
 
 // New makes a Server.
@@ -119,7 +136,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Refused == nil {
 		cfg.Refused = func(string) {}
 	}
-	return &Server{cfg: cfg, logs: ratelog.NewWithClock(cfg.Log, time.Minute, cfg.Now)}, nil
+	if cfg.ReviewsPerSecond <= 0 {
+		cfg.ReviewsPerSecond = DefaultReviewsPerSecond
+	}
+	if cfg.ReviewBurst <= 0 {
+		cfg.ReviewBurst = DefaultReviewBurst
+	}
+	return &Server{cfg: cfg, logs: ratelog.NewWithClock(cfg.Log, time.Minute, cfg.Now), reviews: rate.NewLimiter(rate.Limit(cfg.ReviewsPerSecond), cfg.ReviewBurst)}, nil
 }
 
 // Register adds the service to a gRPC server, which must be a TLS one.
@@ -130,7 +153,8 @@ type refusal struct {
 	reason  string
 	code    codes.Code
 	err     error
-	counted bool // by the registry already
+	counted bool   // by the registry already
+	hint    string // when set, the client is told this instead of err
 }
 
 func refuse(reason string, code codes.Code, format string, a ...any) *refusal {
@@ -145,7 +169,9 @@ func (s *Server) fail(ctx context.Context, call string, r *refusal) error {
 	from := grpcpeer.Addr(ctx)
 	s.logs.Warn(r.reason+" "+grpcpeer.Host(from), "workload "+call+" refused", "reason", r.reason, "peer", from, "error", ratelog.Truncate(r.err.Error(), 1024))
 	msg := r.reason
-	if r.code != codes.Internal {
+	if r.hint != "" {
+		msg += ": " + r.hint
+	} else if r.code != codes.Internal {
 		// The registry's and the token's errors name only what the
 		// caller sent and the group it asked for.
 		msg += ": " + r.err.Error()
@@ -186,12 +212,34 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 	if _, ok := grpcpeer.TLS(ctx); !ok {
 		return nil, refuse(ReasonPlaintext, codes.Unauthenticated, "not a TLS connection")
 	}
-	// The caller proves it may join with the group's join token, or with
-	// its current SVID, the group's identity (renewal, or a join again
-	// after Horizon restarted).
+	// The request is checked before any credential: a ServiceAccount
+	// token's review is a call to a member's API server.
+	csr, err := x509.ParseCertificateRequest(req.GetCsr())
+	if err != nil || csr.CheckSignature() != nil {
+		return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "malformed certificate request")
+	}
+	ttl := req.GetTtl().AsDuration()
+	if ttl < 0 {
+		return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "negative ttl")
+	}
+	if ttl == 0 || ttl > s.cfg.MaxTTL {
+		ttl = s.cfg.MaxTTL
+	}
+	// The caller proves it may join with the group's join token, a
+	// ServiceAccount token of the group's identity (satoken.go), or its
+	// current SVID, the group's identity (renewal, or a join again after
+	// Horizon restarted).
 	var key discovery.ServiceKey
 	var authorize func(discovery.WorkloadGroup) error
-	if token, ok := grpcpeer.BearerToken(ctx); ok {
+	method := "svid"
+	if token, ok := grpcpeer.BearerToken(ctx); ok && !IsJoinToken(token) {
+		method = "service_account_token"
+		var r *refusal
+		if key, authorize, r = s.reviewed(ctx, req.GetGroup(), token); r != nil {
+			return nil, r
+		}
+	} else if ok {
+		method = "join_token"
 		claims, err := VerifyToken(s.cfg.JoinKey, s.cfg.TrustDomain.Name(), token, s.cfg.Now())
 		if err != nil {
 			reason := ReasonTokenMalformed
@@ -219,17 +267,6 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 		}
 		authorize = check
 	}
-	csr, err := x509.ParseCertificateRequest(req.GetCsr())
-	if err != nil || csr.CheckSignature() != nil {
-		return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "malformed certificate request")
-	}
-	ttl := req.GetTtl().AsDuration()
-	if ttl < 0 {
-		return nil, refuse(ReasonBadRequest, codes.InvalidArgument, "negative ttl")
-	}
-	if ttl == 0 || ttl > s.cfg.MaxTTL {
-		ttl = s.cfg.MaxTTL
-	}
 	// Nothing is registered for a group whose identity is reserved.
 	check := func(g discovery.WorkloadGroup) error {
 		if id, err := spiffeid.FromSegments(s.cfg.TrustDomain, "ns", g.Namespace, "sa", g.ServiceAccount); err == nil && slices.Contains(s.cfg.Reserved, id) {
@@ -243,6 +280,9 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 		return claimedAddress(ctx, g, req.GetAddress())
 	}
 	g, err := s.cfg.Registry.Join(key, req.GetAddress(), req.GetLabels(), check)
+	if rr := (*refusal)(nil); errors.As(err, &rr) {
+		return nil, rr
+	}
 	if errors.Is(err, errAddress) {
 		return nil, refuse(ReasonAddressClaim, codes.PermissionDenied, "%v", err)
 	}
@@ -267,7 +307,7 @@ func (s *Server) join(ctx context.Context, req *workloadpb.JoinRequest) (*worklo
 	if err != nil {
 		return nil, refuse(ReasonIssue, codes.Internal, "%v", err)
 	}
-	s.cfg.Log.Info("workload joined; issued X509-SVID", "group", key.String(), "address", req.GetAddress(), "id", id.String(),
+	s.cfg.Log.Info("workload joined; issued X509-SVID", "group", key.String(), "method", method, "address", req.GetAddress(), "id", id.String(),
 		"cluster", g.Cluster, "peer", grpcpeer.Addr(ctx), "expires", svid.Leaf().NotAfter.UTC().Format(time.RFC3339))
 	resp := &workloadpb.JoinResponse{SpiffeId: id.String(), Cluster: g.Cluster, Group: s.groupMessage(g)}
 	for _, c := range svid.Certificates {

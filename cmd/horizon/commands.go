@@ -560,7 +560,7 @@ func newAgentCommand() *cobra.Command {
 	fs.BoolVar(&cfg.check, "check", false, "exit 0 if --cert-dir holds a valid SVID and its key, else 1, and do nothing else: the startup probe of the injected agent")
 	fs.BoolVar(&cfg.once, "once", false, "obtain an SVID (unless a valid one is in --cert-dir) and exit, e.g. in an init container")
 	fs.StringVar(&cfg.metricsAddress, "metrics-address", "", "serve /metrics here (e.g. 127.0.0.1:15020)")
-	fs.StringVar(&cfg.vm.joinTokenFile, "join-token-file", "", "a workload outside Kubernetes (VM): the join token of its workload group ('horizon workload token'); the agent joins the group, keeps the group's SVID current and reports the group's probe")
+	fs.StringVar(&cfg.vm.joinTokenFile, "join-token-file", "", "a workload outside Kubernetes (VM): the join token of its workload group ('horizon workload token'), or a ServiceAccount token of the group's identity if the group names a tokenReviewCluster (read afresh for each join); the agent joins the group, keeps the group's SVID current and reports the group's probe")
 	fs.StringVar(&cfg.vm.group, "workload-group", "", "with --join-token-file: the workload group, namespace/name")
 	fs.StringVar(&cfg.vm.address, "workload-address", "", "with --join-token-file: this instance's IP address, as the mesh reaches it")
 	fs.Var((*repeated)(&cfg.vm.labels), "workload-label", "with --join-token-file: key=value label of this instance, added to the group's (repeatable)")

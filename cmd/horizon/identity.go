@@ -40,6 +40,9 @@ type certAuthority struct {
 	tls   *tls.Config
 	svc   *certsvc.Server
 	store *castore.Store
+	// review is the token reviewer of the member clusters, nil without
+	// any: the workload registration API's too.
+	review certsvc.Reviewer
 }
 
 func newCertAuthority(cfg identityConfig, td spiffeid.TrustDomain, source *kube.Source, reg prometheus.Registerer, log *slog.Logger, now func() time.Time) (*certAuthority, error) {
@@ -77,7 +80,7 @@ func newCertAuthority(cfg identityConfig, td spiffeid.TrustDomain, source *kube.
 	if err != nil {
 		return nil, err
 	}
-	return &certAuthority{tls: certsvc.ServerTLS(src, src, td, now), svc: svc, store: store}, nil
+	return &certAuthority{tls: certsvc.ServerTLS(src, src, td, now), svc: svc, store: store, review: svcCfg.Review}, nil
 }
 
 func (c *certAuthority) register(g *grpc.Server) { c.svc.Register(g) }
@@ -144,6 +147,10 @@ type mtlsPort struct {
 	// the CA (the workload registration API's SVIDs); caDir holds it.
 	signer func(cluster string) (*certs.CA, error)
 	caDir  string
+	// review asks a member cluster whose ServiceAccount token a caller
+	// sent (nil without members): the certificate API's reviewer, which
+	// workload groups with a tokenReviewCluster use too.
+	review certsvc.Reviewer
 }
 
 // bundleFunc is an x509bundle.Source made of a function.
@@ -190,7 +197,7 @@ func mtlsSetupPort(ctx context.Context, cfg serveConfig, td spiffeid.TrustDomain
 			return top.Bundle(), nil
 		})
 		return mtlsPort{conf: ca.tls, register: ca.register, bundles: current, ca: ca.store.Current, identity: spiffeid.RequireFromString(ic.identity),
-			signer: ca.store.Signer, caDir: ic.caDir}, nil
+			signer: ca.store.Signer, caDir: ic.caDir, review: ca.review}, nil
 	case cfg.spireSocket != "":
 		conf, src, err := spireServerTLS(ctx, cfg.spireSocket, td, DefaultSPIRETimeout, log)
 		if err != nil {

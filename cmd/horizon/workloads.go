@@ -95,7 +95,9 @@ func setupWorkloads(cfg workloadsConfig, kc *kubeConfig, reg prometheus.Register
 // with the join key in the CA directory (created if missing).
 //
 // Horizon's own identity and the exact gateway identities (gateways) are
-// never issued to a workload.
+// never issued to a workload. With member clusters, a group with a
+// tokenReviewCluster also admits a ServiceAccount token, reviewed as the
+// certificate API reviews one (port.review, --token-audience).
 func (w *workloads) api(port mtlsPort, td spiffeid.TrustDomain, ttl time.Duration, gateways []string, log *slog.Logger) error {
 	if port.signer == nil {
 		return nil
@@ -119,6 +121,7 @@ func (w *workloads) api(port mtlsPort, td spiffeid.TrustDomain, ttl time.Duratio
 	}
 	svc, err := workloadsvc.New(workloadsvc.Config{
 		TrustDomain: td, Signer: port.signer, JoinKey: key, Registry: w.registry, MaxTTL: ttl, Reserved: reserved,
+		Review:  port.review,
 		Refused: w.metrics.Refused, Log: log.With("component", "workload-api"),
 	})
 	if err != nil {

@@ -37,7 +37,7 @@ var (
 
 // Field names of a workload group and its parts.
 var (
-	groupFields    = []string{"name", "namespace", "service", "serviceAccount", "cluster", "locality", "ports", "labels", "exported", "probe", "gracePeriod", "instances", "addresses"}
+	groupFields    = []string{"name", "namespace", "service", "serviceAccount", "cluster", "locality", "ports", "labels", "exported", "probe", "gracePeriod", "instances", "addresses", "tokenReviewCluster"}
 	probeFields    = []string{"type", "port", "path", "service", "initialDelay", "interval", "timeout", "successThreshold", "failureThreshold"}
 	instanceFields = []string{"address", "labels", "ready"}
 )
@@ -86,8 +86,10 @@ func (p *parser) workloadGroup(n *yaml.Node, index int) (discovery.WorkloadGroup
 		Cluster:        o.Str("cluster", true),
 		Exported:       o.Bool("exported", false),
 		GracePeriod:    probeDuration(o, "gracePeriod"),
+
+		TokenReviewCluster: o.Str("tokenReviewCluster", false),
 	}
-	for _, f := range []struct{ key, v string }{{"name", g.Name}, {"namespace", g.Namespace}, {"service", g.Service}} {
+	for _, f := range []struct{ key, v string }{{"name", g.Name}, {"namespace", g.Namespace}, {"service", g.Service}, {"tokenReviewCluster", g.TokenReviewCluster}} {
 		if f.v != "" && !discovery.IsDNSLabel(f.v) {
 			o.Errorf(f.key, "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", f.v)
 		}

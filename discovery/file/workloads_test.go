@@ -156,4 +156,5 @@ func TestVMExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	equal(t, "object's probe", *crd.Probe, *g.Probe)
+	equal(t, "tokenReviewCluster", crd.TokenReviewCluster, g.TokenReviewCluster)
 }

@@ -82,7 +82,7 @@ func TestCRDWatcher(t *testing.T) {
 		}
 	}
 	create(workloadGroup("default", "ratings-vms", map[string]any{
-		"service": "ratings", "serviceAccount": "ratings", "cluster": "vm-west", "exported": true, "gracePeriod": "20s",
+		"service": "ratings", "serviceAccount": "ratings", "cluster": "vm-west", "exported": true, "gracePeriod": "20s", "tokenReviewCluster": "east-1",
 		"ports": []any{map[string]any{"name": "http", "port": int64(8080)}},
 		"probe": map[string]any{"type": "HTTP", "port": int64(8080), "path": "/healthz", "interval": "2s"},
 	}))
@@ -129,7 +129,8 @@ func TestCRDWatcher(t *testing.T) {
 	mu.Lock()
 	g := latest[0]
 	mu.Unlock()
-	if g.Service != "ratings" || g.Cluster != "vm-west" || !g.Exported || g.GracePeriod != 20*time.Second || g.Probe == nil || g.Probe.Path != "/healthz" || g.Probe.Interval != 2*time.Second {
+	if g.Service != "ratings" || g.Cluster != "vm-west" || !g.Exported || g.GracePeriod != 20*time.Second || g.Probe == nil || g.Probe.Path != "/healthz" || g.Probe.Interval != 2*time.Second ||
+		g.TokenReviewCluster != "east-1" { // the chart's schema keeps the field (an API server prunes fields it lacks)
 		t.Errorf("group %+v (probe %+v)", g, g.Probe)
 	}
 	errs := w.Errors()

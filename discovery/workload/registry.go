@@ -315,6 +315,15 @@ func (r *Registry) group(k discovery.ServiceKey) (discovery.WorkloadGroup, bool)
 	return *g, true
 }
 
+// Group returns a workload group as the registry serves it now (the last
+// merged ClusterSet's), for a caller that must check a credential against
+// the group before it joins; Join checks it again under the lock.
+func (r *Registry) Group(k discovery.ServiceKey) (discovery.WorkloadGroup, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.group(k)
+}
+
 // Join registers (or refreshes) an instance of a group at address and
 // returns the group. Without a probe the instance is ready at once;
 // with one, from its first healthy report.
