@@ -102,23 +102,31 @@ func (f *Fleet) handle(ctx context.Context, c command) reply {
 
 // FleetClient drives a fleet served by ServeFleet.
 type FleetClient struct {
-	enc   *json.Encoder
-	dec   *json.Decoder
+	enc *json.Encoder
+	// r reads replies, one JSON document a line. Each is read into a
+	// slice of its own rather than through a json.Decoder, whose buffer
+	// would keep the size of the largest reply (a report grows with the
+	// changes) in the harness's heap, which is the in-process server's.
+	r     *bufio.Reader
 	close func() error
 }
 
 // NewFleetClient talks to a fleet over w (its input) and r (its output);
 // close, if not nil, is called by Close after "quit" is sent.
 func NewFleetClient(w io.Writer, r io.Reader, close func() error) *FleetClient {
-	return &FleetClient{enc: json.NewEncoder(w), dec: json.NewDecoder(bufio.NewReader(r)), close: close}
+	return &FleetClient{enc: json.NewEncoder(w), r: bufio.NewReader(r), close: close}
 }
 
 func (c *FleetClient) do(cmd command) (reply, error) {
 	if err := c.enc.Encode(cmd); err != nil {
 		return reply{}, fmt.Errorf("fleet %s: %w", cmd.Op, err)
 	}
+	line, err := c.r.ReadBytes('\n')
+	if err != nil && (err != io.EOF || len(line) == 0) {
+		return reply{}, fmt.Errorf("fleet %s: read reply: %w", cmd.Op, err)
+	}
 	var r reply
-	if err := c.dec.Decode(&r); err != nil {
+	if err := json.Unmarshal(line, &r); err != nil {
 		return reply{}, fmt.Errorf("fleet %s: read reply: %w", cmd.Op, err)
 	}
 	if r.Error != "" {

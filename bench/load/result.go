@@ -38,10 +38,13 @@ type Result struct {
 	// Traffic is what the proxies received over all changes.
 	Traffic
 	Idle0, Idle1 Mem // server before the fleet connected, and synced and idle
-	// Idle2 is the server after the changes (before a storm): what it
-	// keeps of them. 0 where not measured (a Rates search, RunFile).
-	Idle2     Mem
-	FleetHeap uint64 // fleet process heap in use, for the record
+	// Idle2 is the server after the changes (before a storm), and Idle1R
+	// the same process just before them, after the fleet's first report
+	// (whose decoding buffers the harness keeps): Idle2 - Idle1R is what
+	// the server keeps of the changes. 0 where not measured (a Rates
+	// search, RunFile).
+	Idle1R, Idle2 Mem
+	FleetHeap     uint64 // fleet process heap in use, for the record
 	// ByKind (new-service only) attributes bytes and convergence to each
 	// kind of change; the fleet reports after every change.
 	ByKind map[string]*KindResult
@@ -299,10 +302,10 @@ func WriteTable(w io.Writer, machine string, results []*Result) error {
 			syncCPU += fmt.Sprintf(" (%.0f%%)", 100*r.SyncCPU/r.SyncTime.Seconds()/float64(runtime.NumCPU()))
 		}
 		kept := "–"
-		if r.Idle2.Heap > 0 && r.Idle1.Heap > 0 {
+		if r.Idle2.Heap > 0 && r.Idle1R.Heap > 0 {
 			// Live heap after the changes less before them, per change:
 			// what the server keeps of each change once it is served.
-			kept = kib((float64(r.Idle2.Heap) - float64(r.Idle1.Heap)) / n)
+			kept = kib((float64(r.Idle2.Heap) - float64(r.Idle1R.Heap)) / n)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\t%s\t%s\t%.4f\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
 			sc.Name, mode, sc.Proxies, sc.Endpoints, sc.Services, len(r.Changes),
