@@ -57,6 +57,7 @@ type portResult struct {
 	digest   discovery.Digest
 	listener *listener.Listener
 	route    *route.RouteConfiguration
+	notes    []string // what rendering them noted (route rules' destinations)
 }
 
 // hostResult is what a view renders for one host and port.
@@ -177,6 +178,16 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 		for _, a := range h.aliases {
 			str(a)
 		}
+		// A host's route rules read other hosts: whether each
+		// destination the view's proxy is sent to is in the view.
+		t.routeInputs(h, func(name string, present bool) {
+			str(name)
+			if present {
+				b = append(b, 1)
+			} else {
+				b = append(b, 0)
+			}
+		})
 		hash.Write(b)
 		b = b[:0]
 	}
@@ -186,6 +197,9 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 	d := discovery.Digest(hash.Sum(sum[:0])[:16])
 	if t.prev != nil {
 		if r := t.prev.ports[port]; r != nil && r.digest == d {
+			for _, n := range r.notes {
+				t.notef("%s", n)
+			}
 			t.memo.ports[port] = r
 			t.memo.reused[r.listener] = true
 			t.memo.reused[r.route] = true
@@ -193,7 +207,9 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 		}
 	}
 	r := &portResult{digest: d}
+	t.capture = &r.notes
 	build(r)
+	t.capture = nil
 	t.memo.ports[port] = r
 	return r
 }

@@ -132,9 +132,39 @@ func (t *translator) subsetResources(build func(*hostPort) *cluster.Cluster) {
 }
 
 // routed reports whether a host has route rules in the policy (its
-// rendering then reads other hosts, and is not remembered: memo.go).
+// rendering then reads other hosts: see routeInputs).
 func (t *translator) routed(h *hostPort) bool {
 	return t.policy.File != nil && t.policy.File.RoutesFor(h.host) != nil
+}
+
+// routeInputs calls f with what the routes of host h read of the view
+// beyond h itself and the policy: the cluster name of every destination of
+// a rule that selects the view's proxy, and whether the view has it. A
+// subset's cluster name follows from its host's and the rule; the subset's
+// endpoints are in its own assignment, not in the route. A sidecar's route
+// configuration of a port is remembered with these in its digest
+// (translator.port).
+func (t *translator) routeInputs(h *hostPort, f func(name string, present bool)) {
+	if t.policy.File == nil {
+		return
+	}
+	hr := t.policy.File.RoutesFor(h.host)
+	if hr == nil {
+		return
+	}
+	for i := range hr.Rules {
+		r := &hr.Rules[i]
+		if !r.From.Holds(t.group.Cluster, t.group.Locality) {
+			continue
+		}
+		for _, d := range r.To {
+			if d.Service == h.key {
+				continue // h itself
+			}
+			name := discovery.ClusterName(discovery.Host(d.Service, h.scope), h.port.Port)
+			f(name, t.byName[name] != nil)
+		}
+	}
 }
 
 // ruleRoutes renders the view's rules of host h followed by fallback, the

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -84,13 +83,7 @@ func (t *translator) sidecar() {
 			r.listener = t.httpListener(port, name)
 			r.route = t.routeConfig(name, port, hs)
 		}
-		var r *portResult
-		if slices.ContainsFunc(hs, t.routed) {
-			r = &portResult{} // route rules read other hosts: not remembered
-			build(r)
-		} else {
-			r = t.port(port, hs, build)
-		}
+		r := t.port(port, hs, build)
 		t.out.Listeners = append(t.out.Listeners, r.listener)
 		t.out.Routes = append(t.out.Routes, r.route)
 	}
