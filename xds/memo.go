@@ -96,6 +96,15 @@ func (t *translator) hostDigest(h *hostPort) (d discovery.Digest, ok bool) {
 	for _, a := range h.aliases {
 		str(a)
 	}
+	// A proxyless host's route reads its rules' destinations.
+	t.routeInputs(h, func(name string, present bool) {
+		str(name)
+		if present {
+			num(1)
+		} else {
+			num(0)
+		}
+	})
 	num(uint64(len(h.backends)))
 	for _, be := range h.backends {
 		sd, ok := t.cs.ServiceDigest(be.cluster.Name, h.key)

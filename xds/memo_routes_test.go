@@ -60,40 +60,45 @@ func TestIncrementalRouteDestinations(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := Policy{File: pol}
-	g := Group{Role: Sidecar, Cluster: "east-1", Network: "east", Locality: discovery.Locality{Region: "us-east", Zone: "us-east-1a"}}
+	for _, role := range []Role{Sidecar, Proxyless} {
+		t.Run(string(role), func(t *testing.T) {
+			g := Group{Role: role, Cluster: "east-1", Network: "east", Locality: discovery.Locality{Region: "us-east", Zone: "us-east-1a"}}
+			_, memo, err := translate(cs, g, p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The same ClusterSet again: every route configuration is reused.
+			again, memo2, err := translate(cs, g, p, memo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range again.Routes {
+				if !memo2.reused[r] {
+					t.Fatalf("route configuration %s rendered again with nothing changed", r.GetName())
+				}
+			}
 
-	_, memo, err := translate(cs, g, p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The same ClusterSet again: the port's route configuration is reused.
-	again, memo2, err := translate(cs, g, p, memo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again.Routes) != 1 || !memo2.reused[again.Routes[0]] {
-		t.Fatal("an unchanged port with a routed host was rendered again")
-	}
-
-	// db goes: the rule's share to it is left out, as a fresh render does.
-	clusters := slices.Clone(cs.Clusters)
-	clusters[0].Services = slices.DeleteFunc(slices.Clone(clusters[0].Services), func(s discovery.Service) bool { return s.Name == "db" })
-	next, err := discovery.New(clusters)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := Translate(next, g, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inc, _, err := translate(next, g, p, memo2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := diffResources(fresh, inc); d != "" {
-		t.Fatalf("after db left the view, the incremental render differs: %s", d)
-	}
-	if !slices.ContainsFunc(inc.Notes, func(n string) bool { return strings.Contains(n, "route destination demo/db has no port 8080") }) {
-		t.Fatalf("no note says the share to db is left out: %q", inc.Notes)
+			// db goes: the rule's share to it is left out, as a fresh render does.
+			clusters := slices.Clone(cs.Clusters)
+			clusters[0].Services = slices.DeleteFunc(slices.Clone(clusters[0].Services), func(s discovery.Service) bool { return s.Name == "db" })
+			next, err := discovery.New(clusters)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := Translate(next, g, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inc, _, err := translate(next, g, p, memo2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := diffResources(fresh, inc); d != "" {
+				t.Fatalf("after db left the view, the incremental render differs: %s", d)
+			}
+			if !slices.ContainsFunc(inc.Notes, func(n string) bool { return strings.Contains(n, "route destination demo/db has no port 8080") }) {
+				t.Fatalf("no note says the share to db is left out: %q", inc.Notes)
+			}
+		})
 	}
 }

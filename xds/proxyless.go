@@ -60,13 +60,7 @@ func (t *translator) proxyless() {
 	t.expectHosts(len(hosts))
 	t.routedHosts(hosts) // routes.go
 	for _, h := range hosts {
-		var r *hostResult
-		if t.routed(h) {
-			r = &hostResult{} // route rules read other hosts: not remembered
-			t.proxylessHost(h, r)
-		} else {
-			r = t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
-		}
+		r := t.host(h, func(r *hostResult) { t.proxylessHost(h, r) })
 		t.out.Listeners = append(t.out.Listeners, r.listener)
 		t.out.Listeners = append(t.out.Listeners, r.aliasListeners...)
 		t.out.Routes = append(t.out.Routes, r.route)

@@ -142,8 +142,8 @@ func (t *translator) routed(h *hostPort) bool {
 // a rule that selects the view's proxy, and whether the view has it. A
 // subset's cluster name follows from its host's and the rule; the subset's
 // endpoints are in its own assignment, not in the route. A sidecar's route
-// configuration of a port is remembered with these in its digest
-// (translator.port).
+// configuration of a port, and a proxyless host's route, are remembered
+// with these in their digest (translator.port, translator.hostDigest).
 func (t *translator) routeInputs(h *hostPort, f func(name string, present bool)) {
 	if t.policy.File == nil {
 		return
