@@ -145,7 +145,7 @@ func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) 
 			break
 		}
 		size += sz
-		resources = append(resources, e.delta)
+		resources = append(resources, e.deltaResource())
 	}
 	if len(resources) == len(changed) {
 		// Sent all it was owed: it holds cur, exactly.

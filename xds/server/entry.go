@@ -25,9 +25,24 @@ type entry struct {
 	version string
 	msg     types.Resource
 	any     *anypb.Any
-	delta   *discoverypb.Resource
-	// deltaSize is proto.Size(delta).
+	// delta wraps any for incremental responses, made the first time one
+	// sends the entry (deltaResource) and shared after: a view that only
+	// state-of-the-world streams follow never holds one.
+	delta atomic.Pointer[discoverypb.Resource]
+	// deltaSize is proto.Size of the delta wrapper.
 	deltaSize int
+}
+
+// deltaResource is the entry as a Resource of an incremental response.
+func (e *entry) deltaResource() *discoverypb.Resource {
+	if r := e.delta.Load(); r != nil {
+		return r
+	}
+	r := &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}
+	if !e.delta.CompareAndSwap(nil, r) {
+		return e.delta.Load()
+	}
+	return r
 }
 
 func newEntry(typeURL string, res types.Resource) (*entry, error) {
@@ -42,8 +57,7 @@ func newEntry(typeURL string, res types.Resource) (*entry, error) {
 		msg:     res,
 		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
 	}
-	e.delta = &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}
-	e.deltaSize = proto.Size(e.delta)
+	e.deltaSize = proto.Size(&discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any})
 	return e, nil
 }
 

@@ -53,3 +53,45 @@ func TestOldGenerationsAreFreed(t *testing.T) {
 		t.Fatalf("the view's first EDS state is still reachable after %d newer ones were published and ACKed", changes)
 	}
 }
+
+// TestDeltaWrappersOnlyWhenSent: an entry's wrapper for incremental
+// responses is made when a delta stream is first sent it and shared after;
+// a view only state-of-the-world streams follow holds none (they were
+// ~144 bytes for every resource of every view).
+func TestDeltaWrappersOnlyWhenSent(t *testing.T) {
+	h := newHarness(t)
+	c := xdstest.NewSotW(t, h.conn)
+	c.Send(&discoverypb.DiscoveryRequest{Node: node("a", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNames: []string{echoSet}})
+	c.ACK(c.Expect(), echoSet)
+	eds := func() *entry {
+		h.srv.cache.mu.Lock()
+		defer h.srv.cache.mu.Unlock()
+		for _, v := range h.srv.cache.views {
+			return v.types[resourcev3.EndpointType].entries[echoSet]
+		}
+		t.Fatal("no view")
+		return nil
+	}
+	e := eds()
+	if e.delta.Load() != nil {
+		t.Fatal("a view only a state-of-the-world stream follows holds a delta wrapper")
+	}
+	send := func() *discoverypb.Resource {
+		t.Helper()
+		d := xdstest.NewDelta(t, h.conn)
+		d.Send(&discoverypb.DeltaDiscoveryRequest{Node: node("d", "east-1"), TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{echoSet}})
+		r := d.Expect()
+		d.ACK(r)
+		if len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != echoSet {
+			t.Fatalf("delta response %v, want %s", r.GetResources(), echoSet)
+		}
+		return e.delta.Load()
+	}
+	first := send()
+	if first == nil || first.GetVersion() != e.version || first.GetResource() != e.any {
+		t.Fatalf("after a delta stream was sent the entry: wrapper %v", first)
+	}
+	if again := send(); again != first {
+		t.Fatal("a second delta stream made a wrapper of its own")
+	}
+}

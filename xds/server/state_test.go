@@ -7,7 +7,6 @@ import (
 	"slices"
 	"testing"
 
-	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -23,8 +22,7 @@ func randomState(rng *rand.Rand, typeURL string, names []string) *typeState {
 		if rng.IntN(4) > 0 {
 			e := &entry{name: n, version: fmt.Sprint("v", rng.IntN(3))}
 			e.any = &anypb.Any{TypeUrl: typeURL, Value: []byte(n + e.version)}
-			e.delta = &discoverypb.Resource{Name: n, Version: e.version, Resource: e.any}
-			e.deltaSize = proto.Size(e.delta)
+			e.deltaSize = proto.Size(e.deltaResource())
 			ts.entries[n], ts.names = e, append(ts.names, n)
 			versions[n] = e.version
 		}
