@@ -115,6 +115,8 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		if out, ok := encodeDelta(m); ok {
 			return out, nil
 		}
+	case *deltaResponse:
+		return encodeDeltaEntries(m)
 	}
 	return c.base.Marshal(v)
 }
@@ -221,21 +223,22 @@ func plainResource(r *discoverypb.Resource) bool {
 		r.Metadata == nil && len(r.ProtoReflect().GetUnknown()) == 0 && plainAny(r.Resource)
 }
 
-// resourceHeaderSize returns how many bytes of a Resource's encoding, as
-// an element of DeltaDiscoveryResponse.resources, come before its Any's
-// value (the header the codec writes), and the size of the whole Resource.
-func resourceHeaderSize(r *discoverypb.Resource) (header, total int) {
+// resourceHeaderSize returns how many bytes of a Resource's encoding (of
+// version, name and a), as an element of
+// DeltaDiscoveryResponse.resources, come before its Any's value (the
+// header the codec writes), and the size of the whole Resource.
+func resourceHeaderSize(version, name string, a *anypb.Any) (header, total int) {
 	n := 0
-	if r.Version != "" {
-		n += 1 + protowire.SizeBytes(len(r.Version))
+	if version != "" {
+		n += 1 + protowire.SizeBytes(len(version))
 	}
-	if r.Name != "" {
-		n += 1 + protowire.SizeBytes(len(r.Name))
+	if name != "" {
+		n += 1 + protowire.SizeBytes(len(name))
 	}
-	as := anySize(r.Resource)
+	as := anySize(a)
 	n += 1 + protowire.SizeBytes(as)
 	total = n
-	header = n - len(r.Resource.Value)
+	header = n - len(a.Value)
 	return header + 1 + protowire.SizeVarint(uint64(total)), total
 }
 
@@ -243,39 +246,91 @@ func encodeDelta(m *discoverypb.DeltaDiscoveryResponse) (mem.BufferSlice, bool) 
 	if len(m.Resources) == 0 {
 		return nil, false
 	}
-	size := 0
 	for _, r := range m.Resources {
 		if !plainResource(r) {
 			return nil, false
 		}
-		h, _ := resourceHeaderSize(r)
-		size += h
 	}
 	head, err := envelope(m, fieldDeltaResources)
 	if err != nil {
 		return nil, false
 	}
+	return deltaResources(head, len(m.Resources), func(i int) (string, string, *anypb.Any) {
+		r := m.Resources[i]
+		return r.Version, r.Name, r.Resource
+	}), true
+}
+
+// deltaResources is an incremental response of the envelope head (its
+// fields but the resources, encoded) and n resources: at(i) is the
+// version, name and Any of the i-th.
+func deltaResources(head []byte, n int, at func(int) (version, name string, a *anypb.Any)) mem.BufferSlice {
+	size := 0
+	for i := range n {
+		h, _ := resourceHeaderSize(at(i))
+		size += h
+	}
 	hdr := make([]byte, 0, size)
-	out := make(mem.BufferSlice, 0, 1+2*len(m.Resources))
+	out := make(mem.BufferSlice, 0, 1+2*n)
 	out = append(out, mem.SliceBuffer(head))
-	for _, r := range m.Resources {
+	for i := range n {
+		version, name, a := at(i)
 		start := len(hdr)
-		_, total := resourceHeaderSize(r)
+		_, total := resourceHeaderSize(version, name, a)
 		hdr = protowire.AppendTag(hdr, fieldDeltaResources, protowire.BytesType)
 		hdr = protowire.AppendVarint(hdr, uint64(total))
-		if r.Version != "" {
+		if version != "" {
 			hdr = protowire.AppendTag(hdr, fieldResourceVersion, protowire.BytesType)
-			hdr = protowire.AppendString(hdr, r.Version)
+			hdr = protowire.AppendString(hdr, version)
 		}
-		if r.Name != "" {
+		if name != "" {
 			hdr = protowire.AppendTag(hdr, fieldResourceName, protowire.BytesType)
-			hdr = protowire.AppendString(hdr, r.Name)
+			hdr = protowire.AppendString(hdr, name)
 		}
-		hdr = anyHeader(hdr, fieldResourceAny, r.Resource)
+		hdr = anyHeader(hdr, fieldResourceAny, a)
 		out = append(out, mem.SliceBuffer(hdr[start:len(hdr):len(hdr)]))
-		if v := r.Resource.Value; len(v) > 0 {
+		if v := a.Value; len(v) > 0 {
 			out = append(out, mem.SliceBuffer(v))
 		}
 	}
-	return out, true
+	return out
+}
+
+// deltaResponse is an incremental response whose resources are entries of
+// a view: the codec writes each as an element of
+// DeltaDiscoveryResponse.resources (version, name, the entry's Any)
+// straight from the entry, so no Resource message is made or kept for
+// it. head holds the other fields.
+type deltaResponse struct {
+	head    *discoverypb.DeltaDiscoveryResponse
+	entries []*entry
+}
+
+// ProtoReflect makes r a proto.Message for any other codec (a gRPC server
+// not made with GRPCOptions): the equivalent DeltaDiscoveryResponse, with a
+// Resource made for each entry.
+func (r *deltaResponse) ProtoReflect() protoreflect.Message { return r.message().ProtoReflect() }
+
+// message is the DeltaDiscoveryResponse r encodes.
+func (r *deltaResponse) message() *discoverypb.DeltaDiscoveryResponse {
+	m := proto.CloneOf(r.head)
+	for _, e := range r.entries {
+		m.Resources = append(m.Resources, &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any})
+	}
+	return m
+}
+
+// encodeDeltaEntries encodes r as encodeDelta would r.message().
+func encodeDeltaEntries(r *deltaResponse) (mem.BufferSlice, error) {
+	head, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.head)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.entries) == 0 {
+		return mem.BufferSlice{mem.SliceBuffer(head)}, nil
+	}
+	return deltaResources(head, len(r.entries), func(i int) (string, string, *anypb.Any) {
+		e := r.entries[i]
+		return e.version, e.name, e.any
+	}), nil
 }

@@ -7,8 +7,11 @@ import (
 	"testing"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -167,5 +170,80 @@ func TestDecodeSotwRequest(t *testing.T) {
 	}
 	if err := Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer([]byte{0x1a, 0x05, 'a'})}, &got); err == nil {
 		t.Fatal("a truncated name decoded")
+	}
+}
+
+// TestCodecDeltaEntries: an incremental response the server sends is its
+// view's entries themselves (deltaResponse), with no Resource message made
+// or kept for each; the codec writes exactly the bytes of the equivalent
+// DeltaDiscoveryResponse, and hands gRPC the entries' marshalled bytes
+// without copying them.
+func TestCodecDeltaEntries(t *testing.T) {
+	big := make([]byte, 3000)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	var entries []*entry
+	for i, v := range [][]byte{big, {1, 2, 3}, nil, make([]byte, 200)} {
+		e := &entry{name: "r" + string(rune('a'+i)), version: "v" + string(rune('0'+i)), any: &anypb.Any{TypeUrl: xds.TypeURLs[1], Value: v}}
+		entries = append(entries, e)
+	}
+	for _, tc := range []struct {
+		name string
+		resp *deltaResponse
+	}{
+		{"resources", &deltaResponse{head: &discoverypb.DeltaDiscoveryResponse{SystemVersionInfo: "s", RemovedResources: []string{"x"}, TypeUrl: xds.TypeURLs[1], Nonce: "1"}, entries: entries}},
+		{"removals only", &deltaResponse{head: &discoverypb.DeltaDiscoveryResponse{RemovedResources: []string{"x"}, TypeUrl: xds.TypeURLs[1], Nonce: "2"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bs, err := Codec().Marshal(tc.resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := bs.Materialize()
+			want := tc.resp.message()
+			var got discoverypb.DeltaDiscoveryResponse
+			if err := proto.Unmarshal(b, &got); err != nil {
+				t.Fatalf("the codec's bytes do not decode: %v", err)
+			}
+			if !proto.Equal(&got, want) {
+				t.Fatalf("decoded %v, want %v", &got, want)
+			}
+			if n := proto.Size(want); len(b) != n {
+				t.Errorf("%d bytes, proto.Size says %d", len(b), n)
+			}
+			shared := false
+			for _, buf := range bs {
+				d := buf.ReadOnlyData()
+				shared = shared || (len(d) == len(big) && &d[0] == &big[0])
+			}
+			if shared != (len(tc.resp.entries) > 0) {
+				t.Errorf("resource bytes shared = %v", shared)
+			}
+			// A gRPC server made without GRPCOptions encodes it with the
+			// proto codec: the same message.
+			pbs, err := encoding.GetCodecV2(grpcproto.Name).Marshal(tc.resp)
+			if err != nil {
+				t.Fatalf("the proto codec: %v", err)
+			}
+			var viaProto discoverypb.DeltaDiscoveryResponse
+			if err := proto.Unmarshal(pbs.Materialize(), &viaProto); err != nil || !proto.Equal(&viaProto, want) {
+				t.Fatalf("the proto codec's bytes decode to %v (%v), want %v", &viaProto, err, want)
+			}
+		})
+	}
+}
+
+// TestEntryDeltaSize: an entry's deltaSize, which the byte budget of an
+// incremental response counts, is the size of the Resource the codec
+// writes for it.
+func TestEntryDeltaSize(t *testing.T) {
+	cla := &endpoint.ClusterLoadAssignment{ClusterName: "outbound|8080||echo.demo.svc.cluster.local"}
+	e, err := newEntry(xds.TypeURLs[1], cla)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := proto.Size(&discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}); e.deltaSize != n {
+		t.Fatalf("deltaSize %d, want %d", e.deltaSize, n)
 	}
 }

@@ -108,23 +108,26 @@ func (st *adsStream) deltaRespond(t *typeStream, typeURL string, sub *subscripti
 		return nil
 	}
 	nonce := st.nextNonce()
-	resp := &discoverypb.DeltaDiscoveryResponse{SystemVersionInfo: cur.version, Resources: r.resources, RemovedResources: r.removed, TypeUrl: typeURL, Nonce: nonce}
+	resp := &deltaResponse{
+		head:    &discoverypb.DeltaDiscoveryResponse{SystemVersionInfo: cur.version, RemovedResources: r.removed, TypeUrl: typeURL, Nonce: nonce},
+		entries: r.entries,
+	}
 	bytes := 0
-	for _, res := range r.resources {
-		bytes += len(res.GetResource().GetValue())
+	for _, e := range r.entries {
+		bytes += len(e.any.GetValue())
 	}
 	st.srv.onResponse(st.key, typeURL, nonce, cur.version, bytes)
-	st.oversize(typeURL, r.bytes, len(r.resources))
+	st.oversize(typeURL, r.bytes, len(r.entries))
 	t.armed, t.force, t.nonce, t.split = false, false, nonce, r.split
 	return st.ss.SendMsg(resp)
 }
 
 // deltaResult is an incremental response's content.
 type deltaResult struct {
-	resources []*discoverypb.Resource
-	removed   []string
-	bytes     int  // of the resources, as encoded in the response
-	split     bool // the budget left some of what is owed for later
+	entries []*entry
+	removed []string
+	bytes   int  // of the resources, as encoded in the response
+	split   bool // the budget left some of what is owed for later
 }
 
 // deltaCompute computes what an armed type is owed (nil: nothing), and
@@ -136,23 +139,23 @@ func deltaCompute(t *typeStream, sub *subscription, cur *typeState, budget int) 
 		t.state.rebase(sub, cur, candidates, nil)
 		return nil
 	}
-	resources := make([]*discoverypb.Resource, 0, len(changed))
+	entries := make([]*entry, 0, len(changed))
 	size := 0
 	for _, n := range changed {
 		e := cur.entries[n]
 		sz := e.deltaSize + 4 // the field's tag and length
-		if budget > 0 && len(resources) > 0 && size+sz > budget {
+		if budget > 0 && len(entries) > 0 && size+sz > budget {
 			break
 		}
 		size += sz
-		resources = append(resources, e.deltaResource())
+		entries = append(entries, e)
 	}
-	if len(resources) == len(changed) {
+	if len(entries) == len(changed) {
 		// Sent all it was owed: it holds cur, exactly.
 		t.state = clientState{base: cur}
-		return &deltaResult{resources: resources, removed: gone, bytes: size}
+		return &deltaResult{entries: entries, removed: gone, bytes: size}
 	}
-	sent := changed[:len(resources)]
+	sent := changed[:len(entries)]
 	t.state.sentPart(sub, cur, candidates, sent, gone)
-	return &deltaResult{resources: resources, removed: gone, bytes: size, split: true}
+	return &deltaResult{entries: entries, removed: gone, bytes: size, split: true}
 }

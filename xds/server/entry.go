@@ -25,24 +25,10 @@ type entry struct {
 	version string
 	msg     types.Resource
 	any     *anypb.Any
-	// delta wraps any for incremental responses, made the first time one
-	// sends the entry (deltaResource) and shared after: a view that only
-	// state-of-the-world streams follow never holds one.
-	delta atomic.Pointer[discoverypb.Resource]
-	// deltaSize is proto.Size of the delta wrapper.
+	// deltaSize is the bytes of the entry as an element of an incremental
+	// response's resources (a Resource of its name, version and any; the
+	// codec writes it from the entry: deltaResponse).
 	deltaSize int
-}
-
-// deltaResource is the entry as a Resource of an incremental response.
-func (e *entry) deltaResource() *discoverypb.Resource {
-	if r := e.delta.Load(); r != nil {
-		return r
-	}
-	r := &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}
-	if !e.delta.CompareAndSwap(nil, r) {
-		return e.delta.Load()
-	}
-	return r
 }
 
 func newEntry(typeURL string, res types.Resource) (*entry, error) {

@@ -136,12 +136,13 @@ func deltaReference(ts *typeState, sub cachev3.Subscription, force bool, budget 
 	size := 0
 	for _, n := range changed {
 		e := ts.entries[n]
-		sz := proto.Size(e.deltaResource()) + 4
+		res := &discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any}
+		sz := proto.Size(res) + 4
 		if budget > 0 && len(resources) > 0 && size+sz > budget {
 			break
 		}
 		size += sz
-		resources = append(resources, e.deltaResource())
+		resources = append(resources, res)
 		returned[n] = e.version
 	}
 	for _, n := range removed {

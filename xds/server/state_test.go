@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -22,7 +23,7 @@ func randomState(rng *rand.Rand, typeURL string, names []string) *typeState {
 		if rng.IntN(4) > 0 {
 			e := &entry{name: n, version: fmt.Sprint("v", rng.IntN(3))}
 			e.any = &anypb.Any{TypeUrl: typeURL, Value: []byte(n + e.version)}
-			e.deltaSize = proto.Size(e.deltaResource())
+			e.deltaSize = proto.Size(&discoverypb.Resource{Name: n, Version: e.version, Resource: e.any})
 			ts.entries[n], ts.names = e, append(ts.names, n)
 			versions[n] = e.version
 		}
@@ -196,8 +197,8 @@ func TestDeltaStateMatchesReference(t *testing.T) {
 			}
 			if want != nil {
 				var gn, wn []string
-				for _, r := range got.resources {
-					gn = append(gn, r.GetName()+"@"+r.GetVersion())
+				for _, e := range got.entries {
+					gn = append(gn, e.name+"@"+e.version)
 				}
 				for _, r := range want.resources {
 					wn = append(wn, r.GetName()+"@"+r.GetVersion())
