@@ -29,17 +29,12 @@ import (
 
 	"github.com/horizonmesh/horizon/certs/certsvc"
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/workload"
 )
 
 // ReasonSATokenOff: a ServiceAccount token for a group that admits none
 // (no tokenReviewCluster).
 const ReasonSATokenOff = "sa_token_off"
-
-// Reasons of the registry this file uses before the registry is asked.
-const (
-	reasonUnknownGroup = "unknown_group"
-	reasonRateLimited  = "rate_limited"
-)
 
 // Defaults of Config.ReviewsPerSecond and Config.ReviewBurst.
 const (
@@ -75,7 +70,7 @@ func (s *Server) reviewed(ctx context.Context, group, token string) (discovery.S
 	}
 	g, ok := s.cfg.Registry.Group(key)
 	if !ok {
-		return key, nil, refuse(reasonUnknownGroup, codes.NotFound, "no workload group %s", key)
+		return key, nil, refuse(workload.ReasonUnknownGroup, codes.NotFound, "no workload group %s", key)
 	}
 	cluster := g.TokenReviewCluster
 	if cluster == "" {
@@ -83,7 +78,7 @@ func (s *Server) reviewed(ctx context.Context, group, token string) (discovery.S
 			"group %s admits no ServiceAccount tokens (it names no tokenReviewCluster): join with a token of 'horizon workload token'", key)
 	}
 	if !s.reviews.AllowN(s.cfg.Now(), 1) {
-		return key, nil, refuse(reasonRateLimited, codes.ResourceExhausted, "more than %g ServiceAccount token reviews a second", s.cfg.ReviewsPerSecond)
+		return key, nil, refuse(workload.ReasonRateLimited, codes.ResourceExhausted, "more than %g ServiceAccount token reviews a second", s.cfg.ReviewsPerSecond)
 	}
 	ns, sa, err := s.cfg.Review(ctx, cluster, token)
 	if err != nil {

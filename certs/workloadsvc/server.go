@@ -46,6 +46,7 @@ import (
 	"github.com/horizonmesh/horizon/certs/certsvc"
 	"github.com/horizonmesh/horizon/certs/workloadpb"
 	"github.com/horizonmesh/horizon/discovery"
+	"github.com/horizonmesh/horizon/discovery/workload"
 	"github.com/horizonmesh/horizon/internal/grpcpeer"
 	"github.com/horizonmesh/horizon/internal/ratelog"
 )
@@ -185,13 +186,13 @@ func registryRefusal(err error) *refusal {
 	if errors.As(err, &rr) {
 		code := codes.FailedPrecondition
 		switch rr.RefusalReason() {
-		case "rate_limited", "group_full", "registry_full":
+		case workload.ReasonRateLimited, workload.ReasonGroupFull, workload.ReasonRegistryFull:
 			code = codes.ResourceExhausted
-		case "unknown_group", "not_registered":
+		case workload.ReasonUnknownGroup, workload.ReasonNotRegistered:
 			code = codes.NotFound
-		case "bad_address", "too_many_labels":
+		case workload.ReasonBadAddress, workload.ReasonTooManyLabels:
 			code = codes.InvalidArgument
-		case "address_taken":
+		case workload.ReasonAddressTaken:
 			code = codes.AlreadyExists
 		}
 		return &refusal{reason: rr.RefusalReason(), code: code, err: err, counted: true}
