@@ -97,14 +97,7 @@ func (t *translator) hostDigest(h *hostPort) (d discovery.Digest, ok bool) {
 		str(a)
 	}
 	// A proxyless host's route reads its rules' destinations.
-	t.routeInputs(h, func(name string, present bool) {
-		str(name)
-		if present {
-			num(1)
-		} else {
-			num(0)
-		}
-	})
+	b = t.appendRouteInputs(b, h)
 	num(uint64(len(h.backends)))
 	for _, be := range h.backends {
 		sd, ok := t.cs.ServiceDigest(be.cluster.Name, h.key)
@@ -189,14 +182,7 @@ func (t *translator) port(port uint32, hosts []*hostPort, build func(*portResult
 		}
 		// A host's route rules read other hosts: whether each
 		// destination the view's proxy is sent to is in the view.
-		t.routeInputs(h, func(name string, present bool) {
-			str(name)
-			if present {
-				b = append(b, 1)
-			} else {
-				b = append(b, 0)
-			}
-		})
+		b = t.appendRouteInputs(b, h)
 		hash.Write(b)
 		b = b[:0]
 	}

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"encoding/binary"
 	"maps"
 	"slices"
 
@@ -132,25 +133,26 @@ func (t *translator) subsetResources(build func(*hostPort) *cluster.Cluster) {
 }
 
 // routed reports whether a host has route rules in the policy (its
-// rendering then reads other hosts: see routeInputs).
+// rendering then reads other hosts: see appendRouteInputs).
 func (t *translator) routed(h *hostPort) bool {
 	return t.policy.File != nil && t.policy.File.RoutesFor(h.host) != nil
 }
 
-// routeInputs calls f with what the routes of host h read of the view
-// beyond h itself and the policy: the cluster name of every destination of
-// a rule that selects the view's proxy, and whether the view has it. A
-// subset's cluster name follows from its host's and the rule; the subset's
-// endpoints are in its own assignment, not in the route. A sidecar's route
-// configuration of a port, and a proxyless host's route, are remembered
-// with these in their digest (translator.port, translator.hostDigest).
-func (t *translator) routeInputs(h *hostPort, f func(name string, present bool)) {
+// appendRouteInputs appends to a digest's bytes what the routes of host h
+// read of the view beyond h itself and the policy: the cluster name of
+// every destination of a rule that selects the view's proxy (its length,
+// then itself), and whether the view has it (1 or 0). A subset's cluster
+// name follows from its host's and the rule; the subset's endpoints are in
+// its own assignment, not in the route. A sidecar's route configuration of
+// a port, and a proxyless host's route, are remembered with these in their
+// digest (translator.port, translator.hostDigest).
+func (t *translator) appendRouteInputs(b []byte, h *hostPort) []byte {
 	if t.policy.File == nil {
-		return
+		return b
 	}
 	hr := t.policy.File.RoutesFor(h.host)
 	if hr == nil {
-		return
+		return b
 	}
 	for i := range hr.Rules {
 		r := &hr.Rules[i]
@@ -162,9 +164,16 @@ func (t *translator) routeInputs(h *hostPort, f func(name string, present bool))
 				continue // h itself
 			}
 			name := discovery.ClusterName(discovery.Host(d.Service, h.scope), h.port.Port)
-			f(name, t.byName[name] != nil)
+			b = binary.AppendUvarint(b, uint64(len(name)))
+			b = append(b, name...)
+			if t.byName[name] != nil {
+				b = append(b, 1)
+			} else {
+				b = append(b, 0)
+			}
 		}
 	}
+	return b
 }
 
 // ruleRoutes renders the view's rules of host h followed by fallback, the
