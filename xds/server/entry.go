@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -43,7 +42,7 @@ func newEntry(typeURL string, res types.Resource) (*entry, error) {
 		msg:     res,
 		any:     &anypb.Any{TypeUrl: typeURL, Value: b},
 	}
-	e.deltaSize = proto.Size(&discoverypb.Resource{Name: e.name, Version: e.version, Resource: e.any})
+	_, e.deltaSize = resourceHeaderSize(e.version, e.name, e.any)
 	return e, nil
 }
 
